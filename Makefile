@@ -1,0 +1,89 @@
+# The Finance Service. `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+# Every module of the workspace (go.work), by directory and by import path.
+MODULE_DIRS  := $(shell go list -m -f '{{.Dir}}')
+MODULE_PKGS  := $(shell go list -m -f '{{.Path}}/...')
+SERVICES     := devkafka devstack dispatcher financectl gateway outbox-relay processor-sim status-consumer
+BIN          := $(CURDIR)/bin
+TOOLS        := $(CURDIR)/.run/tools
+PROTOC_GEN_GO_VERSION := v1.36.12
+PROTO_FILES  := $(shell find proto -name '*.proto')
+GO_TEST_FLAGS ?= -timeout 15m
+
+.PHONY: help
+help: ## List the targets.
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-16s %s\n", $$1, $$2}'
+
+.PHONY: build
+build: ## Build every service into bin/.
+	@mkdir -p $(BIN)
+	@for s in $(SERVICES); do echo "go build bin/$$s"; go build -o $(BIN)/$$s ./services/$$s || exit 1; done
+
+.PHONY: run
+run: build ## Run the whole pipeline on this machine (PostgreSQL, Kafka broker, simulator, services). Ctrl-C stops it.
+	@$(BIN)/devstack run
+
+.PHONY: test
+test: generate-check lint tidy-check build ## Vet, lint, check generated code and go.mod, then every test (unit, integration, end-to-end).
+	@set -e; \
+	url=$$($(BIN)/devstack ensure-postgres); \
+	trap '$(BIN)/devstack stop-postgres >/dev/null 2>&1 || true' EXIT; \
+	echo "PostgreSQL for tests: $$url"; \
+	PGTEST_URL="$$url" FINANCE_BIN_DIR=$(BIN) go test $(GO_TEST_FLAGS) $(MODULE_PKGS)
+
+.PHONY: lint
+lint: ## go vet and gofmt over every module.
+	go vet $(MODULE_PKGS)
+	@out=$$(gofmt -l $(MODULE_DIRS)); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+.PHONY: tidy
+tidy: ## go mod tidy in every module.
+	@for d in $(MODULE_DIRS); do (cd $$d && GOWORK=off GOFLAGS=-mod=mod go mod tidy) || exit 1; done
+
+.PHONY: tidy-check
+tidy-check: ## Fail when go mod tidy would change a go.mod or go.sum.
+	@tmp=$$(mktemp -d); trap 'rm -rf $$tmp' EXIT; \
+	for d in $(MODULE_DIRS); do \
+		cp $$d/go.mod $$tmp/go.mod; touch $$d/go.sum; cp $$d/go.sum $$tmp/go.sum; \
+		if ! (cd $$d && GOWORK=off GOFLAGS=-mod=mod go mod tidy); then \
+			cp $$tmp/go.mod $$d/go.mod; cp $$tmp/go.sum $$d/go.sum; exit 1; fi; \
+		if ! cmp -s $$d/go.mod $$tmp/go.mod || ! cmp -s $$d/go.sum $$tmp/go.sum; then \
+			echo "go mod tidy changes $$d: run make tidy and commit"; \
+			cp $$tmp/go.mod $$d/go.mod; cp $$tmp/go.sum $$d/go.sum; exit 1; fi; \
+		[ -s $$d/go.sum ] || rm -f $$d/go.sum; \
+	done; echo "go.mod files are tidy"
+
+.PHONY: tools
+tools: ## Install protoc (Debian package) and protoc-gen-go (pinned) when missing.
+	@command -v protoc >/dev/null || { \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			echo "installing protobuf-compiler with apt-get"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq protobuf-compiler >/dev/null; \
+		else echo "protoc is missing: install the protobuf-compiler package"; exit 1; fi; }
+	@test -x $(TOOLS)/protoc-gen-go || GOBIN=$(TOOLS) go install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
+
+.PHONY: proto
+proto: tools ## Regenerate the Go code of proto/.
+	cd proto && PATH=$(TOOLS):$$PATH protoc -I . --go_out=. --go_opt=paths=source_relative $(PROTO_FILES:proto/%=%)
+
+.PHONY: generate-check
+generate-check: tools ## Fail when the committed generated code differs from what `make proto` makes.
+	@tmp=$$(mktemp -d); trap 'rm -rf $$tmp' EXIT; \
+	cd proto && PATH=$(TOOLS):$$PATH protoc -I . --go_out=$$tmp --go_opt=paths=source_relative $(PROTO_FILES:proto/%=%) && \
+	for f in $$(cd $$tmp && find . -name '*.pb.go'); do \
+		if ! cmp -s $$tmp/$$f $$f; then echo "generated code is stale: proto/$${f#./} (run make proto)"; exit 1; fi; \
+	done; echo "generated code is up to date"
+
+.PHONY: migrate
+migrate: build ## Apply the database migrations to DATABASE_URL.
+	$(BIN)/financectl migrate up
+
+.PHONY: bench
+bench: ## Run the Go benchmarks of every module.
+	go test -run '^$$' -bench . -benchmem $(MODULE_PKGS)
+
+.PHONY: clean
+clean: ## Remove built binaries (keeps .run/ state: broker data, private PostgreSQL).
+	rm -rf $(BIN)

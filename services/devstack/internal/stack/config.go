@@ -1,0 +1,107 @@
+// Package stack starts and supervises the all-in-one development pipeline.
+package stack
+
+import (
+	"fmt"
+	"net"
+	"path/filepath"
+	"strings"
+
+	"github.com/finsvc/finance/pkg/envconfig"
+)
+
+// Config is the stack's settings, all from the environment.
+type Config struct {
+	StateDir   string // broker data, private PostgreSQL, logs
+	BinDir     string // the built binaries
+	LogLevel   string
+	Partitions int
+
+	GatewayAddr    string
+	SimAddr        string
+	KafkaAddr      string // where devkafka listens, unless KafkaBrokers is set
+	DispatcherOps  string
+	RelayOps       string
+	StatusOps      string
+	PrivatePGPort  int
+	DatabaseURL    string // empty: find or start a server
+	KafkaBrokers   string // empty: start devkafka
+	ProcessorLimit int
+}
+
+func loadConfig(getenv func(string) string) (Config, error) {
+	r := envconfig.New(getenv)
+	c := Config{
+		StateDir:       r.String("STATE_DIR", ".run"),
+		BinDir:         r.String("BIN_DIR", "bin"),
+		LogLevel:       r.String("LOG_LEVEL", "info"),
+		Partitions:     r.Int("KAFKA_PARTITIONS", 12),
+		GatewayAddr:    r.String("GATEWAY_ADDR", "127.0.0.1:8080"),
+		SimAddr:        r.String("SIM_ADDR", "127.0.0.1:8090"),
+		KafkaAddr:      r.String("KAFKA_ADDR", "127.0.0.1:9092"),
+		DispatcherOps:  r.String("DISPATCHER_OPS_ADDR", "127.0.0.1:9101"),
+		RelayOps:       r.String("RELAY_OPS_ADDR", "127.0.0.1:9102"),
+		StatusOps:      r.String("STATUS_OPS_ADDR", "127.0.0.1:9103"),
+		PrivatePGPort:  r.Int("PRIVATE_PG_PORT", 5433),
+		DatabaseURL:    r.String("DATABASE_URL", ""),
+		KafkaBrokers:   r.String("KAFKA_BROKERS", ""),
+		ProcessorLimit: r.Int("PROCESSOR_RATE_LIMIT", 300),
+	}
+	for name, addr := range map[string]string{
+		"GATEWAY_ADDR": c.GatewayAddr, "SIM_ADDR": c.SimAddr, "KAFKA_ADDR": c.KafkaAddr,
+		"DISPATCHER_OPS_ADDR": c.DispatcherOps, "RELAY_OPS_ADDR": c.RelayOps, "STATUS_OPS_ADDR": c.StatusOps,
+	} {
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			r.Fail("%s=%q: want host:port", name, addr)
+		}
+	}
+	if c.Partitions < 1 {
+		r.Fail("KAFKA_PARTITIONS=%d: want at least 1", c.Partitions)
+	}
+	if c.ProcessorLimit < 1 {
+		r.Fail("PROCESSOR_RATE_LIMIT=%d: want at least 1", c.ProcessorLimit)
+	}
+	if err := r.Err(); err != nil {
+		return Config{}, err
+	}
+	abs, err := filepath.Abs(c.StateDir)
+	if err != nil {
+		return Config{}, fmt.Errorf("STATE_DIR: %w", err)
+	}
+	c.StateDir = abs
+	if c.BinDir, err = filepath.Abs(c.BinDir); err != nil {
+		return Config{}, fmt.Errorf("BIN_DIR: %w", err)
+	}
+	return c, nil
+}
+
+// brokers is the KAFKA_BROKERS value the services get.
+func (c Config) brokers() string {
+	if c.KafkaBrokers != "" {
+		return c.KafkaBrokers
+	}
+	return c.KafkaAddr
+}
+
+// httpURL turns a listen address into a URL a client on this machine can use.
+func httpURL(addr string) string {
+	host, port, _ := net.SplitHostPort(addr)
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = "127.0.0.1"
+	}
+	return "http://" + net.JoinHostPort(host, port)
+}
+
+// redactURL hides a password in a database URL for printing.
+func redactURL(u string) string {
+	at := strings.LastIndex(u, "@")
+	scheme := strings.Index(u, "://")
+	if at < 0 || scheme < 0 || at < scheme {
+		return u
+	}
+	userinfo := u[scheme+3 : at]
+	if user, _, ok := strings.Cut(userinfo, ":"); ok {
+		return u[:scheme+3] + user + ":REDACTED" + u[at:]
+	}
+	return u
+}

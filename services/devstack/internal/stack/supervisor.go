@@ -1,0 +1,171 @@
+package stack
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// proc is one supervised child process.
+type proc struct {
+	name string
+	path string
+	args []string
+	env  []string // added to this process's environment
+	// stopGrace is how long a SIGTERM may take before SIGKILL. The broker
+	// gets long: a SIGKILL mid-transaction corrupts what kfake recovers.
+	stopGrace time.Duration
+}
+
+// supervisor runs procs, restarting any that die, as an orchestrator would.
+type supervisor struct {
+	out    io.Writer // shared terminal output; lines are prefixed by process name
+	mu     sync.Mutex
+	logDir string
+	wg     sync.WaitGroup
+}
+
+func newSupervisor(out io.Writer, logDir string) (*supervisor, error) {
+	if err := os.MkdirAll(logDir, 0o755); err != nil {
+		return nil, err
+	}
+	return &supervisor{out: out, logDir: logDir}, nil
+}
+
+// logf prints one devstack line.
+func (s *supervisor) logf(format string, args ...any) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	fmt.Fprintf(s.out, "devstack: "+format+"\n", args...)
+}
+
+// start runs p until ctx ends, restarting it with a growing delay whenever it
+// exits on its own. When ctx ends it sends SIGTERM and waits, then SIGKILLs
+// after p.stopGrace.
+func (s *supervisor) start(ctx context.Context, p proc) error {
+	if _, err := os.Stat(p.path); err != nil {
+		return fmt.Errorf("%s: binary %s not found (run `make build`): %w", p.name, p.path, err)
+	}
+	logFile, err := os.OpenFile(filepath.Join(s.logDir, p.name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	cmd, err := s.spawn(p, logFile)
+	if err != nil {
+		logFile.Close()
+		return err
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		defer logFile.Close()
+		delay := 500 * time.Millisecond
+		for {
+			exited := make(chan error, 1)
+			go func() { exited <- cmd.Wait() }()
+			startedAt := time.Now()
+			select {
+			case <-ctx.Done():
+				s.stop(p, cmd, exited)
+				return
+			case err := <-exited:
+				if ctx.Err() != nil {
+					return
+				}
+				if time.Since(startedAt) > time.Minute {
+					delay = 500 * time.Millisecond
+				}
+				s.logf("%s exited (%v); restarting in %v", p.name, exitReason(err), delay)
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(delay):
+				}
+				delay = min(delay*2, 10*time.Second)
+			}
+			for {
+				cmd, err = s.spawn(p, logFile)
+				if err == nil {
+					s.logf("%s restarted (pid %d)", p.name, cmd.Process.Pid)
+					break
+				}
+				s.logf("%s restart failed: %v", p.name, err)
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(delay):
+				}
+			}
+		}
+	}()
+	return nil
+}
+
+func (s *supervisor) spawn(p proc, logFile *os.File) (*exec.Cmd, error) {
+	cmd := exec.Command(p.path, p.args...)
+	cmd.Env = append(os.Environ(), p.env...)
+	// Own process group: a Ctrl-C in the terminal reaches devstack only, and
+	// devstack stops the children in order. Should devstack itself die, the
+	// kernel sends each child SIGTERM, so none is left running.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
+	out := &prefixWriter{s: s, prefix: fmt.Sprintf("[%s] ", p.name), file: logFile}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s: %w", p.name, err)
+	}
+	return cmd, nil
+}
+
+func (s *supervisor) stop(p proc, cmd *exec.Cmd, exited <-chan error) {
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-exited:
+		s.logf("%s stopped (%v)", p.name, exitReason(err))
+	case <-time.After(p.stopGrace):
+		s.logf("%s did not stop within %v; killing it", p.name, p.stopGrace)
+		_ = cmd.Process.Kill()
+		<-exited
+	}
+}
+
+// wait blocks until every supervised process has stopped.
+func (s *supervisor) wait() { s.wg.Wait() }
+
+func exitReason(err error) string {
+	if err == nil {
+		return "exit 0"
+	}
+	return err.Error()
+}
+
+// prefixWriter copies a child's output to the terminal, each line prefixed
+// with the child's name, and to the child's log file.
+type prefixWriter struct {
+	s      *supervisor
+	prefix string
+	file   io.Writer
+	buf    []byte
+}
+
+func (w *prefixWriter) Write(b []byte) (int, error) {
+	_, _ = w.file.Write(b)
+	w.buf = append(w.buf, b...)
+	for {
+		i := bytes.IndexByte(w.buf, '\n')
+		if i < 0 {
+			break
+		}
+		w.s.mu.Lock()
+		_, _ = w.s.out.Write(append([]byte(w.prefix), w.buf[:i+1]...))
+		w.s.mu.Unlock()
+		w.buf = w.buf[i+1:]
+	}
+	return len(b), nil
+}

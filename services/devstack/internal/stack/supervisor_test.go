@@ -1,0 +1,138 @@
+package stack
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// syncBuffer is a bytes.Buffer safe for the supervisor's concurrent writes.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func writeScript(t *testing.T, body string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "child.sh")
+	if err := os.WriteFile(path, []byte("#!/bin/sh\n"+body+"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("gave up waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestSupervisorRestartsADeadProcessAndLogsIt(t *testing.T) {
+	t.Parallel()
+	var out syncBuffer
+	sup, err := newSupervisor(&out, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	// The child prints a line and dies at once, as a crashing service would.
+	script := writeScript(t, `echo "hello from child"; exit 3`)
+	if err := sup.start(ctx, proc{name: "crashy", path: script, stopGrace: time.Second}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "two restarts", func() bool { return strings.Count(out.String(), "crashy restarted") >= 2 })
+	cancel()
+	sup.wait()
+
+	got := out.String()
+	for _, want := range []string{"[crashy] hello from child", "crashy exited (exit status 3); restarting in"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("output lacks %q:\n%s", want, got)
+		}
+	}
+}
+
+func TestSupervisorStopsWithSIGTERM(t *testing.T) {
+	t.Parallel()
+	var out syncBuffer
+	sup, err := newSupervisor(&out, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	script := writeScript(t, `trap 'echo "got TERM"; exit 0' TERM; echo ready; while :; do sleep 0.05; done`)
+	if err := sup.start(ctx, proc{name: "polite", path: script, stopGrace: 20 * time.Second}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "child ready", func() bool { return strings.Contains(out.String(), "[polite] ready") })
+	cancel()
+	sup.wait()
+	got := out.String()
+	if !strings.Contains(got, "[polite] got TERM") || !strings.Contains(got, "polite stopped (exit 0)") {
+		t.Errorf("child was not stopped gracefully:\n%s", got)
+	}
+	if strings.Contains(got, "restart") {
+		t.Errorf("a stopped child must not be restarted:\n%s", got)
+	}
+}
+
+func TestStartRefusesAMissingBinary(t *testing.T) {
+	t.Parallel()
+	sup, err := newSupervisor(&syncBuffer{}, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = sup.start(context.Background(), proc{name: "ghost", path: filepath.Join(t.TempDir(), "nope")})
+	if err == nil || !strings.Contains(err.Error(), "make build") {
+		t.Fatalf("err = %v, want a hint to run make build", err)
+	}
+}
+
+func TestLoadConfigReportsEveryProblem(t *testing.T) {
+	t.Parallel()
+	env := map[string]string{"GATEWAY_ADDR": "nonsense", "KAFKA_PARTITIONS": "0", "PROCESSOR_RATE_LIMIT": "x"}
+	_, err := loadConfig(func(k string) string { return env[k] })
+	if err == nil {
+		t.Fatal("want an error")
+	}
+	for _, want := range []string{"GATEWAY_ADDR", "KAFKA_PARTITIONS", "PROCESSOR_RATE_LIMIT"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not name %s", err, want)
+		}
+	}
+}
+
+func TestRedactURL(t *testing.T) {
+	t.Parallel()
+	tests := map[string]string{
+		"postgres://u:secret@h:5432/db": "postgres://u:REDACTED@h:5432/db",
+		"postgres://u@h/db":             "postgres://u@h/db",
+	}
+	for in, want := range tests {
+		if got := redactURL(in); got != want {
+			t.Errorf("redactURL(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
