@@ -1,0 +1,370 @@
+// Package httpapi serves the processor simulator over HTTP: the as-is and
+// proposed payment APIs, the /sim control and inspection routes, and the
+// ops routes (/healthz, /readyz, /metrics).
+package httpapi
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/finsvc/finance/pkg/obs"
+	"github.com/finsvc/finance/pkg/payment"
+	"github.com/finsvc/finance/services/processor-sim/internal/sim"
+)
+
+// maxBody bounds a request body; payment requests are tiny.
+const maxBody = 64 << 10
+
+// maxKeyLen bounds an idempotency key and a reference.
+const maxKeyLen = 255
+
+type handler struct {
+	sim    *sim.Simulator
+	logger *slog.Logger
+	meter  *meter
+}
+
+// New returns the simulator's HTTP handler. Its metrics are registered on
+// reg, which /metrics also serves.
+func New(s *sim.Simulator, logger *slog.Logger, reg *prometheus.Registry) http.Handler {
+	h := &handler{sim: s, logger: logger, meter: newMeter(reg)}
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /payment", h.payAsIs)
+	mux.HandleFunc("POST /v2/payments", h.payProposed)
+	mux.HandleFunc("GET /v2/payments/{key}", h.getPayment)
+	mux.HandleFunc("GET /sim/executions", h.executions)
+	mux.HandleFunc("GET /sim/stats", h.stats)
+	mux.HandleFunc("GET /sim/config", h.getConfig)
+	mux.HandleFunc("PUT /sim/config", h.putConfig)
+	mux.HandleFunc("GET /sim/outage", h.getOutage)
+	mux.HandleFunc("POST /sim/outage", h.startOutage)
+	mux.HandleFunc("DELETE /sim/outage", h.endOutage)
+	ops := obs.OpsMux(reg, nil)
+	for _, p := range []string{"GET /healthz", "GET /readyz", "GET /metrics"} {
+		mux.Handle(p, ops)
+	}
+	return mux
+}
+
+// asIsRequest is the body of POST /payment. Pointers tell a missing field
+// from a zero one.
+type asIsRequest struct {
+	UserID *int64 `json:"user_id"`
+	Amount *int64 `json:"amount"`
+}
+
+// asIsResponse is the as-is API's reply: no key, no resource.
+type asIsResponse struct {
+	ID     string     `json:"id"`
+	Status sim.Status `json:"status"`
+	Reason string     `json:"reason,omitempty"`
+}
+
+// proposedRequest is the body of POST /v2/payments.
+type proposedRequest struct {
+	UserID    *int64 `json:"user_id"`
+	Amount    *int64 `json:"amount"`
+	Reference string `json:"reference"`
+}
+
+func (h *handler) payAsIs(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	var req asIsRequest
+	if err := decode(w, r, &req); err != nil {
+		h.badRequest(w, sim.APIAsIs, start, err)
+		return
+	}
+	user, amount, err := validPayment(req.UserID, req.Amount)
+	if err != nil {
+		h.badRequest(w, sim.APIAsIs, start, err)
+		return
+	}
+	res, err := h.sim.Pay(r.Context(), sim.Call{API: sim.APIAsIs, UserID: user, Amount: amount})
+	h.meter.pay(sim.APIAsIs, res, err, start)
+	if err != nil {
+		h.payError(w, r, sim.APIAsIs, err)
+		return
+	}
+	if res.DropResponse {
+		h.drop(w, r)
+		return
+	}
+	writeJSON(w, http.StatusOK, asIsResponse{ID: res.Resource.ID, Status: res.Resource.Status, Reason: res.Resource.Reason})
+}
+
+func (h *handler) payProposed(w http.ResponseWriter, r *http.Request) {
+	if h.sim.Settings().API != sim.APIProposed {
+		writeError(w, http.StatusNotFound, "not found")
+		return
+	}
+	start := time.Now()
+	key := strings.TrimSpace(r.Header.Get("Idempotency-Key"))
+	if key == "" {
+		h.badRequest(w, sim.APIProposed, start, errors.New("Idempotency-Key header is required"))
+		return
+	}
+	if len(key) > maxKeyLen {
+		h.badRequest(w, sim.APIProposed, start, fmt.Errorf("Idempotency-Key must be at most %d bytes", maxKeyLen))
+		return
+	}
+	var req proposedRequest
+	if err := decode(w, r, &req); err != nil {
+		h.badRequest(w, sim.APIProposed, start, err)
+		return
+	}
+	user, amount, err := validPayment(req.UserID, req.Amount)
+	if err == nil && len(req.Reference) > maxKeyLen {
+		err = fmt.Errorf("reference must be at most %d bytes", maxKeyLen)
+	}
+	if err != nil {
+		h.badRequest(w, sim.APIProposed, start, err)
+		return
+	}
+	res, err := h.sim.Pay(r.Context(), sim.Call{
+		API: sim.APIProposed, Key: key, UserID: user, Amount: amount, Reference: req.Reference,
+	})
+	h.meter.pay(sim.APIProposed, res, err, start)
+	if err != nil {
+		h.payError(w, r, sim.APIProposed, err)
+		return
+	}
+	if res.DropResponse {
+		h.drop(w, r)
+		return
+	}
+	if res.Replayed {
+		w.Header().Set("Idempotent-Replayed", "true")
+	}
+	writeJSON(w, http.StatusOK, res.Resource)
+}
+
+func (h *handler) getPayment(w http.ResponseWriter, r *http.Request) {
+	if h.sim.Settings().API != sim.APIProposed {
+		writeError(w, http.StatusNotFound, "not found")
+		return
+	}
+	res, err := h.sim.Lookup(r.PathValue("key"))
+	h.meter.lookup(err == nil, err)
+	var o *sim.OutageError
+	switch {
+	case errors.As(err, &o):
+		writeOutage(w, o)
+	case errors.Is(err, sim.ErrNotFound):
+		writeError(w, http.StatusNotFound, "not_found")
+	case err != nil:
+		h.logger.ErrorContext(r.Context(), "lookup payment", "err", err)
+		writeError(w, http.StatusInternalServerError, "internal error")
+	default:
+		writeJSON(w, http.StatusOK, res)
+	}
+}
+
+// validPayment checks the fields common to both APIs.
+func validPayment(userID, amount *int64) (int64, int64, error) {
+	var errs []error
+	if userID == nil {
+		errs = append(errs, errors.New("user_id is required"))
+	} else if *userID <= 0 {
+		errs = append(errs, errors.New("user_id must be a positive integer"))
+	}
+	if amount == nil {
+		errs = append(errs, errors.New("amount is required"))
+	} else if err := payment.ValidateAmount(*amount); err != nil {
+		errs = append(errs, err)
+	}
+	if len(errs) > 0 {
+		return 0, 0, errors.Join(errs...)
+	}
+	return *userID, *amount, nil
+}
+
+func (h *handler) badRequest(w http.ResponseWriter, api sim.API, start time.Time, err error) {
+	h.meter.badRequest(api, start)
+	writeError(w, http.StatusBadRequest, oneLine(err))
+}
+
+// payError answers a call that did not settle normally.
+func (h *handler) payError(w http.ResponseWriter, r *http.Request, api sim.API, err error) {
+	var (
+		o  *sim.OutageError
+		rl *sim.RateLimitError
+	)
+	switch {
+	case errors.As(err, &o):
+		writeOutage(w, o)
+	case errors.As(err, &rl) && api == sim.APIAsIs:
+		// The as-is API gives no hint when to come back.
+		writeError(w, http.StatusServiceUnavailable, "over capacity")
+	case errors.As(err, &rl):
+		w.Header().Set("Retry-After", strconv.Itoa(rl.Seconds()))
+		writeError(w, http.StatusTooManyRequests, "rate_limited")
+	case errors.Is(err, sim.ErrInjected):
+		writeError(w, http.StatusInternalServerError, "internal error (simulated)")
+	case errors.Is(err, sim.ErrKeyReuse):
+		writeError(w, http.StatusUnprocessableEntity, "idempotency_key_reuse")
+	case errors.Is(err, sim.ErrClientGone):
+		// Nobody is listening any more.
+		h.logger.DebugContext(r.Context(), "client went away", "api", api, "err", err)
+	default:
+		h.logger.ErrorContext(r.Context(), "payment call failed", "api", api, "err", err)
+		writeError(w, http.StatusInternalServerError, "internal error")
+	}
+}
+
+// drop closes the connection without writing a byte: the payment settled
+// but the caller never learns how. Hijacking works on HTTP/1.x; elsewhere
+// http.ErrAbortHandler makes the server reset the stream instead.
+func (h *handler) drop(w http.ResponseWriter, r *http.Request) {
+	conn, _, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		panic(http.ErrAbortHandler)
+	}
+	if err := conn.Close(); err != nil {
+		h.logger.DebugContext(r.Context(), "close dropped connection", "err", err)
+	}
+}
+
+// executionsResponse is the body of GET /sim/executions.
+type executionsResponse struct {
+	Count      int             `json:"count"`
+	Executions []sim.Execution `json:"executions"`
+}
+
+func (h *handler) executions(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	var f sim.Filter
+	if v := q.Get("user_id"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n <= 0 {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("user_id %q: want a positive integer", v))
+			return
+		}
+		f.UserID = n
+	}
+	f.Key = q.Get("key")
+	ex := h.sim.Executions(f)
+	writeJSON(w, http.StatusOK, executionsResponse{Count: len(ex), Executions: ex})
+}
+
+func (h *handler) stats(w http.ResponseWriter, _ *http.Request) {
+	st := h.meter.snapshot()
+	st.ExecutionsRecorded = h.sim.ExecutionCount()
+	st.IdempotencyKeys = h.sim.KeyCount()
+	if u := h.sim.OutageUntil(); !u.IsZero() {
+		u = u.UTC()
+		st.OutageUntil = &u
+	}
+	writeJSON(w, http.StatusOK, st)
+}
+
+func (h *handler) getConfig(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, h.sim.Settings())
+}
+
+func (h *handler) putConfig(w http.ResponseWriter, r *http.Request) {
+	var p sim.Patch
+	if err := decode(w, r, &p); err != nil {
+		writeError(w, http.StatusBadRequest, oneLine(err))
+		return
+	}
+	s, err := h.sim.UpdateSettings(p)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, oneLine(err))
+		return
+	}
+	h.logger.InfoContext(r.Context(), "settings changed", "settings", s)
+	writeJSON(w, http.StatusOK, s)
+}
+
+// outageStatus is the body of the /sim/outage routes.
+type outageStatus struct {
+	Active bool       `json:"active"`
+	Until  *time.Time `json:"until,omitempty"`
+}
+
+func outageOf(until time.Time) outageStatus {
+	if until.IsZero() {
+		return outageStatus{}
+	}
+	u := until.UTC()
+	return outageStatus{Active: true, Until: &u}
+}
+
+func (h *handler) getOutage(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, outageOf(h.sim.OutageUntil()))
+}
+
+func (h *handler) startOutage(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Duration *sim.Duration `json:"duration"`
+	}
+	if err := decode(w, r, &req); err != nil {
+		writeError(w, http.StatusBadRequest, oneLine(err))
+		return
+	}
+	if req.Duration == nil || *req.Duration <= 0 {
+		writeError(w, http.StatusBadRequest, `duration is required and must be > 0, e.g. {"duration":"20s"}`)
+		return
+	}
+	until := h.sim.StartOutage(time.Duration(*req.Duration))
+	h.logger.InfoContext(r.Context(), "outage started", "until", until)
+	writeJSON(w, http.StatusOK, outageOf(until))
+}
+
+func (h *handler) endOutage(w http.ResponseWriter, r *http.Request) {
+	h.sim.EndOutage()
+	h.logger.InfoContext(r.Context(), "outage ended")
+	writeJSON(w, http.StatusOK, outageOf(time.Time{}))
+}
+
+// decode reads exactly one JSON object with only known fields into v.
+func decode(w http.ResponseWriter, r *http.Request, v any) error {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		if errors.Is(err, io.EOF) {
+			return errors.New("request body is empty; want a JSON object")
+		}
+		return fmt.Errorf("malformed JSON body: %w", err)
+	}
+	if err := dec.Decode(&struct{}{}); !errors.Is(err, io.EOF) {
+		return errors.New("malformed JSON body: want a single JSON object")
+	}
+	return nil
+}
+
+func writeOutage(w http.ResponseWriter, o *sim.OutageError) {
+	w.Header().Set("Retry-After", strconv.Itoa(max(1, int(time.Until(o.Until).Seconds()+0.999))))
+	writeError(w, http.StatusServiceUnavailable, "outage")
+}
+
+// errorBody is every error reply: {"error":"..."}.
+type errorBody struct {
+	Error string `json:"error"`
+}
+
+func writeError(w http.ResponseWriter, code int, msg string) {
+	writeJSON(w, code, errorBody{Error: msg})
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(v)
+}
+
+// oneLine joins the lines of an errors.Join error for a JSON message.
+func oneLine(err error) string {
+	return strings.ReplaceAll(err.Error(), "\n", "; ")
+}
