@@ -1,0 +1,20 @@
+// Command financectl is the operator CLI of the Finance Service: it creates and
+// migrates the database, seeds demo and bulk data, mints bearer tokens and
+// creates the Kafka topics of the pipeline. Run `financectl help` for usage.
+package main
+
+import (
+	"context"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/finsvc/finance/services/financectl/internal/cli"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	code := cli.Run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
