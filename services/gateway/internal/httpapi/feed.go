@@ -1,0 +1,128 @@
+package httpapi
+
+import (
+	"encoding/base64"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/gin-gonic/gin"
+)
+
+// Feed page sizes.
+const (
+	defaultFeedLimit = 50
+	maxFeedLimit     = 200
+)
+
+// feedJSON is the feed document. Its first three fields are the as-is
+// response, unchanged; the others were added for the v1 API.
+type feedJSON struct {
+	UserID           int64             `json:"user_id"`
+	Balance          int64             `json:"balance"`
+	Transactions     []transactionJSON `json:"transactions"`
+	AvailableBalance int64             `json:"available_balance"`
+	NextCursor       string            `json:"next_cursor,omitempty"`
+}
+
+// transactionJSON is one settled payment in the feed.
+type transactionJSON struct {
+	ID        int64  `json:"id"`
+	Name      string `json:"name"`
+	Amount    int64  `json:"amount"`
+	Timestamp int64  `json:"timestamp"`
+}
+
+// getFeed is GET /v1/users/{user_id}/feed.
+func (a *api) getFeed(c *gin.Context) error {
+	userID, err := parseID(c.Param("user_id"), "user_id")
+	if err != nil {
+		return err
+	}
+	return a.serveFeed(c, userID)
+}
+
+// getLegacyFeed is the as-is GET /payment_feed?user_id=.
+func (a *api) getLegacyFeed(c *gin.Context) error {
+	raw, ok := c.GetQuery("user_id")
+	if !ok {
+		return invalid("the query parameter user_id is required")
+	}
+	userID, err := parseID(raw, "user_id")
+	if err != nil {
+		return err
+	}
+	return a.serveFeed(c, userID)
+}
+
+func (a *api) serveFeed(c *gin.Context, userID int64) error {
+	if p, _ := principal(c); !p.CanActFor(userID) {
+		return forbidden(fmt.Sprintf("this token may only read the feed of user %d", p.UserID))
+	}
+	limit := defaultFeedLimit
+	if raw, ok := c.GetQuery("limit"); ok {
+		n, err := strconv.Atoi(raw)
+		if err != nil || n < 1 || n > maxFeedLimit {
+			return invalid(fmt.Sprintf("limit must be an integer from 1 to %d, got %q", maxFeedLimit, raw))
+		}
+		limit = n
+	}
+	var before int64
+	if raw, ok := c.GetQuery("cursor"); ok {
+		id, err := decodeCursor(raw)
+		if err != nil {
+			return err
+		}
+		before = id
+	}
+
+	feed, err := a.store.FeedPage(c.Request.Context(), userID, before, limit)
+	if err != nil {
+		return err
+	}
+	out := feedJSON{
+		UserID:           feed.UserID,
+		Balance:          feed.Balance,
+		AvailableBalance: feed.Balance - feed.Held,
+		Transactions:     make([]transactionJSON, 0, len(feed.Entries)),
+	}
+	for _, e := range feed.Entries {
+		out.Transactions = append(out.Transactions, transactionJSON{
+			ID:        e.PaymentID,
+			Name:      e.MerchantName,
+			Amount:    e.Amount,
+			Timestamp: e.OccurredAt.Unix(),
+		})
+	}
+	if feed.More {
+		out.NextCursor = encodeCursor(feed.Entries[len(feed.Entries)-1].ID)
+	}
+	writeJSON(c, http.StatusOK, out)
+	return nil
+}
+
+// Cursors are opaque to clients: the id of the last entry shown, versioned
+// so the encoding can change without breaking cursors in flight.
+const cursorPrefix = "e1:"
+
+func encodeCursor(lastEntryID int64) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(cursorPrefix + strconv.FormatInt(lastEntryID, 10)))
+}
+
+func decodeCursor(s string) (int64, error) {
+	bad := invalid("cursor is not a cursor this API returned; pass next_cursor from the previous page as is")
+	raw, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil {
+		return 0, bad
+	}
+	rest, ok := strings.CutPrefix(string(raw), cursorPrefix)
+	if !ok {
+		return 0, bad
+	}
+	id, err := strconv.ParseInt(rest, 10, 64)
+	if err != nil || id <= 0 {
+		return 0, bad
+	}
+	return id, nil
+}

@@ -1,0 +1,138 @@
+// Package httpapi is the gateway's HTTP API: the v1 feed and payment routes,
+// the as-is routes existing clients use, and the ops endpoints. It is the
+// only package that knows about gin; New returns a plain http.Handler.
+package httpapi
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/finsvc/finance/pkg/auth"
+	"github.com/finsvc/finance/pkg/obs"
+	"github.com/finsvc/finance/pkg/problem"
+	"github.com/finsvc/finance/services/gateway/internal/store"
+)
+
+// DefaultRequestTimeout bounds the work of one business request when
+// Config.RequestTimeout is zero.
+const DefaultRequestTimeout = 10 * time.Second
+
+// Config is what the API needs. Every field but RequestTimeout is required.
+type Config struct {
+	Logger   *slog.Logger
+	Store    *store.Store
+	Verifier *auth.Verifier
+	// Registry receives the API's metrics and is served on /metrics.
+	Registry *prometheus.Registry
+	// RequestTimeout bounds each business request's database work.
+	RequestTimeout time.Duration
+}
+
+type api struct {
+	logger   *slog.Logger
+	store    *store.Store
+	verifier *auth.Verifier
+	metrics  *metrics
+	timeout  time.Duration
+	engine   *gin.Engine
+}
+
+// New returns the gateway's HTTP handler.
+func New(cfg Config) http.Handler {
+	return newAPI(cfg).engine
+}
+
+func newAPI(cfg Config) *api {
+	// gin's debug mode prints route tables to stdout, which would corrupt
+	// the JSON log stream. The mode is process-wide (and atomic) in gin.
+	if gin.IsDebugging() {
+		gin.SetMode(gin.ReleaseMode)
+	}
+	a := &api{
+		logger:   cfg.Logger,
+		store:    cfg.Store,
+		verifier: cfg.Verifier,
+		metrics:  newMetrics(cfg.Registry),
+		timeout:  cfg.RequestTimeout,
+	}
+	if a.timeout <= 0 {
+		a.timeout = DefaultRequestTimeout
+	}
+
+	e := gin.New()
+	// A clean 404/405 problem beats a redirect clients may not follow.
+	e.RedirectTrailingSlash = false
+	e.RedirectFixedPath = false
+	e.HandleMethodNotAllowed = true
+	e.ContextWithFallback = true
+	e.Use(a.observe, a.recoverPanics)
+	e.NoRoute(a.handle(func(c *gin.Context) error {
+		return notFound("no route " + c.Request.Method + " " + c.Request.URL.Path)
+	}))
+	e.NoMethod(a.handle(func(c *gin.Context) error {
+		return &apiError{http.StatusMethodNotAllowed, typeMethodNotAllowed, "Method not allowed",
+			c.Request.Method + " is not allowed on " + c.Request.URL.Path + "; allowed: " + c.Writer.Header().Get("Allow")}
+	}))
+
+	ops := gin.WrapH(obs.OpsMux(cfg.Registry, cfg.Store.Ping))
+	e.GET("/healthz", ops)
+	e.GET("/readyz", ops)
+	e.GET("/metrics", ops)
+
+	biz := e.Group("/", a.authenticate, a.withTimeout)
+	biz.GET("/v1/users/:user_id/feed", a.handle(a.getFeed))
+	biz.POST("/v1/payments", a.handle(a.createPayment))
+	biz.GET("/v1/payments/:id", a.handle(a.getPayment))
+	// The as-is API, kept for existing clients.
+	biz.GET("/payment_feed", a.handle(a.getLegacyFeed))
+	biz.POST("/payment", a.handle(a.createLegacyPayment))
+
+	a.engine = e
+	return a
+}
+
+// handle adapts a handler that returns errors: every error becomes a problem
+// through problemFor.
+func (a *api) handle(fn func(c *gin.Context) error) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		if err := fn(c); err != nil {
+			a.fail(c, err)
+		}
+	}
+}
+
+// fail answers err as a problem and stops the handler chain. Server faults
+// are logged here, once; client errors show in the request log only.
+func (a *api) fail(c *gin.Context, err error) {
+	p := problemFor(err)
+	switch {
+	case errors.Is(err, context.Canceled) && c.Request.Context().Err() != nil:
+		a.logger.InfoContext(c.Request.Context(), "client went away",
+			"method", c.Request.Method, "path", c.Request.URL.Path, "request_id", requestID(c))
+	case p.Status >= http.StatusInternalServerError:
+		a.logger.ErrorContext(c.Request.Context(), "request failed",
+			"method", c.Request.Method, "path", c.Request.URL.Path, "request_id", requestID(c), "err", err)
+	}
+	writeProblem(c, p)
+}
+
+func writeProblem(c *gin.Context, p problem.Details) {
+	p.Instance = c.Request.URL.Path
+	problem.Write(c.Writer, p)
+	c.Abort()
+}
+
+func writeJSON(c *gin.Context, status int, v any) {
+	c.Header("Content-Type", "application/json")
+	c.Status(status)
+	enc := json.NewEncoder(c.Writer)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(v) // the client is gone if this fails; nothing to do
+}

@@ -1,0 +1,168 @@
+package httpapi
+
+import (
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/finsvc/finance/pkg/payment"
+	"github.com/finsvc/finance/services/gateway/internal/store"
+)
+
+// paymentRequest is the body of POST /v1/payments and POST /payment. Pointers
+// tell a missing field from a zero one.
+type paymentRequest struct {
+	UserID     *int64 `json:"user_id"`
+	MerchantID *int64 `json:"merchant_id"`
+	Amount     *int64 `json:"amount"`
+}
+
+const paymentFields = "user_id, merchant_id and amount"
+
+func (r paymentRequest) validate() (store.NewPayment, error) {
+	var missing []string
+	if r.UserID == nil {
+		missing = append(missing, "user_id")
+	}
+	if r.MerchantID == nil {
+		missing = append(missing, "merchant_id")
+	}
+	if r.Amount == nil {
+		missing = append(missing, "amount")
+	}
+	if len(missing) > 0 {
+		return store.NewPayment{}, invalid("missing required field(s): " + strings.Join(missing, ", "))
+	}
+	var problems []string
+	if *r.UserID <= 0 {
+		problems = append(problems, "user_id must be a positive integer")
+	}
+	if *r.MerchantID <= 0 {
+		problems = append(problems, "merchant_id must be a positive integer")
+	}
+	if err := payment.ValidateAmount(*r.Amount); err != nil {
+		problems = append(problems, err.Error()+" (signed minor units: negative pays a merchant, positive adds funds)")
+	}
+	if len(problems) > 0 {
+		return store.NewPayment{}, invalid(strings.Join(problems, "; "))
+	}
+	return store.NewPayment{UserID: *r.UserID, MerchantID: *r.MerchantID, Amount: *r.Amount}, nil
+}
+
+// paymentJSON is a payment as the API shows it.
+type paymentJSON struct {
+	ID             int64          `json:"id"`
+	Status         payment.Status `json:"status"`
+	UserID         int64          `json:"user_id"`
+	MerchantID     int64          `json:"merchant_id"`
+	Amount         int64          `json:"amount"`
+	IdempotencyKey string         `json:"idempotency_key"`
+	FailureReason  string         `json:"failure_reason,omitempty"`
+	CreatedAt      string         `json:"created_at"`
+	UpdatedAt      string         `json:"updated_at"`
+	StatusURL      string         `json:"status_url"`
+}
+
+func paymentURL(id int64) string {
+	return "/v1/payments/" + strconv.FormatInt(id, 10)
+}
+
+func toPaymentJSON(p store.Payment) paymentJSON {
+	out := paymentJSON{
+		ID:             p.ID,
+		Status:         p.Status,
+		UserID:         p.UserID,
+		MerchantID:     p.MerchantID,
+		Amount:         p.Amount,
+		IdempotencyKey: p.IdempotencyKey,
+		CreatedAt:      p.CreatedAt.UTC().Format(time.RFC3339),
+		UpdatedAt:      p.UpdatedAt.UTC().Format(time.RFC3339),
+		StatusURL:      paymentURL(p.ID),
+	}
+	if p.Status == payment.StatusFailed {
+		out.FailureReason = p.FailureReason
+	}
+	return out
+}
+
+// createPayment is POST /v1/payments: Idempotency-Key is required.
+func (a *api) createPayment(c *gin.Context) error {
+	return a.acceptPayment(c, "v1", true)
+}
+
+// createLegacyPayment is the as-is POST /payment. Its clients never sent an
+// Idempotency-Key, so one is generated when absent: such requests are
+// accepted once per call and a retry makes a second payment.
+func (a *api) createLegacyPayment(c *gin.Context) error {
+	return a.acceptPayment(c, "legacy", false)
+}
+
+func (a *api) acceptPayment(c *gin.Context, apiName string, keyRequired bool) error {
+	key, hasKey, err := idempotencyKey(c)
+	if err != nil {
+		return err
+	}
+	if !hasKey {
+		if keyRequired {
+			return invalid(fmt.Sprintf("the Idempotency-Key header is required: 1 to %d printable ASCII characters, "+
+				"unique per payment and reused when retrying it", maxIdempotencyKeyLen))
+		}
+		key = "legacy-" + randomHex(16)
+	}
+	var req paymentRequest
+	if err := decodeJSON(c, &req, paymentFields); err != nil {
+		return err
+	}
+	np, err := req.validate()
+	if err != nil {
+		return err
+	}
+	np.IdempotencyKey = key
+	if p, _ := principal(c); !p.CanActFor(np.UserID) {
+		return forbidden(fmt.Sprintf("this token may only pay as user %d", p.UserID))
+	}
+
+	got, created, err := a.store.AcceptPayment(c.Request.Context(), np)
+	if err != nil {
+		return err
+	}
+	c.Header("Location", paymentURL(got.ID))
+	status := http.StatusAccepted
+	if created {
+		a.metrics.accepted.WithLabelValues(apiName).Inc()
+		a.logger.InfoContext(c.Request.Context(), "payment accepted", "payment_id", got.ID,
+			"user_id", got.UserID, "merchant_id", got.MerchantID, "amount", got.Amount, "api", apiName)
+	} else {
+		// A replay answers the payment as it is now: 202 while it is still
+		// on its way, 200 once its outcome is final.
+		a.metrics.replayed.WithLabelValues(apiName).Inc()
+		c.Header("Idempotent-Replayed", "true")
+		if got.Status.Final() {
+			status = http.StatusOK
+		}
+	}
+	writeJSON(c, status, toPaymentJSON(got))
+	return nil
+}
+
+// getPayment is GET /v1/payments/{id}. Another user's payment answers 404,
+// as if it did not exist, so ids cannot be probed.
+func (a *api) getPayment(c *gin.Context) error {
+	id, err := parseID(c.Param("id"), "payment id")
+	if err != nil {
+		return err
+	}
+	p, err := a.store.PaymentByID(c.Request.Context(), id)
+	if err != nil {
+		return err
+	}
+	if pr, _ := principal(c); !pr.CanActFor(p.UserID) {
+		return fmt.Errorf("payment %d of another user: %w", id, store.ErrPaymentNotFound)
+	}
+	writeJSON(c, http.StatusOK, toPaymentJSON(p))
+	return nil
+}

@@ -1,0 +1,271 @@
+// Package store is the gateway's PostgreSQL access: it reads wallets, feeds
+// and payments, and accepts new payments in one transaction together with
+// their hold, audit row and outbox record. The SQL lives here, next to the
+// only code that runs it.
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/finsvc/finance/pkg/kafka"
+	"github.com/finsvc/finance/pkg/outbox"
+	"github.com/finsvc/finance/pkg/payment"
+	"github.com/finsvc/finance/pkg/postgres"
+	financev1 "github.com/finsvc/finance/proto/finance/v1"
+)
+
+// Sentinel errors of the store. The HTTP layer maps each to one problem type.
+var (
+	// ErrWalletNotFound means the user has no wallet (an unknown user on a read).
+	ErrWalletNotFound = errors.New("wallet not found")
+	// ErrUnknownUser means a payment names a user that has no wallet.
+	ErrUnknownUser = errors.New("unknown user")
+	// ErrUnknownMerchant means a payment names a merchant that does not exist.
+	ErrUnknownMerchant = errors.New("unknown merchant")
+	// ErrInsufficientFunds means the available balance cannot cover the debit.
+	ErrInsufficientFunds = errors.New("insufficient funds")
+	// ErrIdempotencyKeyReuse means the user already sent a different request
+	// with the same idempotency key.
+	ErrIdempotencyKeyReuse = errors.New("idempotency key reused with a different request")
+	// ErrPaymentNotFound means no payment has the requested id.
+	ErrPaymentNotFound = errors.New("payment not found")
+)
+
+// Actor is how the gateway signs the audit rows it writes.
+const Actor = "gateway"
+
+// Store runs the gateway's queries on a pool.
+type Store struct {
+	pool *pgxpool.Pool
+}
+
+// New returns a Store over pool.
+func New(pool *pgxpool.Pool) *Store {
+	return &Store{pool: pool}
+}
+
+// Ping checks that PostgreSQL answers.
+func (s *Store) Ping(ctx context.Context) error {
+	return s.pool.Ping(ctx)
+}
+
+// Payment is a payment row as the API shows it.
+type Payment struct {
+	ID             int64          `db:"id"`
+	UserID         int64          `db:"user_id"`
+	MerchantID     int64          `db:"merchant_id"`
+	Amount         int64          `db:"amount"`
+	Status         payment.Status `db:"status"`
+	IdempotencyKey string         `db:"idempotency_key"`
+	RequestHash    string         `db:"request_hash"`
+	Hold           int64          `db:"hold"`
+	FailureReason  string         `db:"failure_reason"`
+	CreatedAt      time.Time      `db:"created_at"`
+	UpdatedAt      time.Time      `db:"updated_at"`
+}
+
+const paymentColumns = `id, user_id, merchant_id, amount, status, idempotency_key, request_hash,
+	hold, failure_reason, created_at, updated_at`
+
+// NewPayment is a payment request that passed validation.
+type NewPayment struct {
+	UserID         int64
+	MerchantID     int64
+	Amount         int64
+	IdempotencyKey string
+}
+
+// AcceptPayment records p as accepted, in one transaction: the payment row,
+// the hold on the wallet (a debit must fit the available balance), the
+// payment_transitions audit row and the outbox record announcing it.
+//
+// When the user already used p.IdempotencyKey, nothing is written: the
+// earlier payment is returned, in its current state, with created=false if
+// the request is the same, and ErrIdempotencyKeyReuse if it differs. Of
+// concurrent requests with one key exactly one creates the payment; the
+// others wait for it on the unique index and then return it.
+func (s *Store) AcceptPayment(ctx context.Context, p NewPayment) (got Payment, created bool, err error) {
+	hash := payment.RequestHash(p.UserID, p.MerchantID, p.Amount)
+	hold := payment.HoldFor(p.Amount)
+	err = postgres.InTx(ctx, s.pool, func(tx pgx.Tx) error {
+		rows, _ := tx.Query(ctx, `
+			INSERT INTO payments (user_id, merchant_id, amount, status, idempotency_key, request_hash, hold)
+			VALUES ($1, $2, $3, $4, $5, $6, $7)
+			ON CONFLICT (user_id, idempotency_key) DO NOTHING
+			RETURNING `+paymentColumns,
+			p.UserID, p.MerchantID, p.Amount, payment.StatusAccepted, p.IdempotencyKey, hash, hold)
+		inserted, err := pgx.CollectExactlyOneRow(rows, pgx.RowToStructByName[Payment])
+		switch {
+		case errors.Is(err, pgx.ErrNoRows):
+			// The key is taken (possibly by a request that committed while
+			// this one waited on the index): answer with that payment.
+			existing, err := paymentByKey(ctx, tx, p.UserID, p.IdempotencyKey)
+			if err != nil {
+				return err
+			}
+			if existing.RequestHash != hash {
+				return fmt.Errorf("payment %d, key %q: %w", existing.ID, p.IdempotencyKey, ErrIdempotencyKeyReuse)
+			}
+			got = existing
+			return nil
+		case err != nil:
+			return classifyInsert(err)
+		}
+
+		// Reserve the hold and take the user's next event number in one
+		// statement; the row lock it takes orders the user's payments, and
+		// the WHERE clause refuses a debit the available balance can't cover.
+		var seq int64
+		err = tx.QueryRow(ctx, `
+			UPDATE wallets
+			SET held = held + $2, event_seq = event_seq + 1, updated_at = now()
+			WHERE user_id = $1 AND balance - held >= $2
+			RETURNING event_seq`, p.UserID, hold).Scan(&seq)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return fmt.Errorf("user %d, hold %d: %w", p.UserID, hold, ErrInsufficientFunds)
+		}
+		if err != nil {
+			return fmt.Errorf("reserve hold for payment %d: %w", inserted.ID, err)
+		}
+
+		if _, err := tx.Exec(ctx, `
+			INSERT INTO payment_transitions (payment_id, user_id, user_seq, from_status, to_status, actor)
+			VALUES ($1, $2, $3, '', $4, $5)`,
+			inserted.ID, p.UserID, seq, payment.StatusAccepted, Actor); err != nil {
+			return fmt.Errorf("insert transition of payment %d: %w", inserted.ID, err)
+		}
+
+		payload, err := proto.Marshal(&financev1.PaymentRequested{
+			PaymentId:      inserted.ID,
+			UserId:         inserted.UserID,
+			MerchantId:     inserted.MerchantID,
+			Amount:         inserted.Amount,
+			IdempotencyKey: inserted.IdempotencyKey,
+			CreatedAt:      timestamppb.New(inserted.CreatedAt),
+		})
+		if err != nil {
+			return fmt.Errorf("marshal PaymentRequested %d: %w", inserted.ID, err)
+		}
+		if err := outbox.Insert(ctx, tx, kafka.TopicRequested, kafka.UserKey(p.UserID), payload); err != nil {
+			return fmt.Errorf("payment %d: %w", inserted.ID, err)
+		}
+		got, created = inserted, true
+		return nil
+	})
+	if err != nil {
+		return Payment{}, false, err
+	}
+	return got, created, nil
+}
+
+// classifyInsert turns the foreign-key violations of a payment insert into
+// the store's sentinels.
+func classifyInsert(err error) error {
+	var pgErr *pgconn.PgError
+	if postgres.IsForeignKeyViolation(err) && errors.As(err, &pgErr) {
+		switch pgErr.ConstraintName {
+		case "payments_user_id_fkey":
+			return fmt.Errorf("insert payment: %w", ErrUnknownUser)
+		case "payments_merchant_id_fkey":
+			return fmt.Errorf("insert payment: %w", ErrUnknownMerchant)
+		}
+	}
+	return fmt.Errorf("insert payment: %w", err)
+}
+
+func paymentByKey(ctx context.Context, tx pgx.Tx, userID int64, key string) (Payment, error) {
+	rows, _ := tx.Query(ctx, `SELECT `+paymentColumns+` FROM payments
+		WHERE user_id = $1 AND idempotency_key = $2`, userID, key)
+	p, err := pgx.CollectExactlyOneRow(rows, pgx.RowToStructByName[Payment])
+	if err != nil {
+		// Rows are never deleted, so a conflict without a row is a bug or
+		// a concurrent schema change, not a client error.
+		return Payment{}, fmt.Errorf("read payment of user %d with key %q: %w", userID, key, err)
+	}
+	return p, nil
+}
+
+// PaymentByID returns the payment with id, or ErrPaymentNotFound.
+func (s *Store) PaymentByID(ctx context.Context, id int64) (Payment, error) {
+	rows, _ := s.pool.Query(ctx, `SELECT `+paymentColumns+` FROM payments WHERE id = $1`, id)
+	p, err := pgx.CollectExactlyOneRow(rows, pgx.RowToStructByName[Payment])
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Payment{}, fmt.Errorf("payment %d: %w", id, ErrPaymentNotFound)
+	}
+	if err != nil {
+		return Payment{}, fmt.Errorf("read payment %d: %w", id, err)
+	}
+	return p, nil
+}
+
+// Entry is one settled payment in a user's feed.
+type Entry struct {
+	ID           int64     `db:"id"`
+	PaymentID    int64     `db:"payment_id"`
+	MerchantName string    `db:"merchant_name"`
+	Amount       int64     `db:"amount"`
+	OccurredAt   time.Time `db:"occurred_at"`
+}
+
+// Feed is one page of a user's settled payments, newest first, with the
+// wallet as of the same snapshot.
+type Feed struct {
+	UserID  int64
+	Balance int64
+	Held    int64
+	Entries []Entry
+	// More reports whether entries older than the last one exist.
+	More bool
+}
+
+// FeedPage returns up to limit entries of userID's feed with ids below
+// beforeID (0: from the newest), or ErrWalletNotFound. The wallet and the
+// entries are read in one snapshot, so the balance matches the entries.
+func (s *Store) FeedPage(ctx context.Context, userID, beforeID int64, limit int) (Feed, error) {
+	if beforeID <= 0 {
+		beforeID = math.MaxInt64
+	}
+	feed := Feed{UserID: userID}
+	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly},
+		func(tx pgx.Tx) error {
+			err := tx.QueryRow(ctx, `SELECT balance, held FROM wallets WHERE user_id = $1`, userID).
+				Scan(&feed.Balance, &feed.Held)
+			if errors.Is(err, pgx.ErrNoRows) {
+				return fmt.Errorf("user %d: %w", userID, ErrWalletNotFound)
+			}
+			if err != nil {
+				return fmt.Errorf("read wallet of user %d: %w", userID, err)
+			}
+			// One extra row tells whether another page exists (keyset
+			// pagination on entries_feed_idx; no OFFSET, no count).
+			rows, _ := tx.Query(ctx, `
+				SELECT e.id, e.payment_id, m.name AS merchant_name, e.amount, e.occurred_at
+				FROM entries e JOIN merchants m ON m.id = e.merchant_id
+				WHERE e.user_id = $1 AND e.id < $2
+				ORDER BY e.id DESC
+				LIMIT $3`, userID, beforeID, limit+1)
+			entries, err := pgx.CollectRows(rows, pgx.RowToStructByName[Entry])
+			if err != nil {
+				return fmt.Errorf("read feed of user %d: %w", userID, err)
+			}
+			if len(entries) > limit {
+				entries, feed.More = entries[:limit], true
+			}
+			feed.Entries = entries
+			return nil
+		})
+	if err != nil {
+		return Feed{}, err
+	}
+	return feed, nil
+}

@@ -1,0 +1,63 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/finsvc/finance/pkg/auth"
+	"github.com/finsvc/finance/pkg/obs"
+	"github.com/finsvc/finance/pkg/postgres"
+	"github.com/finsvc/finance/services/gateway/internal/httpapi"
+	"github.com/finsvc/finance/services/gateway/internal/store"
+)
+
+// run starts the gateway and serves until ctx ends, then drains in-flight
+// requests within the shutdown grace period.
+func run(ctx context.Context, getenv func(string) string, stdout io.Writer) error {
+	cfg, err := loadConfig(getenv)
+	if err != nil {
+		return err
+	}
+	logger, err := obs.NewLogger(stdout, cfg.LogLevel, "gateway")
+	if err != nil {
+		return err
+	}
+	logger.InfoContext(ctx, "starting", cfg.logAttrs()...)
+	if cfg.UsingDevSecret {
+		logger.WarnContext(ctx, "FINANCE_DEV_MODE: AUTH_JWT_SECRET is unset, using the public dev secret; "+
+			"anyone can mint tokens for this gateway. Never run it like this outside a developer machine.")
+	}
+
+	pool, err := postgres.Connect(ctx, cfg.DatabaseURL.Reveal(), int32(cfg.DBMaxConns))
+	if err != nil {
+		return fmt.Errorf("connect to PostgreSQL: %w", err)
+	}
+	defer pool.Close()
+
+	reg := obs.NewRegistry()
+	handler := httpapi.New(httpapi.Config{
+		Logger:         logger,
+		Store:          store.New(pool),
+		Verifier:       auth.NewVerifier([]byte(cfg.JWTSecret.Reveal())),
+		Registry:       reg,
+		RequestTimeout: cfg.RequestTimeout,
+	})
+
+	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("listen on HTTP_ADDR %s: %w", cfg.HTTPAddr, err)
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		return obs.ServeListener(gctx, logger, "http", ln, handler, cfg.ShutdownGrace)
+	})
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	logger.InfoContext(ctx, "stopped")
+	return nil
+}
