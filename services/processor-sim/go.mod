@@ -4,6 +4,7 @@ go 1.26.8
 
 require (
 	github.com/finsvc/finance/pkg v0.0.0
+	github.com/google/go-cmp v0.7.0
 	github.com/prometheus/client_golang v1.25.0
 	golang.org/x/sync v0.25.0
 	golang.org/x/time v0.16.0

@@ -343,7 +343,7 @@ func decode(w http.ResponseWriter, r *http.Request, v any) error {
 }
 
 func writeOutage(w http.ResponseWriter, o *sim.OutageError) {
-	w.Header().Set("Retry-After", strconv.Itoa(max(1, int(time.Until(o.Until).Seconds()+0.999))))
+	w.Header().Set("Retry-After", strconv.Itoa(o.Seconds()))
 	writeError(w, http.StatusServiceUnavailable, "outage")
 }
 

@@ -65,7 +65,7 @@ type Filter struct {
 // journal is the execution record: in memory, and appended as JSON lines to
 // a file when one is configured.
 type journal struct {
-	mu       sync.Mutex
+	mu      sync.Mutex
 	f       *os.File // nil without a data file
 	settled int64    // records written so far; numbers the ids
 	execs   []Execution

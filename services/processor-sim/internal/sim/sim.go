@@ -38,7 +38,13 @@ var (
 // OutageError rejects a call during a simulated outage, without executing.
 type OutageError struct {
 	Until time.Time
+	// Remaining is how long the outage still lasts.
+	Remaining time.Duration
 }
+
+// Seconds returns Remaining as whole seconds for a Retry-After header,
+// rounded up and at least 1.
+func (e *OutageError) Seconds() int { return ceilSeconds(e.Remaining) }
 
 // Error implements error.
 func (e *OutageError) Error() string {
@@ -58,9 +64,7 @@ func (e *RateLimitError) Error() string {
 
 // Seconds returns RetryAfter as whole seconds for a Retry-After header,
 // rounded up and at least 1.
-func (e *RateLimitError) Seconds() int {
-	return ceilSeconds(e.RetryAfter)
-}
+func (e *RateLimitError) Seconds() int { return ceilSeconds(e.RetryAfter) }
 
 func ceilSeconds(d time.Duration) int {
 	return max(1, int(math.Ceil(d.Seconds())))
@@ -249,7 +253,7 @@ func (s *Simulator) admit() (plan, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if t.Before(s.outageUntil) {
-		return plan{}, &OutageError{Until: s.outageUntil}
+		return plan{}, &OutageError{Until: s.outageUntil, Remaining: s.outageUntil.Sub(t)}
 	}
 	r := s.limiter.ReserveN(t, 1)
 	if !r.OK() {
@@ -268,57 +272,67 @@ func (s *Simulator) admit() (plan, error) {
 	}, nil
 }
 
-// Pay handles one payment call. The order is: outage and rate limit
-// (rejected, nothing executed); the first half of the latency (a caller
-// leaving here executes nothing); an injected error (500, nothing
-// executed); settle: replay the key's outcome or execute/decline; the second
-// half of the latency (a caller leaving here has executed but sees no
-// reply, like a real timeout); then maybe drop the reply.
+// Pay handles one payment call:
+//
+//  1. outage and rate limit: rejected, nothing executed;
+//  2. the idempotency key is claimed for the whole call. A known key is a
+//     replay; a key in flight makes this call wait for that one (no 409);
+//  3. the first half of the latency, the processor "working": a caller
+//     leaving now executes nothing and frees the key;
+//  4. an injected error: 500, nothing executed, the key freed;
+//  5. execute (or decline) and record it under the key;
+//  6. the second half of the latency: a caller leaving now has executed but
+//     sees no reply, like a real timeout;
+//  7. maybe ask the transport to drop the reply.
 func (s *Simulator) Pay(ctx context.Context, c Call) (Result, error) {
 	p, err := s.admit()
 	if err != nil {
 		return Result{}, err
 	}
+	h := c.hash()
+	var replay *Resource
+	owned := false // this call holds the key and must settle or release it
+	if c.Key != "" {
+		replay, err = s.keys.claim(ctx, c.Key, h, s.now())
+		switch {
+		case errors.Is(err, ErrKeyReuse):
+			return Result{}, err
+		case err != nil:
+			return Result{}, fmt.Errorf("%w waiting for the same key in flight: %w", ErrClientGone, err)
+		}
+		owned = replay == nil
+	}
+	release := func() {
+		if owned {
+			s.keys.release(c.Key)
+		}
+	}
 	before := p.latency / 2
 	if err := sleep(ctx, before); err != nil {
+		release()
 		return Result{}, fmt.Errorf("%w before execution: %w", ErrClientGone, err)
 	}
 	if p.fail {
+		release()
 		return Result{}, ErrInjected
 	}
-	res, err := s.settle(ctx, c, p.decline)
-	if err != nil {
-		return Result{}, err
+	res := Result{Replayed: true}
+	if replay != nil {
+		res.Resource = *replay
+	} else {
+		res, err = s.execute(c, h, p.decline)
+		if err != nil {
+			release()
+			return Result{}, err
+		}
+		if owned {
+			s.keys.settle(c.Key, res.Resource)
+		}
 	}
 	if err := sleep(ctx, p.latency-before); err != nil {
 		return res, fmt.Errorf("%w after settling: %w", ErrClientGone, err)
 	}
 	res.DropResponse = p.drop
-	return res, nil
-}
-
-// settle replays the outcome of a known key, or executes (or declines) the
-// payment and records it under its key.
-func (s *Simulator) settle(ctx context.Context, c Call, decline bool) (Result, error) {
-	h := c.hash()
-	if c.Key == "" {
-		return s.execute(c, h, decline)
-	}
-	replay, err := s.keys.claim(ctx, c.Key, h, s.now())
-	switch {
-	case errors.Is(err, ErrKeyReuse):
-		return Result{}, err
-	case err != nil:
-		return Result{}, fmt.Errorf("%w waiting for the same key in flight: %w", ErrClientGone, err)
-	case replay != nil:
-		return Result{Resource: *replay, Replayed: true}, nil
-	}
-	res, err := s.execute(c, h, decline)
-	if err != nil {
-		s.keys.release(c.Key)
-		return Result{}, err
-	}
-	s.keys.settle(c.Key, res.Resource)
 	return res, nil
 }
 
@@ -353,7 +367,7 @@ func (s *Simulator) Lookup(key string) (Resource, error) {
 	until := s.outageUntil
 	s.mu.Unlock()
 	if t.Before(until) {
-		return Resource{}, &OutageError{Until: until}
+		return Resource{}, &OutageError{Until: until, Remaining: until.Sub(t)}
 	}
 	res, ok := s.keys.get(key, t)
 	if !ok {
