@@ -1,0 +1,340 @@
+package relay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/finsvc/finance/pkg/kafka"
+	"github.com/finsvc/finance/pkg/kafkatest"
+	"github.com/finsvc/finance/pkg/outbox"
+	"github.com/finsvc/finance/pkg/pgtest"
+	"github.com/finsvc/finance/pkg/postgres"
+)
+
+func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
+
+// waitTimeout bounds every wait for an asynchronous result. It is a deadline
+// for a test that would otherwise hang, not a timing assertion.
+const waitTimeout = 30 * time.Second
+
+// message is what a test compares: a record's topic, key and payload.
+type message struct {
+	Topic   string
+	Key     string
+	Payload []byte
+}
+
+type testEnv struct {
+	url     string
+	pool    *pgxpool.Pool
+	cluster *kafkatest.Cluster
+}
+
+func newEnv(t *testing.T, partitions int32, opts ...kfake.Opt) testEnv {
+	t.Helper()
+	url := pgtest.NewDB(t)
+	pool, err := pgxpool.New(context.Background(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	return testEnv{url: url, pool: pool, cluster: kafkatest.New(t, partitions, kafka.Topics(), opts...)}
+}
+
+// runningRelay is a relay started by startRelay.
+type runningRelay struct {
+	*Relay
+	stop func() // cancels Run and waits for it to return
+}
+
+func startRelay(t *testing.T, e testEnv) runningRelay {
+	t.Helper()
+	logger := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
+	kc, err := kafka.NewClient(e.cluster.Brokers(), logger, ProducerOpts(5*time.Second)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := New(Config{
+		DatabaseURL:     e.url,
+		BatchSize:       7, // small, so that tests cross batch boundaries
+		PollInterval:    200 * time.Millisecond,
+		LockRetry:       20 * time.Millisecond,
+		BacklogInterval: 50 * time.Millisecond,
+	}, e.pool, kc, logger, prometheus.NewRegistry())
+
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("Run: %v", err)
+			}
+			kc.Close()
+		})
+	}
+	t.Cleanup(stop)
+	return runningRelay{Relay: r, stop: stop}
+}
+
+// insert writes msgs to the outbox, each in its own transaction, in order.
+func insert(t *testing.T, pool *pgxpool.Pool, msgs ...message) {
+	t.Helper()
+	for _, m := range msgs {
+		err := postgres.InTx(context.Background(), pool, func(tx pgx.Tx) error {
+			return outbox.Insert(context.Background(), tx, m.Topic, []byte(m.Key), m.Payload)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// messages returns n messages for topic spread over users keys, with binary
+// payloads numbered from first.
+func messages(topic string, first, n, users int) []message {
+	out := make([]message, n)
+	for i := range out {
+		seq := first + i
+		out[i] = message{
+			Topic:   topic,
+			Key:     string(kafka.UserKey(int64(seq%users + 1))),
+			Payload: []byte(fmt.Sprintf("\x00\xff payload %d", seq)),
+		}
+	}
+	return out
+}
+
+// consume reads records of topic from the start until it has n, and returns them.
+func consume(t *testing.T, brokers []string, topic string, n int) []message {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	var got []message
+	for len(got) < n {
+		fs := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatalf("consumed %d of %d records of %s before the deadline", len(got), n, topic)
+		}
+		fs.EachError(func(topic string, p int32, err error) { t.Fatalf("fetch %s/%d: %v", topic, p, err) })
+		fs.EachRecord(func(r *kgo.Record) {
+			got = append(got, message{Topic: r.Topic, Key: string(r.Key), Payload: r.Value})
+		})
+	}
+	return got
+}
+
+// byKey groups msgs by key, keeping their order: Kafka orders per partition,
+// and one key always maps to one partition.
+func byKey(msgs []message) map[string][]message {
+	out := map[string][]message{}
+	for _, m := range msgs {
+		out[m.Key] = append(out[m.Key], m)
+	}
+	return out
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(waitTimeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func outboxRows(t *testing.T, pool *pgxpool.Pool) int {
+	t.Helper()
+	var n int
+	if err := pool.QueryRow(context.Background(), `SELECT count(*) FROM outbox`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func TestRelayPublishesInIDOrderAndDeletes(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, 1) // one partition: Kafka's order is then the relay's order
+	want := messages(kafka.TopicRequested, 0, 30, 4)
+
+	insert(t, e.pool, want[:12]...) // a backlog waiting before the relay starts
+	r := startRelay(t, e)
+	insert(t, e.pool, want[12:]...) // and rows that arrive while it runs
+
+	got := consume(t, e.cluster.Brokers(), kafka.TopicRequested, len(want))
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("published records (-want +got):\n%s", diff)
+	}
+	waitFor(t, "an empty outbox", func() bool { return outboxRows(t, e.pool) == 0 })
+	if got := testutil.ToFloat64(r.m.published); got != float64(len(want)) {
+		t.Errorf("records published = %v, want %d", got, len(want))
+	}
+	if got := testutil.ToFloat64(r.m.publishErrors); got != 0 {
+		t.Errorf("publish errors = %v, want 0", got)
+	}
+	if !r.Leader() || testutil.ToFloat64(r.m.leader) != 1 {
+		t.Error("the only relay is not the leader")
+	}
+	waitFor(t, "the backlog gauge to read 0", func() bool { return testutil.ToFloat64(r.m.backlog) == 0 })
+}
+
+func TestRelayOnlyOneOfTwoPublishes(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, 3)
+	a, b := startRelay(t, e), startRelay(t, e)
+	waitFor(t, "a leader", func() bool { return a.Leader() || b.Leader() })
+	leader, standby := a, b
+	if b.Leader() {
+		leader, standby = b, a
+	}
+	if standby.Leader() {
+		t.Fatal("both relays are leaders")
+	}
+	// A connected standby is ready: it can take over at once.
+	waitFor(t, "the standby to be ready", func() bool { return standby.Ready(context.Background()) == nil })
+
+	first := messages(kafka.TopicRequested, 0, 40, 5)
+	insert(t, e.pool, first...)
+	got := consume(t, e.cluster.Brokers(), kafka.TopicRequested, len(first))
+	waitFor(t, "an empty outbox", func() bool { return outboxRows(t, e.pool) == 0 })
+	if diff := cmp.Diff(byKey(first), byKey(got)); diff != "" {
+		t.Errorf("published records per key (-want +got):\n%s", diff)
+	}
+	if got := testutil.ToFloat64(leader.m.published); got != float64(len(first)) {
+		t.Errorf("leader published %v records, want %d", got, len(first))
+	}
+	if got := testutil.ToFloat64(standby.m.published); got != 0 {
+		t.Errorf("standby published %v records, want 0", got)
+	}
+
+	// The leader stops: its session ends, the lock is released and the
+	// standby takes over from where the outbox stands.
+	leader.stop()
+	waitFor(t, "the standby to take over", standby.Leader)
+	second := messages(kafka.TopicRequested, len(first), 10, 5)
+	insert(t, e.pool, second...)
+	got = consume(t, e.cluster.Brokers(), kafka.TopicRequested, len(first)+len(second))
+	waitFor(t, "an empty outbox", func() bool { return outboxRows(t, e.pool) == 0 })
+	if diff := cmp.Diff(byKey(append(first, second...)), byKey(got)); diff != "" {
+		t.Errorf("published records per key after failover (-want +got):\n%s", diff)
+	}
+	if got := testutil.ToFloat64(standby.m.published); got != float64(len(second)) {
+		t.Errorf("new leader published %v records, want %d", got, len(second))
+	}
+}
+
+func TestRelayKeepsRowsWhileKafkaRefusesThem(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, 2)
+	// Every produce to the topic fails with a non-retriable error until removed.
+	fault := e.cluster.Fault(kfake.Fault{
+		Keys:  []kmsg.Key{kmsg.Produce},
+		Topic: kafka.TopicRequested,
+		Err:   kerr.InvalidRecord,
+		Count: -1,
+	})
+	r := startRelay(t, e)
+	want := messages(kafka.TopicRequested, 0, 20, 3)
+	insert(t, e.pool, want...)
+
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	if err := fault.Wait(ctx, 3); err != nil { // the relay tried, and retried
+		t.Fatalf("waiting for failed produce requests: %v", err)
+	}
+	waitFor(t, "publish errors to be counted", func() bool { return testutil.ToFloat64(r.m.publishErrors) >= 1 })
+	if n := outboxRows(t, e.pool); n != len(want) {
+		t.Fatalf("outbox holds %d rows while Kafka refuses them, want %d", n, len(want))
+	}
+	if got := testutil.ToFloat64(r.m.published); got != 0 {
+		t.Errorf("records published while Kafka refuses them = %v, want 0", got)
+	}
+
+	fault.Remove()
+	got := consume(t, e.cluster.Brokers(), kafka.TopicRequested, len(want))
+	waitFor(t, "an empty outbox", func() bool { return outboxRows(t, e.pool) == 0 })
+	if diff := cmp.Diff(byKey(want), byKey(got)); diff != "" {
+		t.Errorf("records published after Kafka recovered, per key (-want +got):\n%s", diff)
+	}
+}
+
+func TestReadyWithoutDatabase(t *testing.T) {
+	t.Parallel()
+	r := New(Config{}, nil, nil, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+	if err := r.Ready(context.Background()); !errors.Is(err, ErrNotConnected) {
+		t.Errorf("Ready before Run = %v, want ErrNotConnected", err)
+	}
+}
+
+// BenchmarkIdleLatency measures the time from an outbox commit to the record
+// being readable on Kafka when the relay is idle: one row at a time.
+func BenchmarkIdleLatency(b *testing.B) {
+	url := pgtest.NewDB(b)
+	pool, err := pgxpool.New(context.Background(), url)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer pool.Close()
+	cluster := kafkatest.New(b, 1, kafka.Topics())
+	logger := slog.New(slog.DiscardHandler)
+	kc, err := kafka.NewClient(cluster.Brokers(), logger, ProducerOpts(5*time.Second)...)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer kc.Close()
+	r := New(Config{DatabaseURL: url, BatchSize: 500, PollInterval: 500 * time.Millisecond,
+		LockRetry: time.Second, BacklogInterval: time.Second}, pool, kc, logger, prometheus.NewRegistry())
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	for !r.Leader() {
+		time.Sleep(time.Millisecond)
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(cluster.Brokers()...), kgo.ConsumeTopics(kafka.TopicRequested),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxWait(10*time.Millisecond))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer cl.Close()
+
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		err := postgres.InTx(ctx, pool, func(tx pgx.Tx) error {
+			return outbox.Insert(ctx, tx, kafka.TopicRequested, kafka.UserKey(1), []byte(fmt.Sprint(i)))
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		for n := 0; n == 0; {
+			fs := cl.PollFetches(ctx)
+			n = fs.NumRecords()
+		}
+	}
+}
