@@ -1,0 +1,120 @@
+package broker
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"strconv"
+	"strings"
+
+	"github.com/finsvc/finance/pkg/envconfig"
+	"github.com/finsvc/finance/pkg/kafka"
+)
+
+// Config is devkafka's configuration.
+type Config struct {
+	// Addr is the one listener's host:port. The broker advertises exactly
+	// this address in metadata, so the host must be a loopback address
+	// clients can dial; port 0 picks a free port.
+	Addr string
+	// DataDir holds the broker's topics, records, offsets and transaction
+	// state; it is created if missing.
+	DataDir string
+	// Partitions is the partition count of the pipeline topics seeded into
+	// a fresh data dir and of auto-created topics.
+	Partitions int
+	// SyncWrites fsyncs every produced batch (slower; default off, like Kafka).
+	SyncWrites bool
+	LogLevel   string
+}
+
+// UsageError is a bad flag, argument or environment variable. Usage, when
+// set, is the flag usage to print after the error.
+type UsageError struct {
+	Err   error
+	Usage string
+}
+
+func (e *UsageError) Error() string { return e.Err.Error() }
+func (e *UsageError) Unwrap() error { return e.Err }
+
+// loadConfig reads the environment through getenv, then lets flags in args
+// override it, and reports every problem at once.
+func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Config, error) {
+	r := envconfig.New(getenv)
+	c := Config{
+		Addr:       r.String("DEVKAFKA_ADDR", "127.0.0.1:9092"),
+		DataDir:    r.String("DEVKAFKA_DATA_DIR", ".run/kafka"),
+		Partitions: r.Int("DEVKAFKA_PARTITIONS", kafka.DefaultPartitions),
+		SyncWrites: r.Bool("DEVKAFKA_SYNC_WRITES", false),
+		LogLevel:   r.String("LOG_LEVEL", "info"),
+	}
+
+	fs := flag.NewFlagSet("devkafka", flag.ContinueOnError)
+	fs.SetOutput(io.Discard) // errors are returned; only -h prints here
+	fs.StringVar(&c.Addr, "addr", c.Addr, "listen `host:port` (loopback only; env DEVKAFKA_ADDR)")
+	fs.StringVar(&c.DataDir, "data-dir", c.DataDir, "persistence `dir`ectory (env DEVKAFKA_DATA_DIR)")
+	fs.IntVar(&c.Partitions, "partitions", c.Partitions, "partitions of seeded and auto-created topics (env DEVKAFKA_PARTITIONS)")
+	fs.BoolVar(&c.SyncWrites, "sync-writes", c.SyncWrites, "fsync every produced batch (env DEVKAFKA_SYNC_WRITES)")
+	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error (env LOG_LEVEL)")
+	usage := func() string {
+		var b strings.Builder
+		fmt.Fprintln(&b, "usage: devkafka [flags]\n\nA development Kafka broker; flags override the environment.")
+		fs.SetOutput(&b)
+		fs.PrintDefaults()
+		fs.SetOutput(io.Discard)
+		return b.String()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprint(stderr, usage())
+			return Config{}, err
+		}
+		return Config{}, &UsageError{Err: err, Usage: usage()}
+	}
+	if fs.NArg() > 0 {
+		return Config{}, &UsageError{Err: fmt.Errorf("unexpected argument %q", fs.Arg(0)), Usage: usage()}
+	}
+
+	if err := checkAddr(c.Addr); err != nil {
+		r.Fail("addr %q: %w", c.Addr, err)
+	}
+	if strings.TrimSpace(c.DataDir) == "" {
+		r.Fail("data dir: must not be empty")
+	}
+	if c.Partitions < 1 {
+		r.Fail("partitions %d: must be at least 1", c.Partitions)
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		r.Fail("log level %q: want debug, info, warn or error", c.LogLevel)
+	}
+	if err := r.Err(); err != nil {
+		return Config{}, &UsageError{Err: err}
+	}
+	return c, nil
+}
+
+// checkAddr accepts host:port with a loopback host. The broker has no
+// authentication and advertises its listen address, so neither another
+// interface nor an unspecified address (0.0.0.0) makes sense for it.
+func checkAddr(addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return err
+	}
+	if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
+		return fmt.Errorf("port %q is not a port number", port)
+	}
+	if host == "localhost" {
+		return nil
+	}
+	ip := net.ParseIP(host)
+	if ip == nil || !ip.IsLoopback() {
+		return fmt.Errorf("host %q is not a loopback address (127.0.0.1, ::1, localhost): devkafka is for one machine", host)
+	}
+	return nil
+}
