@@ -86,7 +86,10 @@ func decodeError(err error, fields string) error {
 		if ute.Field == "" {
 			return invalid("the body must be a JSON object with " + fields + ", got a JSON " + ute.Value)
 		}
-		return invalid(fmt.Sprintf("%s must be an integer (minor units for amounts), got JSON %s", ute.Field, ute.Value))
+		if ute.Field == "amount" {
+			return invalid("amount must be an integer number of minor units (e.g. -3000), got JSON " + ute.Value)
+		}
+		return invalid(fmt.Sprintf("%s must be an integer, got JSON %s", ute.Field, ute.Value))
 	case strings.HasPrefix(err.Error(), "json: unknown field "):
 		name, _ := strconv.Unquote(strings.TrimPrefix(err.Error(), "json: unknown field "))
 		return invalid(fmt.Sprintf("unknown field %q; the accepted fields are %s", name, fields))

@@ -169,4 +169,3 @@ func jsonValue(t testing.TB, s string) any {
 	}
 	return v
 }
-

@@ -13,8 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/finsvc/finance/pkg/obs"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/finsvc/finance/pkg/auth"
 	"github.com/finsvc/finance/pkg/pgtest"
@@ -47,7 +47,7 @@ func newEnv(t testing.TB) *env {
 		Logger:   slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})),
 		Store:    store.New(pool),
 		Verifier: auth.NewVerifier(testSecret),
-		Registry: prometheus.NewRegistry(),
+		Registry: obs.NewRegistry(),
 	})
 	e := &env{t: t, pool: pool, h: h}
 	e.exec(`INSERT INTO merchants (id, name) VALUES (1, 'Pleo'), (2, 'Apple'), (4593, 'Amazon')`)

@@ -72,6 +72,9 @@ func newAPI(cfg Config) *api {
 	e.RedirectFixedPath = false
 	e.HandleMethodNotAllowed = true
 	e.ContextWithFallback = true
+	// Client addresses are only logged; without a configured proxy list
+	// X-Forwarded-For is a client's claim, so log the peer address.
+	_ = e.SetTrustedProxies(nil) // nil cannot fail to parse
 	e.Use(a.observe, a.recoverPanics)
 	e.NoRoute(a.handle(func(c *gin.Context) error {
 		return notFound("no route " + c.Request.Method + " " + c.Request.URL.Path)

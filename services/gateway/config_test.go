@@ -1,0 +1,126 @@
+package main
+
+import (
+	"bytes"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/finsvc/finance/pkg/auth"
+	"github.com/finsvc/finance/pkg/envconfig"
+)
+
+const goodSecret = "production-secret-0123456789abcdefgh"
+
+func getenv(m map[string]string) func(string) string {
+	return func(k string) string { return m[k] }
+}
+
+func TestLoadConfigDefaults(t *testing.T) {
+	t.Parallel()
+	got, err := loadConfig(getenv(map[string]string{"AUTH_JWT_SECRET": goodSecret}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := config{
+		HTTPAddr:       ":8080",
+		DatabaseURL:    "postgres://postgres@127.0.0.1:5432/finance?sslmode=disable",
+		DBMaxConns:     20,
+		JWTSecret:      goodSecret,
+		LogLevel:       "info",
+		ShutdownGrace:  10 * time.Second,
+		RequestTimeout: 10 * time.Second,
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("config (-want +got):\n%s", diff)
+	}
+}
+
+func TestLoadConfigSecretRules(t *testing.T) {
+	t.Parallel()
+	short := strings.Repeat("s", auth.MinSecretLen-1)
+	for _, tc := range []struct {
+		name       string
+		env        map[string]string
+		wantSecret envconfig.Secret
+		wantDev    bool
+		wantErr    string
+	}{
+		{name: "production without secret", env: map[string]string{},
+			wantErr: "AUTH_JWT_SECRET is not set"},
+		{name: "dev mode off explicitly", env: map[string]string{"FINANCE_DEV_MODE": "false"},
+			wantErr: "AUTH_JWT_SECRET is not set"},
+		{name: "production with short secret", env: map[string]string{"AUTH_JWT_SECRET": short},
+			wantErr: "at least 32 bytes"},
+		{name: "dev mode with short secret", env: map[string]string{"AUTH_JWT_SECRET": short, "FINANCE_DEV_MODE": "true"},
+			wantErr: "at least 32 bytes"},
+		{name: "production with secret", env: map[string]string{"AUTH_JWT_SECRET": goodSecret},
+			wantSecret: goodSecret},
+		{name: "dev mode without secret", env: map[string]string{"FINANCE_DEV_MODE": "true"},
+			wantSecret: auth.DevSecret, wantDev: true},
+		{name: "dev mode with secret", env: map[string]string{"FINANCE_DEV_MODE": "1", "AUTH_JWT_SECRET": goodSecret},
+			wantSecret: goodSecret},
+		{name: "dev mode not a boolean", env: map[string]string{"FINANCE_DEV_MODE": "yes please"},
+			wantErr: "FINANCE_DEV_MODE"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			cfg, err := loadConfig(getenv(tc.env))
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("err = %v, want one mentioning %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cfg.JWTSecret != tc.wantSecret || cfg.UsingDevSecret != tc.wantDev {
+				t.Errorf("secret %q (dev %v), want %q (dev %v)", cfg.JWTSecret.Reveal(), cfg.UsingDevSecret, tc.wantSecret.Reveal(), tc.wantDev)
+			}
+		})
+	}
+}
+
+func TestLoadConfigReportsEveryProblem(t *testing.T) {
+	t.Parallel()
+	_, err := loadConfig(getenv(map[string]string{
+		"GATEWAY_DB_MAX_CONNS":    "0",
+		"SHUTDOWN_GRACE":          "soon",
+		"LOG_LEVEL":               "loud",
+		"GATEWAY_REQUEST_TIMEOUT": "-1s",
+	}))
+	if err == nil {
+		t.Fatal("no error")
+	}
+	for _, want := range []string{"GATEWAY_DB_MAX_CONNS", "SHUTDOWN_GRACE", "LOG_LEVEL", "GATEWAY_REQUEST_TIMEOUT", "AUTH_JWT_SECRET"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error does not mention %s:\n%v", want, err)
+		}
+	}
+}
+
+func TestLogAttrsRedactSecrets(t *testing.T) {
+	t.Parallel()
+	cfg, err := loadConfig(getenv(map[string]string{
+		"AUTH_JWT_SECRET": goodSecret,
+		"DATABASE_URL":    "postgres://app:hunter2hunter2@db:5432/finance",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b bytes.Buffer
+	slog.New(slog.NewJSONHandler(&b, nil)).Info("starting", cfg.logAttrs()...)
+	if strings.Contains(b.String(), "hunter2") || strings.Contains(b.String(), goodSecret) {
+		t.Errorf("logged config leaks a secret: %s", b.String())
+	}
+	if !strings.Contains(b.String(), `"auth_jwt_secret":"REDACTED"`) || !strings.Contains(b.String(), "app:xxxxx@db:5432") {
+		t.Errorf("logged config: %s", b.String())
+	}
+	if redactURL("host=db password=x") != "REDACTED" {
+		t.Error("key=value DSN is logged")
+	}
+}
