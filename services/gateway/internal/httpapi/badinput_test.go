@@ -228,3 +228,17 @@ func TestOpsEndpoints(t *testing.T) {
 		}
 	}
 }
+
+func TestRequestTimeout(t *testing.T) {
+	t.Parallel()
+	e := newEnvTimeout(t, time.Nanosecond) // expired before the database is asked
+	e.wallet(5, 1000)
+	w := e.pay(token(t, 5, false), "k", 5, 1, -10)
+	p := wantProblem(t, w, http.StatusServiceUnavailable, "timeout")
+	if !strings.Contains(p.Detail, "same Idempotency-Key") {
+		t.Errorf("detail %q does not say how to retry", p.Detail)
+	}
+	if n := e.count(`SELECT count(*) FROM payments`); n != 0 {
+		t.Errorf("payments = %d, want 0", n)
+	}
+}

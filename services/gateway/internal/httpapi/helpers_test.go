@@ -37,6 +37,12 @@ type env struct {
 
 func newEnv(t testing.TB) *env {
 	t.Helper()
+	return newEnvTimeout(t, 0)
+}
+
+// newEnvTimeout is newEnv with a request timeout (0: the default).
+func newEnvTimeout(t testing.TB, timeout time.Duration) *env {
+	t.Helper()
 	ctx := context.Background()
 	pool, err := postgres.Connect(ctx, pgtest.NewDB(t), 8)
 	if err != nil {
@@ -48,6 +54,8 @@ func newEnv(t testing.TB) *env {
 		Store:    store.New(pool),
 		Verifier: auth.NewVerifier(testSecret),
 		Registry: obs.NewRegistry(),
+
+		RequestTimeout: timeout,
 	})
 	e := &env{t: t, pool: pool, h: h}
 	e.exec(`INSERT INTO merchants (id, name) VALUES (1, 'Pleo'), (2, 'Apple'), (4593, 'Amazon')`)
