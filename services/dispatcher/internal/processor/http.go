@@ -1,0 +1,255 @@
+package processor
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// kind classifies one call by what it says about execution.
+type kind int
+
+const (
+	kindSucceeded kind = iota // executed
+	kindDeclined              // not executed, final
+	kindRejected              // 4xx: not executed, a retry would not change it
+	kindConflict              // 422: the idempotency key was used for another body
+	kindRefused               // not executed, may succeed later (429, as-is 503, refused connection)
+	kindAmbiguous             // may or may not have executed
+)
+
+// reply is one call's classified answer.
+type reply struct {
+	kind       kind
+	label      string // metric label, a fixed set
+	ref        string // processor reference when succeeded
+	detail     string // human-readable reason
+	retryAfter time.Duration
+}
+
+// dialect is one of the processor's HTTP APIs.
+type dialect interface {
+	// request builds the call for p.
+	request(ctx context.Context, p Payment) (*http.Request, error)
+	// read classifies a 2xx body.
+	read(p Payment, body []byte) reply
+	// serverError classifies a status code outside 2xx and 4xx.
+	serverError(code int, body []byte) reply
+	// retriesAmbiguous reports whether an ambiguous call may be repeated.
+	retriesAmbiguous() bool
+}
+
+// maxBody bounds what is read of a processor reply.
+const maxBody = 64 << 10
+
+// call makes one HTTP call within the per-call timeout and classifies it.
+func (c *client) call(ctx context.Context, p Payment) reply {
+	cctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
+	defer cancel()
+	req, err := c.dialect.request(cctx, p)
+	if err != nil {
+		// Nothing can have been sent; a bad request is a bug, not a retry.
+		return reply{kind: kindRejected, label: "rejected", detail: fmt.Sprintf("build request: %v", err)}
+	}
+
+	m := c.cfg.Metrics
+	m.inFlight.Inc()
+	start := time.Now()
+	r := c.do(req, p)
+	m.latency.WithLabelValues(r.label).Observe(time.Since(start).Seconds())
+	m.inFlight.Dec()
+	m.calls.WithLabelValues(r.label).Inc()
+	if r.label == "rate_limited" {
+		m.rateLimited.Inc()
+	}
+	return r
+}
+
+func (c *client) do(req *http.Request, p Payment) reply {
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return transportReply(req.Context(), err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
+	if err != nil {
+		// The status line arrived but the body did not: whatever it said is lost.
+		return reply{kind: kindAmbiguous, label: "lost_reply", detail: fmt.Sprintf("HTTP %d, reading the reply: %v", resp.StatusCode, err)}
+	}
+	code := resp.StatusCode
+	switch {
+	case code >= 200 && code < 300:
+		return c.dialect.read(p, body)
+	case code == http.StatusTooManyRequests:
+		return reply{kind: kindRefused, label: "rate_limited", detail: "processor rate limit (429)", retryAfter: parseRetryAfter(resp.Header.Get("Retry-After"))}
+	case code == http.StatusUnprocessableEntity:
+		return reply{kind: kindConflict, label: "conflict", detail: fmt.Sprintf("HTTP 422: %s", errorText(body))}
+	case code == http.StatusRequestTimeout:
+		return reply{kind: kindAmbiguous, label: "server_error", detail: fmt.Sprintf("HTTP 408: %s", errorText(body))}
+	case code >= 400 && code < 500:
+		return reply{kind: kindRejected, label: "rejected", detail: fmt.Sprintf("HTTP %d: %s", code, errorText(body))}
+	default:
+		return c.dialect.serverError(code, body)
+	}
+}
+
+// transportReply classifies a call that got no HTTP reply. Only a failed
+// dial proves the request never left; anything later may have executed it.
+func transportReply(ctx context.Context, err error) reply {
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "dial" {
+		return reply{kind: kindRefused, label: "unreachable", detail: fmt.Sprintf("processor unreachable: %v", op.Err)}
+	}
+	if errors.Is(err, context.DeadlineExceeded) && ctx.Err() != nil {
+		return reply{kind: kindAmbiguous, label: "timeout", detail: "processor did not answer in time"}
+	}
+	return reply{kind: kindAmbiguous, label: "transport_error", detail: fmt.Sprintf("no reply: %v", err)}
+}
+
+// parseRetryAfter reads delay-seconds or an HTTP date; 0 when absent or bad,
+// which falls back to the exponential backoff.
+func parseRetryAfter(v string) time.Duration {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0
+	}
+	if s, err := strconv.Atoi(v); err == nil {
+		if s < 0 {
+			return 0
+		}
+		return time.Duration(s) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		return max(time.Until(t), 0)
+	}
+	return 0
+}
+
+// errorText extracts {"error": "..."} or falls back to the trimmed body.
+func errorText(body []byte) string {
+	var e struct {
+		Error string `json:"error"`
+	}
+	if json.Unmarshal(body, &e) == nil && e.Error != "" {
+		return e.Error
+	}
+	s := strings.TrimSpace(string(body))
+	if len(s) > 200 {
+		s = s[:200] + "…"
+	}
+	if s == "" {
+		return "empty body"
+	}
+	return s
+}
+
+func postJSON(ctx context.Context, url string, v any) (*http.Request, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(b))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json")
+	return req, nil
+}
+
+// unparsable is the reply to a body that cannot be read as an answer: the
+// call may have executed, so it is never taken as success or failure.
+func unparsable(format string, args ...any) reply {
+	return reply{kind: kindAmbiguous, label: "unparsable", detail: "unparsable processor reply: " + fmt.Sprintf(format, args...)}
+}
+
+// paymentBody is the answer both dialects share: id, status and reason.
+type paymentBody struct {
+	ID             string `json:"id"`
+	IdempotencyKey string `json:"idempotency_key"`
+	Status         string `json:"status"`
+	Reason         string `json:"reason"`
+}
+
+func readPayment(body []byte, wantKey string) reply {
+	var b paymentBody
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if err := dec.Decode(&b); err != nil {
+		return unparsable("%v", err)
+	}
+	if wantKey != "" && b.IdempotencyKey != "" && b.IdempotencyKey != wantKey {
+		return unparsable("reply is for idempotency key %q, want %q", b.IdempotencyKey, wantKey)
+	}
+	switch b.Status {
+	case "succeeded":
+		if b.ID == "" {
+			return unparsable("succeeded without an id")
+		}
+		return reply{kind: kindSucceeded, label: "succeeded", ref: b.ID}
+	case "declined":
+		reason := b.Reason
+		if reason == "" {
+			reason = "declined by processor"
+		}
+		return reply{kind: kindDeclined, label: "declined", ref: b.ID, detail: reason}
+	default:
+		return unparsable("status %q", b.Status)
+	}
+}
+
+// proposed is POST /v2/payments with an Idempotency-Key.
+type proposed struct{ base string }
+
+func (d proposed) request(ctx context.Context, p Payment) (*http.Request, error) {
+	req, err := postJSON(ctx, d.base+"/v2/payments", struct {
+		UserID    int64  `json:"user_id"`
+		Amount    int64  `json:"amount"`
+		Reference string `json:"reference"`
+	}{p.UserID, p.Amount, strconv.FormatInt(p.ID, 10)})
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Idempotency-Key", p.IdempotencyKey())
+	return req, nil
+}
+
+func (proposed) read(p Payment, body []byte) reply { return readPayment(body, p.IdempotencyKey()) }
+
+// serverError: with a key every 5xx is retried as a replay, so no 5xx needs
+// to be trusted as "not executed".
+func (proposed) serverError(code int, body []byte) reply {
+	return reply{kind: kindAmbiguous, label: "server_error", detail: fmt.Sprintf("HTTP %d: %s", code, errorText(body))}
+}
+
+func (proposed) retriesAmbiguous() bool { return true }
+
+// asIs is POST /payment without a key.
+type asIs struct{ base string }
+
+func (d asIs) request(ctx context.Context, p Payment) (*http.Request, error) {
+	return postJSON(ctx, d.base+"/payment", struct {
+		UserID int64 `json:"user_id"`
+		Amount int64 `json:"amount"`
+	}{p.UserID, p.Amount})
+}
+
+func (asIs) read(_ Payment, body []byte) reply { return readPayment(body, "") }
+
+// serverError: the as-is processor answers 503 when over capacity or in an
+// outage, in both cases without executing; every other 5xx may have executed.
+func (asIs) serverError(code int, body []byte) reply {
+	if code == http.StatusServiceUnavailable {
+		return reply{kind: kindRefused, label: "over_capacity", detail: fmt.Sprintf("processor unavailable (HTTP 503: %s)", errorText(body))}
+	}
+	return reply{kind: kindAmbiguous, label: "server_error", detail: fmt.Sprintf("HTTP %d: %s", code, errorText(body))}
+}
+
+func (asIs) retriesAmbiguous() bool { return false }

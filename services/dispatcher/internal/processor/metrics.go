@@ -1,0 +1,46 @@
+package processor
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// Metrics are the processor client's Prometheus metrics.
+type Metrics struct {
+	calls       *prometheus.CounterVec
+	latency     *prometheus.HistogramVec
+	rateLimited prometheus.Counter
+	inFlight    prometheus.Gauge
+	rateLimit   prometheus.Gauge
+}
+
+// NewMetrics creates the metrics and registers them with reg unless reg is nil.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		calls: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "dispatcher_processor_calls_total",
+			Help: "HTTP calls to the processor by result (succeeded, declined, rejected, conflict, rate_limited, over_capacity, unreachable, timeout, transport_error, lost_reply, server_error, unparsable).",
+		}, []string{"result"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "dispatcher_processor_call_duration_seconds",
+			Help:    "Duration of HTTP calls to the processor by result.",
+			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2, 5},
+		}, []string{"result"}),
+		rateLimited: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "dispatcher_processor_rate_limited_total",
+			Help: "429 answers seen from the processor.",
+		}),
+		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "dispatcher_processor_in_flight_calls",
+			Help: "HTTP calls to the processor currently waiting for an answer.",
+		}),
+		rateLimit: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "dispatcher_processor_rate_limit_per_second",
+			Help: "Configured processor calls per second of this replica (PROCESSOR_RATE_LIMIT).",
+		}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.calls, m.latency, m.rateLimited, m.inFlight, m.rateLimit)
+	}
+	return m
+}
+
+// SetRateLimit publishes the configured rate limit.
+func (m *Metrics) SetRateLimit(perSecond float64) { m.rateLimit.Set(perSecond) }

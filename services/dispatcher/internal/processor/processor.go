@@ -1,0 +1,257 @@
+// Package processor calls the external payment processor and turns what it
+// answers into a payment outcome: succeeded, failed, or unknown when the
+// answer could not be learned. It owns the retry and ambiguity rules of the
+// two processor APIs (the as-is one without idempotency keys and the proposed
+// one with them); pacing comes from a rate limiter shared by every call of the
+// replica, retries included.
+package processor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+	"golang.org/x/time/rate"
+
+	"github.com/finsvc/finance/pkg/payment"
+)
+
+// API names a dialect of the processor's HTTP interface.
+type API string
+
+// The processor APIs the client speaks.
+const (
+	// APIProposed is POST /v2/payments with an Idempotency-Key: a repeated
+	// call with the same key is a replay, so ambiguous calls are retried.
+	APIProposed API = "proposed"
+	// APIAsIs is POST /payment without any key: a repeated call may execute
+	// twice, so an ambiguous call is never repeated.
+	APIAsIs API = "as-is"
+)
+
+// ErrNotSent reports that the context ended before any call for a payment
+// could have reached the processor: nothing was executed and nothing is known.
+var ErrNotSent = errors.New("payment not sent to the processor")
+
+// Payment is what the dispatcher asks the processor to execute.
+type Payment struct {
+	ID     int64
+	UserID int64
+	// Amount is in signed minor units, as in PaymentRequested.
+	Amount int64
+}
+
+// IdempotencyKey is the key the proposed API is sent for p. It derives from
+// the payment id only, so every retry and every redelivery of the same
+// payment is a replay at the processor.
+func (p Payment) IdempotencyKey() string { return fmt.Sprintf("payment-%d", p.ID) }
+
+// Result is what is known about a payment after dispatching it.
+type Result struct {
+	// Status is succeeded, failed or unknown.
+	Status payment.Status
+	// Reason explains a failed or unknown status.
+	Reason string
+	// Ref is the processor's reference of an executed payment.
+	Ref string
+	// Attempts counts the HTTP calls made.
+	Attempts int
+}
+
+// Client executes payments at the processor.
+type Client interface {
+	// Execute dispatches p and reports its outcome. It returns an error
+	// (wrapping ErrNotSent) only when ctx ended before a call could have
+	// reached the processor; every other case is a Result, unknown included.
+	Execute(ctx context.Context, p Payment) (Result, error)
+}
+
+// Config configures New.
+type Config struct {
+	// BaseURL is the processor's root, e.g. http://127.0.0.1:8090.
+	BaseURL string
+	// API selects the dialect and with it the retry rules.
+	API API
+	// Timeout bounds each HTTP call.
+	Timeout time.Duration
+	// MaxAttempts bounds the calls made for one payment, 429s included.
+	MaxAttempts int
+	// Limiter paces every call, retries included; it is shared by every
+	// in-flight call of the replica.
+	Limiter *rate.Limiter
+	// MaxConns sizes the idle connection pool to the expected concurrency.
+	MaxConns int
+	// BackoffInitial and BackoffMax shape the exponential backoff with
+	// jitter between retries; zero means 100ms and 2s.
+	BackoffInitial, BackoffMax time.Duration
+	// MaxRetryAfter caps a 429's Retry-After; zero means 30s.
+	MaxRetryAfter time.Duration
+	// Metrics receives call metrics; nil registers nothing.
+	Metrics *Metrics
+	// Logger receives one line per retried call.
+	Logger *slog.Logger
+	// HTTPClient replaces the client New builds (tests).
+	HTTPClient *http.Client
+}
+
+// New returns the Client for cfg.API.
+func New(cfg Config) (Client, error) {
+	var errs []error
+	if !strings.HasPrefix(cfg.BaseURL, "http://") && !strings.HasPrefix(cfg.BaseURL, "https://") {
+		errs = append(errs, fmt.Errorf("processor url %q: want http:// or https://", cfg.BaseURL))
+	}
+	if cfg.API != APIProposed && cfg.API != APIAsIs {
+		errs = append(errs, fmt.Errorf("processor api %q: want %s or %s", cfg.API, APIProposed, APIAsIs))
+	}
+	if cfg.Timeout <= 0 {
+		errs = append(errs, fmt.Errorf("processor timeout %v: want > 0", cfg.Timeout))
+	}
+	if cfg.MaxAttempts < 1 {
+		errs = append(errs, fmt.Errorf("processor max attempts %d: want >= 1", cfg.MaxAttempts))
+	}
+	if cfg.Limiter == nil {
+		errs = append(errs, errors.New("processor limiter: required"))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	if cfg.BackoffInitial <= 0 {
+		cfg.BackoffInitial = 100 * time.Millisecond
+	}
+	if cfg.BackoffMax <= 0 {
+		cfg.BackoffMax = 2 * time.Second
+	}
+	if cfg.MaxRetryAfter <= 0 {
+		cfg.MaxRetryAfter = 30 * time.Second
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = NewMetrics(nil)
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	hc := cfg.HTTPClient
+	if hc == nil {
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		conns := max(cfg.MaxConns, 100)
+		tr.MaxIdleConns = conns
+		tr.MaxIdleConnsPerHost = conns
+		// The per-call timeout comes from the request context.
+		hc = &http.Client{Transport: tr}
+	}
+	base := strings.TrimRight(cfg.BaseURL, "/")
+	var d dialect
+	switch cfg.API {
+	case APIProposed:
+		d = proposed{base: base}
+	case APIAsIs:
+		d = asIs{base: base}
+	}
+	return &client{cfg: cfg, hc: hc, dialect: d}, nil
+}
+
+// client is the retry loop shared by both dialects; the dialect decides how
+// one call is made and read, and whether an ambiguous call may be repeated.
+type client struct {
+	cfg     Config
+	hc      *http.Client
+	dialect dialect
+}
+
+// Execute implements Client.
+func (c *client) Execute(ctx context.Context, p Payment) (Result, error) {
+	bo := backoff.WithContext(backoff.WithMaxRetries(backoff.NewExponentialBackOff(
+		backoff.WithInitialInterval(c.cfg.BackoffInitial),
+		backoff.WithMaxInterval(c.cfg.BackoffMax),
+		backoff.WithMultiplier(2),
+		backoff.WithRandomizationFactor(0.5),
+		backoff.WithMaxElapsedTime(0), // bounded by attempts and ctx instead
+	), uint64(c.cfg.MaxAttempts-1)), ctx)
+
+	var (
+		attempts int
+		// ambiguous is the last call that may have executed the payment;
+		// once set, the payment can never be reported as failed.
+		ambiguous *reply
+		last      reply
+	)
+	for {
+		if err := c.cfg.Limiter.Wait(ctx); err != nil {
+			return c.interrupted(p, attempts, ambiguous, err)
+		}
+		attempts++
+		last = c.call(ctx, p)
+		switch last.kind {
+		case kindSucceeded:
+			return Result{Status: payment.StatusSucceeded, Ref: last.ref, Attempts: attempts}, nil
+		case kindDeclined:
+			return Result{Status: payment.StatusFailed, Reason: last.detail, Attempts: attempts}, nil
+		case kindRejected:
+			if ambiguous != nil {
+				return unknown(attempts, "an earlier call was ambiguous (%s), then the processor rejected the payment: %s", ambiguous.detail, last.detail), nil
+			}
+			return Result{Status: payment.StatusFailed, Reason: "rejected by processor: " + last.detail, Attempts: attempts}, nil
+		case kindConflict:
+			return unknown(attempts, "processor refused the idempotency key: %s", last.detail), nil
+		case kindAmbiguous:
+			ambiguous = &last
+			if ctx.Err() != nil {
+				return unknown(attempts, "interrupted while waiting for the processor: %s", last.detail), nil
+			}
+			if !c.dialect.retriesAmbiguous() {
+				return unknown(attempts, "%s; not retried: the %s API has no idempotency key", last.detail, APIAsIs), nil
+			}
+		case kindRefused:
+			// Not executed: safe to call again in both dialects.
+		}
+
+		wait := bo.NextBackOff()
+		if wait == backoff.Stop {
+			if ctx.Err() != nil {
+				return c.interrupted(p, attempts, ambiguous, ctx.Err())
+			}
+			if ambiguous != nil {
+				return unknown(attempts, "no definite answer after %d calls with the same idempotency key; last: %s", attempts, last.detail), nil
+			}
+			return Result{Status: payment.StatusFailed, Reason: fmt.Sprintf("not executed: %s after %d calls", last.detail, attempts), Attempts: attempts}, nil
+		}
+		if last.kind == kindRefused && last.retryAfter > 0 {
+			wait = min(last.retryAfter, c.cfg.MaxRetryAfter)
+		}
+		c.cfg.Logger.InfoContext(ctx, "processor call will be retried",
+			"payment_id", p.ID, "user_id", p.UserID, "attempt", attempts,
+			"result", last.label, "detail", last.detail, "wait", wait)
+		if err := sleep(ctx, wait); err != nil {
+			return c.interrupted(p, attempts, ambiguous, err)
+		}
+	}
+}
+
+// interrupted ends Execute when ctx ended between calls: unknown if a call
+// may have executed the payment, ErrNotSent if none can have.
+func (c *client) interrupted(p Payment, attempts int, ambiguous *reply, cause error) (Result, error) {
+	if ambiguous != nil {
+		return unknown(attempts, "interrupted before a definite answer (%v); last ambiguous call: %s", cause, ambiguous.detail), nil
+	}
+	return Result{Attempts: attempts}, fmt.Errorf("payment %d after %d calls: %w: %w", p.ID, attempts, ErrNotSent, cause)
+}
+
+func unknown(attempts int, format string, args ...any) Result {
+	return Result{Status: payment.StatusUnknown, Reason: fmt.Sprintf(format, args...), Attempts: attempts}
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

@@ -1,0 +1,419 @@
+package processor
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"golang.org/x/time/rate"
+
+	"github.com/finsvc/finance/pkg/payment"
+)
+
+// step answers one call of the fake processor.
+type step func(w http.ResponseWriter, r *http.Request)
+
+func reply200(body string) step {
+	return func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, body)
+	}
+}
+
+func replyStatus(code int, body string, header ...string) step {
+	return func(w http.ResponseWriter, _ *http.Request) {
+		for i := 0; i+1 < len(header); i += 2 {
+			w.Header().Set(header[i], header[i+1])
+		}
+		w.WriteHeader(code)
+		_, _ = io.WriteString(w, body)
+	}
+}
+
+// hang never answers; the client's per-call timeout ends the call.
+func hang(w http.ResponseWriter, r *http.Request) { <-r.Context().Done() }
+
+// call is what the fake processor saw.
+type call struct {
+	Path string
+	Key  string
+	Body map[string]any
+}
+
+// fakeProcessor answers calls with steps in order, repeating the last one.
+type fakeProcessor struct {
+	mu    sync.Mutex
+	steps []step
+	calls []call
+}
+
+func newFakeProcessor(t *testing.T, steps ...step) (*fakeProcessor, *httptest.Server) {
+	t.Helper()
+	f := &fakeProcessor{steps: steps}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var body map[string]any
+		_ = json.NewDecoder(r.Body).Decode(&body)
+		f.mu.Lock()
+		n := len(f.calls)
+		f.calls = append(f.calls, call{Path: r.URL.Path, Key: r.Header.Get("Idempotency-Key"), Body: body})
+		s := f.steps[min(n, len(f.steps)-1)]
+		f.mu.Unlock()
+		s(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	return f, srv
+}
+
+func (f *fakeProcessor) seen() []call {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]call(nil), f.calls...)
+}
+
+func newTestClient(t *testing.T, url string, api API, m *Metrics) Client {
+	t.Helper()
+	c, err := New(Config{
+		BaseURL: url,
+		API:     api,
+		// Generous: a call that should answer must not time out on a loaded machine.
+		Timeout:        time.Second,
+		MaxAttempts:    3,
+		Limiter:        rate.NewLimiter(rate.Inf, 1),
+		BackoffInitial: time.Millisecond,
+		BackoffMax:     5 * time.Millisecond,
+		Metrics:        m,
+	})
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	return c
+}
+
+const (
+	succeeded = `{"id":"ref-1","idempotency_key":"payment-42","user_id":7,"amount":-500,"status":"succeeded","created_at":"2026-01-01T00:00:00Z"}`
+	declined  = `{"id":"ref-2","idempotency_key":"payment-42","user_id":7,"amount":-500,"status":"declined","reason":"insufficient funds at issuer"}`
+)
+
+var testPayment = Payment{ID: 42, UserID: 7, Amount: -500}
+
+func TestExecute(t *testing.T) {
+	t.Parallel()
+	proposedCall := call{Path: "/v2/payments", Key: "payment-42", Body: map[string]any{"user_id": 7.0, "amount": -500.0, "reference": "42"}}
+	asIsCall := call{Path: "/payment", Body: map[string]any{"user_id": 7.0, "amount": -500.0}}
+	tests := []struct {
+		name        string
+		api         API
+		steps       []step
+		want        Result
+		wantReason  string // substring of Reason
+		wantCalls   []call
+		want429s    float64
+		wantResults map[string]float64 // calls by result label
+	}{
+		{
+			name:        "proposed success",
+			api:         APIProposed,
+			steps:       []step{reply200(succeeded)},
+			want:        Result{Status: payment.StatusSucceeded, Ref: "ref-1", Attempts: 1},
+			wantCalls:   []call{proposedCall},
+			wantResults: map[string]float64{"succeeded": 1},
+		},
+		{
+			name:        "proposed decline",
+			api:         APIProposed,
+			steps:       []step{reply200(declined)},
+			want:        Result{Status: payment.StatusFailed, Attempts: 1},
+			wantReason:  "insufficient funds at issuer",
+			wantCalls:   []call{proposedCall},
+			wantResults: map[string]float64{"declined": 1},
+		},
+		{
+			name:        "429 with Retry-After then success",
+			api:         APIProposed,
+			steps:       []step{replyStatus(429, `{"error":"rate limited"}`, "Retry-After", "1"), reply200(succeeded)},
+			want:        Result{Status: payment.StatusSucceeded, Ref: "ref-1", Attempts: 2},
+			wantCalls:   []call{proposedCall, proposedCall},
+			want429s:    1,
+			wantResults: map[string]float64{"rate_limited": 1, "succeeded": 1},
+		},
+		{
+			name:        "5xx then success with the same key",
+			api:         APIProposed,
+			steps:       []step{replyStatus(500, `{"error":"boom"}`), reply200(succeeded)},
+			want:        Result{Status: payment.StatusSucceeded, Ref: "ref-1", Attempts: 2},
+			wantCalls:   []call{proposedCall, proposedCall},
+			wantResults: map[string]float64{"server_error": 1, "succeeded": 1},
+		},
+		{
+			name:        "timeouts retried with the same key then unknown",
+			api:         APIProposed,
+			steps:       []step{hang},
+			want:        Result{Status: payment.StatusUnknown, Attempts: 3},
+			wantReason:  "no definite answer after 3 calls",
+			wantCalls:   []call{proposedCall, proposedCall, proposedCall},
+			wantResults: map[string]float64{"timeout": 3},
+		},
+		{
+			name:        "unparsable body is ambiguous, never success or failure",
+			api:         APIProposed,
+			steps:       []step{reply200(`{"id":"ref-1","status":`), reply200(`{"status":"maybe"}`), reply200(`<html>`)},
+			want:        Result{Status: payment.StatusUnknown, Attempts: 3},
+			wantReason:  "unparsable processor reply",
+			wantCalls:   []call{proposedCall, proposedCall, proposedCall},
+			wantResults: map[string]float64{"unparsable": 3},
+		},
+		{
+			name:        "unparsable then success",
+			api:         APIProposed,
+			steps:       []step{reply200(`not json`), reply200(succeeded)},
+			want:        Result{Status: payment.StatusSucceeded, Ref: "ref-1", Attempts: 2},
+			wantCalls:   []call{proposedCall, proposedCall},
+			wantResults: map[string]float64{"unparsable": 1, "succeeded": 1},
+		},
+		{
+			name:        "reply for another key is ambiguous",
+			api:         APIProposed,
+			steps:       []step{reply200(strings.Replace(succeeded, "payment-42", "payment-43", 1)), reply200(succeeded)},
+			want:        Result{Status: payment.StatusSucceeded, Ref: "ref-1", Attempts: 2},
+			wantCalls:   []call{proposedCall, proposedCall},
+			wantResults: map[string]float64{"unparsable": 1, "succeeded": 1},
+		},
+		{
+			name:        "400 is a failure",
+			api:         APIProposed,
+			steps:       []step{replyStatus(400, `{"error":"amount must not be 0"}`)},
+			want:        Result{Status: payment.StatusFailed, Attempts: 1},
+			wantReason:  "rejected by processor: HTTP 400: amount must not be 0",
+			wantCalls:   []call{proposedCall},
+			wantResults: map[string]float64{"rejected": 1},
+		},
+		{
+			name:        "rejection after an ambiguous call is unknown",
+			api:         APIProposed,
+			steps:       []step{replyStatus(502, `bad gateway`), replyStatus(400, `{"error":"nope"}`)},
+			want:        Result{Status: payment.StatusUnknown, Attempts: 2},
+			wantReason:  "an earlier call was ambiguous",
+			wantCalls:   []call{proposedCall, proposedCall},
+			wantResults: map[string]float64{"server_error": 1, "rejected": 1},
+		},
+		{
+			name:        "idempotency key reuse is unknown at once",
+			api:         APIProposed,
+			steps:       []step{replyStatus(422, `{"error":"idempotency_key_reuse"}`)},
+			want:        Result{Status: payment.StatusUnknown, Attempts: 1},
+			wantReason:  "idempotency_key_reuse",
+			wantCalls:   []call{proposedCall},
+			wantResults: map[string]float64{"conflict": 1},
+		},
+		{
+			name:        "429 until the budget ends is not executed",
+			api:         APIProposed,
+			steps:       []step{replyStatus(429, `{"error":"rate limited"}`)},
+			want:        Result{Status: payment.StatusFailed, Attempts: 3},
+			wantReason:  "not executed: processor rate limit (429) after 3 calls",
+			wantCalls:   []call{proposedCall, proposedCall, proposedCall},
+			want429s:    3,
+			wantResults: map[string]float64{"rate_limited": 3},
+		},
+		{
+			name:        "as-is success",
+			api:         APIAsIs,
+			steps:       []step{reply200(`{"id":"ref-9","status":"succeeded"}`)},
+			want:        Result{Status: payment.StatusSucceeded, Ref: "ref-9", Attempts: 1},
+			wantCalls:   []call{asIsCall},
+			wantResults: map[string]float64{"succeeded": 1},
+		},
+		{
+			name:        "as-is timeout is unknown after exactly one call",
+			api:         APIAsIs,
+			steps:       []step{hang, reply200(`{"id":"ref-9","status":"succeeded"}`)},
+			want:        Result{Status: payment.StatusUnknown, Attempts: 1},
+			wantReason:  "not retried",
+			wantCalls:   []call{asIsCall},
+			wantResults: map[string]float64{"timeout": 1},
+		},
+		{
+			name:        "as-is 500 is unknown after exactly one call",
+			api:         APIAsIs,
+			steps:       []step{replyStatus(500, `{"error":"boom"}`), reply200(`{"id":"ref-9","status":"succeeded"}`)},
+			want:        Result{Status: payment.StatusUnknown, Attempts: 1},
+			wantReason:  "HTTP 500",
+			wantCalls:   []call{asIsCall},
+			wantResults: map[string]float64{"server_error": 1},
+		},
+		{
+			name:        "as-is unparsable is unknown after exactly one call",
+			api:         APIAsIs,
+			steps:       []step{reply200(`{"id":"ref-9"`), reply200(`{"id":"ref-9","status":"succeeded"}`)},
+			want:        Result{Status: payment.StatusUnknown, Attempts: 1},
+			wantReason:  "unparsable",
+			wantCalls:   []call{asIsCall},
+			wantResults: map[string]float64{"unparsable": 1},
+		},
+		{
+			name:        "as-is 503 over capacity is retried",
+			api:         APIAsIs,
+			steps:       []step{replyStatus(503, `{"error":"over capacity"}`), reply200(`{"id":"ref-9","status":"succeeded"}`)},
+			want:        Result{Status: payment.StatusSucceeded, Ref: "ref-9", Attempts: 2},
+			wantCalls:   []call{asIsCall, asIsCall},
+			wantResults: map[string]float64{"over_capacity": 1, "succeeded": 1},
+		},
+		{
+			name:        "as-is 503 until the budget ends is not executed",
+			api:         APIAsIs,
+			steps:       []step{replyStatus(503, `{"error":"over capacity"}`)},
+			want:        Result{Status: payment.StatusFailed, Attempts: 3},
+			wantReason:  "not executed",
+			wantCalls:   []call{asIsCall, asIsCall, asIsCall},
+			wantResults: map[string]float64{"over_capacity": 3},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			f, srv := newFakeProcessor(t, tt.steps...)
+			m := NewMetrics(prometheus.NewRegistry())
+			c := newTestClient(t, srv.URL, tt.api, m)
+
+			got, err := c.Execute(t.Context(), testPayment)
+			if err != nil {
+				t.Fatalf("Execute: %v", err)
+			}
+			if !strings.Contains(got.Reason, tt.wantReason) {
+				t.Errorf("Reason = %q, want it to contain %q", got.Reason, tt.wantReason)
+			}
+			got.Reason = ""
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("Result (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff(tt.wantCalls, f.seen()); diff != "" {
+				t.Errorf("processor calls (-want +got):\n%s", diff)
+			}
+			if got := testutil.ToFloat64(m.rateLimited); got != tt.want429s {
+				t.Errorf("429s counted = %v, want %v", got, tt.want429s)
+			}
+			gotResults := map[string]float64{}
+			for _, label := range []string{"succeeded", "declined", "rejected", "conflict", "rate_limited", "over_capacity", "unreachable", "timeout", "transport_error", "lost_reply", "server_error", "unparsable"} {
+				if v := testutil.ToFloat64(m.calls.WithLabelValues(label)); v != 0 {
+					gotResults[label] = v
+				}
+			}
+			if diff := cmp.Diff(tt.wantResults, gotResults); diff != "" {
+				t.Errorf("calls by result (-want +got):\n%s", diff)
+			}
+			if got := testutil.ToFloat64(m.inFlight); got != 0 {
+				t.Errorf("in-flight gauge = %v after Execute, want 0", got)
+			}
+		})
+	}
+}
+
+func TestExecuteUnreachableIsNotExecuted(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens: every dial is refused
+
+	for _, api := range []API{APIProposed, APIAsIs} {
+		t.Run(string(api), func(t *testing.T) {
+			t.Parallel()
+			c := newTestClient(t, "http://"+addr, api, nil)
+			got, err := c.Execute(t.Context(), testPayment)
+			if err != nil {
+				t.Fatalf("Execute: %v", err)
+			}
+			if got.Status != payment.StatusFailed || got.Attempts != 3 || !strings.Contains(got.Reason, "not executed: processor unreachable") {
+				t.Errorf("Result = %+v, want failed after 3 unreachable calls", got)
+			}
+		})
+	}
+}
+
+func TestExecuteContextEndsBeforeAnyCall(t *testing.T) {
+	t.Parallel()
+	f, srv := newFakeProcessor(t, reply200(succeeded))
+	lim := rate.NewLimiter(rate.Every(time.Hour), 1)
+	lim.Allow() // the only token is gone; the next one is an hour away
+	c, err := New(Config{BaseURL: srv.URL, API: APIProposed, Timeout: time.Second, MaxAttempts: 3, Limiter: lim})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+
+	_, err = c.Execute(ctx, testPayment)
+	if !errors.Is(err, ErrNotSent) {
+		t.Fatalf("err = %v, want ErrNotSent", err)
+	}
+	if n := len(f.seen()); n != 0 {
+		t.Errorf("processor saw %d calls, want 0", n)
+	}
+}
+
+func TestExecuteInterruptedAfterAmbiguousCallIsUnknown(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithCancel(t.Context())
+	f, srv := newFakeProcessor(t, func(w http.ResponseWriter, r *http.Request) {
+		cancel() // the dispatcher shuts down while the call is in flight
+		hang(w, r)
+	})
+	c := newTestClient(t, srv.URL, APIProposed, nil)
+
+	got, err := c.Execute(ctx, testPayment)
+	if err != nil {
+		t.Fatalf("Execute: %v", err)
+	}
+	if got.Status != payment.StatusUnknown || got.Attempts != 1 {
+		t.Errorf("Result = %+v, want unknown after 1 call", got)
+	}
+	if n := len(f.seen()); n != 1 {
+		t.Errorf("processor saw %d calls, want 1", n)
+	}
+}
+
+func TestNewValidates(t *testing.T) {
+	t.Parallel()
+	_, err := New(Config{BaseURL: "localhost:8090", API: "v3", Timeout: 0, MaxAttempts: 0})
+	if err == nil {
+		t.Fatal("New accepted an invalid config")
+	}
+	for _, want := range []string{"processor url", "processor api", "timeout", "max attempts", "limiter"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not mention %q", err, want)
+		}
+	}
+}
+
+func TestParseRetryAfter(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		in   string
+		want time.Duration
+	}{
+		{"", 0},
+		{"1", time.Second},
+		{" 3 ", 3 * time.Second},
+		{"-1", 0},
+		{"soon", 0},
+		{"Mon, 01 Jan 2001 00:00:00 GMT", 0}, // in the past
+	}
+	for _, tt := range tests {
+		if got := parseRetryAfter(tt.in); got != tt.want {
+			t.Errorf("parseRetryAfter(%q) = %v, want %v", tt.in, got, tt.want)
+		}
+	}
+}
