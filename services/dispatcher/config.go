@@ -1,0 +1,102 @@
+package main
+
+import (
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/finsvc/finance/pkg/envconfig"
+)
+
+// config is the dispatcher's effective configuration.
+type config struct {
+	KafkaBrokers         []string
+	LogLevel             string
+	OpsAddr              string
+	ProcessorURL         string
+	ProcessorAPI         string
+	ProcessorRateLimit   float64
+	ProcessorTimeout     time.Duration
+	ProcessorMaxAttempts int
+	MaxInFlight          int
+	MaxPollRecords       int
+	ShutdownGrace        time.Duration
+	Group                string
+	TransactionalID      string
+}
+
+// loadConfig reads the environment through getenv, reporting every problem at once.
+func loadConfig(getenv func(string) string) (config, error) {
+	r := envconfig.New(getenv)
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "local"
+	}
+	c := config{
+		KafkaBrokers:         r.List("KAFKA_BROKERS", []string{"127.0.0.1:9092"}),
+		LogLevel:             r.String("LOG_LEVEL", "info"),
+		OpsAddr:              r.String("OPS_ADDR", ":9101"),
+		ProcessorURL:         r.String("PROCESSOR_URL", "http://127.0.0.1:8090"),
+		ProcessorAPI:         r.String("PROCESSOR_API", "proposed"),
+		ProcessorRateLimit:   r.Float("PROCESSOR_RATE_LIMIT", 300),
+		ProcessorTimeout:     r.Duration("PROCESSOR_TIMEOUT", 2*time.Second),
+		ProcessorMaxAttempts: r.Int("PROCESSOR_MAX_ATTEMPTS", 5),
+		MaxInFlight:          r.Int("DISPATCHER_MAX_IN_FLIGHT", 512),
+		MaxPollRecords:       r.Int("DISPATCHER_MAX_POLL_RECORDS", 1000),
+		ShutdownGrace:        r.Duration("DISPATCHER_SHUTDOWN_GRACE", 30*time.Second),
+		Group:                r.String("DISPATCHER_GROUP", "dispatcher"),
+		TransactionalID:      r.String("DISPATCHER_TRANSACTIONAL_ID", "dispatcher-"+host),
+	}
+	if len(c.KafkaBrokers) == 0 {
+		r.Fail("KAFKA_BROKERS: want at least one broker")
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		r.Fail("LOG_LEVEL=%q: want debug, info, warn or error", c.LogLevel)
+	}
+	switch c.ProcessorAPI {
+	case "proposed", "as-is":
+	default:
+		r.Fail("PROCESSOR_API=%q: want proposed or as-is", c.ProcessorAPI)
+	}
+	if c.ProcessorRateLimit <= 0 {
+		r.Fail("PROCESSOR_RATE_LIMIT=%v: want > 0 calls per second", c.ProcessorRateLimit)
+	}
+	if c.ProcessorTimeout <= 0 {
+		r.Fail("PROCESSOR_TIMEOUT=%v: want > 0", c.ProcessorTimeout)
+	}
+	if c.ProcessorMaxAttempts < 1 {
+		r.Fail("PROCESSOR_MAX_ATTEMPTS=%d: want >= 1", c.ProcessorMaxAttempts)
+	}
+	if c.MaxInFlight < 1 {
+		r.Fail("DISPATCHER_MAX_IN_FLIGHT=%d: want >= 1", c.MaxInFlight)
+	}
+	if c.MaxPollRecords < 1 {
+		r.Fail("DISPATCHER_MAX_POLL_RECORDS=%d: want >= 1", c.MaxPollRecords)
+	}
+	if c.ShutdownGrace <= 0 {
+		r.Fail("DISPATCHER_SHUTDOWN_GRACE=%v: want > 0", c.ShutdownGrace)
+	}
+	return c, r.Err()
+}
+
+// LogValue logs durations as text ("2s") rather than nanoseconds.
+func (c config) LogValue() slog.Value {
+	return slog.GroupValue(
+		slog.String("kafka_brokers", strings.Join(c.KafkaBrokers, ",")),
+		slog.String("log_level", c.LogLevel),
+		slog.String("ops_addr", c.OpsAddr),
+		slog.String("processor_url", c.ProcessorURL),
+		slog.String("processor_api", c.ProcessorAPI),
+		slog.Float64("processor_rate_limit", c.ProcessorRateLimit),
+		slog.String("processor_timeout", c.ProcessorTimeout.String()),
+		slog.Int("processor_max_attempts", c.ProcessorMaxAttempts),
+		slog.Int("max_in_flight", c.MaxInFlight),
+		slog.Int("max_poll_records", c.MaxPollRecords),
+		slog.String("shutdown_grace", c.ShutdownGrace.String()),
+		slog.String("group", c.Group),
+		slog.String("transactional_id", c.TransactionalID),
+	)
+}

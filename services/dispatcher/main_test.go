@@ -1,0 +1,684 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/finsvc/finance/pkg/kafka"
+	"github.com/finsvc/finance/pkg/kafkatest"
+	financev1 "github.com/finsvc/finance/proto/finance/v1"
+)
+
+// In these tests a payment's amount is minus its id, so that the as-is API,
+// which carries no reference, still tells the fake which payment it executes.
+
+// fakeProcessor speaks both processor APIs, executes each idempotency key
+// once, and records the order in which each user's payments were called.
+type fakeProcessor struct {
+	slow func(paymentID int64) bool // answer late (never past the timeout)
+	// started, when set, is sent each called payment id if it has room;
+	// gate, when set, then holds every call until it is closed.
+	started chan int64
+	gate    chan struct{}
+
+	mu       sync.Mutex
+	order    map[int64][]int64 // user → payment ids in call order
+	calls    map[int64]int     // payment id → calls
+	executed map[int64]string  // payment id → processor ref
+}
+
+func newFakeProcessor(t *testing.T, slow func(int64) bool) (*fakeProcessor, string) {
+	t.Helper()
+	f := &fakeProcessor{slow: slow, order: map[int64][]int64{}, calls: map[int64]int{}, executed: map[int64]string{}}
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /v2/payments", f.serve)
+	mux.HandleFunc("POST /payment", f.serve)
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	return f, srv.URL
+}
+
+// declines reports whether the fake declines a payment.
+func declines(paymentID int64) bool { return paymentID%7 == 0 }
+
+func (f *fakeProcessor) serve(w http.ResponseWriter, r *http.Request) {
+	var body struct {
+		UserID int64 `json:"user_id"`
+		Amount int64 `json:"amount"`
+	}
+	if err := json.NewDecoder(r.Body).Decode(&body); err != nil || body.Amount == 0 {
+		w.WriteHeader(http.StatusBadRequest)
+		_, _ = io.WriteString(w, `{"error":"bad body"}`)
+		return
+	}
+	id := -body.Amount
+	if r.URL.Path == "/v2/payments" && r.Header.Get("Idempotency-Key") != fmt.Sprintf("payment-%d", id) {
+		w.WriteHeader(http.StatusBadRequest)
+		_, _ = io.WriteString(w, `{"error":"wrong idempotency key"}`)
+		return
+	}
+	f.mu.Lock()
+	f.order[body.UserID] = append(f.order[body.UserID], id)
+	f.calls[id]++
+	ref, done := f.executed[id]
+	if !done && !declines(id) {
+		ref = fmt.Sprintf("ref-%d", id)
+		f.executed[id] = ref
+	}
+	f.mu.Unlock()
+
+	if f.slow != nil && f.slow(id) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if f.started != nil {
+		select {
+		case f.started <- id:
+		default:
+		}
+	}
+	if f.gate != nil {
+		<-f.gate
+	}
+	w.Header().Set("Content-Type", "application/json")
+	key := r.Header.Get("Idempotency-Key")
+	if declines(id) {
+		_ = json.NewEncoder(w).Encode(map[string]any{"id": "d-" + strconv.FormatInt(id, 10), "idempotency_key": key, "status": "declined", "reason": "card declined"})
+		return
+	}
+	_ = json.NewEncoder(w).Encode(map[string]any{"id": ref, "idempotency_key": key, "status": "succeeded"})
+}
+
+func (f *fakeProcessor) snapshot() (order map[int64][]int64, calls map[int64]int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	order = map[int64][]int64{}
+	for u, ids := range f.order {
+		order[u] = slices.Clone(ids)
+	}
+	calls = map[int64]int{}
+	for id, n := range f.calls {
+		calls[id] = n
+	}
+	return order, calls
+}
+
+// dispatcherEnv is the environment of a dispatcher under test.
+func dispatcherEnv(brokers []string, processorURL, api, opsAddr string) map[string]string {
+	return map[string]string{
+		"KAFKA_BROKERS":               strings.Join(brokers, ","),
+		"LOG_LEVEL":                   "info",
+		"OPS_ADDR":                    opsAddr,
+		"PROCESSOR_URL":               processorURL,
+		"PROCESSOR_API":               api,
+		"PROCESSOR_RATE_LIMIT":        "2000",
+		"PROCESSOR_TIMEOUT":           "5s",
+		"DISPATCHER_MAX_IN_FLIGHT":    "16",
+		"DISPATCHER_TRANSACTIONAL_ID": "dispatcher-test",
+		"DISPATCHER_SHUTDOWN_GRACE":   "20s",
+	}
+}
+
+// startDispatcher runs the dispatcher like main does and returns a function
+// that sends it the shutdown signal and waits for it to stop.
+func startDispatcher(t *testing.T, env map[string]string) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- run(ctx, func(k string) string { return env[k] }, t.Output()) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-errc:
+				if err != nil {
+					t.Errorf("run returned %v after shutdown, want nil", err)
+				}
+			case <-time.After(60 * time.Second):
+				t.Errorf("dispatcher did not stop")
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+// freeAddr returns a loopback address nothing listens on right now.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+func newProducer(t *testing.T, brokers []string) *kgo.Client {
+	t.Helper()
+	cl, err := kafka.NewClient(brokers, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	return cl
+}
+
+func produceRequests(t *testing.T, cl *kgo.Client, reqs ...*financev1.PaymentRequested) {
+	t.Helper()
+	var recs []*kgo.Record
+	for _, r := range reqs {
+		v, err := proto.Marshal(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		recs = append(recs, &kgo.Record{Topic: kafka.TopicRequested, Key: kafka.UserKey(r.GetUserId()), Value: v})
+	}
+	if err := cl.ProduceSync(t.Context(), recs...).FirstErr(); err != nil {
+		t.Fatalf("produce requests: %v", err)
+	}
+}
+
+func request(userID, paymentID int64) *financev1.PaymentRequested {
+	return &financev1.PaymentRequested{PaymentId: paymentID, UserId: userID, MerchantId: 1, Amount: -paymentID, IdempotencyKey: fmt.Sprintf("client-%d", paymentID)}
+}
+
+// requestsFor returns n (< 100) payments for each user with ids
+// user*1000 + round*100 + i + 1, interleaved across users the way concurrent
+// clients would send them.
+func requestsFor(users []int64, round, n int) []*financev1.PaymentRequested {
+	var out []*financev1.PaymentRequested
+	for i := range n {
+		for _, u := range users {
+			out = append(out, request(u, u*1000+int64(round*100+i)+1))
+		}
+	}
+	return out
+}
+
+// outcomeReader reads payments.outcomes with read_committed isolation.
+type outcomeReader struct {
+	cl  *kgo.Client
+	got []*financev1.PaymentOutcome // in partition order
+}
+
+func newOutcomeReader(t *testing.T, brokers []string) *outcomeReader {
+	t.Helper()
+	cl, err := kgo.NewClient(
+		kgo.SeedBrokers(brokers...),
+		kgo.ConsumeTopics(kafka.TopicOutcomes),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	return &outcomeReader{cl: cl}
+}
+
+// waitUntil reads until done holds for everything read so far.
+func (o *outcomeReader) waitUntil(t *testing.T, what string, done func([]*financev1.PaymentOutcome) bool) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 45*time.Second)
+	defer cancel()
+	for !done(o.got) {
+		fs := o.cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatalf("gave up waiting for %s; read %d outcomes", what, len(o.got))
+		}
+		fs.EachError(func(topic string, p int32, err error) { t.Logf("fetch %s/%d: %v", topic, p, err) })
+		fs.EachRecord(func(r *kgo.Record) {
+			var out financev1.PaymentOutcome
+			if err := proto.Unmarshal(r.Value, &out); err != nil {
+				t.Fatalf("undecodable outcome at %d/%d: %v", r.Partition, r.Offset, err)
+			}
+			if string(r.Key) != strconv.FormatInt(out.GetUserId(), 10) {
+				t.Errorf("outcome of payment %d keyed %q, want its user %d", out.GetPaymentId(), r.Key, out.GetUserId())
+			}
+			o.got = append(o.got, &out)
+		})
+	}
+}
+
+func isFinal(o *financev1.PaymentOutcome) bool {
+	return o.GetStatus() != financev1.OutcomeStatus_OUTCOME_STATUS_PROCESSING
+}
+
+// finals returns the final outcomes by payment id, failing on duplicates.
+func finals(t *testing.T, got []*financev1.PaymentOutcome) map[int64]*financev1.PaymentOutcome {
+	t.Helper()
+	m := map[int64]*financev1.PaymentOutcome{}
+	for _, o := range got {
+		if !isFinal(o) {
+			continue
+		}
+		if prev, dup := m[o.GetPaymentId()]; dup {
+			t.Errorf("payment %d has two final outcomes: %v and %v", o.GetPaymentId(), prev.GetStatus(), o.GetStatus())
+		}
+		m[o.GetPaymentId()] = o
+	}
+	return m
+}
+
+func countFinals(got []*financev1.PaymentOutcome) int {
+	n := 0
+	for _, o := range got {
+		if isFinal(o) {
+			n++
+		}
+	}
+	return n
+}
+
+// wantOutcome is the final outcome the fake processor leads to.
+func wantOutcome(paymentID int64) (financev1.OutcomeStatus, string) {
+	if declines(paymentID) {
+		return financev1.OutcomeStatus_OUTCOME_STATUS_FAILED, ""
+	}
+	return financev1.OutcomeStatus_OUTCOME_STATUS_SUCCEEDED, fmt.Sprintf("ref-%d", paymentID)
+}
+
+func TestDispatchOneOutcomePerPaymentInUserOrder(t *testing.T) {
+	t.Parallel()
+	for _, api := range []string{"proposed", "as-is"} {
+		t.Run(api, func(t *testing.T) {
+			t.Parallel()
+			cluster := kafkatest.New(t, 4, []string{kafka.TopicRequested, kafka.TopicOutcomes})
+			// Every other payment of odd users answers late, so a dispatcher
+			// that let a user's later payment overtake would show it.
+			fake, url := newFakeProcessor(t, func(id int64) bool { return (id/1000)%2 == 1 && id%2 == 1 })
+			opsAddr := freeAddr(t)
+			startDispatcher(t, dispatcherEnv(cluster.Brokers(), url, api, opsAddr))
+
+			users := []int64{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}
+			reqs := requestsFor(users, 0, 6)
+			prod := newProducer(t, cluster.Brokers())
+			produceRequests(t, prod, reqs[:len(reqs)/2]...)
+			// An undecodable record and one without ids must not block their partitions.
+			if err := prod.ProduceSync(t.Context(),
+				&kgo.Record{Topic: kafka.TopicRequested, Key: kafka.UserKey(3), Value: []byte("\xff not protobuf")},
+				&kgo.Record{Topic: kafka.TopicRequested, Key: kafka.UserKey(4), Value: mustMarshal(t, &financev1.PaymentRequested{Amount: -5})},
+			).FirstErr(); err != nil {
+				t.Fatal(err)
+			}
+			produceRequests(t, prod, reqs[len(reqs)/2:]...)
+			// A zero amount is failed without calling the processor.
+			invalid := &financev1.PaymentRequested{PaymentId: 99999, UserId: 5, Amount: 0}
+			produceRequests(t, prod, invalid)
+
+			reader := newOutcomeReader(t, cluster.Brokers())
+			wantFinals := len(reqs) + 1
+			reader.waitUntil(t, "every final and processing outcome", func(got []*financev1.PaymentOutcome) bool {
+				processing := 0
+				for _, o := range got {
+					if !isFinal(o) {
+						processing++
+					}
+				}
+				return countFinals(got) >= wantFinals && processing >= len(reqs)
+			})
+
+			got := finals(t, reader.got)
+			for _, r := range reqs {
+				o, ok := got[r.GetPaymentId()]
+				if !ok {
+					t.Errorf("payment %d has no final outcome", r.GetPaymentId())
+					continue
+				}
+				status, ref := wantOutcome(r.GetPaymentId())
+				if o.GetStatus() != status || o.GetProcessorRef() != ref || o.GetUserId() != r.GetUserId() || o.GetAttempts() != 1 {
+					t.Errorf("payment %d outcome = %v, want status %v ref %q user %d attempts 1", r.GetPaymentId(), o, status, ref, r.GetUserId())
+				}
+				if status == financev1.OutcomeStatus_OUTCOME_STATUS_FAILED && o.GetReason() != "card declined" {
+					t.Errorf("payment %d reason = %q, want the processor's", r.GetPaymentId(), o.GetReason())
+				}
+			}
+			if o := got[invalid.GetPaymentId()]; o.GetStatus() != financev1.OutcomeStatus_OUTCOME_STATUS_FAILED || !strings.Contains(o.GetReason(), "invalid request") {
+				t.Errorf("zero-amount payment outcome = %v, want failed as an invalid request", o)
+			}
+			if len(got) != wantFinals {
+				t.Errorf("%d final outcomes, want %d", len(got), wantFinals)
+			}
+
+			// Per-user order: at the processor and in payments.outcomes.
+			wantOrder := map[int64][]int64{}
+			for _, r := range reqs {
+				wantOrder[r.GetUserId()] = append(wantOrder[r.GetUserId()], r.GetPaymentId())
+			}
+			order, calls := fake.snapshot()
+			if diff := cmp.Diff(wantOrder, order); diff != "" {
+				t.Errorf("processor call order per user (-want +got):\n%s", diff)
+			}
+			gotOutcomeOrder := map[int64][]int64{}
+			for _, o := range reader.got {
+				if isFinal(o) && o.GetPaymentId() != invalid.GetPaymentId() {
+					gotOutcomeOrder[o.GetUserId()] = append(gotOutcomeOrder[o.GetUserId()], o.GetPaymentId())
+				}
+			}
+			if diff := cmp.Diff(wantOrder, gotOutcomeOrder); diff != "" {
+				t.Errorf("outcome order per user (-want +got):\n%s", diff)
+			}
+			for id, n := range calls {
+				if n != 1 {
+					t.Errorf("payment %d called %d times, want 1", id, n)
+				}
+			}
+
+			metrics := scrape(t, opsAddr)
+			for _, want := range []string{
+				`dispatcher_invalid_records_total{reason="undecodable"} 1`,
+				`dispatcher_invalid_records_total{reason="missing_ids"} 1`,
+				`dispatcher_processor_rate_limit_per_second 2000`,
+				fmt.Sprintf(`dispatcher_processor_calls_total{result="succeeded"} %d`, countWhere(reqs, func(id int64) bool { return !declines(id) })),
+				fmt.Sprintf(`dispatcher_processor_calls_total{result="declined"} %d`, countWhere(reqs, declines)),
+			} {
+				if !strings.Contains(metrics, want+"\n") {
+					t.Errorf("/metrics lacks %q", want)
+				}
+			}
+		})
+	}
+}
+
+func TestRestartDoesNotReemitCommittedWork(t *testing.T) {
+	t.Parallel()
+	cluster := kafkatest.New(t, 4, []string{kafka.TopicRequested, kafka.TopicOutcomes})
+	fake, url := newFakeProcessor(t, func(id int64) bool { return id%3 == 0 })
+	env := dispatcherEnv(cluster.Brokers(), url, "as-is", freeAddr(t))
+	prod := newProducer(t, cluster.Brokers())
+	reader := newOutcomeReader(t, cluster.Brokers())
+	users := []int64{11, 12, 13, 14, 15, 16}
+
+	first := requestsFor(users, 0, 4)
+	produceRequests(t, prod, first...)
+	stop := startDispatcher(t, env)
+	reader.waitUntil(t, "the first round's outcomes", func(got []*financev1.PaymentOutcome) bool {
+		return countFinals(got) >= len(first)
+	})
+	stop()
+
+	// The same group and transactional id start again. New work for every
+	// user lands behind the committed work in each partition, so once the
+	// new outcomes are read, any re-emitted old outcome would have been too.
+	second := requestsFor(users, 1, 4)
+	produceRequests(t, prod, second...)
+	startDispatcher(t, env)
+	reader.waitUntil(t, "the second round's outcomes", func(got []*financev1.PaymentOutcome) bool {
+		return countFinals(got) >= len(first)+len(second)
+	})
+
+	got := finals(t, reader.got)
+	if len(got) != len(first)+len(second) {
+		t.Errorf("%d distinct final outcomes, want %d", len(got), len(first)+len(second))
+	}
+	_, calls := fake.snapshot()
+	for _, r := range append(first, second...) {
+		if _, ok := got[r.GetPaymentId()]; !ok {
+			t.Errorf("payment %d has no final outcome", r.GetPaymentId())
+		}
+		if n := calls[r.GetPaymentId()]; n != 1 {
+			t.Errorf("payment %d called %d times, want exactly 1 (as-is API: a second call executes twice)", r.GetPaymentId(), n)
+		}
+	}
+}
+
+func TestShutdownFinishesInFlightCalls(t *testing.T) {
+	t.Parallel()
+	cluster := kafkatest.New(t, 4, []string{kafka.TopicRequested, kafka.TopicOutcomes})
+	fake, url := newFakeProcessor(t, nil)
+	fake.gate = make(chan struct{})
+	fake.started = make(chan int64, 100)
+	opsAddr := freeAddr(t)
+	stop := startDispatcher(t, dispatcherEnv(cluster.Brokers(), url, "as-is", opsAddr))
+
+	reqs := requestsFor([]int64{21, 22, 23}, 0, 1)
+	produceRequests(t, newProducer(t, cluster.Brokers()), reqs...)
+	select {
+	case <-fake.started:
+	case <-time.After(45 * time.Second):
+		t.Fatal("no processor call started")
+	}
+
+	// SIGTERM while calls are held at the processor: the dispatcher must
+	// wait for their answers and commit them rather than drop them.
+	stopped := make(chan struct{})
+	go func() { stop(); close(stopped) }()
+	// The ops server closes on the same signal as the dispatch loop; once
+	// it is gone, the dispatcher is shutting down with the calls still held.
+	for deadline := time.Now().Add(45 * time.Second); ; {
+		resp, err := http.Get("http://" + opsAddr + "/healthz")
+		if err != nil {
+			break
+		}
+		resp.Body.Close()
+		if time.Now().After(deadline) {
+			t.Fatal("ops server still up after shutdown began")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	close(fake.gate)
+	<-stopped
+
+	// Everything the processor saw has its outcome committed.
+	_, calls := fake.snapshot()
+	reader := newOutcomeReader(t, cluster.Brokers())
+	reader.waitUntil(t, "the outcomes of the calls made before shutdown", func(got []*financev1.PaymentOutcome) bool {
+		return countFinals(got) >= len(calls)
+	})
+	got := finals(t, reader.got)
+	for id, n := range calls {
+		if n != 1 {
+			t.Errorf("payment %d called %d times, want 1", id, n)
+		}
+		if _, ok := got[id]; !ok {
+			t.Errorf("payment %d was called before shutdown but has no committed outcome", id)
+		}
+	}
+}
+
+func TestShutdownGraceEndsCallsAsUnknown(t *testing.T) {
+	t.Parallel()
+	cluster := kafkatest.New(t, 4, []string{kafka.TopicRequested, kafka.TopicOutcomes})
+	fake, url := newFakeProcessor(t, nil)
+	fake.gate = make(chan struct{})
+	fake.started = make(chan int64, 100)
+	release := sync.OnceFunc(func() { close(fake.gate) })
+	t.Cleanup(release) // runs before the fake server closes
+	env := dispatcherEnv(cluster.Brokers(), url, "as-is", freeAddr(t))
+	env["DISPATCHER_SHUTDOWN_GRACE"] = "100ms"
+	stop := startDispatcher(t, env)
+
+	users := []int64{41, 42, 43}
+	reqs := requestsFor(users, 0, 1)
+	produceRequests(t, newProducer(t, cluster.Brokers()), reqs...)
+	for range reqs {
+		select {
+		case <-fake.started:
+		case <-time.After(45 * time.Second):
+			t.Fatal("processor calls did not start")
+		}
+	}
+	// The processor never answers; the grace period ends the calls. They
+	// may have executed, so each becomes UNKNOWN, committed, never re-sent.
+	stop()
+	release()
+
+	reader := newOutcomeReader(t, cluster.Brokers())
+	reader.waitUntil(t, "unknown outcomes", func(got []*financev1.PaymentOutcome) bool {
+		return countFinals(got) >= len(reqs)
+	})
+	got := finals(t, reader.got)
+	for _, r := range reqs {
+		o := got[r.GetPaymentId()]
+		if o.GetStatus() != financev1.OutcomeStatus_OUTCOME_STATUS_UNKNOWN || o.GetAttempts() != 1 {
+			t.Errorf("payment %d outcome = %v, want unknown after 1 attempt", r.GetPaymentId(), o)
+		}
+	}
+
+	// A restart finds nothing left to dispatch: the work was committed.
+	more := requestsFor(users, 1, 1)
+	produceRequests(t, newProducer(t, cluster.Brokers()), more...)
+	startDispatcher(t, env)
+	reader.waitUntil(t, "the next round", func(got []*financev1.PaymentOutcome) bool {
+		return countFinals(got) >= len(reqs)+len(more)
+	})
+	_, calls := fake.snapshot()
+	for _, r := range reqs {
+		if n := calls[r.GetPaymentId()]; n != 1 {
+			t.Errorf("payment %d called %d times, want exactly 1", r.GetPaymentId(), n)
+		}
+	}
+	if n := countFinals(reader.got); n != len(reqs)+len(more) {
+		t.Errorf("%d final outcomes, want %d", n, len(reqs)+len(more))
+	}
+}
+
+func TestRebalanceKeepsOneOutcomePerPayment(t *testing.T) {
+	t.Parallel()
+	cluster := kafkatest.New(t, 4, []string{kafka.TopicRequested, kafka.TopicOutcomes})
+	// Slow calls keep transactions open while a second replica joins, so
+	// some are aborted by the rebalance and their records dispatched again.
+	fake, url := newFakeProcessor(t, func(int64) bool { return true })
+	envA := dispatcherEnv(cluster.Brokers(), url, "proposed", freeAddr(t))
+	envB := dispatcherEnv(cluster.Brokers(), url, "proposed", freeAddr(t))
+	envA["DISPATCHER_MAX_IN_FLIGHT"], envB["DISPATCHER_MAX_IN_FLIGHT"] = "2", "2"
+	envB["DISPATCHER_TRANSACTIONAL_ID"] = "dispatcher-test-b"
+	prod := newProducer(t, cluster.Brokers())
+	reader := newOutcomeReader(t, cluster.Brokers())
+
+	fake.started = make(chan int64, 1)
+
+	reqs := requestsFor([]int64{31, 32, 33, 34, 35, 36, 37, 38}, 0, 8)
+	produceRequests(t, prod, reqs...)
+	startDispatcher(t, envA)
+	select {
+	case <-fake.started: // A is in the middle of its first transaction
+	case <-time.After(45 * time.Second):
+		t.Fatal("no processor call started")
+	}
+	startDispatcher(t, envB)
+	reader.waitUntil(t, "every outcome", func(got []*financev1.PaymentOutcome) bool {
+		return len(finals(t, got)) >= len(reqs)
+	})
+
+	// Read on until the new payments of a later round are in: any duplicate
+	// from an aborted transaction would have to show up before them.
+	more := requestsFor([]int64{31, 32, 33, 34, 35, 36, 37, 38}, 1, 1)
+	produceRequests(t, prod, more...)
+	reader.waitUntil(t, "the later round", func(got []*financev1.PaymentOutcome) bool {
+		return len(finals(t, got)) >= len(reqs)+len(more)
+	})
+
+	// finals fails on a second final outcome for any payment.
+	got := finals(t, reader.got)
+	if n := countFinals(reader.got); n != len(reqs)+len(more) {
+		t.Errorf("%d final outcomes committed, want %d", n, len(reqs)+len(more))
+	}
+	for _, r := range append(reqs, more...) {
+		status, ref := wantOutcome(r.GetPaymentId())
+		if o := got[r.GetPaymentId()]; o.GetStatus() != status || o.GetProcessorRef() != ref {
+			t.Errorf("payment %d outcome = %v, want %v %q", r.GetPaymentId(), o, status, ref)
+		}
+	}
+	_, calls := fake.snapshot()
+	redispatched := 0
+	for _, n := range calls {
+		if n > 1 {
+			redispatched++
+		}
+	}
+	t.Logf("%d payments were dispatched again after an aborted transaction (replays under the same key)", redispatched)
+}
+
+func TestRunRejectsBadConfig(t *testing.T) {
+	t.Parallel()
+	env := map[string]string{"PROCESSOR_API": "v3", "PROCESSOR_RATE_LIMIT": "0"}
+	err := run(t.Context(), func(k string) string { return env[k] }, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "PROCESSOR_API") || !strings.Contains(err.Error(), "PROCESSOR_RATE_LIMIT") {
+		t.Fatalf("run = %v, want both config problems reported", err)
+	}
+}
+
+func TestLoadConfigDefaults(t *testing.T) {
+	t.Parallel()
+	got, err := loadConfig(func(string) string { return "" })
+	if err != nil {
+		t.Fatalf("loadConfig: %v", err)
+	}
+	if !strings.HasPrefix(got.TransactionalID, "dispatcher-") {
+		t.Errorf("TransactionalID = %q, want dispatcher-<hostname>", got.TransactionalID)
+	}
+	got.TransactionalID = ""
+	want := config{
+		KafkaBrokers:         []string{"127.0.0.1:9092"},
+		LogLevel:             "info",
+		OpsAddr:              ":9101",
+		ProcessorURL:         "http://127.0.0.1:8090",
+		ProcessorAPI:         "proposed",
+		ProcessorRateLimit:   300,
+		ProcessorTimeout:     2 * time.Second,
+		ProcessorMaxAttempts: 5,
+		MaxInFlight:          512,
+		MaxPollRecords:       1000,
+		ShutdownGrace:        30 * time.Second,
+		Group:                "dispatcher",
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("defaults (-want +got):\n%s", diff)
+	}
+}
+
+func mustMarshal(t *testing.T, m proto.Message) []byte {
+	t.Helper()
+	b, err := proto.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func countWhere(reqs []*financev1.PaymentRequested, pred func(int64) bool) int {
+	n := 0
+	for _, r := range reqs {
+		if pred(r.GetPaymentId()) {
+			n++
+		}
+	}
+	return n
+}
+
+func scrape(t *testing.T, addr string) string {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatalf("scrape metrics: %v", err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func testLogger(t *testing.T) *slog.Logger {
+	t.Helper()
+	return slog.New(slog.NewJSONHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
+}
