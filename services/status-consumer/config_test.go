@@ -1,0 +1,109 @@
+package main
+
+import (
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+func TestLoadConfig(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		env     map[string]string
+		want    config
+		wantErr []string // substrings that must all be in the error
+	}{
+		{
+			name: "defaults",
+			env:  map[string]string{},
+			want: config{
+				DatabaseURL:      "postgres://postgres@127.0.0.1:5432/finance?sslmode=disable",
+				DatabaseMaxConns: 16,
+				KafkaBrokers:     []string{"127.0.0.1:9092"},
+				LogLevel:         "info",
+				OpsAddr:          ":9103",
+				MaxPollRecords:   500,
+				RetryTimeout:     30 * time.Second,
+				AttemptTimeout:   10 * time.Second,
+				ShutdownTimeout:  10 * time.Second,
+			},
+		},
+		{
+			name: "overrides",
+			env: map[string]string{
+				"DATABASE_URL":              "postgres://u:p@db:5432/x",
+				"DATABASE_MAX_CONNS":        "4",
+				"KAFKA_BROKERS":             "k1:9092,k2:9092",
+				"LOG_LEVEL":                 "debug",
+				"OPS_ADDR":                  ":1",
+				"CONSUMER_MAX_POLL_RECORDS": "10",
+				"CONSUMER_RETRY_TIMEOUT":    "1m",
+			},
+			want: config{
+				DatabaseURL:      "postgres://u:p@db:5432/x",
+				DatabaseMaxConns: 4,
+				KafkaBrokers:     []string{"k1:9092", "k2:9092"},
+				LogLevel:         "debug",
+				OpsAddr:          ":1",
+				MaxPollRecords:   10,
+				RetryTimeout:     time.Minute,
+				AttemptTimeout:   10 * time.Second,
+				ShutdownTimeout:  10 * time.Second,
+			},
+		},
+		{
+			name: "every problem reported",
+			env: map[string]string{
+				"CONSUMER_MAX_POLL_RECORDS": "0",
+				"CONSUMER_RETRY_TIMEOUT":    "later",
+				"DATABASE_MAX_CONNS":        "1",
+				"LOG_LEVEL":                 "loud",
+			},
+			wantErr: []string{"CONSUMER_MAX_POLL_RECORDS", "CONSUMER_RETRY_TIMEOUT", "DATABASE_MAX_CONNS", "LOG_LEVEL"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			got, err := loadConfig(func(k string) string { return tt.env[k] })
+			if len(tt.wantErr) > 0 {
+				if err == nil {
+					t.Fatal("want an error")
+				}
+				for _, s := range tt.wantErr {
+					if !strings.Contains(err.Error(), s) {
+						t.Errorf("error %q does not mention %s", err, s)
+					}
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("config (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestLogAttrsRedactsPassword(t *testing.T) {
+	t.Parallel()
+	cfg, err := loadConfig(func(k string) string {
+		return map[string]string{"DATABASE_URL": "postgres://u:hunter2@db/x"}[k]
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	for _, a := range cfg.LogAttrs() {
+		b.WriteString(a.(slog.Attr).String())
+	}
+	if strings.Contains(b.String(), "hunter2") {
+		t.Errorf("log attributes leak the password: %s", b.String())
+	}
+}

@@ -1,0 +1,430 @@
+// Package consumer runs the status consumer's Kafka loop: it reads
+// PaymentOutcomes from payments.outcomes (group "status-consumer",
+// read_committed), applies each in one PostgreSQL transaction through the
+// store, emits the resulting PaymentEvent to payments.events, and only then
+// commits the record's offset.
+//
+// Delivery is at least once end to end: a crash anywhere re-reads the outcome,
+// the store recognises the redelivery, and the event is emitted again with
+// the same event_id. Partitions of one fetch are processed concurrently, the
+// records of one partition in order.
+package consumer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/finsvc/finance/pkg/kafka"
+	"github.com/finsvc/finance/pkg/payment"
+	"github.com/finsvc/finance/pkg/postgres"
+	financev1 "github.com/finsvc/finance/proto/finance/v1"
+	"github.com/finsvc/finance/services/status-consumer/internal/store"
+)
+
+// Group is the consumer group of every status consumer replica.
+const Group = "status-consumer"
+
+// Config tunes a Consumer.
+type Config struct {
+	// Brokers are the Kafka seed brokers.
+	Brokers []string
+	// MaxPollRecords bounds the records taken in one poll.
+	MaxPollRecords int
+	// RetryTimeout is how long one record is retried (PostgreSQL or Kafka
+	// failing) before its partition is rewound to it and the poll loop moves
+	// on; the record is fetched and tried again on the next poll.
+	RetryTimeout time.Duration
+	// AttemptTimeout bounds one PostgreSQL transaction, one produce or one
+	// offset commit.
+	AttemptTimeout time.Duration
+}
+
+// Consumer applies outcomes. Create it with New, run it with Run, and Close it.
+type Consumer struct {
+	cfg    Config
+	store  *store.Store
+	cl     *kgo.Client
+	logger *slog.Logger
+	m      *metrics
+
+	mu sync.Mutex
+	// pending holds, per partition, the last processed record whose offset
+	// is not committed yet.
+	pending map[topicPartition]*kgo.Record
+	// abortPoll cancels the work of the current poll, set while one runs.
+	abortPoll context.CancelFunc
+}
+
+type topicPartition struct {
+	topic     string
+	partition int32
+}
+
+// New returns a Consumer whose Kafka client joins Group on payments.outcomes
+// and produces events. Its metrics are registered on reg.
+func New(cfg Config, st *store.Store, logger *slog.Logger, reg prometheus.Registerer) (*Consumer, error) {
+	c := &Consumer{
+		cfg:     cfg,
+		store:   st,
+		logger:  logger,
+		m:       newMetrics(reg),
+		pending: map[topicPartition]*kgo.Record{},
+	}
+	cl, err := kafka.NewClient(cfg.Brokers, logger,
+		kgo.ConsumerGroup(Group),
+		kgo.ConsumeTopics(kafka.TopicOutcomes),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.DisableAutoCommit(),
+		// Revokes wait until the records of a poll are processed and committed.
+		kgo.BlockRebalanceOnPoll(),
+		kgo.OnPartitionsCallbackBlocked(func(context.Context, *kgo.Client) { c.abort() }),
+		kgo.OnPartitionsRevoked(c.onRevoked),
+		kgo.OnPartitionsLost(c.onLost),
+		// Events are produced one at a time and waited for: do not linger.
+		kgo.ProducerLinger(0),
+		kgo.RequiredAcks(kgo.AllISRAcks()),
+	)
+	if err != nil {
+		return nil, err
+	}
+	c.cl = cl
+	return c, nil
+}
+
+// Ping checks that a Kafka broker answers.
+func (c *Consumer) Ping(ctx context.Context) error {
+	return kafka.Ping(ctx, c.cl)
+}
+
+// Close leaves the group, committing what was processed, and closes the client.
+func (c *Consumer) Close() {
+	c.cl.CloseAllowingRebalance()
+}
+
+// Run polls, applies and commits until ctx ends. On return, every processed
+// record is committed (or the commit was tried and logged); Close then leaves
+// the group.
+func (c *Consumer) Run(ctx context.Context) error {
+	for {
+		fetches := c.cl.PollRecords(ctx, c.cfg.MaxPollRecords)
+		if fetches.IsClientClosed() || ctx.Err() != nil {
+			break
+		}
+		fetches.EachError(func(topic string, partition int32, err error) {
+			c.logger.ErrorContext(ctx, "fetch", "topic", topic, "partition", partition, "err", err)
+		})
+		c.process(ctx, fetches)
+		c.cl.AllowRebalance()
+	}
+	c.cl.AllowRebalance()
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.AttemptTimeout)
+	defer cancel()
+	c.commitPending(cctx)
+	return nil
+}
+
+// process handles one poll: each partition in its own goroutine, then
+// commits what was done and rewinds each partition that stopped early to its
+// first unprocessed record, so that the next poll fetches it again.
+func (c *Consumer) process(ctx context.Context, fetches kgo.Fetches) {
+	work, cancel := context.WithCancel(ctx)
+	c.mu.Lock()
+	c.abortPoll = cancel
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		c.abortPoll = nil
+		c.mu.Unlock()
+		cancel()
+	}()
+
+	type progress struct{ done, undone *kgo.Record }
+	var parts []kgo.FetchTopicPartition
+	fetches.EachPartition(func(p kgo.FetchTopicPartition) {
+		if len(p.Records) > 0 {
+			parts = append(parts, p)
+		}
+	})
+	results := make([]progress, len(parts))
+	var wg sync.WaitGroup
+	for i, p := range parts {
+		wg.Go(func() {
+			for _, rec := range p.Records {
+				if work.Err() != nil || c.handle(work, rec) != nil {
+					results[i].undone = rec
+					return
+				}
+				results[i].done = rec
+			}
+		})
+	}
+	wg.Wait()
+
+	rewind := map[string]map[int32]kgo.EpochOffset{}
+	c.mu.Lock()
+	for _, r := range results {
+		if r.done != nil {
+			c.pending[topicPartition{r.done.Topic, r.done.Partition}] = r.done
+		}
+		if u := r.undone; u != nil {
+			if rewind[u.Topic] == nil {
+				rewind[u.Topic] = map[int32]kgo.EpochOffset{}
+			}
+			rewind[u.Topic][u.Partition] = kgo.EpochOffset{Epoch: u.LeaderEpoch, Offset: u.Offset}
+		}
+	}
+	c.mu.Unlock()
+	if len(rewind) > 0 {
+		c.cl.SetOffsets(rewind) // before AllowRebalance, as SetOffsets requires
+	}
+	cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.AttemptTimeout)
+	defer ccancel()
+	c.commitPending(cctx)
+}
+
+// handle applies one record and emits its event. It returns nil when the
+// record is finished with, including when it was rejected (logged and
+// counted), and an error when it must be tried again later.
+func (c *Consumer) handle(ctx context.Context, rec *kgo.Record) error {
+	o, err := decode(rec.Value)
+	if err != nil {
+		c.reject(ctx, rec, o, rejectUndecodable, err)
+		return nil
+	}
+	if err := validate(o); err != nil {
+		c.reject(ctx, rec, o, rejectInvalid, err)
+		return nil
+	}
+
+	var res store.Result
+	err = c.retry(ctx, "apply", func(ctx context.Context) error {
+		start := time.Now()
+		r, err := c.store.ApplyOutcome(ctx, o)
+		c.m.applyDuration.Observe(time.Since(start).Seconds())
+		if reason := permanentReason(err); reason != "" {
+			return backoff.Permanent(err)
+		}
+		res = r
+		return err
+	})
+	if reason := permanentReason(err); reason != "" {
+		c.reject(ctx, rec, o, reason, err)
+		return nil
+	}
+	if err != nil {
+		c.m.deferred.WithLabelValues("apply").Inc()
+		c.logger.ErrorContext(ctx, "apply outcome: giving up for now, the record will be fetched again",
+			"payment_id", o.PaymentID, "topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset, "err", err)
+		return err
+	}
+
+	switch res.Change {
+	case store.Applied:
+		c.m.applied.WithLabelValues(string(o.Status)).Inc()
+		c.logger.DebugContext(ctx, "outcome applied", "payment_id", o.PaymentID, "user_id", o.UserID,
+			"from", res.From, "to", o.Status, "offset", rec.Offset)
+	case store.Duplicate:
+		c.m.noops.WithLabelValues("duplicate").Inc()
+		c.logger.DebugContext(ctx, "outcome already applied", "payment_id", o.PaymentID, "status", o.Status, "offset", rec.Offset)
+	case store.OutOfOrder:
+		c.m.noops.WithLabelValues("out_of_order").Inc()
+		c.logger.DebugContext(ctx, "outcome ignored: would not move the payment forward", "payment_id", o.PaymentID,
+			"current", res.From, "outcome", o.Status, "offset", rec.Offset)
+	}
+	if res.Event == nil {
+		return nil
+	}
+
+	payload, err := encodeEvent(res.Event)
+	if err != nil {
+		return err
+	}
+	err = c.retry(ctx, "emit", func(ctx context.Context) error {
+		// A fresh record per attempt: a record keeps the context of its first produce.
+		rec := &kgo.Record{Topic: kafka.TopicEvents, Key: kafka.UserKey(res.Event.UserID), Value: payload}
+		return c.cl.ProduceSync(ctx, rec).FirstErr()
+	})
+	if err != nil {
+		c.m.deferred.WithLabelValues("emit").Inc()
+		c.logger.ErrorContext(ctx, "emit payment event: giving up for now, the outcome will be fetched again",
+			"payment_id", o.PaymentID, "event_id", res.Event.ID(), "err", err)
+		return err
+	}
+	c.m.events.WithLabelValues(strconv.FormatBool(res.Change != store.Applied)).Inc()
+	return nil
+}
+
+// retry runs op until it succeeds, returns a permanent error, RetryTimeout
+// passes or ctx ends. An attempt that has started is not cut short by ctx:
+// each runs with its own AttemptTimeout, so shutdown finishes in-flight work.
+func (c *Consumer) retry(ctx context.Context, stage string, op func(context.Context) error) error {
+	bo := backoff.NewExponentialBackOff()
+	bo.InitialInterval = 50 * time.Millisecond
+	bo.MaxInterval = 5 * time.Second
+	bo.MaxElapsedTime = c.cfg.RetryTimeout
+	return backoff.RetryNotify(func() error {
+		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.AttemptTimeout)
+		defer cancel()
+		return op(actx)
+	}, backoff.WithContext(bo, ctx), func(err error, wait time.Duration) {
+		c.m.errors.WithLabelValues(stage).Inc()
+		c.logger.WarnContext(ctx, "retrying", "stage", stage, "err", err, "retry_in", wait.String())
+	})
+}
+
+// permanentReason returns the rejection reason of an error that retrying
+// cannot fix, or "" for any other error.
+func permanentReason(err error) string {
+	switch {
+	case err == nil:
+		return ""
+	case errors.Is(err, store.ErrPaymentNotFound):
+		return rejectUnknownPayment
+	case errors.Is(err, store.ErrUserMismatch):
+		return rejectUserMismatch
+	case postgres.IsCheckViolation(err), postgres.IsForeignKeyViolation(err):
+		return rejectConstraint
+	}
+	return ""
+}
+
+// reject logs and counts an outcome that can never apply. The record is
+// skipped; a dead-letter topic is future work.
+func (c *Consumer) reject(ctx context.Context, rec *kgo.Record, o store.Outcome, reason string, err error) {
+	c.m.rejected.WithLabelValues(reason).Inc()
+	c.logger.ErrorContext(ctx, "outcome rejected", "reason", reason, "payment_id", o.PaymentID, "user_id", o.UserID,
+		"topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset, "err", err)
+}
+
+// abort stops the current poll's work after its in-flight attempts: a
+// rebalance is waiting for the poll to finish.
+func (c *Consumer) abort() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.abortPoll != nil {
+		c.abortPoll()
+	}
+}
+
+// commitPending commits the offsets of processed records not committed yet.
+// A failed commit is logged and kept for the next commit or the revoke.
+func (c *Consumer) commitPending(ctx context.Context) {
+	c.mu.Lock()
+	recs := make([]*kgo.Record, 0, len(c.pending))
+	for _, r := range c.pending {
+		recs = append(recs, r)
+	}
+	c.mu.Unlock()
+	if len(recs) == 0 {
+		return
+	}
+	if err := c.cl.CommitRecords(ctx, recs...); err != nil {
+		c.m.errors.WithLabelValues("commit").Inc()
+		c.logger.ErrorContext(ctx, "commit offsets", "records", len(recs), "err", err)
+		return
+	}
+	c.mu.Lock()
+	for _, r := range recs {
+		tp := topicPartition{r.Topic, r.Partition}
+		if c.pending[tp] == r {
+			delete(c.pending, tp)
+		}
+	}
+	c.mu.Unlock()
+}
+
+// onRevoked commits what was processed before the partitions go to another
+// member. With BlockRebalanceOnPoll it runs between polls only.
+func (c *Consumer) onRevoked(ctx context.Context, _ *kgo.Client, revoked map[string][]int32) {
+	cctx, cancel := context.WithTimeout(ctx, c.cfg.AttemptTimeout)
+	defer cancel()
+	c.commitPending(cctx)
+	c.forget(revoked)
+}
+
+// onLost forgets uncommitted progress on partitions that are already gone:
+// their new owner re-reads from the last commit, and redelivery is a no-op.
+func (c *Consumer) onLost(ctx context.Context, _ *kgo.Client, lost map[string][]int32) {
+	c.logger.WarnContext(ctx, "partitions lost", "partitions", fmt.Sprint(lost))
+	c.forget(lost)
+}
+
+func (c *Consumer) forget(parts map[string][]int32) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for topic, ps := range parts {
+		for _, p := range ps {
+			delete(c.pending, topicPartition{topic, p})
+		}
+	}
+}
+
+// statuses maps the wire status to the payment status it moves to.
+var statuses = map[financev1.OutcomeStatus]payment.Status{
+	financev1.OutcomeStatus_OUTCOME_STATUS_PROCESSING: payment.StatusProcessing,
+	financev1.OutcomeStatus_OUTCOME_STATUS_SUCCEEDED:  payment.StatusSucceeded,
+	financev1.OutcomeStatus_OUTCOME_STATUS_FAILED:     payment.StatusFailed,
+	financev1.OutcomeStatus_OUTCOME_STATUS_UNKNOWN:    payment.StatusUnknown,
+}
+
+// decode parses a PaymentOutcome record value. An unrecognised status
+// decodes to an empty Status, which validate rejects.
+func decode(value []byte) (store.Outcome, error) {
+	var pb financev1.PaymentOutcome
+	if err := proto.Unmarshal(value, &pb); err != nil {
+		return store.Outcome{}, fmt.Errorf("decode PaymentOutcome: %w", err)
+	}
+	return store.Outcome{
+		PaymentID: pb.GetPaymentId(),
+		UserID:    pb.GetUserId(),
+		Status:    statuses[pb.GetStatus()],
+		Reason:    pb.GetReason(),
+	}, nil
+}
+
+func validate(o store.Outcome) error {
+	var errs []error
+	if o.PaymentID <= 0 {
+		errs = append(errs, fmt.Errorf("payment_id %d is not positive", o.PaymentID))
+	}
+	if o.UserID <= 0 {
+		errs = append(errs, fmt.Errorf("user_id %d is not positive", o.UserID))
+	}
+	if o.Status == "" {
+		errs = append(errs, errors.New("status is unspecified or unknown to this version"))
+	}
+	return errors.Join(errs...)
+}
+
+// encodeEvent returns ev as a PaymentEvent payload.
+func encodeEvent(ev *store.Event) ([]byte, error) {
+	payload, err := proto.Marshal(&financev1.PaymentEvent{
+		EventId:    ev.ID(),
+		PaymentId:  ev.PaymentID,
+		UserId:     ev.UserID,
+		MerchantId: ev.MerchantID,
+		Amount:     ev.Amount,
+		Status:     string(ev.Status),
+		Reason:     ev.Reason,
+		Balance:    ev.Balance,
+		Held:       ev.Held,
+		UserSeq:    ev.UserSeq,
+		OccurredAt: timestamppb.New(ev.OccurredAt),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("encode PaymentEvent %s: %w", ev.ID(), err)
+	}
+	return payload, nil
+}

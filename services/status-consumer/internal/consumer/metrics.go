@@ -1,0 +1,80 @@
+package consumer
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/finsvc/finance/pkg/payment"
+)
+
+// Reasons an outcome is rejected without being applied (label "reason").
+const (
+	rejectUndecodable    = "undecodable"
+	rejectInvalid        = "invalid"
+	rejectUnknownPayment = "unknown_payment"
+	rejectUserMismatch   = "user_mismatch"
+	rejectConstraint     = "constraint"
+)
+
+// metrics are the consumer's Prometheus collectors.
+type metrics struct {
+	applied       *prometheus.CounterVec
+	noops         *prometheus.CounterVec
+	events        *prometheus.CounterVec
+	rejected      *prometheus.CounterVec
+	errors        *prometheus.CounterVec
+	deferred      *prometheus.CounterVec
+	applyDuration prometheus.Histogram
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		applied: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "status_consumer_outcomes_applied_total",
+			Help: "Outcomes that changed a payment's status, by new status.",
+		}, []string{"status"}),
+		noops: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "status_consumer_outcomes_noop_total",
+			Help: "Outcomes that changed nothing: duplicate (already in that status) or out_of_order (backwards or after a final status).",
+		}, []string{"reason"}),
+		events: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "status_consumer_events_emitted_total",
+			Help: "PaymentEvents acknowledged by Kafka; replay=true for events rebuilt from the audit trail on redelivery.",
+		}, []string{"replay"}),
+		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "status_consumer_outcomes_rejected_total",
+			Help: "Outcomes that can never apply (undecodable, invalid, unknown payment, ...), logged and skipped.",
+		}, []string{"reason"}),
+		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "status_consumer_errors_total",
+			Help: "Failed attempts that are retried, by stage: apply (PostgreSQL), emit (Kafka produce), commit (offset commit).",
+		}, []string{"stage"}),
+		deferred: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "status_consumer_records_deferred_total",
+			Help: "Records still failing after the retry timeout, by stage: their partition is rewound and they are fetched again.",
+		}, []string{"stage"}),
+		applyDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "status_consumer_apply_duration_seconds",
+			Help:    "Time of one outcome's PostgreSQL transaction.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
+		}),
+	}
+	for _, s := range []payment.Status{payment.StatusProcessing, payment.StatusSucceeded, payment.StatusFailed, payment.StatusUnknown} {
+		m.applied.WithLabelValues(string(s))
+	}
+	for _, r := range []string{"duplicate", "out_of_order"} {
+		m.noops.WithLabelValues(r)
+	}
+	m.events.WithLabelValues("false")
+	m.events.WithLabelValues("true")
+	for _, r := range []string{rejectUndecodable, rejectInvalid, rejectUnknownPayment, rejectUserMismatch, rejectConstraint} {
+		m.rejected.WithLabelValues(r)
+	}
+	for _, s := range []string{"apply", "emit", "commit"} {
+		m.errors.WithLabelValues(s)
+	}
+	for _, s := range []string{"apply", "emit"} {
+		m.deferred.WithLabelValues(s)
+	}
+	reg.MustRegister(m.applied, m.noops, m.events, m.rejected, m.errors, m.deferred, m.applyDuration)
+	return m
+}

@@ -1,0 +1,79 @@
+// Command status-consumer applies the dispatcher's payment outcomes to
+// PostgreSQL (status, balance, hold, settled entry, audit trail) and announces
+// each change as a PaymentEvent on payments.events. See README.md.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/finsvc/finance/pkg/obs"
+	"github.com/finsvc/finance/pkg/postgres"
+	"github.com/finsvc/finance/services/status-consumer/internal/consumer"
+	"github.com/finsvc/finance/services/status-consumer/internal/store"
+)
+
+const service = "status-consumer"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	err := run(ctx, os.Getenv, os.Stdout)
+	stop()
+	if err != nil {
+		slog.New(slog.NewJSONHandler(os.Stderr, nil)).Error("status-consumer failed", "service", service, "err", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, getenv func(string) string, stdout io.Writer) error {
+	cfg, err := loadConfig(getenv)
+	if err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	logger, err := obs.NewLogger(stdout, cfg.LogLevel, service)
+	if err != nil {
+		return err
+	}
+	logger.InfoContext(ctx, "starting", cfg.LogAttrs()...)
+
+	pool, err := postgres.Connect(ctx, cfg.DatabaseURL, int32(cfg.DatabaseMaxConns))
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+
+	reg := obs.NewRegistry()
+	c, err := consumer.New(cfg.Consumer(), store.New(pool), logger, reg)
+	if err != nil {
+		return err
+	}
+	// Leaves the group after Run has committed; deferred after the pool so
+	// that it runs before the pool closes.
+	defer c.Close()
+
+	ready := func(ctx context.Context) error {
+		if err := pool.Ping(ctx); err != nil {
+			return fmt.Errorf("postgres: %w", err)
+		}
+		if err := c.Ping(ctx); err != nil {
+			return fmt.Errorf("kafka: %w", err)
+		}
+		return nil
+	}
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		return obs.Serve(gctx, logger, "ops", cfg.OpsAddr, obs.OpsMux(reg, ready), cfg.ShutdownTimeout)
+	})
+	g.Go(func() error { return c.Run(gctx) })
+	err = g.Wait()
+	logger.InfoContext(ctx, "stopped", "err", err)
+	return err
+}
