@@ -249,6 +249,34 @@ func TestRelayOnlyOneOfTwoPublishes(t *testing.T) {
 	}
 }
 
+func TestRelayLeaderLosingItsConnectionHandsOver(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, 3)
+	a, b := startRelay(t, e), startRelay(t, e)
+	waitFor(t, "a leader", func() bool { return a.Leader() || b.Leader() })
+
+	// Kill the backend holding the lock, as a network cut or a failover would.
+	var killed bool
+	err := e.pool.QueryRow(context.Background(), `
+		SELECT pg_terminate_backend(pid) FROM pg_locks
+		WHERE locktype = 'advisory' AND granted
+		  AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`).Scan(&killed)
+	if err != nil || !killed {
+		t.Fatalf("terminate the leader's backend: %v (terminated %v)", err, killed)
+	}
+
+	want := messages(kafka.TopicRequested, 0, 30, 4)
+	insert(t, e.pool, want...)
+	got := consume(t, e.cluster.Brokers(), kafka.TopicRequested, len(want))
+	waitFor(t, "an empty outbox", func() bool { return outboxRows(t, e.pool) == 0 })
+	if diff := cmp.Diff(byKey(want), byKey(got)); diff != "" {
+		t.Errorf("published records per key (-want +got):\n%s", diff)
+	}
+	if a.Leader() == b.Leader() {
+		t.Errorf("leaders after the handover: a=%v b=%v, want exactly one", a.Leader(), b.Leader())
+	}
+}
+
 func TestRelayKeepsRowsWhileKafkaRefusesThem(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, 2)
