@@ -1,0 +1,180 @@
+// Package cli is the load generator's command line: `loadtest run`,
+// `loadtest scenarios` and `loadtest table`.
+//
+// Exit codes: 0 the run passed; 1 the run failed its invariant checks or
+// could not run (target unreachable, users not seeded, ...); 2 the
+// invocation is wrong. Every failure is one clear line on stderr, at once.
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/finsvc/finance/loadtest/internal/report"
+	"github.com/finsvc/finance/loadtest/internal/scenario"
+)
+
+// Exit codes of Run.
+const (
+	ExitOK     = 0
+	ExitFailed = 1
+	ExitUsage  = 2
+)
+
+// usageError is a wrong invocation.
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg }
+
+func usagef(format string, args ...any) error {
+	return &usageError{msg: fmt.Sprintf(format, args...)}
+}
+
+// failedRun is a run that completed and was judged failed.
+var errFailedRun = errors.New("the run failed its checks")
+
+// Env is what a command reads and writes besides its arguments.
+type Env struct {
+	Getenv func(string) string
+	Stdout io.Writer
+	Stderr io.Writer
+	// Progress receives the live progress line; nil for Stderr.
+	Progress io.Writer
+	// OnReport, if set, receives the run's report (tests read it).
+	OnReport func(*report.Report, string)
+}
+
+const mainUsage = `usage: loadtest <command> [flags]
+
+commands:
+  run --scenario S [--target pipeline|legacy] [flags]   run a load test, check the money, write the report
+  scenarios                                              list the scenarios and their defaults
+  table results.json...                                  print a Markdown table of runs (for docs/loadtest.md)
+  help [command]                                         show usage
+
+exit codes: 0 passed, 1 failed (checks or could not run), 2 bad usage`
+
+// Run runs the command in args (without the program name) and returns the
+// exit code.
+func Run(ctx context.Context, args []string, env Env) int {
+	if env.Progress == nil {
+		env.Progress = env.Stderr
+	}
+	if len(args) == 0 {
+		fmt.Fprintln(env.Stderr, "loadtest: missing command")
+		fmt.Fprintln(env.Stderr, mainUsage)
+		return ExitUsage
+	}
+	var err error
+	switch args[0] {
+	case "help", "-h", "-help", "--help":
+		if len(args) > 1 && args[1] == "run" {
+			fs, _ := runFlags(env.Getenv)
+			printRunUsage(env.Stdout, fs)
+		} else {
+			fmt.Fprintln(env.Stdout, mainUsage)
+		}
+		return ExitOK
+	case "run":
+		err = runCommand(ctx, args[1:], env)
+	case "scenarios":
+		err = scenariosCommand(args[1:], env)
+	case "table":
+		err = tableCommand(args[1:], env)
+	default:
+		err = usagef("unknown command %q\n%s", args[0], mainUsage)
+	}
+	var ue *usageError
+	switch {
+	case err == nil:
+		return ExitOK
+	case errors.As(err, &ue):
+		fmt.Fprintf(env.Stderr, "loadtest %s: %s\n", args[0], ue.msg)
+		return ExitUsage
+	case errors.Is(err, errFailedRun):
+		return ExitFailed
+	default:
+		fmt.Fprintf(env.Stderr, "loadtest %s: %v\n", args[0], err)
+		return ExitFailed
+	}
+}
+
+func scenariosCommand(args []string, env Env) error {
+	if len(args) > 0 {
+		return usagef("scenarios takes no arguments")
+	}
+	tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "scenario\tusers\trate\tduration\treads\toutage\twhat")
+	for _, n := range scenario.Names() {
+		s := scenario.All()[n]
+		r := fmt.Sprintf("%.0f/s", s.Rate)
+		if s.Rate == 0 {
+			r = fmt.Sprintf("writes %.0f%% of L", s.WritesOfLimit*100)
+		}
+		o := "-"
+		if s.Outage != nil {
+			o = fmt.Sprintf("%s at %s", s.Outage.Duration, s.Outage.At)
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%.0f%%\t%s\t%s\n", n, s.Users, r, s.Duration, s.ReadRatio*100, o, s.Summary)
+	}
+	return tw.Flush()
+}
+
+func tableCommand(args []string, env Env) error {
+	if len(args) == 0 {
+		return usagef("table wants one or more results.json files (or run directories)")
+	}
+	var reps []*report.Report
+	for _, a := range args {
+		if st, err := os.Stat(a); err == nil && st.IsDir() {
+			a = filepath.Join(a, "results.json")
+		}
+		r, err := report.Read(a)
+		if err != nil {
+			return err
+		}
+		reps = append(reps, r)
+	}
+	sort.SliceStable(reps, func(i, j int) bool {
+		if reps[i].Scenario != reps[j].Scenario {
+			return reps[i].Scenario < reps[j].Scenario
+		}
+		return reps[i].Target < reps[j].Target
+	})
+	fmt.Fprint(env.Stdout, report.Table(reps))
+	return nil
+}
+
+func printRunUsage(w io.Writer, fs *flag.FlagSet) {
+	fmt.Fprintln(w, "usage: loadtest run --scenario S [--target pipeline|legacy] [flags]")
+	fmt.Fprintln(w, "  Runs scenario S (see `loadtest scenarios`) against the target, open model, then checks the money")
+	fmt.Fprintln(w, "  (lost, paid twice, stuck, balance mismatch) and writes results.json, summary.md and PNG plots.")
+	fmt.Fprintln(w, "  The users must be seeded: financectl seed --demo && financectl seed --users N --start-id S (pipeline),")
+	fmt.Fprintln(w, "  legacy seed --users N --start-id S (as-is service).")
+	fmt.Fprintln(w, "flags:")
+	fs.SetOutput(w)
+	fs.PrintDefaults()
+	fs.SetOutput(io.Discard)
+	fmt.Fprintln(w, "environment: AUTH_JWT_SECRET (default: the dev secret), DATABASE_URL (pipeline), LEGACY_DATABASE_URL, PROCESSOR_URL")
+}
+
+// durationString formats d without trailing zero units.
+func durationString(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
+}

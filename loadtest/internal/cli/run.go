@@ -1,0 +1,389 @@
+package cli
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"path/filepath"
+	"runtime/pprof"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/finsvc/finance/loadtest/internal/check"
+	"github.com/finsvc/finance/loadtest/internal/loadgen"
+	"github.com/finsvc/finance/loadtest/internal/progress"
+	"github.com/finsvc/finance/loadtest/internal/report"
+	"github.com/finsvc/finance/loadtest/internal/scenario"
+	"github.com/finsvc/finance/loadtest/internal/simclient"
+	"github.com/finsvc/finance/loadtest/internal/target"
+	"github.com/finsvc/finance/pkg/auth"
+	"github.com/finsvc/finance/pkg/postgres"
+)
+
+// Defaults of the run flags.
+const (
+	defaultPipelineURL = "http://127.0.0.1:8080"
+	defaultLegacyURL   = "http://127.0.0.1:8070"
+	defaultSimURL      = "http://127.0.0.1:8090"
+	defaultPipelineDB  = "postgres://postgres@127.0.0.1:5432/finance?sslmode=disable"
+	defaultLegacyDB    = "postgres://postgres@127.0.0.1:5432/finance_legacy?sslmode=disable"
+	// DefaultFirstUser is where financectl's and legacy's bulk seeds start.
+	DefaultFirstUser = 1_000_000
+)
+
+// preflightTimeout bounds every check before the load starts, so an
+// unreachable target stops the run at once instead of hanging.
+const preflightTimeout = 5 * time.Second
+
+type runOptions struct {
+	scenario     string
+	target       string
+	url          string
+	simURL       string
+	databaseURL  string
+	out          string
+	firstUser    int64
+	timeout      time.Duration
+	drainTimeout time.Duration
+	maxConns     int
+	quiet        bool
+	cpuProfile   string
+	ov           scenario.Overrides
+}
+
+func runFlags(getenv func(string) string) (*flag.FlagSet, *runOptions) {
+	o := &runOptions{}
+	fs := flag.NewFlagSet("loadtest run", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.StringVar(&o.scenario, "scenario", "", "scenario `name`: "+strings.Join(scenario.Names(), ", ")+" (required)")
+	fs.StringVar(&o.target, "target", "pipeline", "system under test: pipeline (the gateway) or legacy (the as-is service)")
+	fs.StringVar(&o.url, "url", "", "target base `URL` (default "+defaultPipelineURL+" for pipeline, "+defaultLegacyURL+" for legacy)")
+	fs.StringVar(&o.simURL, "processor-url", envOr(getenv, "PROCESSOR_URL", defaultSimURL), "processor simulator base `URL` (env PROCESSOR_URL)")
+	fs.StringVar(&o.databaseURL, "database-url", "", "the target's PostgreSQL, read by the checker (default $DATABASE_URL or "+
+		defaultPipelineDB+" for pipeline, $LEGACY_DATABASE_URL or "+defaultLegacyDB+" for legacy)")
+	fs.StringVar(&o.out, "out", "", "output `directory` (default loadtest/out/<scenario>-<target>-<time>, or out/... outside the repository root)")
+	fs.Int64Var(&o.firstUser, "first-user", DefaultFirstUser, "first user `id`; users are first..first+users-1, seeded beforehand")
+	fs.DurationVar(&o.timeout, "timeout", 30*time.Second, "per-request timeout")
+	fs.DurationVar(&o.drainTimeout, "drain-timeout", 0, "how long to wait for the backlog after the load (0: 60s + 2 × payments / L)")
+	fs.IntVar(&o.maxConns, "max-conns", 10_000, "most connections to the target at once (requests beyond wait, their latency still counts)")
+	fs.BoolVar(&o.quiet, "quiet", false, "no progress line")
+	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write the generator's own CPU profile to `file` (to tell its limits from the target's)")
+	fs.IntVar(&o.ov.Users, "users", 0, "concurrent virtual users, each with its own token (default: the scenario's)")
+	fs.Float64Var(&o.ov.Rate, "rate", 0, "arrival `rate` in requests per second, all users together (open model)")
+	fs.DurationVar(&o.ov.Think, "think", 0, "think time per user between requests; sets rate = users / think")
+	fs.DurationVar(&o.ov.Duration, "duration", 0, "how long requests arrive")
+	fs.Func("read-ratio", "share of requests that are feed reads, 0..1 (the rest are payments)", func(s string) error {
+		v, err := strconv.ParseFloat(s, 64)
+		if err != nil {
+			return fmt.Errorf("want a number 0..1")
+		}
+		o.ov.ReadRatio, o.ov.ReadRatioSet = v, true
+		return nil
+	})
+	fs.DurationVar(&o.ov.OutageAt, "outage-at", 0, "start a processor outage this long after the start")
+	fs.DurationVar(&o.ov.OutageDuration, "outage-duration", 0, "length of the processor outage")
+	return fs, o
+}
+
+func envOr(getenv func(string) string, key, def string) string {
+	if v := strings.TrimSpace(getenv(key)); v != "" {
+		return v
+	}
+	return def
+}
+
+func runCommand(ctx context.Context, args []string, env Env) error {
+	fs, o := runFlags(env.Getenv)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			printRunUsage(env.Stdout, fs)
+			return nil
+		}
+		return usagef("%v (see loadtest help run)", err)
+	}
+	if fs.NArg() > 0 {
+		return usagef("unexpected argument %q (see loadtest help run)", fs.Arg(0))
+	}
+	var problems []string
+	if o.scenario == "" {
+		problems = append(problems, "--scenario is required: one of "+strings.Join(scenario.Names(), ", "))
+	}
+	sc, scErr := scenario.Lookup(o.scenario)
+	if o.scenario != "" && scErr != nil {
+		problems = append(problems, scErr.Error())
+	}
+	kind, err := target.ParseKind(o.target)
+	if err != nil {
+		problems = append(problems, "--target: "+err.Error())
+	}
+	if o.url == "" {
+		o.url = defaultPipelineURL
+		if kind == target.Legacy {
+			o.url = defaultLegacyURL
+		}
+	}
+	if o.databaseURL == "" {
+		o.databaseURL = envOr(env.Getenv, "DATABASE_URL", defaultPipelineDB)
+		if kind == target.Legacy {
+			o.databaseURL = envOr(env.Getenv, "LEGACY_DATABASE_URL", defaultLegacyDB)
+		}
+	}
+	for name, u := range map[string]string{"--url": o.url, "--processor-url": o.simURL} {
+		if pu, err := url.Parse(u); err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" {
+			problems = append(problems, fmt.Sprintf("%s %q: want http://host:port", name, u))
+		}
+	}
+	if o.firstUser < 1 {
+		problems = append(problems, "--first-user: want a positive user id")
+	}
+	if o.timeout <= 0 {
+		problems = append(problems, "--timeout: want more than 0")
+	}
+	if o.maxConns < 1 {
+		problems = append(problems, "--max-conns: want at least 1")
+	}
+	if o.drainTimeout < 0 {
+		problems = append(problems, "--drain-timeout: want 0 or more")
+	}
+	// Check the workload's shape before touching the network; the
+	// processor's limit only scales the rate.
+	if scErr == nil {
+		if _, werr := scenario.Resolve(sc, o.ov, 300); werr != nil {
+			problems = append(problems, strings.Split(werr.Error(), "\n")...)
+		}
+	}
+	if len(problems) > 0 {
+		return usagef("%s", strings.Join(problems, "; "))
+	}
+	secret := env.Getenv("AUTH_JWT_SECRET")
+	if secret == "" {
+		secret = auth.DevSecret
+	}
+
+	// Preflight: every dependency answers, within a bound, or the run stops.
+	sim := simclient.New(o.simURL)
+	pctx, cancel := context.WithTimeout(ctx, preflightTimeout)
+	defer cancel()
+	settings, err := sim.Settings(pctx)
+	if err != nil {
+		return fmt.Errorf("the processor simulator at %s is unreachable or not the simulator: %w", o.simURL, err)
+	}
+	if !(settings.RateLimit > 0) {
+		return fmt.Errorf("the simulator at %s reports no rate limit (%v)", o.simURL, settings.RateLimit)
+	}
+	w, err := scenario.Resolve(sc, o.ov, settings.RateLimit)
+	if err != nil {
+		return usagef("%s", strings.ReplaceAll(err.Error(), "\n", "; "))
+	}
+	tc := target.New(kind, o.url, o.maxConns, o.timeout)
+	defer tc.Close()
+	if err := tc.Ready(pctx); err != nil {
+		return err
+	}
+	pool, err := connect(pctx, o.databaseURL)
+	if err != nil {
+		return fmt.Errorf("the %s database (--database-url) is unreachable: %w", kind, err)
+	}
+	defer pool.Close()
+	lastUser := o.firstUser + int64(w.Users) - 1
+	if err := checkSeeded(pctx, pool, kind, o.firstUser, lastUser); err != nil {
+		return err
+	}
+	tokens, err := mintTokens([]byte(secret), o.firstUser, w.Users, w.Duration+o.timeout+time.Hour)
+	if err != nil {
+		return err
+	}
+	if r := tc.Feed(pctx, tokens[0], o.firstUser); r.Class != target.OK {
+		hint := ""
+		if r.Code == 401 || r.Code == 403 {
+			hint = " (set AUTH_JWT_SECRET to the target's secret)"
+		}
+		return fmt.Errorf("the %s target refuses a feed read of user %d: %d %s%s", kind, o.firstUser, r.Code, r.Err, hint)
+	}
+	stats, err := sim.Stats(pctx)
+	if err != nil {
+		return fmt.Errorf("simulator stats: %w", err)
+	}
+	cancel()
+
+	runID := newRunID()
+	opts := loadgen.Options{
+		RunID: runID, Workload: w, Target: tc, Sim: sim, FirstUser: o.firstUser, Tokens: tokens,
+		ExecBaseline: stats.ExecutionsRecorded, DrainTimeout: o.drainTimeout,
+		Workers: o.maxConns,
+	}
+	switch kind {
+	case target.Pipeline:
+		pc := check.NewPipeline(pool, runID+"-", o.firstUser, lastUser)
+		opts.Backlog = pc
+		opts.Check = pc.Check
+	case target.Legacy:
+		lc := check.NewLegacy(pool, o.firstUser, lastUser)
+		bctx, cancel := context.WithTimeout(ctx, preflightTimeout)
+		baseline, err := lc.MaxPaymentID(bctx)
+		cancel()
+		if err != nil {
+			return err
+		}
+		opts.Check = func(ctx context.Context, writes []check.Write, execs []simclient.Execution) (check.Report, error) {
+			return lc.Check(ctx, baseline, writes, execs)
+		}
+	}
+	title := fmt.Sprintf("%s→%s", w.Scenario, kind)
+	fmt.Fprintf(env.Stderr, "loadtest: run %s: %s: %d users, %.1f req/s for %s (%d requests, %.0f%% reads), L=%.0f/s; target %s\n",
+		runID, title, w.Users, w.Rate, durationString(w.Duration), w.Requests(), w.ReadRatio*100, w.Limit, o.url)
+	var line *progress.Line
+	if !o.quiet {
+		line = progress.New(env.Progress, title)
+		opts.Progress = line.Update
+	}
+	if o.cpuProfile != "" {
+		f, err := os.Create(o.cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+	}
+	// The first second's connections, dialed last, right before the load.
+	wctx, cancel := context.WithTimeout(ctx, preflightTimeout)
+	err = tc.Warm(wctx, min(o.maxConns, w.Requests(), int(w.Rate)+1))
+	cancel()
+	if err != nil {
+		return err
+	}
+	res, runErr := loadgen.Run(ctx, opts)
+	if o.cpuProfile != "" {
+		pprof.StopCPUProfile()
+	}
+	if line != nil {
+		line.Finish()
+	}
+	if res == nil {
+		return runErr
+	}
+
+	command := "loadtest run " + strings.Join(args, " ")
+	rep := report.Judge(res, kind, o.url, settings, o.simURL, command, report.ThisMachine())
+	if runErr != nil {
+		rep.Passed = false
+		rep.Failures = append(rep.Failures, "interrupted: "+runErr.Error())
+	}
+	dir := o.out
+	if dir == "" {
+		dir = defaultOutDir(w.Scenario, string(kind), res.StartedAt)
+	}
+	if err := report.Write(rep, dir); err != nil {
+		return fmt.Errorf("write the report to %s: %w", dir, err)
+	}
+	if env.OnReport != nil {
+		env.OnReport(rep, dir)
+	}
+	printVerdict(env.Stdout, rep, dir)
+	if !rep.Passed {
+		return errFailedRun
+	}
+	return nil
+}
+
+func connect(ctx context.Context, u string) (*pgxpool.Pool, error) {
+	return postgres.Connect(ctx, u, 4)
+}
+
+// checkSeeded fails unless every user of the run exists with money to pay.
+func checkSeeded(ctx context.Context, pool *pgxpool.Pool, kind target.Kind, first, last int64) error {
+	var n int64
+	var q, seed string
+	switch kind {
+	case target.Pipeline:
+		var merchants int
+		if err := pool.QueryRow(ctx, `SELECT count(*) FROM merchants WHERE id = ANY($1)`, loadgen.Merchants).Scan(&merchants); err != nil {
+			return fmt.Errorf("read the pipeline's merchants (is --database-url the pipeline's database?): %w", err)
+		}
+		if merchants != len(loadgen.Merchants) {
+			return fmt.Errorf("the pipeline lacks the demo merchants %v: run financectl seed --demo", loadgen.Merchants)
+		}
+		q = `SELECT count(*) FROM wallets WHERE user_id BETWEEN $1 AND $2 AND balance - held > 0`
+		seed = fmt.Sprintf("financectl seed --users %d --start-id %d", last-first+1, first)
+	case target.Legacy:
+		q = `SELECT count(DISTINCT user_id) FROM payments WHERE user_id BETWEEN $1 AND $2`
+		seed = fmt.Sprintf("legacy seed --users %d --start-id %d", last-first+1, first)
+	}
+	if err := pool.QueryRow(ctx, q, first, last).Scan(&n); err != nil {
+		return fmt.Errorf("count the seeded users (is --database-url the %s database?): %w", kind, err)
+	}
+	if want := last - first + 1; n < want {
+		return fmt.Errorf("only %d of the %d users %d..%d are seeded with funds on the %s target: run `%s`",
+			n, want, first, last, kind, seed)
+	}
+	return nil
+}
+
+func mintTokens(secret []byte, first int64, users int, ttl time.Duration) ([]string, error) {
+	now := time.Now()
+	toks := make([]string, users)
+	for i := range toks {
+		t, err := auth.Mint(secret, first+int64(i), false, ttl, now)
+		if err != nil {
+			return nil, fmt.Errorf("mint a token: %w", err)
+		}
+		toks[i] = t
+	}
+	return toks, nil
+}
+
+// newRunID returns a short unique id without LIKE wildcards: it prefixes
+// the run's Idempotency-Keys.
+func newRunID() string {
+	b := make([]byte, 3)
+	_, _ = rand.Read(b)
+	return "lt" + strconv.FormatInt(time.Now().Unix(), 36) + hex.EncodeToString(b)
+}
+
+func defaultOutDir(scenarioName, kind string, at time.Time) string {
+	base := "out"
+	if st, err := os.Stat(filepath.Join("loadtest", "go.mod")); err == nil && !st.IsDir() {
+		base = filepath.Join("loadtest", "out")
+	}
+	return filepath.Join(base, fmt.Sprintf("%s-%s-%s", scenarioName, kind, at.UTC().Format("20060102T150405Z")))
+}
+
+func printVerdict(w io.Writer, r *report.Report, dir string) {
+	res := r.Result
+	c := res.Check
+	verdict := "PASSED"
+	if !r.Passed {
+		verdict = "FAILED (" + strings.Join(r.Failures, "; ") + ")"
+	}
+	fmt.Fprintf(w, "%s → %s: %s\n", r.Scenario, r.Target, verdict)
+	fmt.Fprintf(w, "  payments: %d sent, %d 2xx, p50 %.1f ms, p99 %.1f ms, max %.1f ms\n",
+		res.Writes.Sent, res.Writes.ByClass[string(target.OK)], res.Writes.Latency.P50, res.Writes.Latency.P99, res.Writes.Latency.Max)
+	if res.Reads.Sent > 0 {
+		fmt.Fprintf(w, "  feeds:    %d sent, %d 2xx, p50 %.1f ms, p99 %.1f ms, max %.1f ms\n",
+			res.Reads.Sent, res.Reads.ByClass[string(target.OK)], res.Reads.Latency.P50, res.Reads.Latency.P99, res.Reads.Latency.Max)
+	}
+	fmt.Fprintf(w, "  checker:  lost %d, paid twice %d, stuck %d, balance mismatch %d", c.Lost, c.PaidTwice, c.Stuck, c.BalanceMismatch)
+	if r.Target == string(target.Legacy) {
+		fmt.Fprintf(w, "; executed but told failed %d, unresolved %d (%d of them executed)", c.ExecutedToldFailed, c.Unresolved, c.UnresolvedExecuted)
+	}
+	fmt.Fprintln(w)
+	for _, g := range r.Goals {
+		m := "met"
+		if !g.Met {
+			m = "NOT met"
+		}
+		fmt.Fprintf(w, "  goal %s: want %s, got %s: %s\n", g.Name, g.Want, g.Got, m)
+	}
+	fmt.Fprintf(w, "  report:   %s\n", filepath.Join(dir, "summary.md"))
+}

@@ -1,0 +1,373 @@
+// Package report turns a run's result into its outputs: results.json, a
+// Markdown summary and PNG plots, and judges the run: any non-zero
+// invariant count fails it; the scenario's goals (e.g. the burst's p99
+// acceptance under 100 ms) are reported as met or not.
+package report
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/finsvc/finance/loadtest/internal/loadgen"
+	"github.com/finsvc/finance/loadtest/internal/simclient"
+	"github.com/finsvc/finance/loadtest/internal/target"
+)
+
+// Machine names the machine a run was measured on.
+type Machine struct {
+	Hostname string  `json:"hostname"`
+	CPUs     int     `json:"cpus"`
+	CPUModel string  `json:"cpu_model,omitempty"`
+	MemGiB   float64 `json:"mem_gib"`
+	OS       string  `json:"os"`
+	Kernel   string  `json:"kernel,omitempty"`
+	Go       string  `json:"go"`
+}
+
+// String is a one-line description, e.g. "host (2 CPUs, 24 GiB, linux/amd64)".
+func (m Machine) String() string {
+	s := fmt.Sprintf("%s (%d CPUs", m.Hostname, m.CPUs)
+	if m.CPUModel != "" {
+		s += ", " + m.CPUModel
+	}
+	return s + fmt.Sprintf(", %.0f GiB RAM, %s, %s)", m.MemGiB, m.OS, m.Go)
+}
+
+// ThisMachine describes the machine the load generator runs on.
+func ThisMachine() Machine {
+	m := Machine{CPUs: runtime.NumCPU(), OS: runtime.GOOS + "/" + runtime.GOARCH, Go: runtime.Version()}
+	m.Hostname, _ = os.Hostname()
+	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		m.Kernel = strings.TrimSpace(string(b))
+	}
+	if f, err := os.Open("/proc/meminfo"); err == nil {
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			var kb float64
+			if n, _ := fmt.Sscanf(sc.Text(), "MemTotal: %f kB", &kb); n == 1 {
+				m.MemGiB = float64(int(kb/1024/1024*10+0.5)) / 10
+			}
+		}
+		f.Close()
+	}
+	if f, err := os.Open("/proc/cpuinfo"); err == nil {
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			if k, v, ok := strings.Cut(sc.Text(), ":"); ok && strings.TrimSpace(k) == "model name" {
+				m.CPUModel = strings.TrimSpace(v)
+				break
+			}
+		}
+		f.Close()
+	}
+	return m
+}
+
+// Goal is one of a scenario's targets and whether the run met it.
+type Goal struct {
+	Name string `json:"name"`
+	Want string `json:"want"`
+	Got  string `json:"got"`
+	Met  bool   `json:"met"`
+}
+
+// Report is a judged run: what results.json holds.
+type Report struct {
+	Scenario  string             `json:"scenario"`
+	Target    string             `json:"target"`
+	TargetURL string             `json:"target_url"`
+	SimURL    string             `json:"processor_url"`
+	Command   string             `json:"command"`
+	Machine   Machine            `json:"machine"`
+	Sim       simclient.Settings `json:"processor_settings"`
+	Result    *loadgen.Result    `json:"result"`
+	Goals     []Goal             `json:"goals"`
+	Passed    bool               `json:"passed"`
+	Failures  []string           `json:"failures,omitempty"`
+	Plots     []string           `json:"plots,omitempty"`
+}
+
+// Judge builds the report of res: the verdict (correctness only) and the
+// scenario's goals.
+func Judge(res *loadgen.Result, kind target.Kind, targetURL string, sim simclient.Settings, simURL, command string, m Machine) *Report {
+	r := &Report{Scenario: res.Workload.Scenario, Target: string(kind), TargetURL: targetURL, SimURL: simURL,
+		Command: command, Machine: m, Sim: sim, Result: res}
+	c := res.Check
+	switch {
+	case res.CheckErr != "":
+		r.Failures = append(r.Failures, "the invariant checker could not run: "+res.CheckErr)
+	default:
+		for _, f := range []struct {
+			name string
+			n    int64
+		}{{"lost", c.Lost}, {"paid twice", c.PaidTwice}, {"stuck", c.Stuck}, {"balance mismatch", c.BalanceMismatch}} {
+			if f.n != 0 {
+				r.Failures = append(r.Failures, fmt.Sprintf("%s: %d", f.name, f.n))
+			}
+		}
+	}
+	if res.Outage != nil && res.Outage.Err != "" {
+		r.Failures = append(r.Failures, "the outage could not be started: "+res.Outage.Err)
+	}
+	r.Passed = len(r.Failures) == 0
+	r.Goals = goals(res, kind)
+	return r
+}
+
+func goals(res *loadgen.Result, kind target.Kind) []Goal {
+	w := res.Writes
+	var g []Goal
+	clean := Goal{Name: "invariant checker", Want: "0 lost, 0 paid twice, 0 stuck, 0 balance mismatches",
+		Got: fmt.Sprintf("%d lost, %d paid twice, %d stuck, %d balance mismatches",
+			res.Check.Lost, res.Check.PaidTwice, res.Check.Stuck, res.Check.BalanceMismatch),
+		Met: res.CheckErr == "" && !res.Check.Failed()}
+	if res.CheckErr != "" {
+		clean.Got = "checker error: " + res.CheckErr
+	}
+	accepted := "202"
+	if kind == target.Legacy {
+		accepted = "2xx (201: executed and stored)"
+	}
+	switch {
+	case res.Workload.Burst:
+		g = append(g,
+			Goal{Name: "every payment answered " + accepted, Want: fmt.Sprintf("%d of %d", w.Sent, w.Sent),
+				Got: fmt.Sprintf("%d of %d", w.ByClass[string(target.OK)], w.Sent),
+				Met: w.Sent > 0 && w.ByClass[string(target.OK)] == w.Sent},
+			Goal{Name: "p99 acceptance latency", Want: "< 100 ms", Got: fmt.Sprintf("%.1f ms", w.Latency.P99),
+				Met: w.Latency.Count > 0 && w.Latency.P99 < 100},
+		)
+		d := res.Drain
+		dg := Goal{Name: "drain rate", Want: fmt.Sprintf("≥ 0.98 × L = %.0f/s", 0.98*res.Workload.Limit)}
+		switch {
+		case !d.Applicable:
+			dg.Got = fmt.Sprintf("no backlog to drain; the processor executed %.0f/s at most", maxExec(res))
+		default:
+			dg.Got = fmt.Sprintf("%.1f/s (%.3f × L), drained %v", d.ExecRate, d.RateOfLimit, d.Drained)
+			dg.Met = d.Drained && d.RateOfLimit >= 0.98
+		}
+		g = append(g, dg)
+	case res.Workload.Outage != nil && res.Outage != nil:
+		o := res.Outage
+		var secs, stopped int
+		for _, s := range res.Seconds {
+			if s.T >= o.Start && s.T+res.BucketSeconds <= o.End && s.Writes.Sent > 0 {
+				secs++
+				if s.Writes.Failed > 0 || s.Writes.OK == 0 {
+					stopped++
+				}
+			}
+		}
+		g = append(g, Goal{Name: "acceptance never stops during the outage",
+			Want: "every second of the outage: payments answered " + accepted + ", none refused",
+			Got:  fmt.Sprintf("%d of %d seconds with a refused or failed payment", stopped, secs),
+			Met:  secs > 0 && stopped == 0})
+		dg := Goal{Name: "backlog drains after the outage", Want: "backlog back to 0"}
+		if res.Drain.Applicable {
+			dg.Got = fmt.Sprintf("peak %d at %.0f s, drained %v at %.0f s", res.Drain.Peak, res.Drain.PeakAt, res.Drain.Drained, res.Drain.DrainedAt)
+			dg.Met = res.Drain.Drained
+		} else {
+			dg.Got = "no backlog: payments during the outage were refused, not queued"
+		}
+		g = append(g, dg)
+	}
+	return append(g, clean)
+}
+
+func maxExec(res *loadgen.Result) float64 {
+	m := 0.0
+	for _, s := range res.Samples {
+		m = max(m, s.ProcExecuted)
+	}
+	return m
+}
+
+// Write writes results.json, summary.md and the plots into dir.
+func Write(r *Report, dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	plots, err := WritePlots(r, dir)
+	r.Plots = plots
+	if err != nil {
+		return err
+	}
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "results.json"), append(b, '\n'), 0o644); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, "summary.md"), []byte(Markdown(r)), 0o644)
+}
+
+// Read loads a results.json.
+func Read(path string) (*Report, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var r Report
+	if err := json.Unmarshal(b, &r); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if r.Result == nil {
+		return nil, fmt.Errorf("%s: no result", path)
+	}
+	return &r, nil
+}
+
+// Markdown is the human summary of r.
+func Markdown(r *Report) string {
+	res := r.Result
+	w := res.Workload
+	var b strings.Builder
+	p := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
+	verdict := "**PASSED** (the invariant checker is clean)"
+	if !r.Passed {
+		verdict = "**FAILED**: " + strings.Join(r.Failures, "; ")
+	}
+	p("# Load test: %s → %s\n\n", r.Scenario, r.Target)
+	p("%s\n\n", verdict)
+	p("- Run `%s`, %s, %s of load, finished %s\n", res.RunID, res.StartedAt.UTC().Format(time.RFC3339),
+		w.Duration, res.EndedAt.UTC().Format(time.RFC3339))
+	p("- Machine: %s\n", r.Machine)
+	p("- Target: %s at %s; processor simulator at %s (API %s, L = %.0f/s, latency p50 %s / p99 %s)\n",
+		r.Target, r.TargetURL, r.SimURL, r.Sim.API, w.Limit, r.Sim.LatencyP50, r.Sim.LatencyP99)
+	p("- Workload: %d users, %.1f requests/s (open model; think time %s per user), %.0f%% reads, %d requests",
+		w.Users, w.Rate, w.Think.Round(time.Millisecond), w.ReadRatio*100, res.Writes.Sent+res.Reads.Sent)
+	if w.Outage != nil {
+		p("; processor outage of %s at %s", w.Outage.Duration, w.Outage.At)
+	}
+	p("\n- Command: `%s`\n\n", r.Command)
+
+	p("## Correctness\n\n")
+	c := res.Check
+	if res.CheckErr != "" {
+		p("The checker could not run: %s\n\n", res.CheckErr)
+	}
+	p("| lost | paid twice | stuck | balance mismatch |\n|---:|---:|---:|---:|\n| %d | %d | %d | %d |\n\n",
+		c.Lost, c.PaidTwice, c.Stuck, c.BalanceMismatch)
+	p("| what | count |\n|---|---:|\n")
+	row := func(k string, v int64) { p("| %s | %d |\n", k, v) }
+	row("payment requests", c.Requests)
+	row("told succeeded / accepted (2xx)", c.ToldOK)
+	row("told failed (not 2xx)", c.ToldFailed)
+	row("unresolved for the client (timeout, dropped, 500/502/504)", c.Unresolved)
+	row("processor executions for the run's users", c.Executions)
+	if r.Target == string(target.Pipeline) {
+		row("payments in the database", c.InDatabase)
+		for _, s := range sortedKeys(c.ByStatus) {
+			row("  status "+s, c.ByStatus[s])
+		}
+		row("accepted but missing", c.AcceptedMissing)
+		row("executed but recorded failed", c.ExecutedButFailed)
+		row("client error, yet in the database (a retry with the key resolves it)", c.ClientErrorsInDatabase)
+	} else {
+		row("**executed by the processor, client told it failed**", c.ExecutedToldFailed)
+		row("**unresolved requests the processor did execute**", c.UnresolvedExecuted)
+		row("executed but not stored (missing from the feed)", c.ExecutedNotRecorded)
+		row("told succeeded, not executed", c.ToldOKNotExecuted)
+	}
+	row("stored as succeeded, never executed", c.RecordedNotExecuted)
+	row("executions matching no payment", c.OrphanExecutions)
+	p("\n")
+	for _, n := range c.Notes {
+		p("> %s\n>\n", n)
+	}
+	if len(c.Examples) > 0 {
+		p("\nFirst problems found:\n\n")
+		for _, e := range c.Examples {
+			p("- %s\n", e)
+		}
+	}
+	p("\n## Goals\n\n| goal | want | got | met |\n|---|---|---|:-:|\n")
+	for _, g := range r.Goals {
+		met := "no"
+		if g.Met {
+			met = "yes"
+		}
+		p("| %s | %s | %s | %s |\n", g.Name, g.Want, g.Got, met)
+	}
+
+	p("\n## Latency and throughput\n\nLatency is measured from each request's intended send time.\n\n")
+	p("| requests | sent | answered | 2xx/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	for _, o := range []struct {
+		name string
+		s    loadgen.OpSummary
+	}{{"payments", res.Writes}, {"feeds", res.Reads}} {
+		l := o.s.Latency
+		p("| %s | %d | %d | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f |\n", o.name, o.s.Sent, o.s.Completed, o.s.OKPerSecond,
+			l.P50, l.P90, l.P99, l.P999, l.Max)
+	}
+	p("\n| requests | %s |\n|---|%s\n", strings.Join(classNames(), " | "), strings.Repeat("---:|", len(classNames())))
+	for _, o := range []struct {
+		name string
+		s    loadgen.OpSummary
+	}{{"payments", res.Writes}, {"feeds", res.Reads}} {
+		var cells []string
+		for _, cl := range classNames() {
+			cells = append(cells, fmt.Sprint(o.s.ByClass[cl]))
+		}
+		p("| %s | %s |\n", o.name, strings.Join(cells, " | "))
+	}
+	p("\nHTTP status codes: payments %s; feeds %s.\n", codes(res.Writes.ByCode), codes(res.Reads.ByCode))
+	p("\nThe generator sent requests late by p99 %.1f ms, max %.1f ms (its own limit on this machine).\n",
+		res.SendLag.P99, res.SendLag.Max)
+
+	if d := res.Drain; d.Applicable {
+		p("\n## Drain\n\nBacklog peak %d at %.1f s; ", d.Peak, d.PeakAt)
+		if d.Drained {
+			p("drained at %.1f s", d.DrainedAt)
+		} else {
+			p("**not drained** by the deadline at %.1f s", d.Deadline)
+		}
+		p("; the processor executed %.1f/s (%.3f × L) over its busy window.\n", d.ExecRate, d.RateOfLimit)
+	}
+	if res.Outage != nil {
+		p("\nProcessor outage from %.1f s to %.1f s.\n", res.Outage.Start, res.Outage.End)
+	}
+	if len(r.Plots) > 0 {
+		p("\n## Plots\n\n")
+		for _, f := range r.Plots {
+			p("![%s](%s)\n\n", strings.TrimSuffix(f, ".png"), f)
+		}
+	}
+	return b.String()
+}
+
+func classNames() []string {
+	var n []string
+	for _, c := range target.Classes() {
+		n = append(n, string(c))
+	}
+	return n
+}
+
+func codes(m map[string]int64) string {
+	if len(m) == 0 {
+		return "none"
+	}
+	var parts []string
+	for _, k := range sortedKeys(m) {
+		parts = append(parts, fmt.Sprintf("%s×%d", k, m[k]))
+	}
+	return strings.Join(parts, ", ")
+}
+
+func sortedKeys(m map[string]int64) []string {
+	var k []string
+	for s := range m {
+		k = append(k, s)
+	}
+	sort.Strings(k)
+	return k
+}
