@@ -134,15 +134,15 @@ type Result struct {
 	Reads       OpSummary         `json:"reads"`
 	// SendLag is how late the generator sent requests after their
 	// intended time (its own limit, not the target's).
-	SendLag  Percentiles   `json:"send_lag"`
+	SendLag Percentiles `json:"send_lag"`
 	// Seconds are the buckets of BucketSeconds each.
 	BucketSeconds float64       `json:"bucket_seconds"`
 	Seconds       []Second      `json:"seconds"`
-	Samples  []Sample      `json:"samples"`
-	Outage   *OutageWindow `json:"outage,omitempty"`
-	Drain    Drain         `json:"drain"`
-	Check    check.Report  `json:"check"`
-	CheckErr string        `json:"check_error,omitempty"`
+	Samples       []Sample      `json:"samples"`
+	Outage        *OutageWindow `json:"outage,omitempty"`
+	Drain         Drain         `json:"drain"`
+	Check         check.Report  `json:"check"`
+	CheckErr      string        `json:"check_error,omitempty"`
 }
 
 type event struct {
