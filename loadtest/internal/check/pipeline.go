@@ -133,7 +133,7 @@ func (p *Pipeline) Check(ctx context.Context, writes []Write, execs []simclient.
 	execCount := map[int64]int{}
 	execSum := map[int64]int64{} // per user, executions that belong to the run
 	var unkeyed []simclient.Execution
-	var keyedOthers []int64
+	var keyedOthers []simclient.Execution
 	for _, e := range execs {
 		if e.UserID < p.firstUser || e.UserID > p.lastUser {
 			continue
@@ -145,7 +145,7 @@ func (p *Pipeline) Check(ctx context.Context, writes []Write, execs []simclient.
 			execSum[e.UserID] += e.Amount
 			rep.Executions++
 		case id != 0:
-			keyedOthers = append(keyedOthers, id)
+			keyedOthers = append(keyedOthers, e)
 		default:
 			unkeyed = append(unkeyed, e)
 		}
@@ -167,8 +167,12 @@ func (p *Pipeline) Check(ctx context.Context, writes []Write, execs []simclient.
 	// Keyed executions of payments that are not the run's: another run's or
 	// an unknown payment. Only the unknown ones are lost money.
 	if len(keyedOthers) > 0 {
+		ids := make([]int64, len(keyedOthers))
+		for i, e := range keyedOthers {
+			ids[i] = paymentIDFromExecution(e.IdempotencyKey, e.Reference)
+		}
 		var known []int64
-		rows, err := p.pool.Query(ctx, `SELECT id FROM payments WHERE id = ANY($1)`, keyedOthers)
+		rows, err := p.pool.Query(ctx, `SELECT id FROM payments WHERE id = ANY($1)`, ids)
 		if err != nil {
 			return rep, fmt.Errorf("look up executed payments: %w", err)
 		}
@@ -179,11 +183,12 @@ func (p *Pipeline) Check(ctx context.Context, writes []Write, execs []simclient.
 		for _, id := range known {
 			exists[id] = true
 		}
-		for _, id := range keyedOthers {
-			if !exists[id] {
+		for i, e := range keyedOthers {
+			if !exists[ids[i]] {
 				rep.Lost++
 				rep.OrphanExecutions++
-				rep.example("processor executed payment-%d, which is in no database row", id)
+				execSum[e.UserID] += e.Amount
+				rep.example("processor executed payment-%d (user %d, amount %d), which is in no database row", ids[i], e.UserID, e.Amount)
 			}
 		}
 	}

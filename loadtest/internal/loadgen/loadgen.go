@@ -195,9 +195,12 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	go func() { defer close(samplerDone); r.sample(sampleCtx) }()
 	defer func() { stopSampling(); <-samplerDone }()
 
+	outageDone := make(chan struct{})
 	if w.Outage != nil {
 		res.Outage = &OutageWindow{}
-		go r.outage(ctx, res.Outage)
+		go func() { defer close(outageDone); r.outage(ctx, res.Outage) }()
+	} else {
+		close(outageDone)
 	}
 
 	// Long-lived workers send the requests: a goroutine per request would
@@ -218,6 +221,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	r.setPhase("settle")
 	// Every request has its own timeout: the last answers come within it.
 	r.wg.Wait()
+	<-outageDone
 
 	if err == nil && o.Backlog != nil {
 		r.setPhase("drain")

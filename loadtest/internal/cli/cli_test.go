@@ -1,0 +1,212 @@
+package cli_test
+
+import (
+	"bytes"
+	"context"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/finsvc/finance/loadtest/internal/cli"
+	"github.com/finsvc/finance/loadtest/internal/fakes"
+	"github.com/finsvc/finance/loadtest/internal/report"
+	"github.com/finsvc/finance/pkg/pgtest"
+)
+
+func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
+
+type result struct {
+	code           int
+	stdout, stderr string
+	report         *report.Report
+	dir            string
+	took           time.Duration
+}
+
+func run(t *testing.T, args ...string) result {
+	t.Helper()
+	var out, errb bytes.Buffer
+	var res result
+	start := time.Now()
+	res.code = cli.Run(context.Background(), args, cli.Env{
+		Getenv: func(string) string { return "" }, Stdout: &out, Stderr: &errb,
+		OnReport: func(r *report.Report, dir string) { res.report, res.dir = r, dir },
+	})
+	res.took = time.Since(start)
+	res.stdout, res.stderr = out.String(), errb.String()
+	return res
+}
+
+// closedURL is an address nothing listens on.
+func closedURL(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return "http://" + addr
+}
+
+func TestBadInvocationsStopAtOnce(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		args []string
+		want []string
+	}{
+		{"no command", nil, []string{"missing command"}},
+		{"unknown command", []string{"fire"}, []string{`unknown command "fire"`}},
+		{"no scenario", []string{"run"}, []string{"--scenario is required"}},
+		{"unknown flag", []string{"run", "--scenario", "burst", "--userz", "3"}, []string{"userz"}},
+		{"every problem at once", []string{"run", "--scenario", "nope", "--target", "both", "--url", "ftp://x", "--max-conns", "0"},
+			[]string{`unknown scenario "nope"`, `unknown target "both"`, "--url", "--max-conns"}},
+		{"rate and think disagree", []string{"run", "--scenario", "read-heavy", "--users", "10", "--rate", "3", "--think", "1s"},
+			[]string{"disagree"}},
+		{"bad read ratio", []string{"run", "--scenario", "mixed", "--read-ratio", "lots"}, []string{"read-ratio"}},
+		{"table without files", []string{"table"}, []string{"results.json"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			r := run(t, tc.args...)
+			if r.code != cli.ExitUsage {
+				t.Errorf("exit %d, want %d; stderr %s", r.code, cli.ExitUsage, r.stderr)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(r.stderr, w) {
+					t.Errorf("stderr %q lacks %q", r.stderr, w)
+				}
+			}
+		})
+	}
+}
+
+func TestUnreachableDependenciesStopAtOnce(t *testing.T) {
+	t.Parallel()
+	sim := fakes.NewSim(t)
+	tgt := fakes.NewTarget(t, sim)
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"simulator", []string{"--url", tgt.URL, "--processor-url", closedURL(t)}, "simulator"},
+		{"target", []string{"--url", closedURL(t), "--processor-url", sim.URL}, "unreachable"},
+		{"database", []string{"--url", tgt.URL, "--processor-url", sim.URL, "--database-url", "postgres://postgres@127.0.0.1:1/x?connect_timeout=2"}, "database"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			r := run(t, append([]string{"run", "--scenario", "burst", "--target", "legacy", "--quiet"}, tc.args...)...)
+			if r.code != cli.ExitFailed || !strings.Contains(r.stderr, tc.want) {
+				t.Errorf("exit %d stderr %q, want %d mentioning %q", r.code, r.stderr, cli.ExitFailed, tc.want)
+			}
+			// Not a hang: the preflight is bounded (5 s per step).
+			if r.took > 20*time.Second {
+				t.Errorf("took %s to give up", r.took)
+			}
+		})
+	}
+}
+
+func TestRunRefusesUnseededUsers(t *testing.T) {
+	t.Parallel()
+	sim := fakes.NewSim(t)
+	tgt := fakes.NewTarget(t, sim)
+	dbURL, _ := fakes.LegacyDB(t, 100, 5)
+	r := run(t, "run", "--scenario", "burst", "--target", "legacy", "--users", "10", "--first-user", "100", "--quiet",
+		"--url", tgt.URL, "--processor-url", sim.URL, "--database-url", dbURL)
+	if r.code != cli.ExitFailed || !strings.Contains(r.stderr, "legacy seed --users 10 --start-id 100") {
+		t.Errorf("exit %d stderr %q, want a failure naming the seed command", r.code, r.stderr)
+	}
+}
+
+// asIs makes the fake target behave as the as-is service: execute on the
+// processor, then store the row, or not.
+func asIs(tgt *fakes.Target, sim *fakes.Sim, pool *pgxpool.Pool, store func(i int) (bool, int)) {
+	n := 0
+	tgt.Pay = func(p fakes.Payment) (int, string) {
+		n++
+		sim.Execute(p.UserID, p.Amount, "")
+		ok, code := store(n)
+		if ok {
+			_, _ = pool.Exec(context.Background(), `INSERT INTO payments (amount, user_id, merchant_id) VALUES ($1, $2, $3)`,
+				p.Amount, p.UserID, p.MerchantID)
+		}
+		return code, `{}`
+	}
+}
+
+func TestRunWritesTheReportAndJudgesTheMoney(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name     string
+		store    func(i int) (bool, int)
+		wantCode int
+		want     []string
+	}{
+		{
+			name:     "clean",
+			store:    func(int) (bool, int) { return true, 201 },
+			wantCode: cli.ExitOK,
+			want:     []string{"PASSED", "| 0 | 0 | 0 | 0 |"},
+		},
+		{
+			name: "executed, told failed",
+			store: func(i int) (bool, int) {
+				if i%4 == 0 {
+					return false, 504
+				}
+				return true, 201
+			},
+			wantCode: cli.ExitFailed,
+			want:     []string{"FAILED", "lost: 5", "balance mismatch: 5", "| **executed by the processor, client told it failed** | 5 |"},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			sim := fakes.NewSim(t)
+			tgt := fakes.NewTarget(t, sim)
+			dbURL, pool := fakes.LegacyDB(t, 100, 20)
+			asIs(tgt, sim, pool, tc.store)
+			out := filepath.Join(t.TempDir(), "run")
+			r := run(t, "run", "--scenario", "burst", "--target", "legacy", "--users", "20", "--rate", "40",
+				"--duration", "500ms", "--first-user", "100", "--quiet",
+				"--url", tgt.URL, "--processor-url", sim.URL, "--database-url", dbURL, "--out", out)
+			if r.code != tc.wantCode {
+				t.Fatalf("exit %d, want %d\nstdout %s\nstderr %s", r.code, tc.wantCode, r.stdout, r.stderr)
+			}
+			summary, err := os.ReadFile(filepath.Join(out, "summary.md"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(string(summary), w) {
+					t.Errorf("summary lacks %q:\n%s", w, summary)
+				}
+			}
+			for _, f := range []string{"results.json", "latency.png", "throughput.png", "processor.png", "backlog.png"} {
+				if st, err := os.Stat(filepath.Join(out, f)); err != nil || st.Size() == 0 {
+					t.Errorf("%s: %v", f, err)
+				}
+			}
+			back, err := report.Read(filepath.Join(out, "results.json"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if back.Result.Writes.Sent != 20 || back.Passed != (tc.wantCode == cli.ExitOK) {
+				t.Errorf("results.json: %d writes, passed %v", back.Result.Writes.Sent, back.Passed)
+			}
+			// The table command reads it back.
+			tr := run(t, "table", out)
+			if tr.code != 0 || !strings.Contains(tr.stdout, "| burst | legacy | 20 |") {
+				t.Errorf("table: exit %d %s %s", tr.code, tr.stdout, tr.stderr)
+			}
+		})
+	}
+}
