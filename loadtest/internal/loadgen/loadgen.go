@@ -335,7 +335,7 @@ func (r *runner) outage(ctx context.Context, win *OutageWindow) {
 	}
 	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	at := time.Since(r.start).Seconds()
+	at := math.Round(time.Since(r.start).Seconds()*1000) / 1000
 	err := r.o.Sim.StartOutage(cctx, out.Duration)
 	r.mu.Lock()
 	defer r.mu.Unlock()

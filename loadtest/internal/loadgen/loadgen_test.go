@@ -3,6 +3,7 @@ package loadgen_test
 import (
 	"context"
 	"errors"
+	"math"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -101,7 +102,7 @@ func TestRunSendsTheWorkloadAsTheUsers(t *testing.T) {
 	if got := sim.Outages(); len(got) != 1 || got[0] != time.Second {
 		t.Errorf("outages asked %v, want one of 1s", got)
 	}
-	if res.Outage == nil || res.Outage.Err != "" || res.Outage.End-res.Outage.Start != 1 {
+	if res.Outage == nil || res.Outage.Err != "" || math.Abs(res.Outage.End-res.Outage.Start-1) > 1e-6 {
 		t.Errorf("outage window %+v", res.Outage)
 	}
 	if res.Drain.Applicable {
