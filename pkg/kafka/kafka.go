@@ -34,6 +34,26 @@ func Topics() []string {
 	return []string{TopicRequested, TopicOutcomes, TopicEvents}
 }
 
+// DLQSuffix ends the name of a topic's dead-letter topic.
+const DLQSuffix = ".dlq"
+
+// DLQTopic returns the dead-letter topic of topic: "<topic>.dlq".
+func DLQTopic(topic string) string {
+	return topic + DLQSuffix
+}
+
+// DLQTopics lists the dead-letter topic of every topic in Topics. Tools that
+// create the pipeline's topics create these too; Topics itself stays the
+// list of the pipeline's data topics.
+func DLQTopics() []string {
+	ts := Topics()
+	out := make([]string, len(ts))
+	for i, t := range ts {
+		out[i] = DLQTopic(t)
+	}
+	return out
+}
+
 // UserKey is the record key of every record about userID.
 func UserKey(userID int64) []byte {
 	return strconv.AppendInt(nil, userID, 10)
