@@ -1,0 +1,503 @@
+// Package verify is the invariant checker of the Finance Service. It compares
+// the ledger in PostgreSQL with itself and with the processor's statement of
+// what it executed, and reports every violation with a count and a few
+// examples. Tests, load tests and `financectl verify` all use it.
+//
+// Every check is one set-based SQL statement (GROUP BY, anti-joins), never a
+// per-user loop, so it runs on millions of users; the statement is streamed
+// into a temporary table with COPY and compared in SQL as well. The ledger
+// checks run in one REPEATABLE READ transaction, so they all see the same
+// snapshot even while traffic flows.
+package verify
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// Kind names one invariant.
+type Kind string
+
+// The ledger's own invariants.
+const (
+	// StuckInFlight: accepted or processing for longer than Config.InFlightBound.
+	StuckInFlight Kind = "stuck_in_flight"
+	// UnknownTooLong: unknown for longer than Config.UnknownBound.
+	UnknownTooLong Kind = "unknown_too_long"
+	// BalanceMismatch: a wallet's balance differs from the sum of its entries.
+	BalanceMismatch Kind = "balance_mismatch"
+	// HeldMismatch: a wallet's held amount differs from the sum of its open holds.
+	HeldMismatch Kind = "held_mismatch"
+	// HoldMismatch: a payment holds something else than it should: |amount|
+	// for an open debit, 0 for an open credit or a final payment.
+	HoldMismatch Kind = "hold_mismatch"
+	// NegativeAvailable: a wallet's balance − held is below zero (an overdraft).
+	NegativeAvailable Kind = "negative_available"
+	// EntryMismatch: a settled entry whose payment is not succeeded, or
+	// names another user, merchant or amount.
+	EntryMismatch Kind = "entry_mismatch"
+	// SucceededWithoutEntry: a succeeded payment with no settled entry.
+	SucceededWithoutEntry Kind = "succeeded_without_entry"
+)
+
+// The invariants between the ledger and the processor's statement.
+const (
+	// PaidTwice: the processor executed one payment more than once.
+	PaidTwice Kind = "paid_twice"
+	// ExecutedButFailed: the processor executed a payment that is failed here
+	// (paid there, failed here).
+	ExecutedButFailed Kind = "executed_but_failed"
+	// ExecutedNotSucceeded: executed there, but still not final here after
+	// Config.ExecutionBound.
+	ExecutedNotSucceeded Kind = "executed_not_succeeded"
+	// AmountMismatch: the processor executed a payment for another amount or user.
+	AmountMismatch Kind = "amount_mismatch"
+	// ExecutionWithoutPayment: the processor executed a key payment-<id>
+	// for which there is no payment.
+	ExecutionWithoutPayment Kind = "execution_without_payment"
+	// SucceededNotExecuted: succeeded here (from the api) but not executed there.
+	// For executions without a key (as-is API) it is counted per user and
+	// amount: more succeeded payments than executions.
+	SucceededNotExecuted Kind = "succeeded_not_executed"
+	// UnmatchedExecutions: as-is executions (no key) that outnumber the
+	// payments of the same user and amount that succeeded here or are still
+	// open: paid twice, or paid there and failed here.
+	UnmatchedExecutions Kind = "unmatched_executions"
+)
+
+// LedgerKinds are the invariants checked without a statement, in report order.
+var LedgerKinds = []Kind{StuckInFlight, UnknownTooLong, BalanceMismatch, HeldMismatch, HoldMismatch,
+	NegativeAvailable, EntryMismatch, SucceededWithoutEntry}
+
+// StatementKinds are the invariants checked against the statement, in report order.
+var StatementKinds = []Kind{PaidTwice, ExecutedButFailed, ExecutedNotSucceeded, AmountMismatch,
+	ExecutionWithoutPayment, SucceededNotExecuted, UnmatchedExecutions}
+
+// Config tunes the checker.
+type Config struct {
+	// InFlightBound is how long a payment may stay accepted or processing.
+	InFlightBound time.Duration
+	// UnknownBound is how long a payment may stay unknown (from its creation).
+	UnknownBound time.Duration
+	// ExecutionBound is how long an executed payment may take to become
+	// final here.
+	ExecutionBound time.Duration
+	// MaxExamples bounds the examples kept per kind.
+	MaxExamples int
+}
+
+// DefaultConfig returns the bounds financectl verify uses by default.
+func DefaultConfig() Config {
+	return Config{
+		InFlightBound:  5 * time.Minute,
+		UnknownBound:   time.Hour,
+		ExecutionBound: 5 * time.Minute,
+		MaxExamples:    10,
+	}
+}
+
+// Example is one violation, for a human to follow up.
+type Example struct {
+	PaymentID int64  `json:"payment_id,omitempty"`
+	UserID    int64  `json:"user_id,omitempty"`
+	Detail    string `json:"detail"`
+}
+
+// Finding is the result of one invariant.
+type Finding struct {
+	Kind Kind `json:"kind"`
+	// Count is how many payments, wallets or executions violate it.
+	Count    int64     `json:"count"`
+	Examples []Example `json:"examples,omitempty"`
+}
+
+// Report is the checker's result.
+type Report struct {
+	CheckedAt time.Time        `json:"checked_at"`
+	Wallets   int64            `json:"wallets"`
+	Payments  int64            `json:"payments"`
+	Entries   int64            `json:"entries"`
+	ByStatus  map[string]int64 `json:"by_status"`
+	// Statement is false when no processor statement was compared.
+	Statement  bool  `json:"statement"`
+	Executions int64 `json:"executions"`
+	// Findings has one entry per checked invariant, violated or not.
+	Findings []Finding `json:"findings"`
+	Config   struct {
+		InFlightBound  string `json:"in_flight_bound"`
+		UnknownBound   string `json:"unknown_bound"`
+		ExecutionBound string `json:"execution_bound"`
+	} `json:"config"`
+}
+
+// Violations is the total count over every invariant.
+func (r Report) Violations() int64 {
+	var n int64
+	for _, f := range r.Findings {
+		n += f.Count
+	}
+	return n
+}
+
+// OK reports whether no invariant is violated.
+func (r Report) OK() bool { return r.Violations() == 0 }
+
+// Count returns the count of kind k (0 when not checked).
+func (r Report) Count(k Kind) int64 {
+	for _, f := range r.Findings {
+		if f.Kind == k {
+			return f.Count
+		}
+	}
+	return 0
+}
+
+// Finding returns the finding of kind k, if it was checked.
+func (r Report) Finding(k Kind) (Finding, bool) {
+	for _, f := range r.Findings {
+		if f.Kind == k {
+			return f, true
+		}
+	}
+	return Finding{}, false
+}
+
+// WriteText writes the report for a human.
+func (r Report) WriteText(w io.Writer) error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "invariant check at %s\n", r.CheckedAt.UTC().Format(time.RFC3339))
+	fmt.Fprintf(&b, "  wallets %d, payments %d (%s), entries %d\n", r.Wallets, r.Payments, statusLine(r.ByStatus), r.Entries)
+	if r.Statement {
+		fmt.Fprintf(&b, "  processor statement: %d executions\n", r.Executions)
+	} else {
+		fmt.Fprintf(&b, "  processor statement: not compared\n")
+	}
+	fmt.Fprintf(&b, "  bounds: in flight %s, unknown %s, execution %s\n\n", r.Config.InFlightBound, r.Config.UnknownBound, r.Config.ExecutionBound)
+	WriteFindings(&b, r.Findings)
+	if r.OK() {
+		fmt.Fprintf(&b, "\nOK: no violation\n")
+	} else {
+		fmt.Fprintf(&b, "\nFAILED: %d violations\n", r.Violations())
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// WriteFindings writes one line per finding and its examples.
+func WriteFindings(w io.Writer, fs []Finding) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	for _, f := range fs {
+		mark := "ok"
+		if f.Count > 0 {
+			mark = "VIOLATED"
+		}
+		fmt.Fprintf(tw, "  %s\t%d\t%s\n", f.Kind, f.Count, mark)
+	}
+	tw.Flush()
+	for _, f := range fs {
+		for _, e := range f.Examples {
+			var who []string
+			if e.PaymentID != 0 {
+				who = append(who, fmt.Sprintf("payment %d", e.PaymentID))
+			}
+			if e.UserID != 0 {
+				who = append(who, fmt.Sprintf("user %d", e.UserID))
+			}
+			fmt.Fprintf(w, "    %s: %s: %s\n", f.Kind, strings.Join(who, ", "), e.Detail)
+		}
+	}
+}
+
+func statusLine(m map[string]int64) string {
+	var parts []string
+	for _, s := range []string{"accepted", "processing", "unknown", "succeeded", "failed"} {
+		parts = append(parts, fmt.Sprintf("%s %d", s, m[s]))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// Checker checks the ledger behind a pool, and the processor's statement
+// when it has one.
+type Checker struct {
+	db   *pgxpool.Pool
+	stmt Statement
+	cfg  Config
+}
+
+// New returns a checker of db. stmt may be nil: the statement invariants are
+// then not checked.
+func New(db *pgxpool.Pool, stmt Statement, cfg Config) *Checker {
+	if cfg.MaxExamples <= 0 {
+		cfg.MaxExamples = DefaultConfig().MaxExamples
+	}
+	return &Checker{db: db, stmt: stmt, cfg: cfg}
+}
+
+// Check runs every invariant and returns the report. An error means the
+// check could not run; violations are in the report.
+func (c *Checker) Check(ctx context.Context) (Report, error) {
+	conn, err := c.db.Acquire(ctx)
+	if err != nil {
+		return Report{}, fmt.Errorf("acquire connection: %w", err)
+	}
+	defer conn.Release()
+	// Temporary tables live with the session; drop ours before the
+	// connection goes back to the pool.
+	defer conn.Exec(context.WithoutCancel(ctx), `DROP TABLE IF EXISTS `+StatementTable) //nolint:errcheck // best effort
+
+	var loaded Loaded
+	if c.stmt != nil {
+		// Read the statement before the snapshot: whatever the ledger shows
+		// as executed before loaded.At must be in it.
+		if loaded, err = LoadStatement(ctx, conn.Conn(), c.stmt); err != nil {
+			return Report{}, err
+		}
+	}
+	rep := Report{ByStatus: map[string]int64{}, Statement: loaded.Present, Executions: loaded.Executions}
+	rep.Config.InFlightBound = c.cfg.InFlightBound.String()
+	rep.Config.UnknownBound = c.cfg.UnknownBound.String()
+	rep.Config.ExecutionBound = c.cfg.ExecutionBound.String()
+
+	tx, err := conn.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	if err != nil {
+		return Report{}, fmt.Errorf("begin snapshot: %w", err)
+	}
+	defer tx.Rollback(ctx) //nolint:errcheck // read only
+
+	if err := tx.QueryRow(ctx, `SELECT now(), (SELECT count(*) FROM wallets), (SELECT count(*) FROM entries)`).
+		Scan(&rep.CheckedAt, &rep.Wallets, &rep.Entries); err != nil {
+		return Report{}, fmt.Errorf("count wallets and entries: %w", err)
+	}
+	rows, err := tx.Query(ctx, `SELECT status, count(*) FROM payments GROUP BY status`)
+	if err != nil {
+		return Report{}, fmt.Errorf("count payments: %w", err)
+	}
+	var status string
+	var n int64
+	if _, err := pgx.ForEachRow(rows, []any{&status, &n}, func() error {
+		rep.ByStatus[status] = n
+		rep.Payments += n
+		return nil
+	}); err != nil {
+		return Report{}, fmt.Errorf("count payments: %w", err)
+	}
+
+	kinds := LedgerKinds
+	if loaded.Present {
+		kinds = append(append([]Kind{}, LedgerKinds...), StatementKinds...)
+	}
+	if rep.Findings, err = c.run(ctx, tx, kinds, loaded); err != nil {
+		return Report{}, err
+	}
+	return rep, nil
+}
+
+// CheckStatement runs the statement invariants on conn, where LoadStatement
+// has loaded the statement. The reconciler uses it to report mismatches.
+func (c *Checker) CheckStatement(ctx context.Context, conn *pgx.Conn, loaded Loaded) ([]Finding, error) {
+	if !loaded.Present {
+		return nil, nil
+	}
+	return c.run(ctx, conn, StatementKinds, loaded)
+}
+
+// querier is a connection or a transaction.
+type querier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}
+
+func (c *Checker) run(ctx context.Context, q querier, kinds []Kind, loaded Loaded) ([]Finding, error) {
+	out := make([]Finding, 0, len(kinds))
+	for _, k := range kinds {
+		sql, args := c.query(k, loaded)
+		f, err := collect(ctx, q, k, sql, append(args, c.cfg.MaxExamples)...)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, f)
+	}
+	return out, nil
+}
+
+// collect runs one check. Every check's SQL selects (payment_id, user_id,
+// detail, total) where total is the number of violations (a window
+// aggregate, computed before LIMIT), and takes the example limit as its
+// last parameter.
+func collect(ctx context.Context, q querier, k Kind, sql string, args ...any) (Finding, error) {
+	f := Finding{Kind: k}
+	rows, err := q.Query(ctx, sql, args...)
+	if err != nil {
+		return f, fmt.Errorf("check %s: %w", k, err)
+	}
+	var (
+		e     Example
+		total int64
+	)
+	if _, err := pgx.ForEachRow(rows, []any{&e.PaymentID, &e.UserID, &e.Detail, &total}, func() error {
+		f.Count = total
+		f.Examples = append(f.Examples, e)
+		return nil
+	}); err != nil {
+		return f, fmt.Errorf("check %s: %w", k, err)
+	}
+	return f, nil
+}
+
+// micros converts a bound for SQL: `now() - $n * interval '1 microsecond'`.
+func micros(d time.Duration) int64 { return d.Microseconds() }
+
+const open = `('accepted', 'processing', 'unknown')`
+
+// query returns a check's SQL and its arguments, without the example limit.
+func (c *Checker) query(k Kind, loaded Loaded) (string, []any) {
+	switch k {
+	case StuckInFlight:
+		return `
+			SELECT id, user_id, format('%s since %s (created %s)', status, updated_at, created_at), count(*) OVER ()
+			FROM payments
+			WHERE status IN ('accepted', 'processing') AND created_at < now() - $1 * interval '1 microsecond'
+			ORDER BY id LIMIT $2`, []any{micros(c.cfg.InFlightBound)}
+	case UnknownTooLong:
+		return `
+			SELECT id, user_id, format('unknown since %s (created %s): %s', updated_at, created_at, failure_reason), count(*) OVER ()
+			FROM payments
+			WHERE status = 'unknown' AND created_at < now() - $1 * interval '1 microsecond'
+			ORDER BY id LIMIT $2`, []any{micros(c.cfg.UnknownBound)}
+	case BalanceMismatch:
+		return `
+			SELECT 0::bigint, w.user_id, format('balance %s, settled entries sum to %s', w.balance, coalesce(e.total, 0)),
+			       count(*) OVER ()
+			FROM wallets w
+			LEFT JOIN (SELECT user_id, sum(amount) AS total FROM entries GROUP BY user_id) e USING (user_id)
+			WHERE w.balance <> coalesce(e.total, 0)
+			ORDER BY w.user_id LIMIT $1`, nil
+	case HeldMismatch:
+		return `
+			SELECT 0::bigint, w.user_id, format('held %s, open holds sum to %s', w.held, coalesce(h.total, 0)),
+			       count(*) OVER ()
+			FROM wallets w
+			LEFT JOIN (SELECT user_id, sum(hold) AS total FROM payments
+			           WHERE status IN ` + open + ` GROUP BY user_id) h USING (user_id)
+			WHERE w.held <> coalesce(h.total, 0)
+			ORDER BY w.user_id LIMIT $1`, nil
+	case HoldMismatch:
+		return `
+			SELECT id, user_id, format('%s payment of %s holds %s, want %s', status, amount, hold, want), count(*) OVER ()
+			FROM (SELECT *, CASE WHEN status IN ` + open + ` THEN greatest(-amount, 0) ELSE 0 END AS want FROM payments) p
+			WHERE hold <> want
+			ORDER BY id LIMIT $1`, nil
+	case NegativeAvailable:
+		return `
+			SELECT 0::bigint, user_id, format('balance %s − held %s = %s', balance, held, balance - held), count(*) OVER ()
+			FROM wallets
+			WHERE balance - held < 0
+			ORDER BY user_id LIMIT $1`, nil
+	case EntryMismatch:
+		return `
+			SELECT e.payment_id, e.user_id,
+			       CASE WHEN p.status <> 'succeeded' THEN format('entry %s: its payment is %s', e.id, p.status)
+			            ELSE format('entry %s (user %s, merchant %s, amount %s) differs from its payment (user %s, merchant %s, amount %s)',
+			                        e.id, e.user_id, e.merchant_id, e.amount, p.user_id, p.merchant_id, p.amount) END,
+			       count(*) OVER ()
+			FROM entries e JOIN payments p ON p.id = e.payment_id
+			WHERE p.status <> 'succeeded' OR p.user_id <> e.user_id OR p.merchant_id <> e.merchant_id OR p.amount <> e.amount
+			ORDER BY e.id LIMIT $1`, nil
+	case SucceededWithoutEntry:
+		return `
+			SELECT p.id, p.user_id, format('succeeded (%s) with no settled entry', p.source), count(*) OVER ()
+			FROM payments p
+			WHERE p.status = 'succeeded' AND NOT EXISTS (SELECT 1 FROM entries e WHERE e.payment_id = p.id)
+			ORDER BY p.id LIMIT $1`, nil
+
+	case PaidTwice:
+		return `
+			SELECT payment_id, min(user_id), format('executed %s times: %s', count(*), string_agg(ref, ', ' ORDER BY seq)),
+			       count(*) OVER ()
+			FROM ` + StatementTable + `
+			WHERE payment_id IS NOT NULL
+			GROUP BY payment_id HAVING count(*) > 1
+			ORDER BY payment_id LIMIT $1`, nil
+	case ExecutedButFailed:
+		return `
+			SELECT p.id, p.user_id, format('executed by the processor as %s, failed here: %s', min(x.ref), p.failure_reason),
+			       count(*) OVER ()
+			FROM payments p JOIN ` + StatementTable + ` x ON x.payment_id = p.id
+			WHERE p.status = 'failed'
+			GROUP BY p.id
+			ORDER BY p.id LIMIT $1`, nil
+	case ExecutedNotSucceeded:
+		return `
+			SELECT p.id, p.user_id, format('executed by the processor as %s at %s, still %s here', min(x.ref), min(x.executed_at), p.status),
+			       count(*) OVER ()
+			FROM payments p JOIN ` + StatementTable + ` x ON x.payment_id = p.id
+			WHERE p.status IN ` + open + ` AND p.created_at < now() - $1 * interval '1 microsecond'
+			GROUP BY p.id
+			ORDER BY p.id LIMIT $2`, []any{micros(c.cfg.ExecutionBound)}
+	case AmountMismatch:
+		return `
+			SELECT p.id, p.user_id, format('executed as %s for user %s amount %s; the payment is user %s amount %s',
+			                               x.ref, x.user_id, x.amount, p.user_id, p.amount),
+			       count(*) OVER ()
+			FROM payments p JOIN ` + StatementTable + ` x ON x.payment_id = p.id
+			WHERE x.amount <> p.amount OR x.user_id <> p.user_id
+			ORDER BY p.id, x.seq LIMIT $1`, nil
+	case ExecutionWithoutPayment:
+		return `
+			SELECT x.payment_id, x.user_id, format('executed as %s (key %s, amount %s), no such payment here', x.ref, x.idempotency_key, x.amount),
+			       count(*) OVER ()
+			FROM ` + StatementTable + ` x
+			WHERE x.payment_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM payments p WHERE p.id = x.payment_id)
+			ORDER BY x.seq LIMIT $1`, nil
+	case SucceededNotExecuted:
+		// Payments with a keyed execution are accounted for above. The rest
+		// are compared with the as-is executions per (user, amount).
+		return `
+			WITH here AS (
+				SELECT p.user_id, p.amount, count(*) AS n, min(p.id) AS first_id
+				FROM payments p
+				WHERE p.status = 'succeeded' AND p.source = 'api' AND p.updated_at < $1
+				  AND NOT EXISTS (SELECT 1 FROM ` + StatementTable + ` x WHERE x.payment_id = p.id)
+				GROUP BY p.user_id, p.amount
+			), there AS (
+				SELECT user_id, amount, count(*) AS n FROM ` + StatementTable + `
+				WHERE payment_id IS NULL GROUP BY user_id, amount
+			)
+			SELECT CASE WHEN h.n = 1 THEN h.first_id ELSE 0 END, h.user_id,
+			       format('%s payments of %s succeeded here (first %s), %s executions without a key there',
+			              h.n, h.amount, h.first_id, coalesce(t.n, 0)),
+			       sum(h.n - coalesce(t.n, 0)) OVER ()::bigint
+			FROM here h LEFT JOIN there t USING (user_id, amount)
+			WHERE h.n > coalesce(t.n, 0)
+			ORDER BY h.user_id, h.amount LIMIT $2`, []any{loaded.At}
+	case UnmatchedExecutions:
+		return `
+			WITH there AS (
+				SELECT user_id, amount, count(*) AS n, string_agg(ref, ', ' ORDER BY seq) AS refs
+				FROM ` + StatementTable + `
+				WHERE payment_id IS NULL GROUP BY user_id, amount
+			), here AS (
+				SELECT p.user_id, p.amount,
+				       count(*) FILTER (WHERE p.status = 'succeeded') AS succeeded,
+				       count(*) FILTER (WHERE p.status IN ` + open + `) AS pending
+				FROM payments p
+				WHERE p.source = 'api' AND (p.user_id, p.amount) IN (SELECT user_id, amount FROM there)
+				  AND NOT EXISTS (SELECT 1 FROM ` + StatementTable + ` x WHERE x.payment_id = p.id)
+				GROUP BY p.user_id, p.amount
+			)
+			SELECT 0::bigint, t.user_id,
+			       format('%s executions of %s without a key there (%s), %s succeeded and %s open here',
+			              t.n, t.amount, t.refs, coalesce(h.succeeded, 0), coalesce(h.pending, 0)),
+			       sum(t.n - coalesce(h.succeeded, 0) - coalesce(h.pending, 0)) OVER ()::bigint
+			FROM there t LEFT JOIN here h USING (user_id, amount)
+			WHERE t.n > coalesce(h.succeeded, 0) + coalesce(h.pending, 0)
+			ORDER BY t.user_id, t.amount LIMIT $1`, nil
+	}
+	panic("verify: unknown kind " + string(k))
+}

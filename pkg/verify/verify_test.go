@@ -1,0 +1,286 @@
+package verify_test
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/finsvc/finance/pkg/pgtest"
+	"github.com/finsvc/finance/pkg/verify"
+)
+
+func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
+
+// fixture is a consistent ledger:
+//
+//   - user 10 (proposed API): seed +10000; 1002 −3000 succeeded (executed
+//     with key payment-1002); 1003 −500 processing, holding 500; 1004 −200
+//     failed (declined, not executed). Balance 7000, held 500.
+//   - user 20 (as-is API): seed +10000; 2002 −1000 succeeded (executed
+//     without a key). Balance 9000.
+const fixture = `
+INSERT INTO merchants (id, name) VALUES (1, 'Pleo'), (2, 'Apple');
+INSERT INTO wallets (user_id, balance, held) VALUES (10, 7000, 500), (20, 9000, 0);
+INSERT INTO payments (id, user_id, merchant_id, amount, status, idempotency_key, request_hash, hold, source, failure_reason) VALUES
+	(1001, 10, 1, 10000, 'succeeded', 'seed-10', 'h', 0, 'seed', ''),
+	(1002, 10, 2, -3000, 'succeeded', 'k-1002', 'h', 0, 'api', ''),
+	(1003, 10, 2, -500, 'processing', 'k-1003', 'h', 500, 'api', ''),
+	(1004, 10, 2, -200, 'failed', 'k-1004', 'h', 0, 'api', 'declined'),
+	(2001, 20, 1, 10000, 'succeeded', 'seed-20', 'h', 0, 'seed', ''),
+	(2002, 20, 2, -1000, 'succeeded', 'k-2002', 'h', 0, 'api', '');
+INSERT INTO entries (user_id, payment_id, merchant_id, amount, occurred_at) VALUES
+	(10, 1001, 1, 10000, now()), (10, 1002, 2, -3000, now()),
+	(20, 2001, 1, 10000, now()), (20, 2002, 2, -1000, now());
+-- The statement is read after the ledger changes it covers.
+UPDATE payments SET updated_at = now() - interval '1 second', created_at = now() - interval '2 seconds';
+`
+
+func exec(seq int64, key string, user, amount int64) verify.Execution {
+	return verify.Execution{Seq: seq, ID: "pay_" + key, IdempotencyKey: key, UserID: user, Amount: amount,
+		API: map[bool]string{true: "as-is", false: "proposed"}[key == ""], ExecutedAt: time.Now().Add(-time.Second)}
+}
+
+// cleanStatement matches the fixture.
+func cleanStatement() verify.SliceStatement {
+	return verify.SliceStatement{exec(1, "payment-1002", 10, -3000), exec(2, "", 20, -1000)}
+}
+
+func newDB(t *testing.T, sql ...string) *pgxpool.Pool {
+	t.Helper()
+	pool := pgtest.NewPool(t)
+	for _, s := range append([]string{fixture}, sql...) {
+		if _, err := pool.Exec(context.Background(), s); err != nil {
+			t.Fatalf("exec %q: %v", s, err)
+		}
+	}
+	return pool
+}
+
+func TestCheck(t *testing.T) {
+	t.Parallel()
+	plus := func(extra ...verify.Execution) verify.SliceStatement {
+		s := cleanStatement()
+		for i, e := range extra {
+			e.Seq = int64(10 + i)
+			s = append(s, e)
+		}
+		return s
+	}
+	tests := []struct {
+		name string
+		sql  []string
+		stmt verify.SliceStatement // nil: no statement
+		want map[verify.Kind]int64
+	}{
+		{name: "clean ledger and statement", stmt: cleanStatement(), want: nil},
+		{name: "clean ledger without statement", want: nil},
+		{name: "an as-is execution of a payment still in flight is not a violation",
+			stmt: plus(exec(0, "", 10, -500)), want: nil},
+		{name: "in flight past the bound",
+			sql:  []string{`UPDATE payments SET created_at = now() - interval '10 minutes' WHERE id = 1003`},
+			want: map[verify.Kind]int64{verify.StuckInFlight: 1}},
+		{name: "unknown past the bound",
+			sql:  []string{`UPDATE payments SET status = 'unknown', created_at = now() - interval '2 hours' WHERE id = 1003`},
+			want: map[verify.Kind]int64{verify.UnknownTooLong: 1}},
+		{name: "balance is not the sum of entries",
+			sql:  []string{`UPDATE wallets SET balance = balance + 1 WHERE user_id = 20`},
+			want: map[verify.Kind]int64{verify.BalanceMismatch: 1}},
+		{name: "held is not the sum of open holds",
+			sql:  []string{`UPDATE wallets SET held = 0 WHERE user_id = 10`},
+			want: map[verify.Kind]int64{verify.HeldMismatch: 1}},
+		{name: "an open debit that holds nothing",
+			sql:  []string{`UPDATE payments SET hold = 0 WHERE id = 1003; UPDATE wallets SET held = 0 WHERE user_id = 10`},
+			want: map[verify.Kind]int64{verify.HoldMismatch: 1}},
+		{name: "available below zero",
+			sql: []string{
+				`ALTER TABLE wallets DROP CONSTRAINT wallets_available_not_negative`,
+				`INSERT INTO wallets (user_id, balance, held) VALUES (30, 0, 500);
+				 INSERT INTO payments (id, user_id, merchant_id, amount, status, idempotency_key, request_hash, hold)
+				 VALUES (3001, 30, 2, -500, 'accepted', 'k-3001', 'h', 500)`},
+			want: map[verify.Kind]int64{verify.NegativeAvailable: 1}},
+		{name: "an entry whose payment failed, and the processor executed it",
+			sql:  []string{`UPDATE payments SET status = 'failed' WHERE id = 1002`},
+			stmt: cleanStatement(),
+			want: map[verify.Kind]int64{verify.EntryMismatch: 1, verify.ExecutedButFailed: 1}},
+		{name: "an entry with another amount than its payment",
+			sql:  []string{`UPDATE entries SET amount = -2999 WHERE payment_id = 1002; UPDATE wallets SET balance = balance + 1 WHERE user_id = 10`},
+			want: map[verify.Kind]int64{verify.EntryMismatch: 1}},
+		{name: "a succeeded payment without an entry",
+			sql:  []string{`DELETE FROM entries WHERE payment_id = 2002; UPDATE wallets SET balance = balance + 1000 WHERE user_id = 20`},
+			want: map[verify.Kind]int64{verify.SucceededWithoutEntry: 1}},
+		{name: "executed twice with the same key",
+			stmt: plus(exec(0, "payment-1002", 10, -3000)),
+			want: map[verify.Kind]int64{verify.PaidTwice: 1}},
+		{name: "executed there, declined here",
+			stmt: plus(exec(0, "payment-1004", 10, -200)),
+			want: map[verify.Kind]int64{verify.ExecutedButFailed: 1}},
+		{name: "executed there, still in flight here past the bound",
+			sql:  []string{`UPDATE payments SET created_at = now() - interval '10 minutes' WHERE id = 1003`},
+			stmt: plus(exec(0, "payment-1003", 10, -500)),
+			want: map[verify.Kind]int64{verify.StuckInFlight: 1, verify.ExecutedNotSucceeded: 1}},
+		{name: "executed for another amount",
+			stmt: verify.SliceStatement{exec(1, "payment-1002", 10, -3001), exec(2, "", 20, -1000)},
+			want: map[verify.Kind]int64{verify.AmountMismatch: 1}},
+		{name: "executed a payment we do not have",
+			stmt: plus(exec(0, "payment-999999", 10, -10)),
+			want: map[verify.Kind]int64{verify.ExecutionWithoutPayment: 1}},
+		{name: "succeeded here, never executed with its key",
+			stmt: verify.SliceStatement{exec(2, "", 20, -1000)},
+			want: map[verify.Kind]int64{verify.SucceededNotExecuted: 1}},
+		{name: "succeeded here, no as-is execution of that user and amount",
+			stmt: verify.SliceStatement{exec(1, "payment-1002", 10, -3000)},
+			want: map[verify.Kind]int64{verify.SucceededNotExecuted: 1}},
+		{name: "as-is: executed twice for one payment",
+			stmt: plus(exec(0, "", 20, -1000)),
+			want: map[verify.Kind]int64{verify.UnmatchedExecutions: 1}},
+		{name: "as-is: executed with no payment of that amount",
+			stmt: plus(exec(0, "", 20, -77), exec(0, "", 20, -77)),
+			want: map[verify.Kind]int64{verify.UnmatchedExecutions: 2}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			pool := newDB(t, tt.sql...)
+			var stmt verify.Statement
+			if tt.stmt != nil {
+				stmt = tt.stmt
+			}
+			rep, err := verify.New(pool, stmt, verify.DefaultConfig()).Check(context.Background())
+			if err != nil {
+				t.Fatalf("Check: %v", err)
+			}
+			wantKinds := len(verify.LedgerKinds)
+			if tt.stmt != nil {
+				wantKinds += len(verify.StatementKinds)
+			}
+			if len(rep.Findings) != wantKinds || rep.Statement != (tt.stmt != nil) {
+				t.Errorf("checked %d kinds (statement %v), want %d", len(rep.Findings), rep.Statement, wantKinds)
+			}
+			got := map[verify.Kind]int64{}
+			for _, f := range rep.Findings {
+				if f.Count != 0 {
+					got[f.Kind] = f.Count
+				}
+				// Per-group kinds (as-is) have one example per group.
+				if (len(f.Examples) == 0) != (f.Count == 0) || len(f.Examples) > 10 {
+					t.Errorf("%s: %d examples for count %d", f.Kind, len(f.Examples), f.Count)
+				}
+			}
+			if !equalCounts(got, tt.want) {
+				var b strings.Builder
+				_ = rep.WriteText(&b)
+				t.Errorf("violations = %v, want %v\n%s", got, tt.want, b.String())
+			}
+			if rep.OK() != (len(tt.want) == 0) {
+				t.Errorf("OK() = %v with %d violations", rep.OK(), rep.Violations())
+			}
+		})
+	}
+}
+
+func equalCounts(a, b map[verify.Kind]int64) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if b[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+func TestReportCountsAndText(t *testing.T) {
+	t.Parallel()
+	pool := newDB(t)
+	rep, err := verify.New(pool, cleanStatement(), verify.DefaultConfig()).Check(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Wallets != 2 || rep.Payments != 6 || rep.Entries != 4 || rep.Executions != 2 {
+		t.Errorf("counts: wallets %d payments %d entries %d executions %d, want 2 6 4 2", rep.Wallets, rep.Payments, rep.Entries, rep.Executions)
+	}
+	want := map[string]int64{"succeeded": 4, "processing": 1, "failed": 1}
+	for s, n := range want {
+		if rep.ByStatus[s] != n {
+			t.Errorf("ByStatus[%s] = %d, want %d", s, rep.ByStatus[s], n)
+		}
+	}
+	var b strings.Builder
+	if err := rep.WriteText(&b); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(b.String(), "OK: no violation") {
+		t.Errorf("text report:\n%s", b.String())
+	}
+	if _, err := json.Marshal(rep); err != nil {
+		t.Errorf("json: %v", err)
+	}
+}
+
+func TestMaxExamples(t *testing.T) {
+	t.Parallel()
+	pool := newDB(t, `
+		INSERT INTO wallets (user_id, balance) SELECT g, 1 FROM generate_series(100, 124) g`)
+	cfg := verify.DefaultConfig()
+	cfg.MaxExamples = 3
+	rep, err := verify.New(pool, nil, cfg).Check(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, _ := rep.Finding(verify.BalanceMismatch)
+	if f.Count != 25 || len(f.Examples) != 3 || f.Examples[0].UserID != 100 {
+		t.Errorf("balance_mismatch = %+v, want count 25 with 3 examples from user 100", f)
+	}
+}
+
+func TestHTTPStatement(t *testing.T) {
+	t.Parallel()
+	// The processor-sim's GET /sim/executions body.
+	body := `{"count":2,"executions":[
+		{"seq":1,"id":"pay_00000001","idempotency_key":"payment-1002","user_id":10,"amount":-3000,"reference":"1002","api":"proposed","executed_at":"2026-11-25T14:10:36.689985787Z"},
+		{"seq":2,"id":"pay_00000002","idempotency_key":"","user_id":20,"amount":-1000,"api":"as-is","executed_at":"2026-11-25T14:10:37Z"}]}`
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/sim/executions" {
+			http.NotFound(w, r)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(body))
+	}))
+	t.Cleanup(srv.Close)
+
+	var got []verify.Execution
+	for e, err := range verify.NewHTTPStatement(srv.URL).Executions(context.Background()) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, e)
+	}
+	if len(got) != 2 || got[0].PaymentID() != 1002 || got[1].PaymentID() != 0 || got[1].UserID != 20 || got[0].ExecutedAt.IsZero() {
+		t.Fatalf("executions = %+v", got)
+	}
+
+	pool := newDB(t)
+	rep, err := verify.New(pool, verify.NewHTTPStatement(srv.URL), verify.DefaultConfig()).Check(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.OK() || rep.Executions != 2 {
+		var b strings.Builder
+		_ = rep.WriteText(&b)
+		t.Errorf("report over HTTP:\n%s", b.String())
+	}
+
+	bad := &verify.HTTPStatement{URL: srv.URL + "/nope"}
+	if _, err := verify.New(pool, bad, verify.DefaultConfig()).Check(context.Background()); err == nil {
+		t.Error("a statement answering 404 did not fail the check")
+	}
+}
