@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/finsvc/finance/loadtest/internal/check"
@@ -133,8 +134,12 @@ type Result struct {
 	Writes      OpSummary         `json:"writes"`
 	Reads       OpSummary         `json:"reads"`
 	// SendLag is how late the generator sent requests after their
-	// intended time (its own limit, not the target's).
+	// intended time: waiting for a free connection (--max-conns) and for
+	// the CPU, which it shares with the target on one machine.
 	SendLag Percentiles `json:"send_lag"`
+	// GeneratorCPU is the CPU time the load generator itself used during
+	// the load and drain, in seconds.
+	GeneratorCPU float64 `json:"generator_cpu_seconds"`
 	// Seconds are the buckets of BucketSeconds each.
 	BucketSeconds float64       `json:"bucket_seconds"`
 	Seconds       []Second      `json:"seconds"`
@@ -189,6 +194,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}
 	r.rec = NewRecorder(r.start, width)
 	res := &Result{RunID: o.RunID, StartedAt: r.start, Workload: w}
+	cpu0 := cpuSeconds()
 
 	sampleCtx, stopSampling := context.WithCancel(context.WithoutCancel(ctx))
 	samplerDone := make(chan struct{})
@@ -236,6 +242,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	res.Writes, res.Reads, res.Seconds, res.SendLag = r.rec.Summary(w.Duration)
 	res.Samples = r.samples
 	res.BucketSeconds = width.Seconds()
+	res.GeneratorCPU = math.Round((cpuSeconds()-cpu0)*100) / 100
 	drainStats(res, w.Limit, o.Backlog != nil)
 
 	if err == nil {
@@ -473,6 +480,15 @@ func (r *runner) status(s Sample) Status {
 		WriteP99: wp99, ReadP99: rp99, Backlog: s.Backlog, Unknown: s.Unknown, ProcRate: s.ProcExecuted,
 		Limit: r.o.Workload.Limit,
 	}
+}
+
+// cpuSeconds is the CPU time this process has used.
+func cpuSeconds() float64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
 }
 
 func rate(n int64, dt float64) float64 {

@@ -81,6 +81,8 @@ type OpSummary struct {
 	Completed int64            `json:"completed"`
 	ByClass   map[string]int64 `json:"by_class"`
 	ByCode    map[string]int64 `json:"by_code"`
+	// Errors holds the first error text seen per class, to diagnose.
+	Errors map[string]string `json:"errors,omitempty"`
 	// Latency is of every answer, errors included, measured from the
 	// request's intended send time (open model: no coordinated omission).
 	Latency Percentiles `json:"latency"`
@@ -95,6 +97,7 @@ type opRecorder struct {
 	sum     map[int]*SecondOp
 	byClass map[target.Class]int64
 	byCode  map[int]int64
+	errors  map[target.Class]string
 	sent    int64
 	done    int64
 }
@@ -107,6 +110,7 @@ func newOpRecorder() *opRecorder {
 		sum:     map[int]*SecondOp{},
 		byClass: map[target.Class]int64{},
 		byCode:  map[int]int64{},
+		errors:  map[target.Class]string{},
 	}
 }
 
@@ -165,6 +169,13 @@ func (r *Recorder) Done(op Op, intended, done time.Time, resp target.Response) {
 	o.done++
 	o.byClass[resp.Class]++
 	o.byCode[resp.Code]++
+	if resp.Class != target.OK && o.errors[resp.Class] == "" {
+		e := resp.Err
+		if resp.Code != 0 {
+			e = strconv.Itoa(resp.Code) + " " + e
+		}
+		o.errors[resp.Class] = e
+	}
 	_ = o.all.RecordValue(us)
 	_ = o.live.RecordValue(us)
 	s := r.second(done)
@@ -247,6 +258,12 @@ func (r *Recorder) Summary(loadDuration time.Duration) (writes, reads OpSummary,
 			Latency: percentilesOf(o.all)}
 		for c, n := range o.byClass {
 			s.ByClass[string(c)] = n
+		}
+		for c, e := range o.errors {
+			if s.Errors == nil {
+				s.Errors = map[string]string{}
+			}
+			s.Errors[string(c)] = e
 		}
 		for c, n := range o.byCode {
 			k := "none"

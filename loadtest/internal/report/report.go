@@ -320,8 +320,17 @@ func Markdown(r *Report) string {
 		p("| %s | %s |\n", o.name, strings.Join(cells, " | "))
 	}
 	p("\nHTTP status codes: payments %s; feeds %s.\n", codes(res.Writes.ByCode), codes(res.Reads.ByCode))
-	p("\nThe generator sent requests late by p99 %.1f ms, max %.1f ms (its own limit on this machine).\n",
-		res.SendLag.P99, res.SendLag.Max)
+	for _, o := range []struct {
+		name string
+		s    loadgen.OpSummary
+	}{{"payments", res.Writes}, {"feeds", res.Reads}} {
+		for _, cl := range sortedKeys(toCounts(o.s.Errors)) {
+			p("\nFirst %s error (%s): `%s`\n", o.name, cl, strings.ReplaceAll(o.s.Errors[cl], "`", "'"))
+		}
+	}
+	p("\nThe generator sent requests late by p99 %.1f ms, max %.1f ms after their intended time (waiting for a connection "+
+		"or for the CPU it shares with the target), and used %.1f CPU-seconds itself.\n",
+		res.SendLag.P99, res.SendLag.Max, res.GeneratorCPU)
 
 	if d := res.Drain; d.Applicable {
 		p("\n## Drain\n\nBacklog peak %d at %.1f s; ", d.Peak, d.PeakAt)
@@ -342,6 +351,14 @@ func Markdown(r *Report) string {
 		}
 	}
 	return b.String()
+}
+
+func toCounts(m map[string]string) map[string]int64 {
+	out := map[string]int64{}
+	for k := range m {
+		out[k] = 1
+	}
+	return out
 }
 
 func classNames() []string {

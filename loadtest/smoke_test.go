@@ -1,0 +1,265 @@
+package main_test
+
+// The CI smoke test of the load generator: it starts the real all-in-one
+// stack (`devstack run`, the built binaries as separate processes, on free
+// ports), seeds users, and runs small burst and read-heavy scenarios through
+// the load generator's own command line, then the same burst against the
+// as-is service. It asserts the invariant checker's counts, never speed.
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/finsvc/finance/loadtest/internal/cli"
+	"github.com/finsvc/finance/loadtest/internal/report"
+	"github.com/finsvc/finance/pkg/pgtest"
+)
+
+func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
+
+var binaryNames = []string{"devkafka", "devstack", "dispatcher", "financectl", "gateway", "outbox-relay",
+	"processor-sim", "status-consumer", "legacy"}
+
+// binaries returns a directory holding every binary the smoke test runs:
+// those in FINANCE_BIN_DIR (what `make build` made), the rest built here.
+func binaries(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	have := os.Getenv("FINANCE_BIN_DIR")
+	out, err := exec.Command("go", "env", "GOWORK").Output()
+	root := filepath.Dir(strings.TrimSpace(string(out)))
+	if err != nil || root == "." {
+		t.Fatalf("find the repository root through go env GOWORK: %v", err)
+	}
+	for _, s := range binaryNames {
+		if have != "" {
+			if _, err := os.Stat(filepath.Join(have, s)); err == nil {
+				if err := os.Symlink(filepath.Join(have, s), filepath.Join(dir, s)); err != nil {
+					t.Fatal(err)
+				}
+				continue
+			}
+		}
+		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, s), "./services/"+s)
+		cmd.Dir = root
+		if b, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("go build %s: %v\n%s", s, err, b)
+		}
+	}
+	return dir
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// start runs a long-lived process until the test ends, then stops it with
+// SIGINT (SIGKILL after 60 s).
+func start(t *testing.T, name string, out *lockedBuffer, env []string, path string, args ...string) <-chan error {
+	t.Helper()
+	cmd := exec.Command(path, args...)
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGINT)
+		select {
+		case <-exited:
+		case <-time.After(60 * time.Second):
+			_ = cmd.Process.Kill()
+		}
+		if t.Failed() {
+			t.Logf("%s output:\n%s", name, out.String())
+		}
+	})
+	return exited
+}
+
+func waitFor(t *testing.T, what string, timeout time.Duration, exited <-chan error, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		select {
+		case err := <-exited:
+			t.Fatalf("exited (%v) while waiting for %s", err, what)
+		case <-time.After(100 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("gave up waiting for %s after %v", what, timeout)
+		}
+	}
+}
+
+func runTool(t *testing.T, env []string, path string, args ...string) {
+	t.Helper()
+	cmd := exec.Command(path, args...)
+	cmd.Env = append(os.Environ(), env...)
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("%s %v: %v\n%s", filepath.Base(path), args, err, b)
+	}
+}
+
+// loadtest runs the load generator's command line and returns its report.
+func loadtest(t *testing.T, args ...string) *report.Report {
+	t.Helper()
+	var out, errb lockedBuffer
+	var rep *report.Report
+	code := cli.Run(context.Background(), append(args, "--quiet", "--out", t.TempDir()), cli.Env{
+		Getenv: func(string) string { return "" }, Stdout: &out, Stderr: &errb,
+		OnReport: func(r *report.Report, _ string) { rep = r },
+	})
+	t.Logf("loadtest %s: exit %d\n%s%s", strings.Join(args[:3], " "), code, out.String(), errb.String())
+	if rep == nil {
+		t.Fatalf("loadtest %v wrote no report (exit %d): %s", args, code, errb.String())
+	}
+	return rep
+}
+
+// assertClean fails unless the checker ran and found nothing wrong.
+func assertClean(t *testing.T, rep *report.Report, wantRequests int64) {
+	t.Helper()
+	c := rep.Result.Check
+	if rep.Result.CheckErr != "" {
+		t.Fatalf("%s → %s: checker error: %s", rep.Scenario, rep.Target, rep.Result.CheckErr)
+	}
+	if c.Requests != wantRequests {
+		t.Errorf("%s → %s: the checker saw %d payment requests, want %d", rep.Scenario, rep.Target, c.Requests, wantRequests)
+	}
+	if c.ToldOK == 0 {
+		t.Errorf("%s → %s: no payment was accepted", rep.Scenario, rep.Target)
+	}
+	if c.Lost != 0 || c.PaidTwice != 0 || c.Stuck != 0 || c.BalanceMismatch != 0 {
+		t.Errorf("%s → %s: lost %d, paid twice %d, stuck %d, balance mismatch %d; examples %q",
+			rep.Scenario, rep.Target, c.Lost, c.PaidTwice, c.Stuck, c.BalanceMismatch, c.Examples)
+	}
+	if !rep.Passed {
+		t.Errorf("%s → %s: run failed: %v", rep.Scenario, rep.Target, rep.Failures)
+	}
+}
+
+func TestSmokeBurstAndReadHeavy(t *testing.T) {
+	bin := binaries(t)
+	gateway, sim := freeAddr(t), freeAddr(t)
+	dbURL := pgtest.NewDB(t)
+	var out lockedBuffer
+	exited := start(t, "devstack", &out, []string{
+		"STATE_DIR=" + t.TempDir(),
+		"BIN_DIR=" + bin,
+		"DATABASE_URL=" + dbURL,
+		"GATEWAY_ADDR=" + gateway,
+		"SIM_ADDR=" + sim,
+		"KAFKA_ADDR=" + freeAddr(t),
+		"DISPATCHER_OPS_ADDR=" + freeAddr(t),
+		"RELAY_OPS_ADDR=" + freeAddr(t),
+		"STATUS_OPS_ADDR=" + freeAddr(t),
+		"KAFKA_PARTITIONS=4",
+		"LOG_LEVEL=warn",
+	}, filepath.Join(bin, "devstack"), "run")
+	waitFor(t, "the stack's banner", 3*time.Minute, exited, func() bool {
+		return strings.Contains(out.String(), "Finance Service is running")
+	})
+	const users = "300"
+	runTool(t, []string{"DATABASE_URL=" + dbURL}, filepath.Join(bin, "financectl"), "seed", "--users", users)
+
+	pipeline := []string{"--target", "pipeline", "--url", "http://" + gateway, "--processor-url", "http://" + sim,
+		"--database-url", dbURL}
+
+	t.Run("burst", func(t *testing.T) {
+		rep := loadtest(t, append([]string{"run", "--scenario", "burst", "--users", users, "--rate", users}, pipeline...)...)
+		assertClean(t, rep, 300)
+	})
+	t.Run("read-heavy", func(t *testing.T) {
+		rep := loadtest(t, append([]string{"run", "--scenario", "read-heavy", "--users", "100", "--think", "2s",
+			"--duration", "15s"}, pipeline...)...)
+		assertClean(t, rep, int64(rep.Result.Workload.Writes()))
+		if rep.Result.Reads.ByClass["ok"] == 0 {
+			t.Errorf("no feed read succeeded: %v", rep.Result.Reads.ByClass)
+		}
+	})
+
+	// The as-is service against the same simulator and PostgreSQL server.
+	t.Run("burst as-is", func(t *testing.T) {
+		legacyDB := pgtest.WithDatabase(pgtest.ServerURL(), fmt.Sprintf("loadtest_smoke_legacy_%d", time.Now().UnixNano()))
+		t.Cleanup(func() { dropDatabase(t, legacyDB) })
+		env := []string{"DATABASE_URL=" + legacyDB, "FINANCE_DEV_MODE=true"}
+		runTool(t, env, filepath.Join(bin, "legacy"), "migrate")
+		runTool(t, env, filepath.Join(bin, "legacy"), "seed", "--users", users)
+		addr := freeAddr(t)
+		var lout lockedBuffer
+		lexited := start(t, "legacy", &lout, append(env, "HTTP_ADDR="+addr, "PROCESSOR_URL=http://"+sim, "LOG_LEVEL=warn"),
+			filepath.Join(bin, "legacy"))
+		waitFor(t, "legacy to listen", 30*time.Second, lexited, func() bool {
+			c, err := net.Dial("tcp", addr)
+			if err == nil {
+				c.Close()
+			}
+			return err == nil
+		})
+		rep := loadtest(t, "run", "--scenario", "burst", "--users", users, "--rate", users, "--target", "legacy",
+			"--url", "http://"+addr, "--processor-url", "http://"+sim, "--database-url", legacyDB)
+		// The as-is service may refuse (503) above the processor's limit,
+		// and may lose money on a timeout; the smoke test asserts only that
+		// the checker accounted for every request.
+		c := rep.Result.Check
+		if rep.Result.CheckErr != "" || c.Requests != 300 || c.ToldOK+c.ToldFailed != 300 {
+			t.Errorf("as-is burst: checker error %q, %d requests, %d told ok + %d told failed",
+				rep.Result.CheckErr, c.Requests, c.ToldOK, c.ToldFailed)
+		}
+	})
+}
+
+func dropDatabase(t *testing.T, url string) {
+	name := url[strings.LastIndex(url, "/")+1:]
+	if i := strings.Index(name, "?"); i >= 0 {
+		name = name[:i]
+	}
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, pgtest.ServerURL())
+	if err != nil {
+		t.Logf("drop %s: %v", name, err)
+		return
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)"); err != nil {
+		t.Logf("drop %s: %v", name, err)
+	}
+}
