@@ -2,7 +2,10 @@
 // PaymentOutcomes from payments.outcomes (group "status-consumer",
 // read_committed), applies each in one PostgreSQL transaction through the
 // store, emits the resulting PaymentEvent to payments.events, and only then
-// commits the record's offset.
+// commits the record's offset. A record that can never apply (undecodable,
+// invalid, unknown payment, another user's payment, a constraint violation)
+// is published to payments.outcomes.dlq (pkg/dlq) before its offset is
+// committed: never dropped, and never blocking its partition.
 //
 // Delivery is at least once end to end: a crash anywhere re-reads the outcome,
 // the store recognises the redelivery, and the event is emitted again with
@@ -25,6 +28,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/finsvc/finance/pkg/dlq"
 	"github.com/finsvc/finance/pkg/kafka"
 	"github.com/finsvc/finance/pkg/payment"
 	"github.com/finsvc/finance/pkg/postgres"
@@ -195,21 +199,24 @@ func (c *Consumer) process(ctx context.Context, fetches kgo.Fetches) {
 }
 
 // handle applies one record and emits its event. It returns nil when the
-// record is finished with, including when it was rejected (logged and
-// counted), and an error when it must be tried again later.
+// record is finished with, including when it can never apply and was
+// dead-lettered, and an error when it must be tried again later.
 func (c *Consumer) handle(ctx context.Context, rec *kgo.Record) error {
+	firstSeen := time.Now()
 	o, err := decode(rec.Value)
 	if err != nil {
-		c.reject(ctx, rec, o, rejectUndecodable, err)
-		return nil
+		return c.deadLetter(ctx, rec, o, rejectUndecodable, err, 1, firstSeen)
 	}
 	if err := validate(o); err != nil {
-		c.reject(ctx, rec, o, rejectInvalid, err)
-		return nil
+		return c.deadLetter(ctx, rec, o, rejectInvalid, err, 1, firstSeen)
 	}
 
-	var res store.Result
+	var (
+		res      store.Result
+		attempts int
+	)
 	err = c.retry(ctx, "apply", func(ctx context.Context) error {
+		attempts++
 		start := time.Now()
 		r, err := c.store.ApplyOutcome(ctx, o)
 		c.m.applyDuration.Observe(time.Since(start).Seconds())
@@ -220,8 +227,7 @@ func (c *Consumer) handle(ctx context.Context, rec *kgo.Record) error {
 		return err
 	})
 	if reason := permanentReason(err); reason != "" {
-		c.reject(ctx, rec, o, reason, err)
-		return nil
+		return c.deadLetter(ctx, rec, o, reason, err, attempts, firstSeen)
 	}
 	if err != nil {
 		c.m.deferred.WithLabelValues("apply").Inc()
@@ -300,12 +306,37 @@ func permanentReason(err error) string {
 	return ""
 }
 
-// reject logs and counts an outcome that can never apply. The record is
-// skipped; a dead-letter topic is future work.
-func (c *Consumer) reject(ctx context.Context, rec *kgo.Record, o store.Outcome, reason string, err error) {
+// deadLetter publishes an outcome that can never apply to
+// payments.outcomes.dlq, retrying like any Kafka write, and returns nil once
+// the broker has it: only then may the record's offset be committed. If the
+// publish keeps failing it returns the error, and the record is deferred
+// (fetched and tried again), never dropped.
+func (c *Consumer) deadLetter(ctx context.Context, rec *kgo.Record, o store.Outcome, reason string, cause error,
+	attempts int, firstSeen time.Time) error {
+	l := dlq.Letter{
+		Reason:    reason,
+		Err:       cause,
+		Attempts:  attempts,
+		FirstSeen: firstSeen,
+		Source:    Group,
+		PaymentID: o.PaymentID,
+		UserID:    o.UserID,
+	}
+	err := c.retry(ctx, "dlq", func(ctx context.Context) error {
+		return dlq.Publish(ctx, c.cl, rec, l)
+	})
+	if err != nil {
+		c.m.deferred.WithLabelValues("dlq").Inc()
+		c.logger.ErrorContext(ctx, "dead-letter outcome: giving up for now, the record will be fetched again",
+			"reason", reason, "payment_id", o.PaymentID, "topic", rec.Topic, "partition", rec.Partition,
+			"offset", rec.Offset, "err", err)
+		return err
+	}
 	c.m.rejected.WithLabelValues(reason).Inc()
-	c.logger.ErrorContext(ctx, "outcome rejected", "reason", reason, "payment_id", o.PaymentID, "user_id", o.UserID,
-		"topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset, "err", err)
+	c.logger.ErrorContext(ctx, "outcome dead-lettered", "reason", reason, "payment_id", o.PaymentID, "user_id", o.UserID,
+		"topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset,
+		"dlq_topic", kafka.DLQTopic(rec.Topic), "err", cause)
+	return nil
 }
 
 // abort stops the current poll's work after its in-flight attempts: a

@@ -183,7 +183,7 @@ func TestConsumer(t *testing.T) {
 			wantWallets: map[int64]walletState{7: {startBal, 3000, 2}},
 		},
 		{
-			name:     "rejected records are counted and do not block the partition",
+			name:     "dead-lettered records are counted and do not block the partition",
 			payments: []fixture{{100000, 7, -3000}},
 			inputs: []input{
 				{raw: []byte("not a protobuf"), key: 7},
@@ -412,7 +412,7 @@ func newHarness(t *testing.T) *harness {
 	t.Helper()
 	h := &harness{
 		pool:         pgtest.NewPool(t),
-		cluster:      kafkatest.New(t, 4, kafka.Topics()),
+		cluster:      kafkatest.New(t, 4, append(kafka.Topics(), kafka.DLQTopics()...)),
 		running:      map[*Consumer]func(){},
 		retryTimeout: 5 * time.Second,
 	}
@@ -497,9 +497,11 @@ func (h *harness) stop(t *testing.T, c *Consumer) {
 	stop()
 }
 
-// send produces inputs in order, each keyed by its user.
-func (h *harness) send(t *testing.T, inputs ...input) {
+// send produces inputs in order, each keyed by its user, and returns the
+// produced records (with their partitions and offsets).
+func (h *harness) send(t *testing.T, inputs ...input) []*kgo.Record {
 	t.Helper()
+	var sent []*kgo.Record
 	for _, in := range inputs {
 		rec := &kgo.Record{Key: kafka.UserKey(in.key), Value: in.raw}
 		if in.outcome != nil {
@@ -515,7 +517,9 @@ func (h *harness) send(t *testing.T, inputs ...input) {
 		if err := h.out.ProduceSync(context.Background(), rec).FirstErr(); err != nil {
 			t.Fatalf("produce outcome: %v", err)
 		}
+		sent = append(sent, rec)
 	}
+	return sent
 }
 
 // events reads the next n events from payments.events.

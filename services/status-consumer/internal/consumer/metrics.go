@@ -6,7 +6,8 @@ import (
 	"github.com/finsvc/finance/pkg/payment"
 )
 
-// Reasons an outcome is rejected without being applied (label "reason").
+// Reasons an outcome is dead-lettered without being applied (label
+// "reason", and the dlq-reason header).
 const (
 	rejectUndecodable    = "undecodable"
 	rejectInvalid        = "invalid"
@@ -42,11 +43,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{"replay"}),
 		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "status_consumer_outcomes_rejected_total",
-			Help: "Outcomes that can never apply (undecodable, invalid, unknown payment, ...), logged and skipped.",
+			Help: "Outcomes that can never apply (undecodable, invalid, unknown payment, ...), published to payments.outcomes.dlq and committed.",
 		}, []string{"reason"}),
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "status_consumer_errors_total",
-			Help: "Failed attempts that are retried, by stage: apply (PostgreSQL), emit (Kafka produce), commit (offset commit).",
+			Help: "Failed attempts that are retried, by stage: apply (PostgreSQL), emit (Kafka produce), dlq (dead-letter produce), commit (offset commit).",
 		}, []string{"stage"}),
 		deferred: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "status_consumer_records_deferred_total",
@@ -69,10 +70,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	for _, r := range []string{rejectUndecodable, rejectInvalid, rejectUnknownPayment, rejectUserMismatch, rejectConstraint} {
 		m.rejected.WithLabelValues(r)
 	}
-	for _, s := range []string{"apply", "emit", "commit"} {
+	for _, s := range []string{"apply", "emit", "dlq", "commit"} {
 		m.errors.WithLabelValues(s)
 	}
-	for _, s := range []string{"apply", "emit"} {
+	for _, s := range []string{"apply", "emit", "dlq"} {
 		m.deferred.WithLabelValues(s)
 	}
 	reg.MustRegister(m.applied, m.noops, m.events, m.rejected, m.errors, m.deferred, m.applyDuration)

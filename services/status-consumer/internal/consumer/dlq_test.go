@@ -1,0 +1,201 @@
+package consumer
+
+import (
+	"context"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+	"google.golang.org/protobuf/testing/protocmp"
+
+	"github.com/finsvc/finance/pkg/dlq"
+	"github.com/finsvc/finance/pkg/kafka"
+	financev1 "github.com/finsvc/finance/proto/finance/v1"
+)
+
+// letter is what the tests check of a dead letter.
+type letter struct {
+	Key, Value                   string
+	Reason, Source               string
+	OriginalTopic                string
+	OriginalPartition            int32
+	OriginalOffset               int64
+	Attempts                     int
+	PaymentID, UserID            int64
+	HasError, HasFirstSeen       bool
+	DeadLetteredAfterFirstSeenOK bool
+}
+
+func letterOf(t *testing.T, r *kgo.Record) letter {
+	t.Helper()
+	h := map[string]string{}
+	for _, x := range r.Headers {
+		h[x.Key] = string(x.Value)
+	}
+	atoi := func(k string) int64 {
+		if h[k] == "" {
+			return 0
+		}
+		n, err := strconv.ParseInt(h[k], 10, 64)
+		if err != nil {
+			t.Errorf("header %s = %q: %v", k, h[k], err)
+		}
+		return n
+	}
+	first, err := time.Parse(time.RFC3339Nano, h[dlq.HeaderFirstSeen])
+	return letter{
+		Key: string(r.Key), Value: string(r.Value),
+		Reason: h[dlq.HeaderReason], Source: h[dlq.HeaderSource],
+		OriginalTopic:     h[dlq.HeaderOriginalTopic],
+		OriginalPartition: int32(atoi(dlq.HeaderOriginalPartition)),
+		OriginalOffset:    atoi(dlq.HeaderOriginalOffset),
+		Attempts:          int(atoi(dlq.HeaderAttempts)),
+		PaymentID:         atoi(dlq.HeaderPaymentID),
+		UserID:            atoi(dlq.HeaderUserID),
+		HasError:          h[dlq.HeaderError] != "",
+		HasFirstSeen:      err == nil && !first.IsZero(),
+		// The record was dead-lettered after it was first seen.
+		DeadLetteredAfterFirstSeenOK: err == nil && !r.Timestamp.Before(first.Truncate(time.Millisecond)),
+	}
+}
+
+// dlqRecords reads the next n records of payments.outcomes.dlq.
+func (h *harness) dlqRecords(t *testing.T, n int) []*kgo.Record {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(h.cluster.Brokers()...), kgo.ConsumeTopics(kafka.DLQTopic(kafka.TopicOutcomes)),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	var got []*kgo.Record
+	for len(got) < n {
+		fs := cl.PollRecords(ctx, n-len(got))
+		if ctx.Err() != nil {
+			t.Fatalf("read %d of %d dead letters before the deadline", len(got), n)
+		}
+		got = append(got, fs.Records()...)
+	}
+	return got
+}
+
+func TestConsumerDeadLettersPoisonRecords(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.seed(t, fixture{100000, 7, -3000})
+	// A payment the gateway would never have accepted: a debit beyond the
+	// balance with no hold. Settling it violates the wallet's check.
+	h.seed(t, fixture{100001, 7, 1})
+	if _, err := h.pool.Exec(context.Background(), `UPDATE payments SET amount = -50000 WHERE id = 100001`); err != nil {
+		t.Fatal(err)
+	}
+	c := h.start(t)
+	sent := h.send(t,
+		input{raw: []byte("not a protobuf"), key: 7},
+		outcome(424242, 7, succeeded, ""),                                          // no such payment
+		outcome(100000, 7, financev1.OutcomeStatus_OUTCOME_STATUS_UNSPECIFIED, ""), // no status
+		withKey(7, outcome(100000, 8, succeeded, "")),                              // someone else's payment
+		outcome(100001, 7, succeeded, ""),                                          // constraint violation
+		outcome(100000, 7, succeeded, ""),                                          // fine, after all of them
+	)
+
+	// The partition kept flowing: the last outcome was applied and emitted.
+	ev := h.events(t, 1)
+	if diff := cmp.Diff([]*financev1.PaymentEvent{event(100000, 7, -3000, "succeeded", "", 7000, 0, 3)}, ev,
+		protocmp.Transform(), protocmp.IgnoreFields(&financev1.PaymentEvent{}, "occurred_at")); diff != "" {
+		t.Errorf("events (-want +got):\n%s", diff)
+	}
+
+	var want []letter
+	for i, w := range []struct {
+		reason            string
+		paymentID, userID int64
+	}{
+		{rejectUndecodable, 0, 0},
+		{rejectUnknownPayment, 424242, 7},
+		{rejectInvalid, 100000, 7},
+		{rejectUserMismatch, 100000, 8},
+		{rejectConstraint, 100001, 7},
+	} {
+		want = append(want, letter{
+			Key: string(sent[i].Key), Value: string(sent[i].Value),
+			Reason: w.reason, Source: Group,
+			OriginalTopic: kafka.TopicOutcomes, OriginalPartition: sent[i].Partition, OriginalOffset: sent[i].Offset,
+			Attempts: 1, PaymentID: w.paymentID, UserID: w.userID,
+			HasError: true, HasFirstSeen: true, DeadLetteredAfterFirstSeenOK: true,
+		})
+	}
+	var got []letter
+	for _, r := range h.dlqRecords(t, len(want)) {
+		got = append(got, letterOf(t, r))
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("dead letters (-want +got):\n%s", diff)
+	}
+	for _, l := range want {
+		if n := testutil.ToFloat64(c.m.rejected.WithLabelValues(l.Reason)); n != 1 {
+			t.Errorf("rejected{reason=%q} = %v, want 1", l.Reason, n)
+		}
+	}
+	if diff := cmp.Diff(map[int64]paymentState{
+		100000: {Status: "succeeded", Entries: 1},
+		100001: {Status: "accepted"},
+	}, h.payments(t)); diff != "" {
+		t.Errorf("payments (-want +got):\n%s", diff)
+	}
+
+	// Everything was committed: a consumer started now reads nothing again.
+	h.stop(t, c)
+	second := h.start(t)
+	h.send(t, outcome(100000, 7, succeeded, ""))
+	h.events(t, 1)
+	for _, l := range want {
+		if n := testutil.ToFloat64(second.m.rejected.WithLabelValues(l.Reason)); n != 0 {
+			t.Errorf("after restart, rejected{reason=%q} = %v, want 0 (committed)", l.Reason, n)
+		}
+	}
+}
+
+func TestConsumerCommitsADeadLetterOnlyOnceKafkaHasIt(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.retryTimeout = 300 * time.Millisecond
+	h.seed(t, fixture{100000, 7, -3000})
+	fault := h.cluster.Fault(kfake.Fault{
+		Keys:  []kmsg.Key{kmsg.Produce},
+		Topic: kafka.DLQTopic(kafka.TopicOutcomes),
+		Err:   kerr.InvalidRecord,
+		Count: -1,
+	})
+	c := h.start(t)
+	h.send(t, outcome(424242, 7, succeeded, ""), outcome(100000, 7, succeeded, ""))
+
+	waitFor(t, "the dead letter to be deferred", func() bool {
+		return testutil.ToFloat64(c.m.deferred.WithLabelValues("dlq")) >= 1
+	})
+	// The poison record holds its place: nothing after it was applied.
+	if got := testutil.ToFloat64(c.m.applied.WithLabelValues("succeeded")); got != 0 {
+		t.Errorf("applied{status=succeeded} = %v while the dead letter is refused, want 0", got)
+	}
+	fault.Remove()
+
+	h.events(t, 1)
+	recs := h.dlqRecords(t, 1)
+	if l := letterOf(t, recs[0]); l.PaymentID != 424242 || l.Reason != rejectUnknownPayment {
+		t.Errorf("dead letter = %+v, want payment 424242, %s", l, rejectUnknownPayment)
+	}
+	if got := testutil.ToFloat64(c.m.rejected.WithLabelValues(rejectUnknownPayment)); got != 1 {
+		t.Errorf("rejected{reason=unknown_payment} = %v, want 1", got)
+	}
+	if got := testutil.ToFloat64(c.m.errors.WithLabelValues("dlq")); got < 1 {
+		t.Errorf("errors{stage=dlq} = %v, want at least 1", got)
+	}
+}
