@@ -17,8 +17,10 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -49,7 +51,8 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return fmt.Errorf("data dir %s: %w", cfg.DataDir, err)
 	}
 	logger.InfoContext(ctx, "config", "addr", cfg.Addr, "data_dir", dir, "partitions", cfg.Partitions,
-		"sync_writes", cfg.SyncWrites, "log_level", cfg.LogLevel)
+		"sync_writes", cfg.SyncWrites, "log_level", cfg.LogLevel,
+		"brokers", cfg.Brokers, "control_addr", cfg.ControlAddr)
 
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("create data dir: %w", err)
@@ -64,11 +67,25 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	defer unlock()
 
+	host, port, _ := net.SplitHostPort(cfg.Addr) // checked by loadConfig
+	first, _ := strconv.Atoi(port)
+	ports := make([]int, cfg.Brokers)
+	for i := range ports {
+		if first != 0 {
+			ports[i] = first + i
+		}
+	}
 	opts := []kfake.Opt{
-		kfake.NumBrokers(1),
+		kfake.Ports(ports...),
 		// kfake would listen on 127.0.0.1:<port>; listen on the configured
 		// host too, which is also the address advertised in metadata.
-		kfake.ListenFn(func(network, _ string) (net.Listener, error) { return net.Listen(network, cfg.Addr) }),
+		kfake.ListenFn(func(network, addr string) (net.Listener, error) {
+			_, p, err := net.SplitHostPort(addr)
+			if err != nil {
+				return nil, err
+			}
+			return net.Listen(network, net.JoinHostPort(host, p))
+		}),
 		kfake.ClusterID("finance-devkafka"),
 		kfake.DataDir(dir),
 		kfake.DefaultNumPartitions(cfg.Partitions),
@@ -84,15 +101,38 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return fmt.Errorf("start broker on %s with data dir %s: %w", cfg.Addr, dir, err)
 	}
-	addr := cluster.ListenAddrs()[0]
+	addrs := cluster.ListenAddrs()
+	addr := addrs[0]
 	if fresh {
 		logger.InfoContext(ctx, "fresh data dir: created the pipeline topics", "topics", kafka.Topics(), "partitions", cfg.Partitions)
 	} else {
 		logger.InfoContext(ctx, "restored state from the data dir", "data_dir", dir)
 	}
-	logger.InfoContext(ctx, "listening", "addr", addr)
+	var ctlSrv *http.Server
+	if cfg.ControlAddr != "" {
+		ln, err := net.Listen("tcp", cfg.ControlAddr)
+		if err != nil {
+			cluster.Close()
+			return fmt.Errorf("control server on %s: %w", cfg.ControlAddr, err)
+		}
+		ctlSrv = &http.Server{
+			Handler:           newControl(cluster, cfg.Brokers, logger).handler(),
+			ReadHeaderTimeout: 5 * time.Second,
+			ReadTimeout:       10 * time.Second,
+			WriteTimeout:      10 * time.Second,
+			IdleTimeout:       time.Minute,
+		}
+		go func() { _ = ctlSrv.Serve(ln) }()
+		logger.InfoContext(ctx, "control server listening", "control_addr", ln.Addr().String())
+	}
+	logger.InfoContext(ctx, "listening", "addr", addr, "brokers", addrs)
 
 	<-ctx.Done()
+	if ctlSrv != nil {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_ = ctlSrv.Shutdown(sctx)
+		cancel()
+	}
 	logger.Info("stopping: saving state to the data dir", "data_dir", dir)
 	start := time.Now()
 	cluster.Close()

@@ -243,6 +243,8 @@ func TestConfigErrors(t *testing.T) {
 	}{
 		{"every env problem at once", map[string]string{"DEVKAFKA_ADDR": "9092", "DEVKAFKA_PARTITIONS": "0", "LOG_LEVEL": "loud"}, nil,
 			[]string{`addr "9092"`, "partitions 0: must be at least 1", `log level "loud"`}},
+		{"brokers and control addr", map[string]string{"DEVKAFKA_BROKERS": "0", "DEVKAFKA_CONTROL_ADDR": "0.0.0.0:1"}, nil,
+			[]string{"brokers 0: want 1 to 16", `control addr "0.0.0.0:1"`}},
 		{"non-loopback host", map[string]string{"DEVKAFKA_ADDR": "0.0.0.0:9092"}, nil, []string{"not a loopback address"}},
 		{"flag overrides env", map[string]string{"DEVKAFKA_ADDR": "127.0.0.1:9092"}, []string{"-addr", "10.0.0.1:9092"}, []string{`host "10.0.0.1"`}},
 		{"bad port", nil, []string{"--addr", "127.0.0.1:99999"}, []string{"not a port number"}},

@@ -28,6 +28,14 @@ type Config struct {
 	// SyncWrites fsyncs every produced batch (slower; default off, like Kafka).
 	SyncWrites bool
 	LogLevel   string
+	// Brokers is the number of brokers in the cluster. Extra brokers listen
+	// on the ports after Addr's (Addr+1, Addr+2, ...), or on random ports
+	// when Addr's port is 0. More than one broker lets the control API move
+	// partition leaders.
+	Brokers int
+	// ControlAddr, when set, is the host:port of the fault-control HTTP
+	// server (see control.go); empty means no control server.
+	ControlAddr string
 }
 
 // UsageError is a bad flag, argument or environment variable. Usage, when
@@ -50,6 +58,9 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 		Partitions: r.Int("DEVKAFKA_PARTITIONS", kafka.DefaultPartitions),
 		SyncWrites: r.Bool("DEVKAFKA_SYNC_WRITES", false),
 		LogLevel:   r.String("LOG_LEVEL", "info"),
+		Brokers:    r.Int("DEVKAFKA_BROKERS", 1),
+
+		ControlAddr: r.String("DEVKAFKA_CONTROL_ADDR", ""),
 	}
 
 	fs := flag.NewFlagSet("devkafka", flag.ContinueOnError)
@@ -59,6 +70,8 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 	fs.IntVar(&c.Partitions, "partitions", c.Partitions, "partitions of seeded and auto-created topics (env DEVKAFKA_PARTITIONS)")
 	fs.BoolVar(&c.SyncWrites, "sync-writes", c.SyncWrites, "fsync every produced batch (env DEVKAFKA_SYNC_WRITES)")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error (env LOG_LEVEL)")
+	fs.IntVar(&c.Brokers, "brokers", c.Brokers, "number of brokers, on consecutive ports from -addr's (env DEVKAFKA_BROKERS)")
+	fs.StringVar(&c.ControlAddr, "control-addr", c.ControlAddr, "fault-control HTTP `host:port`, empty for none (loopback only; env DEVKAFKA_CONTROL_ADDR)")
 	usage := func() string {
 		var b strings.Builder
 		fmt.Fprintln(&b, "usage: devkafka [flags]\n\nA development Kafka broker; flags override the environment.")
@@ -86,6 +99,14 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 	}
 	if c.Partitions < 1 {
 		r.Fail("partitions %d: must be at least 1", c.Partitions)
+	}
+	if c.Brokers < 1 || c.Brokers > 16 {
+		r.Fail("brokers %d: want 1 to 16", c.Brokers)
+	}
+	if c.ControlAddr != "" {
+		if err := checkAddr(c.ControlAddr); err != nil {
+			r.Fail("control addr %q: %w", c.ControlAddr, err)
+		}
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
