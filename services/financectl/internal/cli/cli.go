@@ -52,6 +52,7 @@ func usagef(format string, args ...any) error {
 func commands() []*command {
 	return []*command{
 		createdbCommand(),
+		dlqCommand(),
 		migrateCommand(),
 		seedCommand(),
 		tokenCommand(),

@@ -24,8 +24,8 @@ func topicsCommand() *command {
 	return &command{
 		name: "topics",
 		args: "create [--partitions P] [--timeout D] | list [--timeout D]",
-		summary: "create the pipeline topics (" + strings.Join(kafka.Topics(), ", ") + ") on KAFKA_BROKERS unless they exist, " +
-			"or list the broker's topics",
+		summary: "create the pipeline topics (" + strings.Join(kafka.Topics(), ", ") + ") and their dead-letter topics (" +
+			strings.Join(kafka.DLQTopics(), ", ") + ") on KAFKA_BROKERS unless they exist, or list the broker's topics",
 		flags: func(e *env) *flag.FlagSet {
 			fs := newFlagSet("topics")
 			fs.IntVar(&partitions, "partitions", e.cfg.Partitions, "partitions of each created topic (default from KAFKA_PARTITIONS)")
@@ -72,15 +72,22 @@ func topicsCommand() *command {
 	}
 }
 
+// pipelineTopics are the topics topics create makes: the pipeline's and
+// their dead-letter topics.
+func pipelineTopics() []string {
+	return append(kafka.Topics(), kafka.DLQTopics()...)
+}
+
 func createTopics(ctx context.Context, e *env, cl *kgo.Client, partitions int32) error {
-	if err := kafka.EnsureTopics(ctx, cl, partitions, kafka.Topics()...); err != nil {
+	topics := pipelineTopics()
+	if err := kafka.EnsureTopics(ctx, cl, partitions, topics...); err != nil {
 		return fmt.Errorf("on %v: %w", e.cfg.Brokers, err)
 	}
-	details, err := kadm.NewClient(cl).ListTopics(ctx, kafka.Topics()...)
+	details, err := kadm.NewClient(cl).ListTopics(ctx, topics...)
 	if err != nil {
 		return fmt.Errorf("on %v: %w", e.cfg.Brokers, err)
 	}
-	for _, t := range kafka.Topics() {
+	for _, t := range topics {
 		d := details[t]
 		if d.Err != nil {
 			return fmt.Errorf("topic %s: %w", t, d.Err)

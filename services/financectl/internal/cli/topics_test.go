@@ -23,7 +23,8 @@ func TestTopicsCreateAndList(t *testing.T) {
 	if got.code != cli.ExitOK {
 		t.Fatalf("create: exit %d, stderr:\n%s", got.code, got.stderr)
 	}
-	want := "topic payments.requested: 3 partitions\ntopic payments.outcomes: 3 partitions\ntopic payments.events: 3 partitions\n"
+	want := "topic payments.requested: 3 partitions\ntopic payments.outcomes: 3 partitions\ntopic payments.events: 3 partitions\n" +
+		"topic payments.requested.dlq: 3 partitions\ntopic payments.outcomes.dlq: 3 partitions\ntopic payments.events.dlq: 3 partitions\n"
 	if got.stdout != want {
 		t.Errorf("create stdout = %q, want %q", got.stdout, want)
 	}
@@ -33,11 +34,12 @@ func TestTopicsCreateAndList(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	details, err := kadm.NewClient(cl).ListTopics(context.Background(), kafka.Topics()...)
+	all := append(kafka.Topics(), kafka.DLQTopics()...)
+	details, err := kadm.NewClient(cl).ListTopics(context.Background(), all...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, topic := range kafka.Topics() {
+	for _, topic := range all {
 		if d := details[topic]; d.Err != nil || len(d.Partitions) != 3 {
 			t.Errorf("topic %s: %d partitions, err %v; want 3", topic, len(d.Partitions), d.Err)
 		}
