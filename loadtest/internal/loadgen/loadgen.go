@@ -114,14 +114,23 @@ type Drain struct {
 	Applicable bool    `json:"applicable"`
 	Peak       int64   `json:"peak_backlog"`
 	PeakAt     float64 `json:"peak_at_s"`
-	Drained    bool    `json:"drained"`
-	DrainedAt  float64 `json:"drained_at_s"`
-	TimedOut   bool    `json:"timed_out"`
-	Deadline   float64 `json:"deadline_s"`
-	// ExecRate is the processor's executions per second over the
-	// interior of the window in which it executed the run's payments.
+	// PendingDrained: no payment accepted or processing any more, at
+	// PendingDrainedAt (the first sample after the peak).
+	PendingDrained   bool    `json:"pending_drained"`
+	PendingDrainedAt float64 `json:"pending_drained_at_s"`
+	// Drained: nothing open at all, unknown payments included.
+	Drained     bool    `json:"drained"`
+	DrainedAt   float64 `json:"drained_at_s"`
+	UnknownLeft int64   `json:"unknown_left"`
+	TimedOut    bool    `json:"timed_out"`
+	Deadline    float64 `json:"deadline_s"`
+	// ExecRate is the processor's executions per second from the peak
+	// until the pending backlog was empty, from the executions' own
+	// timestamps; RateOfLimit is ExecRate / L.
 	ExecRate    float64 `json:"exec_rate_per_s"`
 	RateOfLimit float64 `json:"rate_of_limit"`
+	// Executions counted in that window.
+	Executions int `json:"executions_in_window"`
 }
 
 // Result is everything a run measured, before the report adds goals.
@@ -243,12 +252,12 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	res.Samples = r.samples
 	res.BucketSeconds = width.Seconds()
 	res.GeneratorCPU = math.Round((cpuSeconds()-cpu0)*100) / 100
-	drainStats(res, w.Limit, o.Backlog != nil)
-
+	var execs []simclient.Execution
 	if err == nil {
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Minute)
 		defer cancel()
-		execs, xerr := o.Sim.ExecutionsAfter(cctx, o.ExecBaseline)
+		var xerr error
+		execs, xerr = o.Sim.ExecutionsAfter(cctx, o.ExecBaseline)
 		if xerr != nil {
 			res.CheckErr = xerr.Error()
 		} else if rep, cerr := o.Check(cctx, r.writes, execs); cerr != nil {
@@ -257,6 +266,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 			res.Check = rep
 		}
 	}
+	drainStats(res, w.Limit, o.Backlog != nil, r.start, execs)
 	res.EndedAt = time.Now()
 	return res, err
 }
@@ -377,6 +387,7 @@ func (r *runner) drain(ctx context.Context, d *Drain) {
 		b, err := r.o.Backlog.Backlog(qctx)
 		cancel()
 		if err == nil {
+			d.UnknownLeft = b.Unknown
 			if b.Pending()+b.Unknown == 0 {
 				d.Drained = true
 				d.DrainedAt = math.Round(time.Since(r.start).Seconds()*100) / 100
@@ -498,8 +509,8 @@ func rate(n int64, dt float64) float64 {
 	return math.Round(float64(n)/dt*10) / 10
 }
 
-// drainStats fills res.Drain from the samples.
-func drainStats(res *Result, limit float64, hasBacklog bool) {
+// drainStats fills res.Drain from the samples and the run's executions.
+func drainStats(res *Result, limit float64, hasBacklog bool, start time.Time, execs []simclient.Execution) {
 	d := &res.Drain
 	d.Applicable = hasBacklog && (res.Workload.Burst || res.Workload.Outage != nil)
 	peakIdx := -1
@@ -508,38 +519,44 @@ func drainStats(res *Result, limit float64, hasBacklog bool) {
 			d.Peak, d.PeakAt, peakIdx = s.Backlog, s.T, i
 		}
 	}
-	if peakIdx >= 0 {
-		// The first empty sample after the peak, if the sampler saw one
-		// before the drain loop did.
-		for _, s := range res.Samples[peakIdx:] {
-			if s.Backlog == 0 && s.Unknown == 0 && (d.DrainedAt == 0 || s.T < d.DrainedAt) {
-				d.Drained, d.DrainedAt = true, s.T
-				break
-			}
+	if peakIdx < 0 {
+		return
+	}
+	for _, s := range res.Samples[peakIdx:] {
+		if s.Backlog == 0 {
+			d.PendingDrained, d.PendingDrainedAt = true, s.T
+			break
 		}
 	}
-	// The processor's rate over the interior of its busy window: the first
-	// and last seconds are partial.
-	first, last := -1, -1
-	for i, s := range res.Samples {
-		if s.ProcExecuted > 0 {
-			if first < 0 {
-				first = i
-			}
-			last = i
-		}
+	if d.Drained && !d.PendingDrained {
+		d.PendingDrained, d.PendingDrainedAt = true, d.DrainedAt
 	}
-	if first >= 0 && last-first >= 2 {
-		var n, dt float64
-		for i := first + 1; i < last; i++ {
-			n += res.Samples[i].ProcExecuted * (res.Samples[i].T - res.Samples[i-1].T)
-			dt += res.Samples[i].T - res.Samples[i-1].T
+	if !d.PendingDrained {
+		return
+	}
+	// The processor's pace while it worked the backlog off: executions
+	// between the peak and the empty backlog, by their own timestamps.
+	lo := start.Add(time.Duration(d.PeakAt * float64(time.Second)))
+	hi := start.Add(time.Duration(d.PendingDrainedAt * float64(time.Second)))
+	var first, last time.Time
+	n := 0
+	for _, e := range execs {
+		if e.ExecutedAt.Before(lo) || e.ExecutedAt.After(hi) {
+			continue
 		}
-		if dt > 0 {
-			d.ExecRate = math.Round(n/dt*10) / 10
-			if limit > 0 {
-				d.RateOfLimit = math.Round(d.ExecRate/limit*1000) / 1000
-			}
+		if n == 0 || e.ExecutedAt.Before(first) {
+			first = e.ExecutedAt
+		}
+		if n == 0 || e.ExecutedAt.After(last) {
+			last = e.ExecutedAt
+		}
+		n++
+	}
+	d.Executions = n
+	if n >= 2 && last.After(first) {
+		d.ExecRate = math.Round(float64(n-1)/last.Sub(first).Seconds()*10) / 10
+		if limit > 0 {
+			d.RateOfLimit = math.Round(d.ExecRate/limit*1000) / 1000
 		}
 	}
 }

@@ -150,7 +150,7 @@ func goals(res *loadgen.Result, kind target.Kind) []Goal {
 		case !d.Applicable:
 			dg.Got = fmt.Sprintf("no backlog to drain; the processor executed %.0f/s at most", maxExec(res))
 		default:
-			dg.Got = fmt.Sprintf("%.1f/s (%.3f × L), drained %v", d.ExecRate, d.RateOfLimit, d.Drained)
+			dg.Got = fmt.Sprintf("%.1f/s (%.3f × L) over %d executions; %s", d.ExecRate, d.RateOfLimit, d.Executions, drainState(d))
 			dg.Met = d.Drained && d.RateOfLimit >= 0.98
 		}
 		g = append(g, dg)
@@ -171,7 +171,7 @@ func goals(res *loadgen.Result, kind target.Kind) []Goal {
 			Met:  secs > 0 && stopped == 0})
 		dg := Goal{Name: "backlog drains after the outage", Want: "backlog back to 0"}
 		if res.Drain.Applicable {
-			dg.Got = fmt.Sprintf("peak %d at %.0f s, drained %v at %.0f s", res.Drain.Peak, res.Drain.PeakAt, res.Drain.Drained, res.Drain.DrainedAt)
+			dg.Got = fmt.Sprintf("peak %d at %.0f s; %s", res.Drain.Peak, res.Drain.PeakAt, drainState(res.Drain))
 			dg.Met = res.Drain.Drained
 		} else {
 			dg.Got = "no backlog: payments during the outage were refused, not queued"
@@ -179,6 +179,20 @@ func goals(res *loadgen.Result, kind target.Kind) []Goal {
 		g = append(g, dg)
 	}
 	return append(g, clean)
+}
+
+// drainState says how far the backlog drained.
+func drainState(d loadgen.Drain) string {
+	switch {
+	case d.Drained:
+		return fmt.Sprintf("empty at %.1f s", d.DrainedAt)
+	case d.PendingDrained:
+		return fmt.Sprintf("nothing pending from %.1f s, but %d unknown never resolved", d.PendingDrainedAt, d.UnknownLeft)
+	case d.TimedOut:
+		return fmt.Sprintf("not empty at the deadline (%.0f s)", d.Deadline)
+	default:
+		return "not empty"
+	}
 }
 
 func maxExec(res *loadgen.Result) float64 {
@@ -333,13 +347,9 @@ func Markdown(r *Report) string {
 		res.SendLag.P99, res.SendLag.Max, res.GeneratorCPU)
 
 	if d := res.Drain; d.Applicable {
-		p("\n## Drain\n\nBacklog peak %d at %.1f s; ", d.Peak, d.PeakAt)
-		if d.Drained {
-			p("drained at %.1f s", d.DrainedAt)
-		} else {
-			p("**not drained** by the deadline at %.1f s", d.Deadline)
-		}
-		p("; the processor executed %.1f/s (%.3f × L) over its busy window.\n", d.ExecRate, d.RateOfLimit)
+		p("\n## Drain\n\nBacklog peak %d at %.1f s; %s. From the peak until nothing was pending the processor executed "+
+			"%d of the run's payments at %.1f/s (%.3f × L), by the executions' own timestamps.\n",
+			d.Peak, d.PeakAt, drainState(d), d.Executions, d.ExecRate, d.RateOfLimit)
 	}
 	if res.Outage != nil {
 		p("\nProcessor outage from %.1f s to %.1f s.\n", res.Outage.Start, res.Outage.End)

@@ -22,8 +22,9 @@ func burst(p99 float64, drained bool, rate float64, c check.Report) *loadgen.Res
 		Workload:      scenario.Workload{Scenario: "burst", Users: 100, Rate: 100, Duration: time.Second, Burst: true, Limit: 300},
 		Writes:        loadgen.OpSummary{Sent: 100, Completed: 100, ByClass: map[string]int64{"ok": 100}, Latency: loadgen.Percentiles{Count: 100, P50: 5, P99: p99, Max: p99 + 1}},
 		BucketSeconds: 0.1,
-		Drain:         loadgen.Drain{Applicable: true, Peak: 100, PeakAt: 1, Drained: drained, DrainedAt: 2, ExecRate: rate, RateOfLimit: rate / 300},
-		Check:         c,
+		Drain: loadgen.Drain{Applicable: true, Peak: 100, PeakAt: 1, PendingDrained: drained, PendingDrainedAt: 2,
+			Drained: drained, DrainedAt: 2, ExecRate: rate, RateOfLimit: rate / 300},
+		Check: c,
 	}
 	for i := range 30 {
 		res.Samples = append(res.Samples, loadgen.Sample{T: float64(i), ProcExecuted: rate, ProcCalls: rate, Backlog: int64(max(100-10*i, 0))})

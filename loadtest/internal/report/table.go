@@ -17,11 +17,7 @@ func Table(reps []*Report) string {
 		w := res.Writes
 		drain := "-"
 		if d := res.Drain; d.Applicable {
-			if d.Drained {
-				drain = fmt.Sprintf("%.1f/s (%.2f L), empty at %.0f s", d.ExecRate, d.RateOfLimit, d.DrainedAt)
-			} else {
-				drain = fmt.Sprintf("not drained (%.1f/s)", d.ExecRate)
-			}
+			drain = fmt.Sprintf("%.1f/s (%.2f L); %s", d.ExecRate, d.RateOfLimit, drainState(d))
 		}
 		feed := "-"
 		if res.Reads.Sent > 0 {
