@@ -29,6 +29,9 @@ type Machine struct {
 	OS       string  `json:"os"`
 	Kernel   string  `json:"kernel,omitempty"`
 	Go       string  `json:"go"`
+	// LoadAvg is /proc/loadavg when the report was made: other work on a
+	// shared machine skews the numbers.
+	LoadAvg string `json:"loadavg,omitempty"`
 }
 
 // String is a one-line description, e.g. "host (2 CPUs, 24 GiB, linux/amd64)".
@@ -44,6 +47,9 @@ func (m Machine) String() string {
 func ThisMachine() Machine {
 	m := Machine{CPUs: runtime.NumCPU(), OS: runtime.GOOS + "/" + runtime.GOARCH, Go: runtime.Version()}
 	m.Hostname, _ = os.Hostname()
+	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
+		m.LoadAvg = strings.Join(strings.Fields(string(b))[:3], " ")
+	}
 	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
 		m.Kernel = strings.TrimSpace(string(b))
 	}
@@ -253,7 +259,7 @@ func Markdown(r *Report) string {
 	p("%s\n\n", verdict)
 	p("- Run `%s`, %s, %s of load, finished %s\n", res.RunID, res.StartedAt.UTC().Format(time.RFC3339),
 		w.Duration, res.EndedAt.UTC().Format(time.RFC3339))
-	p("- Machine: %s\n", r.Machine)
+	p("- Machine: %s; load average at the end %s\n", r.Machine, r.Machine.LoadAvg)
 	p("- Target: %s at %s; processor simulator at %s (API %s, L = %.0f/s, latency p50 %s / p99 %s)\n",
 		r.Target, r.TargetURL, r.SimURL, r.Sim.API, w.Limit, r.Sim.LatencyP50, r.Sim.LatencyP99)
 	p("- Workload: %d users, %.1f requests/s (open model; think time %s per user), %.0f%% reads, %d requests",
