@@ -68,16 +68,23 @@ func ParseUserKey(key []byte) (int64, error) {
 	return id, nil
 }
 
-// NewClient returns a franz-go client for brokers that logs through logger.
-// Extra options (consumer group, transactional id, ...) come from the caller.
-func NewClient(brokers []string, logger *slog.Logger, opts ...kgo.Opt) (*kgo.Client, error) {
-	base := []kgo.Opt{
+// BaseOpts are the options every client of the service starts from: seed
+// brokers, logging through logger, and the key partitioner every producer
+// must share. Constructors that do not return a plain client (e.g.
+// kgo.NewGroupTransactSession) use them directly.
+func BaseOpts(brokers []string, logger *slog.Logger) []kgo.Opt {
+	return []kgo.Opt{
 		kgo.SeedBrokers(brokers...),
 		kgo.WithLogger(kslog.New(logger.With("component", "kafka"))),
 		kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)), // murmur2 by key, as the Java client
 		kgo.ProducerLinger(2 * time.Millisecond),
 	}
-	cl, err := kgo.NewClient(append(base, opts...)...)
+}
+
+// NewClient returns a franz-go client for brokers that logs through logger.
+// Extra options (consumer group, transactional id, ...) come from the caller.
+func NewClient(brokers []string, logger *slog.Logger, opts ...kgo.Opt) (*kgo.Client, error) {
+	cl, err := kgo.NewClient(append(BaseOpts(brokers, logger), opts...)...)
 	if err != nil {
 		return nil, fmt.Errorf("kafka client: %w", err)
 	}
