@@ -29,7 +29,8 @@ type Config struct {
 	ProcessorLimit int
 }
 
-func loadConfig(getenv func(string) string) (Config, error) {
+// LoadConfig reads the stack's settings from getenv and reports every problem at once.
+func LoadConfig(getenv func(string) string) (Config, error) {
 	r := envconfig.New(getenv)
 	c := Config{
 		StateDir:       r.String("STATE_DIR", ".run"),

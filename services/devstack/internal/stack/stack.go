@@ -14,6 +14,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/finsvc/finance/pkg/auth"
 )
 
@@ -26,7 +28,7 @@ func Main(ctx context.Context, args []string, getenv func(string) string, stdout
 	if len(args) > 0 {
 		cmd = args[0]
 	}
-	cfg, err := loadConfig(getenv)
+	cfg, err := LoadConfig(getenv)
 	if err != nil {
 		return fmt.Errorf("config: %w", err)
 	}
@@ -52,58 +54,165 @@ func Main(ctx context.Context, args []string, getenv func(string) string, stdout
 }
 
 func run(ctx context.Context, cfg Config, out io.Writer) error {
+	st, err := Start(ctx, cfg, Options{}, out)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	if err := printBanner(out, cfg, st.SimURL); err != nil {
+		return err
+	}
+	<-ctx.Done()
+	st.services.logf("stopping: services first, then the broker, then PostgreSQL")
+	return nil
+}
+
+// Options changes what Start runs; the zero value is `devstack run`.
+type Options struct {
+	// Quiet sends the children's output to their log files only.
+	Quiet bool
+	// KafkaBrokers is devkafka's broker count (DEVKAFKA_BROKERS); 0 means 1.
+	KafkaBrokers int
+	// KafkaControlAddr turns on devkafka's fault-control API (DEVKAFKA_CONTROL_ADDR).
+	KafkaControlAddr string
+	// SimEnv is added to the processor simulator's environment, after
+	// everything else (fault rates, SIM_DATA_FILE).
+	SimEnv []string
+	// Env is added to every service's environment.
+	Env []string
+	// Database names the database to use on the found or started server
+	// when DATABASE_URL is not set; empty means "finance".
+	Database string
+	// DropDatabase drops Database first (for a run that must start empty).
+	DropDatabase bool
+}
+
+// Stack is a running pipeline started by Start.
+type Stack struct {
+	// DatabaseURL is the services' database.
+	DatabaseURL string
+	// Brokers is the KAFKA_BROKERS value the services got.
+	Brokers string
+	// GatewayURL, SimURL are base URLs (http://host:port).
+	GatewayURL, SimURL string
+	// Services are the supervised services, in start order.
+	Services []string
+
+	cfg      Config
+	env      []string // common env of services and tools
+	services *supervisor
+	close    []func() // run in reverse order by Close
+}
+
+// Pid returns the pid of a service's current process, 0 while it is down.
+func (st *Stack) Pid(name string) int { return st.services.pid(name) }
+
+// Starts returns how many times a service was started, restarts included.
+func (st *Stack) Starts(name string) int { return st.services.startCount(name) }
+
+// Logf prints one devstack line.
+func (st *Stack) Logf(format string, args ...any) { st.services.logf(format, args...) }
+
+// Financectl runs financectl with the services' environment, its output to out.
+func (st *Stack) Financectl(ctx context.Context, out io.Writer, args ...string) error {
+	return runTool(ctx, out, filepath.Join(st.cfg.BinDir, "financectl"), st.env, args...)
+}
+
+// Close stops the services, then the broker, then a private PostgreSQL.
+func (st *Stack) Close() {
+	for i := len(st.close) - 1; i >= 0; i-- {
+		st.close[i]()
+	}
+	st.close = nil
+}
+
+// Start brings the whole pipeline up as `devstack run` does and returns once
+// every service is healthy. Close stops it; on error everything started is
+// already stopped.
+func Start(ctx context.Context, cfg Config, opts Options, out io.Writer) (_ *Stack, err error) {
+	st := &Stack{cfg: cfg}
+	defer func() {
+		if err != nil {
+			st.Close()
+		}
+	}()
 	// Services stop first, then the broker, then PostgreSQL: each layer is
 	// supervised separately so the order holds.
 	infra, err := newSupervisor(out, filepath.Join(cfg.StateDir, "logs"))
 	if err != nil {
-		return err
+		return nil, err
 	}
 	services, err := newSupervisor(out, filepath.Join(cfg.StateDir, "logs"))
 	if err != nil {
-		return err
+		return nil, err
 	}
-	infraCtx, stopInfra := context.WithCancel(context.WithoutCancel(ctx))
-	defer func() { stopInfra(); infra.wait() }()
-	svcCtx, stopServices := context.WithCancel(context.WithoutCancel(ctx))
-	defer func() { stopServices(); services.wait() }()
+	infra.quiet, services.quiet = opts.Quiet, opts.Quiet
+	st.services = services
 
 	dbURL := cfg.DatabaseURL
 	if dbURL == "" {
 		srv, err := findOrStartPostgres(ctx, cfg.StateDir, cfg.PrivatePGPort, out)
 		if err != nil {
-			return fmt.Errorf("postgres: %w", err)
+			return nil, fmt.Errorf("postgres: %w", err)
 		}
 		if srv.private != nil {
-			defer func() {
+			st.close = append(st.close, func() {
 				if err := srv.private.stop(context.Background()); err != nil {
 					infra.logf("stop private PostgreSQL: %v", err)
 				} else {
 					infra.logf("private PostgreSQL stopped")
 				}
-			}()
+			})
 		}
-		dbURL = withDatabase(srv.adminURL, "finance")
+		name := opts.Database
+		if name == "" {
+			name = "finance"
+		}
+		if opts.DropDatabase {
+			if err := dropDatabase(ctx, srv.adminURL, name); err != nil {
+				return nil, err
+			}
+		}
+		dbURL = withDatabase(srv.adminURL, name)
 	}
+	st.DatabaseURL = dbURL
 	infra.logf("PostgreSQL: %s", redactURL(dbURL))
 
+	infraCtx, stopInfra := context.WithCancel(context.WithoutCancel(ctx))
+	st.close = append(st.close, func() { stopInfra(); infra.wait() })
+	svcCtx, stopServices := context.WithCancel(context.WithoutCancel(ctx))
+	st.close = append(st.close, func() { stopServices(); services.wait() })
+
 	if cfg.KafkaBrokers == "" {
+		env := []string{
+			"DEVKAFKA_ADDR=" + cfg.KafkaAddr,
+			"DEVKAFKA_DATA_DIR=" + filepath.Join(cfg.StateDir, "kafka"),
+			"DEVKAFKA_PARTITIONS=" + strconv.Itoa(cfg.Partitions),
+			"LOG_LEVEL=" + cfg.LogLevel,
+		}
+		if opts.KafkaBrokers > 1 {
+			env = append(env, "DEVKAFKA_BROKERS="+strconv.Itoa(opts.KafkaBrokers))
+		}
+		if opts.KafkaControlAddr != "" {
+			env = append(env, "DEVKAFKA_CONTROL_ADDR="+opts.KafkaControlAddr)
+		}
 		err := infra.start(infraCtx, proc{
-			name: "devkafka", path: filepath.Join(cfg.BinDir, "devkafka"), stopGrace: 60 * time.Second,
-			env: []string{
-				"DEVKAFKA_ADDR=" + cfg.KafkaAddr,
-				"DEVKAFKA_DATA_DIR=" + filepath.Join(cfg.StateDir, "kafka"),
-				"DEVKAFKA_PARTITIONS=" + strconv.Itoa(cfg.Partitions),
-				"LOG_LEVEL=" + cfg.LogLevel,
-			},
+			name: "devkafka", path: filepath.Join(cfg.BinDir, "devkafka"), stopGrace: 60 * time.Second, env: env,
 		})
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if err := waitTCP(ctx, cfg.KafkaAddr, 30*time.Second); err != nil {
-			return fmt.Errorf("devkafka: %w", err)
+			return nil, fmt.Errorf("devkafka: %w", err)
+		}
+		if opts.KafkaControlAddr != "" {
+			if err := waitHTTP(ctx, httpURL(opts.KafkaControlAddr)+"/healthz", 30*time.Second); err != nil {
+				return nil, fmt.Errorf("devkafka control API: %w", err)
+			}
 		}
 	}
-	infra.logf("Kafka: %s", cfg.brokers())
+	st.Brokers = cfg.brokers()
+	infra.logf("Kafka: %s", st.Brokers)
 
 	common := []string{
 		"DATABASE_URL=" + dbURL,
@@ -112,21 +221,23 @@ func run(ctx context.Context, cfg Config, out io.Writer) error {
 		"LOG_LEVEL=" + cfg.LogLevel,
 		"FINANCE_DEV_MODE=true",
 	}
-	ctl := filepath.Join(cfg.BinDir, "financectl")
+	// financectl reconcile and verify read the processor's record.
+	st.env = append(append([]string{}, common...), "PROCESSOR_URL="+httpURL(cfg.SimAddr))
 	for _, args := range [][]string{
 		{"createdb"},
 		{"migrate", "up"},
 		{"seed", "--demo"},
 		{"topics", "create", "--partitions", strconv.Itoa(cfg.Partitions)},
 	} {
-		if err := runTool(ctx, out, ctl, common, args...); err != nil {
-			return err
+		if err := st.Financectl(ctx, out, args...); err != nil {
+			return nil, err
 		}
 	}
 
 	simURL := httpURL(cfg.SimAddr)
+	st.SimURL, st.GatewayURL = simURL, httpURL(cfg.GatewayAddr)
 	procs := []proc{
-		{name: "processor-sim", env: []string{"HTTP_ADDR=" + cfg.SimAddr, "SIM_RATE_LIMIT=" + strconv.Itoa(cfg.ProcessorLimit)}},
+		{name: "processor-sim", env: append([]string{"HTTP_ADDR=" + cfg.SimAddr, "SIM_RATE_LIMIT=" + strconv.Itoa(cfg.ProcessorLimit)}, opts.SimEnv...)},
 		{name: "outbox-relay", env: []string{"OPS_ADDR=" + cfg.RelayOps}},
 		{name: "dispatcher", env: []string{"OPS_ADDR=" + cfg.DispatcherOps, "PROCESSOR_URL=" + simURL,
 			"PROCESSOR_RATE_LIMIT=" + strconv.Itoa(cfg.ProcessorLimit)}},
@@ -135,29 +246,31 @@ func run(ctx context.Context, cfg Config, out io.Writer) error {
 	}
 	for _, p := range procs {
 		p.path = filepath.Join(cfg.BinDir, p.name)
-		p.env = append(append([]string{}, common...), p.env...)
+		p.env = append(append(append([]string{}, common...), opts.Env...), p.env...)
 		p.stopGrace = 20 * time.Second
 		if err := services.start(svcCtx, p); err != nil {
-			return err
+			return nil, err
+		}
+		st.Services = append(st.Services, p.name)
+	}
+	for name, u := range st.HealthURLs() {
+		if err := waitHTTP(ctx, u, 60*time.Second); err != nil {
+			return nil, fmt.Errorf("%s did not become ready: %w", name, err)
 		}
 	}
-	for name, u := range map[string]string{
-		"processor-sim":   simURL + "/healthz",
+	return st, nil
+}
+
+// HealthURLs maps each service to the URL that answers 200 once it is up.
+func (st *Stack) HealthURLs() map[string]string {
+	cfg := st.cfg
+	return map[string]string{
+		"processor-sim":   st.SimURL + "/healthz",
 		"outbox-relay":    httpURL(cfg.RelayOps) + "/healthz",
 		"dispatcher":      httpURL(cfg.DispatcherOps) + "/healthz",
 		"status-consumer": httpURL(cfg.StatusOps) + "/healthz",
-		"gateway":         httpURL(cfg.GatewayAddr) + "/readyz",
-	} {
-		if err := waitHTTP(ctx, u, 60*time.Second); err != nil {
-			return fmt.Errorf("%s did not become ready: %w", name, err)
-		}
+		"gateway":         st.GatewayURL + "/readyz",
 	}
-	if err := printBanner(out, cfg, simURL); err != nil {
-		return err
-	}
-	<-ctx.Done()
-	services.logf("stopping: services first, then the broker, then PostgreSQL")
-	return nil
 }
 
 func printBanner(out io.Writer, cfg Config, simURL string) error {
@@ -244,6 +357,19 @@ func waitHTTP(ctx context.Context, u string, timeout time.Duration) error {
 		}
 	}
 	return errors.Join(fmt.Errorf("%s not ready after %v", u, timeout), last)
+}
+
+// dropDatabase drops database name on the server of adminURL, if it exists.
+func dropDatabase(ctx context.Context, adminURL, name string) error {
+	conn, err := pgx.Connect(ctx, adminURL)
+	if err != nil {
+		return fmt.Errorf("drop database %s: %w", name, err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)"); err != nil {
+		return fmt.Errorf("drop database %s: %w", name, err)
+	}
+	return nil
 }
 
 func withDatabase(serverURL, name string) string {

@@ -30,13 +30,48 @@ type supervisor struct {
 	mu     sync.Mutex
 	logDir string
 	wg     sync.WaitGroup
+	// quiet sends children's output to their log files only.
+	quiet bool
+	// running is the current process of each supervised name, for pid.
+	running map[string]*exec.Cmd
+	// starts counts the processes started per name, the first included.
+	starts map[string]int
 }
 
 func newSupervisor(out io.Writer, logDir string) (*supervisor, error) {
 	if err := os.MkdirAll(logDir, 0o755); err != nil {
 		return nil, err
 	}
-	return &supervisor{out: out, logDir: logDir}, nil
+	return &supervisor{out: out, logDir: logDir, running: map[string]*exec.Cmd{}, starts: map[string]int{}}, nil
+}
+
+// pid returns the pid of name's current process, 0 when none runs (it is
+// being restarted, or was never started).
+func (s *supervisor) pid(name string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if cmd := s.running[name]; cmd != nil && cmd.Process != nil {
+		return cmd.Process.Pid
+	}
+	return 0
+}
+
+// startCount returns how many processes were started for name, restarts included.
+func (s *supervisor) startCount(name string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.starts[name]
+}
+
+func (s *supervisor) setRunning(name string, cmd *exec.Cmd) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if cmd == nil {
+		delete(s.running, name)
+		return
+	}
+	s.running[name] = cmd
+	s.starts[name]++
 }
 
 // logf prints one devstack line.
@@ -74,8 +109,10 @@ func (s *supervisor) start(ctx context.Context, p proc) error {
 			select {
 			case <-ctx.Done():
 				s.stop(p, cmd, exited)
+				s.setRunning(p.name, nil)
 				return
 			case err := <-exited:
+				s.setRunning(p.name, nil)
 				if ctx.Err() != nil {
 					return
 				}
@@ -115,11 +152,15 @@ func (s *supervisor) spawn(p proc, logFile *os.File) (*exec.Cmd, error) {
 	// devstack stops the children in order. Should devstack itself die, the
 	// kernel sends each child SIGTERM, so none is left running.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
-	out := &prefixWriter{s: s, prefix: fmt.Sprintf("[%s] ", p.name), file: logFile}
+	var out io.Writer = logFile
+	if !s.quiet {
+		out = &prefixWriter{s: s, prefix: fmt.Sprintf("[%s] ", p.name), file: logFile}
+	}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", p.name, err)
 	}
+	s.setRunning(p.name, cmd)
 	return cmd, nil
 }
 

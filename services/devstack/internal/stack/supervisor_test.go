@@ -113,7 +113,7 @@ func TestStartRefusesAMissingBinary(t *testing.T) {
 func TestLoadConfigReportsEveryProblem(t *testing.T) {
 	t.Parallel()
 	env := map[string]string{"GATEWAY_ADDR": "nonsense", "KAFKA_PARTITIONS": "0", "PROCESSOR_RATE_LIMIT": "x"}
-	_, err := loadConfig(func(k string) string { return env[k] })
+	_, err := LoadConfig(func(k string) string { return env[k] })
 	if err == nil {
 		t.Fatal("want an error")
 	}
