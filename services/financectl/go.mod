@@ -4,10 +4,12 @@ go 1.26.8
 
 require (
 	github.com/finsvc/finance/pkg v0.0.0
+	github.com/finsvc/finance/proto v0.0.0
 	github.com/google/go-cmp v0.7.0
 	github.com/jackc/pgx/v5 v5.12.0
 	github.com/twmb/franz-go v1.22.3
 	github.com/twmb/franz-go/pkg/kadm v1.20.0
+	google.golang.org/protobuf v1.36.12
 )
 
 require (
@@ -34,7 +36,9 @@ require (
 	golang.org/x/sync v0.25.0 // indirect
 	golang.org/x/sys v0.50.0 // indirect
 	golang.org/x/text v0.44.0 // indirect
-	google.golang.org/protobuf v1.36.12 // indirect
 )
 
-replace github.com/finsvc/finance/pkg => ../../pkg
+replace (
+	github.com/finsvc/finance/pkg => ../../pkg
+	github.com/finsvc/finance/proto => ../../proto
+)

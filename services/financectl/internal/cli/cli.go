@@ -54,9 +54,11 @@ func commands() []*command {
 		createdbCommand(),
 		dlqCommand(),
 		migrateCommand(),
+		reconcileCommand(),
 		seedCommand(),
 		tokenCommand(),
 		topicsCommand(),
+		verifyCommand(),
 		versionCommand(),
 	}
 }

@@ -1,0 +1,137 @@
+package cli
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/finsvc/finance/pkg/kafka"
+	"github.com/finsvc/finance/pkg/ledger"
+	"github.com/finsvc/finance/pkg/obs"
+	"github.com/finsvc/finance/pkg/outbox"
+	"github.com/finsvc/finance/pkg/reconcile"
+	financev1 "github.com/finsvc/finance/proto/finance/v1"
+)
+
+func reconcileCommand() *command {
+	var (
+		cfg    = reconcile.DefaultConfig()
+		proc   processorFlags
+		api    string
+		watch  time.Duration
+		asJSON bool
+	)
+	return &command{
+		name: "reconcile",
+		args: "[--dry-run] [--watch 30s] [--api proposed|as-is] [--json]",
+		summary: "resolve unknown payments from the processor's records (lookup by key, statement of executions), " +
+			"audited as actor \"reconciler\", and report every mismatch; --watch repeats it",
+		flags: func(*env) *flag.FlagSet {
+			fs := newFlagSet("reconcile")
+			proc.register(fs)
+			fs.StringVar(&api, "api", "proposed", "the processor's API: proposed (lookup GET /v2/payments/{key}, then the statement) or as-is (the statement only)")
+			fs.BoolVar(&cfg.DryRun, "dry-run", false, "decide and report, change nothing")
+			fs.DurationVar(&watch, "watch", 0, "run a pass every `interval` until stopped (the periodic job); 0 runs once")
+			fs.DurationVar(&cfg.SafetyBound, "safety-bound", cfg.SafetyBound,
+				"how long after a payment became unknown the processor may still execute it (its max latency + the dispatcher's timeout, with a margin)")
+			fs.DurationVar(&cfg.KeyRetention, "key-retention", cfg.KeyRetention, "how long the processor keeps idempotency keys (a lookup 404 beyond it proves nothing)")
+			fs.DurationVar(&cfg.ClockSkew, "clock-skew", cfg.ClockSkew, "widens every time window, for the processor's clock")
+			fs.DurationVar(&cfg.Verify.ExecutionBound, "execution-bound", cfg.Verify.ExecutionBound, "mismatch report: how long an executed payment may take to succeed here")
+			fs.BoolVar(&asJSON, "json", false, "print each report as JSON")
+			return fs
+		},
+		run: func(ctx context.Context, e *env, fs *flag.FlagSet) error {
+			if err := noArgs(fs); err != nil {
+				return err
+			}
+			if api != "proposed" && api != "as-is" {
+				return usagef("--api %q: want proposed or as-is", api)
+			}
+			if err := positive("safety-bound", cfg.SafetyBound); err != nil {
+				return err
+			}
+			if err := positive("key-retention", cfg.KeyRetention); err != nil {
+				return err
+			}
+			if watch < 0 || cfg.ClockSkew < 0 {
+				return usagef("--watch and --clock-skew must not be negative")
+			}
+			var lookup reconcile.Lookup
+			if api == "proposed" {
+				lookup = &reconcile.HTTPLookup{BaseURL: proc.url}
+			}
+			cfg.Emit = emitEvent
+			pool, err := connect(ctx, e.cfg.DatabaseURL)
+			if err != nil {
+				return err
+			}
+			defer pool.Close()
+			rc := reconcile.New(pool, proc.statement(), lookup, cfg)
+			if watch == 0 {
+				rep, err := rc.Run(ctx)
+				if err != nil {
+					return err
+				}
+				return writeReport(e.stdout, asJSON, rep, rep.WriteText)
+			}
+
+			// The periodic job: one JSON log line per pass on stderr, the
+			// report on stdout; a failed pass is logged and retried.
+			logger, err := obs.NewLogger(e.stderr, "info", "financectl-reconcile")
+			if err != nil {
+				return err
+			}
+			logger.InfoContext(ctx, "reconciler watching", "interval", watch.String(), "api", api,
+				"processor_url", proc.url, "dry_run", cfg.DryRun, "safety_bound", cfg.SafetyBound.String(),
+				"key_retention", cfg.KeyRetention.String())
+			return rc.Watch(ctx, watch, func(rep reconcile.Report, err error) {
+				if err != nil {
+					logger.ErrorContext(ctx, "reconcile pass failed", "err", err)
+					return
+				}
+				level := slog.LevelInfo
+				if rep.MismatchCount() > 0 || rep.Left > 0 {
+					level = slog.LevelWarn
+				}
+				logger.Log(ctx, level, "reconcile pass", "unknown", rep.Unknown, "succeeded", rep.Succeeded,
+					"failed", rep.Failed, "left", rep.Left, "lookup_errors", rep.Errors, "mismatches", rep.MismatchCount(),
+					"executions", rep.Executions)
+				if rep.Unknown > 0 || rep.MismatchCount() > 0 {
+					if err := writeReport(e.stdout, asJSON, rep, rep.WriteText); err != nil {
+						logger.ErrorContext(ctx, "write report", "err", err)
+					}
+				}
+			})
+		},
+	}
+}
+
+// emitEvent writes a resolution's PaymentEvent to the outbox in the
+// resolution's transaction, exactly as the status consumer's events look
+// (event id "<payment_id>:<status>"), so the relay publishes it to
+// payments.events: no dual write.
+func emitEvent(ctx context.Context, tx pgx.Tx, ev ledger.Event) error {
+	payload, err := proto.Marshal(&financev1.PaymentEvent{
+		EventId:    ev.ID(),
+		PaymentId:  ev.PaymentID,
+		UserId:     ev.UserID,
+		MerchantId: ev.MerchantID,
+		Amount:     ev.Amount,
+		Status:     string(ev.Status),
+		Reason:     ev.Reason,
+		Balance:    ev.Balance,
+		Held:       ev.Held,
+		UserSeq:    ev.UserSeq,
+		OccurredAt: timestamppb.New(ev.OccurredAt),
+	})
+	if err != nil {
+		return fmt.Errorf("encode PaymentEvent %s: %w", ev.ID(), err)
+	}
+	return outbox.Insert(ctx, tx, kafka.TopicEvents, kafka.UserKey(ev.UserID), payload)
+}
