@@ -20,6 +20,10 @@ type config struct {
 	LogLevel       string
 	ShutdownGrace  time.Duration
 	RequestTimeout time.Duration
+	// KafkaBrokers enables the admin dead-letter routes; empty disables them.
+	KafkaBrokers []string
+	// AdminTimeout bounds one admin request (a paced DLQ replay can be long).
+	AdminTimeout time.Duration
 	// UsingDevSecret is set when dev mode filled in auth.DevSecret.
 	UsingDevSecret bool
 }
@@ -37,6 +41,8 @@ func loadConfig(getenv func(string) string) (config, error) {
 		LogLevel:       strings.ToLower(r.String("LOG_LEVEL", "info")),
 		ShutdownGrace:  r.Duration("SHUTDOWN_GRACE", 10*time.Second),
 		RequestTimeout: r.Duration("GATEWAY_REQUEST_TIMEOUT", 10*time.Second),
+		KafkaBrokers:   r.List("KAFKA_BROKERS", nil),
+		AdminTimeout:   r.Duration("GATEWAY_ADMIN_TIMEOUT", time.Minute),
 	}
 	if c.DBMaxConns < 1 || c.DBMaxConns > 1000 {
 		r.Fail("GATEWAY_DB_MAX_CONNS=%d: must be from 1 to 1000", c.DBMaxConns)
@@ -51,6 +57,9 @@ func loadConfig(getenv func(string) string) (config, error) {
 	}
 	if c.RequestTimeout <= 0 {
 		r.Fail("GATEWAY_REQUEST_TIMEOUT=%s: must be positive", c.RequestTimeout)
+	}
+	if c.AdminTimeout <= 0 {
+		r.Fail("GATEWAY_ADMIN_TIMEOUT=%s: must be positive", c.AdminTimeout)
 	}
 	switch {
 	case c.JWTSecret == "" && c.DevMode:
@@ -81,6 +90,8 @@ func (c config) logAttrs() []any {
 		"log_level", c.LogLevel,
 		"shutdown_grace", c.ShutdownGrace.String(),
 		"request_timeout", c.RequestTimeout.String(),
+		"kafka_brokers", c.KafkaBrokers,
+		"admin_timeout", c.AdminTimeout.String(),
 	}
 }
 

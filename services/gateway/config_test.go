@@ -33,6 +33,7 @@ func TestLoadConfigDefaults(t *testing.T) {
 		LogLevel:       "info",
 		ShutdownGrace:  10 * time.Second,
 		RequestTimeout: 10 * time.Second,
+		AdminTimeout:   time.Minute,
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("config (-want +got):\n%s", diff)

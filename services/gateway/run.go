@@ -9,6 +9,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/finsvc/finance/pkg/auth"
+	"github.com/finsvc/finance/pkg/dlq"
 	"github.com/finsvc/finance/pkg/obs"
 	"github.com/finsvc/finance/pkg/postgres"
 	"github.com/finsvc/finance/services/gateway/internal/httpapi"
@@ -38,6 +39,17 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 	}
 	defer pool.Close()
 
+	// The admin dead-letter routes need Kafka; without KAFKA_BROKERS they
+	// answer 503 and the gateway runs as before.
+	var dlqOp *dlq.Operator
+	if len(cfg.KafkaBrokers) > 0 {
+		dlqOp, err = dlq.NewOperator(cfg.KafkaBrokers, pool, logger)
+		if err != nil {
+			return fmt.Errorf("kafka client for the admin DLQ routes: %w", err)
+		}
+		defer dlqOp.Close()
+	}
+
 	reg := obs.NewRegistry()
 	handler := httpapi.New(httpapi.Config{
 		Logger:         logger,
@@ -45,6 +57,8 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 		Verifier:       auth.NewVerifier([]byte(cfg.JWTSecret.Reveal())),
 		Registry:       reg,
 		RequestTimeout: cfg.RequestTimeout,
+		DLQ:            dlqOp,
+		AdminTimeout:   cfg.AdminTimeout,
 	})
 
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)

@@ -1,5 +1,6 @@
 // Package httpapi is the gateway's HTTP API: the v1 feed and payment routes,
-// the as-is routes existing clients use, and the ops endpoints. It is the
+// the as-is routes existing clients use, the admin dead-letter routes, and
+// the ops endpoints. It is the
 // only package that knows about gin; New returns a plain http.Handler.
 package httpapi
 
@@ -15,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/finsvc/finance/pkg/auth"
+	"github.com/finsvc/finance/pkg/dlq"
 	"github.com/finsvc/finance/pkg/obs"
 	"github.com/finsvc/finance/pkg/problem"
 	"github.com/finsvc/finance/services/gateway/internal/store"
@@ -23,6 +25,9 @@ import (
 // DefaultRequestTimeout bounds the work of one business request when
 // Config.RequestTimeout is zero.
 const DefaultRequestTimeout = 10 * time.Second
+
+// DefaultAdminTimeout bounds one admin request when Config.AdminTimeout is zero.
+const DefaultAdminTimeout = time.Minute
 
 // Config is what the API needs. Every field but RequestTimeout is required.
 type Config struct {
@@ -33,6 +38,10 @@ type Config struct {
 	Registry *prometheus.Registry
 	// RequestTimeout bounds each business request's database work.
 	RequestTimeout time.Duration
+	// DLQ serves the admin dead-letter routes; nil answers them 503.
+	DLQ *dlq.Operator
+	// AdminTimeout bounds each admin request; DefaultAdminTimeout when zero.
+	AdminTimeout time.Duration
 }
 
 type api struct {
@@ -42,6 +51,9 @@ type api struct {
 	metrics  *metrics
 	timeout  time.Duration
 	engine   *gin.Engine
+
+	dlq          *dlq.Operator
+	adminTimeout time.Duration
 }
 
 // New returns the gateway's HTTP handler.
@@ -61,9 +73,15 @@ func newAPI(cfg Config) *api {
 		verifier: cfg.Verifier,
 		metrics:  newMetrics(cfg.Registry),
 		timeout:  cfg.RequestTimeout,
+
+		dlq:          cfg.DLQ,
+		adminTimeout: cfg.AdminTimeout,
 	}
 	if a.timeout <= 0 {
 		a.timeout = DefaultRequestTimeout
+	}
+	if a.adminTimeout <= 0 {
+		a.adminTimeout = DefaultAdminTimeout
 	}
 
 	e := gin.New()
@@ -96,6 +114,11 @@ func newAPI(cfg Config) *api {
 	// The as-is API, kept for existing clients.
 	biz.GET("/payment_feed", a.handle(a.getLegacyFeed))
 	biz.POST("/payment", a.handle(a.createLegacyPayment))
+
+	admin := e.Group("/v1/admin", a.authenticate, a.requireAdmin, a.withAdminTimeout)
+	admin.GET("/dlq", a.handle(a.listDLQ))
+	admin.GET("/dlq/:topic/:partition/:offset", a.handle(a.getDLQ))
+	admin.POST("/dlq/replay", a.handle(a.replayDLQ))
 
 	a.engine = e
 	return a

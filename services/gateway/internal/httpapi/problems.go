@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 
+	"github.com/finsvc/finance/pkg/dlq"
 	"github.com/finsvc/finance/pkg/problem"
 	"github.com/finsvc/finance/services/gateway/internal/store"
 )
@@ -24,6 +25,7 @@ const (
 	typeUnknownMerchant      = "unknown-merchant"
 	typeTimeout              = "timeout"
 	typeInternal             = "internal"
+	typeDLQDisabled          = "dlq-admin-disabled"
 )
 
 // apiError is an error that already knows the problem it answers with: bad
@@ -73,6 +75,10 @@ func problemFor(err error) problem.Details {
 	case errors.Is(err, store.ErrInsufficientFunds):
 		return problem.New(http.StatusUnprocessableEntity, typeInsufficientFunds, "Insufficient funds",
 			"the available balance (balance minus held) does not cover this payment; nothing was recorded")
+	case errors.Is(err, dlq.ErrNotFound):
+		return problem.New(http.StatusNotFound, typeNotFound, "Not found", "no dead letter at this topic, partition and offset")
+	case errors.Is(err, dlq.ErrUnknownTopic), errors.Is(err, dlq.ErrInvalidFilter):
+		return problem.New(http.StatusBadRequest, typeInvalidRequest, "Invalid request", err.Error())
 	case errors.Is(err, store.ErrIdempotencyKeyReuse):
 		return problem.New(http.StatusUnprocessableEntity, typeIdempotencyKeyReuse, "Idempotency key reused",
 			"this Idempotency-Key was already used for a different request; use a new key for a new payment")

@@ -1,0 +1,214 @@
+package httpapi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/finsvc/finance/pkg/dlq"
+)
+
+// requireAdmin lets only tokens with the admin scope through.
+func (a *api) requireAdmin(c *gin.Context) {
+	if p, ok := principal(c); !ok || !p.Admin {
+		a.fail(c, forbidden("the admin routes need a token with the admin scope"))
+		return
+	}
+	c.Next()
+}
+
+// withAdminTimeout bounds an admin request, longer than a business request:
+// a paced replay takes its time.
+func (a *api) withAdminTimeout(c *gin.Context) {
+	ctx, cancel := context.WithTimeout(c.Request.Context(), a.adminTimeout)
+	defer cancel()
+	c.Request = c.Request.WithContext(ctx)
+	c.Next()
+}
+
+func dlqDisabled() error {
+	return &apiError{http.StatusServiceUnavailable, typeDLQDisabled, "DLQ admin disabled",
+		"dlq admin disabled: this gateway has no KAFKA_BROKERS, so it cannot read or replay dead letters"}
+}
+
+// The query parameters of the DLQ routes.
+var (
+	filterParams = []string{"topic", "payment_id", "user_id", "since", "until", "error", "limit"}
+	replayParams = append(append([]string{}, filterParams...), "dry_run", "rate", "force")
+)
+
+// dlqListJSON is the answer of GET /v1/admin/dlq.
+type dlqListJSON struct {
+	Count       int         `json:"count"`
+	DeadLetters []dlq.Entry `json:"dead_letters"`
+}
+
+// listDLQ is GET /v1/admin/dlq?topic=&payment_id=&user_id=&since=&until=&error=&limit=.
+func (a *api) listDLQ(c *gin.Context) error {
+	if a.dlq == nil {
+		return dlqDisabled()
+	}
+	q := c.Request.URL.Query()
+	var problems []string
+	f := parseFilter(q, filterParams, &problems)
+	if len(problems) > 0 {
+		return invalid(strings.Join(problems, "; "))
+	}
+	es, err := a.dlq.List(c.Request.Context(), f)
+	if err != nil {
+		return err
+	}
+	if es == nil {
+		es = []dlq.Entry{}
+	}
+	writeJSON(c, http.StatusOK, dlqListJSON{Count: len(es), DeadLetters: es})
+	return nil
+}
+
+// getDLQ is GET /v1/admin/dlq/{topic}/{partition}/{offset}; topic is a DLQ
+// topic or the pipeline topic it belongs to.
+func (a *api) getDLQ(c *gin.Context) error {
+	if a.dlq == nil {
+		return dlqDisabled()
+	}
+	p, err := strconv.ParseInt(c.Param("partition"), 10, 32)
+	if err != nil || p < 0 {
+		return invalid(fmt.Sprintf("partition must be a partition number, got %q", c.Param("partition")))
+	}
+	o, err := strconv.ParseInt(c.Param("offset"), 10, 64)
+	if err != nil || o < 0 {
+		return invalid(fmt.Sprintf("offset must be a non-negative integer, got %q", c.Param("offset")))
+	}
+	e, err := a.dlq.Get(c.Request.Context(), c.Param("topic"), int32(p), o)
+	if errors.Is(err, dlq.ErrUnknownTopic) {
+		return notFound(err.Error())
+	}
+	if err != nil {
+		return err
+	}
+	writeJSON(c, http.StatusOK, e)
+	return nil
+}
+
+// replayDLQ is POST /v1/admin/dlq/replay with the list filters plus
+// dry_run, force and rate as query parameters. It answers when the run is
+// over, with the audited result.
+func (a *api) replayDLQ(c *gin.Context) error {
+	if a.dlq == nil {
+		return dlqDisabled()
+	}
+	q := c.Request.URL.Query()
+	var problems []string
+	f := parseFilter(q, replayParams, &problems)
+	dryRun := parseBool(q, "dry_run", &problems)
+	force := parseBool(q, "force", &problems)
+	rate := float64(dlq.DefaultRate)
+	if v := q.Get("rate"); v != "" {
+		r, err := strconv.ParseFloat(v, 64)
+		if err != nil || r <= 0 || r > dlq.MaxRate {
+			problems = append(problems, fmt.Sprintf("rate must be a number above 0 and at most %d (records per second), got %q", dlq.MaxRate, v))
+		}
+		rate = r
+	}
+	if len(problems) > 0 {
+		return invalid(strings.Join(problems, "; "))
+	}
+	p, _ := principal(c)
+	res, err := a.dlq.Replay(c.Request.Context(), dlq.ReplayRequest{
+		Filter: f,
+		Actor:  "token:" + strconv.FormatInt(p.UserID, 10),
+		DryRun: dryRun,
+		Force:  force,
+		Rate:   rate,
+	})
+	if err != nil {
+		if res.ID != 0 {
+			return fmt.Errorf("replay %d stopped after %d of %d records (audited): %w", res.ID, res.Replayed+res.Skipped, res.Selected, err)
+		}
+		return err
+	}
+	writeJSON(c, http.StatusOK, res)
+	return nil
+}
+
+// parseFilter reads the filter parameters of q, appending every problem to
+// problems; parameters outside allowed are problems too.
+func parseFilter(q url.Values, allowed []string, problems *[]string) dlq.Filter {
+	var unknown []string
+	for k := range q {
+		ok := false
+		for _, a := range allowed {
+			ok = ok || k == a
+		}
+		if !ok {
+			unknown = append(unknown, k)
+		}
+	}
+	sort.Strings(unknown)
+	for _, k := range unknown {
+		*problems = append(*problems, fmt.Sprintf("unknown query parameter %q (allowed: %s)", k, strings.Join(allowed, ", ")))
+	}
+	for k, vs := range q {
+		if len(vs) > 1 {
+			*problems = append(*problems, fmt.Sprintf("query parameter %q is given %d times", k, len(vs)))
+		}
+	}
+	f := dlq.Filter{Topic: q.Get("topic"), Error: q.Get("error")}
+	id := func(name string) int64 {
+		v := q.Get(name)
+		if v == "" {
+			return 0
+		}
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n <= 0 {
+			*problems = append(*problems, fmt.Sprintf("%s must be a positive integer, got %q", name, v))
+		}
+		return n
+	}
+	f.PaymentID, f.UserID = id("payment_id"), id("user_id")
+	when := func(name string) time.Time {
+		v := q.Get(name)
+		if v == "" {
+			return time.Time{}
+		}
+		t, err := time.Parse(time.RFC3339Nano, v)
+		if err != nil {
+			*problems = append(*problems, fmt.Sprintf("%s must be an RFC 3339 time such as 2026-05-04T10:00:00Z, got %q", name, v))
+		}
+		return t
+	}
+	f.Since, f.Until = when("since"), when("until")
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > dlq.MaxLimit {
+			*problems = append(*problems, fmt.Sprintf("limit must be an integer from 1 to %d, got %q", dlq.MaxLimit, v))
+		}
+		f.Limit = n
+	}
+	if len(*problems) == 0 {
+		if err := f.Validate(); err != nil {
+			*problems = append(*problems, strings.ReplaceAll(err.Error(), "\n", "; "))
+		}
+	}
+	return f
+}
+
+func parseBool(q url.Values, name string, problems *[]string) bool {
+	switch v := q.Get(name); v {
+	case "", "false":
+		return false
+	case "true":
+		return true
+	default:
+		*problems = append(*problems, fmt.Sprintf("%s must be true or false, got %q", name, v))
+		return false
+	}
+}
