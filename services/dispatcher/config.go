@@ -19,8 +19,13 @@ type config struct {
 	ProcessorRateLimit   float64
 	ProcessorTimeout     time.Duration
 	ProcessorMaxAttempts int
+	ProcessorStartRate   float64
+	BreakerFailures      int
+	BreakerOpen          time.Duration
 	MaxInFlight          int
+	MaxBuffered          int
 	MaxPollRecords       int
+	CommitInterval       time.Duration
 	ShutdownGrace        time.Duration
 	Group                string
 	TransactionalID      string
@@ -39,11 +44,16 @@ func loadConfig(getenv func(string) string) (config, error) {
 		OpsAddr:              r.String("OPS_ADDR", ":9101"),
 		ProcessorURL:         r.String("PROCESSOR_URL", "http://127.0.0.1:8090"),
 		ProcessorAPI:         r.String("PROCESSOR_API", "proposed"),
-		ProcessorRateLimit:   r.Float("PROCESSOR_RATE_LIMIT", 300),
+		ProcessorRateLimit:   r.Float("PROCESSOR_RATE_LIMIT", 0),
 		ProcessorTimeout:     r.Duration("PROCESSOR_TIMEOUT", 2*time.Second),
 		ProcessorMaxAttempts: r.Int("PROCESSOR_MAX_ATTEMPTS", 5),
+		ProcessorStartRate:   r.Float("PROCESSOR_START_RATE", 50),
+		BreakerFailures:      r.Int("PROCESSOR_BREAKER_FAILURES", 10),
+		BreakerOpen:          r.Duration("PROCESSOR_BREAKER_OPEN", 2*time.Second),
 		MaxInFlight:          r.Int("DISPATCHER_MAX_IN_FLIGHT", 512),
+		MaxBuffered:          r.Int("DISPATCHER_MAX_BUFFERED", 10000),
 		MaxPollRecords:       r.Int("DISPATCHER_MAX_POLL_RECORDS", 1000),
+		CommitInterval:       r.Duration("DISPATCHER_COMMIT_INTERVAL", 200*time.Millisecond),
 		ShutdownGrace:        r.Duration("DISPATCHER_SHUTDOWN_GRACE", 30*time.Second),
 		Group:                r.String("DISPATCHER_GROUP", "dispatcher"),
 		TransactionalID:      r.String("DISPATCHER_TRANSACTIONAL_ID", "dispatcher-"+host),
@@ -61,8 +71,23 @@ func loadConfig(getenv func(string) string) (config, error) {
 	default:
 		r.Fail("PROCESSOR_API=%q: want proposed or as-is", c.ProcessorAPI)
 	}
-	if c.ProcessorRateLimit <= 0 {
-		r.Fail("PROCESSOR_RATE_LIMIT=%v: want > 0 calls per second", c.ProcessorRateLimit)
+	if c.ProcessorRateLimit < 0 {
+		r.Fail("PROCESSOR_RATE_LIMIT=%v: want >= 0 calls per second (0: unknown, probed)", c.ProcessorRateLimit)
+	}
+	if c.ProcessorStartRate <= 0 {
+		r.Fail("PROCESSOR_START_RATE=%v: want > 0 calls per second", c.ProcessorStartRate)
+	}
+	if c.BreakerFailures < 1 {
+		r.Fail("PROCESSOR_BREAKER_FAILURES=%d: want >= 1", c.BreakerFailures)
+	}
+	if c.BreakerOpen <= 0 {
+		r.Fail("PROCESSOR_BREAKER_OPEN=%v: want > 0", c.BreakerOpen)
+	}
+	if c.MaxBuffered < 1 {
+		r.Fail("DISPATCHER_MAX_BUFFERED=%d: want >= 1", c.MaxBuffered)
+	}
+	if c.CommitInterval <= 0 {
+		r.Fail("DISPATCHER_COMMIT_INTERVAL=%v: want > 0", c.CommitInterval)
 	}
 	if c.ProcessorTimeout <= 0 {
 		r.Fail("PROCESSOR_TIMEOUT=%v: want > 0", c.ProcessorTimeout)
@@ -93,8 +118,13 @@ func (c config) LogValue() slog.Value {
 		slog.Float64("processor_rate_limit", c.ProcessorRateLimit),
 		slog.String("processor_timeout", c.ProcessorTimeout.String()),
 		slog.Int("processor_max_attempts", c.ProcessorMaxAttempts),
+		slog.Float64("processor_start_rate", c.ProcessorStartRate),
+		slog.Int("breaker_failures", c.BreakerFailures),
+		slog.String("breaker_open", c.BreakerOpen.String()),
 		slog.Int("max_in_flight", c.MaxInFlight),
+		slog.Int("max_buffered", c.MaxBuffered),
 		slog.Int("max_poll_records", c.MaxPollRecords),
+		slog.String("commit_interval", c.CommitInterval.String()),
 		slog.String("shutdown_grace", c.ShutdownGrace.String()),
 		slog.String("group", c.Group),
 		slog.String("transactional_id", c.TransactionalID),

@@ -16,11 +16,11 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"golang.org/x/sync/errgroup"
-	"golang.org/x/time/rate"
 
 	"github.com/finsvc/finance/pkg/kafka"
 	"github.com/finsvc/finance/pkg/obs"
 	"github.com/finsvc/finance/services/dispatcher/internal/dispatcher"
+	"github.com/finsvc/finance/services/dispatcher/internal/pacer"
 	"github.com/finsvc/finance/services/dispatcher/internal/processor"
 )
 
@@ -60,23 +60,24 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 		early.Close()
 	}()
 
-	sess, err := dispatcher.NewSession(cfg.KafkaBrokers, kafkaLogger, cfg.Group, cfg.TransactionalID)
-	if err != nil {
-		return err
-	}
-	// Closing leaves the group so its partitions move on at once.
-	defer sess.Close()
-
 	pm := processor.NewMetrics(reg)
-	pm.SetRateLimit(cfg.ProcessorRateLimit)
+	pace := pacer.New(pacer.Config{
+		Limit:     cfg.ProcessorRateLimit,
+		StartRate: cfg.ProcessorStartRate,
+		Metrics:   pacer.NewMetrics(reg),
+	})
 	proc, err := processor.New(processor.Config{
 		BaseURL:     cfg.ProcessorURL,
 		API:         processor.API(cfg.ProcessorAPI),
 		Timeout:     cfg.ProcessorTimeout,
 		MaxAttempts: cfg.ProcessorMaxAttempts,
-		// Burst 1: calls are spread evenly instead of bunching at the
-		// start of each second, which the processor would answer with 429s.
-		Limiter:  rate.NewLimiter(rate.Limit(cfg.ProcessorRateLimit), 1),
+		Pacer:       pace,
+		Breaker: processor.NewBreaker(processor.BreakerConfig{
+			Failures: cfg.BreakerFailures,
+			OpenFor:  cfg.BreakerOpen,
+			Metrics:  pm,
+			Logger:   logger,
+		}),
 		MaxConns: cfg.MaxInFlight,
 		Metrics:  pm,
 		Logger:   logger,
@@ -84,11 +85,21 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 	if err != nil {
 		return err
 	}
-	d := dispatcher.New(sess, early, proc, logger, reg, dispatcher.Config{
-		MaxInFlight:    cfg.MaxInFlight,
-		MaxPollRecords: cfg.MaxPollRecords,
-		Grace:          cfg.ShutdownGrace,
-	})
+	d, err := dispatcher.New(dispatcher.Config{
+		Brokers:         cfg.KafkaBrokers,
+		Group:           cfg.Group,
+		TransactionalID: cfg.TransactionalID,
+		MaxInFlight:     cfg.MaxInFlight,
+		MaxBuffered:     cfg.MaxBuffered,
+		MaxPollRecords:  cfg.MaxPollRecords,
+		CommitInterval:  cfg.CommitInterval,
+		Grace:           cfg.ShutdownGrace,
+	}, early, proc, pace, kafkaLogger, logger, dispatcher.NewMetrics(reg))
+	if err != nil {
+		return err
+	}
+	// Closing leaves the group so its partitions move on at once.
+	defer d.Close()
 
 	ready := func(ctx context.Context) error { return kafka.Ping(ctx, early) }
 	g, gctx := errgroup.WithContext(ctx)
@@ -96,7 +107,11 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 		return obs.Serve(gctx, logger, "ops", cfg.OpsAddr, obs.OpsMux(reg, ready), 5*time.Second)
 	})
 	g.Go(func() error {
-		dispatcher.ReportLag(gctx, kadm.NewClient(early), cfg.Group, 15*time.Second, logger, reg)
+		d.ReportBacklog(gctx, kadm.NewClient(early), 5*time.Second, pace.Rate)
+		return nil
+	})
+	g.Go(func() error {
+		pace.Report(gctx, time.Second)
 		return nil
 	})
 	g.Go(func() error { return d.Run(gctx) })

@@ -609,7 +609,7 @@ func TestRebalanceKeepsOneOutcomePerPayment(t *testing.T) {
 
 func TestRunRejectsBadConfig(t *testing.T) {
 	t.Parallel()
-	env := map[string]string{"PROCESSOR_API": "v3", "PROCESSOR_RATE_LIMIT": "0"}
+	env := map[string]string{"PROCESSOR_API": "v3", "PROCESSOR_RATE_LIMIT": "-1"}
 	err := run(t.Context(), func(k string) string { return env[k] }, io.Discard)
 	if err == nil || !strings.Contains(err.Error(), "PROCESSOR_API") || !strings.Contains(err.Error(), "PROCESSOR_RATE_LIMIT") {
 		t.Fatalf("run = %v, want both config problems reported", err)
@@ -632,11 +632,15 @@ func TestLoadConfigDefaults(t *testing.T) {
 		OpsAddr:              ":9101",
 		ProcessorURL:         "http://127.0.0.1:8090",
 		ProcessorAPI:         "proposed",
-		ProcessorRateLimit:   300,
 		ProcessorTimeout:     2 * time.Second,
 		ProcessorMaxAttempts: 5,
+		ProcessorStartRate:   50,
+		BreakerFailures:      10,
+		BreakerOpen:          2 * time.Second,
 		MaxInFlight:          512,
+		MaxBuffered:          10000,
 		MaxPollRecords:       1000,
+		CommitInterval:       200 * time.Millisecond,
 		ShutdownGrace:        30 * time.Second,
 		Group:                "dispatcher",
 	}

@@ -1,9 +1,18 @@
 // Package dispatcher turns payments.requested records into processor calls
-// and payments.outcomes records. Each poll is one Kafka transaction: the
-// outcomes of the polled records and the consumed offsets commit together or
-// not at all. Within a poll, records are grouped by key (the user): one user's
-// records run strictly in order, different users run in parallel, bounded by
-// a semaphore, and paced by the processor client's shared rate limiter.
+// and payments.outcomes records, as a continuous pipeline:
+//
+//   - a poller keeps fetching while calls run, into per-user FIFO queues,
+//     and pauses a partition whose buffered records reach its bound;
+//   - users with ready work are served round-robin, one call in flight per
+//     user (strict per-user order), many users in parallel even within one
+//     partition, at most MaxInFlight calls at once, paced by the pacer;
+//   - every CommitInterval one Kafka transaction commits the outcomes
+//     produced so far together with, per partition, the offset of the
+//     lowest unfinished record: a crash replays work, never skips it.
+//
+// All Kafka transaction calls (poll, produce, end, begin) are serialized by
+// one RWMutex: polls and produces share it, ending a transaction takes it
+// alone, as franz-go requires.
 package dispatcher
 
 import (
@@ -14,9 +23,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"golang.org/x/sync/semaphore"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -28,50 +35,93 @@ import (
 
 // Config tunes a Dispatcher.
 type Config struct {
-	// MaxInFlight bounds the users whose payments are being dispatched at
-	// once, and so the concurrent processor calls of the replica.
+	// Brokers, Group and TransactionalID configure the Kafka session;
+	// TransactionalID must be unique per replica and stable across its
+	// restarts so that a zombie predecessor is fenced.
+	Brokers         []string
+	Group           string
+	TransactionalID string
+	// MaxInFlight bounds the concurrent processor calls (= users served at
+	// once). It should exceed L × processor latency.
 	MaxInFlight int
-	// MaxPollRecords bounds the records of one poll, and so one transaction.
+	// MaxBuffered bounds the records held in memory (queued, in flight or
+	// finished but not yet committed); each owned partition gets an equal
+	// part of it and is paused when its part is full.
+	MaxBuffered int
+	// MaxPollRecords bounds the records taken from one poll.
 	MaxPollRecords int
+	// CommitInterval is the time between transactions.
+	CommitInterval time.Duration
 	// Grace bounds how long in-flight work may run after shutdown begins.
 	Grace time.Duration
 }
 
-// Dispatcher is the consume → call → produce loop of one replica.
+// Share is told how many of the topic's partitions this replica owns, on
+// every assignment and revocation; *pacer.Pacer implements it.
+type Share interface {
+	SetShare(owned, total int)
+}
+
+// Dispatcher is the consume → call → produce pipeline of one replica.
 type Dispatcher struct {
 	sess  *kgo.GroupTransactSession
 	early *kgo.Client
 	proc  processor.Client
+	share Share
 	log   *slog.Logger
-	m     *metrics
+	m     *Metrics
 	cfg   Config
-	sem   *semaphore.Weighted
+
+	// txnMu: RLock to poll or produce, Lock to end and begin a transaction.
+	txnMu sync.RWMutex
+	// pollMu guards the poll cancellation a committer uses to take txnMu.
+	pollMu     sync.Mutex
+	pollCancel context.CancelFunc
+	commitWant bool
+
+	mu sync.Mutex
+	st state
+	// idle is signalled when in-flight calls reach zero.
+	idle *sync.Cond
 }
 
-// New returns a Dispatcher that consumes and produces through sess (see
-// NewSession), publishes early PROCESSING outcomes through the
-// non-transactional early client, and calls the processor through proc.
-func New(sess *kgo.GroupTransactSession, early *kgo.Client, proc processor.Client, logger *slog.Logger, reg prometheus.Registerer, cfg Config) *Dispatcher {
+// New returns a Dispatcher and opens its transactional Kafka session. It
+// publishes early PROCESSING outcomes through the non-transactional early
+// client, calls the processor through proc and tells share its partitions.
+// The Kafka client logs through kafkaLogger. Close leaves the group.
+func New(cfg Config, early *kgo.Client, proc processor.Client, share Share, kafkaLogger, logger *slog.Logger, m *Metrics) (*Dispatcher, error) {
 	cfg.MaxInFlight = max(cfg.MaxInFlight, 1)
+	cfg.MaxBuffered = max(cfg.MaxBuffered, 1)
 	cfg.MaxPollRecords = max(cfg.MaxPollRecords, 1)
-	return &Dispatcher{
-		sess:  sess,
-		early: early,
-		proc:  proc,
-		log:   logger,
-		m:     newMetrics(reg),
-		cfg:   cfg,
-		sem:   semaphore.NewWeighted(int64(cfg.MaxInFlight)),
+	if cfg.CommitInterval <= 0 {
+		cfg.CommitInterval = 200 * time.Millisecond
 	}
+	if m == nil {
+		m = NewMetrics(nil)
+	}
+	d := &Dispatcher{early: early, proc: proc, share: share, log: logger, m: m, cfg: cfg, st: newState()}
+	d.idle = sync.NewCond(&d.mu)
+	sess, err := newSession(cfg.Brokers, kafkaLogger, cfg.Group, cfg.TransactionalID, d.assigned, d.revoked)
+	if err != nil {
+		return nil, err
+	}
+	d.sess = sess
+	return d, nil
 }
 
-// Run polls and dispatches until ctx ends. On shutdown it stops polling,
-// lets the current poll's calls finish within the grace period, ends the
-// transaction and returns nil; the caller closes the session to leave the
-// group. An error means the transactional session can no longer be trusted.
+// Client is the session's client (lag, readiness).
+func (d *Dispatcher) Client() *kgo.Client { return d.sess.Client() }
+
+// Close leaves the group and closes the session.
+func (d *Dispatcher) Close() { d.sess.Close() }
+
+// Run pipelines until ctx ends. On shutdown it stops polling and dispatching,
+// lets in-flight calls finish within the grace period, commits, and returns
+// nil; Close then leaves the group. An error means the transactional session
+// can no longer be trusted and the process should restart.
 func (d *Dispatcher) Run(ctx context.Context) error {
-	// Work outlives ctx by up to the grace period so that in-flight calls
-	// get their answer and the transaction can be ended cleanly.
+	// Calls outlive ctx by up to the grace period so that in-flight calls
+	// get their answer and their outcomes can be committed.
 	work, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelWork()
 	stopGrace := context.AfterFunc(ctx, func() {
@@ -83,155 +133,202 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	})
 	defer stopGrace()
 
-	for {
-		fetches := d.sess.PollRecords(ctx, d.cfg.MaxPollRecords)
-		if fetches.IsClientClosed() || ctx.Err() != nil {
-			// Records of this poll are neither dispatched nor committed;
-			// the next owner of their partitions gets them.
-			d.log.Info("polling stopped")
-			return nil
-		}
-		fetches.EachError(func(topic string, partition int32, err error) {
-			d.log.ErrorContext(ctx, "fetch failed", "topic", topic, "partition", partition, "err", err)
-		})
-		recs := fetches.Records()
-		if len(recs) == 0 {
-			continue
-		}
-		if err := d.transact(work, recs); err != nil {
-			return err
-		}
-		if ctx.Err() != nil {
-			d.log.Info("polling stopped after finishing in-flight work", "records", len(recs))
-			return nil
-		}
-	}
-}
-
-// transact dispatches one poll inside one transaction.
-func (d *Dispatcher) transact(ctx context.Context, recs []*kgo.Record) error {
 	if err := d.sess.Begin(); err != nil {
 		return fmt.Errorf("begin transaction: %w", err)
 	}
-	b := d.dispatch(ctx, recs)
+	pollDone := make(chan struct{})
+	go func() {
+		defer close(pollDone)
+		d.poll(ctx, work)
+	}()
 
-	// Ending must work even when the grace period cut the work short.
-	ectx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-	defer cancel()
-	if b.error() == nil {
-		// Surface produce failures before deciding: a transaction with a
-		// lost outcome must not commit its offsets.
-		if err := d.sess.Client().Flush(ectx); err != nil {
-			b.fail(fmt.Errorf("flush outcomes: %w", err))
+	t := time.NewTicker(d.cfg.CommitInterval)
+	defer t.Stop()
+	for ctx.Err() == nil {
+		select {
+		case <-ctx.Done():
+		case <-t.C:
+			if err := d.commit(work); err != nil {
+				return err
+			}
 		}
 	}
-	// Every produce promise has run once Flush returned or failed.
-	failure := b.error()
-	try := kgo.TryCommit
-	if failure != nil {
-		try = kgo.TryAbort
-	}
-	committed, err := d.sess.End(ectx, try)
-	if err != nil {
-		d.m.transactions.WithLabelValues("failed").Inc()
-		return fmt.Errorf("end transaction (%d records): %w", len(recs), err)
-	}
-	if !committed {
-		d.m.transactions.WithLabelValues("aborted").Inc()
-		reason := "group rebalanced"
-		if failure != nil {
-			reason = failure.Error()
+
+	// Shutdown: no new polls or dispatches; in-flight calls finish (or are
+	// cut off by the grace period) while commits continue.
+	<-pollDone
+	d.mu.Lock()
+	d.st.stopping = true
+	d.mu.Unlock()
+	idle := make(chan struct{})
+	go func() {
+		d.mu.Lock()
+		for d.st.inFlight > 0 {
+			d.idle.Wait()
 		}
-		d.log.WarnContext(ctx, "transaction aborted; its records will be consumed and dispatched again",
-			"records", len(recs), "reason", reason)
-		return nil
+		d.mu.Unlock()
+		close(idle)
+	}()
+	for waiting := true; waiting; {
+		select {
+		case <-idle:
+			waiting = false
+		case <-t.C:
+			if err := d.commit(work); err != nil {
+				return err
+			}
+		}
 	}
-	d.m.transactions.WithLabelValues("committed").Inc()
-	for status, n := range b.outcomes {
-		d.m.outcomes.WithLabelValues(status).Add(float64(n))
+	if err := d.commit(work); err != nil {
+		return err
 	}
+	d.log.Info("dispatching stopped after finishing in-flight work")
 	return nil
 }
 
-// batch collects what the goroutines of one poll report.
-type batch struct {
-	mu       sync.Mutex
-	err      error
-	outcomes map[string]int
-}
-
-func (b *batch) fail(err error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.err = errors.Join(b.err, err)
-}
-
-func (b *batch) error() error {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.err
-}
-
-func (b *batch) count(status string) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.outcomes[status]++
-}
-
-// dispatch runs one goroutine chain per key and waits for all of them.
-func (d *Dispatcher) dispatch(ctx context.Context, recs []*kgo.Record) *batch {
-	b := &batch{outcomes: map[string]int{}}
-	var wg sync.WaitGroup
-	for _, chain := range byKey(recs) {
-		if err := d.sem.Acquire(ctx, 1); err != nil {
-			b.fail(fmt.Errorf("wait for a dispatch slot: %w", err))
-			break
+// poll fetches records into the user queues until ctx ends.
+func (d *Dispatcher) poll(ctx, work context.Context) {
+	for ctx.Err() == nil {
+		d.txnMu.RLock()
+		d.pollMu.Lock()
+		if d.commitWant {
+			// A commit is waiting for txnMu: let it through.
+			d.pollMu.Unlock()
+			d.txnMu.RUnlock()
+			time.Sleep(100 * time.Microsecond)
+			continue
 		}
-		wg.Go(func() {
-			defer d.sem.Release(1)
-			for _, r := range chain {
-				if err := d.handle(ctx, r, b); err != nil {
-					// Later records of this user must not overtake this one;
-					// the aborted transaction redelivers them all in order.
-					b.fail(err)
-					return
-				}
+		pctx, cancel := context.WithTimeout(ctx, time.Second)
+		d.pollCancel = cancel
+		d.pollMu.Unlock()
+
+		d.mu.Lock()
+		gen := d.st.gen
+		d.mu.Unlock()
+		fetches := d.sess.PollRecords(pctx, d.cfg.MaxPollRecords)
+
+		d.pollMu.Lock()
+		d.pollCancel = nil
+		d.pollMu.Unlock()
+		cancel()
+		if fetches.IsClientClosed() {
+			d.txnMu.RUnlock()
+			return
+		}
+		fetches.EachError(func(topic string, partition int32, err error) {
+			if !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
+				d.log.ErrorContext(ctx, "fetch failed", "topic", topic, "partition", partition, "err", err)
 			}
 		})
-	}
-	wg.Wait()
-	return b
-}
-
-// byKey groups records by key, keeping the poll's order within each group
-// and the order of first appearance across groups.
-func byKey(recs []*kgo.Record) [][]*kgo.Record {
-	idx := make(map[string]int)
-	var chains [][]*kgo.Record
-	for _, r := range recs {
-		k := string(r.Key)
-		i, ok := idx[k]
-		if !ok {
-			i = len(chains)
-			idx[k] = i
-			chains = append(chains, nil)
+		recs := fetches.Records()
+		if len(recs) > 0 {
+			d.mu.Lock()
+			pause := d.enqueue(gen, recs, time.Now())
+			d.dispatchLocked(work)
+			d.mu.Unlock()
+			if len(pause) > 0 {
+				d.sess.Client().PauseFetchPartitions(map[string][]int32{kafka.TopicRequested: pause})
+			}
 		}
-		chains[i] = append(chains[i], r)
+		d.txnMu.RUnlock()
 	}
-	return chains
 }
 
-// handle dispatches one record and produces its outcome in the transaction.
-// An error means the record has no outcome and the transaction must abort.
-func (d *Dispatcher) handle(ctx context.Context, r *kgo.Record, b *batch) error {
+// dispatchLocked starts calls for ready users, round-robin, while the
+// in-flight bound allows. d.mu is held.
+func (d *Dispatcher) dispatchLocked(work context.Context) {
+	s := &d.st
+	for !s.stopping && s.inFlight < d.cfg.MaxInFlight {
+		u := s.ready.pop()
+		if u == nil {
+			break
+		}
+		u.inReady = false
+		if u.busy || len(u.items) == 0 {
+			continue
+		}
+		it := u.items[0]
+		k := salvageKey{it.rec.Partition, it.rec.Offset}
+		if res, ok := s.salvage[k]; ok && it.gen == s.gen {
+			it.salvaged = res
+			delete(s.salvage, k)
+		}
+		u.busy = true
+		s.inFlight++
+		d.m.inFlight.Set(float64(s.inFlight))
+		d.m.dispatchDelay.Observe(time.Since(it.fetched).Seconds())
+		go d.work(work, u, it)
+	}
+	d.m.buffered.Set(float64(s.buffered))
+}
+
+// work dispatches one record and produces its outcome.
+func (d *Dispatcher) work(ctx context.Context, u *userQueue, it *item) {
+	res, ok := d.execute(ctx, it)
+
+	d.txnMu.RLock()
+	defer d.txnMu.RUnlock()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	s := &d.st
+	current := s.parts[it.rec.Partition] == it.part && it.gen == s.gen
+	switch {
+	case !ok:
+		// Not sent (shutdown): the record stays unfinished and is
+		// redelivered; the user's later records must wait behind it.
+	case !current:
+		// The transaction this record belonged to was aborted, or its
+		// partition revoked: keep the result for the redelivery, which
+		// then needs no call.
+		if res != nil && s.parts[it.rec.Partition] != nil {
+			s.salvage[salvageKey{it.rec.Partition, it.rec.Offset}] = res
+		}
+	default:
+		if res != nil {
+			d.produce(it, res)
+		}
+		it.entry.done = true
+		it.entry.res = res
+		it.part.buffered--
+		s.buffered--
+		s.dirty = true
+	}
+	s.inFlight--
+	d.m.inFlight.Set(float64(s.inFlight))
+	if s.inFlight == 0 {
+		d.idle.Broadcast()
+	}
+	if ok && len(u.items) > 0 && u.items[0] == it {
+		u.items = u.items[1:]
+		u.busy = false
+		if len(u.items) == 0 {
+			if s.users[u.key] == u {
+				delete(s.users, u.key)
+			}
+		} else {
+			s.ready.push(u)
+		}
+	}
+	if ok && current && it.part.paused && !d.full(it.part) {
+		it.part.paused = false
+		d.sess.Client().ResumeFetchPartitions(map[string][]int32{kafka.TopicRequested: {it.rec.Partition}})
+	}
+	d.dispatchLocked(ctx)
+}
+
+// execute decodes a record and calls the processor. res is nil for a record
+// that gets no outcome (invalid); ok is false when the payment was not sent
+// because ctx ended.
+func (d *Dispatcher) execute(ctx context.Context, it *item) (res *financev1.PaymentOutcome, ok bool) {
+	r := it.rec
 	var req financev1.PaymentRequested
 	if err := proto.Unmarshal(r.Value, &req); err != nil {
 		d.invalid(ctx, r, "undecodable", err)
-		return nil
+		return nil, true
 	}
 	if req.GetPaymentId() <= 0 || req.GetUserId() <= 0 {
 		d.invalid(ctx, r, "missing_ids", fmt.Errorf("payment_id %d, user_id %d", req.GetPaymentId(), req.GetUserId()))
-		return nil
+		return nil, true
 	}
 	if key, err := kafka.ParseUserKey(r.Key); err != nil || key != req.GetUserId() {
 		// Ordering is per record key; a mismatch is a producer bug worth
@@ -239,95 +336,86 @@ func (d *Dispatcher) handle(ctx context.Context, r *kgo.Record, b *batch) error 
 		d.log.WarnContext(ctx, "record key does not match user_id", "topic", r.Topic, "partition", r.Partition,
 			"offset", r.Offset, "key", string(r.Key), "user_id", req.GetUserId(), "payment_id", req.GetPaymentId())
 	}
+	if it.salvaged != nil {
+		return it.salvaged, true
+	}
 	log := d.log.With("payment_id", req.GetPaymentId(), "user_id", req.GetUserId())
 
-	var res processor.Result
+	var pr processor.Result
 	if err := payment.ValidateAmount(req.GetAmount()); err != nil {
 		// Never sent: the processor would reject it anyway.
-		res = processor.Result{Status: payment.StatusFailed, Reason: "invalid request: " + err.Error()}
+		pr = processor.Result{Status: payment.StatusFailed, Reason: "invalid request: " + err.Error()}
 	} else {
 		d.publishProcessing(ctx, log, &req)
 		var err error
-		res, err = d.proc.Execute(ctx, processor.Payment{ID: req.GetPaymentId(), UserID: req.GetUserId(), Amount: req.GetAmount()})
+		pr, err = d.proc.Execute(ctx, processor.Payment{ID: req.GetPaymentId(), UserID: req.GetUserId(), Amount: req.GetAmount()})
 		if err != nil {
-			return fmt.Errorf("dispatch payment %d: %w", req.GetPaymentId(), err)
+			log.WarnContext(ctx, "payment not sent; it will be redelivered", "err", err)
+			return nil, false
 		}
 	}
-
-	out := &financev1.PaymentOutcome{
-		PaymentId:    req.GetPaymentId(),
-		UserId:       req.GetUserId(),
-		Status:       outcomeStatus(res.Status),
-		Reason:       res.Reason,
-		ProcessorRef: res.Ref,
-		Attempts:     int32(res.Attempts),
-		DecidedAt:    timestamppb.Now(),
-	}
-	val, err := proto.Marshal(out)
-	if err != nil {
-		return fmt.Errorf("marshal outcome of payment %d: %w", req.GetPaymentId(), err)
-	}
-	// Not ctx: an outcome learned just as the grace period ends must still
-	// be produced; the flush before End bounds the wait.
-	d.sess.Produce(context.WithoutCancel(ctx), &kgo.Record{Topic: kafka.TopicOutcomes, Key: kafka.UserKey(req.GetUserId()), Value: val},
-		func(_ *kgo.Record, err error) {
-			if err != nil {
-				b.fail(fmt.Errorf("produce outcome of payment %d: %w", req.GetPaymentId(), err))
-			}
-		})
-	b.count(string(res.Status))
-
 	level := slog.LevelDebug
-	switch res.Status {
+	switch pr.Status {
 	case payment.StatusFailed:
 		level = slog.LevelInfo
 	case payment.StatusUnknown:
 		level = slog.LevelWarn
 	}
-	log.Log(ctx, level, "payment dispatched", "status", res.Status, "reason", res.Reason,
-		"processor_ref", res.Ref, "attempts", res.Attempts)
-	return nil
+	log.Log(ctx, level, "payment dispatched", "status", pr.Status, "reason", pr.Reason,
+		"processor_ref", pr.Ref, "attempts", pr.Attempts)
+	return &financev1.PaymentOutcome{
+		PaymentId:    req.GetPaymentId(),
+		UserId:       req.GetUserId(),
+		Status:       outcomeStatus(pr.Status),
+		Reason:       pr.Reason,
+		ProcessorRef: pr.Ref,
+		Attempts:     int32(pr.Attempts),
+		DecidedAt:    timestamppb.Now(),
+	}, true
 }
 
-// publishProcessing tells clients early that the payment is being sent. It
-// is best effort and outside the transaction: the status consumer ignores it
-// when it arrives after the final outcome, and a redelivery repeats it.
-func (d *Dispatcher) publishProcessing(ctx context.Context, log *slog.Logger, req *financev1.PaymentRequested) {
-	val, err := proto.Marshal(&financev1.PaymentOutcome{
-		PaymentId: req.GetPaymentId(),
-		UserId:    req.GetUserId(),
-		Status:    financev1.OutcomeStatus_OUTCOME_STATUS_PROCESSING,
-		DecidedAt: timestamppb.Now(),
-	})
+// produce adds an outcome to the open transaction; txnMu is read-held.
+func (d *Dispatcher) produce(it *item, out *financev1.PaymentOutcome) {
+	val, err := proto.Marshal(out)
 	if err != nil {
-		log.ErrorContext(ctx, "marshal processing outcome", "err", err)
+		d.st.produceErr = errors.Join(d.st.produceErr, fmt.Errorf("marshal outcome of payment %d: %w", out.GetPaymentId(), err))
 		return
 	}
-	d.early.Produce(ctx, &kgo.Record{Topic: kafka.TopicOutcomes, Key: kafka.UserKey(req.GetUserId()), Value: val},
+	d.st.produced[out.GetStatus()]++
+	// Never cancelled: the flush before the commit bounds the wait.
+	d.sess.Produce(context.Background(), &kgo.Record{Topic: kafka.TopicOutcomes, Key: kafka.UserKey(out.GetUserId()), Value: val},
 		func(_ *kgo.Record, err error) {
 			if err != nil {
-				d.m.processingDropped.Inc()
-				log.WarnContext(ctx, "processing outcome not published", "err", err)
+				d.mu.Lock()
+				d.st.produceErr = errors.Join(d.st.produceErr, fmt.Errorf("produce outcome of payment %d: %w", out.GetPaymentId(), err))
+				d.mu.Unlock()
 			}
 		})
 }
 
-// invalid logs and counts a record that cannot be dispatched. Its offset is
-// committed with the rest of the poll so the partition is not blocked.
-// TODO(dead letters): publish it to a dead-letter topic as well.
-func (d *Dispatcher) invalid(ctx context.Context, r *kgo.Record, reason string, err error) {
-	d.m.invalid.WithLabelValues(reason).Inc()
-	d.log.ErrorContext(ctx, "skipping invalid payments.requested record", "reason", reason,
-		"topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "key", string(r.Key), "err", err)
-}
-
-func outcomeStatus(s payment.Status) financev1.OutcomeStatus {
-	switch s {
-	case payment.StatusSucceeded:
-		return financev1.OutcomeStatus_OUTCOME_STATUS_SUCCEEDED
-	case payment.StatusFailed:
-		return financev1.OutcomeStatus_OUTCOME_STATUS_FAILED
-	default:
-		return financev1.OutcomeStatus_OUTCOME_STATUS_UNKNOWN
+// commit ends the open transaction, committing the outcomes produced so far
+// with the offsets of the lowest unfinished record per partition, and begins
+// the next one. An aborted transaction (rebalance, produce failure) rewinds
+// the session to the committed offsets; the pipeline then starts over from
+// there, reusing the results it already has.
+func (d *Dispatcher) commit(ctx context.Context) error {
+	d.pollMu.Lock()
+	d.commitWant = true
+	if d.pollCancel != nil {
+		d.pollCancel()
 	}
+	d.pollMu.Unlock()
+	d.txnMu.Lock()
+	defer d.txnMu.Unlock()
+	d.pollMu.Lock()
+	d.commitWant = false
+	d.pollMu.Unlock()
+
+	d.mu.Lock()
+	skip := !d.st.dirty && !d.st.rebalanced && d.st.produceErr == nil
+	d.mu.Unlock()
+	if skip {
+		return nil // nothing finished since the last commit
+	}
+	return d.commitLocked(ctx)
 }

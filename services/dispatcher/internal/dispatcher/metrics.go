@@ -2,15 +2,23 @@ package dispatcher
 
 import "github.com/prometheus/client_golang/prometheus"
 
-type metrics struct {
+// Metrics are the pipeline's Prometheus metrics.
+type Metrics struct {
 	outcomes          *prometheus.CounterVec
 	invalid           *prometheus.CounterVec
 	transactions      *prometheus.CounterVec
 	processingDropped prometheus.Counter
+	inFlight          prometheus.Gauge
+	buffered          prometheus.Gauge
+	owned             prometheus.Gauge
+	dispatchDelay     prometheus.Histogram
+	backlog           *prometheus.GaugeVec
+	drain             prometheus.Gauge
 }
 
-func newMetrics(reg prometheus.Registerer) *metrics {
-	m := &metrics{
+// NewMetrics creates the metrics and registers them with reg unless reg is nil.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
 		outcomes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "dispatcher_outcomes_total",
 			Help: "Final outcomes committed to payments.outcomes by status (succeeded, failed, unknown).",
@@ -21,15 +29,41 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{"reason"}),
 		transactions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "dispatcher_transactions_total",
-			Help: "Kafka transactions (one per poll) by result: committed, aborted (redelivered), failed.",
+			Help: "Kafka transactions (one per commit interval with work) by result: committed, aborted (redelivered), failed.",
 		}, []string{"result"}),
 		processingDropped: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "dispatcher_processing_outcomes_dropped_total",
 			Help: "Best-effort PROCESSING outcomes that could not be published.",
 		}),
+		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "dispatcher_payments_in_flight",
+			Help: "Payments being dispatched now (one per user at most), waits for the pacer included.",
+		}),
+		buffered: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "dispatcher_buffered_records",
+			Help: "payments.requested records held in memory, queued or in flight.",
+		}),
+		owned: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "dispatcher_partitions_owned",
+			Help: "Partitions of payments.requested assigned to this replica.",
+		}),
+		dispatchDelay: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "dispatcher_queue_delay_seconds",
+			Help:    "Time from a record's fetch to the start of its dispatch (waiting behind the user's earlier payments or the in-flight bound).",
+			Buckets: []float64{.001, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120, 300},
+		}),
+		backlog: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "dispatcher_backlog_records",
+			Help: "Consumer lag of the group on payments.requested, per partition owned by this replica (sampled with kadm).",
+		}, []string{"partition"}),
+		drain: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "dispatcher_expected_drain_seconds",
+			Help: "Backlog of this replica's partitions / its current pacer rate: the time to drain at the current pace.",
+		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.outcomes, m.invalid, m.transactions, m.processingDropped)
+		reg.MustRegister(m.outcomes, m.invalid, m.transactions, m.processingDropped, m.inFlight,
+			m.buffered, m.owned, m.dispatchDelay, m.backlog, m.drain)
 	}
 	return m
 }

@@ -4,66 +4,77 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/plugin/kslog"
 
 	"github.com/finsvc/finance/pkg/kafka"
 )
 
-// NewSession returns the transactional consumer-producer of the dispatcher:
+// newSession returns the transactional consumer-producer of the dispatcher:
 // it consumes payments.requested in group with read_committed isolation and
-// produces under transactionalID, which must be unique per replica and
-// stable across its restarts so that a zombie predecessor is fenced.
-//
-// It repeats pkg/kafka.NewClient's base options (that constructor returns a
-// plain client, not a session) so that outcomes are partitioned by the same
-// key hash as every other producer.
-func NewSession(brokers []string, logger *slog.Logger, group, transactionalID string) (*kgo.GroupTransactSession, error) {
-	sess, err := kgo.NewGroupTransactSession(
-		kgo.SeedBrokers(brokers...),
-		kgo.WithLogger(kslog.New(logger.With("component", "kafka"))),
-		kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)),
-		kgo.ProducerLinger(2*time.Millisecond),
+// produces under transactionalID. assigned and revoked keep the pipeline
+// and the pacer's share in step with the group.
+func newSession(brokers []string, logger *slog.Logger, group, transactionalID string,
+	assigned, revoked func(context.Context, *kgo.Client, map[string][]int32),
+) (*kgo.GroupTransactSession, error) {
+	sess, err := kgo.NewGroupTransactSession(append(kafka.BaseOpts(brokers, logger),
 		kgo.TransactionalID(transactionalID),
-		// A poll's transaction lasts as long as its slowest user chain.
-		kgo.TransactionTimeout(2*time.Minute),
+		// Transactions end every commit interval; this only bounds a stuck one.
+		kgo.TransactionTimeout(time.Minute),
 		kgo.ConsumerGroup(group),
 		kgo.ConsumeTopics(kafka.TopicRequested),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		// Never skip a payment: a new group, or a lost commit, starts at the
 		// beginning of what the topic still holds.
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-	)
+		// A resumed partition waits for the in-flight fetch; keep it short.
+		kgo.FetchMaxWait(250*time.Millisecond),
+		kgo.OnPartitionsAssigned(assigned),
+		kgo.OnPartitionsRevoked(revoked),
+		kgo.OnPartitionsLost(revoked),
+	)...)
 	if err != nil {
 		return nil, fmt.Errorf("kafka transact session: %w", err)
 	}
 	return sess, nil
 }
 
-// ReportLag sets a gauge with the group's lag on payments.requested every
-// interval until ctx ends. Errors are logged at debug: lag is a convenience.
-func ReportLag(ctx context.Context, adm *kadm.Client, group string, interval time.Duration, logger *slog.Logger, reg prometheus.Registerer) {
-	lag := prometheus.NewGauge(prometheus.GaugeOpts{
-		Name: "dispatcher_consumer_lag_records",
-		Help: "Records of payments.requested not yet committed by the dispatcher group.",
-	})
-	if reg != nil {
-		reg.MustRegister(lag)
-	}
+// ReportBacklog samples the group's lag on payments.requested every
+// interval until ctx ends, sets the backlog of each partition this replica
+// owns and the expected drain time at rate() calls per second. Errors are
+// logged at debug: the backlog is a convenience.
+func (d *Dispatcher) ReportBacklog(ctx context.Context, adm *kadm.Client, interval time.Duration, rate func() float64) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
-		lags, err := adm.Lag(ctx, group)
+		lags, err := adm.Lag(ctx, d.cfg.Group)
 		if err == nil {
-			if l, ok := lags[group]; ok && l.Error() == nil {
-				lag.Set(float64(l.Lag.TotalByTopic()[kafka.TopicRequested].Lag))
+			if l, ok := lags[d.cfg.Group]; ok && l.Error() == nil {
+				d.mu.Lock()
+				owned := map[int32]bool{}
+				for p := range d.st.parts {
+					owned[p] = true
+				}
+				d.mu.Unlock()
+				d.m.backlog.Reset()
+				var total int64
+				for p, pl := range l.Lag[kafka.TopicRequested] {
+					if owned[p] && pl.Err == nil {
+						d.m.backlog.WithLabelValues(strconv.Itoa(int(p))).Set(float64(pl.Lag))
+						total += pl.Lag
+					}
+				}
+				if r := rate(); r > 0 {
+					d.m.drain.Set(float64(total) / r)
+				} else {
+					d.m.drain.Set(0)
+				}
 			}
 		} else if ctx.Err() == nil {
-			logger.DebugContext(ctx, "consumer lag", "err", err)
+			d.log.DebugContext(ctx, "consumer lag", "err", err)
 		}
 		select {
 		case <-ctx.Done():

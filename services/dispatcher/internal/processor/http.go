@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/finsvc/finance/services/dispatcher/internal/pacer"
 )
 
 // kind classifies one call by what it says about execution.
@@ -33,6 +35,27 @@ type reply struct {
 	ref        string // processor reference when succeeded
 	detail     string // human-readable reason
 	retryAfter time.Duration
+}
+
+// outage reports whether the reply counts as a failure for the circuit
+// breaker: the processor is unreachable, erroring or not answering.
+func (r reply) outage() bool {
+	switch r.label {
+	case "unreachable", "server_error", "timeout", "transport_error", "lost_reply", "unavailable":
+		return true
+	}
+	return false
+}
+
+// signal is what the reply tells the pacer.
+func (r reply) signal() pacer.Signal {
+	switch {
+	case r.label == "rate_limited" || r.label == "over_capacity":
+		return pacer.RateLimited
+	case r.outage():
+		return pacer.Failed
+	}
+	return pacer.OK
 }
 
 // dialect is one of the processor's HTTP APIs.
@@ -247,7 +270,12 @@ func (asIs) read(_ Payment, body []byte) reply { return readPayment(body, "") }
 // outage, in both cases without executing; every other 5xx may have executed.
 func (asIs) serverError(code int, body []byte) reply {
 	if code == http.StatusServiceUnavailable {
-		return reply{kind: kindRefused, label: "over_capacity", detail: fmt.Sprintf("processor unavailable (HTTP 503: %s)", errorText(body))}
+		// Over capacity is the as-is API's 429; any other 503 (an
+		// outage) is not executed either, but is the breaker's business.
+		if text := errorText(body); text != "over capacity" {
+			return reply{kind: kindRefused, label: "unavailable", detail: fmt.Sprintf("processor unavailable (HTTP 503: %s)", text)}
+		}
+		return reply{kind: kindRefused, label: "over_capacity", detail: "processor over capacity (HTTP 503)"}
 	}
 	return reply{kind: kindAmbiguous, label: "server_error", detail: fmt.Sprintf("HTTP %d: %s", code, errorText(body))}
 }

@@ -8,7 +8,9 @@ type Metrics struct {
 	latency     *prometheus.HistogramVec
 	rateLimited prometheus.Counter
 	inFlight    prometheus.Gauge
-	rateLimit   prometheus.Gauge
+
+	breakerState       prometheus.Gauge
+	breakerTransitions *prometheus.CounterVec
 }
 
 // NewMetrics creates the metrics and registers them with reg unless reg is nil.
@@ -31,16 +33,17 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "dispatcher_processor_in_flight_calls",
 			Help: "HTTP calls to the processor currently waiting for an answer.",
 		}),
-		rateLimit: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "dispatcher_processor_rate_limit_per_second",
-			Help: "Configured processor calls per second of this replica (PROCESSOR_RATE_LIMIT).",
+		breakerState: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "dispatcher_processor_breaker_state",
+			Help: "Circuit breaker state: 0 closed, 1 half-open, 2 open (no calls sent).",
 		}),
+		breakerTransitions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "dispatcher_processor_breaker_transitions_total",
+			Help: "Circuit breaker state changes by the state entered.",
+		}, []string{"to"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.calls, m.latency, m.rateLimited, m.inFlight, m.rateLimit)
+		reg.MustRegister(m.calls, m.latency, m.rateLimited, m.inFlight, m.breakerState, m.breakerTransitions)
 	}
 	return m
 }
-
-// SetRateLimit publishes the configured rate limit.
-func (m *Metrics) SetRateLimit(perSecond float64) { m.rateLimit.Set(perSecond) }

@@ -19,6 +19,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/finsvc/finance/pkg/payment"
+	"github.com/finsvc/finance/services/dispatcher/internal/pacer"
 )
 
 // API names a dialect of the processor's HTTP interface.
@@ -71,6 +72,21 @@ type Client interface {
 	Execute(ctx context.Context, p Payment) (Result, error)
 }
 
+// Pacer paces calls and learns from their answers; *pacer.Pacer is the
+// implementation.
+type Pacer interface {
+	// Wait blocks until a call may be made.
+	Wait(ctx context.Context) error
+	// Observe reports one call's answer and its Retry-After.
+	Observe(s pacer.Signal, retryAfter time.Duration)
+}
+
+// limiterPacer paces with a fixed-rate limiter and learns nothing.
+type limiterPacer struct{ lim *rate.Limiter }
+
+func (l limiterPacer) Wait(ctx context.Context) error    { return l.lim.Wait(ctx) }
+func (limiterPacer) Observe(pacer.Signal, time.Duration) {}
+
 // Config configures New.
 type Config struct {
 	// BaseURL is the processor's root, e.g. http://127.0.0.1:8090.
@@ -81,9 +97,13 @@ type Config struct {
 	Timeout time.Duration
 	// MaxAttempts bounds the calls made for one payment, 429s included.
 	MaxAttempts int
-	// Limiter paces every call, retries included; it is shared by every
+	// Pacer paces every call, retries included; it is shared by every
 	// in-flight call of the replica.
+	Pacer Pacer
+	// Limiter is a fixed-rate alternative to Pacer (tests).
 	Limiter *rate.Limiter
+	// Breaker, when set, stops calls during an outage.
+	Breaker *Breaker
 	// MaxConns sizes the idle connection pool to the expected concurrency.
 	MaxConns int
 	// BackoffInitial and BackoffMax shape the exponential backoff with
@@ -114,8 +134,8 @@ func New(cfg Config) (Client, error) {
 	if cfg.MaxAttempts < 1 {
 		errs = append(errs, fmt.Errorf("processor max attempts %d: want >= 1", cfg.MaxAttempts))
 	}
-	if cfg.Limiter == nil {
-		errs = append(errs, errors.New("processor limiter: required"))
+	if cfg.Pacer == nil && cfg.Limiter == nil {
+		errs = append(errs, errors.New("processor pacer or limiter: required"))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
@@ -131,6 +151,9 @@ func New(cfg Config) (Client, error) {
 	}
 	if cfg.Metrics == nil {
 		cfg.Metrics = NewMetrics(nil)
+	}
+	if cfg.Pacer == nil {
+		cfg.Pacer = limiterPacer{cfg.Limiter}
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -181,11 +204,22 @@ func (c *client) Execute(ctx context.Context, p Payment) (Result, error) {
 		last      reply
 	)
 	for {
-		if err := c.cfg.Limiter.Wait(ctx); err != nil {
+		// An open breaker holds the call without spending its budget:
+		// the user's later payments wait behind it, in order.
+		if err := c.cfg.Breaker.wait(ctx); err != nil {
 			return c.interrupted(p, attempts, ambiguous, err)
+		}
+		if err := c.cfg.Pacer.Wait(ctx); err != nil {
+			return c.interrupted(p, attempts, ambiguous, err)
+		}
+		done, ok := c.cfg.Breaker.allow()
+		if !ok {
+			continue // not sent: the breaker opened or its probe is out
 		}
 		attempts++
 		last = c.call(ctx, p)
+		done(last.outage())
+		c.cfg.Pacer.Observe(last.signal(), last.retryAfter)
 		switch last.kind {
 		case kindSucceeded:
 			return Result{Status: payment.StatusSucceeded, Ref: last.ref, Attempts: attempts}, nil
@@ -208,6 +242,16 @@ func (c *client) Execute(ctx context.Context, p Payment) (Result, error) {
 			}
 		case kindRefused:
 			// Not executed: safe to call again in both dialects.
+		}
+
+		if last.outage() && c.cfg.Breaker.open() {
+			// The processor is down: this call may be repeated (it was
+			// refused, or it is a replay under the same key) and it is
+			// not counted against the payment's budget. The breaker
+			// holds it until a probe succeeds.
+			c.cfg.Logger.InfoContext(ctx, "processor call held by the open circuit breaker",
+				"payment_id", p.ID, "user_id", p.UserID, "attempt", attempts, "result", last.label, "detail", last.detail)
+			continue
 		}
 
 		wait := bo.NextBackOff()

@@ -1,0 +1,488 @@
+package dispatcher
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/finsvc/finance/pkg/kafka"
+	"github.com/finsvc/finance/pkg/payment"
+	financev1 "github.com/finsvc/finance/proto/finance/v1"
+)
+
+// state is the pipeline's bookkeeping, guarded by Dispatcher.mu.
+type state struct {
+	// gen changes when an aborted transaction rewinds the session: work
+	// of an older generation is never produced.
+	gen   uint64
+	parts map[int32]*partState
+	users map[string]*userQueue
+	ready ring
+	// inFlight counts records being dispatched; buffered counts records
+	// queued or in flight in owned partitions.
+	inFlight, buffered int
+	// salvage keeps results learnt for records whose transaction was
+	// aborted, so that their redelivery needs no second call.
+	salvage map[salvageKey]*financev1.PaymentOutcome
+	// dirty: something finished since the last commit; rebalanced: a
+	// partition was revoked or lost since then.
+	dirty, rebalanced bool
+	produceErr        error
+	produced          map[financev1.OutcomeStatus]int
+	stopping          bool
+	// total is the partition count of payments.requested (cached).
+	total int
+}
+
+func newState() state {
+	return state{
+		parts:    map[int32]*partState{},
+		users:    map[string]*userQueue{},
+		salvage:  map[salvageKey]*financev1.PaymentOutcome{},
+		produced: map[financev1.OutcomeStatus]int{},
+	}
+}
+
+type salvageKey struct {
+	partition int32
+	offset    int64
+}
+
+// partState tracks one owned partition: its fetched, uncommitted records
+// in offset order, so that the commit point is the lowest unfinished one.
+type partState struct {
+	pending []*entry
+	head    int
+	// next is the offset after the last record taken, -1 before any.
+	next     int64
+	buffered int
+	paused   bool
+}
+
+type entry struct {
+	offset int64
+	done   bool
+	res    *financev1.PaymentOutcome
+}
+
+func newPart() *partState { return &partState{next: -1} }
+
+func (p *partState) live() []*entry { return p.pending[p.head:] }
+
+// watermark is the offset to commit: the lowest unfinished record, or the
+// offset after the last one taken when all are finished; -1 if unknown.
+func (p *partState) watermark() int64 {
+	for _, e := range p.live() {
+		if !e.done {
+			return e.offset
+		}
+	}
+	return p.next
+}
+
+// trim forgets committed entries below offset.
+func (p *partState) trim(offset int64) {
+	for p.head < len(p.pending) && p.pending[p.head].offset < offset && p.pending[p.head].done {
+		p.pending[p.head] = nil
+		p.head++
+	}
+	if p.head > 1024 && p.head*2 > len(p.pending) {
+		p.pending = append([]*entry(nil), p.pending[p.head:]...)
+		p.head = 0
+	}
+}
+
+// item is one record on its way through the pipeline.
+type item struct {
+	rec      *kgo.Record
+	entry    *entry
+	part     *partState
+	gen      uint64
+	fetched  time.Time
+	salvaged *financev1.PaymentOutcome
+}
+
+// userQueue holds one user's records in order; busy while its head is
+// being dispatched.
+type userQueue struct {
+	key     string
+	items   []*item
+	busy    bool
+	inReady bool
+}
+
+// ring is the FIFO of users with work ready: served round-robin.
+type ring struct {
+	q    []*userQueue
+	head int
+}
+
+func (r *ring) push(u *userQueue) {
+	if u.inReady {
+		return
+	}
+	u.inReady = true
+	r.q = append(r.q, u)
+}
+
+func (r *ring) pop() *userQueue {
+	if r.head == len(r.q) {
+		r.q, r.head = r.q[:0], 0
+		return nil
+	}
+	u := r.q[r.head]
+	r.q[r.head] = nil
+	r.head++
+	if r.head > 1024 && r.head*2 > len(r.q) {
+		r.q = append([]*userQueue(nil), r.q[r.head:]...)
+		r.head = 0
+	}
+	return u
+}
+
+// partCap is the records one partition may hold in memory.
+func (d *Dispatcher) partCap() int {
+	return max(d.cfg.MaxBuffered/max(len(d.st.parts), 1), 16)
+}
+
+// full reports whether a partition must stop fetching: too many records
+// queued or in flight, or too many finished ones behind an unfinished head.
+func (d *Dispatcher) full(p *partState) bool {
+	c := d.partCap()
+	return p.buffered >= c || len(p.live()) >= 4*c
+}
+
+// enqueue adds polled records to their users' queues and returns the
+// partitions to pause. d.mu is held.
+func (d *Dispatcher) enqueue(gen uint64, recs []*kgo.Record, now time.Time) []int32 {
+	s := &d.st
+	if gen != s.gen {
+		return nil // polled before a rewind: they come again
+	}
+	var pause []int32
+	for _, r := range recs {
+		ps := s.parts[r.Partition]
+		if ps == nil || r.Topic != kafka.TopicRequested {
+			continue // revoked meanwhile
+		}
+		if ps.next >= 0 && r.Offset < ps.next {
+			continue // already taken
+		}
+		e := &entry{offset: r.Offset}
+		ps.pending = append(ps.pending, e)
+		ps.next = r.Offset + 1
+		ps.buffered++
+		s.buffered++
+		key := string(r.Key)
+		u := s.users[key]
+		if u == nil {
+			u = &userQueue{key: key}
+			s.users[key] = u
+		}
+		u.items = append(u.items, &item{rec: r, entry: e, part: ps, gen: s.gen, fetched: now})
+		if !u.busy {
+			s.ready.push(u)
+		}
+		if !ps.paused && d.full(ps) {
+			ps.paused = true
+			pause = append(pause, r.Partition)
+		}
+	}
+	return pause
+}
+
+// commitLocked ends the transaction; txnMu is held.
+func (d *Dispatcher) commitLocked(ctx context.Context) error {
+	// Ending must work even when the grace period cut the work short.
+	ectx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	// Surface produce failures before deciding: a transaction with a lost
+	// outcome must not commit its offsets.
+	flushErr := d.sess.Client().Flush(ectx)
+
+	d.mu.Lock()
+	failure := d.st.produceErr
+	if flushErr != nil {
+		failure = errors.Join(failure, fmt.Errorf("flush outcomes: %w", flushErr))
+	}
+	offsets := map[int32]int64{}
+	for p, ps := range d.st.parts {
+		if wm := ps.watermark(); wm >= 0 {
+			offsets[p] = wm
+		}
+	}
+	produced := d.st.produced
+	d.st.produced = map[financev1.OutcomeStatus]int{}
+	d.st.dirty, d.st.rebalanced = false, false
+	d.mu.Unlock()
+
+	try := kgo.TryCommit
+	if failure != nil {
+		try = kgo.TryAbort
+	}
+	// The session would commit everything polled; only what is finished
+	// may be committed, so the request is rewritten to the watermarks.
+	rewrite := func(req *kmsg.TxnOffsetCommitRequest) error {
+		var topics []kmsg.TxnOffsetCommitRequestTopic
+		for _, t := range req.Topics {
+			if t.Topic != kafka.TopicRequested {
+				continue
+			}
+			t.Partitions = t.Partitions[:0]
+			for p, off := range offsets {
+				rp := kmsg.NewTxnOffsetCommitRequestTopicPartition()
+				rp.Partition = p
+				rp.Offset = off
+				rp.LeaderEpoch = -1
+				rp.Metadata = &req.MemberID
+				t.Partitions = append(t.Partitions, rp)
+			}
+			topics = append(topics, t)
+		}
+		req.Topics = topics
+		return nil
+	}
+	committed, err := d.sess.End(kgo.PreTxnCommitFnContext(ectx, rewrite), try)
+	if err != nil {
+		d.m.transactions.WithLabelValues("failed").Inc()
+		return fmt.Errorf("end transaction: %w", err)
+	}
+	var resume []int32
+	d.mu.Lock()
+	if committed {
+		d.m.transactions.WithLabelValues("committed").Inc()
+		for status, n := range produced {
+			d.m.outcomes.WithLabelValues(statusLabel(status)).Add(float64(n))
+		}
+		for p, off := range offsets {
+			if ps := d.st.parts[p]; ps != nil {
+				ps.trim(off)
+				if ps.paused && !d.full(ps) {
+					ps.paused = false
+					resume = append(resume, p)
+				}
+			}
+		}
+	} else {
+		d.m.transactions.WithLabelValues("aborted").Inc()
+		reason := "group rebalanced"
+		if failure != nil {
+			reason = failure.Error()
+		}
+		d.log.WarnContext(ctx, "transaction aborted; uncommitted records will be consumed again (known results are reused)", "reason", reason)
+		resume = d.resetLocked()
+	}
+	d.mu.Unlock()
+	if len(resume) > 0 {
+		d.sess.Client().ResumeFetchPartitions(map[string][]int32{kafka.TopicRequested: resume})
+	}
+	if err := d.sess.Begin(); err != nil {
+		return fmt.Errorf("begin transaction: %w", err)
+	}
+	return nil
+}
+
+// resetLocked restarts the pipeline after an aborted transaction rewound
+// the session to the committed offsets; d.mu and txnMu are held. It returns
+// the partitions to resume.
+func (d *Dispatcher) resetLocked() []int32 {
+	s := &d.st
+	s.gen++
+	var resume []int32
+	for p, ps := range s.parts {
+		for _, e := range ps.live() {
+			if e.done && e.res != nil {
+				s.salvage[salvageKey{p, e.offset}] = e.res
+			}
+		}
+		if ps.paused {
+			resume = append(resume, p)
+		}
+		s.parts[p] = newPart()
+	}
+	for k, u := range s.users {
+		u.inReady = false
+		if u.busy {
+			// Its call runs on; the user's redelivered records wait for it.
+			u.items = u.items[:1]
+			continue
+		}
+		delete(s.users, k)
+	}
+	s.ready = ring{}
+	s.buffered = 0
+	s.produceErr = nil
+	s.produced = map[financev1.OutcomeStatus]int{}
+	s.dirty = false
+	return resume
+}
+
+// assigned is the session's OnPartitionsAssigned.
+func (d *Dispatcher) assigned(ctx context.Context, cl *kgo.Client, assigned map[string][]int32) {
+	d.mu.Lock()
+	for _, p := range assigned[kafka.TopicRequested] {
+		if d.st.parts[p] == nil {
+			d.st.parts[p] = newPart()
+		}
+	}
+	owned := len(d.st.parts)
+	d.mu.Unlock()
+	total := d.total(ctx, cl, assigned[kafka.TopicRequested])
+	d.share.SetShare(owned, total)
+	d.m.owned.Set(float64(owned))
+	if len(assigned[kafka.TopicRequested]) == 0 {
+		return
+	}
+	d.log.InfoContext(ctx, "partitions assigned", "partitions", assigned[kafka.TopicRequested], "owned", owned, "total", total)
+}
+
+// revoked is the session's OnPartitionsRevoked and OnPartitionsLost: the
+// partitions' queued records are dropped (the new owner reads them from the
+// committed offset), their in-flight calls run on but their results are not
+// produced, and the share shrinks before the rebalance completes.
+func (d *Dispatcher) revoked(ctx context.Context, cl *kgo.Client, revoked map[string][]int32) {
+	d.mu.Lock()
+	s := &d.st
+	gone := map[int32]bool{}
+	for _, p := range revoked[kafka.TopicRequested] {
+		if s.parts[p] != nil {
+			gone[p] = true
+			delete(s.parts, p)
+		}
+	}
+	if len(gone) > 0 {
+		s.rebalanced = true
+		for k := range s.salvage {
+			if gone[k.partition] {
+				delete(s.salvage, k)
+			}
+		}
+		for k, u := range s.users {
+			keep := u.items[:0]
+			for i, it := range u.items {
+				if (i == 0 && u.busy) || !gone[it.rec.Partition] {
+					keep = append(keep, it)
+				} else if it.gen == s.gen {
+					s.buffered--
+				}
+			}
+			u.items = keep
+			if len(u.items) == 0 && !u.busy {
+				delete(s.users, k)
+			}
+		}
+	}
+	owned := len(s.parts)
+	d.mu.Unlock()
+	var ps []int32
+	for p := range gone {
+		ps = append(ps, p)
+	}
+	if len(ps) > 0 {
+		cl.ResumeFetchPartitions(map[string][]int32{kafka.TopicRequested: ps})
+	}
+	total := d.total(ctx, cl, nil)
+	d.share.SetShare(owned, total)
+	d.m.owned.Set(float64(owned))
+	if len(gone) == 0 {
+		return
+	}
+	d.log.InfoContext(ctx, "partitions revoked", "partitions", revoked[kafka.TopicRequested], "owned", owned, "total", total)
+}
+
+// total returns the partition count of payments.requested, asking the
+// cluster the first time and whenever a partition beyond it shows up.
+func (d *Dispatcher) total(ctx context.Context, cl *kgo.Client, seen []int32) int {
+	d.mu.Lock()
+	total := d.st.total
+	d.mu.Unlock()
+	need := total == 0
+	for _, p := range seen {
+		if int(p) >= total {
+			need = true
+		}
+	}
+	if !need {
+		return total
+	}
+	mctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	topics, err := kadm.NewClient(cl).ListTopics(mctx, kafka.TopicRequested)
+	if err == nil {
+		if td, ok := topics[kafka.TopicRequested]; ok && td.Err == nil {
+			total = len(td.Partitions)
+		}
+	} else {
+		d.log.WarnContext(ctx, "partition count of payments.requested unknown", "err", err)
+	}
+	for _, p := range seen {
+		total = max(total, int(p)+1)
+	}
+	d.mu.Lock()
+	d.st.total = max(d.st.total, total)
+	total = d.st.total
+	d.mu.Unlock()
+	return total
+}
+
+// publishProcessing tells clients early that the payment is being sent. It
+// is best effort and outside the transaction: the status consumer ignores it
+// when it arrives after the final outcome, and a redelivery repeats it.
+func (d *Dispatcher) publishProcessing(ctx context.Context, log *slog.Logger, req *financev1.PaymentRequested) {
+	val, err := proto.Marshal(&financev1.PaymentOutcome{
+		PaymentId: req.GetPaymentId(),
+		UserId:    req.GetUserId(),
+		Status:    financev1.OutcomeStatus_OUTCOME_STATUS_PROCESSING,
+		DecidedAt: timestamppb.Now(),
+	})
+	if err != nil {
+		log.ErrorContext(ctx, "marshal processing outcome", "err", err)
+		return
+	}
+	d.early.Produce(ctx, &kgo.Record{Topic: kafka.TopicOutcomes, Key: kafka.UserKey(req.GetUserId()), Value: val},
+		func(_ *kgo.Record, err error) {
+			if err != nil {
+				d.m.processingDropped.Inc()
+				log.WarnContext(ctx, "processing outcome not published", "err", err)
+			}
+		})
+}
+
+// invalid logs and counts a record that cannot be dispatched. It is
+// committed like a finished record so the partition is not blocked.
+// TODO(dead letters): publish it to a dead-letter topic as well.
+func (d *Dispatcher) invalid(ctx context.Context, r *kgo.Record, reason string, err error) {
+	d.m.invalid.WithLabelValues(reason).Inc()
+	d.log.ErrorContext(ctx, "skipping invalid payments.requested record", "reason", reason,
+		"topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "key", string(r.Key), "err", err)
+}
+
+func outcomeStatus(s payment.Status) financev1.OutcomeStatus {
+	switch s {
+	case payment.StatusSucceeded:
+		return financev1.OutcomeStatus_OUTCOME_STATUS_SUCCEEDED
+	case payment.StatusFailed:
+		return financev1.OutcomeStatus_OUTCOME_STATUS_FAILED
+	default:
+		return financev1.OutcomeStatus_OUTCOME_STATUS_UNKNOWN
+	}
+}
+
+func statusLabel(s financev1.OutcomeStatus) string {
+	switch s {
+	case financev1.OutcomeStatus_OUTCOME_STATUS_SUCCEEDED:
+		return string(payment.StatusSucceeded)
+	case financev1.OutcomeStatus_OUTCOME_STATUS_FAILED:
+		return string(payment.StatusFailed)
+	default:
+		return string(payment.StatusUnknown)
+	}
+}

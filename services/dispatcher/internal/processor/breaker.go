@@ -1,0 +1,105 @@
+package processor
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/sony/gobreaker/v2"
+)
+
+// Breaker stops calls to a processor that is down and probes for its
+// recovery. While it is open no call is sent: callers wait, so a user's
+// payments stay queued in order and nothing is failed because of an outage.
+type Breaker struct {
+	cb   *gobreaker.TwoStepCircuitBreaker[struct{}]
+	poll time.Duration
+}
+
+// BreakerConfig configures NewBreaker.
+type BreakerConfig struct {
+	// Failures is the number of consecutive outage-like answers (5xx,
+	// timeouts, refused or lost connections) that opens the breaker.
+	Failures int
+	// OpenFor is how long the breaker stays open before one probe call.
+	OpenFor time.Duration
+	// Metrics receives the state; nil records nothing.
+	Metrics *Metrics
+	// Logger receives state changes.
+	Logger *slog.Logger
+}
+
+// NewBreaker returns a breaker that opens after cfg.Failures consecutive
+// outage-like answers and lets one probe through after cfg.OpenFor.
+func NewBreaker(cfg BreakerConfig) *Breaker {
+	if cfg.Failures < 1 {
+		cfg.Failures = 10
+	}
+	if cfg.OpenFor <= 0 {
+		cfg.OpenFor = 2 * time.Second
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = NewMetrics(nil)
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	m := cfg.Metrics
+	cb := gobreaker.NewTwoStepCircuitBreaker[struct{}](gobreaker.Settings{
+		Name:        "processor",
+		MaxRequests: 1,
+		Timeout:     cfg.OpenFor,
+		ReadyToTrip: func(c gobreaker.Counts) bool { return c.ConsecutiveFailures >= uint32(cfg.Failures) },
+		OnStateChange: func(_ string, from, to gobreaker.State) {
+			m.breakerState.Set(float64(to))
+			m.breakerTransitions.WithLabelValues(to.String()).Inc()
+			level := slog.LevelWarn
+			if to == gobreaker.StateClosed {
+				level = slog.LevelInfo
+			}
+			cfg.Logger.Log(context.Background(), level, "processor circuit breaker", "from", from.String(), "to", to.String())
+		},
+	})
+	return &Breaker{cb: cb, poll: min(cfg.OpenFor/10, 100*time.Millisecond)}
+}
+
+// errOutage marks a call that counts as a failure for the breaker.
+var errOutage = errors.New("processor outage")
+
+// wait blocks while the breaker is open.
+func (b *Breaker) wait(ctx context.Context) error {
+	if b == nil {
+		return nil
+	}
+	for b.cb.State() == gobreaker.StateOpen {
+		if err := sleep(ctx, b.poll); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// allow admits one call; ok is false when the breaker refuses it (open, or
+// half-open with its probe already out), in which case nothing is sent.
+func (b *Breaker) allow() (done func(outage bool), ok bool) {
+	if b == nil {
+		return func(bool) {}, true
+	}
+	d, err := b.cb.Allow()
+	if err != nil {
+		return nil, false
+	}
+	return func(outage bool) {
+		if outage {
+			d(errOutage)
+			return
+		}
+		d(nil)
+	}, true
+}
+
+// open reports whether the breaker is open now.
+func (b *Breaker) open() bool {
+	return b != nil && b.cb.State() == gobreaker.StateOpen
+}
