@@ -80,10 +80,12 @@ func (l *HTTPLookup) Lookup(ctx context.Context, key string) (Resource, bool, er
 		if json.Unmarshal(body, &e) == nil && e.Error == "not_found" {
 			return Resource{}, false, nil
 		}
-		return Resource{}, false, fmt.Errorf("lookup %s: %w", key, errNoLookupRoute)
+		return Resource{}, false, fmt.Errorf("lookup %s: %w", key, ErrNoLookupRoute)
 	default:
 		return Resource{}, false, fmt.Errorf("lookup %s: HTTP %d: %s", key, resp.StatusCode, strings.TrimSpace(string(body)))
 	}
 }
 
-var errNoLookupRoute = errors.New("HTTP 404 without {\"error\":\"not_found\"}: the processor has no lookup route (as-is API?)")
+// ErrNoLookupRoute is a 404 that is not the lookup's "not found": the
+// processor has no lookup route, e.g. it speaks the as-is API.
+var ErrNoLookupRoute = errors.New("HTTP 404 without {\"error\":\"not_found\"}: the processor has no lookup route (as-is API?)")

@@ -355,6 +355,9 @@ func (rc *Reconciler) decide(ctx context.Context, c candidate, loaded verify.Loa
 	if rc.lookup != nil {
 		res, found, err := rc.lookup.Lookup(ctx, key)
 		switch {
+		case errors.Is(err, ErrNoLookupRoute) && loaded.Present:
+			// The processor speaks the as-is API (it may switch at
+			// runtime): the statement decides.
 		case err != nil:
 			rep.Errors++
 			return "", fmt.Sprintf("lookup failed: %v", err)
@@ -375,8 +378,9 @@ func (rc *Reconciler) decide(ctx context.Context, c candidate, loaded verify.Loa
 		case c.KeyAlive:
 			return payment.StatusFailed, "reconciled: not executed by processor (lookup by key: not found)"
 		}
-		// The key may have expired: fall through to the statement.
-		if !loaded.Present {
+		// No lookup route, or the key may have expired: fall through to
+		// the statement.
+		if err == nil && !loaded.Present {
 			return "", "not found by key, but older than the processor's key retention, and no statement to check"
 		}
 	}

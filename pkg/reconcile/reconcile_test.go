@@ -416,3 +416,20 @@ func TestWatch(t *testing.T) {
 		t.Errorf("passes: %+v", passes)
 	}
 }
+
+func TestNoLookupRouteFallsBackToStatement(t *testing.T) {
+	t.Parallel()
+	old := 10 * time.Minute
+	pool := seed(t, []unknownPayment{{601, -300, old + time.Second, old}, {602, -400, old, old}})
+	srv := httptest.NewServer(http.NotFoundHandler()) // as-is: no /v2 routes
+	t.Cleanup(srv.Close)
+	stmt := verify.SliceStatement{{Seq: 1, ID: "pay_1", UserID: user, Amount: -300, API: "as-is", ExecutedAt: time.Now().Add(-old)}}
+	rep, err := reconcile.New(pool, stmt, &reconcile.HTTPLookup{BaseURL: srv.URL}, reconcile.DefaultConfig()).Run(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := readState(t, pool)
+	if got.Payments[601].Status != "succeeded" || got.Payments[602].Status != "failed" || rep.Errors != 0 {
+		t.Errorf("payments %+v\n%s", got.Payments, text(rep))
+	}
+}
