@@ -243,6 +243,8 @@ func Start(ctx context.Context, cfg Config, opts Options, out io.Writer) (_ *Sta
 			"PROCESSOR_RATE_LIMIT=" + strconv.Itoa(cfg.ProcessorLimit)}},
 		{name: "status-consumer", env: []string{"OPS_ADDR=" + cfg.StatusOps}},
 		{name: "gateway", env: []string{"HTTP_ADDR=" + cfg.GatewayAddr}},
+		// The periodic reconciliation job: resolves unknown payments, reports mismatches.
+		{name: "financectl", args: []string{"reconcile", "--watch", "30s", "--processor-url", simURL}},
 	}
 	for _, p := range procs {
 		p.path = filepath.Join(cfg.BinDir, p.name)
