@@ -211,23 +211,24 @@ func (c *Consumer) handle(ctx context.Context, rec *kgo.Record) error {
 		return c.deadLetter(ctx, rec, o, rejectInvalid, err, 1, firstSeen)
 	}
 
-	var (
-		res      store.Result
-		attempts int
-	)
-	err = c.retry(ctx, "apply", func(ctx context.Context) error {
-		attempts++
-		start := time.Now()
-		r, err := c.store.ApplyOutcome(ctx, o)
-		c.m.applyDuration.Observe(time.Since(start).Seconds())
-		if reason := permanentReason(err); reason != "" {
-			return backoff.Permanent(err)
-		}
-		res = r
-		return err
-	})
+	res, attempts, err := c.apply(ctx, o)
 	if reason := permanentReason(err); reason != "" {
-		return c.deadLetter(ctx, rec, o, reason, err, attempts, firstSeen)
+		if err := c.deadLetter(ctx, rec, o, reason, err, attempts, firstSeen); err != nil {
+			return err
+		}
+		if reason != rejectConstraint || o.Status == payment.StatusUnknown {
+			return nil // no payment of this user to mark
+		}
+		// The payment is this user's but its outcome cannot be applied:
+		// it shows unknown, never failed, until reconciliation or a replay
+		// of the dead letter resolves it.
+		o = store.Outcome{PaymentID: o.PaymentID, UserID: o.UserID, Status: payment.StatusUnknown,
+			Reason: fmt.Sprintf("outcome %s dead-lettered: %v", o.Status, err)}
+		res, _, err = c.apply(ctx, o)
+		if permanentReason(err) != "" {
+			c.logger.ErrorContext(ctx, "mark dead-lettered payment unknown", "payment_id", o.PaymentID, "err", err)
+			return nil
+		}
 	}
 	if err != nil {
 		c.m.deferred.WithLabelValues("apply").Inc()
@@ -270,6 +271,28 @@ func (c *Consumer) handle(ctx context.Context, rec *kgo.Record) error {
 	}
 	c.m.events.WithLabelValues(strconv.FormatBool(res.Change != store.Applied)).Inc()
 	return nil
+}
+
+// apply applies o in PostgreSQL, retrying transient errors, and returns
+// what changed and how many attempts it took. Permanent errors (see
+// permanentReason) are returned at once.
+func (c *Consumer) apply(ctx context.Context, o store.Outcome) (store.Result, int, error) {
+	var (
+		res      store.Result
+		attempts int
+	)
+	err := c.retry(ctx, "apply", func(ctx context.Context) error {
+		attempts++
+		start := time.Now()
+		r, err := c.store.ApplyOutcome(ctx, o)
+		c.m.applyDuration.Observe(time.Since(start).Seconds())
+		if reason := permanentReason(err); reason != "" {
+			return backoff.Permanent(err)
+		}
+		res = r
+		return err
+	})
+	return res, attempts, err
 }
 
 // retry runs op until it succeeds, returns a permanent error, RetryTimeout

@@ -3,6 +3,7 @@ package consumer
 import (
 	"context"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -107,9 +108,14 @@ func TestConsumerDeadLettersPoisonRecords(t *testing.T) {
 		outcome(100000, 7, succeeded, ""),                                          // fine, after all of them
 	)
 
-	// The partition kept flowing: the last outcome was applied and emitted.
-	ev := h.events(t, 1)
-	if diff := cmp.Diff([]*financev1.PaymentEvent{event(100000, 7, -3000, "succeeded", "", 7000, 0, 3)}, ev,
+	// The partition kept flowing: the last outcome was applied and emitted,
+	// after the payment whose outcome broke a constraint was marked unknown.
+	ev := h.events(t, 2)
+	unknownReason := ev[0].GetReason()
+	if diff := cmp.Diff([]*financev1.PaymentEvent{
+		event(100001, 7, -50000, "unknown", unknownReason, startBal, 3000, 3),
+		event(100000, 7, -3000, "succeeded", "", 7000, 0, 4),
+	}, ev,
 		protocmp.Transform(), protocmp.IgnoreFields(&financev1.PaymentEvent{}, "occurred_at")); diff != "" {
 		t.Errorf("events (-want +got):\n%s", diff)
 	}
@@ -147,9 +153,12 @@ func TestConsumerDeadLettersPoisonRecords(t *testing.T) {
 	}
 	if diff := cmp.Diff(map[int64]paymentState{
 		100000: {Status: "succeeded", Entries: 1},
-		100001: {Status: "accepted"},
+		100001: {Status: "unknown", FailureReason: unknownReason},
 	}, h.payments(t)); diff != "" {
 		t.Errorf("payments (-want +got):\n%s", diff)
+	}
+	if !strings.Contains(unknownReason, "outcome succeeded dead-lettered") || !strings.Contains(unknownReason, "wallets_available_not_negative") {
+		t.Errorf("unknown reason = %q, want the dead-lettered outcome and the violated constraint", unknownReason)
 	}
 
 	// Everything was committed: a consumer started now reads nothing again.
