@@ -87,3 +87,10 @@ bench: ## Run the Go benchmarks of every module.
 .PHONY: clean
 clean: ## Remove built binaries (keeps .run/ state: broker data, private PostgreSQL).
 	rm -rf $(BIN)
+
+.PHONY: bench-dispatcher
+bench-dispatcher: ## Dispatcher drain benchmark: 50,000 payments against processor-sim (L=300/s) with 1 and 2 replicas, L unknown, idle delay (~10 min).
+	@mkdir -p $(BIN)
+	go build -o $(BIN)/dispatcher ./services/dispatcher
+	go build -o $(BIN)/processor-sim ./services/processor-sim
+	go run ./services/dispatcher/cmd/benchdispatch -dispatcher $(BIN)/dispatcher -sim $(BIN)/processor-sim $(BENCH_FLAGS)

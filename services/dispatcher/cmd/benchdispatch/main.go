@@ -1,0 +1,562 @@
+// Command benchdispatch measures the dispatcher against the real processor
+// simulator: a burst of payments queued in an in-process Kafka-protocol
+// cluster (kfake, over TCP) drained by 1 and by 2 dispatcher processes with
+// the processor's limit L configured, by 1 process with L unknown, and the
+// delay the dispatcher adds when the system is idle. It prints one report
+// per scenario. `make bench-dispatcher` builds the binaries and runs it.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/finsvc/finance/pkg/kafka"
+	financev1 "github.com/finsvc/finance/proto/finance/v1"
+)
+
+type options struct {
+	dispatcher, sim string
+	payments, users int
+	limit           int
+	partitions      int
+	scenarios       string
+	unknownPayments int
+	idlePayments    int
+	logDir          string
+}
+
+func main() {
+	var o options
+	flag.StringVar(&o.dispatcher, "dispatcher", "bin/dispatcher", "dispatcher binary")
+	flag.StringVar(&o.sim, "sim", "bin/processor-sim", "processor-sim binary")
+	flag.IntVar(&o.payments, "payments", 50000, "payments in the burst")
+	flag.IntVar(&o.users, "users", 5000, "users the burst is spread over")
+	flag.IntVar(&o.limit, "limit", 300, "the processor's limit L (SIM_RATE_LIMIT)")
+	flag.IntVar(&o.partitions, "partitions", kafka.DefaultPartitions, "partitions of each topic")
+	flag.StringVar(&o.scenarios, "scenarios", "idle,one,two,unknown", "scenarios to run, comma separated")
+	flag.IntVar(&o.unknownPayments, "unknown-payments", 50000, "payments in the burst of the L-unknown scenario")
+	flag.IntVar(&o.idlePayments, "idle-payments", 500, "payments sent one at a time in the idle scenario")
+	flag.StringVar(&o.logDir, "logs", "", "directory for the processes' logs (default: a temporary one)")
+	flag.Parse()
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, o); err != nil {
+		fmt.Fprintln(os.Stderr, "benchdispatch:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, o options) error {
+	if o.logDir == "" {
+		d, err := os.MkdirTemp("", "benchdispatch-")
+		if err != nil {
+			return err
+		}
+		o.logDir = d
+	}
+	fmt.Printf("benchdispatch: L=%d/s, sim latency p50 100ms p99 1s, %d partitions, logs in %s\n", o.limit, o.partitions, o.logDir)
+	for _, s := range strings.Split(o.scenarios, ",") {
+		var err error
+		switch strings.TrimSpace(s) {
+		case "idle":
+			err = idle(ctx, o)
+		case "one":
+			err = drain(ctx, o, "one replica, L configured", 1, o.limit, o.payments)
+		case "two":
+			err = drain(ctx, o, "two replicas, L configured", 2, o.limit, o.payments)
+		case "unknown":
+			err = drain(ctx, o, "one replica, L unknown (PROCESSOR_RATE_LIMIT=0)", 1, 0, o.unknownPayments)
+		default:
+			err = fmt.Errorf("unknown scenario %q", s)
+		}
+		if err != nil {
+			return fmt.Errorf("scenario %s: %w", s, err)
+		}
+	}
+	return nil
+}
+
+// env is one scenario's cluster and simulator.
+type env struct {
+	o       options
+	cluster *kfake.Cluster
+	brokers []string
+	simURL  string
+	procs   []*exec.Cmd
+	logs    []*os.File
+}
+
+func start(ctx context.Context, o options, name string) (*env, error) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(int32(o.partitions), kafka.Topics()...))
+	if err != nil {
+		return nil, err
+	}
+	e := &env{o: o, cluster: c, brokers: c.ListenAddrs()}
+	addr, err := freeAddr()
+	if err != nil {
+		e.close()
+		return nil, err
+	}
+	e.simURL = "http://" + addr
+	if err := e.spawn(o.sim, name+"-sim", "HTTP_ADDR="+addr, "LOG_LEVEL=warn",
+		"SIM_RATE_LIMIT="+strconv.Itoa(o.limit), "SIM_LATENCY_P50=100ms", "SIM_LATENCY_P99=1s"); err != nil {
+		e.close()
+		return nil, err
+	}
+	if err := waitHTTP(ctx, e.simURL+"/healthz"); err != nil {
+		e.close()
+		return nil, err
+	}
+	return e, nil
+}
+
+func (e *env) spawn(bin, name string, environ ...string) error {
+	f, err := os.Create(filepath.Join(e.o.logDir, name+".log"))
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(bin)
+	cmd.Env = append(os.Environ(), environ...)
+	cmd.Stdout, cmd.Stderr = f, f
+	if err := cmd.Start(); err != nil {
+		f.Close()
+		return fmt.Errorf("start %s: %w", bin, err)
+	}
+	e.procs = append(e.procs, cmd)
+	e.logs = append(e.logs, f)
+	return nil
+}
+
+// dispatcher starts replica i and returns its ops address.
+func (e *env) dispatcher(name string, i, limit int) (string, error) {
+	ops, err := freeAddr()
+	if err != nil {
+		return "", err
+	}
+	err = e.spawn(e.o.dispatcher, fmt.Sprintf("%s-dispatcher-%d", name, i),
+		"KAFKA_BROKERS="+strings.Join(e.brokers, ","), "OPS_ADDR="+ops, "PROCESSOR_URL="+e.simURL,
+		"PROCESSOR_RATE_LIMIT="+strconv.Itoa(limit), "LOG_LEVEL=info",
+		"DISPATCHER_TRANSACTIONAL_ID="+fmt.Sprintf("bench-%s-%d", name, i))
+	return ops, err
+}
+
+func (e *env) close() {
+	for _, p := range slices.Backward(e.procs) {
+		_ = p.Process.Signal(syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { _ = p.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(40 * time.Second):
+			_ = p.Process.Kill()
+			<-done
+		}
+	}
+	for _, f := range e.logs {
+		f.Close()
+	}
+	e.cluster.Close()
+}
+
+// waitOwned waits until the replicas together own every partition, each
+// at least one.
+func (e *env) waitOwned(ctx context.Context, ops []string) error {
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		sum, all := 0.0, true
+		for _, a := range ops {
+			v, err := metric(a, "dispatcher_partitions_owned")
+			if err != nil || v < 1 {
+				all = false
+			}
+			sum += v
+		}
+		if all && int(sum) == e.o.partitions {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("replicas own %v partitions, want %d", sum, e.o.partitions)
+		}
+		if err := sleep(ctx, 200*time.Millisecond); err != nil {
+			return err
+		}
+	}
+}
+
+// burst produces n payments for users 1..users, ids 1..n, user by user in
+// each round, the way concurrent clients would send them.
+func (e *env) burst(ctx context.Context, n, users int) error {
+	cl, err := kafka.NewClient(e.brokers, slog.New(slog.DiscardHandler), kgo.MaxBufferedRecords(100000))
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	var firstErr error
+	for id := 1; id <= n; id++ {
+		user := int64((id-1)%users + 1)
+		v, err := proto.Marshal(&financev1.PaymentRequested{PaymentId: int64(id), UserId: user, MerchantId: 1, Amount: -int64(100 + id%900)})
+		if err != nil {
+			return err
+		}
+		cl.Produce(ctx, &kgo.Record{Topic: kafka.TopicRequested, Key: kafka.UserKey(user), Value: v}, func(_ *kgo.Record, err error) {
+			if err != nil && firstErr == nil {
+				firstErr = err
+			}
+		})
+	}
+	if err := cl.Flush(ctx); err != nil {
+		return err
+	}
+	return firstErr
+}
+
+type execution struct {
+	Seq            int64     `json:"seq"`
+	IdempotencyKey string    `json:"idempotency_key"`
+	UserID         int64     `json:"user_id"`
+	Reference      string    `json:"reference"`
+	ExecutedAt     time.Time `json:"executed_at"`
+}
+
+type stats struct {
+	Calls       int64 `json:"calls"`
+	Executed    int64 `json:"executed"`
+	Declined    int64 `json:"declined"`
+	Replayed    int64 `json:"replayed"`
+	RateLimited int64 `json:"rate_limited"`
+}
+
+func (e *env) stats() (stats, error) {
+	var s stats
+	return s, getJSON(e.simURL+"/sim/stats", &s)
+}
+
+func (e *env) executions() ([]execution, error) {
+	var body struct {
+		Executions []execution `json:"executions"`
+	}
+	err := getJSON(e.simURL+"/sim/executions", &body)
+	slices.SortFunc(body.Executions, func(a, b execution) int { return int(a.Seq - b.Seq) })
+	return body.Executions, err
+}
+
+// drain runs one burst scenario.
+func drain(ctx context.Context, o options, title string, replicas, limit, n int) error {
+	name := fmt.Sprintf("drain-%d-%d", replicas, limit)
+	fmt.Printf("\n== %s: %d payments for %d users\n", title, n, o.users)
+	e, err := start(ctx, o, name)
+	if err != nil {
+		return err
+	}
+	defer e.close()
+	var ops []string
+	for i := range replicas {
+		a, err := e.dispatcher(name, i, limit)
+		if err != nil {
+			return err
+		}
+		ops = append(ops, a)
+	}
+	if err := e.waitOwned(ctx, ops); err != nil {
+		return err
+	}
+	begin := time.Now()
+	if err := e.burst(ctx, n, o.users); err != nil {
+		return err
+	}
+	fmt.Printf("burst queued in %v\n", time.Since(begin).Round(time.Millisecond))
+
+	// Progress every 10 s until every payment executed.
+	last := time.Now()
+	var peakShare []float64
+	for {
+		s, err := e.stats()
+		if err != nil {
+			return err
+		}
+		if s.Executed+s.Declined >= int64(n) {
+			break
+		}
+		if time.Since(last) >= 10*time.Second {
+			last = time.Now()
+			var rates []string
+			for _, a := range ops {
+				r, _ := metric(a, "dispatcher_pacer_rate_per_second")
+				sh, _ := metric(a, "dispatcher_pacer_share_per_second")
+				rates = append(rates, fmt.Sprintf("rate %.0f share %.0f", r, sh))
+				peakShare = append(peakShare, sh)
+			}
+			fmt.Printf("  t=%3.0fs executed %6d  429s %5d  %s\n", time.Since(begin).Seconds(), s.Executed, s.RateLimited, strings.Join(rates, " | "))
+		}
+		if time.Since(begin) > time.Duration(float64(n)/float64(o.limit)*3+120)*time.Second {
+			return fmt.Errorf("drain did not finish: %d of %d executed", s.Executed+s.Declined, n)
+		}
+		if err := sleep(ctx, 250*time.Millisecond); err != nil {
+			return err
+		}
+	}
+	wall := time.Since(begin)
+	s, err := e.stats()
+	if err != nil {
+		return err
+	}
+	execs, err := e.executions()
+	if err != nil {
+		return err
+	}
+	violations, dups := orderViolations(execs)
+	first, lastAt := execs[0].ExecutedAt, execs[len(execs)-1].ExecutedAt
+	span := lastAt.Sub(first).Seconds()
+	tput := float64(len(execs)-1) / span
+	fmt.Printf("executed %d (declined %d) in %.1f s (first to last execution); wall clock from the burst %.1f s\n", len(execs), s.Declined, span, wall.Seconds())
+	fmt.Printf("drain throughput %.1f/s = %.3f x L\n", tput, tput/float64(o.limit))
+	if limit == 0 {
+		after := first.Add(10 * time.Second)
+		k := 0
+		for _, x := range execs {
+			if !x.ExecutedAt.Before(after) {
+				k++
+			}
+		}
+		t10 := float64(k-1) / lastAt.Sub(after).Seconds()
+		fmt.Printf("after the first 10 s: %.1f/s = %.3f x L\n", t10, t10/float64(o.limit))
+	}
+	fmt.Printf("processor calls %d, 429s %d, replays %d\n", s.Calls, s.RateLimited, s.Replayed)
+	fmt.Printf("per-user order violations %d, payments executed twice %d\n", violations, dups)
+
+	// Every payment has exactly one committed final outcome.
+	finals, err := e.outcomes(ctx, n)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("committed final outcomes %d (distinct payments %d)\n", finals.total, finals.distinct)
+	return nil
+}
+
+// orderViolations counts, per user, executions of a payment id lower than
+// one executed before it (ids were queued in increasing order per user),
+// and payments executed more than once.
+func orderViolations(execs []execution) (violations, dups int) {
+	lastByUser := map[int64]int64{}
+	seen := map[string]bool{}
+	for _, x := range execs {
+		if seen[x.IdempotencyKey] {
+			dups++
+			continue
+		}
+		seen[x.IdempotencyKey] = true
+		id, err := strconv.ParseInt(x.Reference, 10, 64)
+		if err != nil {
+			continue
+		}
+		if id < lastByUser[x.UserID] {
+			violations++
+		}
+		lastByUser[x.UserID] = max(lastByUser[x.UserID], id)
+	}
+	return violations, dups
+}
+
+type finalCount struct{ total, distinct int }
+
+// outcomes reads payments.outcomes with read_committed until n distinct
+// payments have a final outcome, or 60 s pass.
+func (e *env) outcomes(ctx context.Context, n int) (finalCount, error) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(e.brokers...), kgo.ConsumeTopics(kafka.TopicOutcomes),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		return finalCount{}, err
+	}
+	defer cl.Close()
+	ids := map[int64]bool{}
+	var c finalCount
+	rctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	for len(ids) < n && rctx.Err() == nil {
+		cl.PollFetches(rctx).EachRecord(func(r *kgo.Record) {
+			var o financev1.PaymentOutcome
+			if proto.Unmarshal(r.Value, &o) != nil || o.GetStatus() == financev1.OutcomeStatus_OUTCOME_STATUS_PROCESSING {
+				return
+			}
+			c.total++
+			ids[o.GetPaymentId()] = true
+		})
+	}
+	c.distinct = len(ids)
+	return c, nil
+}
+
+// idle measures the delay the dispatcher adds at low load: payments are
+// produced one at a time and the simulator, with its latency off, records
+// when each call arrived.
+func idle(ctx context.Context, o options) error {
+	fmt.Printf("\n== idle: %d payments one at a time, 20 ms apart, simulator latency 0\n", o.idlePayments)
+	e, err := start(ctx, o, "idle")
+	if err != nil {
+		return err
+	}
+	defer e.close()
+	if err := putJSON(e.simURL+"/sim/config", `{"latency_p50":"0s","latency_p99":"0s"}`); err != nil {
+		return err
+	}
+	a, err := e.dispatcher("idle", 0, o.limit)
+	if err != nil {
+		return err
+	}
+	if err := e.waitOwned(ctx, []string{a}); err != nil {
+		return err
+	}
+	cl, err := kafka.NewClient(e.brokers, slog.New(slog.DiscardHandler))
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	available := map[string]time.Time{}
+	for i := 1; i <= o.idlePayments; i++ {
+		user := int64(i%50 + 1)
+		v, _ := proto.Marshal(&financev1.PaymentRequested{PaymentId: int64(i), UserId: user, MerchantId: 1, Amount: -100})
+		if err := cl.ProduceSync(ctx, &kgo.Record{Topic: kafka.TopicRequested, Key: kafka.UserKey(user), Value: v}).FirstErr(); err != nil {
+			return err
+		}
+		// The record is available to consumers once the broker acked it.
+		available[strconv.Itoa(i)] = time.Now()
+		if err := sleep(ctx, 20*time.Millisecond); err != nil {
+			return err
+		}
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	var execs []execution
+	for {
+		execs, err = e.executions()
+		if err != nil {
+			return err
+		}
+		if len(execs) >= o.idlePayments || time.Now().After(deadline) {
+			break
+		}
+		if err := sleep(ctx, 200*time.Millisecond); err != nil {
+			return err
+		}
+	}
+	var delays []float64
+	for _, x := range execs {
+		if t, ok := available[x.Reference]; ok {
+			delays = append(delays, x.ExecutedAt.Sub(t).Seconds()*1000)
+		}
+	}
+	if len(delays) == 0 {
+		return errors.New("no executions")
+	}
+	slices.Sort(delays)
+	q := func(p float64) float64 { return delays[int(math.Ceil(p*float64(len(delays))))-1] }
+	fmt.Printf("delay from record available (produce acked) to processor call, %d payments: p50 %.1f ms, p99 %.1f ms, max %.1f ms\n",
+		len(delays), q(0.5), q(0.99), delays[len(delays)-1])
+	return nil
+}
+
+func metric(addr, name string) (float64, error) {
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, name+" "); ok {
+			return strconv.ParseFloat(strings.TrimSpace(rest), 64)
+		}
+	}
+	return 0, fmt.Errorf("metric %s not found", name)
+}
+
+func getJSON(url string, v any) error {
+	resp, err := http.Get(url)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	return json.NewDecoder(resp.Body).Decode(v)
+}
+
+func putJSON(url, body string) error {
+	req, err := http.NewRequest(http.MethodPut, url, strings.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(resp.Body)
+		return fmt.Errorf("PUT %s: %s %s", url, resp.Status, b)
+	}
+	return nil
+}
+
+func waitHTTP(ctx context.Context, url string) error {
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		resp, err := http.Get(url)
+		if err == nil {
+			resp.Body.Close()
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s not up: %w", url, err)
+		}
+		if err := sleep(ctx, 50*time.Millisecond); err != nil {
+			return err
+		}
+	}
+}
+
+func freeAddr() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
