@@ -1,0 +1,139 @@
+package cli_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// startProcessorSim builds and starts the real processor-sim on a free port,
+// without latency, and returns its URL.
+func startProcessorSim(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "processor-sim")
+	build := exec.Command("go", "build", "-o", bin, ".")
+	build.Dir = filepath.Join("..", "..", "..", "processor-sim")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build processor-sim: %v\n%s", err, out)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	cmd := exec.Command(bin)
+	cmd.Env = append(os.Environ(), "HTTP_ADDR="+addr, "SIM_LATENCY_P50=0s", "SIM_LATENCY_P99=0s", "LOG_LEVEL=error")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	url := "http://" + addr
+	for i := 0; ; i++ {
+		resp, err := http.Get(url + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return url
+			}
+		}
+		if i == 100 {
+			t.Fatalf("processor-sim at %s not healthy: %v", url, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func simCall(t *testing.T, method, url, key, body string) {
+	t.Helper()
+	req, _ := http.NewRequest(method, url, strings.NewReader(body))
+	if key != "" {
+		req.Header.Set("Idempotency-Key", key)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("%s %s: HTTP %d", method, url, resp.StatusCode)
+	}
+}
+
+// TestReconcileAgainstProcessorSim runs reconcile and verify against the
+// real simulator: its statement and lookup formats, both APIs.
+func TestReconcileAgainstProcessorSim(t *testing.T) {
+	t.Parallel()
+	sim := startProcessorSim(t)
+	env, url := demoDB(t)
+	pool := openPool(t, url)
+	ctx := context.Background()
+	status := func(id int64) string {
+		var s string
+		if err := pool.QueryRow(ctx, `SELECT status FROM payments WHERE id = $1`, id).Scan(&s); err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	unknown := func(user int64, updatedAgo string, ps ...[2]int64) {
+		t.Helper()
+		var held int64
+		for _, p := range ps {
+			held -= p[1]
+			if _, err := pool.Exec(ctx, fmt.Sprintf(`
+				INSERT INTO payments (id, user_id, merchant_id, amount, status, idempotency_key, request_hash, hold, failure_reason, created_at, updated_at)
+				VALUES (%[1]d, %[2]d, 4593, %[3]d, 'unknown', 'k-%[1]d', 'h', %[4]d, 'timeout', now() - interval '%[5]s' - interval '1 second', now() - interval '%[5]s')`,
+				p[0], user, p[1], -p[1], updatedAgo)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := pool.Exec(ctx, `UPDATE wallets SET held = held + $2 WHERE user_id = $1`, user, held); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// Proposed API: executed, declined, never sent.
+	unknown(1001, "5 minutes", [2]int64{300001, -500}, [2]int64{300002, -300}, [2]int64{300003, -900})
+	simCall(t, http.MethodPost, sim+"/v2/payments", "payment-300001", `{"user_id":1001,"amount":-500,"reference":"300001"}`)
+	simCall(t, http.MethodPut, sim+"/sim/config", "", `{"decline_rate":1}`)
+	simCall(t, http.MethodPost, sim+"/v2/payments", "payment-300003", `{"user_id":1001,"amount":-900,"reference":"300003"}`)
+
+	if r := run(t, env, "verify", "--processor-url", sim); r.code != 1 || !strings.Contains(r.stdout, "executed_not_succeeded     1") {
+		t.Errorf("verify before reconciling: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if r := run(t, env, "reconcile", "--processor-url", sim); r.code != 0 {
+		t.Fatalf("reconcile: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	for id, want := range map[int64]string{300001: "succeeded", 300002: "failed", 300003: "failed"} {
+		if got := status(id); got != want {
+			t.Errorf("payment %d is %s, want %s", id, got, want)
+		}
+	}
+
+	// As-is API: one execution per amount, but two payments of -250.
+	simCall(t, http.MethodPut, sim+"/sim/config", "", `{"decline_rate":0,"api":"as-is"}`)
+	unknown(1002, "1.5 seconds", [2]int64{300004, -700}, [2]int64{300005, -250}, [2]int64{300006, -250})
+	simCall(t, http.MethodPost, sim+"/payment", "", `{"user_id":1002,"amount":-700}`)
+	simCall(t, http.MethodPost, sim+"/payment", "", `{"user_id":1002,"amount":-250}`)
+	time.Sleep(time.Second) // the windows (1.5 s ago + 1 s + 1 s) close
+	r := run(t, env, "reconcile", "--processor-url", sim, "--safety-bound", "1s", "--clock-skew", "1s")
+	if r.code != 0 {
+		t.Fatalf("reconcile as-is: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	for id, want := range map[int64]string{300004: "succeeded", 300005: "unknown", 300006: "unknown"} {
+		if got := status(id); got != want {
+			t.Errorf("payment %d is %s, want %s\n%s", id, got, want, r.stdout)
+		}
+	}
+	if r := run(t, env, "verify", "--processor-url", sim); r.code != 0 {
+		t.Errorf("verify after reconciling: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+}
