@@ -13,11 +13,13 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"golang.org/x/time/rate"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/finsvc/finance/pkg/kafka"
@@ -36,8 +38,18 @@ type fakeProcessor struct {
 	// gate, when set, then holds every call until it is closed.
 	started chan int64
 	gate    chan struct{}
+	// limiter, when set, answers 429 above its rate; outage answers 503.
+	limiter *rate.Limiter
+	outage  atomic.Bool
+	// holdUser's first call waits for holdGate.
+	holdUser int64
+	holdGate chan struct{}
 
-	mu       sync.Mutex
+	mu          sync.Mutex
+	active      int // calls being answered
+	maxActive   int
+	rateLimited int
+	outaged     int
 	order    map[int64][]int64 // user → payment ids in call order
 	calls    map[int64]int     // payment id → calls
 	executed map[int64]string  // payment id → processor ref
@@ -72,6 +84,36 @@ func (f *fakeProcessor) serve(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusBadRequest)
 		_, _ = io.WriteString(w, `{"error":"wrong idempotency key"}`)
 		return
+	}
+	if f.outage.Load() {
+		f.mu.Lock()
+		f.outaged++
+		f.mu.Unlock()
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = io.WriteString(w, `{"error":"outage"}`)
+		return
+	}
+	if f.limiter != nil && !f.limiter.Allow() {
+		f.mu.Lock()
+		f.rateLimited++
+		f.mu.Unlock()
+		w.Header().Set("Retry-After", "1")
+		w.WriteHeader(http.StatusTooManyRequests)
+		_, _ = io.WriteString(w, `{"error":"rate_limited"}`)
+		return
+	}
+	f.mu.Lock()
+	f.active++
+	f.maxActive = max(f.maxActive, f.active)
+	hold := f.holdGate != nil && body.UserID == f.holdUser && len(f.order[body.UserID]) == 0
+	f.mu.Unlock()
+	defer func() {
+		f.mu.Lock()
+		f.active--
+		f.mu.Unlock()
+	}()
+	if hold {
+		<-f.holdGate
 	}
 	f.mu.Lock()
 	f.order[body.UserID] = append(f.order[body.UserID], id)

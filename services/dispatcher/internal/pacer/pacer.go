@@ -315,8 +315,8 @@ func (w *window) rate(now time.Time) float64 {
 	n, secs := 0, 0
 	cur := now.Unix()
 	for i := int64(1); i < int64(len(w.buckets)); i++ {
-		if time.Unix(cur-i+1, 0).Before(w.started) {
-			break
+		if cur-i < w.started.Unix() {
+			break // before the first call
 		}
 		n += w.buckets[(cur-i)%int64(len(w.buckets))]
 		secs++
