@@ -50,9 +50,9 @@ type fakeProcessor struct {
 	maxActive   int
 	rateLimited int
 	outaged     int
-	order    map[int64][]int64 // user → payment ids in call order
-	calls    map[int64]int     // payment id → calls
-	executed map[int64]string  // payment id → processor ref
+	order       map[int64][]int64 // user → payment ids in call order
+	calls       map[int64]int     // payment id → calls
+	executed    map[int64]string  // payment id → processor ref
 }
 
 func newFakeProcessor(t *testing.T, slow func(int64) bool) (*fakeProcessor, string) {
