@@ -5,6 +5,7 @@ go 1.26.8
 require (
 	github.com/finsvc/finance/pkg v0.0.0
 	github.com/jackc/pgx/v5 v5.12.0
+	golang.org/x/time v0.16.0
 )
 
 require (

@@ -49,7 +49,7 @@ func Main(ctx context.Context, args []string, getenv func(string) string, stdout
 		}
 		return p.stop(ctx)
 	default:
-		return fmt.Errorf("unknown command %q; want run, ensure-postgres or stop-postgres", cmd)
+		return fmt.Errorf("unknown command %q; want run, chaos, ensure-postgres or stop-postgres", cmd)
 	}
 }
 
@@ -116,6 +116,14 @@ func (st *Stack) Logf(format string, args ...any) { st.services.logf(format, arg
 // Financectl runs financectl with the services' environment, its output to out.
 func (st *Stack) Financectl(ctx context.Context, out io.Writer, args ...string) error {
 	return runTool(ctx, out, filepath.Join(st.cfg.BinDir, "financectl"), st.env, args...)
+}
+
+// Command returns a command running one of the built binaries (financectl)
+// with the services' environment.
+func (st *Stack) Command(ctx context.Context, name string, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, filepath.Join(st.cfg.BinDir, name), args...)
+	cmd.Env = append(os.Environ(), st.env...)
+	return cmd
 }
 
 // Close stops the services, then the broker, then a private PostgreSQL.

@@ -1,0 +1,420 @@
+package chaos
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/finsvc/finance/pkg/verify"
+	"github.com/finsvc/finance/services/devstack/internal/stack"
+)
+
+// Report is the outcome of one chaos run.
+type Report struct {
+	Config     Config    `json:"config"`
+	StartedAt  time.Time `json:"started_at"`
+	FinishedAt time.Time `json:"finished_at"`
+
+	TrafficSeconds float64 `json:"traffic_seconds"`
+	DrainSeconds   float64 `json:"drain_seconds"`
+	DrainTimedOut  bool    `json:"drain_timed_out"`
+
+	// What the clients did and were told.
+	Sent       int            `json:"sent"`
+	Attempts   int            `json:"attempts"`
+	Accepted   int            `json:"accepted"`   // 202 or 200 with a payment id
+	Rejected   int            `json:"rejected"`   // 422
+	GaveUp     int            `json:"gave_up"`    // no final answer within the client's bound
+	Unexpected int            `json:"unexpected"` // 4xx other than 409/422/429
+	Resent     int            `json:"resent"`     // sent twice on purpose with the same key
+	Insuff     int            `json:"insufficient_funds"`
+	Problems   map[string]int `json:"rejections"` // 422 problem types
+
+	Kills   map[string]int  `json:"kills"`
+	Starts  []serviceStarts `json:"starts"`
+	Faults  map[string]int  `json:"broker_faults"`
+	Outages []outage        `json:"outages"`
+
+	// What the pipeline made of it, after the drain and reconcile.
+	ByStatus          map[string]int64 `json:"by_status"`
+	Executions        int64            `json:"processor_executions"`
+	ReconcilePasses   int              `json:"reconcile_passes"`
+	ReconcileResolved int64            `json:"reconcile_resolved"`
+	ReconcileNote     string           `json:"reconcile_note,omitempty"`
+
+	// The verdict. Each must be 0.
+	Lost                  int64    `json:"lost"`
+	PaidTwice             int64    `json:"paid_twice"`
+	BalanceMismatches     int64    `json:"balance_mismatches"`
+	Overdrafts            int64    `json:"overdrafts"`
+	Stuck                 int64    `json:"stuck"`
+	Unknown               int64    `json:"unknown"`
+	IdempotencyViolations int64    `json:"idempotency_violations"`
+	KillsShort            []string `json:"kills_short,omitempty"` // services killed fewer times than asked
+
+	// Examples of what went wrong, for a human to follow up.
+	Examples []string       `json:"examples,omitempty"`
+	Verify   *verify.Report `json:"verify,omitempty"`
+}
+
+type serviceStarts struct {
+	Service string `json:"service"`
+	Starts  int    `json:"starts"`
+}
+
+type outage struct {
+	At      time.Time `json:"at"`
+	Seconds float64   `json:"seconds"`
+}
+
+// OK reports whether the run found nothing wrong.
+func (r *Report) OK() bool {
+	return r.Lost == 0 && r.PaidTwice == 0 && r.BalanceMismatches == 0 && r.Overdrafts == 0 &&
+		r.Stuck == 0 && r.Unknown == 0 && r.IdempotencyViolations == 0 && r.Unexpected == 0 &&
+		len(r.KillsShort) == 0 && !r.DrainTimedOut && r.Verify != nil && r.Verify.OK()
+}
+
+// drain waits until no payment is accepted or processing and the outbox is
+// empty, or timeout.
+func drain(ctx context.Context, pool *pgxpool.Pool, timeout time.Duration, logf func(string, ...any)) error {
+	deadline := time.Now().Add(timeout)
+	lastLog := time.Time{}
+	for {
+		var inflight, outbox int64
+		err := pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM payments WHERE status IN ('accepted','processing')),
+			(SELECT count(*) FROM outbox)`).Scan(&inflight, &outbox)
+		if err == nil && inflight == 0 && outbox == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("drain: %d payments still in flight and %d outbox rows after %v (err %v)", inflight, outbox, timeout, err)
+		}
+		if time.Since(lastLog) > 10*time.Second {
+			logf("draining: %d in flight, %d in the outbox", inflight, outbox)
+			lastLog = time.Now()
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// reconcileResult is the part of `financectl reconcile --json` we read.
+type reconcileResult struct {
+	Unknown   int64 `json:"unknown"`
+	Succeeded int64 `json:"succeeded"`
+	Failed    int64 `json:"failed"`
+	Left      int64 `json:"left"`
+}
+
+// reconcile runs `financectl reconcile` until no unknown payment is left
+// that it could still resolve: a payment that became unknown less than its
+// safety bound ago is left for a later pass.
+func reconcile(ctx context.Context, st *stack.Stack, rep *Report, logf func(string, ...any)) error {
+	help := st.Command(ctx, "financectl", "help", "reconcile")
+	help.Stdout, help.Stderr = io.Discard, io.Discard
+	if err := help.Run(); err != nil {
+		rep.ReconcileNote = "financectl reconcile is not available: unknown payments were not resolved"
+		logf("%s", rep.ReconcileNote)
+		return nil
+	}
+	deadline := time.Now().Add(3 * time.Minute)
+	for {
+		var stdout, stderr bytes.Buffer
+		cmd := st.Command(ctx, "financectl", "reconcile", "--processor-url", st.SimURL, "--json")
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		runErr := cmd.Run()
+		var res reconcileResult
+		if err := json.Unmarshal(stdout.Bytes(), &res); err != nil {
+			return fmt.Errorf("financectl reconcile: %v %v: %s %s", runErr, err, stdout.String(), stderr.String())
+		}
+		rep.ReconcilePasses++
+		rep.ReconcileResolved += res.Succeeded + res.Failed
+		logf("reconcile pass %d: %d unknown, %d resolved to succeeded, %d to failed, %d left",
+			rep.ReconcilePasses, res.Unknown, res.Succeeded, res.Failed, res.Left)
+		if res.Left == 0 || time.Now().After(deadline) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(10 * time.Second):
+		}
+	}
+}
+
+// check compares what the clients were told, the database and the
+// processor's record, then runs the invariant checker.
+func check(ctx context.Context, pool *pgxpool.Pool, st *stack.Stack, tr *traffic, rep *Report) error {
+	answers := tr.snapshot()
+	rep.Sent = int(tr.sent.Load())
+	rep.Attempts = int(tr.attempts.Load())
+	rep.Problems = map[string]int{}
+	example := func(format string, args ...any) {
+		if len(rep.Examples) < 50 {
+			rep.Examples = append(rep.Examples, fmt.Sprintf(format, args...))
+		}
+	}
+	for _, a := range answers {
+		switch {
+		case a.Code == http.StatusAccepted || a.Code == http.StatusOK:
+			rep.Accepted++
+		case a.Code == http.StatusUnprocessableEntity:
+			rep.Rejected++
+			rep.Problems[problemName(a.Problem)]++
+			if strings.HasSuffix(a.Problem, "insufficient-funds") {
+				rep.Insuff++
+			}
+			if !strings.HasSuffix(a.Problem, "insufficient-funds") {
+				rep.IdempotencyViolations++ // a fresh key and body should be refused for funds only
+				example("payment key %s (user %d, amount %d) refused with %s", a.Key, a.UserID, a.Amount, a.Problem)
+			}
+		case a.Code == 0:
+			rep.GaveUp++
+		default:
+			rep.Unexpected++
+			example("payment key %s (user %d): unexpected %d %s", a.Key, a.UserID, a.Code, a.Problem)
+		}
+		if a.ReplayID != 0 {
+			rep.Resent++
+			if a.ReplayID != a.ID {
+				rep.IdempotencyViolations++
+				example("payment key %s: first answered id %d, the same key again answered %d", a.Key, a.ID, a.ReplayID)
+			}
+		}
+	}
+
+	// Every payment a client was told about is in the database, as sent.
+	type row struct {
+		userID, amount int64
+		key, status    string
+	}
+	payments := map[int64]row{}
+	rows, err := pool.Query(ctx, `SELECT id, user_id, amount, idempotency_key, status FROM payments WHERE source = 'api'`)
+	if err != nil {
+		return err
+	}
+	for rows.Next() {
+		var id int64
+		var r row
+		if err := rows.Scan(&id, &r.userID, &r.amount, &r.key, &r.status); err != nil {
+			rows.Close()
+			return err
+		}
+		payments[id] = r
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	for _, a := range answers {
+		if a.ID == 0 {
+			continue
+		}
+		r, ok := payments[a.ID]
+		if !ok || r.userID != a.UserID || r.amount != a.Amount || r.key != a.Key {
+			rep.Lost++
+			example("LOST payment %d (key %s, user %d, amount %d): the client was told %d, the database has %+v",
+				a.ID, a.Key, a.UserID, a.Amount, a.Code, r)
+		}
+	}
+	rep.ByStatus = map[string]int64{}
+	for id, r := range payments {
+		rep.ByStatus[r.status]++
+		switch r.status {
+		case "accepted", "processing":
+			rep.Stuck++
+			example("STUCK payment %d (user %d) is %s after the drain", id, r.userID, r.status)
+		case "unknown":
+			rep.Unknown++
+			example("UNKNOWN payment %d (user %d) after reconcile", id, r.userID)
+		}
+	}
+
+	// Balances from the payments themselves, independently of the entries.
+	var balance, held, overdraft int64
+	if err := pool.QueryRow(ctx, `
+		WITH p AS (
+			SELECT user_id, coalesce(sum(amount) FILTER (WHERE status = 'succeeded'), 0) AS settled,
+			       coalesce(sum(hold), 0) AS holds
+			FROM payments GROUP BY user_id)
+		SELECT count(*) FILTER (WHERE w.balance <> coalesce(p.settled, 0)),
+		       count(*) FILTER (WHERE w.held <> coalesce(p.holds, 0)),
+		       count(*) FILTER (WHERE w.balance - w.held < 0)
+		FROM wallets w LEFT JOIN p USING (user_id)`).Scan(&balance, &held, &overdraft); err != nil {
+		return fmt.Errorf("balances: %w", err)
+	}
+
+	// The processor executed each key at most once.
+	execs, err := executions(ctx, st.SimURL)
+	if err != nil {
+		return err
+	}
+	rep.Executions = int64(len(execs))
+	perKey := map[string]int{}
+	for _, e := range execs {
+		if e.Key != "" {
+			perKey[e.Key]++
+		}
+	}
+	var twice int64
+	for k, n := range perKey {
+		if n > 1 {
+			twice++
+			example("PAID TWICE: processor executed key %s %d times", k, n)
+		}
+	}
+
+	// The invariant checker, against the processor's statement.
+	vcfg := verify.DefaultConfig()
+	vrep, err := verify.New(pool, verify.NewHTTPStatement(st.SimURL), vcfg).Check(ctx)
+	if err != nil {
+		return fmt.Errorf("verify: %w", err)
+	}
+	rep.Verify = &vrep
+	rep.Lost += vrep.Count(verify.ExecutedButFailed) + vrep.Count(verify.ExecutedNotSucceeded) + vrep.Count(verify.ExecutionWithoutPayment)
+	rep.PaidTwice = max(twice, vrep.Count(verify.PaidTwice)) + vrep.Count(verify.UnmatchedExecutions)
+	rep.BalanceMismatches = max(balance, vrep.Count(verify.BalanceMismatch)) + max(held, vrep.Count(verify.HeldMismatch)) +
+		vrep.Count(verify.HoldMismatch) + vrep.Count(verify.EntryMismatch) + vrep.Count(verify.SucceededWithoutEntry) +
+		vrep.Count(verify.AmountMismatch) + vrep.Count(verify.SucceededNotExecuted)
+	rep.Overdrafts = max(overdraft, vrep.Count(verify.NegativeAvailable))
+	rep.Stuck = max(rep.Stuck, vrep.Count(verify.StuckInFlight))
+	for _, s := range rep.Config.Kill {
+		if rep.Kills[s] < rep.Config.KillsPerService {
+			rep.KillsShort = append(rep.KillsShort, s)
+		}
+	}
+	return nil
+}
+
+type execution struct {
+	Key    string `json:"idempotency_key"`
+	UserID int64  `json:"user_id"`
+	Amount int64  `json:"amount"`
+}
+
+func executions(ctx context.Context, simURL string) ([]execution, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, simURL+"/sim/executions", nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := (&http.Client{Timeout: time.Minute}).Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("processor executions: %w", err)
+	}
+	defer resp.Body.Close()
+	var body struct {
+		Executions []execution `json:"executions"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+		return nil, fmt.Errorf("processor executions: %w", err)
+	}
+	return body.Executions, nil
+}
+
+func problemName(t string) string {
+	if i := strings.LastIndex(t, "/"); i >= 0 {
+		return t[i+1:]
+	}
+	return t
+}
+
+// WriteText prints the report for a human.
+func (r *Report) WriteText(w io.Writer) {
+	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+	line := func(k string, format string, args ...any) {
+		fmt.Fprintf(tw, "  %s\t"+format+"\n", append([]any{k}, args...)...)
+	}
+	fmt.Fprintln(tw, "\n==================== chaos report ====================")
+	c := r.Config
+	line("run", "%d payments over %d users (balance %d each), %g/s, %d clients", c.Payments, c.Users, c.Balance, c.Rate, c.Clients)
+	line("processor", "%.0f%% 5xx, %.0f%% lost responses, outage %v at %.0f%% of the traffic", c.SimErrorRate*100, c.SimLostRate*100, c.Outage, c.OutageAt*100)
+	line("broker", "%d brokers, faults %t", c.Brokers, c.BrokerFaults)
+	line("time", "traffic %.0fs, drain %.0fs (timed out: %t), total %.0fs", r.TrafficSeconds, r.DrainSeconds, r.DrainTimedOut, r.FinishedAt.Sub(r.StartedAt).Seconds())
+	fmt.Fprintln(tw, "clients\t")
+	line("sent", "%d (HTTP attempts %d)", r.Sent, r.Attempts)
+	line("accepted", "%d (202/200)", r.Accepted)
+	line("rejected", "%d (422: %s)", r.Rejected, mapLine(r.Problems))
+	line("gave up", "%d (no final answer within %v)", r.GaveUp, giveUpAfter)
+	line("unexpected", "%d", r.Unexpected)
+	line("same key twice", "%d", r.Resent)
+	fmt.Fprintln(tw, "chaos\t")
+	total := 0
+	for _, n := range r.Kills {
+		total += n
+	}
+	line("SIGKILLs", "%d: %s", total, mapLine(r.Kills))
+	starts := make([]string, 0, len(r.Starts))
+	for _, s := range r.Starts {
+		starts = append(starts, fmt.Sprintf("%s %d", s.Service, s.Starts))
+	}
+	line("process starts", "%s", strings.Join(starts, ", "))
+	nf := 0
+	for _, n := range r.Faults {
+		nf += n
+	}
+	line("broker faults", "%d: %s", nf, mapLine(r.Faults))
+	line("outages", "%d", len(r.Outages))
+	fmt.Fprintln(tw, "pipeline\t")
+	line("payments", "%s", mapLine64(r.ByStatus))
+	line("executions", "%d at the processor", r.Executions)
+	line("reconcile", "%d passes, %d resolved %s", r.ReconcilePasses, r.ReconcileResolved, r.ReconcileNote)
+	fmt.Fprintln(tw, "verdict\t")
+	line("lost", "%d", r.Lost)
+	line("paid twice", "%d", r.PaidTwice)
+	line("balance mismatches", "%d", r.BalanceMismatches)
+	line("overdrafts", "%d", r.Overdrafts)
+	line("stuck", "%d", r.Stuck)
+	line("unknown", "%d", r.Unknown)
+	line("idempotency", "%d violations", r.IdempotencyViolations)
+	if len(r.KillsShort) > 0 {
+		line("kills short", "%s killed fewer than %d times", strings.Join(r.KillsShort, ", "), c.KillsPerService)
+	}
+	tw.Flush()
+	if r.Verify != nil {
+		fmt.Fprintln(w, "\ninvariant checker (pkg/verify):")
+		_ = r.Verify.WriteText(w)
+	} else {
+		fmt.Fprintln(w, "\ninvariant checker: not run")
+	}
+	for _, e := range r.Examples {
+		fmt.Fprintln(w, "  ", e)
+	}
+	if r.OK() {
+		fmt.Fprintln(w, "\nCHAOS RUN PASSED: 0 lost, 0 paid twice, 0 balance mismatches, 0 overdrafts")
+	} else {
+		fmt.Fprintln(w, "\nCHAOS RUN FAILED")
+	}
+}
+
+func mapLine(m map[string]int) string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := make([]string, 0, len(keys))
+	for _, k := range keys {
+		parts = append(parts, fmt.Sprintf("%s %d", k, m[k]))
+	}
+	return strings.Join(parts, ", ")
+}
+
+func mapLine64(m map[string]int64) string {
+	n := make(map[string]int, len(m))
+	for k, v := range m {
+		n[k] = int(v)
+	}
+	return mapLine(n)
+}
