@@ -2,6 +2,7 @@ package consumer
 
 import (
 	"context"
+	"log/slog"
 	"strconv"
 	"strings"
 	"testing"
@@ -206,5 +207,55 @@ func TestConsumerCommitsADeadLetterOnlyOnceKafkaHasIt(t *testing.T) {
 	}
 	if got := testutil.ToFloat64(c.m.errors.WithLabelValues("dlq")); got < 1 {
 		t.Errorf("errors{stage=dlq} = %v, want at least 1", got)
+	}
+}
+
+// TestReplayedDeadLetterAppliesOnceFixed: an outcome that arrived before its
+// payment existed is dead-lettered; once the payment is there, a replay
+// applies it, and a forced second replay changes nothing (idempotent).
+func TestReplayedDeadLetterAppliesOnceFixed(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	c := h.start(t)
+	h.send(t, outcome(100000, 7, succeeded, ""))
+	h.dlqRecords(t, 1)
+	waitFor(t, "the dead letter to be counted", func() bool {
+		return testutil.ToFloat64(c.m.rejected.WithLabelValues(rejectUnknownPayment)) == 1
+	})
+	h.seed(t, fixture{100000, 7, -3000})
+
+	op, err := dlq.NewOperator(h.cluster.Brokers(), h.pool, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer op.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	res, err := op.Replay(ctx, dlq.ReplayRequest{Filter: dlq.Filter{PaymentID: 100000}, Actor: "test", Rate: 100})
+	if err != nil || res.Replayed != 1 {
+		t.Fatalf("replay = %+v, %v; want one replayed", res, err)
+	}
+	want := event(100000, 7, -3000, "succeeded", "", 7000, 0, 2)
+	got := h.events(t, 1)
+	if diff := cmp.Diff([]*financev1.PaymentEvent{want}, got, protocmp.Transform(),
+		protocmp.IgnoreFields(&financev1.PaymentEvent{}, "occurred_at")); diff != "" {
+		t.Errorf("events after the replay (-want +got):\n%s", diff)
+	}
+
+	res, err = op.Replay(ctx, dlq.ReplayRequest{Filter: dlq.Filter{PaymentID: 100000}, Actor: "test", Rate: 100, Force: true})
+	if err != nil || res.Replayed != 1 {
+		t.Fatalf("forced replay = %+v, %v; want one replayed", res, err)
+	}
+	// The same event again (same id and sequence), and nothing moved.
+	got = h.events(t, 1)
+	if diff := cmp.Diff([]*financev1.PaymentEvent{want}, got, protocmp.Transform(),
+		protocmp.IgnoreFields(&financev1.PaymentEvent{}, "occurred_at")); diff != "" {
+		t.Errorf("events after the forced replay (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(map[int64]walletState{7: {7000, 0, 2}}, h.wallets(t)); diff != "" {
+		t.Errorf("wallets (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(map[int64]paymentState{100000: {Status: "succeeded", Entries: 1}}, h.payments(t)); diff != "" {
+		t.Errorf("payments (-want +got):\n%s", diff)
 	}
 }
