@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/sony/gobreaker/v2"
@@ -15,6 +16,10 @@ import (
 type Breaker struct {
 	cb   *gobreaker.TwoStepCircuitBreaker[struct{}]
 	poll time.Duration
+	// firstFailure is when the current run of consecutive failures
+	// began (unix nanoseconds), 0 after a success.
+	firstFailure atomic.Int64
+	failures     uint32
 }
 
 // BreakerConfig configures NewBreaker.
@@ -24,6 +29,10 @@ type BreakerConfig struct {
 	Failures int
 	// OpenFor is how long the breaker stays open before one probe call.
 	OpenFor time.Duration
+	// MinSpan is how long the failures must have lasted; zero means 1s.
+	// All calls in flight during a stall of this process (or of the
+	// machine) time out together: that burst alone is no outage.
+	MinSpan time.Duration
 	// Metrics receives the state; nil records nothing.
 	Metrics *Metrics
 	// Logger receives state changes.
@@ -39,6 +48,9 @@ func NewBreaker(cfg BreakerConfig) *Breaker {
 	if cfg.OpenFor <= 0 {
 		cfg.OpenFor = 2 * time.Second
 	}
+	if cfg.MinSpan <= 0 {
+		cfg.MinSpan = time.Second
+	}
 	if cfg.Metrics == nil {
 		cfg.Metrics = NewMetrics(nil)
 	}
@@ -46,11 +58,16 @@ func NewBreaker(cfg BreakerConfig) *Breaker {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	m := cfg.Metrics
-	cb := gobreaker.NewTwoStepCircuitBreaker[struct{}](gobreaker.Settings{
+	b := &Breaker{poll: min(cfg.OpenFor/10, 100*time.Millisecond), failures: uint32(cfg.Failures)}
+	b.cb = gobreaker.NewTwoStepCircuitBreaker[struct{}](gobreaker.Settings{
 		Name:        "processor",
 		MaxRequests: 1,
 		Timeout:     cfg.OpenFor,
-		ReadyToTrip: func(c gobreaker.Counts) bool { return c.ConsecutiveFailures >= uint32(cfg.Failures) },
+		ReadyToTrip: func(c gobreaker.Counts) bool {
+			first := b.firstFailure.Load()
+			return c.ConsecutiveFailures >= uint32(cfg.Failures) && first != 0 &&
+				time.Since(time.Unix(0, first)) >= cfg.MinSpan
+		},
 		OnStateChange: func(_ string, from, to gobreaker.State) {
 			m.breakerState.Set(float64(to))
 			m.breakerTransitions.WithLabelValues(to.String()).Inc()
@@ -61,7 +78,7 @@ func NewBreaker(cfg BreakerConfig) *Breaker {
 			cfg.Logger.Log(context.Background(), level, "processor circuit breaker", "from", from.String(), "to", to.String())
 		},
 	})
-	return &Breaker{cb: cb, poll: min(cfg.OpenFor/10, 100*time.Millisecond)}
+	return b
 }
 
 // errOutage marks a call that counts as a failure for the breaker.
@@ -92,14 +109,17 @@ func (b *Breaker) allow() (done func(outage bool), ok bool) {
 	}
 	return func(outage bool) {
 		if outage {
+			b.firstFailure.CompareAndSwap(0, time.Now().UnixNano())
 			d(errOutage)
 			return
 		}
+		b.firstFailure.Store(0)
 		d(nil)
 	}, true
 }
 
-// open reports whether the breaker is open now.
-func (b *Breaker) open() bool {
-	return b != nil && b.cb.State() == gobreaker.StateOpen
+// down reports whether the processor looks down: the breaker is open, or
+// enough consecutive failures were seen to open it once they last.
+func (b *Breaker) down() bool {
+	return b != nil && (b.cb.State() == gobreaker.StateOpen || b.cb.Counts().ConsecutiveFailures >= b.failures)
 }

@@ -244,13 +244,16 @@ func (c *client) Execute(ctx context.Context, p Payment) (Result, error) {
 			// Not executed: safe to call again in both dialects.
 		}
 
-		if last.outage() && c.cfg.Breaker.open() {
+		if last.outage() && c.cfg.Breaker.down() {
 			// The processor is down: this call may be repeated (it was
 			// refused, or it is a replay under the same key) and it is
 			// not counted against the payment's budget. The breaker
 			// holds it until a probe succeeds.
-			c.cfg.Logger.InfoContext(ctx, "processor call held by the open circuit breaker",
+			c.cfg.Logger.InfoContext(ctx, "processor call held while the processor is down",
 				"payment_id", p.ID, "user_id", p.UserID, "attempt", attempts, "result", last.label, "detail", last.detail)
+			if err := sleep(ctx, c.cfg.BackoffInitial); err != nil {
+				return c.interrupted(p, attempts, ambiguous, err)
+			}
 			continue
 		}
 
