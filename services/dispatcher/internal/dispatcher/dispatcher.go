@@ -269,7 +269,6 @@ func (d *Dispatcher) work(ctx context.Context, u *userQueue, it *item) {
 	d.txnMu.RLock()
 	defer d.txnMu.RUnlock()
 	d.mu.Lock()
-	defer d.mu.Unlock()
 	s := &d.st
 	current := s.parts[it.rec.Partition] == it.part && it.gen == s.gen
 	switch {
@@ -309,11 +308,15 @@ func (d *Dispatcher) work(ctx context.Context, u *userQueue, it *item) {
 			s.ready.push(u)
 		}
 	}
-	if ok && current && it.part.paused && !d.full(it.part) {
+	resume := ok && current && it.part.paused && !d.full(it.part)
+	if resume {
 		it.part.paused = false
-		d.sess.Client().ResumeFetchPartitions(map[string][]int32{kafka.TopicRequested: {it.rec.Partition}})
 	}
 	d.dispatchLocked(ctx)
+	d.mu.Unlock()
+	if resume {
+		d.sess.Client().ResumeFetchPartitions(map[string][]int32{kafka.TopicRequested: {it.rec.Partition}})
+	}
 }
 
 // execute decodes a record and calls the processor. res is nil for a record
