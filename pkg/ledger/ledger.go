@@ -81,7 +81,9 @@ type Event struct {
 	OccurredAt time.Time
 }
 
-// ID is the event's deterministic id, "<payment_id>:<status>".
+// ID is the event's deterministic id, "<payment_id>:<status>", so that an
+// event emitted again for a repeated change (a redelivered outcome) is
+// recognisable downstream.
 func (e Event) ID() string {
 	return fmt.Sprintf("%d:%s", e.PaymentID, e.Status)
 }
@@ -92,8 +94,10 @@ type Result struct {
 	// From is the payment's status before the change.
 	From payment.Status
 	// Event is the change's event when Applied; the recorded change rebuilt
-	// from the audit trail when Duplicate (nil if none was recorded, e.g. a
-	// seeded payment); nil when OutOfOrder.
+	// from the audit trail when Duplicate, with the same user_seq, so that a
+	// change committed by a caller that died before emitting its event can
+	// be emitted again (nil if none was recorded, e.g. a seeded payment);
+	// nil when OutOfOrder.
 	Event *Event
 }
 
