@@ -94,3 +94,7 @@ bench-dispatcher: ## Dispatcher drain benchmark: 50,000 payments against process
 	go build -o $(BIN)/dispatcher ./services/dispatcher
 	go build -o $(BIN)/processor-sim ./services/processor-sim
 	go run ./services/dispatcher/cmd/benchdispatch -dispatcher $(BIN)/dispatcher -sim $(BIN)/processor-sim $(BENCH_FLAGS)
+
+.PHONY: chaos
+chaos: build ## Crash run: 5,000 payments over 1,000 users while every service is SIGKILLed 10+ times, broker faults, processor 5xx/lost replies and a 20 s outage; exit 1 unless 0 lost, 0 paid twice, 0 balance mismatches, 0 overdrafts. CHAOS_FLAGS passes flags.
+	$(BIN)/devstack chaos --json .run/chaos-report.json $(CHAOS_FLAGS)
