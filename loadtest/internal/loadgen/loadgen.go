@@ -94,6 +94,12 @@ type Sample struct {
 	// the as-is service's payments in flight (it has no queue).
 	Backlog int64 `json:"backlog"`
 	Unknown int64 `json:"unknown"`
+	// NoBacklog marks a sample whose backlog could not be read (the
+	// database did not answer in time): Backlog and Unknown mean nothing.
+	NoBacklog bool `json:"no_backlog,omitempty"`
+	// NoProcessor marks a sample whose processor counters could not be
+	// read; its rates are then averaged into the next sample.
+	NoProcessor bool `json:"no_processor,omitempty"`
 	// InFlight are the generator's requests awaiting an answer.
 	InFlight int64 `json:"in_flight"`
 	// WritesOK and ReadsOK are the 2xx answers that arrived this second.
@@ -433,7 +439,9 @@ func (r *runner) sample(ctx context.Context) {
 		s.Phase = r.phase
 		r.mu.Unlock()
 
-		qctx, cancel := context.WithTimeout(ctx, 900*time.Millisecond)
+		// Generous bounds: on a saturated machine a sample is late rather
+		// than missing; missed ticks are dropped.
+		qctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 		st, err := r.o.Sim.Stats(qctx)
 		cancel()
 		dt := now.Sub(prevT).Seconds()
@@ -446,17 +454,21 @@ func (r *runner) sample(ctx context.Context) {
 			s.OutageActive = st.OutageUntil != nil && st.OutageUntil.After(now)
 			prev, prevT = st, now
 		} else {
+			s.NoProcessor = true
 			errs = append(errs, err)
 		}
 		s.InFlight = r.inflight[Write].Load() + r.inflight[Read].Load()
 		if r.o.Backlog != nil {
-			qctx, cancel := context.WithTimeout(ctx, 900*time.Millisecond)
+			qctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 			b, err := r.o.Backlog.Backlog(qctx)
 			cancel()
 			if err == nil {
 				s.Backlog, s.Unknown = b.Pending(), b.Unknown
-			} else if !errors.Is(err, context.Canceled) {
-				errs = append(errs, err)
+			} else {
+				s.NoBacklog = true
+				if !errors.Is(err, context.Canceled) {
+					errs = append(errs, err)
+				}
 			}
 		} else {
 			s.Backlog = r.inflight[Write].Load()
@@ -515,7 +527,7 @@ func drainStats(res *Result, limit float64, hasBacklog bool, start time.Time, ex
 	d.Applicable = hasBacklog && (res.Workload.Burst || res.Workload.Outage != nil)
 	peakIdx := -1
 	for i, s := range res.Samples {
-		if s.Backlog > d.Peak {
+		if !s.NoBacklog && s.Backlog > d.Peak {
 			d.Peak, d.PeakAt, peakIdx = s.Backlog, s.T, i
 		}
 	}
@@ -523,7 +535,7 @@ func drainStats(res *Result, limit float64, hasBacklog bool, start time.Time, ex
 		return
 	}
 	for _, s := range res.Samples[peakIdx:] {
-		if s.Backlog == 0 {
+		if !s.NoBacklog && s.Backlog == 0 {
 			d.PendingDrained, d.PendingDrainedAt = true, s.T
 			break
 		}

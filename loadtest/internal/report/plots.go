@@ -223,6 +223,9 @@ func processorPlot(r *Report) (*plot.Plot, error) {
 	var calls, execd, refused plotter.XYs
 	hi := r.Result.Workload.Limit
 	for _, s := range r.Result.Samples {
+		if s.NoProcessor {
+			continue
+		}
 		calls = append(calls, plotter.XY{X: s.T, Y: s.ProcCalls})
 		execd = append(execd, plotter.XY{X: s.T, Y: s.ProcExecuted})
 		refused = append(refused, plotter.XY{X: s.T, Y: s.ProcRateLimited + s.ProcOutage})
@@ -253,6 +256,9 @@ func backlogPlot(r *Report) (*plot.Plot, error) {
 	var b, u plotter.XYs
 	hi := 1.0
 	for _, s := range r.Result.Samples {
+		if s.NoBacklog {
+			continue
+		}
 		b = append(b, plotter.XY{X: s.T, Y: float64(s.Backlog)})
 		u = append(u, plotter.XY{X: s.T, Y: float64(s.Unknown)})
 		hi = math.Max(hi, float64(s.Backlog+s.Unknown))
@@ -277,7 +283,7 @@ func drainPlot(r *Report) (*plot.Plot, error) {
 	p := newPlot(r, "Drain after the peak", "payments not yet final")
 	var b plotter.XYs
 	for _, s := range r.Result.Samples {
-		if s.T >= d.PeakAt {
+		if s.T >= d.PeakAt && !s.NoBacklog {
 			b = append(b, plotter.XY{X: s.T - d.PeakAt, Y: float64(s.Backlog + s.Unknown)})
 		}
 	}
