@@ -52,7 +52,7 @@ var Services = []string{"gateway", "outbox-relay", "dispatcher", "status-consume
 // DefaultConfig is `make chaos`: the figures of the issue.
 func DefaultConfig() Config {
 	return Config{
-		Users: 1000, StartID: 2_000_000, Balance: 20_000, Payments: 5000, Rate: 10, Clients: 48,
+		Users: 1000, StartID: 2_000_000, Balance: 6_000, Payments: 5000, Rate: 10, Clients: 48,
 		Kill: Services, KillsPerService: 10,
 		SimErrorRate: 0.05, SimLostRate: 0.02, Outage: 20 * time.Second, OutageAt: 0.4,
 		Brokers: 3, BrokerFaults: true, FaultEvery: 4 * time.Second,
