@@ -204,8 +204,21 @@ func (d *Dispatcher) poll(ctx, work context.Context) {
 
 		d.mu.Lock()
 		gen := d.st.gen
+		room := min(d.cfg.MaxPollRecords, d.cfg.MaxBuffered-d.st.buffered)
 		d.mu.Unlock()
-		fetches := d.sess.PollRecords(pctx, d.cfg.MaxPollRecords)
+		if room <= 0 {
+			// The buffer is full: wait for calls to finish, not for records.
+			d.pollMu.Lock()
+			d.pollCancel = nil
+			d.pollMu.Unlock()
+			cancel()
+			d.txnMu.RUnlock()
+			if sleepCtx(ctx, 5*time.Millisecond) != nil {
+				return
+			}
+			continue
+		}
+		fetches := d.sess.PollRecords(pctx, room)
 
 		d.pollMu.Lock()
 		d.pollCancel = nil
@@ -421,4 +434,15 @@ func (d *Dispatcher) commit(ctx context.Context) error {
 		return nil // nothing finished since the last commit
 	}
 	return d.commitLocked(ctx)
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
 }
