@@ -17,7 +17,6 @@ import (
 	"github.com/finsvc/finance/pkg/obs"
 	"github.com/finsvc/finance/pkg/postgres"
 	"github.com/finsvc/finance/services/status-consumer/internal/consumer"
-	"github.com/finsvc/finance/services/status-consumer/internal/store"
 )
 
 const service = "status-consumer"
@@ -50,7 +49,7 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 	defer pool.Close()
 
 	reg := obs.NewRegistry()
-	c, err := consumer.New(cfg.Consumer(), store.New(pool), logger, reg)
+	c, err := consumer.New(cfg.Consumer(), pool, logger, reg)
 	if err != nil {
 		return err
 	}

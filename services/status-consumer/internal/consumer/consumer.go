@@ -1,14 +1,15 @@
 // Package consumer runs the status consumer's Kafka loop: it reads
 // PaymentOutcomes from payments.outcomes (group "status-consumer",
-// read_committed), applies each in one PostgreSQL transaction through the
-// store, emits the resulting PaymentEvent to payments.events, and only then
-// commits the record's offset. A record that can never apply (undecodable,
-// invalid, unknown payment, another user's payment, a constraint violation)
-// is published to payments.outcomes.dlq (pkg/dlq) before its offset is
+// read_committed), applies each in one PostgreSQL transaction with
+// ledger.Apply (pkg/ledger, the rules the reconciler uses too), emits the
+// resulting PaymentEvent to payments.events, and only then commits the
+// record's offset. A record that can never apply (undecodable, invalid,
+// unknown payment, another user's payment, a constraint violation) is
+// published to payments.outcomes.dlq (pkg/dlq) before its offset is
 // committed: never dropped, and never blocking its partition.
 //
 // Delivery is at least once end to end: a crash anywhere re-reads the outcome,
-// the store recognises the redelivery, and the event is emitted again with
+// the ledger recognises the redelivery, and the event is emitted again with
 // the same event_id. Partitions of one fetch are processed concurrently, the
 // records of one partition in order.
 package consumer
@@ -23,6 +24,8 @@ import (
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"google.golang.org/protobuf/proto"
@@ -30,14 +33,25 @@ import (
 
 	"github.com/finsvc/finance/pkg/dlq"
 	"github.com/finsvc/finance/pkg/kafka"
+	"github.com/finsvc/finance/pkg/ledger"
 	"github.com/finsvc/finance/pkg/payment"
 	"github.com/finsvc/finance/pkg/postgres"
 	financev1 "github.com/finsvc/finance/proto/finance/v1"
-	"github.com/finsvc/finance/services/status-consumer/internal/store"
 )
 
 // Group is the consumer group of every status consumer replica.
 const Group = "status-consumer"
+
+// Actor is the payment_transitions.actor of every change the consumer makes.
+const Actor = "status-consumer"
+
+// Outcome is what the dispatcher learned about a payment.
+type Outcome struct {
+	PaymentID int64
+	UserID    int64
+	Status    payment.Status // processing, succeeded, failed or unknown
+	Reason    string
+}
 
 // Config tunes a Consumer.
 type Config struct {
@@ -57,7 +71,7 @@ type Config struct {
 // Consumer applies outcomes. Create it with New, run it with Run, and Close it.
 type Consumer struct {
 	cfg    Config
-	store  *store.Store
+	db     *pgxpool.Pool
 	cl     *kgo.Client
 	logger *slog.Logger
 	m      *metrics
@@ -76,11 +90,12 @@ type topicPartition struct {
 }
 
 // New returns a Consumer whose Kafka client joins Group on payments.outcomes
-// and produces events. Its metrics are registered on reg.
-func New(cfg Config, st *store.Store, logger *slog.Logger, reg prometheus.Registerer) (*Consumer, error) {
+// and produces events, and that applies outcomes to db. Its metrics are
+// registered on reg.
+func New(cfg Config, db *pgxpool.Pool, logger *slog.Logger, reg prometheus.Registerer) (*Consumer, error) {
 	c := &Consumer{
 		cfg:     cfg,
-		store:   st,
+		db:      db,
 		logger:  logger,
 		m:       newMetrics(reg),
 		pending: map[topicPartition]*kgo.Record{},
@@ -222,7 +237,7 @@ func (c *Consumer) handle(ctx context.Context, rec *kgo.Record) error {
 		// The payment is this user's but its outcome cannot be applied:
 		// it shows unknown, never failed, until reconciliation or a replay
 		// of the dead letter resolves it.
-		o = store.Outcome{PaymentID: o.PaymentID, UserID: o.UserID, Status: payment.StatusUnknown,
+		o = Outcome{PaymentID: o.PaymentID, UserID: o.UserID, Status: payment.StatusUnknown,
 			Reason: fmt.Sprintf("outcome %s dead-lettered: %v", o.Status, err)}
 		res, _, err = c.apply(ctx, o)
 		if permanentReason(err) != "" {
@@ -238,14 +253,14 @@ func (c *Consumer) handle(ctx context.Context, rec *kgo.Record) error {
 	}
 
 	switch res.Change {
-	case store.Applied:
+	case ledger.Applied:
 		c.m.applied.WithLabelValues(string(o.Status)).Inc()
 		c.logger.DebugContext(ctx, "outcome applied", "payment_id", o.PaymentID, "user_id", o.UserID,
 			"from", res.From, "to", o.Status, "offset", rec.Offset)
-	case store.Duplicate:
+	case ledger.Duplicate:
 		c.m.noops.WithLabelValues("duplicate").Inc()
 		c.logger.DebugContext(ctx, "outcome already applied", "payment_id", o.PaymentID, "status", o.Status, "offset", rec.Offset)
-	case store.OutOfOrder:
+	case ledger.OutOfOrder:
 		c.m.noops.WithLabelValues("out_of_order").Inc()
 		c.logger.DebugContext(ctx, "outcome ignored: would not move the payment forward", "payment_id", o.PaymentID,
 			"current", res.From, "outcome", o.Status, "offset", rec.Offset)
@@ -269,22 +284,22 @@ func (c *Consumer) handle(ctx context.Context, rec *kgo.Record) error {
 			"payment_id", o.PaymentID, "event_id", res.Event.ID(), "err", err)
 		return err
 	}
-	c.m.events.WithLabelValues(strconv.FormatBool(res.Change != store.Applied)).Inc()
+	c.m.events.WithLabelValues(strconv.FormatBool(res.Change != ledger.Applied)).Inc()
 	return nil
 }
 
 // apply applies o in PostgreSQL, retrying transient errors, and returns
 // what changed and how many attempts it took. Permanent errors (see
 // permanentReason) are returned at once.
-func (c *Consumer) apply(ctx context.Context, o store.Outcome) (store.Result, int, error) {
+func (c *Consumer) apply(ctx context.Context, o Outcome) (ledger.Result, int, error) {
 	var (
-		res      store.Result
+		res      ledger.Result
 		attempts int
 	)
 	err := c.retry(ctx, "apply", func(ctx context.Context) error {
 		attempts++
 		start := time.Now()
-		r, err := c.store.ApplyOutcome(ctx, o)
+		r, err := applyOutcome(ctx, c.db, o)
 		c.m.applyDuration.Observe(time.Since(start).Seconds())
 		if reason := permanentReason(err); reason != "" {
 			return backoff.Permanent(err)
@@ -293,6 +308,28 @@ func (c *Consumer) apply(ctx context.Context, o store.Outcome) (store.Result, in
 		return err
 	})
 	return res, attempts, err
+}
+
+// applyOutcome applies o in one transaction with ledger.Apply: a
+// redelivered outcome returns its recorded event again, one that would move
+// the payment backwards changes nothing. It returns
+// ledger.ErrPaymentNotFound or ledger.ErrUserMismatch for outcomes that can
+// never apply.
+func applyOutcome(ctx context.Context, db *pgxpool.Pool, o Outcome) (ledger.Result, error) {
+	var res ledger.Result
+	err := postgres.InTx(ctx, db, func(tx pgx.Tx) error {
+		var err error
+		// o.UserID is never 0 here (validate), so the ledger always checks
+		// that the payment is this user's.
+		res, err = ledger.Apply(ctx, tx, ledger.Transition{
+			PaymentID: o.PaymentID, UserID: o.UserID, To: o.Status, Actor: Actor, Reason: o.Reason,
+		})
+		return err
+	})
+	if err != nil {
+		return ledger.Result{}, err
+	}
+	return res, nil
 }
 
 // retry runs op until it succeeds, returns a permanent error, RetryTimeout
@@ -319,9 +356,9 @@ func permanentReason(err error) string {
 	switch {
 	case err == nil:
 		return ""
-	case errors.Is(err, store.ErrPaymentNotFound):
+	case errors.Is(err, ledger.ErrPaymentNotFound):
 		return rejectUnknownPayment
-	case errors.Is(err, store.ErrUserMismatch):
+	case errors.Is(err, ledger.ErrUserMismatch):
 		return rejectUserMismatch
 	case postgres.IsCheckViolation(err), postgres.IsForeignKeyViolation(err):
 		return rejectConstraint
@@ -334,7 +371,7 @@ func permanentReason(err error) string {
 // the broker has it: only then may the record's offset be committed. If the
 // publish keeps failing it returns the error, and the record is deferred
 // (fetched and tried again), never dropped.
-func (c *Consumer) deadLetter(ctx context.Context, rec *kgo.Record, o store.Outcome, reason string, cause error,
+func (c *Consumer) deadLetter(ctx context.Context, rec *kgo.Record, o Outcome, reason string, cause error,
 	attempts int, firstSeen time.Time) error {
 	l := dlq.Letter{
 		Reason:    reason,
@@ -435,12 +472,12 @@ var statuses = map[financev1.OutcomeStatus]payment.Status{
 
 // decode parses a PaymentOutcome record value. An unrecognised status
 // decodes to an empty Status, which validate rejects.
-func decode(value []byte) (store.Outcome, error) {
+func decode(value []byte) (Outcome, error) {
 	var pb financev1.PaymentOutcome
 	if err := proto.Unmarshal(value, &pb); err != nil {
-		return store.Outcome{}, fmt.Errorf("decode PaymentOutcome: %w", err)
+		return Outcome{}, fmt.Errorf("decode PaymentOutcome: %w", err)
 	}
-	return store.Outcome{
+	return Outcome{
 		PaymentID: pb.GetPaymentId(),
 		UserID:    pb.GetUserId(),
 		Status:    statuses[pb.GetStatus()],
@@ -448,7 +485,7 @@ func decode(value []byte) (store.Outcome, error) {
 	}, nil
 }
 
-func validate(o store.Outcome) error {
+func validate(o Outcome) error {
 	var errs []error
 	if o.PaymentID <= 0 {
 		errs = append(errs, fmt.Errorf("payment_id %d is not positive", o.PaymentID))
@@ -463,7 +500,7 @@ func validate(o store.Outcome) error {
 }
 
 // encodeEvent returns ev as a PaymentEvent payload.
-func encodeEvent(ev *store.Event) ([]byte, error) {
+func encodeEvent(ev *ledger.Event) ([]byte, error) {
 	payload, err := proto.Marshal(&financev1.PaymentEvent{
 		EventId:    ev.ID(),
 		PaymentId:  ev.PaymentID,

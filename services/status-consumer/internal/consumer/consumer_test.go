@@ -26,7 +26,6 @@ import (
 	"github.com/finsvc/finance/pkg/payment"
 	"github.com/finsvc/finance/pkg/pgtest"
 	financev1 "github.com/finsvc/finance/proto/finance/v1"
-	"github.com/finsvc/finance/services/status-consumer/internal/store"
 )
 
 func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
@@ -57,6 +56,17 @@ type paymentState struct {
 type walletState struct {
 	Balance, Held, EventSeq int64
 }
+
+// transition is a payment_transitions row.
+type transition struct {
+	UserSeq  int64
+	From, To string
+	Actor    string
+	Reason   string
+}
+
+// acceptedAt is the gateway's transition of a seeded payment, numbered seq.
+func acceptedAt(seq int64) transition { return transition{seq, "", "accepted", "gateway", ""} }
 
 const (
 	processing = financev1.OutcomeStatus_OUTCOME_STATUS_PROCESSING
@@ -97,13 +107,15 @@ func TestConsumer(t *testing.T) {
 		payments []fixture
 		// preApplied outcomes are applied straight to PostgreSQL before the
 		// consumer starts: a previous run that committed but never emitted.
-		preApplied   []store.Outcome
+		preApplied   []Outcome
 		inputs       []input
 		wantEvents   []*financev1.PaymentEvent // every event, in order (all share one user, so one partition)
 		wantPayments map[int64]paymentState
 		wantWallets  map[int64]walletState
-		wantRejected map[string]float64
-		wantNoops    map[string]float64
+		// wantTransitions, when set, are the audit rows, per payment.
+		wantTransitions map[int64][]transition
+		wantRejected    map[string]float64
+		wantNoops       map[string]float64
 	}{
 		{
 			name:       "succeeded settles, releases the hold and emits",
@@ -124,6 +136,8 @@ func TestConsumer(t *testing.T) {
 				100000: {Status: "failed", FailureReason: "declined: insufficient funds at processor"},
 			},
 			wantWallets: map[int64]walletState{7: {startBal, 0, 2}},
+			wantTransitions: map[int64][]transition{100000: {acceptedAt(1),
+				{2, "accepted", "failed", Actor, "declined: insufficient funds at processor"}}},
 		},
 		{
 			name:     "the same outcome twice settles once and emits the same event twice",
@@ -135,12 +149,14 @@ func TestConsumer(t *testing.T) {
 			},
 			wantPayments: map[int64]paymentState{100000: {Status: "succeeded", Entries: 1}},
 			wantWallets:  map[int64]walletState{7: {7000, 0, 2}},
-			wantNoops:    map[string]float64{"duplicate": 1},
+			wantTransitions: map[int64][]transition{100000: {acceptedAt(1),
+				{2, "accepted", "succeeded", Actor, ""}}},
+			wantNoops: map[string]float64{"duplicate": 1},
 		},
 		{
 			name:       "an outcome committed but never emitted is emitted on redelivery",
 			payments:   []fixture{{100000, 7, -3000}},
-			preApplied: []store.Outcome{{PaymentID: 100000, UserID: 7, Status: payment.StatusSucceeded}},
+			preApplied: []Outcome{{PaymentID: 100000, UserID: 7, Status: payment.StatusSucceeded}},
 			inputs:     []input{outcome(100000, 7, succeeded, "")},
 			wantEvents: []*financev1.PaymentEvent{event(100000, 7, -3000, "succeeded", "", 7000, 0, 2)},
 			wantPayments: map[int64]paymentState{
@@ -170,7 +186,11 @@ func TestConsumer(t *testing.T) {
 				100001: {Status: "failed", FailureReason: "declined"},
 			},
 			wantWallets: map[int64]walletState{7: {7000, 0, 5}},
-			wantNoops:   map[string]float64{"out_of_order": 1},
+			wantTransitions: map[int64][]transition{
+				100000: {acceptedAt(1), {3, "accepted", "processing", Actor, ""}, {4, "processing", "succeeded", Actor, ""}},
+				100001: {acceptedAt(2), {5, "accepted", "failed", Actor, "declined"}},
+			},
+			wantNoops: map[string]float64{"out_of_order": 1},
 		},
 		{
 			name:       "unknown keeps the hold",
@@ -181,6 +201,8 @@ func TestConsumer(t *testing.T) {
 				100000: {Status: "unknown", Hold: 3000, FailureReason: "processor timed out after 3 attempts"},
 			},
 			wantWallets: map[int64]walletState{7: {startBal, 3000, 2}},
+			wantTransitions: map[int64][]transition{100000: {acceptedAt(1),
+				{2, "accepted", "unknown", Actor, "processor timed out after 3 attempts"}}},
 		},
 		{
 			name:     "dead-lettered records are counted and do not block the partition",
@@ -190,13 +212,14 @@ func TestConsumer(t *testing.T) {
 				outcome(424242, 7, succeeded, ""),                                          // no such payment
 				outcome(100000, 7, financev1.OutcomeStatus_OUTCOME_STATUS_UNSPECIFIED, ""), // no status
 				withKey(7, outcome(100000, 8, succeeded, "")),                              // someone else's payment
+				withKey(7, outcome(100000, 0, succeeded, "")),                              // no user: invalid, never applied unchecked
 				outcome(100000, 7, succeeded, ""),
 			},
 			wantEvents:   []*financev1.PaymentEvent{event(100000, 7, -3000, "succeeded", "", 7000, 0, 2)},
 			wantPayments: map[int64]paymentState{100000: {Status: "succeeded", Entries: 1}},
 			wantWallets:  map[int64]walletState{7: {7000, 0, 2}},
 			wantRejected: map[string]float64{
-				rejectUndecodable: 1, rejectUnknownPayment: 1, rejectInvalid: 1, rejectUserMismatch: 1,
+				rejectUndecodable: 1, rejectUnknownPayment: 1, rejectInvalid: 2, rejectUserMismatch: 1,
 			},
 		},
 	}
@@ -206,7 +229,7 @@ func TestConsumer(t *testing.T) {
 			h := newHarness(t)
 			h.seed(t, tt.payments...)
 			for _, o := range tt.preApplied {
-				if _, err := store.New(h.pool).ApplyOutcome(context.Background(), o); err != nil {
+				if _, err := applyOutcome(context.Background(), h.pool, o); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -229,6 +252,11 @@ func TestConsumer(t *testing.T) {
 			}
 			if diff := cmp.Diff(tt.wantWallets, h.wallets(t)); diff != "" {
 				t.Errorf("wallets (-want +got):\n%s", diff)
+			}
+			if tt.wantTransitions != nil {
+				if diff := cmp.Diff(tt.wantTransitions, h.transitions(t)); diff != "" {
+					t.Errorf("transitions (-want +got):\n%s", diff)
+				}
 			}
 			for reason, want := range tt.wantRejected {
 				if got := testutil.ToFloat64(c.m.rejected.WithLabelValues(reason)); got != want {
@@ -465,7 +493,7 @@ func (h *harness) start(t *testing.T) *Consumer {
 		MaxPollRecords: 100,
 		RetryTimeout:   h.retryTimeout,
 		AttemptTimeout: 5 * time.Second,
-	}, store.New(h.pool), logger, prometheus.NewRegistry())
+	}, h.pool, logger, prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -564,6 +592,29 @@ func (h *harness) payments(t *testing.T) map[int64]paymentState {
 	)
 	_, err = pgx.ForEachRow(rows, []any{&id, &s.Status, &s.Hold, &s.FailureReason, &s.Entries}, func() error {
 		out[id] = s
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func (h *harness) transitions(t *testing.T) map[int64][]transition {
+	t.Helper()
+	rows, err := h.pool.Query(context.Background(), `
+		SELECT payment_id, user_seq, from_status, to_status, actor, reason
+		FROM payment_transitions ORDER BY payment_id, user_seq`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[int64][]transition{}
+	var (
+		id int64
+		tr transition
+	)
+	_, err = pgx.ForEachRow(rows, []any{&id, &tr.UserSeq, &tr.From, &tr.To, &tr.Actor, &tr.Reason}, func() error {
+		out[id] = append(out[id], tr)
 		return nil
 	})
 	if err != nil {

@@ -158,6 +158,11 @@ func TestConsumerDeadLettersPoisonRecords(t *testing.T) {
 	}, h.payments(t)); diff != "" {
 		t.Errorf("payments (-want +got):\n%s", diff)
 	}
+	// The payment was marked unknown by the consumer, audited as such.
+	if diff := cmp.Diff([]transition{acceptedAt(2), {3, "accepted", "unknown", Actor, unknownReason}},
+		h.transitions(t)[100001]); diff != "" {
+		t.Errorf("transitions of payment 100001 (-want +got):\n%s", diff)
+	}
 	if !strings.Contains(unknownReason, "outcome succeeded dead-lettered") || !strings.Contains(unknownReason, "wallets_available_not_negative") {
 		t.Errorf("unknown reason = %q, want the dead-lettered outcome and the violated constraint", unknownReason)
 	}
