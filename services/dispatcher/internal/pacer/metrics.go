@@ -11,6 +11,7 @@ type Metrics struct {
 	callRate    prometheus.Gauge
 	utilization prometheus.Gauge
 	rateLimited prometheus.Counter
+	lateSlots   prometheus.Counter
 }
 
 // NewMetrics creates the gauges and registers them with reg unless reg is nil.
@@ -44,9 +45,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "dispatcher_pacer_rate_limited_signals_total",
 			Help: "429 (or as-is over-capacity 503) answers the pacer adapted to.",
 		}),
+		lateSlots: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "dispatcher_pacer_late_slots_total",
+			Help: "Calls that woke more than 50 ms after their token's time (a stall) and took a fresh one instead of bursting.",
+		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.limit, m.share, m.fraction, m.rate, m.callRate, m.utilization, m.rateLimited)
+		reg.MustRegister(m.limit, m.share, m.fraction, m.rate, m.callRate, m.utilization, m.rateLimited, m.lateSlots)
 	}
 	return m
 }

@@ -151,36 +151,70 @@ func (p *Pacer) apply() {
 	m.fraction.Set(p.fraction)
 }
 
-// Wait blocks until a call may be made: after any pause a 429 asked for, and
-// when the token bucket has a token.
+// Wait blocks until a call may be made: after any pause a 429 asked for,
+// while this replica owns partitions, and when the token bucket has a token.
 func (p *Pacer) Wait(ctx context.Context) error {
-	for {
+	for retried := false; ; {
 		p.mu.Lock()
 		hold := p.holdUntil.Sub(p.cfg.Now())
+		if p.rate <= 0 {
+			// No partitions owned (a rebalance in progress): nothing may
+			// be sent until a share is assigned.
+			hold = max(hold, 50*time.Millisecond)
+		}
 		p.mu.Unlock()
-		if hold <= 0 {
-			break
+		if hold > 0 {
+			if err := sleep(ctx, hold); err != nil {
+				return err
+			}
+			continue
 		}
-		t := time.NewTimer(hold)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return ctx.Err()
-		case <-t.C:
+		r := p.lim.Reserve()
+		delay := r.Delay()
+		if delay > time.Hour {
+			r.Cancel()
+			continue // the rate dropped to 0 meanwhile
 		}
+		slot := time.Now().Add(delay)
+		if err := sleep(ctx, delay); err != nil {
+			r.Cancel()
+			return err
+		}
+		// A call woken long after its slot was delayed by a stall of this
+		// process; the calls of the slots after it woke with it. Sent now
+		// they would reach the processor as one burst, so each takes a
+		// fresh slot once.
+		if late := time.Since(slot); late > lateTolerance && !retried {
+			retried = true
+			p.cfg.Metrics.lateSlots.Inc()
+			continue
+		}
+		now := p.cfg.Now()
+		p.mu.Lock()
+		if delay > time.Millisecond {
+			p.limitedAt = now
+		}
+		p.calls.add(now)
+		p.mu.Unlock()
+		return nil
 	}
-	start := time.Now()
-	if err := p.lim.Wait(ctx); err != nil {
-		return err
+}
+
+// lateTolerance is how late a call may wake for its slot and still go.
+const lateTolerance = 50 * time.Millisecond
+
+func sleep(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return ctx.Err()
 	}
-	now := p.cfg.Now()
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if time.Since(start) > time.Millisecond {
-		p.limitedAt = now
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
 	}
-	p.calls.add(now)
-	return nil
 }
 
 // Observe adapts the rate to one call's answer. retryAfter is the
