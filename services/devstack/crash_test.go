@@ -4,7 +4,7 @@ package main_test
 // pipeline as separate processes, sends 300 payments over 50 users as
 // retrying clients, SIGKILLs every service of ours at least once in the
 // middle of the traffic, injects broker faults and a short processor outage
-// with the processor at small error and lost-reply rates, then drains,
+// with the processor at small error, lost-reply and decline rates, then drains,
 // reconciles and runs the invariant checker. It asserts counts only, never
 // timings. `make chaos` is the long version.
 
@@ -35,7 +35,7 @@ func TestCrashEveryServiceMidTrafficKeepsTheMoneyRight(t *testing.T) {
 	cfg.Users, cfg.Payments, cfg.Balance = 50, 300, 20_000
 	cfg.Rate, cfg.Clients = 10, 16
 	cfg.KillsPerService = 1
-	cfg.SimErrorRate, cfg.SimLostRate = 0.02, 0.01
+	cfg.SimErrorRate, cfg.SimLostRate, cfg.SimDecline = 0.02, 0.01, 0.05
 	cfg.Outage = 3 * time.Second
 	cfg.FaultEvery = 2 * time.Second
 	cfg.DrainTimeout = 3 * time.Minute

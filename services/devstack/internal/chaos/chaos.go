@@ -144,6 +144,7 @@ func Run(ctx context.Context, cfg Config, scfg stack.Config, out io.Writer) (*Re
 	simEnv := []string{
 		"SIM_ERROR_RATE=" + strconv.FormatFloat(cfg.SimErrorRate, 'f', -1, 64),
 		"SIM_LOST_RESPONSE_RATE=" + strconv.FormatFloat(cfg.SimLostRate, 'f', -1, 64),
+		"SIM_DECLINE_RATE=" + strconv.FormatFloat(cfg.SimDecline, 'f', -1, 64),
 		// A killed simulator keeps its record and idempotency keys.
 		"SIM_DATA_FILE=" + filepath.Join(scfg.StateDir, "processor-sim.jsonl"),
 	}

@@ -339,7 +339,8 @@ func (r *Report) WriteText(w io.Writer) {
 	fmt.Fprintln(tw, "\n==================== chaos report ====================")
 	c := r.Config
 	line("run", "%d payments over %d users (balance %d each), %g/s, %d clients", c.Payments, c.Users, c.Balance, c.Rate, c.Clients)
-	line("processor", "%.0f%% 5xx, %.0f%% lost responses, outage %v at %.0f%% of the traffic", c.SimErrorRate*100, c.SimLostRate*100, c.Outage, c.OutageAt*100)
+	line("processor", "%.0f%% 5xx, %.0f%% lost responses, %.0f%% declines, outage %v at %.0f%% of the traffic",
+		c.SimErrorRate*100, c.SimLostRate*100, c.SimDecline*100, c.Outage, c.OutageAt*100)
 	line("broker", "%d brokers, faults %t", c.Brokers, c.BrokerFaults)
 	line("time", "traffic %.0fs, drain %.0fs (timed out: %t), total %.0fs", r.TrafficSeconds, r.DrainSeconds, r.DrainTimedOut, r.FinishedAt.Sub(r.StartedAt).Seconds())
 	fmt.Fprintln(tw, "clients\t")

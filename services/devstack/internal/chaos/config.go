@@ -32,6 +32,7 @@ type Config struct {
 
 	SimErrorRate float64 // processor-sim SIM_ERROR_RATE
 	SimLostRate  float64 // processor-sim SIM_LOST_RESPONSE_RATE
+	SimDecline   float64 // processor-sim SIM_DECLINE_RATE
 	SimSeed      int64   // 0: random
 	Outage       time.Duration
 	OutageAt     float64 // share of the payments sent before the outage starts
@@ -76,6 +77,7 @@ func ParseFlags(args []string, stderr io.Writer) (Config, error) {
 	fs.IntVar(&c.KillsPerService, "kills", c.KillsPerService, "SIGKILLs per service, at least, during the traffic")
 	fs.Float64Var(&c.SimErrorRate, "sim-error-rate", c.SimErrorRate, "processor 500s without executing")
 	fs.Float64Var(&c.SimLostRate, "sim-lost-rate", c.SimLostRate, "processor executes, then drops the reply")
+	fs.Float64Var(&c.SimDecline, "sim-decline-rate", c.SimDecline, "processor declines (the payment fails, its hold is released)")
 	fs.Int64Var(&c.SimSeed, "sim-seed", c.SimSeed, "processor-sim random seed (0: random)")
 	fs.DurationVar(&c.Outage, "outage", c.Outage, "processor outage length (0: none)")
 	fs.Float64Var(&c.OutageAt, "outage-at", c.OutageAt, "share of the payments sent when the outage starts")
@@ -118,7 +120,7 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("kill %q: want some of %s (never devkafka)", s, strings.Join(Services, ",")))
 		}
 	}
-	for name, r := range map[string]float64{"sim-error-rate": c.SimErrorRate, "sim-lost-rate": c.SimLostRate, "outage-at": c.OutageAt} {
+	for name, r := range map[string]float64{"sim-error-rate": c.SimErrorRate, "sim-lost-rate": c.SimLostRate, "sim-decline-rate": c.SimDecline, "outage-at": c.OutageAt} {
 		if r < 0 || r > 1 {
 			errs = append(errs, fmt.Errorf("%s %g: want [0,1]", name, r))
 		}
