@@ -9,6 +9,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net/url"
 	"os"
@@ -17,6 +18,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/finsvc/finance/pkg/schema"
@@ -80,7 +82,13 @@ func NewDB(tb testing.TB) string {
 func NewPool(tb testing.TB) *pgxpool.Pool {
 	tb.Helper()
 	u := NewDB(tb)
-	pool, err := pgxpool.New(context.Background(), u)
+	cfg, err := pgxpool.ParseConfig(u)
+	if err != nil {
+		tb.Fatalf("pgtest: parse url: %v", err)
+	}
+	// Few connections per test: many tests and packages share one server.
+	cfg.MaxConns = 4
+	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
 	if err != nil {
 		tb.Fatalf("pgtest: open pool: %v", err)
 	}
@@ -115,13 +123,31 @@ func makeTemplate(ctx context.Context) (string, error) {
 }
 
 func exec(ctx context.Context, url, sql string) error {
-	conn, err := pgx.Connect(ctx, url)
+	conn, err := connect(ctx, url)
 	if err != nil {
 		return err
 	}
 	defer conn.Close(ctx)
 	_, err = conn.Exec(ctx, sql)
 	return err
+}
+
+// connect opens a connection, waiting while the server is out of connection
+// slots: test packages run in parallel, and one package's burst of databases
+// must not fail another's tests.
+func connect(ctx context.Context, url string) (*pgx.Conn, error) {
+	for {
+		conn, err := pgx.Connect(ctx, url)
+		var pgErr *pgconn.PgError
+		if err == nil || !errors.As(err, &pgErr) || pgErr.Code != "53300" { // too_many_connections
+			return conn, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%w (server still out of connection slots)", err)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 func randomSuffix() string {
