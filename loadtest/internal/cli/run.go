@@ -57,6 +57,7 @@ type runOptions struct {
 	maxConns     int
 	quiet        bool
 	cpuProfile   string
+	metrics      string
 	ov           scenario.Overrides
 }
 
@@ -76,6 +77,8 @@ func runFlags(getenv func(string) string) (*flag.FlagSet, *runOptions) {
 	fs.DurationVar(&o.drainTimeout, "drain-timeout", 0, "how long to wait for the backlog after the load (0: 60s + 2 × payments / L)")
 	fs.IntVar(&o.maxConns, "max-conns", 10_000, "most connections to the target at once (requests beyond wait, their latency still counts)")
 	fs.BoolVar(&o.quiet, "quiet", false, "no progress line")
+	fs.StringVar(&o.metrics, "metrics", "", "extra `name=url,...` of Prometheus /metrics whose process CPU to report (the target's and the simulator's are always read), "+
+		"e.g. dispatcher=http://127.0.0.1:9101/metrics,status-consumer=http://127.0.0.1:9103/metrics,outbox-relay=http://127.0.0.1:9102/metrics")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write the generator's own CPU profile to `file` (to tell its limits from the target's)")
 	fs.IntVar(&o.ov.Users, "users", 0, "concurrent virtual users, each with its own token (default: the scenario's)")
 	fs.Float64Var(&o.ov.Rate, "rate", 0, "arrival `rate` in requests per second, all users together (open model)")
@@ -150,6 +153,18 @@ func runCommand(ctx context.Context, args []string, env Env) error {
 	}
 	if o.maxConns < 1 {
 		problems = append(problems, "--max-conns: want at least 1")
+	}
+	metricURLs := map[string]string{}
+	for _, kv := range strings.Split(o.metrics, ",") {
+		if kv = strings.TrimSpace(kv); kv == "" {
+			continue
+		}
+		name, u, ok := strings.Cut(kv, "=")
+		if pu, err := url.Parse(u); !ok || name == "" || err != nil || pu.Host == "" {
+			problems = append(problems, fmt.Sprintf("--metrics %q: want name=http://host:port/metrics", kv))
+			continue
+		}
+		metricURLs[name] = u
 	}
 	if o.drainTimeout < 0 {
 		problems = append(problems, "--drain-timeout: want 0 or more")
@@ -256,6 +271,14 @@ func runCommand(ctx context.Context, args []string, env Env) error {
 			return err
 		}
 	}
+	metricURLs[string(kind)] = strings.TrimRight(o.url, "/") + "/metrics"
+	if kind == target.Pipeline {
+		metricURLs["gateway"] = metricURLs[string(kind)]
+		delete(metricURLs, string(kind))
+	}
+	metricURLs["processor-sim"] = strings.TrimRight(o.simURL, "/") + "/metrics"
+	cpuBefore, cpuErrs := report.ReadCPU(ctx, metricURLs)
+
 	// The first second's connections, dialed last, right before the load.
 	wctx, cancel := context.WithTimeout(ctx, preflightTimeout)
 	err = tc.Warm(wctx, min(o.maxConns, w.Requests(), int(w.Rate)+1))
@@ -274,8 +297,13 @@ func runCommand(ctx context.Context, args []string, env Env) error {
 		return runErr
 	}
 
+	cpuAfter, errsAfter := report.ReadCPU(context.WithoutCancel(ctx), metricURLs)
+	for k, v := range errsAfter {
+		cpuErrs[k] = v
+	}
 	command := "loadtest run " + strings.Join(args, " ")
 	rep := report.Judge(res, kind, o.url, settings, o.simURL, command, report.ThisMachine())
+	rep.CPU = report.CPUUsed(metricURLs, cpuBefore, cpuAfter, cpuErrs)
 	if runErr != nil {
 		rep.Passed = false
 		rep.Failures = append(rep.Failures, "interrupted: "+runErr.Error())

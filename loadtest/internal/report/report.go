@@ -98,6 +98,9 @@ type Report struct {
 	Passed    bool               `json:"passed"`
 	Failures  []string           `json:"failures,omitempty"`
 	Plots     []string           `json:"plots,omitempty"`
+	// CPU is what the target's processes used during the run (load and
+	// drain), where their /metrics were given.
+	CPU []ProcessCPU `json:"cpu,omitempty"`
 }
 
 // Judge builds the report of res: the verdict (correctness only) and the
@@ -360,6 +363,21 @@ func Markdown(r *Report) string {
 	if res.Outage != nil {
 		p("\nProcessor outage from %.1f s to %.1f s.\n", res.Outage.Start, res.Outage.End)
 	}
+	if len(r.CPU) > 0 {
+		ok := res.Writes.ByClass[string(target.OK)]
+		p("\n## CPU used by the system under test\n\nFrom each process's `process_cpu_seconds_total`, from before the load to after the drain")
+		p(" (PostgreSQL and the Kafka broker are not included).\n\n| process | CPU seconds | ms per accepted payment |\n|---|---:|---:|\n")
+		var total float64
+		for _, c := range r.CPU {
+			if c.Err != "" {
+				p("| %s | (%s) | |\n", c.Name, c.Err)
+				continue
+			}
+			total += c.Seconds
+			p("| %s | %.2f | %s |\n", c.Name, c.Seconds, perPayment(c.Seconds, ok))
+		}
+		p("| **total** | %.2f | %s |\n", total, perPayment(total, ok))
+	}
 	if len(r.Plots) > 0 {
 		p("\n## Plots\n\n")
 		for _, f := range r.Plots {
@@ -367,6 +385,13 @@ func Markdown(r *Report) string {
 		}
 	}
 	return b.String()
+}
+
+func perPayment(sec float64, payments int64) string {
+	if payments == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.2f", sec*1000/float64(payments))
 }
 
 func toCounts(m map[string]string) map[string]int64 {
