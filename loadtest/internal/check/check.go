@@ -94,18 +94,26 @@ type Report struct {
 	Examples []string `json:"examples,omitempty"`
 	// Notes say what a count means for this target.
 	Notes []string `json:"notes,omitempty"`
+
+	perKind map[string]int
 }
 
-// maxExamples bounds Report.Examples.
-const maxExamples = 20
+// examplesPerKind bounds Report.Examples per kind of problem, so every
+// kind shows.
+const examplesPerKind = 5
 
 // Failed reports whether any invariant count is non-zero.
 func (r Report) Failed() bool {
 	return r.Lost != 0 || r.PaidTwice != 0 || r.Stuck != 0 || r.BalanceMismatch != 0
 }
 
-func (r *Report) example(format string, args ...any) {
-	if len(r.Examples) < maxExamples {
+// example records a problem of a kind, up to examplesPerKind of each.
+func (r *Report) example(kind, format string, args ...any) {
+	if r.perKind == nil {
+		r.perKind = map[string]int{}
+	}
+	if r.perKind[kind] < examplesPerKind {
+		r.perKind[kind]++
 		r.Examples = append(r.Examples, fmt.Sprintf(format, args...))
 	}
 }

@@ -116,7 +116,7 @@ func (p *Pipeline) Check(ctx context.Context, writes []Write, execs []simclient.
 			if !inDB {
 				rep.Lost++
 				rep.AcceptedMissing++
-				rep.example("payment %s (id %d) was accepted but is not in the database", w.Key, w.PaymentID)
+				rep.example("pipeline-1", "payment %s (id %d) was accepted but is not in the database", w.Key, w.PaymentID)
 			}
 		default:
 			rep.ToldFailed++
@@ -162,7 +162,7 @@ func (p *Pipeline) Check(ctx context.Context, writes []Write, execs []simclient.
 		rep.Lost++
 		rep.OrphanExecutions++
 		execSum[e.UserID] += e.Amount
-		rep.example("processor execution %s (user %d, amount %d) matches no payment of the run", e.ID, e.UserID, e.Amount)
+		rep.example("pipeline-2", "processor execution %s (user %d, amount %d) matches no payment of the run", e.ID, e.UserID, e.Amount)
 	}
 	// Keyed executions of payments that are not the run's: another run's or
 	// an unknown payment. Only the unknown ones are lost money.
@@ -188,7 +188,7 @@ func (p *Pipeline) Check(ctx context.Context, writes []Write, execs []simclient.
 				rep.Lost++
 				rep.OrphanExecutions++
 				execSum[e.UserID] += e.Amount
-				rep.example("processor executed payment-%d (user %d, amount %d), which is in no database row", ids[i], e.UserID, e.Amount)
+				rep.example("pipeline-3", "processor executed payment-%d (user %d, amount %d), which is in no database row", ids[i], e.UserID, e.Amount)
 			}
 		}
 	}
@@ -203,23 +203,23 @@ func (p *Pipeline) Check(ctx context.Context, writes []Write, execs []simclient.
 			rep.Stuck++
 			pendingUser[pay.UserID] = true
 			if rep.Stuck <= 5 {
-				rep.example("payment %d (%s) is still %s at the drain deadline", pay.ID, pay.Key, pay.Status)
+				rep.example("pipeline-4", "payment %d (%s) is still %s at the drain deadline", pay.ID, pay.Key, pay.Status)
 			}
 		case "failed":
 			if n > 0 {
 				rep.Lost++
 				rep.ExecutedButFailed++
-				rep.example("payment %d was executed by the processor but recorded as failed", pay.ID)
+				rep.example("pipeline-5", "payment %d was executed by the processor but recorded as failed", pay.ID)
 			}
 		case "succeeded":
 			if n == 0 {
 				rep.RecordedNotExecuted++
-				rep.example("payment %d is succeeded but the processor never executed it", pay.ID)
+				rep.example("pipeline-6", "payment %d is succeeded but the processor never executed it", pay.ID)
 			}
 		}
 		if n > 1 {
 			rep.PaidTwice++
-			rep.example("payment %d was executed %d times", pay.ID, n)
+			rep.example("pipeline-7", "payment %d was executed %d times", pay.ID, n)
 		}
 	}
 
@@ -270,7 +270,7 @@ func (p *Pipeline) balances(ctx context.Context, rep *Report, execSum map[int64]
 		}
 		if len(why) > 0 {
 			bad++
-			rep.example("user %d: %s", user, strings.Join(why, "; "))
+			rep.example("pipeline-8", "user %d: %s", user, strings.Join(why, "; "))
 		}
 	}
 	return bad, rows.Err()
