@@ -97,13 +97,14 @@ func (a *agents) killer(ctx context.Context, service string) {
 			}
 		}
 		left := max(a.cfg.KillsPerService-kills, 1)
-		// A consumer's next kill costs a group rebalance on top of the
-		// restart: leave it more room.
-		cost := 2 * time.Second
+		// Each later kill costs a restart (the supervisor's delay grows to
+		// 10 s), and a consumer's also a group rebalance: leave room for
+		// them, and finish with some traffic to spare.
+		cost := 12 * time.Second
 		if _, ok := groups[service]; ok {
 			cost = 50 * time.Second
 		}
-		budget := a.remaining() - time.Duration(left-1)*cost
+		budget := a.remaining()*85/100 - time.Duration(left-1)*cost
 		mean := max(budget/time.Duration(2*left+1)*2, time.Second)
 		gap := time.Duration(float64(mean) * (0.3 + 1.4*rng.Float64()))
 		if !sleep(ctx, max(gap, 500*time.Millisecond)) {
