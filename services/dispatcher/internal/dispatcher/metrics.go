@@ -14,6 +14,7 @@ type Metrics struct {
 	dispatchDelay     prometheus.Histogram
 	backlog           *prometheus.GaugeVec
 	drain             prometheus.Gauge
+	commitDuration    prometheus.Histogram
 }
 
 // NewMetrics creates the metrics and registers them with reg unless reg is nil.
@@ -60,10 +61,15 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "dispatcher_expected_drain_seconds",
 			Help: "Backlog of this replica's partitions / its current pacer rate: the time to drain at the current pace.",
 		}),
+		commitDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "dispatcher_transaction_end_seconds",
+			Help:    "Time to flush, end and begin a transaction; polls wait for it.",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
+		}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.outcomes, m.invalid, m.transactions, m.processingDropped, m.inFlight,
-			m.buffered, m.owned, m.dispatchDelay, m.backlog, m.drain)
+			m.buffered, m.owned, m.dispatchDelay, m.backlog, m.drain, m.commitDuration)
 	}
 	return m
 }

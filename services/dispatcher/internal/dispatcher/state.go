@@ -204,6 +204,8 @@ func (d *Dispatcher) commitLocked(ctx context.Context) error {
 	// Ending must work even when the grace period cut the work short.
 	ectx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
+	start := time.Now()
+	defer func() { d.m.commitDuration.Observe(time.Since(start).Seconds()) }()
 	// Surface produce failures before deciding: a transaction with a lost
 	// outcome must not commit its offsets.
 	flushErr := d.sess.Client().Flush(ectx)
