@@ -62,7 +62,26 @@ type Result struct {
 	Ref string
 	// Attempts counts the HTTP calls made.
 	Attempts int
+	// Cause says why an unknown status could not be resolved (one of the
+	// Cause constants); empty for succeeded and failed.
+	Cause string
 }
+
+// Causes of an unknown Result, used as the reason of its dead letter.
+const (
+	// CauseBudgetSpent: every call allowed was made and none gave a
+	// definite answer after one that may have executed the payment.
+	CauseBudgetSpent = "retry_budget_spent"
+	// CauseNotRetried: an ambiguous call on the as-is API, which has no key
+	// to make a second call a replay.
+	CauseNotRetried = "ambiguous_not_retried"
+	// CauseKeyRefused: the processor refused the idempotency key.
+	CauseKeyRefused = "idempotency_key_refused"
+	// CauseRejectedAfterAmbiguous: a rejection after an ambiguous call.
+	CauseRejectedAfterAmbiguous = "rejected_after_ambiguous"
+	// CauseInterrupted: shutdown cut the calls short after an ambiguous one.
+	CauseInterrupted = "interrupted"
+)
 
 // Client executes payments at the processor.
 type Client interface {
@@ -227,18 +246,18 @@ func (c *client) Execute(ctx context.Context, p Payment) (Result, error) {
 			return Result{Status: payment.StatusFailed, Reason: last.detail, Attempts: attempts}, nil
 		case kindRejected:
 			if ambiguous != nil {
-				return unknown(attempts, "an earlier call was ambiguous (%s), then the processor rejected the payment: %s", ambiguous.detail, last.detail), nil
+				return unknown(attempts, CauseRejectedAfterAmbiguous, "an earlier call was ambiguous (%s), then the processor rejected the payment: %s", ambiguous.detail, last.detail), nil
 			}
 			return Result{Status: payment.StatusFailed, Reason: "rejected by processor: " + last.detail, Attempts: attempts}, nil
 		case kindConflict:
-			return unknown(attempts, "processor refused the idempotency key: %s", last.detail), nil
+			return unknown(attempts, CauseKeyRefused, "processor refused the idempotency key: %s", last.detail), nil
 		case kindAmbiguous:
 			ambiguous = &last
 			if ctx.Err() != nil {
-				return unknown(attempts, "interrupted while waiting for the processor: %s", last.detail), nil
+				return unknown(attempts, CauseInterrupted, "interrupted while waiting for the processor: %s", last.detail), nil
 			}
 			if !c.dialect.retriesAmbiguous() {
-				return unknown(attempts, "%s; not retried: the %s API has no idempotency key", last.detail, APIAsIs), nil
+				return unknown(attempts, CauseNotRetried, "%s; not retried: the %s API has no idempotency key", last.detail, APIAsIs), nil
 			}
 		case kindRefused:
 			// Not executed: safe to call again in both dialects.
@@ -263,7 +282,7 @@ func (c *client) Execute(ctx context.Context, p Payment) (Result, error) {
 				return c.interrupted(p, attempts, ambiguous, ctx.Err())
 			}
 			if ambiguous != nil {
-				return unknown(attempts, "no definite answer after %d calls with the same idempotency key; last: %s", attempts, last.detail), nil
+				return unknown(attempts, CauseBudgetSpent, "no definite answer after %d calls with the same idempotency key; last: %s", attempts, last.detail), nil
 			}
 			return Result{Status: payment.StatusFailed, Reason: fmt.Sprintf("not executed: %s after %d calls", last.detail, attempts), Attempts: attempts}, nil
 		}
@@ -283,13 +302,13 @@ func (c *client) Execute(ctx context.Context, p Payment) (Result, error) {
 // may have executed the payment, ErrNotSent if none can have.
 func (c *client) interrupted(p Payment, attempts int, ambiguous *reply, cause error) (Result, error) {
 	if ambiguous != nil {
-		return unknown(attempts, "interrupted before a definite answer (%v); last ambiguous call: %s", cause, ambiguous.detail), nil
+		return unknown(attempts, CauseInterrupted, "interrupted before a definite answer (%v); last ambiguous call: %s", cause, ambiguous.detail), nil
 	}
 	return Result{Attempts: attempts}, fmt.Errorf("payment %d after %d calls: %w: %w", p.ID, attempts, ErrNotSent, cause)
 }
 
-func unknown(attempts int, format string, args ...any) Result {
-	return Result{Status: payment.StatusUnknown, Reason: fmt.Sprintf(format, args...), Attempts: attempts}
+func unknown(attempts int, cause, format string, args ...any) Result {
+	return Result{Status: payment.StatusUnknown, Reason: fmt.Sprintf(format, args...), Attempts: attempts, Cause: cause}
 }
 
 func sleep(ctx context.Context, d time.Duration) error {
