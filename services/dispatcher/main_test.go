@@ -160,6 +160,10 @@ func (f *fakeProcessor) snapshot() (order map[int64][]int64, calls map[int64]int
 	return order, calls
 }
 
+// testTopics are the topics every test cluster has: the dispatcher's input,
+// its output and its dead-letter topic.
+var testTopics = []string{kafka.TopicRequested, kafka.TopicOutcomes, kafka.DLQTopic(kafka.TopicRequested)}
+
 // dispatcherEnv is the environment of a dispatcher under test.
 func dispatcherEnv(brokers []string, processorURL, api, opsAddr string) map[string]string {
 	return map[string]string{
@@ -342,7 +346,7 @@ func TestDispatchOneOutcomePerPaymentInUserOrder(t *testing.T) {
 	for _, api := range []string{"proposed", "as-is"} {
 		t.Run(api, func(t *testing.T) {
 			t.Parallel()
-			cluster := kafkatest.New(t, 4, []string{kafka.TopicRequested, kafka.TopicOutcomes})
+			cluster := kafkatest.New(t, 4, testTopics)
 			// Every other payment of odd users answers late, so a dispatcher
 			// that let a user's later payment overtake would show it.
 			fake, url := newFakeProcessor(t, func(id int64) bool { return (id/1000)%2 == 1 && id%2 == 1 })
@@ -425,8 +429,8 @@ func TestDispatchOneOutcomePerPaymentInUserOrder(t *testing.T) {
 
 			metrics := scrape(t, opsAddr)
 			for _, want := range []string{
-				`dispatcher_invalid_records_total{reason="undecodable"} 1`,
-				`dispatcher_invalid_records_total{reason="missing_ids"} 1`,
+				`dispatcher_dead_letters_total{reason="undecodable"} 1`,
+				`dispatcher_dead_letters_total{reason="missing_ids"} 1`,
 				`dispatcher_processor_rate_limit_per_second 2000`,
 				fmt.Sprintf(`dispatcher_processor_calls_total{result="succeeded"} %d`, countWhere(reqs, func(id int64) bool { return !declines(id) })),
 				fmt.Sprintf(`dispatcher_processor_calls_total{result="declined"} %d`, countWhere(reqs, declines)),
@@ -441,7 +445,7 @@ func TestDispatchOneOutcomePerPaymentInUserOrder(t *testing.T) {
 
 func TestRestartDoesNotReemitCommittedWork(t *testing.T) {
 	t.Parallel()
-	cluster := kafkatest.New(t, 4, []string{kafka.TopicRequested, kafka.TopicOutcomes})
+	cluster := kafkatest.New(t, 4, testTopics)
 	fake, url := newFakeProcessor(t, func(id int64) bool { return id%3 == 0 })
 	env := dispatcherEnv(cluster.Brokers(), url, "as-is", freeAddr(t))
 	prod := newProducer(t, cluster.Brokers())
@@ -483,7 +487,7 @@ func TestRestartDoesNotReemitCommittedWork(t *testing.T) {
 
 func TestShutdownFinishesInFlightCalls(t *testing.T) {
 	t.Parallel()
-	cluster := kafkatest.New(t, 4, []string{kafka.TopicRequested, kafka.TopicOutcomes})
+	cluster := kafkatest.New(t, 4, testTopics)
 	fake, url := newFakeProcessor(t, nil)
 	fake.gate = make(chan struct{})
 	fake.started = make(chan int64, 100)
@@ -537,7 +541,7 @@ func TestShutdownFinishesInFlightCalls(t *testing.T) {
 
 func TestShutdownGraceEndsCallsAsUnknown(t *testing.T) {
 	t.Parallel()
-	cluster := kafkatest.New(t, 4, []string{kafka.TopicRequested, kafka.TopicOutcomes})
+	cluster := kafkatest.New(t, 4, testTopics)
 	fake, url := newFakeProcessor(t, nil)
 	fake.gate = make(chan struct{})
 	fake.started = make(chan int64, 100)
@@ -594,7 +598,7 @@ func TestShutdownGraceEndsCallsAsUnknown(t *testing.T) {
 
 func TestRebalanceKeepsOneOutcomePerPayment(t *testing.T) {
 	t.Parallel()
-	cluster := kafkatest.New(t, 4, []string{kafka.TopicRequested, kafka.TopicOutcomes})
+	cluster := kafkatest.New(t, 4, testTopics)
 	// Slow calls keep transactions open while a second replica joins, so
 	// some are aborted by the rebalance and their records dispatched again.
 	fake, url := newFakeProcessor(t, func(int64) bool { return true })

@@ -104,7 +104,7 @@ func TestUsersOfOnePartitionRunInParallelInOrder(t *testing.T) {
 	t.Parallel()
 	// One partition: any parallelism comes from different users, and any
 	// overtaking within a user would show in the order.
-	cluster := kafkatest.New(t, 1, []string{kafka.TopicRequested, kafka.TopicOutcomes})
+	cluster := kafkatest.New(t, 1, testTopics)
 	fake, url := newFakeProcessor(t, func(id int64) bool { return id%2 == 1 })
 	env := dispatcherEnv(cluster.Brokers(), url, "proposed", freeAddr(t))
 	startDispatcher(t, env)
@@ -135,7 +135,7 @@ func TestUsersOfOnePartitionRunInParallelInOrder(t *testing.T) {
 
 func TestShareOfLimitFollowsRebalance(t *testing.T) {
 	t.Parallel()
-	cluster := kafkatest.New(t, 12, []string{kafka.TopicRequested, kafka.TopicOutcomes})
+	cluster := kafkatest.New(t, 12, testTopics)
 	_, url := newFakeProcessor(t, nil)
 	envA := dispatcherEnv(cluster.Brokers(), url, "proposed", freeAddr(t))
 	envB := dispatcherEnv(cluster.Brokers(), url, "proposed", freeAddr(t))
@@ -179,7 +179,7 @@ func TestShareOfLimitFollowsRebalance(t *testing.T) {
 
 func TestAdaptsToRateLimit(t *testing.T) {
 	t.Parallel()
-	cluster := kafkatest.New(t, 2, []string{kafka.TopicRequested, kafka.TopicOutcomes})
+	cluster := kafkatest.New(t, 2, testTopics)
 	fake, url := newFakeProcessor(t, nil)
 	// The processor takes 40 calls per second; the dispatcher is told 400.
 	fake.limiter = rate.NewLimiter(40, 1)
@@ -225,7 +225,7 @@ func TestAdaptsToRateLimit(t *testing.T) {
 
 func TestBreakerHoldsCallsDuringOutage(t *testing.T) {
 	t.Parallel()
-	cluster := kafkatest.New(t, 2, []string{kafka.TopicRequested, kafka.TopicOutcomes})
+	cluster := kafkatest.New(t, 2, testTopics)
 	fake, url := newFakeProcessor(t, nil)
 	fake.outage.Store(true)
 	opsAddr := freeAddr(t)
@@ -268,7 +268,7 @@ func TestBreakerHoldsCallsDuringOutage(t *testing.T) {
 
 func TestCommitsOnlyUpToLowestUnfinishedRecord(t *testing.T) {
 	t.Parallel()
-	cluster := kafkatest.New(t, 1, []string{kafka.TopicRequested, kafka.TopicOutcomes})
+	cluster := kafkatest.New(t, 1, testTopics)
 	fake, url := newFakeProcessor(t, nil)
 	// User 301's first payment (offset 0) hangs at the processor while
 	// every other user's payments finish behind it.
@@ -323,7 +323,7 @@ func TestCommitsOnlyUpToLowestUnfinishedRecord(t *testing.T) {
 
 func TestBufferAndInFlightAreBounded(t *testing.T) {
 	t.Parallel()
-	cluster := kafkatest.New(t, 1, []string{kafka.TopicRequested, kafka.TopicOutcomes})
+	cluster := kafkatest.New(t, 1, testTopics)
 	fake, url := newFakeProcessor(t, func(int64) bool { return true })
 	opsAddr := freeAddr(t)
 	env := dispatcherEnv(cluster.Brokers(), url, "proposed", opsAddr)

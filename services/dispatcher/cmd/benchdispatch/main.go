@@ -109,7 +109,7 @@ type env struct {
 }
 
 func start(ctx context.Context, o options, name string) (*env, error) {
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(int32(o.partitions), kafka.Topics()...))
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(int32(o.partitions), append(kafka.Topics(), kafka.DLQTopics()...)...))
 	if err != nil {
 		return nil, err
 	}

@@ -27,11 +27,15 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/finsvc/finance/pkg/dlq"
 	"github.com/finsvc/finance/pkg/kafka"
 	"github.com/finsvc/finance/pkg/payment"
 	financev1 "github.com/finsvc/finance/proto/finance/v1"
 	"github.com/finsvc/finance/services/dispatcher/internal/processor"
 )
+
+// Source is the dlq-source header of the dispatcher's dead letters.
+const Source = "dispatcher"
 
 // Config tunes a Dispatcher.
 type Config struct {
@@ -333,31 +337,32 @@ func (d *Dispatcher) work(ctx context.Context, u *userQueue, it *item) {
 }
 
 // execute decodes a record and calls the processor. res is nil for a record
-// that gets no outcome (invalid); ok is false when the payment was not sent
-// because ctx ended.
-func (d *Dispatcher) execute(ctx context.Context, it *item) (res *financev1.PaymentOutcome, ok bool) {
+// that gets nothing published (never: every record gets an outcome or a dead
+// letter); ok is false when the payment was not sent because ctx ended.
+func (d *Dispatcher) execute(ctx context.Context, it *item) (res *result, ok bool) {
+	if it.salvaged != nil {
+		return it.salvaged, true
+	}
 	r := it.rec
 	var req financev1.PaymentRequested
 	if err := proto.Unmarshal(r.Value, &req); err != nil {
-		d.invalid(ctx, r, "undecodable", err)
-		return nil, true
+		return d.deadLetter(ctx, it, ReasonUndecodable, fmt.Errorf("decode finance.v1.PaymentRequested: %w", err), 0, 0), true
 	}
 	if req.GetPaymentId() <= 0 || req.GetUserId() <= 0 {
-		d.invalid(ctx, r, "missing_ids", fmt.Errorf("payment_id %d, user_id %d", req.GetPaymentId(), req.GetUserId()))
-		return nil, true
+		return d.deadLetter(ctx, it, ReasonMissingIDs, fmt.Errorf("payment_id %d, user_id %d: both must be positive",
+			req.GetPaymentId(), req.GetUserId()), req.GetPaymentId(), req.GetUserId()), true
 	}
 	if key, err := kafka.ParseUserKey(r.Key); err != nil || key != req.GetUserId() {
-		// Ordering is per record key; a mismatch is a producer bug worth
-		// seeing, but the payment itself is still dispatched.
-		d.log.WarnContext(ctx, "record key does not match user_id", "topic", r.Topic, "partition", r.Partition,
-			"offset", r.Offset, "key", string(r.Key), "user_id", req.GetUserId(), "payment_id", req.GetPaymentId())
-	}
-	if it.salvaged != nil {
-		return it.salvaged, true
+		// Per-user order rests on the record key: a record keyed by
+		// another user may overtake (or be overtaken by) its user's other
+		// payments, so it is not dispatched.
+		return d.deadLetter(ctx, it, ReasonKeyMismatch, fmt.Errorf("record key %q is not user_id %d", r.Key, req.GetUserId()),
+			req.GetPaymentId(), req.GetUserId()), true
 	}
 	log := d.log.With("payment_id", req.GetPaymentId(), "user_id", req.GetUserId())
 
 	var pr processor.Result
+	started := time.Now()
 	if err := payment.ValidateAmount(req.GetAmount()); err != nil {
 		// Never sent: the processor would reject it anyway.
 		pr = processor.Result{Status: payment.StatusFailed, Reason: "invalid request: " + err.Error()}
@@ -379,7 +384,7 @@ func (d *Dispatcher) execute(ctx context.Context, it *item) (res *financev1.Paym
 	}
 	log.Log(ctx, level, "payment dispatched", "status", pr.Status, "reason", pr.Reason,
 		"processor_ref", pr.Ref, "attempts", pr.Attempts)
-	return &financev1.PaymentOutcome{
+	res = &result{outcome: &financev1.PaymentOutcome{
 		PaymentId:    req.GetPaymentId(),
 		UserId:       req.GetUserId(),
 		Status:       outcomeStatus(pr.Status),
@@ -387,11 +392,53 @@ func (d *Dispatcher) execute(ctx context.Context, it *item) (res *financev1.Paym
 		ProcessorRef: pr.Ref,
 		Attempts:     int32(pr.Attempts),
 		DecidedAt:    timestamppb.Now(),
-	}, true
+	}}
+	if pr.Status == payment.StatusUnknown {
+		// The dispatcher gave up without learning the outcome: the request
+		// is dead-lettered with the unknown outcome, for reconciliation to
+		// resolve or an operator to replay.
+		cause := pr.Cause
+		if cause == "" {
+			cause = processor.CauseBudgetSpent
+		}
+		res.letter = &dlq.Letter{
+			Reason:    cause,
+			Err:       errors.New(pr.Reason),
+			Attempts:  pr.Attempts,
+			FirstSeen: started,
+			Source:    Source,
+			PaymentID: req.GetPaymentId(),
+			UserID:    req.GetUserId(),
+		}
+		log.WarnContext(ctx, "unknown payment dead-lettered", "reason", cause, "attempts", pr.Attempts,
+			"topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "dlq_topic", kafka.DLQTopic(r.Topic))
+	}
+	return res, true
 }
 
-// produce adds an outcome to the open transaction; txnMu is read-held.
-func (d *Dispatcher) produce(it *item, out *financev1.PaymentOutcome) {
+// produce adds a record's outcome and dead letter to the open transaction,
+// so both commit or abort with the offsets past the record; txnMu is
+// read-held and d.mu held.
+func (d *Dispatcher) produce(it *item, res *result) {
+	if out := res.outcome; out != nil {
+		d.produceOutcome(out)
+	}
+	if l := res.letter; l != nil {
+		d.st.lettered[l.Reason]++
+		rec := it.rec
+		// Never cancelled: the flush before the commit bounds the wait.
+		d.sess.Produce(context.Background(), dlq.Record(rec, *l), func(_ *kgo.Record, err error) {
+			if err != nil {
+				d.mu.Lock()
+				d.st.produceErr = errors.Join(d.st.produceErr, fmt.Errorf("dead-letter %s/%d/%d: %w", rec.Topic, rec.Partition, rec.Offset, err))
+				d.mu.Unlock()
+			}
+		})
+	}
+}
+
+// produceOutcome adds an outcome to the open transaction.
+func (d *Dispatcher) produceOutcome(out *financev1.PaymentOutcome) {
 	val, err := proto.Marshal(out)
 	if err != nil {
 		d.st.produceErr = errors.Join(d.st.produceErr, fmt.Errorf("marshal outcome of payment %d: %w", out.GetPaymentId(), err))

@@ -2,10 +2,19 @@ package dispatcher
 
 import "github.com/prometheus/client_golang/prometheus"
 
+// Reasons a record is dead-lettered without being dispatched (label
+// "reason" of dispatcher_dead_letters_total, and the dlq-reason header).
+// Unknown payments are dead-lettered with their processor.Cause* reason.
+const (
+	ReasonUndecodable = "undecodable"
+	ReasonMissingIDs  = "missing_ids"
+	ReasonKeyMismatch = "key_mismatch"
+)
+
 // Metrics are the pipeline's Prometheus metrics.
 type Metrics struct {
 	outcomes          *prometheus.CounterVec
-	invalid           *prometheus.CounterVec
+	deadLetters       *prometheus.CounterVec
 	transactions      *prometheus.CounterVec
 	processingDropped prometheus.Counter
 	inFlight          prometheus.Gauge
@@ -24,9 +33,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "dispatcher_outcomes_total",
 			Help: "Final outcomes committed to payments.outcomes by status (succeeded, failed, unknown).",
 		}, []string{"status"}),
-		invalid: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "dispatcher_invalid_records_total",
-			Help: "payments.requested records skipped because they cannot be dispatched, by reason.",
+		deadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "dispatcher_dead_letters_total",
+			Help: "payments.requested records committed to payments.requested.dlq, by reason: undecodable, missing_ids, key_mismatch (never dispatched), or why an unknown payment could not be resolved (retry_budget_spent, ambiguous_not_retried, ...).",
 		}, []string{"reason"}),
 		transactions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "dispatcher_transactions_total",
@@ -68,7 +77,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.outcomes, m.invalid, m.transactions, m.processingDropped, m.inFlight,
+		reg.MustRegister(m.outcomes, m.deadLetters, m.transactions, m.processingDropped, m.inFlight,
 			m.buffered, m.owned, m.dispatchDelay, m.backlog, m.drain, m.commitDuration)
 	}
 	return m

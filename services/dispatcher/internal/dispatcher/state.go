@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/finsvc/finance/pkg/dlq"
 	"github.com/finsvc/finance/pkg/kafka"
 	"github.com/finsvc/finance/pkg/payment"
 	financev1 "github.com/finsvc/finance/proto/finance/v1"
@@ -31,12 +32,14 @@ type state struct {
 	inFlight, buffered int
 	// salvage keeps results learnt for records whose transaction was
 	// aborted, so that their redelivery needs no second call.
-	salvage map[salvageKey]*financev1.PaymentOutcome
+	salvage map[salvageKey]*result
 	// dirty: something finished since the last commit; rebalanced: a
 	// partition was revoked or lost since then.
 	dirty, rebalanced bool
 	produceErr        error
 	produced          map[financev1.OutcomeStatus]int
+	// lettered counts the dead letters produced in the open transaction, by reason.
+	lettered map[string]int
 	stopping          bool
 	// total is the partition count of payments.requested (cached).
 	total int
@@ -46,8 +49,9 @@ func newState() state {
 	return state{
 		parts:    map[int32]*partState{},
 		users:    map[string]*userQueue{},
-		salvage:  map[salvageKey]*financev1.PaymentOutcome{},
+		salvage:  map[salvageKey]*result{},
 		produced: map[financev1.OutcomeStatus]int{},
+		lettered: map[string]int{},
 	}
 }
 
@@ -70,7 +74,14 @@ type partState struct {
 type entry struct {
 	offset int64
 	done   bool
-	res    *financev1.PaymentOutcome
+	res    *result
+}
+
+// result is what dispatching one record produces in the transaction: an
+// outcome, a dead letter of the record, or both (an unknown outcome).
+type result struct {
+	outcome *financev1.PaymentOutcome
+	letter  *dlq.Letter
 }
 
 func newPart() *partState { return &partState{next: -1} }
@@ -107,7 +118,7 @@ type item struct {
 	part     *partState
 	gen      uint64
 	fetched  time.Time
-	salvaged *financev1.PaymentOutcome
+	salvaged *result
 }
 
 // userQueue holds one user's records in order; busy while its head is
@@ -221,8 +232,8 @@ func (d *Dispatcher) commitLocked(ctx context.Context) error {
 			offsets[p] = wm
 		}
 	}
-	produced := d.st.produced
-	d.st.produced = map[financev1.OutcomeStatus]int{}
+	produced, lettered := d.st.produced, d.st.lettered
+	d.st.produced, d.st.lettered = map[financev1.OutcomeStatus]int{}, map[string]int{}
 	d.st.dirty, d.st.rebalanced = false, false
 	d.mu.Unlock()
 
@@ -263,6 +274,9 @@ func (d *Dispatcher) commitLocked(ctx context.Context) error {
 		d.m.transactions.WithLabelValues("committed").Inc()
 		for status, n := range produced {
 			d.m.outcomes.WithLabelValues(statusLabel(status)).Add(float64(n))
+		}
+		for reason, n := range lettered {
+			d.m.deadLetters.WithLabelValues(reason).Add(float64(n))
 		}
 		for p, off := range offsets {
 			if ps := d.st.parts[p]; ps != nil {
@@ -323,6 +337,7 @@ func (d *Dispatcher) resetLocked() []int32 {
 	s.buffered = 0
 	s.produceErr = nil
 	s.produced = map[financev1.OutcomeStatus]int{}
+	s.lettered = map[string]int{}
 	s.dirty = false
 	return resume
 }
@@ -458,13 +473,23 @@ func (d *Dispatcher) publishProcessing(ctx context.Context, log *slog.Logger, re
 		})
 }
 
-// invalid logs and counts a record that cannot be dispatched. It is
-// committed like a finished record so the partition is not blocked.
-// TODO(dead letters): publish it to a dead-letter topic as well.
-func (d *Dispatcher) invalid(ctx context.Context, r *kgo.Record, reason string, err error) {
-	d.m.invalid.WithLabelValues(reason).Inc()
-	d.log.ErrorContext(ctx, "skipping invalid payments.requested record", "reason", reason,
-		"topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "key", string(r.Key), "err", err)
+// deadLetter is the result of a record that can never be dispatched: its
+// dead letter, produced in the transaction that commits past the record, so
+// the record is never dropped and never blocks its partition.
+func (d *Dispatcher) deadLetter(ctx context.Context, it *item, reason string, err error, paymentID, userID int64) *result {
+	r := it.rec
+	d.log.ErrorContext(ctx, "dead-lettering invalid payments.requested record", "reason", reason,
+		"topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "key", string(r.Key),
+		"payment_id", paymentID, "user_id", userID, "dlq_topic", kafka.DLQTopic(r.Topic), "err", err)
+	return &result{letter: &dlq.Letter{
+		Reason:    reason,
+		Err:       err,
+		Attempts:  1,
+		FirstSeen: it.fetched,
+		Source:    Source,
+		PaymentID: paymentID,
+		UserID:    userID,
+	}}
 }
 
 func outcomeStatus(s payment.Status) financev1.OutcomeStatus {
