@@ -40,7 +40,7 @@ type state struct {
 	produced          map[financev1.OutcomeStatus]int
 	// lettered counts the dead letters produced in the open transaction, by reason.
 	lettered map[string]int
-	stopping          bool
+	stopping bool
 	// total is the partition count of payments.requested (cached).
 	total int
 }
