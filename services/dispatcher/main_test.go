@@ -44,6 +44,9 @@ type fakeProcessor struct {
 	// holdUser's first call waits for holdGate.
 	holdUser int64
 	holdGate chan struct{}
+	// ambiguous, when set, answers 500 (maybe executed) for the payments it
+	// selects; refuse answers 429 (not executed) without Retry-After.
+	ambiguous, refuse func(paymentID int64) bool
 
 	mu          sync.Mutex
 	active      int // calls being answered
@@ -83,6 +86,24 @@ func (f *fakeProcessor) serve(w http.ResponseWriter, r *http.Request) {
 	if r.URL.Path == "/v2/payments" && r.Header.Get("Idempotency-Key") != fmt.Sprintf("payment-%d", id) {
 		w.WriteHeader(http.StatusBadRequest)
 		_, _ = io.WriteString(w, `{"error":"wrong idempotency key"}`)
+		return
+	}
+	if f.ambiguous != nil && f.ambiguous(id) {
+		f.mu.Lock()
+		f.order[body.UserID] = append(f.order[body.UserID], id)
+		f.calls[id]++
+		f.mu.Unlock()
+		w.WriteHeader(http.StatusInternalServerError)
+		_, _ = io.WriteString(w, `{"error":"internal"}`)
+		return
+	}
+	if f.refuse != nil && f.refuse(id) {
+		f.mu.Lock()
+		f.order[body.UserID] = append(f.order[body.UserID], id)
+		f.calls[id]++
+		f.mu.Unlock()
+		w.WriteHeader(http.StatusTooManyRequests)
+		_, _ = io.WriteString(w, `{"error":"rate_limited"}`)
 		return
 	}
 	if f.outage.Load() {

@@ -1,0 +1,319 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/finsvc/finance/pkg/dlq"
+	"github.com/finsvc/finance/pkg/kafka"
+	"github.com/finsvc/finance/pkg/kafkatest"
+	financev1 "github.com/finsvc/finance/proto/finance/v1"
+)
+
+// dlqReader reads payments.requested.dlq with read_committed isolation, so
+// it sees only dead letters whose transaction committed.
+type dlqReader struct {
+	cl  *kgo.Client
+	got []*kgo.Record
+}
+
+func newDLQReader(t *testing.T, brokers []string) *dlqReader {
+	t.Helper()
+	cl, err := kgo.NewClient(
+		kgo.SeedBrokers(brokers...),
+		kgo.ConsumeTopics(kafka.DLQTopic(kafka.TopicRequested)),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.FetchMaxWait(100*time.Millisecond),
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	return &dlqReader{cl: cl}
+}
+
+// waitFor reads until at least n dead letters are in.
+func (r *dlqReader) waitFor(t *testing.T, n int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 45*time.Second)
+	defer cancel()
+	for len(r.got) < n {
+		r.poll(ctx)
+		if ctx.Err() != nil {
+			t.Fatalf("gave up waiting for %d dead letters; read %d", n, len(r.got))
+		}
+	}
+}
+
+// drain reads whatever else arrives within d.
+func (r *dlqReader) drain(t *testing.T, d time.Duration) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), d)
+	defer cancel()
+	for ctx.Err() == nil {
+		r.poll(ctx)
+	}
+}
+
+func (r *dlqReader) poll(ctx context.Context) {
+	fs := r.cl.PollFetches(ctx)
+	fs.EachRecord(func(rec *kgo.Record) { r.got = append(r.got, rec) })
+}
+
+// byOriginal indexes dead letters by "partition/offset" of the original
+// record, failing on a record dead-lettered twice.
+func (r *dlqReader) byOriginal(t *testing.T) map[string]*kgo.Record {
+	t.Helper()
+	m := map[string]*kgo.Record{}
+	for _, rec := range r.got {
+		h := headers(rec)
+		k := h[dlq.HeaderOriginalPartition] + "/" + h[dlq.HeaderOriginalOffset]
+		if _, dup := m[k]; dup {
+			t.Errorf("record %s of payments.requested dead-lettered twice", k)
+		}
+		m[k] = rec
+	}
+	return m
+}
+
+func headers(r *kgo.Record) map[string]string {
+	h := map[string]string{}
+	for _, kv := range r.Headers {
+		h[kv.Key] = string(kv.Value)
+	}
+	return h
+}
+
+// checkLetter fails unless dl is the dead letter of orig with reason and
+// attempts, its first-seen time within [from, to].
+func checkLetter(t *testing.T, dl, orig *kgo.Record, reason string, attempts int, from, to time.Time) {
+	t.Helper()
+	h := headers(dl)
+	want := map[string]string{
+		dlq.HeaderReason:            reason,
+		dlq.HeaderAttempts:          strconv.Itoa(attempts),
+		dlq.HeaderOriginalTopic:     kafka.TopicRequested,
+		dlq.HeaderOriginalPartition: strconv.Itoa(int(orig.Partition)),
+		dlq.HeaderOriginalOffset:    strconv.FormatInt(orig.Offset, 10),
+		dlq.HeaderSource:            "dispatcher",
+	}
+	got := map[string]string{}
+	for k := range want {
+		got[k] = h[k]
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("dead letter of offset %d: headers (-want +got):\n%s", orig.Offset, diff)
+	}
+	if h[dlq.HeaderError] == "" {
+		t.Errorf("dead letter of offset %d has no %s header", orig.Offset, dlq.HeaderError)
+	}
+	first, err := time.Parse(time.RFC3339Nano, h[dlq.HeaderFirstSeen])
+	if err != nil || first.Before(from) || first.After(to) {
+		t.Errorf("dead letter of offset %d: first seen %q (%v), want a time between %v and %v", orig.Offset, h[dlq.HeaderFirstSeen], err, from, to)
+	}
+	if string(dl.Key) != string(orig.Key) || string(dl.Value) != string(orig.Value) {
+		t.Errorf("dead letter of offset %d: key %q value %q, want the original's %q %q", orig.Offset, dl.Key, dl.Value, orig.Key, orig.Value)
+	}
+}
+
+func TestInvalidRecordsAreDeadLetteredWithoutBlocking(t *testing.T) {
+	t.Parallel()
+	// One partition: the poison records sit in front of valid ones.
+	cluster := kafkatest.New(t, 1, testTopics)
+	_, url := newFakeProcessor(t, nil)
+	opsAddr := freeAddr(t)
+	env := dispatcherEnv(cluster.Brokers(), url, "proposed", opsAddr)
+	prod := newProducer(t, cluster.Brokers())
+	outcomes := newOutcomeReader(t, cluster.Brokers())
+	letters := newDLQReader(t, cluster.Brokers())
+
+	start := time.Now()
+	poison := []struct {
+		rec    *kgo.Record
+		reason string
+	}{
+		{&kgo.Record{Topic: kafka.TopicRequested, Key: kafka.UserKey(501), Value: []byte("\xff not protobuf")}, "undecodable"},
+		{&kgo.Record{Topic: kafka.TopicRequested, Key: kafka.UserKey(502), Value: mustMarshal(t, &financev1.PaymentRequested{Amount: -5})}, "missing_ids"},
+		// User 504's payment keyed as user 503's.
+		{&kgo.Record{Topic: kafka.TopicRequested, Key: kafka.UserKey(503), Value: mustMarshal(t, request(504, 504001))}, "key_mismatch"},
+		{&kgo.Record{Topic: kafka.TopicRequested, Key: []byte("not-a-user"), Value: mustMarshal(t, request(505, 505001))}, "key_mismatch"},
+	}
+	for _, p := range poison {
+		if err := prod.ProduceSync(t.Context(), p.rec).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Later records of the same partition, some of the same users.
+	first := requestsFor([]int64{501, 502, 503, 506}, 0, 3)
+	produceRequests(t, prod, first...)
+	stop := startDispatcher(t, env)
+
+	outcomes.waitUntil(t, "the valid payments' outcomes", func(got []*financev1.PaymentOutcome) bool {
+		return countFinals(got) >= len(first)
+	})
+	letters.waitFor(t, len(poison))
+	got := finals(t, outcomes.got)
+	for _, r := range first {
+		status, ref := wantOutcome(r.GetPaymentId())
+		if o := got[r.GetPaymentId()]; o.GetStatus() != status || o.GetProcessorRef() != ref {
+			t.Errorf("payment %d outcome = %v, want %v %q", r.GetPaymentId(), o, status, ref)
+		}
+	}
+	if len(got) != len(first) {
+		t.Errorf("%d final outcomes, want %d (poison records get none)", len(got), len(first))
+	}
+	idx := letters.byOriginal(t)
+	for _, p := range poison {
+		dl, ok := idx[fmt.Sprintf("%d/%d", p.rec.Partition, p.rec.Offset)]
+		if !ok {
+			t.Errorf("%s record at offset %d not dead-lettered", p.reason, p.rec.Offset)
+			continue
+		}
+		checkLetter(t, dl, p.rec, p.reason, 1, start, time.Now())
+	}
+	if h := headers(idx[fmt.Sprintf("0/%d", poison[2].rec.Offset)]); h[dlq.HeaderPaymentID] != "504001" || h[dlq.HeaderUserID] != "504" {
+		t.Errorf("key_mismatch dead letter: payment %q user %q, want 504001 and 504", h[dlq.HeaderPaymentID], h[dlq.HeaderUserID])
+	}
+	metrics := scrape(t, opsAddr)
+	for _, want := range []string{
+		`dispatcher_dead_letters_total{reason="undecodable"} 1`,
+		`dispatcher_dead_letters_total{reason="missing_ids"} 1`,
+		`dispatcher_dead_letters_total{reason="key_mismatch"} 2`,
+	} {
+		if !strings.Contains(metrics, want+"\n") {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+	stop()
+
+	// A restart with the same group and transactional id: the dead letters
+	// were committed with the offsets, so none is produced again. A new
+	// poison record and new payments land behind the old ones.
+	again := &kgo.Record{Topic: kafka.TopicRequested, Key: kafka.UserKey(507), Value: []byte("\x00\xff still not protobuf")}
+	if err := prod.ProduceSync(t.Context(), again).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	second := requestsFor([]int64{501, 502, 503, 506}, 1, 2)
+	produceRequests(t, prod, second...)
+	stop = startDispatcher(t, env)
+	outcomes.waitUntil(t, "the second round's outcomes", func(got []*financev1.PaymentOutcome) bool {
+		return countFinals(got) >= len(first)+len(second)
+	})
+	letters.waitFor(t, len(poison)+1)
+	stop()
+	letters.drain(t, time.Second)
+	if len(letters.got) != len(poison)+1 {
+		t.Errorf("%d dead letters after the restart, want %d", len(letters.got), len(poison)+1)
+	}
+	idx = letters.byOriginal(t) // fails on duplicates
+	if dl, ok := idx[fmt.Sprintf("0/%d", again.Offset)]; !ok {
+		t.Errorf("the poison record produced after the restart was not dead-lettered")
+	} else {
+		checkLetter(t, dl, again, "undecodable", 1, start, time.Now())
+	}
+	if n := len(finals(t, outcomes.got)); n != len(first)+len(second) {
+		t.Errorf("%d final outcomes, want %d", n, len(first)+len(second))
+	}
+}
+
+func TestSpentBudgetIsUnknownAndDeadLettered(t *testing.T) {
+	t.Parallel()
+	cluster := kafkatest.New(t, 2, testTopics)
+	fake, url := newFakeProcessor(t, nil)
+	const (
+		ambiguousID = 601002 // 500 on every call: may have executed
+		refusedID   = 602002 // 429 on every call: never executed
+	)
+	fake.ambiguous = func(id int64) bool { return id == ambiguousID }
+	fake.refuse = func(id int64) bool { return id == refusedID }
+	opsAddr := freeAddr(t)
+	env := dispatcherEnv(cluster.Brokers(), url, "proposed", opsAddr)
+	env["PROCESSOR_MAX_ATTEMPTS"] = "3"
+	env["PROCESSOR_BREAKER_FAILURES"] = "1000" // the budget, not the breaker, decides
+	prod := newProducer(t, cluster.Brokers())
+	outcomes := newOutcomeReader(t, cluster.Brokers())
+	letters := newDLQReader(t, cluster.Brokers())
+
+	start := time.Now()
+	reqs := requestsFor([]int64{601, 602, 603}, 0, 3)
+	var recs []*kgo.Record
+	for _, r := range reqs {
+		recs = append(recs, &kgo.Record{Topic: kafka.TopicRequested, Key: kafka.UserKey(r.GetUserId()), Value: mustMarshal(t, r)})
+	}
+	if err := prod.ProduceSync(t.Context(), recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	stop := startDispatcher(t, env)
+
+	// Both are read_committed: the unknown outcome and its dead letter
+	// are visible, hence committed.
+	outcomes.waitUntil(t, "every outcome", func(got []*financev1.PaymentOutcome) bool { return countFinals(got) >= len(reqs) })
+	letters.waitFor(t, 1)
+	got := finals(t, outcomes.got)
+	for _, r := range reqs {
+		o := got[r.GetPaymentId()]
+		switch r.GetPaymentId() {
+		case ambiguousID:
+			if o.GetStatus() != financev1.OutcomeStatus_OUTCOME_STATUS_UNKNOWN || o.GetAttempts() != 3 || !strings.Contains(o.GetReason(), "no definite answer after 3 calls") {
+				t.Errorf("ambiguous payment outcome = %v, want unknown after 3 attempts", o)
+			}
+		case refusedID:
+			if o.GetStatus() != financev1.OutcomeStatus_OUTCOME_STATUS_FAILED || !strings.HasPrefix(o.GetReason(), "not executed") {
+				t.Errorf("refused payment outcome = %v, want failed as not executed", o)
+			}
+		default:
+			status, ref := wantOutcome(r.GetPaymentId())
+			if o.GetStatus() != status || o.GetProcessorRef() != ref {
+				t.Errorf("payment %d outcome = %v, want %v %q", r.GetPaymentId(), o, status, ref)
+			}
+		}
+	}
+	// The users' later payments went on after the spent budget, in order.
+	checkUserOrder(t, fake, outcomes, reqs)
+
+	stop()
+	letters.drain(t, time.Second)
+	if len(letters.got) != 1 {
+		t.Fatalf("%d dead letters, want 1 (the unknown payment's; a never-executed payment is failed, not dead-lettered)", len(letters.got))
+	}
+	var orig *kgo.Record
+	for _, r := range recs {
+		if string(r.Value) == string(mustMarshal(t, request(601, ambiguousID))) {
+			orig = r
+		}
+	}
+	dl := letters.got[0]
+	checkLetter(t, dl, orig, "retry_budget_spent", 3, start, time.Now())
+	h := headers(dl)
+	if h[dlq.HeaderPaymentID] != strconv.Itoa(ambiguousID) || h[dlq.HeaderUserID] != "601" {
+		t.Errorf("dead letter: payment %q user %q, want %d and 601", h[dlq.HeaderPaymentID], h[dlq.HeaderUserID], ambiguousID)
+	}
+	if !strings.Contains(h[dlq.HeaderError], "no definite answer") {
+		t.Errorf("dead letter error %q, want the unknown outcome's reason", h[dlq.HeaderError])
+	}
+
+	// A restart does not dead-letter it again, nor call the processor again.
+	_, before := fake.snapshot()
+	more := requestsFor([]int64{601, 602, 603}, 1, 1)
+	produceRequests(t, prod, more...)
+	stop = startDispatcher(t, env)
+	outcomes.waitUntil(t, "the next round", func(got []*financev1.PaymentOutcome) bool {
+		return countFinals(got) >= len(reqs)+len(more)
+	})
+	stop()
+	letters.drain(t, time.Second)
+	if len(letters.got) != 1 {
+		t.Errorf("%d dead letters after the restart, want still 1", len(letters.got))
+	}
+	if _, after := fake.snapshot(); after[ambiguousID] != before[ambiguousID] {
+		t.Errorf("payment %d called %d times after the restart, want none", ambiguousID, after[ambiguousID]-before[ambiguousID])
+	}
+}
