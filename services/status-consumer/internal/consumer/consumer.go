@@ -102,6 +102,9 @@ func New(cfg Config, db *pgxpool.Pool, logger *slog.Logger, reg prometheus.Regis
 	}
 	cl, err := kafka.NewClient(cfg.Brokers, logger,
 		kgo.ConsumerGroup(Group),
+		// A crashed member's partitions move after this long (the default
+		// is 45 s): outcomes wait no longer than that to be applied.
+		kgo.SessionTimeout(10*time.Second),
 		kgo.ConsumeTopics(kafka.TopicOutcomes),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
