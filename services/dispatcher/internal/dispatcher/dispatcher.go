@@ -8,7 +8,11 @@
 //     partition, at most MaxInFlight calls at once, paced by the pacer;
 //   - every CommitInterval one Kafka transaction commits the outcomes
 //     produced so far together with, per partition, the offset of the
-//     lowest unfinished record: a crash replays work, never skips it.
+//     lowest unfinished record: a crash replays work, never skips it;
+//   - a record that cannot be dispatched (undecodable, ids missing, keyed
+//     by another user), or whose payment ends unknown, is dead-lettered to
+//     payments.requested.dlq in the same transaction: never dropped, never
+//     blocking its partition, never dead-lettered twice.
 //
 // All Kafka transaction calls (poll, produce, end, begin) are serialized by
 // one RWMutex: polls and produces share it, ending a transaction takes it
