@@ -59,6 +59,7 @@ commands:
   run --scenario S [--target pipeline|legacy] [flags]   run a load test, check the money, write the report
   scenarios                                              list the scenarios and their defaults
   table results.json...                                  print a Markdown table of runs (for docs/loadtest.md)
+  report DIR...                                          redraw the plots and summary.md of runs from their results.json
   help [command]                                         show usage
 
 exit codes: 0 passed, 1 failed (checks or could not run), 2 bad usage`
@@ -90,6 +91,8 @@ func Run(ctx context.Context, args []string, env Env) int {
 		err = scenariosCommand(args[1:], env)
 	case "table":
 		err = tableCommand(args[1:], env)
+	case "report":
+		err = reportCommand(args[1:], env)
 	default:
 		err = usagef("unknown command %q\n%s", args[0], mainUsage)
 	}
@@ -151,6 +154,23 @@ func tableCommand(args []string, env Env) error {
 		return reps[i].Target < reps[j].Target
 	})
 	fmt.Fprint(env.Stdout, report.Table(reps))
+	return nil
+}
+
+func reportCommand(args []string, env Env) error {
+	if len(args) == 0 {
+		return usagef("report wants one or more run directories")
+	}
+	for _, dir := range args {
+		r, err := report.Read(filepath.Join(dir, "results.json"))
+		if err != nil {
+			return err
+		}
+		if err := report.Write(r, dir); err != nil {
+			return fmt.Errorf("%s: %w", dir, err)
+		}
+		fmt.Fprintf(env.Stdout, "%s: summary.md and %d plots redrawn\n", dir, len(r.Plots))
+	}
 	return nil
 }
 

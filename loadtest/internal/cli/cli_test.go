@@ -202,6 +202,10 @@ func TestRunWritesTheReportAndJudgesTheMoney(t *testing.T) {
 			if back.Result.Writes.Sent != 20 || back.Passed != (tc.wantCode == cli.ExitOK) {
 				t.Errorf("results.json: %d writes, passed %v", back.Result.Writes.Sent, back.Passed)
 			}
+			// The report command redraws it.
+			if rr := run(t, "report", out); rr.code != 0 || !strings.Contains(rr.stdout, "redrawn") {
+				t.Errorf("report: exit %d %s %s", rr.code, rr.stdout, rr.stderr)
+			}
 			// The table command reads it back.
 			tr := run(t, "table", out)
 			if tr.code != 0 || !strings.Contains(tr.stdout, "| burst | legacy | 20 |") {

@@ -287,16 +287,38 @@ func drainPlot(r *Report) (*plot.Plot, error) {
 			b = append(b, plotter.XY{X: s.T - d.PeakAt, Y: float64(s.Backlog + s.Unknown)})
 		}
 	}
-	ideal := plotter.XYs{{X: 0, Y: float64(d.Peak)}, {X: float64(d.Peak) / r.Result.Workload.Limit, Y: 0}}
+	ideal := idealDrain(r, d)
 	if err := addSeries(p,
 		series{name: "backlog", color: blue, xys: b},
-		series{name: fmt.Sprintf("ideal: drained at L = %.0f/s", r.Result.Workload.Limit), color: purple, dashed: true, xys: ideal},
+		series{name: fmt.Sprintf("ideal: the processor at L = %.0f/s, less what still arrives", r.Result.Workload.Limit), color: purple, dashed: true, xys: ideal},
 	); err != nil {
 		return nil, err
 	}
 	p.X.Label.Text = "seconds since the peak"
 	p.Y.Min, p.Y.Max = 0, float64(d.Peak)*1.35
 	return p, nil
+}
+
+// idealDrain is the backlog from its peak if the processor worked it off
+// at exactly L while payments kept arriving at the workload's write rate
+// until the load ended.
+func idealDrain(r *Report, d loadgen.Drain) plotter.XYs {
+	w := r.Result.Workload
+	limit := w.Limit
+	writeRate := w.Rate * (1 - w.ReadRatio)
+	loadLeft := max(w.Duration.Seconds()-d.PeakAt, 0)
+	xys := plotter.XYs{{X: 0, Y: float64(d.Peak)}}
+	b := float64(d.Peak)
+	if net := limit - writeRate; loadLeft > 0 && net > 0 {
+		if t := b / net; t <= loadLeft {
+			return append(xys, plotter.XY{X: t, Y: 0})
+		}
+		b -= net * loadLeft
+		xys = append(xys, plotter.XY{X: loadLeft, Y: b})
+	} else if loadLeft > 0 {
+		return xys // the backlog cannot shrink while the load goes on
+	}
+	return append(xys, plotter.XY{X: loadLeft + b/limit, Y: 0})
 }
 
 func anyPositive(xys plotter.XYs) bool {
