@@ -448,18 +448,15 @@ func TestDispatchOneOutcomePerPaymentInUserOrder(t *testing.T) {
 				}
 			}
 
-			metrics := scrape(t, opsAddr)
-			for _, want := range []string{
+			// Dead letters are counted once their transaction committed,
+			// which may be a transaction after the last outcome read.
+			waitMetrics(t, opsAddr,
 				`dispatcher_dead_letters_total{reason="undecodable"} 1`,
 				`dispatcher_dead_letters_total{reason="missing_ids"} 1`,
 				`dispatcher_processor_rate_limit_per_second 2000`,
 				fmt.Sprintf(`dispatcher_processor_calls_total{result="succeeded"} %d`, countWhere(reqs, func(id int64) bool { return !declines(id) })),
 				fmt.Sprintf(`dispatcher_processor_calls_total{result="declined"} %d`, countWhere(reqs, declines)),
-			} {
-				if !strings.Contains(metrics, want+"\n") {
-					t.Errorf("/metrics lacks %q", want)
-				}
-			}
+			)
 		})
 	}
 }
@@ -733,6 +730,30 @@ func countWhere(reqs []*financev1.PaymentRequested, pred func(int64) bool) int {
 		}
 	}
 	return n
+}
+
+// waitMetrics waits until /metrics has every sample in wants (counters
+// move just after the transaction they count has committed), then fails
+// for the ones still missing after 45 s.
+func waitMetrics(t *testing.T, addr string, wants ...string) {
+	t.Helper()
+	missing := func() []string {
+		var out []string
+		metrics := scrape(t, addr)
+		for _, want := range wants {
+			if !strings.Contains(metrics, want+"\n") {
+				out = append(out, want)
+			}
+		}
+		return out
+	}
+	deadline := time.Now().Add(45 * time.Second)
+	for len(missing()) > 0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	for _, want := range missing() {
+		t.Errorf("/metrics lacks %q", want)
+	}
 }
 
 func scrape(t *testing.T, addr string) string {

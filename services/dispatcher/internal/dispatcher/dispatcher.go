@@ -380,14 +380,13 @@ func (d *Dispatcher) execute(ctx context.Context, it *item) (res *result, ok boo
 		}
 	}
 	level := slog.LevelDebug
-	switch pr.Status {
-	case payment.StatusFailed:
+	if pr.Status == payment.StatusFailed {
 		level = slog.LevelInfo
-	case payment.StatusUnknown:
-		level = slog.LevelWarn
 	}
-	log.Log(ctx, level, "payment dispatched", "status", pr.Status, "reason", pr.Reason,
-		"processor_ref", pr.Ref, "attempts", pr.Attempts)
+	if pr.Status != payment.StatusUnknown {
+		log.Log(ctx, level, "payment dispatched", "status", pr.Status, "reason", pr.Reason,
+			"processor_ref", pr.Ref, "attempts", pr.Attempts)
+	}
 	res = &result{outcome: &financev1.PaymentOutcome{
 		PaymentId:    req.GetPaymentId(),
 		UserId:       req.GetUserId(),
@@ -414,7 +413,8 @@ func (d *Dispatcher) execute(ctx context.Context, it *item) (res *result, ok boo
 			PaymentID: req.GetPaymentId(),
 			UserID:    req.GetUserId(),
 		}
-		log.WarnContext(ctx, "unknown payment dead-lettered", "reason", cause, "attempts", pr.Attempts,
+		log.WarnContext(ctx, "payment dispatched: outcome unknown, request dead-lettered", "status", pr.Status,
+			"reason", pr.Reason, "dlq_reason", cause, "attempts", pr.Attempts,
 			"topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "dlq_topic", kafka.DLQTopic(r.Topic))
 	}
 	return res, true
