@@ -98,3 +98,11 @@ bench-dispatcher: ## Dispatcher drain benchmark: 50,000 payments against process
 .PHONY: chaos
 chaos: build ## Crash run: 5,000 payments over 1,000 users while every service is SIGKILLed 10+ times, broker faults, processor 5xx/lost replies and a 20 s outage; exit 1 unless 0 lost, 0 paid twice, 0 balance mismatches, 0 overdrafts. CHAOS_FLAGS passes flags.
 	$(BIN)/devstack chaos --json .run/chaos-report.json $(CHAOS_FLAGS)
+
+.PHONY: loadtest
+loadtest: build ## One load-test scenario against a running target: SCENARIO=burst|read-heavy|mixed|outage|soak TARGET=pipeline|legacy (see docs/loadtest.md). LOADTEST_FLAGS passes flags.
+	go run ./loadtest run --scenario $(or $(SCENARIO),burst) --target $(or $(TARGET),pipeline) $(LOADTEST_FLAGS)
+
+.PHONY: loadtest-smoke
+loadtest-smoke: build ## The CI smoke run: small burst and read-heavy against the all-in-one stack and the as-is service; asserts the checker's counts.
+	FINANCE_BIN_DIR=$(BIN) go test ./loadtest -run TestSmoke -count=1 -v
