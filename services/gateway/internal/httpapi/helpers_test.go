@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/finsvc/finance/pkg/obs"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/finsvc/finance/pkg/auth"
@@ -76,6 +77,29 @@ func (e *env) count(sql string, args ...any) int64 {
 		e.t.Fatalf("query %q: %v", sql, err)
 	}
 	return n
+}
+
+// outboxRecord is one outbox row.
+type outboxRecord struct {
+	Topic, Key string
+	Payload    []byte
+}
+
+// outboxRecords returns the outbox in the order the relay sends it.
+func outboxRecords(t testing.TB, e *env) []outboxRecord {
+	t.Helper()
+	rows, _ := e.pool.Query(context.Background(), `SELECT topic, key, payload FROM outbox ORDER BY id`)
+	recs, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (outboxRecord, error) {
+		var r outboxRecord
+		var key []byte
+		err := row.Scan(&r.Topic, &key, &r.Payload)
+		r.Key = string(key)
+		return r, err
+	})
+	if err != nil {
+		t.Fatalf("read outbox: %v", err)
+	}
+	return recs
 }
 
 // wallet creates userID's wallet with balance.

@@ -34,7 +34,7 @@ func TestIdempotencyKeyKeptPast30Days(t *testing.T) {
 	if n := e.count(`SELECT count(*) FROM payments WHERE user_id = 5`); n != 1 {
 		t.Errorf("payments = %d, want 1", n)
 	}
-	if n := e.count(`SELECT count(*) FROM outbox`); n != 1 {
-		t.Errorf("outbox records = %d, want 1 (the retry queued nothing)", n)
+	if n := e.count(`SELECT count(*) FROM outbox`); n != 2 {
+		t.Errorf("outbox records = %d, want 2 (the first payment's request and event; the retry queued nothing)", n)
 	}
 }

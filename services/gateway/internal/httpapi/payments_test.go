@@ -10,8 +10,10 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/testing/protocmp"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/finsvc/finance/pkg/kafka"
 	financev1 "github.com/finsvc/finance/proto/finance/v1"
@@ -42,12 +44,13 @@ func TestCreatePayment(t *testing.T) {
 		t.Errorf("payment (-want +got):\n%s", diff)
 	}
 
-	// The row, the hold, the audit row and the outbox record, in one go.
+	// The row, the hold, the audit row and the two outbox records, in one go.
 	ctx := context.Background()
 	var status string
 	var hold, held, seq int64
-	if err := e.pool.QueryRow(ctx, `SELECT p.status, p.hold, w.held, w.event_seq FROM payments p
-		JOIN wallets w USING (user_id) WHERE p.id = $1`, got.ID).Scan(&status, &hold, &held, &seq); err != nil {
+	var createdAt time.Time
+	if err := e.pool.QueryRow(ctx, `SELECT p.status, p.hold, p.created_at, w.held, w.event_seq FROM payments p
+		JOIN wallets w USING (user_id) WHERE p.id = $1`, got.ID).Scan(&status, &hold, &createdAt, &held, &seq); err != nil {
 		t.Fatal(err)
 	}
 	if status != "accepted" || hold != 3000 || held != 3000 || seq != 1 {
@@ -57,25 +60,34 @@ func TestCreatePayment(t *testing.T) {
 		AND to_status = 'accepted' AND actor = 'gateway' AND user_seq = 1`, got.ID); n != 1 {
 		t.Errorf("transition rows = %d, want 1", n)
 	}
-	var topic string
-	var key, payload []byte
-	if err := e.pool.QueryRow(ctx, `SELECT topic, key, payload FROM outbox`).Scan(&topic, &key, &payload); err != nil {
-		t.Fatal(err)
-	}
-	if topic != kafka.TopicRequested || string(key) != "3456" {
-		t.Errorf("outbox topic %q key %q, want %q %q", topic, key, kafka.TopicRequested, "3456")
+	recs := outboxRecords(t, e)
+	wantRecs := []outboxRecord{{Topic: kafka.TopicRequested, Key: "3456"}, {Topic: kafka.TopicEvents, Key: "3456"}}
+	if diff := cmp.Diff(wantRecs, recs, cmpopts.IgnoreFields(outboxRecord{}, "Payload")); diff != "" {
+		t.Fatalf("outbox records (-want +got):\n%s", diff)
 	}
 	var msg financev1.PaymentRequested
-	if err := proto.Unmarshal(payload, &msg); err != nil {
+	if err := proto.Unmarshal(recs[0].Payload, &msg); err != nil {
 		t.Fatalf("outbox payload: %v", err)
 	}
 	wantMsg := &financev1.PaymentRequested{PaymentId: got.ID, UserId: 3456, MerchantId: 4593, Amount: -3000,
-		IdempotencyKey: "order-1", CreatedAt: msg.GetCreatedAt()}
+		IdempotencyKey: "order-1", CreatedAt: timestamppb.New(createdAt)}
 	if diff := cmp.Diff(wantMsg, &msg, protocmp.Transform()); diff != "" {
 		t.Errorf("PaymentRequested (-want +got):\n%s", diff)
 	}
 	if msg.GetCreatedAt().AsTime().Unix() != created.Unix() {
 		t.Errorf("PaymentRequested.created_at = %v, API created_at %v", msg.GetCreatedAt().AsTime(), created)
+	}
+	// The first transition is announced like every later one: balance and
+	// held after the hold, the audit row's user_seq, the payment's creation.
+	var ev financev1.PaymentEvent
+	if err := proto.Unmarshal(recs[1].Payload, &ev); err != nil {
+		t.Fatalf("outbox event payload: %v", err)
+	}
+	wantEv := &financev1.PaymentEvent{EventId: fmt.Sprintf("%d:accepted", got.ID), PaymentId: got.ID, UserId: 3456,
+		MerchantId: 4593, Amount: -3000, Status: "accepted", Balance: 10000, Held: 3000, UserSeq: 1,
+		OccurredAt: timestamppb.New(createdAt)}
+	if diff := cmp.Diff(wantEv, &ev, protocmp.Transform()); diff != "" {
+		t.Errorf("PaymentEvent (-want +got):\n%s", diff)
 	}
 
 	// A credit holds nothing.
@@ -85,6 +97,20 @@ func TestCreatePayment(t *testing.T) {
 	}
 	if held := e.count(`SELECT held FROM wallets WHERE user_id = 3456`); held != 3000 {
 		t.Errorf("held after credit = %d, want 3000", held)
+	}
+	credit := decodeBody[paymentResp](t, w)
+	recs = outboxRecords(t, e)
+	if len(recs) != 4 || recs[3].Topic != kafka.TopicEvents {
+		t.Fatalf("outbox records after credit = %+v, want 4, the last on %s", recs, kafka.TopicEvents)
+	}
+	ev.Reset()
+	if err := proto.Unmarshal(recs[3].Payload, &ev); err != nil {
+		t.Fatalf("credit event payload: %v", err)
+	}
+	wantEv = &financev1.PaymentEvent{EventId: fmt.Sprintf("%d:accepted", credit.ID), PaymentId: credit.ID, UserId: 3456,
+		MerchantId: 1, Amount: 5000, Status: "accepted", Balance: 10000, Held: 3000, UserSeq: 2}
+	if diff := cmp.Diff(wantEv, &ev, protocmp.Transform(), protocmp.IgnoreFields(&financev1.PaymentEvent{}, "occurred_at")); diff != "" {
+		t.Errorf("credit PaymentEvent (-want +got):\n%s", diff)
 	}
 
 	// GET shows the current state, and the reason once failed.
@@ -180,8 +206,8 @@ func TestIdempotentReplay(t *testing.T) {
 	if n := e.count(`SELECT count(*) FROM payments WHERE user_id = 5`); n != 1 {
 		t.Errorf("payments of user 5 = %d, want 1", n)
 	}
-	if n := e.count(`SELECT count(*) FROM outbox WHERE key = '5'`); n != 1 {
-		t.Errorf("outbox records of user 5 = %d, want 1", n)
+	if n := e.count(`SELECT count(*) FROM outbox WHERE key = '5'`); n != 2 {
+		t.Errorf("outbox records of user 5 = %d, want 2 (one request, one event)", n)
 	}
 	if held := e.count(`SELECT held FROM wallets WHERE user_id = 5`); held != 1000 {
 		t.Errorf("held = %d, want 1000 (held once)", held)
@@ -223,8 +249,8 @@ func TestConcurrentSameKey(t *testing.T) {
 	if got := e.count(`SELECT count(*) FROM payments`); got != 1 {
 		t.Errorf("payments = %d, want 1", got)
 	}
-	if got := e.count(`SELECT count(*) FROM outbox`); got != 1 {
-		t.Errorf("outbox records = %d, want 1", got)
+	if got := e.count(`SELECT count(*) FROM outbox`); got != 2 {
+		t.Errorf("outbox records = %d, want 2 (one request, one event)", got)
 	}
 	if got := e.count(`SELECT held FROM wallets WHERE user_id = 5`); got != 700 {
 		t.Errorf("held = %d, want 700", got)
@@ -265,7 +291,7 @@ func TestConcurrentDebitsNeverOverspend(t *testing.T) {
 	if held != int64(accepted*amount) || held > balance {
 		t.Errorf("held = %d, want %d (and at most %d)", held, accepted*amount, balance)
 	}
-	for table, want := range map[string]int{"payments": accepted, "outbox": accepted, "payment_transitions": accepted} {
+	for table, want := range map[string]int{"payments": accepted, "outbox": 2 * accepted, "payment_transitions": accepted} {
 		if got := e.count(`SELECT count(*) FROM ` + table); got != int64(want) {
 			t.Errorf("%s rows = %d, want %d", table, got, want)
 		}
@@ -298,7 +324,7 @@ func TestLegacyPayment(t *testing.T) {
 	if c.ID != d.ID {
 		t.Errorf("keyed legacy payments %d and %d, want one", c.ID, d.ID)
 	}
-	if n := e.count(`SELECT count(*) FROM outbox`); n != 3 {
-		t.Errorf("outbox = %d, want 3", n)
+	if n := e.count(`SELECT count(*) FROM outbox`); n != 6 {
+		t.Errorf("outbox = %d, want 6 (3 payments, a request and an event each)", n)
 	}
 }

@@ -1,6 +1,6 @@
 // Package store is the gateway's PostgreSQL access: it reads wallets, feeds
 // and payments, and accepts new payments in one transaction together with
-// their hold, audit row and outbox record. The SQL lives here, next to the
+// their hold, audit row and outbox records. The SQL lives here, next to the
 // only code that runs it.
 package store
 
@@ -18,6 +18,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/finsvc/finance/pkg/kafka"
+	"github.com/finsvc/finance/pkg/ledger"
 	"github.com/finsvc/finance/pkg/outbox"
 	"github.com/finsvc/finance/pkg/payment"
 	"github.com/finsvc/finance/pkg/postgres"
@@ -87,7 +88,10 @@ type NewPayment struct {
 
 // AcceptPayment records p as accepted, in one transaction: the payment row,
 // the hold on the wallet (a debit must fit the available balance), the
-// payment_transitions audit row and the outbox record announcing it.
+// payment_transitions audit row and two outbox records: the PaymentRequested
+// for the dispatcher and the PaymentEvent of the payment's first transition
+// (to accepted) for payments.events, so that every transition numbered with
+// the user's event_seq is announced, the first one included.
 //
 // When the user already used p.IdempotencyKey, nothing is written: the
 // earlier payment is returned, in its current state, with created=false if
@@ -125,12 +129,20 @@ func (s *Store) AcceptPayment(ctx context.Context, p NewPayment) (got Payment, c
 		// Reserve the hold and take the user's next event number in one
 		// statement; the row lock it takes orders the user's payments, and
 		// the WHERE clause refuses a debit the available balance can't cover.
-		var seq int64
+		// The wallet as it is after the hold goes into the accepted event.
+		ev := ledger.Event{
+			PaymentID:  inserted.ID,
+			UserID:     inserted.UserID,
+			MerchantID: inserted.MerchantID,
+			Amount:     inserted.Amount,
+			Status:     payment.StatusAccepted,
+			OccurredAt: inserted.CreatedAt,
+		}
 		err = tx.QueryRow(ctx, `
 			UPDATE wallets
 			SET held = held + $2, event_seq = event_seq + 1, updated_at = now()
 			WHERE user_id = $1 AND balance - held >= $2
-			RETURNING event_seq`, p.UserID, hold).Scan(&seq)
+			RETURNING balance, held, event_seq`, p.UserID, hold).Scan(&ev.Balance, &ev.Held, &ev.UserSeq)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return fmt.Errorf("user %d, hold %d: %w", p.UserID, hold, ErrInsufficientFunds)
 		}
@@ -141,7 +153,7 @@ func (s *Store) AcceptPayment(ctx context.Context, p NewPayment) (got Payment, c
 		if _, err := tx.Exec(ctx, `
 			INSERT INTO payment_transitions (payment_id, user_id, user_seq, from_status, to_status, actor)
 			VALUES ($1, $2, $3, '', $4, $5)`,
-			inserted.ID, p.UserID, seq, payment.StatusAccepted, Actor); err != nil {
+			inserted.ID, p.UserID, ev.UserSeq, payment.StatusAccepted, Actor); err != nil {
 			return fmt.Errorf("insert transition of payment %d: %w", inserted.ID, err)
 		}
 
@@ -159,6 +171,15 @@ func (s *Store) AcceptPayment(ctx context.Context, p NewPayment) (got Payment, c
 		if err := outbox.Insert(ctx, tx, kafka.TopicRequested, kafka.UserKey(p.UserID), payload); err != nil {
 			return fmt.Errorf("payment %d: %w", inserted.ID, err)
 		}
+		// Same topic, key and event id scheme as the status consumer's and
+		// the reconciler's events. It takes the outbox id after the
+		// request's, and the relay reads the outbox in id order.
+		if payload, err = encodeEvent(ev); err != nil {
+			return err
+		}
+		if err := outbox.Insert(ctx, tx, kafka.TopicEvents, kafka.UserKey(p.UserID), payload); err != nil {
+			return fmt.Errorf("payment %d: %w", inserted.ID, err)
+		}
 		got, created = inserted, true
 		return nil
 	})
@@ -166,6 +187,29 @@ func (s *Store) AcceptPayment(ctx context.Context, p NewPayment) (got Payment, c
 		return Payment{}, false, err
 	}
 	return got, created, nil
+}
+
+// encodeEvent returns ev as a PaymentEvent payload, field for field as the
+// status consumer and the reconciler encode theirs. (Not a pkg/ledger
+// helper: pkg does not depend on the proto module, and would have to.)
+func encodeEvent(ev ledger.Event) ([]byte, error) {
+	payload, err := proto.Marshal(&financev1.PaymentEvent{
+		EventId:    ev.ID(),
+		PaymentId:  ev.PaymentID,
+		UserId:     ev.UserID,
+		MerchantId: ev.MerchantID,
+		Amount:     ev.Amount,
+		Status:     string(ev.Status),
+		Reason:     ev.Reason,
+		Balance:    ev.Balance,
+		Held:       ev.Held,
+		UserSeq:    ev.UserSeq,
+		OccurredAt: timestamppb.New(ev.OccurredAt),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("encode PaymentEvent %s: %w", ev.ID(), err)
+	}
+	return payload, nil
 }
 
 // classifyInsert turns the foreign-key violations of a payment insert into
