@@ -29,6 +29,9 @@ type config struct {
 	ShutdownGrace        time.Duration
 	Group                string
 	TransactionalID      string
+	// DatabaseURL is where the as-is API's dispatch claims are recorded;
+	// required with PROCESSOR_API=as-is, unused with proposed.
+	DatabaseURL string
 }
 
 // loadConfig reads the environment through getenv, reporting every problem at once.
@@ -57,6 +60,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 		ShutdownGrace:        r.Duration("DISPATCHER_SHUTDOWN_GRACE", 30*time.Second),
 		Group:                r.String("DISPATCHER_GROUP", "dispatcher"),
 		TransactionalID:      r.String("DISPATCHER_TRANSACTIONAL_ID", "dispatcher-"+host),
+		DatabaseURL:          r.String("DATABASE_URL", ""),
 	}
 	if len(c.KafkaBrokers) == 0 {
 		r.Fail("KAFKA_BROKERS: want at least one broker")
@@ -67,7 +71,11 @@ func loadConfig(getenv func(string) string) (config, error) {
 		r.Fail("LOG_LEVEL=%q: want debug, info, warn or error", c.LogLevel)
 	}
 	switch c.ProcessorAPI {
-	case "proposed", "as-is":
+	case "proposed":
+	case "as-is":
+		if c.DatabaseURL == "" {
+			r.Fail("DATABASE_URL: required with PROCESSOR_API=as-is (the API has no idempotency key: each payment is claimed in PostgreSQL before its only processor call, so it is never sent twice)")
+		}
 	default:
 		r.Fail("PROCESSOR_API=%q: want proposed or as-is", c.ProcessorAPI)
 	}
@@ -128,5 +136,6 @@ func (c config) LogValue() slog.Value {
 		slog.String("shutdown_grace", c.ShutdownGrace.String()),
 		slog.String("group", c.Group),
 		slog.String("transactional_id", c.TransactionalID),
+		slog.Bool("database_url_set", c.DatabaseURL != ""),
 	)
 }

@@ -47,6 +47,8 @@ type fakeProcessor struct {
 	// ambiguous, when set, answers 500 (maybe executed) for the payments it
 	// selects; refuse answers 429 (not executed) without Retry-After.
 	ambiguous, refuse func(paymentID int64) bool
+	// onCall, when set, sees every call's payment id before it is answered.
+	onCall func(paymentID int64)
 
 	mu          sync.Mutex
 	active      int // calls being answered
@@ -83,6 +85,9 @@ func (f *fakeProcessor) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id := -body.Amount
+	if f.onCall != nil {
+		f.onCall(id)
+	}
 	if r.URL.Path == "/v2/payments" && r.Header.Get("Idempotency-Key") != fmt.Sprintf("payment-%d", id) {
 		w.WriteHeader(http.StatusBadRequest)
 		_, _ = io.WriteString(w, `{"error":"wrong idempotency key"}`)
@@ -372,10 +377,15 @@ func TestDispatchOneOutcomePerPaymentInUserOrder(t *testing.T) {
 			// that let a user's later payment overtake would show it.
 			fake, url := newFakeProcessor(t, func(id int64) bool { return (id/1000)%2 == 1 && id%2 == 1 })
 			opsAddr := freeAddr(t)
-			startDispatcher(t, dispatcherEnv(cluster.Brokers(), url, api, opsAddr))
-
+			env := dispatcherEnv(cluster.Brokers(), url, api, opsAddr)
 			users := []int64{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}
 			reqs := requestsFor(users, 0, 6)
+			if api == "as-is" {
+				// The proposed API needs no database at all.
+				withClaimsDB(t, env)(reqs...)
+			}
+			startDispatcher(t, env)
+
 			prod := newProducer(t, cluster.Brokers())
 			produceRequests(t, prod, reqs[:len(reqs)/2]...)
 			// An undecodable record and one without ids must not block their partitions.
@@ -466,11 +476,13 @@ func TestRestartDoesNotReemitCommittedWork(t *testing.T) {
 	cluster := kafkatest.New(t, 4, testTopics)
 	fake, url := newFakeProcessor(t, func(id int64) bool { return id%3 == 0 })
 	env := dispatcherEnv(cluster.Brokers(), url, "as-is", freeAddr(t))
+	seed := withClaimsDB(t, env)
 	prod := newProducer(t, cluster.Brokers())
 	reader := newOutcomeReader(t, cluster.Brokers())
 	users := []int64{11, 12, 13, 14, 15, 16}
 
 	first := requestsFor(users, 0, 4)
+	seed(first...)
 	produceRequests(t, prod, first...)
 	stop := startDispatcher(t, env)
 	reader.waitUntil(t, "the first round's outcomes", func(got []*financev1.PaymentOutcome) bool {
@@ -482,6 +494,7 @@ func TestRestartDoesNotReemitCommittedWork(t *testing.T) {
 	// user lands behind the committed work in each partition, so once the
 	// new outcomes are read, any re-emitted old outcome would have been too.
 	second := requestsFor(users, 1, 4)
+	seed(second...)
 	produceRequests(t, prod, second...)
 	startDispatcher(t, env)
 	reader.waitUntil(t, "the second round's outcomes", func(got []*financev1.PaymentOutcome) bool {
@@ -510,9 +523,11 @@ func TestShutdownFinishesInFlightCalls(t *testing.T) {
 	fake.gate = make(chan struct{})
 	fake.started = make(chan int64, 100)
 	opsAddr := freeAddr(t)
-	stop := startDispatcher(t, dispatcherEnv(cluster.Brokers(), url, "as-is", opsAddr))
-
+	env := dispatcherEnv(cluster.Brokers(), url, "as-is", opsAddr)
 	reqs := requestsFor([]int64{21, 22, 23}, 0, 1)
+	withClaimsDB(t, env)(reqs...)
+	stop := startDispatcher(t, env)
+
 	produceRequests(t, newProducer(t, cluster.Brokers()), reqs...)
 	select {
 	case <-fake.started:
@@ -567,10 +582,12 @@ func TestShutdownGraceEndsCallsAsUnknown(t *testing.T) {
 	t.Cleanup(release) // runs before the fake server closes
 	env := dispatcherEnv(cluster.Brokers(), url, "as-is", freeAddr(t))
 	env["DISPATCHER_SHUTDOWN_GRACE"] = "100ms"
-	stop := startDispatcher(t, env)
-
 	users := []int64{41, 42, 43}
 	reqs := requestsFor(users, 0, 1)
+	more := requestsFor(users, 1, 1)
+	withClaimsDB(t, env)(append(reqs, more...)...)
+	stop := startDispatcher(t, env)
+
 	produceRequests(t, newProducer(t, cluster.Brokers()), reqs...)
 	for range reqs {
 		select {
@@ -597,7 +614,6 @@ func TestShutdownGraceEndsCallsAsUnknown(t *testing.T) {
 	}
 
 	// A restart finds nothing left to dispatch: the work was committed.
-	more := requestsFor(users, 1, 1)
 	produceRequests(t, newProducer(t, cluster.Brokers()), more...)
 	startDispatcher(t, env)
 	reader.waitUntil(t, "the next round", func(got []*financev1.PaymentOutcome) bool {

@@ -35,6 +35,7 @@ import (
 	"github.com/finsvc/finance/pkg/kafka"
 	"github.com/finsvc/finance/pkg/payment"
 	financev1 "github.com/finsvc/finance/proto/finance/v1"
+	"github.com/finsvc/finance/services/dispatcher/internal/claim"
 	"github.com/finsvc/finance/services/dispatcher/internal/processor"
 )
 
@@ -62,6 +63,21 @@ type Config struct {
 	CommitInterval time.Duration
 	// Grace bounds how long in-flight work may run after shutdown begins.
 	Grace time.Duration
+	// Claims, when set (the as-is API), claims each payment durably before
+	// its first processor call: a payment already claimed may already have
+	// been sent, so it is never sent again and ends unknown.
+	Claims Claimer
+}
+
+// Claimer records durably that a payment is about to be sent to the
+// processor; *claim.Store is the implementation.
+type Claimer interface {
+	// Claim reports true when this call claimed paymentID (it may be sent,
+	// once) and false when it was claimed before (it must not be sent).
+	// An error means the claim is not known to be ours: do not send.
+	Claim(ctx context.Context, paymentID int64) (bool, error)
+	// Release drops a claim whose payment was certainly never sent.
+	Release(ctx context.Context, paymentID int64) error
 }
 
 // Share is told how many of the topic's partitions this replica owns, on
@@ -371,12 +387,45 @@ func (d *Dispatcher) execute(ctx context.Context, it *item) (res *result, ok boo
 		// Never sent: the processor would reject it anyway.
 		pr = processor.Result{Status: payment.StatusFailed, Reason: "invalid request: " + err.Error()}
 	} else {
-		d.publishProcessing(ctx, log, &req)
-		var err error
-		pr, err = d.proc.Execute(ctx, processor.Payment{ID: req.GetPaymentId(), UserID: req.GetUserId(), Amount: req.GetAmount()})
-		if err != nil {
-			log.WarnContext(ctx, "payment not sent; it will be redelivered", "err", err)
-			return nil, false
+		sent := true
+		if c := d.cfg.Claims; c != nil {
+			// As-is API: at most one processor call sequence per payment,
+			// ever. The claim commits before the first call.
+			claimed, err := c.Claim(ctx, req.GetPaymentId())
+			switch {
+			case errors.Is(err, claim.ErrNoPayment):
+				return d.deadLetter(ctx, it, ReasonNoPayment, err, req.GetPaymentId(), req.GetUserId()), true
+			case err != nil && ctx.Err() != nil:
+				log.WarnContext(ctx, "payment not sent: dispatch claim interrupted; it will be redelivered", "err", err)
+				return nil, false
+			case err != nil:
+				// Never sent: the claim could not be recorded.
+				d.m.claims.WithLabelValues("error").Inc()
+				log.ErrorContext(ctx, "payment not sent: dispatch claim failed", "err", err)
+				pr = processor.Result{Status: payment.StatusFailed, Reason: "not executed: dispatch claim could not be recorded: " + err.Error()}
+				sent = false
+			case !claimed:
+				d.m.claims.WithLabelValues("conflict").Inc()
+				pr = processor.Result{Status: payment.StatusUnknown, Cause: CauseRedelivered, Reason: ReasonRedeliveredAsIs}
+				sent = false
+			default:
+				d.m.claims.WithLabelValues("claimed").Inc()
+			}
+		}
+		if sent {
+			d.publishProcessing(ctx, log, &req)
+			var err error
+			pr, err = d.proc.Execute(ctx, processor.Payment{ID: req.GetPaymentId(), UserID: req.GetUserId(), Amount: req.GetAmount()})
+			if err != nil {
+				if c := d.cfg.Claims; c != nil && errors.Is(err, processor.ErrNotSent) {
+					// Certainly never sent: the redelivery may send it.
+					if rerr := c.Release(ctx, req.GetPaymentId()); rerr != nil {
+						log.WarnContext(ctx, "dispatch claim of an unsent payment not released; its redelivery will be unknown", "err", rerr)
+					}
+				}
+				log.WarnContext(ctx, "payment not sent; it will be redelivered", "err", err)
+				return nil, false
+			}
 		}
 	}
 	level := slog.LevelDebug

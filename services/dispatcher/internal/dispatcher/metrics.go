@@ -9,7 +9,19 @@ const (
 	ReasonUndecodable = "undecodable"
 	ReasonMissingIDs  = "missing_ids"
 	ReasonKeyMismatch = "key_mismatch"
+	// ReasonNoPayment: as-is API, the payment has no row to claim in
+	// PostgreSQL, so it is never sent.
+	ReasonNoPayment = "payment_not_found"
 )
+
+// CauseRedelivered is the dead-letter reason of an as-is payment found
+// already claimed: an earlier owner may have sent it (a crash or a lost
+// partition while its call was in flight), so it is not sent again and ends
+// unknown, for reconciliation against the processor's statement.
+const CauseRedelivered = "as_is_redelivered"
+
+// ReasonRedeliveredAsIs is the unknown outcome's reason for CauseRedelivered.
+const ReasonRedeliveredAsIs = "may already have been sent to the processor (as-is API, redelivered); not sent again, resolved by reconciliation"
 
 // Metrics are the pipeline's Prometheus metrics.
 type Metrics struct {
@@ -24,6 +36,7 @@ type Metrics struct {
 	backlog           *prometheus.GaugeVec
 	drain             prometheus.Gauge
 	commitDuration    prometheus.Histogram
+	claims            *prometheus.CounterVec
 }
 
 // NewMetrics creates the metrics and registers them with reg unless reg is nil.
@@ -66,6 +79,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "dispatcher_backlog_records",
 			Help: "Consumer lag of the group on payments.requested, per partition owned by this replica (sampled with kadm).",
 		}, []string{"partition"}),
+		claims: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "dispatcher_dispatch_claims_total",
+			Help: "As-is API dispatch claims by result: claimed (then sent once), conflict (already claimed: not sent, unknown), error (could not be recorded: not sent, failed).",
+		}, []string{"result"}),
 		drain: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "dispatcher_expected_drain_seconds",
 			Help: "Backlog of this replica's partitions / its current pacer rate: the time to drain at the current pace.",
@@ -78,7 +95,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.outcomes, m.deadLetters, m.transactions, m.processingDropped, m.inFlight,
-			m.buffered, m.owned, m.dispatchDelay, m.backlog, m.drain, m.commitDuration)
+			m.buffered, m.owned, m.dispatchDelay, m.backlog, m.drain, m.commitDuration, m.claims)
 	}
 	return m
 }
