@@ -25,6 +25,9 @@ func newSession(brokers []string, logger *slog.Logger, group, transactionalID st
 		// Transactions end every commit interval; this only bounds a stuck one.
 		kgo.TransactionTimeout(time.Minute),
 		kgo.ConsumerGroup(group),
+		// A crashed replica's partitions move after this long (the default
+		// is 45 s): its users' payments wait no longer than that.
+		kgo.SessionTimeout(10*time.Second),
 		kgo.ConsumeTopics(kafka.TopicRequested),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		// Never skip a payment: a new group, or a lost commit, starts at the
