@@ -2,12 +2,12 @@ package main
 
 import (
 	"fmt"
-	"net/url"
 	"strings"
 	"time"
 
 	"github.com/finsvc/finance/pkg/auth"
 	"github.com/finsvc/finance/pkg/envconfig"
+	"github.com/finsvc/finance/pkg/postgres"
 )
 
 // config is the gateway's whole configuration, read from the environment.
@@ -83,7 +83,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 func (c config) logAttrs() []any {
 	return []any{
 		"http_addr", c.HTTPAddr,
-		"database_url", redactURL(c.DatabaseURL.Reveal()),
+		"database_url", postgres.RedactURL(c.DatabaseURL.Reveal()),
 		"db_max_conns", c.DBMaxConns,
 		"auth_jwt_secret", c.JWTSecret,
 		"dev_mode", c.DevMode,
@@ -93,14 +93,4 @@ func (c config) logAttrs() []any {
 		"kafka_brokers", c.KafkaBrokers,
 		"admin_timeout", c.AdminTimeout.String(),
 	}
-}
-
-// redactURL hides the password of a postgres:// URL; a key=value DSN is not
-// shown at all, since it may carry one anywhere.
-func redactURL(s string) string {
-	u, err := url.Parse(s)
-	if err != nil || u.Scheme == "" {
-		return "REDACTED"
-	}
-	return u.Redacted()
 }

@@ -2,12 +2,12 @@ package main
 
 import (
 	"log/slog"
-	"net/url"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/finsvc/finance/pkg/envconfig"
+	"github.com/finsvc/finance/pkg/postgres"
 	"github.com/finsvc/finance/services/outbox-relay/internal/relay"
 )
 
@@ -95,7 +95,7 @@ func (c config) Relay() relay.Config {
 // password redacted.
 func (c config) LogAttrs() []any {
 	return []any{
-		slog.String("database_url", redactURL(c.DatabaseURL)),
+		slog.String("database_url", postgres.RedactURL(c.DatabaseURL)),
 		slog.Any("kafka_brokers", c.KafkaBrokers),
 		slog.String("log_level", c.LogLevel),
 		slog.String("ops_addr", c.OpsAddr),
@@ -106,12 +106,4 @@ func (c config) LogAttrs() []any {
 		slog.String("produce_timeout", c.ProduceTimeout.String()),
 		slog.String("shutdown_timeout", c.ShutdownTimeout.String()),
 	}
-}
-
-func redactURL(s string) string {
-	u, err := url.Parse(s)
-	if err != nil {
-		return "REDACTED"
-	}
-	return u.Redacted()
 }

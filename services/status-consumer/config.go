@@ -2,12 +2,12 @@ package main
 
 import (
 	"log/slog"
-	"net/url"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/finsvc/finance/pkg/envconfig"
+	"github.com/finsvc/finance/pkg/postgres"
 	"github.com/finsvc/finance/services/status-consumer/internal/consumer"
 )
 
@@ -93,7 +93,7 @@ func (c config) Consumer() consumer.Config {
 // password redacted.
 func (c config) LogAttrs() []any {
 	return []any{
-		slog.String("database_url", redactURL(c.DatabaseURL)),
+		slog.String("database_url", postgres.RedactURL(c.DatabaseURL)),
 		slog.Int("database_max_conns", c.DatabaseMaxConns),
 		slog.Any("kafka_brokers", c.KafkaBrokers),
 		slog.String("log_level", c.LogLevel),
@@ -104,12 +104,4 @@ func (c config) LogAttrs() []any {
 		slog.String("attempt_timeout", c.AttemptTimeout.String()),
 		slog.String("shutdown_timeout", c.ShutdownTimeout.String()),
 	}
-}
-
-func redactURL(s string) string {
-	u, err := url.Parse(s)
-	if err != nil {
-		return "REDACTED"
-	}
-	return u.Redacted()
 }

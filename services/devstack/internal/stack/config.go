@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"path/filepath"
-	"strings"
 
 	"github.com/finsvc/finance/pkg/envconfig"
 )
@@ -91,18 +90,4 @@ func httpURL(addr string) string {
 		host = "127.0.0.1"
 	}
 	return "http://" + net.JoinHostPort(host, port)
-}
-
-// redactURL hides a password in a database URL for printing.
-func redactURL(u string) string {
-	at := strings.LastIndex(u, "@")
-	scheme := strings.Index(u, "://")
-	if at < 0 || scheme < 0 || at < scheme {
-		return u
-	}
-	userinfo := u[scheme+3 : at]
-	if user, _, ok := strings.Cut(userinfo, ":"); ok {
-		return u[:scheme+3] + user + ":REDACTED" + u[at:]
-	}
-	return u
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/finsvc/finance/pkg/auth"
+	"github.com/finsvc/finance/pkg/postgres"
 )
 
 // DemoUser is the seeded user whose token and curl line are printed.
@@ -184,7 +185,7 @@ func Start(ctx context.Context, cfg Config, opts Options, out io.Writer) (_ *Sta
 		dbURL = withDatabase(srv.adminURL, name)
 	}
 	st.DatabaseURL = dbURL
-	infra.logf("PostgreSQL: %s", redactURL(dbURL))
+	infra.logf("PostgreSQL: %s", postgres.RedactURL(dbURL))
 
 	infraCtx, stopInfra := context.WithCancel(context.WithoutCancel(ctx))
 	st.close = append(st.close, func() { stopInfra(); infra.wait() })

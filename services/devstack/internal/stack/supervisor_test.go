@@ -123,16 +123,3 @@ func TestLoadConfigReportsEveryProblem(t *testing.T) {
 		}
 	}
 }
-
-func TestRedactURL(t *testing.T) {
-	t.Parallel()
-	tests := map[string]string{
-		"postgres://u:secret@h:5432/db": "postgres://u:REDACTED@h:5432/db",
-		"postgres://u@h/db":             "postgres://u@h/db",
-	}
-	for in, want := range tests {
-		if got := redactURL(in); got != want {
-			t.Errorf("redactURL(%q) = %q, want %q", in, got, want)
-		}
-	}
-}
