@@ -7,7 +7,6 @@ package main_test
 // as-is service. It asserts the invariant checker's counts, never speed.
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"net"
@@ -15,7 +14,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -25,6 +23,7 @@ import (
 	"github.com/finsvc/finance/loadtest/internal/cli"
 	"github.com/finsvc/finance/loadtest/internal/report"
 	"github.com/finsvc/finance/pkg/pgtest"
+	"github.com/finsvc/finance/pkg/stacktest"
 )
 
 func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
@@ -32,65 +31,9 @@ func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
 var binaryNames = []string{"devkafka", "devstack", "dispatcher", "financectl", "gateway", "outbox-relay",
 	"processor-sim", "status-consumer", "legacy"}
 
-// binaries returns a directory holding every binary the smoke test runs:
-// those in FINANCE_BIN_DIR (what `make build` made), the rest built here.
-func binaries(t *testing.T) string {
-	t.Helper()
-	dir := t.TempDir()
-	have := os.Getenv("FINANCE_BIN_DIR")
-	out, err := exec.Command("go", "env", "GOWORK").Output()
-	root := filepath.Dir(strings.TrimSpace(string(out)))
-	if err != nil || root == "." {
-		t.Fatalf("find the repository root through go env GOWORK: %v", err)
-	}
-	for _, s := range binaryNames {
-		if have != "" {
-			if _, err := os.Stat(filepath.Join(have, s)); err == nil {
-				if err := os.Symlink(filepath.Join(have, s), filepath.Join(dir, s)); err != nil {
-					t.Fatal(err)
-				}
-				continue
-			}
-		}
-		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, s), "./services/"+s)
-		cmd.Dir = root
-		if b, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("go build %s: %v\n%s", s, err, b)
-		}
-	}
-	return dir
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // start runs a long-lived process until the test ends, then stops it with
 // SIGINT (SIGKILL after 60 s).
-func start(t *testing.T, name string, out *lockedBuffer, env []string, path string, args ...string) <-chan error {
+func start(t *testing.T, name string, out *stacktest.Buffer, env []string, path string, args ...string) <-chan error {
 	t.Helper()
 	cmd := exec.Command(path, args...)
 	cmd.Env = append(os.Environ(), env...)
@@ -141,7 +84,7 @@ func runTool(t *testing.T, env []string, path string, args ...string) {
 // loadtest runs the load generator's command line and returns its report.
 func loadtest(t *testing.T, args ...string) *report.Report {
 	t.Helper()
-	var out, errb lockedBuffer
+	var out, errb stacktest.Buffer
 	var rep *report.Report
 	code := cli.Run(context.Background(), append(args, "--quiet", "--out", t.TempDir()), cli.Env{
 		Getenv: func(string) string { return "" }, Stdout: &out, Stderr: &errb,
@@ -177,20 +120,20 @@ func assertClean(t *testing.T, rep *report.Report, wantRequests int64) {
 }
 
 func TestSmokeBurstAndReadHeavy(t *testing.T) {
-	bin := binaries(t)
-	gateway, sim := freeAddr(t), freeAddr(t)
+	bin := stacktest.Binaries(t, binaryNames...)
+	gateway, sim := stacktest.FreeAddr(t), stacktest.FreeAddr(t)
 	dbURL := pgtest.NewDB(t)
-	var out lockedBuffer
+	var out stacktest.Buffer
 	exited := start(t, "devstack", &out, []string{
 		"STATE_DIR=" + t.TempDir(),
 		"BIN_DIR=" + bin,
 		"DATABASE_URL=" + dbURL,
 		"GATEWAY_ADDR=" + gateway,
 		"SIM_ADDR=" + sim,
-		"KAFKA_ADDR=" + freeAddr(t),
-		"DISPATCHER_OPS_ADDR=" + freeAddr(t),
-		"RELAY_OPS_ADDR=" + freeAddr(t),
-		"STATUS_OPS_ADDR=" + freeAddr(t),
+		"KAFKA_ADDR=" + stacktest.FreeAddr(t),
+		"DISPATCHER_OPS_ADDR=" + stacktest.FreeAddr(t),
+		"RELAY_OPS_ADDR=" + stacktest.FreeAddr(t),
+		"STATUS_OPS_ADDR=" + stacktest.FreeAddr(t),
 		"KAFKA_PARTITIONS=4",
 		"LOG_LEVEL=warn",
 	}, filepath.Join(bin, "devstack"), "run")
@@ -223,8 +166,8 @@ func TestSmokeBurstAndReadHeavy(t *testing.T) {
 		env := []string{"DATABASE_URL=" + legacyDB, "FINANCE_DEV_MODE=true"}
 		runTool(t, env, filepath.Join(bin, "legacy"), "migrate")
 		runTool(t, env, filepath.Join(bin, "legacy"), "seed", "--users", users)
-		addr := freeAddr(t)
-		var lout lockedBuffer
+		addr := stacktest.FreeAddr(t)
+		var lout stacktest.Buffer
 		lexited := start(t, "legacy", &lout, append(env, "HTTP_ADDR="+addr, "PROCESSOR_URL=http://"+sim, "LOG_LEVEL=warn"),
 			filepath.Join(bin, "legacy"))
 		waitFor(t, "legacy to listen", 30*time.Second, lexited, func() bool {

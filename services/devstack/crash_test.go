@@ -15,12 +15,13 @@ import (
 	"time"
 
 	"github.com/finsvc/finance/pkg/pgtest"
+	"github.com/finsvc/finance/pkg/stacktest"
 	"github.com/finsvc/finance/services/devstack/internal/chaos"
 )
 
 func TestCrashEveryServiceMidTrafficKeepsTheMoneyRight(t *testing.T) {
 	t.Parallel()
-	bin := binaries(t)
+	bin := stacktest.Binaries(t, services...)
 	env := map[string]string{
 		"STATE_DIR":        t.TempDir(),
 		"BIN_DIR":          bin,
@@ -40,7 +41,7 @@ func TestCrashEveryServiceMidTrafficKeepsTheMoneyRight(t *testing.T) {
 	cfg.FaultEvery = 2 * time.Second
 	cfg.DrainTimeout = 3 * time.Minute
 
-	var out lockedBuffer
+	var out stacktest.Buffer
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	rep, err := chaos.Run(ctx, cfg, scfg, &out)

@@ -10,74 +10,24 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/finsvc/finance/pkg/auth"
 	"github.com/finsvc/finance/pkg/pgtest"
+	"github.com/finsvc/finance/pkg/stacktest"
 )
 
 func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
 
 var services = []string{"devkafka", "devstack", "dispatcher", "financectl", "gateway", "outbox-relay", "processor-sim", "status-consumer"}
-
-// binaries returns a directory holding every built service.
-func binaries(t *testing.T) string {
-	t.Helper()
-	if dir := os.Getenv("FINANCE_BIN_DIR"); dir != "" {
-		return dir
-	}
-	out, err := exec.Command("go", "env", "GOWORK").Output()
-	root := filepath.Dir(strings.TrimSpace(string(out)))
-	if err != nil || root == "." {
-		t.Fatalf("find the repository root through go env GOWORK: %v", err)
-	}
-	dir := t.TempDir()
-	for _, s := range services {
-		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, s), "./services/"+s)
-		cmd.Dir = root
-		if b, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("go build %s: %v\n%s", s, err, b)
-		}
-	}
-	return dir
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 type client struct {
 	t     *testing.T
@@ -124,9 +74,9 @@ type feed struct {
 }
 
 func TestEndToEndPaymentReachesFeed(t *testing.T) {
-	bin := binaries(t)
-	gateway, sim := freeAddr(t), freeAddr(t)
-	var out lockedBuffer
+	bin := stacktest.Binaries(t, services...)
+	gateway, sim := stacktest.FreeAddr(t), stacktest.FreeAddr(t)
+	var out stacktest.Buffer
 	cmd := exec.Command(filepath.Join(bin, "devstack"), "run")
 	cmd.Env = append(os.Environ(),
 		"STATE_DIR="+t.TempDir(),
@@ -134,10 +84,10 @@ func TestEndToEndPaymentReachesFeed(t *testing.T) {
 		"DATABASE_URL="+pgtest.NewDB(t),
 		"GATEWAY_ADDR="+gateway,
 		"SIM_ADDR="+sim,
-		"KAFKA_ADDR="+freeAddr(t),
-		"DISPATCHER_OPS_ADDR="+freeAddr(t),
-		"RELAY_OPS_ADDR="+freeAddr(t),
-		"STATUS_OPS_ADDR="+freeAddr(t),
+		"KAFKA_ADDR="+stacktest.FreeAddr(t),
+		"DISPATCHER_OPS_ADDR="+stacktest.FreeAddr(t),
+		"RELAY_OPS_ADDR="+stacktest.FreeAddr(t),
+		"STATUS_OPS_ADDR="+stacktest.FreeAddr(t),
 		"KAFKA_PARTITIONS=4",
 	)
 	cmd.Stdout, cmd.Stderr = &out, &out
