@@ -1,33 +1,15 @@
 package stack
 
 import (
-	"bytes"
 	"context"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/finsvc/finance/pkg/stacktest"
 )
-
-// syncBuffer is a bytes.Buffer safe for the supervisor's concurrent writes.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 func writeScript(t *testing.T, body string) string {
 	t.Helper()
@@ -51,7 +33,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 
 func TestSupervisorRestartsADeadProcessAndLogsIt(t *testing.T) {
 	t.Parallel()
-	var out syncBuffer
+	var out stacktest.Buffer
 	sup, err := newSupervisor(&out, t.TempDir())
 	if err != nil {
 		t.Fatal(err)
@@ -76,7 +58,7 @@ func TestSupervisorRestartsADeadProcessAndLogsIt(t *testing.T) {
 
 func TestSupervisorStopsWithSIGTERM(t *testing.T) {
 	t.Parallel()
-	var out syncBuffer
+	var out stacktest.Buffer
 	sup, err := newSupervisor(&out, t.TempDir())
 	if err != nil {
 		t.Fatal(err)
@@ -100,7 +82,7 @@ func TestSupervisorStopsWithSIGTERM(t *testing.T) {
 
 func TestStartRefusesAMissingBinary(t *testing.T) {
 	t.Parallel()
-	sup, err := newSupervisor(&syncBuffer{}, t.TempDir())
+	sup, err := newSupervisor(&stacktest.Buffer{}, t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
