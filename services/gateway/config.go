@@ -24,6 +24,10 @@ type config struct {
 	KafkaBrokers []string
 	// AdminTimeout bounds one admin request (a paced DLQ replay can be long).
 	AdminTimeout time.Duration
+	// AcceptWorkers is how many group-commit transactions of accepted
+	// payments may run at once; AcceptMaxBatch the most payments in one.
+	AcceptWorkers  int
+	AcceptMaxBatch int
 	// UsingDevSecret is set when dev mode filled in auth.DevSecret.
 	UsingDevSecret bool
 }
@@ -43,6 +47,8 @@ func loadConfig(getenv func(string) string) (config, error) {
 		RequestTimeout: r.Duration("GATEWAY_REQUEST_TIMEOUT", 10*time.Second),
 		KafkaBrokers:   r.List("KAFKA_BROKERS", nil),
 		AdminTimeout:   r.Duration("GATEWAY_ADMIN_TIMEOUT", time.Minute),
+		AcceptWorkers:  r.Int("GATEWAY_ACCEPT_WORKERS", 4),
+		AcceptMaxBatch: r.Int("GATEWAY_ACCEPT_MAX_BATCH", 500),
 	}
 	if c.DBMaxConns < 1 || c.DBMaxConns > 1000 {
 		r.Fail("GATEWAY_DB_MAX_CONNS=%d: must be from 1 to 1000", c.DBMaxConns)
@@ -57,6 +63,13 @@ func loadConfig(getenv func(string) string) (config, error) {
 	}
 	if c.RequestTimeout <= 0 {
 		r.Fail("GATEWAY_REQUEST_TIMEOUT=%s: must be positive", c.RequestTimeout)
+	}
+	if c.AcceptWorkers < 1 || c.AcceptWorkers >= c.DBMaxConns {
+		r.Fail("GATEWAY_ACCEPT_WORKERS=%d: must be from 1 to GATEWAY_DB_MAX_CONNS-1 (%d), leaving connections for reads",
+			c.AcceptWorkers, c.DBMaxConns-1)
+	}
+	if c.AcceptMaxBatch < 1 || c.AcceptMaxBatch > 10_000 {
+		r.Fail("GATEWAY_ACCEPT_MAX_BATCH=%d: must be from 1 to 10000", c.AcceptMaxBatch)
 	}
 	if c.AdminTimeout <= 0 {
 		r.Fail("GATEWAY_ADMIN_TIMEOUT=%s: must be positive", c.AdminTimeout)
@@ -92,5 +105,7 @@ func (c config) logAttrs() []any {
 		"request_timeout", c.RequestTimeout.String(),
 		"kafka_brokers", c.KafkaBrokers,
 		"admin_timeout", c.AdminTimeout.String(),
+		"accept_workers", c.AcceptWorkers,
+		"accept_max_batch", c.AcceptMaxBatch,
 	}
 }

@@ -34,6 +34,8 @@ func TestLoadConfigDefaults(t *testing.T) {
 		ShutdownGrace:  10 * time.Second,
 		RequestTimeout: 10 * time.Second,
 		AdminTimeout:   time.Minute,
+		AcceptWorkers:  4,
+		AcceptMaxBatch: 500,
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("config (-want +got):\n%s", diff)
@@ -89,15 +91,18 @@ func TestLoadConfigSecretRules(t *testing.T) {
 func TestLoadConfigReportsEveryProblem(t *testing.T) {
 	t.Parallel()
 	_, err := loadConfig(getenv(map[string]string{
-		"GATEWAY_DB_MAX_CONNS":    "0",
-		"SHUTDOWN_GRACE":          "soon",
-		"LOG_LEVEL":               "loud",
-		"GATEWAY_REQUEST_TIMEOUT": "-1s",
+		"GATEWAY_DB_MAX_CONNS":     "0",
+		"SHUTDOWN_GRACE":           "soon",
+		"LOG_LEVEL":                "loud",
+		"GATEWAY_REQUEST_TIMEOUT":  "-1s",
+		"GATEWAY_ACCEPT_WORKERS":   "0",
+		"GATEWAY_ACCEPT_MAX_BATCH": "20000",
 	}))
 	if err == nil {
 		t.Fatal("no error")
 	}
-	for _, want := range []string{"GATEWAY_DB_MAX_CONNS", "SHUTDOWN_GRACE", "LOG_LEVEL", "GATEWAY_REQUEST_TIMEOUT", "AUTH_JWT_SECRET"} {
+	for _, want := range []string{"GATEWAY_DB_MAX_CONNS", "SHUTDOWN_GRACE", "LOG_LEVEL", "GATEWAY_REQUEST_TIMEOUT", "AUTH_JWT_SECRET",
+		"GATEWAY_ACCEPT_WORKERS", "GATEWAY_ACCEPT_MAX_BATCH"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error does not mention %s:\n%v", want, err)
 		}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/finsvc/finance/pkg/auth"
@@ -51,9 +52,28 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 	}
 
 	reg := obs.NewRegistry()
+	batchSize := prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "gateway_accept_batch_size",
+		Help:    "Payments accepted per group-commit transaction.",
+		Buckets: prometheus.ExponentialBuckets(1, 2, 14),
+	})
+	reg.MustRegister(batchSize)
+	st := store.New(pool)
+	// The batch workers outlive the HTTP server: requests still being
+	// drained at shutdown get their answers.
+	batchCtx, stopBatching := context.WithCancel(context.WithoutCancel(ctx))
+	waitBatching := st.StartBatching(batchCtx, store.BatchConfig{
+		Workers:  cfg.AcceptWorkers,
+		MaxBatch: cfg.AcceptMaxBatch,
+		Timeout:  cfg.RequestTimeout,
+		Logger:   logger,
+		Observe:  func(n int) { batchSize.Observe(float64(n)) },
+	})
+	defer func() { stopBatching(); waitBatching() }()
+
 	handler := httpapi.New(httpapi.Config{
 		Logger:         logger,
-		Store:          store.New(pool),
+		Store:          st,
 		Verifier:       auth.NewVerifier([]byte(cfg.JWTSecret.Reveal())),
 		Registry:       reg,
 		RequestTimeout: cfg.RequestTimeout,

@@ -50,9 +50,15 @@ func newEnvTimeout(t testing.TB, timeout time.Duration) *env {
 		t.Fatalf("connect: %v", err)
 	}
 	t.Cleanup(pool.Close)
+	logger := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
+	// Payments are accepted in batches, as the gateway does.
+	st := store.New(pool)
+	batchCtx, stop := context.WithCancel(context.Background())
+	wait := st.StartBatching(batchCtx, store.BatchConfig{Workers: 2, MaxBatch: 32, Logger: logger})
+	t.Cleanup(func() { stop(); wait() })
 	h := httpapi.New(httpapi.Config{
-		Logger:   slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})),
-		Store:    store.New(pool),
+		Logger:   logger,
+		Store:    st,
 		Verifier: auth.NewVerifier(testSecret),
 		Registry: obs.NewRegistry(),
 

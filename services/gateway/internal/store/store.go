@@ -48,6 +48,8 @@ const Actor = "gateway"
 // Store runs the gateway's queries on a pool.
 type Store struct {
 	pool *pgxpool.Pool
+	// calls feeds the batch workers; nil until StartBatching.
+	calls chan *acceptCall
 }
 
 // New returns a Store over pool.
@@ -98,10 +100,31 @@ type NewPayment struct {
 // the request is the same, and ErrIdempotencyKeyReuse if it differs. Of
 // concurrent requests with one key exactly one creates the payment; the
 // others wait for it on the unique index and then return it.
+//
+// With batching started (StartBatching), concurrent calls share
+// transactions; see batch.go. Otherwise each call is one transaction.
 func (s *Store) AcceptPayment(ctx context.Context, p NewPayment) (got Payment, created bool, err error) {
+	if s.calls != nil {
+		return s.acceptBatched(ctx, p)
+	}
+	return s.acceptOne(ctx, p)
+}
+
+// acceptOne accepts p in a transaction of its own. It locks the wallet
+// first, as a batch does, so that the two never wait for each other in
+// opposite orders (wallet, then the idempotency key's index entry).
+func (s *Store) acceptOne(ctx context.Context, p NewPayment) (got Payment, created bool, err error) {
 	hash := payment.RequestHash(p.UserID, p.MerchantID, p.Amount)
 	hold := payment.HoldFor(p.Amount)
 	err = postgres.InTx(ctx, s.pool, func(tx pgx.Tx) error {
+		var locked int64
+		err := tx.QueryRow(ctx, `SELECT user_id FROM wallets WHERE user_id = $1 FOR UPDATE`, p.UserID).Scan(&locked)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return fmt.Errorf("user %d: %w", p.UserID, ErrUnknownUser)
+		}
+		if err != nil {
+			return fmt.Errorf("lock wallet of user %d: %w", p.UserID, err)
+		}
 		rows, _ := tx.Query(ctx, `
 			INSERT INTO payments (user_id, merchant_id, amount, status, idempotency_key, request_hash, hold)
 			VALUES ($1, $2, $3, $4, $5, $6, $7)

@@ -1,0 +1,334 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/finsvc/finance/pkg/kafka"
+	"github.com/finsvc/finance/pkg/pgtest"
+)
+
+func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
+
+// fixture is a fresh database with the merchants 1 and 2 and the wallets
+// 10 (balance 1000), 11 (balance 50) and 12 (balance 0).
+func fixture(t *testing.T) (*Store, *pgxpool.Pool) {
+	t.Helper()
+	pool := pgtest.NewPool(t)
+	for _, sql := range []string{
+		`INSERT INTO merchants (id, name) VALUES (1, 'Pleo'), (2, 'Apple')`,
+		`INSERT INTO wallets (user_id, balance) VALUES (10, 1000), (11, 50), (12, 0)`,
+	} {
+		if _, err := pool.Exec(context.Background(), sql); err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+	}
+	return New(pool), pool
+}
+
+// outcome is what a caller learns from one accept, without ids and times.
+type outcome struct {
+	created bool
+	amount  int64
+	err     string // the sentinel matched, or "" when none
+}
+
+func outcomeOf(p Payment, created bool, err error) outcome {
+	for _, sentinel := range []error{ErrUnknownUser, ErrUnknownMerchant, ErrInsufficientFunds, ErrIdempotencyKeyReuse} {
+		if errors.Is(err, sentinel) {
+			return outcome{err: sentinel.Error()}
+		}
+	}
+	if err != nil {
+		return outcome{err: "unexpected: " + err.Error()}
+	}
+	return outcome{created: created, amount: p.Amount}
+}
+
+// mixed is one payment of every kind, with at most one per user, so it fits
+// one batch: the earlier payments "k1" of users 10 and 11 are in the database
+// before it runs.
+var mixed = []NewPayment{
+	{UserID: 10, MerchantID: 2, Amount: -100, IdempotencyKey: "k1"}, // replay of the earlier payment
+	{UserID: 11, MerchantID: 2, Amount: -7, IdempotencyKey: "k1"},   // same key, different body
+	{UserID: 12, MerchantID: 2, Amount: -1, IdempotencyKey: "k2"},   // balance 0
+	{UserID: 99, MerchantID: 2, Amount: -1, IdempotencyKey: "k2"},   // no wallet
+	{UserID: 13, MerchantID: 1, Amount: 500, IdempotencyKey: "k2"},  // no wallet either
+}
+
+var mixedMore = []NewPayment{
+	{UserID: 10, MerchantID: 3, Amount: -1, IdempotencyKey: "k3"},  // unknown merchant
+	{UserID: 11, MerchantID: 2, Amount: -30, IdempotencyKey: "k3"}, // fits 50 - 5 held
+	{UserID: 12, MerchantID: 1, Amount: 250, IdempotencyKey: "k3"}, // a top-up holds nothing
+}
+
+// TestAcceptManyMatchesAcceptOne runs the same payments through one batch
+// transaction and through one transaction each, on two databases, and wants
+// the same answer for every payment and the same rows written.
+func TestAcceptManyMatchesAcceptOne(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	earlier := []NewPayment{
+		{UserID: 10, MerchantID: 2, Amount: -100, IdempotencyKey: "k1"},
+		{UserID: 11, MerchantID: 2, Amount: -5, IdempotencyKey: "k1"},
+	}
+
+	one, onePool := fixture(t)
+	many, manyPool := fixture(t)
+	for _, p := range earlier {
+		for _, s := range []*Store{one, many} {
+			if _, _, err := s.acceptOne(ctx, p); err != nil {
+				t.Fatalf("earlier payment %+v: %v", p, err)
+			}
+		}
+	}
+
+	for _, round := range [][]NewPayment{mixed, mixedMore} {
+		var calls []*acceptCall
+		for _, p := range round {
+			calls = append(calls, &acceptCall{ctx: ctx, p: p, done: make(chan acceptResult, 1)})
+		}
+		results, err := many.acceptMany(ctx, calls)
+		if err != nil {
+			t.Fatalf("acceptMany: %v", err)
+		}
+		for i, p := range round {
+			got := outcomeOf(results[i].got, results[i].created, results[i].err)
+			want := outcomeOf(one.acceptOne(ctx, p))
+			if got != want {
+				t.Errorf("payment %+v: batch answered %+v, one by one %+v", p, got, want)
+			}
+		}
+	}
+
+	// The replay answers the earlier payment itself.
+	var firstID int64
+	if err := manyPool.QueryRow(ctx, `SELECT id FROM payments WHERE user_id = 10 AND idempotency_key = 'k1'`).Scan(&firstID); err != nil {
+		t.Fatal(err)
+	}
+
+	for _, q := range []string{
+		`SELECT user_id, balance, held, event_seq FROM wallets ORDER BY user_id`,
+		`SELECT user_id, merchant_id, amount, status, idempotency_key, request_hash, hold FROM payments ORDER BY user_id, idempotency_key`,
+		`SELECT t.user_id, t.user_seq, t.from_status, t.to_status, t.actor, p.idempotency_key
+		   FROM payment_transitions t JOIN payments p ON p.id = t.payment_id ORDER BY t.user_id, t.user_seq`,
+		`SELECT topic, key FROM outbox ORDER BY id`,
+	} {
+		a, b := dump(t, onePool, q), dump(t, manyPool, q)
+		if a != b {
+			t.Errorf("%s\none by one:\n%s\nbatched:\n%s", q, a, b)
+		}
+	}
+}
+
+// dump returns the rows of q as text.
+func dump(t *testing.T, pool *pgxpool.Pool, q string) string {
+	t.Helper()
+	rows, err := pool.Query(context.Background(), q)
+	if err != nil {
+		t.Fatalf("%s: %v", q, err)
+	}
+	var out string
+	for rows.Next() {
+		vals, err := rows.Values()
+		if err != nil {
+			t.Fatal(err)
+		}
+		out += fmt.Sprintln(vals...)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// TestBatchingConcurrentDebits sends many debits at once through the batch
+// workers: exactly as many fit the balance as it allows, each key makes one
+// payment, and every accepted payment has its outbox records in order.
+func TestBatchingConcurrentDebits(t *testing.T) {
+	t.Parallel()
+	s, pool := fixture(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	wait := s.StartBatching(ctx, BatchConfig{Workers: 3, MaxBatch: 16})
+	t.Cleanup(func() { cancel(); wait() })
+
+	// User 10 has 1000: 200 debits of 30 → 33 fit. Each key is sent twice.
+	// Users 1000..1099 each pay once, to fill the batches with others.
+	if _, err := pool.Exec(ctx, `INSERT INTO wallets (user_id, balance) SELECT g, 100 FROM generate_series(1000, 1099) g`); err != nil {
+		t.Fatal(err)
+	}
+	var (
+		wg                 sync.WaitGroup
+		mu                 sync.Mutex
+		created, replayed  int
+		insufficient, errs int
+	)
+	send := func(p NewPayment) {
+		defer wg.Done()
+		_, c, err := s.AcceptPayment(ctx, p)
+		mu.Lock()
+		defer mu.Unlock()
+		switch {
+		case errors.Is(err, ErrInsufficientFunds):
+			insufficient++
+		case err != nil:
+			errs++
+			t.Errorf("payment %+v: %v", p, err)
+		case c:
+			created++
+		default:
+			replayed++
+		}
+	}
+	for i := range 200 {
+		p := NewPayment{UserID: 10, MerchantID: 2, Amount: -30, IdempotencyKey: fmt.Sprintf("d%d", i)}
+		wg.Add(2)
+		go send(p)
+		go send(p)
+	}
+	for u := int64(1000); u < 1100; u++ {
+		wg.Add(1)
+		go send(NewPayment{UserID: u, MerchantID: 2, Amount: -100, IdempotencyKey: "all-in"})
+	}
+	wg.Wait()
+
+	var held, payments, seq int64
+	if err := pool.QueryRow(ctx, `SELECT held, event_seq FROM wallets WHERE user_id = 10`).Scan(&held, &seq); err != nil {
+		t.Fatal(err)
+	}
+	if err := pool.QueryRow(ctx, `SELECT count(*) FROM payments WHERE user_id = 10`).Scan(&payments); err != nil {
+		t.Fatal(err)
+	}
+	if payments != 33 || held != 33*30 || seq != 33 {
+		t.Errorf("user 10: %d payments, held %d, event_seq %d; want 33, 990, 33", payments, held, seq)
+	}
+	// 33 debits of user 10 and 100 of the others were created; each created
+	// key's twin was replayed, or refused when both were refused.
+	if created != 133 || errs != 0 || created+replayed+insufficient != 500 {
+		t.Errorf("created %d, replayed %d, insufficient %d, errors %d; want 133 created of 500 calls",
+			created, replayed, insufficient, errs)
+	}
+
+	// Every payment has its PaymentRequested, then its accepted event.
+	rows, _ := pool.Query(ctx, `SELECT topic, key FROM outbox ORDER BY id`)
+	recs, err := pgx.CollectRows(rows, pgx.RowToStructByPos[struct {
+		Topic string
+		Key   []byte
+	}])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != 2*133 {
+		t.Fatalf("outbox has %d records, want %d", len(recs), 2*133)
+	}
+	pending := map[string]int{} // requests not yet followed by their event, by key
+	for _, r := range recs {
+		switch r.Topic {
+		case kafka.TopicRequested:
+			pending[string(r.Key)]++
+		case kafka.TopicEvents:
+			if pending[string(r.Key)] == 0 {
+				t.Fatalf("an accepted event of user key %q comes before its request", r.Key)
+			}
+			pending[string(r.Key)]--
+		}
+	}
+}
+
+// TestBatchFallsBackOneByOne makes one payment of a batch fail in a way the
+// batch does not foresee (a trigger refuses it): the batch rolls back, and
+// its payments are accepted again one by one, so only the bad one fails.
+func TestBatchFallsBackOneByOne(t *testing.T) {
+	t.Parallel()
+	s, pool := fixture(t)
+	ctx := context.Background()
+	if _, err := pool.Exec(ctx, `
+		CREATE FUNCTION refuse_13() RETURNS trigger LANGUAGE plpgsql AS $$
+		BEGIN
+			IF NEW.amount = -13 THEN RAISE EXCEPTION 'refused by test trigger'; END IF;
+			RETURN NEW;
+		END $$;
+		CREATE TRIGGER refuse_13 BEFORE INSERT ON payments FOR EACH ROW EXECUTE FUNCTION refuse_13();`); err != nil {
+		t.Fatal(err)
+	}
+	calls := []*acceptCall{
+		{ctx: ctx, p: NewPayment{UserID: 10, MerchantID: 2, Amount: -13, IdempotencyKey: "bad"}, done: make(chan acceptResult, 1)},
+		{ctx: ctx, p: NewPayment{UserID: 11, MerchantID: 2, Amount: -20, IdempotencyKey: "good"}, done: make(chan acceptResult, 1)},
+		{ctx: ctx, p: NewPayment{UserID: 12, MerchantID: 1, Amount: 20, IdempotencyKey: "good"}, done: make(chan acceptResult, 1)},
+	}
+	s.runBatch(BatchConfig{Timeout: 5 * time.Second, Logger: nil}.withDefaults(), calls)
+	if r := <-calls[0].done; r.err == nil {
+		t.Errorf("the refused payment was accepted: %+v", r.got)
+	}
+	for _, c := range calls[1:] {
+		if r := <-c.done; r.err != nil || !r.created {
+			t.Errorf("payment %+v: created %v, err %v; want created", c.p, r.created, r.err)
+		}
+	}
+	var n int64
+	if err := pool.QueryRow(ctx, `SELECT count(*) FROM payments`).Scan(&n); err != nil || n != 2 {
+		t.Errorf("%d payments in the database (err %v), want 2", n, err)
+	}
+}
+
+// TestCollect forms batches of at most one payment per user, up to the
+// maximum, and answers the calls whose caller already left without
+// writing anything for them.
+func TestCollect(t *testing.T) {
+	t.Parallel()
+	s := &Store{calls: make(chan *acceptCall, 10)}
+	gone, cancel := context.WithCancel(context.Background())
+	cancel()
+	call := func(ctx context.Context, user int64) *acceptCall {
+		c := &acceptCall{ctx: ctx, p: NewPayment{UserID: user}, done: make(chan acceptResult, 1)}
+		s.calls <- c
+		return c
+	}
+	ctx := context.Background()
+	a1, a2, b, left, c, d := call(ctx, 1), call(ctx, 1), call(ctx, 2), call(gone, 3), call(ctx, 4), call(ctx, 5)
+
+	batch, rest := s.collect(ctx, nil, 3)
+	if !sameCalls(batch, a1, b, c) || !sameCalls(rest, a2) {
+		t.Fatalf("batch %v, rest %v; want users [1 2 4], rest [1] (5 still queued)", users(batch), users(rest))
+	}
+	if r := <-left.done; !errors.Is(r.err, context.Canceled) {
+		t.Errorf("the call whose caller left got %v, want context.Canceled", r.err)
+	}
+	batch, rest = s.collect(ctx, rest, 3)
+	if !sameCalls(batch, a2, d) || len(rest) != 0 {
+		t.Fatalf("second batch %v, rest %v; want users [1 5], none left", users(batch), users(rest))
+	}
+	stopped, stop := context.WithCancel(context.Background())
+	stop()
+	if batch, _ := s.collect(stopped, nil, 3); batch != nil {
+		t.Errorf("collect after stop returned %v, want nil", users(batch))
+	}
+}
+
+func sameCalls(got []*acceptCall, want ...*acceptCall) bool {
+	if len(got) != len(want) {
+		return false
+	}
+	for i := range got {
+		if got[i] != want[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func users(calls []*acceptCall) []int64 {
+	var out []int64
+	for _, c := range calls {
+		out = append(out, c.p.UserID)
+	}
+	return out
+}
