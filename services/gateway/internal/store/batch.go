@@ -15,13 +15,16 @@ package store
 // user or merchant, insufficient funds. When a batch fails as a whole (a
 // conflict it did not foresee, a lost connection), nothing of it is
 // committed and the worker accepts its payments again one by one, each
-// in its own transaction, so one bad payment never fails the others.
+// in its own transaction, so one bad payment never fails the others. (If a
+// commit fails with its outcome unknown, the one-by-one pass finds the
+// payments that did commit by their keys and answers them as replays.)
 
 import (
 	"context"
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -71,7 +74,18 @@ type acceptCall struct {
 	ctx  context.Context
 	p    NewPayment
 	done chan acceptResult // buffered: a worker never blocks on a caller who left
+	// state starts at callQueued. A worker moves it to callTaken when it
+	// takes the call into a batch; a caller whose deadline passes first
+	// moves it to callWithdrawn. Whoever moves it first decides: a
+	// withdrawn call is never written, a taken one is always answered.
+	state atomic.Int32
 }
+
+const (
+	callQueued int32 = iota
+	callTaken
+	callWithdrawn
+)
 
 type acceptResult struct {
 	got     Payment
@@ -94,9 +108,12 @@ func (s *Store) StartBatching(ctx context.Context, cfg BatchConfig) (wait func()
 	return wg.Wait
 }
 
-// acceptBatched hands p to a batch worker and waits for its answer. When ctx
-// ends first the payment may still be committed by the batch; a retry with
-// the same idempotency key then returns it.
+// acceptBatched hands p to a batch worker and waits for its answer. The
+// answer is always definite: when ctx ends while the payment still waits in
+// the queue, it is withdrawn and nothing is written; once a worker has taken
+// it, the caller waits for the batch's answer (bounded by the batch timeout)
+// even past its own deadline, rather than leave the client unsure whether
+// it was accepted.
 func (s *Store) acceptBatched(ctx context.Context, p NewPayment) (Payment, bool, error) {
 	call := &acceptCall{ctx: ctx, p: p, done: make(chan acceptResult, 1)}
 	select {
@@ -108,7 +125,11 @@ func (s *Store) acceptBatched(ctx context.Context, p NewPayment) (Payment, bool,
 	case r := <-call.done:
 		return r.got, r.created, r.err
 	case <-ctx.Done():
-		return Payment{}, false, fmt.Errorf("wait for the batch's commit: %w", ctx.Err())
+		if call.state.CompareAndSwap(callQueued, callWithdrawn) {
+			return Payment{}, false, fmt.Errorf("wait for a batch: %w", ctx.Err())
+		}
+		r := <-call.done
+		return r.got, r.created, r.err
 	}
 }
 
@@ -135,10 +156,10 @@ func (s *Store) batchWorker(ctx context.Context, cfg BatchConfig) {
 // wallet as locked. It returns a nil batch when ctx ends.
 func (s *Store) collect(ctx context.Context, carry []*acceptCall, max int) (batch, rest []*acceptCall) {
 	users := make(map[int64]bool)
-	add := func(c *acceptCall) {
+	add := func(c *acceptCall) { // c is taken
 		switch {
 		case c.ctx.Err() != nil:
-			// The caller gave up before anything was written: say so.
+			// Its deadline passed before anything was written: say so.
 			c.done <- acceptResult{err: fmt.Errorf("wait for a batch: %w", c.ctx.Err())}
 		case users[c.p.UserID] || len(batch) == max:
 			rest = append(rest, c)
@@ -147,13 +168,18 @@ func (s *Store) collect(ctx context.Context, carry []*acceptCall, max int) (batc
 			batch = append(batch, c)
 		}
 	}
+	take := func(c *acceptCall) {
+		if c.state.CompareAndSwap(callQueued, callTaken) {
+			add(c)
+		} // else withdrawn: its caller has answered itself
+	}
 	for _, c := range carry {
 		add(c)
 	}
 	for len(batch) == 0 {
 		select {
 		case c := <-s.calls:
-			add(c)
+			take(c)
 		case <-ctx.Done():
 			return nil, rest
 		}
@@ -161,7 +187,7 @@ func (s *Store) collect(ctx context.Context, carry []*acceptCall, max int) (batc
 	for len(batch) < max {
 		select {
 		case c := <-s.calls:
-			add(c)
+			take(c)
 		default:
 			return batch, rest
 		}
@@ -185,8 +211,13 @@ func (s *Store) runBatch(cfg BatchConfig, batch []*acceptCall) {
 		return
 	}
 	cfg.Logger.Warn("accept batch failed; accepting its payments one by one", "payments", len(batch), "err", err)
+	// The callers wait for these answers even past their own deadlines, so
+	// the pass has its own: one more batch timeout for all of it. A payment
+	// it does not reach gets an error with nothing written.
+	ctx, cancel = context.WithTimeout(context.Background(), cfg.Timeout)
+	defer cancel()
 	for _, c := range batch {
-		got, created, err := s.acceptOne(c.ctx, c.p)
+		got, created, err := s.acceptOne(ctx, c.p)
 		c.done <- acceptResult{got: got, created: created, err: err}
 	}
 }

@@ -332,3 +332,95 @@ func users(calls []*acceptCall) []int64 {
 	}
 	return out
 }
+
+// BenchmarkAccept measures one payment accepted in a transaction of its own
+// against payments accepted in batches of 10, 100 and 500: ns/op is per
+// payment. It needs PostgreSQL (PGTEST_URL).
+func BenchmarkAccept(b *testing.B) {
+	for _, size := range []int{1, 10, 100, 500} {
+		b.Run(fmt.Sprintf("batch=%d", size), func(b *testing.B) {
+			pool := pgtest.NewPool(b)
+			ctx := context.Background()
+			if _, err := pool.Exec(ctx, `INSERT INTO merchants (id, name) VALUES (2, 'Apple');
+				INSERT INTO wallets (user_id, balance) SELECT g, 1000000000 FROM generate_series(1, 500) g`); err != nil {
+				b.Fatal(err)
+			}
+			s := New(pool)
+			n := 0
+			b.ResetTimer()
+			for b.Loop() {
+				if size == 1 {
+					n++
+					if _, _, err := s.acceptOne(ctx, NewPayment{UserID: 1, MerchantID: 2, Amount: -1, IdempotencyKey: fmt.Sprint(n)}); err != nil {
+						b.Fatal(err)
+					}
+					continue
+				}
+				calls := make([]*acceptCall, size)
+				for i := range calls {
+					n++
+					calls[i] = &acceptCall{ctx: ctx, done: make(chan acceptResult, 1),
+						p: NewPayment{UserID: int64(i + 1), MerchantID: 2, Amount: -1, IdempotencyKey: fmt.Sprint(n)}}
+				}
+				if _, err := s.acceptMany(ctx, calls); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(n), "ns/payment")
+		})
+	}
+}
+
+// TestDeadlineInQueueWithdraws: a call whose deadline passes while it still
+// waits in the queue is withdrawn, answered with the deadline, and never
+// taken into a batch.
+func TestDeadlineInQueueWithdraws(t *testing.T) {
+	t.Parallel()
+	s := &Store{calls: make(chan *acceptCall, 10)}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	if _, _, err := s.acceptBatched(ctx, NewPayment{UserID: 1}); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("err = %v, want context.DeadlineExceeded", err)
+	}
+	withdrawn := <-s.calls
+	if got := withdrawn.state.Load(); got != callWithdrawn {
+		t.Fatalf("state = %d, want withdrawn", got)
+	}
+	other := &acceptCall{ctx: context.Background(), p: NewPayment{UserID: 2}, done: make(chan acceptResult, 1)}
+	s.calls <- withdrawn
+	s.calls <- other
+	batch, rest := s.collect(context.Background(), nil, 10)
+	if !sameCalls(batch, other) || len(rest) != 0 || len(withdrawn.done) != 0 {
+		t.Errorf("batch %v, rest %v, withdrawn call answered %d times; want only user 2, never the withdrawn call",
+			users(batch), users(rest), len(withdrawn.done))
+	}
+}
+
+// TestDeadlineInBatchWaitsForAnswer: once a worker has taken a call, the
+// caller gets the batch's answer even after its own deadline, so that it
+// never answers "timeout" for a payment that was in fact accepted.
+func TestDeadlineInBatchWaitsForAnswer(t *testing.T) {
+	t.Parallel()
+	s := &Store{calls: make(chan *acceptCall, 10)}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	type answer struct {
+		created bool
+		err     error
+	}
+	answered := make(chan answer, 1)
+	go func() {
+		_, created, err := s.acceptBatched(ctx, NewPayment{UserID: 1})
+		answered <- answer{created, err}
+	}()
+	batch, _ := s.collect(context.Background(), nil, 10)
+	if len(batch) != 1 {
+		t.Fatalf("batch %v, want the one call", users(batch))
+	}
+	<-ctx.Done()
+	time.Sleep(20 * time.Millisecond) // the caller has seen its deadline
+	batch[0].done <- acceptResult{got: Payment{ID: 7}, created: true}
+	if a := <-answered; a.err != nil || !a.created {
+		t.Errorf("answer created=%v err=%v, want the batch's: created", a.created, a.err)
+	}
+}
