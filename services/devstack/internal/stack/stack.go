@@ -255,8 +255,22 @@ func Start(ctx context.Context, cfg Config, opts Options, out io.Writer) (_ *Sta
 		// The periodic reconciliation job: resolves unknown payments, reports mismatches.
 		{name: "financectl", args: []string{"reconcile", "--watch", "30s", "--processor-url", simURL}},
 	}
+	// Some shared development servers run with autovacuum off; there the
+	// outbox and the wallets bloat with dead rows until every read of them
+	// slows down. The vacuum job does autovacuum's work for our tables.
+	autovacuum, err := autovacuumOn(ctx, dbURL)
+	if err != nil {
+		return nil, err
+	}
+	if !autovacuum {
+		infra.logf("PostgreSQL runs with autovacuum=off: starting `financectl vacuum --watch 1m` in its place")
+		procs = append(procs, proc{name: "financectl-vacuum", path: filepath.Join(cfg.BinDir, "financectl"),
+			args: []string{"vacuum", "--watch", "1m"}})
+	}
 	for _, p := range procs {
-		p.path = filepath.Join(cfg.BinDir, p.name)
+		if p.path == "" {
+			p.path = filepath.Join(cfg.BinDir, p.name)
+		}
 		p.env = append(append(append([]string{}, common...), opts.Env...), p.env...)
 		p.stopGrace = 20 * time.Second
 		if err := services.start(svcCtx, p); err != nil {
@@ -368,6 +382,20 @@ func waitHTTP(ctx context.Context, u string, timeout time.Duration) error {
 		}
 	}
 	return errors.Join(fmt.Errorf("%s not ready after %v", u, timeout), last)
+}
+
+// autovacuumOn reports whether the PostgreSQL server at dbURL runs autovacuum.
+func autovacuumOn(ctx context.Context, dbURL string) (bool, error) {
+	conn, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		return false, fmt.Errorf("read autovacuum setting: %w", err)
+	}
+	defer conn.Close(ctx)
+	var setting string
+	if err := conn.QueryRow(ctx, "SHOW autovacuum").Scan(&setting); err != nil {
+		return false, fmt.Errorf("read autovacuum setting: %w", err)
+	}
+	return setting == "on", nil
 }
 
 // dropDatabase drops database name on the server of adminURL, if it exists.

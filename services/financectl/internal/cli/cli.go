@@ -58,6 +58,7 @@ func commands() []*command {
 		seedCommand(),
 		tokenCommand(),
 		topicsCommand(),
+		vacuumCommand(),
 		verifyCommand(),
 		versionCommand(),
 	}

@@ -1,0 +1,54 @@
+package cli_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/finsvc/finance/pkg/pgtest"
+)
+
+// TestVacuumClearsTheOutboxsDeadRows deletes published-like outbox rows, as
+// the relay does, and wants financectl vacuum to leave none of them dead.
+func TestVacuumClearsTheOutboxsDeadRows(t *testing.T) {
+	t.Parallel()
+	url := pgtest.NewDB(t)
+	pool := openPool(t, url)
+	ctx := context.Background()
+	if _, err := pool.Exec(ctx, `
+		INSERT INTO outbox (topic, key, payload) SELECT 'payments.requested', '\x01', '\x02' FROM generate_series(1, 2000);
+		DELETE FROM outbox;`); err != nil {
+		t.Fatal(err)
+	}
+
+	r := run(t, map[string]string{"DATABASE_URL": url}, "vacuum")
+	if r.code != 0 || !strings.HasPrefix(r.stdout, "vacuumed outbox, wallets, payments in ") {
+		t.Fatalf("exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+	}
+	// The statistics arrive a moment after the vacuum ends.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var vacuums, dead int64
+		if err := pool.QueryRow(ctx, `SELECT vacuum_count, n_dead_tup FROM pg_stat_user_tables WHERE relname = 'outbox'`).
+			Scan(&vacuums, &dead); err != nil {
+			t.Fatal(err)
+		}
+		if vacuums >= 1 && dead == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("outbox: %d vacuums, %d dead rows; want a vacuum and no dead rows", vacuums, dead)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func TestVacuumRefusesBadInput(t *testing.T) {
+	t.Parallel()
+	for _, args := range [][]string{{"vacuum", "--watch", "-1s"}, {"vacuum", "outbox"}} {
+		if r := run(t, nil, args...); r.code != 2 {
+			t.Errorf("%v: exit %d, want 2; stderr %q", args, r.code, r.stderr)
+		}
+	}
+}
