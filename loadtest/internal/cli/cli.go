@@ -132,9 +132,32 @@ func scenariosCommand(args []string, env Env) error {
 	return tw.Flush()
 }
 
+const (
+	tableUsage  = "usage: loadtest table RUN_DIR|results.json ...\n  Prints the runs' Markdown results table, one row per run."
+	reportUsage = "usage: loadtest report RUN_DIR ...\n  Redraws each run's summary.md and PNG plots from its results.json."
+)
+
+// onlyPaths reports whether args hold no flags. --help and -h print usage
+// and make it return false with a nil error; any other flag is an error.
+func onlyPaths(args []string, usage string, env Env) (bool, error) {
+	for _, a := range args {
+		switch {
+		case a == "-h" || a == "-help" || a == "--help":
+			fmt.Fprintln(env.Stdout, usage)
+			return false, nil
+		case strings.HasPrefix(a, "-"):
+			return false, usagef("unknown flag %q: this command takes no flags\n%s", a, usage)
+		}
+	}
+	return true, nil
+}
+
 func tableCommand(args []string, env Env) error {
 	if len(args) == 0 {
-		return usagef("table wants one or more results.json files (or run directories)")
+		return usagef("table wants one or more results.json files (or run directories)\n%s", tableUsage)
+	}
+	if ok, err := onlyPaths(args, tableUsage, env); !ok {
+		return err
 	}
 	var reps []*report.Report
 	for _, a := range args {
@@ -159,7 +182,10 @@ func tableCommand(args []string, env Env) error {
 
 func reportCommand(args []string, env Env) error {
 	if len(args) == 0 {
-		return usagef("report wants one or more run directories")
+		return usagef("report wants one or more run directories\n%s", reportUsage)
+	}
+	if ok, err := onlyPaths(args, reportUsage, env); !ok {
+		return err
 	}
 	for _, dir := range args {
 		r, err := report.Read(filepath.Join(dir, "results.json"))

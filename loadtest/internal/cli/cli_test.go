@@ -71,6 +71,8 @@ func TestBadInvocationsStopAtOnce(t *testing.T) {
 			[]string{"disagree"}},
 		{"bad read ratio", []string{"run", "--scenario", "mixed", "--read-ratio", "lots"}, []string{"read-ratio"}},
 		{"table without files", []string{"table"}, []string{"results.json"}},
+		{"table with a flag", []string{"table", "--sort", "x"}, []string{`unknown flag "--sort"`}},
+		{"report with a flag", []string{"report", "-o", "x"}, []string{`unknown flag "-o"`}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

@@ -58,6 +58,7 @@ type runOptions struct {
 	quiet        bool
 	cpuProfile   string
 	metrics      string
+	localCPU     string
 	ov           scenario.Overrides
 }
 
@@ -79,6 +80,8 @@ func runFlags(getenv func(string) string) (*flag.FlagSet, *runOptions) {
 	fs.BoolVar(&o.quiet, "quiet", false, "no progress line")
 	fs.StringVar(&o.metrics, "metrics", "", "extra `name=url,...` of Prometheus /metrics whose process CPU to report (the target's and the simulator's are always read), "+
 		"e.g. dispatcher=http://127.0.0.1:9101/metrics,status-consumer=http://127.0.0.1:9103/metrics,outbox-relay=http://127.0.0.1:9102/metrics")
+	fs.StringVar(&o.localCPU, "local-cpu", "", "`names,...` of processes on this machine without a /metrics (e.g. postgres,devkafka) whose CPU to report, "+
+		"summed over every process of that command name, exited children included, from /proc (Linux)")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write the generator's own CPU profile to `file` (to tell its limits from the target's)")
 	fs.IntVar(&o.ov.Users, "users", 0, "concurrent virtual users, each with its own token (default: the scenario's)")
 	fs.Float64Var(&o.ov.Rate, "rate", 0, "arrival `rate` in requests per second, all users together (open model)")
@@ -165,6 +168,16 @@ func runCommand(ctx context.Context, args []string, env Env) error {
 			continue
 		}
 		metricURLs[name] = u
+	}
+	for _, name := range strings.Split(o.localCPU, ",") {
+		if name = strings.TrimSpace(name); name == "" {
+			continue
+		}
+		if strings.ContainsAny(name, "=/ ") {
+			problems = append(problems, fmt.Sprintf("--local-cpu %q: want a command name such as postgres", name))
+			continue
+		}
+		metricURLs[name] = report.ProcPrefix + name
 	}
 	if o.drainTimeout < 0 {
 		problems = append(problems, "--drain-timeout: want 0 or more")
