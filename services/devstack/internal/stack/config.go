@@ -15,6 +15,9 @@ type Config struct {
 	BinDir     string // the built binaries
 	LogLevel   string
 	Partitions int
+	// Quiet sends the services' output straight to their log files, not
+	// through devstack to the terminal as well (cheaper under load).
+	Quiet bool
 
 	GatewayAddr    string
 	SimAddr        string
@@ -35,6 +38,7 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 		StateDir:       r.String("STATE_DIR", ".run"),
 		BinDir:         r.String("BIN_DIR", "bin"),
 		LogLevel:       r.String("LOG_LEVEL", "info"),
+		Quiet:          r.Bool("DEVSTACK_QUIET", false),
 		Partitions:     r.Int("KAFKA_PARTITIONS", 12),
 		GatewayAddr:    r.String("GATEWAY_ADDR", "127.0.0.1:8080"),
 		SimAddr:        r.String("SIM_ADDR", "127.0.0.1:8090"),

@@ -55,7 +55,7 @@ func Main(ctx context.Context, args []string, getenv func(string) string, stdout
 }
 
 func run(ctx context.Context, cfg Config, out io.Writer) error {
-	st, err := Start(ctx, cfg, Options{}, out)
+	st, err := Start(ctx, cfg, Options{Quiet: cfg.Quiet}, out)
 	if err != nil {
 		return err
 	}
