@@ -81,7 +81,7 @@ func runFlags(getenv func(string) string) (*flag.FlagSet, *runOptions) {
 	fs.StringVar(&o.metrics, "metrics", "", "extra `name=url,...` of Prometheus /metrics whose process CPU to report (the target's and the simulator's are always read), "+
 		"e.g. dispatcher=http://127.0.0.1:9101/metrics,status-consumer=http://127.0.0.1:9103/metrics,outbox-relay=http://127.0.0.1:9102/metrics")
 	fs.StringVar(&o.localCPU, "local-cpu", "", "`names,...` of processes on this machine without a /metrics (e.g. postgres,devkafka) whose CPU to report, "+
-		"summed over every process of that command name, exited children included, from /proc (Linux)")
+		"summed over every process of that command name, from /proc (Linux); a process that exits during the run is left out, so it is a lower bound")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write the generator's own CPU profile to `file` (to tell its limits from the target's)")
 	fs.IntVar(&o.ov.Users, "users", 0, "concurrent virtual users, each with its own token (default: the scenario's)")
 	fs.Float64Var(&o.ov.Rate, "rate", 0, "arrival `rate` in requests per second, all users together (open model)")

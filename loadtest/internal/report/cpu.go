@@ -23,28 +23,37 @@ type ProcessCPU struct {
 	Err     string  `json:"err,omitempty"`
 }
 
-// CPUReading is process_cpu_seconds_total of each metrics URL at one time.
-type CPUReading map[string]float64
-
 // ProcPrefix marks a "URL" that is no URL: ProcPrefix + "postgres" reads
 // the CPU of the processes named postgres on this machine from /proc.
 const ProcPrefix = "proc:"
 
+// CPUReading is, at one time, process_cpu_seconds_total of each metrics
+// URL by name, and the CPU seconds of each local process by name and pid
+// (key name + procSep + pid).
+type CPUReading map[string]float64
+
+const procSep = "\x00"
+
 // ReadCPU scrapes process_cpu_seconds_total from every url (name → URL),
-// or sums /proc for a ProcPrefix one. A URL that does not answer is left
+// or reads /proc for a ProcPrefix one. A URL that does not answer is left
 // out and named in the error text.
 func ReadCPU(ctx context.Context, urls map[string]string) (CPUReading, map[string]string) {
 	out := CPUReading{}
 	errs := map[string]string{}
 	client := &http.Client{Timeout: 3 * time.Second}
 	for name, u := range urls {
-		var v float64
-		var err error
 		if comm, ok := strings.CutPrefix(u, ProcPrefix); ok {
-			v, err = procCPU("/proc", comm)
-		} else {
-			v, err = scrapeCPU(ctx, client, u)
+			byPid, err := procCPU("/proc", comm)
+			if err != nil {
+				errs[name] = err.Error()
+				continue
+			}
+			for pid, sec := range byPid {
+				out[name+procSep+pid] = sec
+			}
+			continue
 		}
+		v, err := scrapeCPU(ctx, client, u)
 		if err != nil {
 			errs[name] = err.Error()
 			continue
@@ -85,19 +94,14 @@ func scrapeCPU(ctx context.Context, client *http.Client, u string) (float64, err
 // on every architecture Go supports on Linux.
 const clockTicks = 100
 
-// procCPU sums the CPU seconds of every process under procDir whose command
-// name is comm: its own user and system time plus that of its children
-// that have exited and been waited for. A database's backends come and go;
-// their time moves to the server's parent process when they exit, so the
-// sum over the command name loses none of it, as long as the children have
-// the same name (PostgreSQL's do).
-func procCPU(procDir, comm string) (float64, error) {
+// procCPU returns the CPU seconds (user and system) of every process under
+// procDir whose command name is comm, by pid.
+func procCPU(procDir, comm string) (map[string]float64, error) {
 	entries, err := os.ReadDir(procDir)
 	if err != nil {
-		return 0, fmt.Errorf("read %s: %w", procDir, err)
+		return nil, fmt.Errorf("read %s: %w", procDir, err)
 	}
-	var ticks int64
-	found := false
+	out := map[string]float64{}
 	for _, e := range entries {
 		if _, err := strconv.Atoi(e.Name()); err != nil {
 			continue
@@ -112,25 +116,44 @@ func procCPU(procDir, comm string) (float64, error) {
 		if open < 0 || end < open || string(b[open+1:end]) != comm {
 			continue
 		}
-		fields := strings.Fields(string(b[end+1:]))
 		// After comm: state(0) ppid pgrp session tty_nr tpgid flags minflt
-		// cminflt majflt cmajflt utime(11) stime cutime cstime(14).
-		if len(fields) < 15 {
+		// cminflt majflt cmajflt utime(11) stime(12).
+		fields := strings.Fields(string(b[end+1:]))
+		if len(fields) < 13 {
 			continue
 		}
-		for _, f := range fields[11:15] {
+		var ticks int64
+		for _, f := range fields[11:13] {
 			n, err := strconv.ParseInt(f, 10, 64)
 			if err != nil {
-				return 0, fmt.Errorf("%s: bad CPU time %q", e.Name(), f)
+				return nil, fmt.Errorf("%s: bad CPU time %q", e.Name(), f)
 			}
 			ticks += n
 		}
+		out[e.Name()] = float64(ticks) / clockTicks
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("no process named %q on this machine", comm)
+	}
+	return out, nil
+}
+
+// localUsed is the CPU the processes of name used between two readings:
+// for a process in both, the difference; for one started in between, all
+// of its time. A process that exited in between is left out, so for a
+// server whose connections come and go this is a lower bound.
+func localUsed(name string, before, after CPUReading) (float64, bool) {
+	prefix := name + procSep
+	var sec float64
+	found := false
+	for k, a := range after {
+		if !strings.HasPrefix(k, prefix) {
+			continue
+		}
 		found = true
+		sec += a - before[k] // 0 when it started in between
 	}
-	if !found {
-		return 0, fmt.Errorf("no process named %q on this machine", comm)
-	}
-	return float64(ticks) / clockTicks, nil
+	return sec, found
 }
 
 // CPUUsed is the CPU each process used between two readings.
@@ -140,6 +163,10 @@ func CPUUsed(urls map[string]string, before, after CPUReading, errs map[string]s
 		p := ProcessCPU{Name: name, URL: urls[name]}
 		b, okb := before[name]
 		a, oka := after[name]
+		if strings.HasPrefix(urls[name], ProcPrefix) {
+			a, oka = localUsed(name, before, after)
+			b, okb = 0, oka && errs[name] == ""
+		}
 		switch {
 		case okb && oka:
 			p.Seconds = float64(int((a-b)*100+0.5)) / 100

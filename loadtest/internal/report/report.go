@@ -365,8 +365,19 @@ func Markdown(r *Report) string {
 	}
 	if len(r.CPU) > 0 {
 		ok := res.Writes.ByClass[string(target.OK)]
+		var local []string
+		for _, c := range r.CPU {
+			if strings.HasPrefix(c.URL, ProcPrefix) {
+				local = append(local, c.Name)
+			}
+		}
 		p("\n## CPU used by the system under test\n\nFrom each process's `process_cpu_seconds_total`, from before the load to after the drain")
-		p(" (PostgreSQL and the Kafka broker are not included).\n\n| process | CPU seconds | ms per accepted payment |\n|---|---:|---:|\n")
+		if len(local) > 0 {
+			p("; for %s, every process of that name on this machine, from `/proc` (`--local-cpu`).", strings.Join(local, ", "))
+		} else {
+			p(" (processes without `/metrics`, such as PostgreSQL and the Kafka broker, are not included: see `--local-cpu`).")
+		}
+		p("\n\n| process | CPU seconds | ms per accepted payment |\n|---|---:|---:|\n")
 		var total float64
 		for _, c := range r.CPU {
 			if c.Err != "" {

@@ -119,3 +119,23 @@ func TestWrite(t *testing.T) {
 		t.Errorf("table: %s", report.Table([]*report.Report{back}))
 	}
 }
+
+// TestCPUSection names where each CPU figure comes from, and sums them.
+func TestCPUSection(t *testing.T) {
+	t.Parallel()
+	r := report.Judge(burst(40, true, 299, check.Report{}), target.Pipeline, "http://gw", simclient.Settings{}, "http://sim", "loadtest run", report.ThisMachine())
+	r.CPU = []report.ProcessCPU{
+		{Name: "gateway", URL: "http://gw/metrics", Seconds: 2},
+		{Name: "postgres", URL: report.ProcPrefix + "postgres", Seconds: 3},
+	}
+	md := report.Markdown(r)
+	for _, s := range []string{"for postgres, every process of that name on this machine", "| postgres | 3.00 | 30.00 |", "| **total** | 5.00 | 50.00 |"} {
+		if !strings.Contains(md, s) {
+			t.Errorf("CPU section lacks %q:\n%s", s, md)
+		}
+	}
+	r.CPU = r.CPU[:1]
+	if md := report.Markdown(r); !strings.Contains(md, "are not included: see `--local-cpu`") {
+		t.Errorf("without --local-cpu the section does not say what is missing:\n%s", md)
+	}
+}
