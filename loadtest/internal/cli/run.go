@@ -291,6 +291,11 @@ func runCommand(ctx context.Context, args []string, env Env) error {
 	}
 	metricURLs["processor-sim"] = strings.TrimRight(o.simURL, "/") + "/metrics"
 	cpuBefore, cpuErrs := report.ReadCPU(ctx, metricURLs)
+	// The second reading comes after the drain, before the checker, whose
+	// queries would otherwise count as the system's work.
+	var cpuAfter report.CPUReading
+	var errsAfter map[string]string
+	opts.AfterDrain = func() { cpuAfter, errsAfter = report.ReadCPU(context.WithoutCancel(ctx), metricURLs) }
 
 	// The first second's connections, dialed last, right before the load.
 	wctx, cancel := context.WithTimeout(ctx, preflightTimeout)
@@ -310,7 +315,9 @@ func runCommand(ctx context.Context, args []string, env Env) error {
 		return runErr
 	}
 
-	cpuAfter, errsAfter := report.ReadCPU(context.WithoutCancel(ctx), metricURLs)
+	if cpuAfter == nil { // the run stopped before its drain ended
+		cpuAfter, errsAfter = report.ReadCPU(context.WithoutCancel(ctx), metricURLs)
+	}
 	for k, v := range errsAfter {
 		cpuErrs[k] = v
 	}

@@ -61,6 +61,9 @@ type Options struct {
 	// from their intended time.
 	Workers  int
 	Progress func(Status)
+	// AfterDrain, when set, is called once the load and the drain are over,
+	// before the checker runs (whose own queries are not the system's work).
+	AfterDrain func()
 }
 
 // Status is the live state shown by the progress line.
@@ -258,6 +261,9 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	res.Samples = r.samples
 	res.BucketSeconds = width.Seconds()
 	res.GeneratorCPU = math.Round((cpuSeconds()-cpu0)*100) / 100
+	if o.AfterDrain != nil {
+		o.AfterDrain()
+	}
 	var execs []simclient.Execution
 	if err == nil {
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Minute)
