@@ -34,3 +34,26 @@ func Insert(ctx context.Context, tx pgx.Tx, topic string, key, payload []byte) e
 	}
 	return nil
 }
+
+// InsertMany adds recs to the outbox inside tx in one statement, their ids
+// ascending in slice order (the relay publishes in id order), and notifies
+// the relay once. The records' IDs are ignored.
+func InsertMany(ctx context.Context, tx pgx.Tx, recs []Record) error {
+	topics := make([]string, len(recs))
+	keys := make([][]byte, len(recs))
+	payloads := make([][]byte, len(recs))
+	for i, r := range recs {
+		topics[i], keys[i], payloads[i] = r.Topic, r.Key, r.Payload
+	}
+	if _, err := tx.Exec(ctx, `
+		INSERT INTO outbox (topic, key, payload)
+		SELECT topic, key, payload
+		FROM unnest($1::text[], $2::bytea[], $3::bytea[]) WITH ORDINALITY AS r(topic, key, payload, n)
+		ORDER BY n`, topics, keys, payloads); err != nil {
+		return fmt.Errorf("insert %d outbox records: %w", len(recs), err)
+	}
+	if _, err := tx.Exec(ctx, `SELECT pg_notify($1, '')`, Channel); err != nil {
+		return fmt.Errorf("notify outbox: %w", err)
+	}
+	return nil
+}

@@ -2,12 +2,12 @@ package store
 
 // Group commit for accepted payments.
 //
-// One transaction per payment costs PostgreSQL seven statements and a WAL
+// One transaction per payment costs PostgreSQL eight statements and a WAL
 // flush; a burst of thousands of payments a second queues on that. With
 // batching started, each AcceptPayment call hands its payment to a worker,
 // which takes every call waiting at that moment (up to BatchConfig.MaxBatch)
 // and accepts them together in one transaction of about ten set-based
-// statements, in three round trips. Batches form by themselves: the longer a
+// statements, in five round trips. Batches form by themselves: the longer a
 // transaction takes, the more calls wait for the next one, so an idle gateway
 // still accepts a lone payment in one round of statements, with no added delay.
 //
@@ -28,14 +28,11 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/finsvc/finance/pkg/kafka"
 	"github.com/finsvc/finance/pkg/ledger"
 	"github.com/finsvc/finance/pkg/outbox"
 	"github.com/finsvc/finance/pkg/payment"
-	financev1 "github.com/finsvc/finance/proto/finance/v1"
 )
 
 // BatchConfig sets how payments are grouped into transactions.
@@ -359,14 +356,11 @@ func (s *Store) acceptMany(ctx context.Context, batch []*acceptCall) ([]acceptRe
 		return nil, fmt.Errorf("inserted %d payments and held %d wallets, want %d of each", len(inserted), len(events), m)
 	}
 
-	// Round 3: the audit rows and the outbox records (each payment's
+	// Round 3: the audit rows, then the outbox records (each payment's
 	// PaymentRequested, then its accepted event, in that id order), then
 	// commit.
 	var tr struct{ payments, users, seqs []int64 }
-	var ob struct {
-		topics         []string
-		keys, payloads [][]byte
-	}
+	records := make([]outbox.Record, 0, 2*m)
 	for _, i := range accept {
 		p := inserted[batch[i].p.UserID]
 		ev := events[p.UserID]
@@ -376,25 +370,18 @@ func (s *Store) acceptMany(ctx context.Context, batch []*acceptCall) ([]acceptRe
 		tr.users = append(tr.users, p.UserID)
 		tr.seqs = append(tr.seqs, ev.UserSeq)
 
-		requested, err := proto.Marshal(&financev1.PaymentRequested{
-			PaymentId:      p.ID,
-			UserId:         p.UserID,
-			MerchantId:     p.MerchantID,
-			Amount:         p.Amount,
-			IdempotencyKey: p.IdempotencyKey,
-			CreatedAt:      timestamppb.New(p.CreatedAt),
-		})
+		requested, err := encodeRequested(p)
 		if err != nil {
-			return nil, fmt.Errorf("marshal PaymentRequested %d: %w", p.ID, err)
+			return nil, err
 		}
 		event, err := encodeEvent(ev)
 		if err != nil {
 			return nil, err
 		}
 		key := kafka.UserKey(p.UserID)
-		ob.topics = append(ob.topics, kafka.TopicRequested, kafka.TopicEvents)
-		ob.keys = append(ob.keys, key, key)
-		ob.payloads = append(ob.payloads, requested, event)
+		records = append(records,
+			outbox.Record{Topic: kafka.TopicRequested, Key: key, Payload: requested},
+			outbox.Record{Topic: kafka.TopicEvents, Key: key, Payload: event})
 		results[i] = acceptResult{got: p, created: true}
 	}
 	b = pgx.Batch{}
@@ -402,14 +389,11 @@ func (s *Store) acceptMany(ctx context.Context, batch []*acceptCall) ([]acceptRe
 		INSERT INTO payment_transitions (payment_id, user_id, user_seq, from_status, to_status, actor)
 		SELECT p, u, s, '', $4, $5 FROM unnest($1::bigint[], $2::bigint[], $3::bigint[]) AS t(p, u, s)`,
 		tr.payments, tr.users, tr.seqs, payment.StatusAccepted, Actor)
-	b.Queue(`
-		INSERT INTO outbox (topic, key, payload)
-		SELECT topic, key, payload
-		FROM unnest($1::text[], $2::bytea[], $3::bytea[]) WITH ORDINALITY AS r(topic, key, payload, n)
-		ORDER BY n`, ob.topics, ob.keys, ob.payloads)
-	b.Queue(`SELECT pg_notify($1, '')`, outbox.Channel)
 	if err := tx.SendBatch(ctx, &b).Close(); err != nil {
-		return nil, fmt.Errorf("insert the audit and outbox rows of %d payments: %w", m, err)
+		return nil, fmt.Errorf("insert the audit rows of %d payments: %w", m, err)
+	}
+	if err := outbox.InsertMany(ctx, tx, records); err != nil {
+		return nil, fmt.Errorf("payments of a batch: %w", err)
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return nil, fmt.Errorf("commit %d payments: %w", m, err)

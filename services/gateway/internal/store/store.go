@@ -180,16 +180,9 @@ func (s *Store) acceptOne(ctx context.Context, p NewPayment) (got Payment, creat
 			return fmt.Errorf("insert transition of payment %d: %w", inserted.ID, err)
 		}
 
-		payload, err := proto.Marshal(&financev1.PaymentRequested{
-			PaymentId:      inserted.ID,
-			UserId:         inserted.UserID,
-			MerchantId:     inserted.MerchantID,
-			Amount:         inserted.Amount,
-			IdempotencyKey: inserted.IdempotencyKey,
-			CreatedAt:      timestamppb.New(inserted.CreatedAt),
-		})
+		payload, err := encodeRequested(inserted)
 		if err != nil {
-			return fmt.Errorf("marshal PaymentRequested %d: %w", inserted.ID, err)
+			return err
 		}
 		if err := outbox.Insert(ctx, tx, kafka.TopicRequested, kafka.UserKey(p.UserID), payload); err != nil {
 			return fmt.Errorf("payment %d: %w", inserted.ID, err)
@@ -210,6 +203,23 @@ func (s *Store) acceptOne(ctx context.Context, p NewPayment) (got Payment, creat
 		return Payment{}, false, err
 	}
 	return got, created, nil
+}
+
+// encodeRequested returns the PaymentRequested payload of p, the
+// dispatcher's input.
+func encodeRequested(p Payment) ([]byte, error) {
+	payload, err := proto.Marshal(&financev1.PaymentRequested{
+		PaymentId:      p.ID,
+		UserId:         p.UserID,
+		MerchantId:     p.MerchantID,
+		Amount:         p.Amount,
+		IdempotencyKey: p.IdempotencyKey,
+		CreatedAt:      timestamppb.New(p.CreatedAt),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("marshal PaymentRequested %d: %w", p.ID, err)
+	}
+	return payload, nil
 }
 
 // encodeEvent returns ev as a PaymentEvent payload, field for field as the
