@@ -276,11 +276,17 @@ func (s *Store) acceptMany(ctx context.Context, batch []*acceptCall) ([]acceptRe
 		return nil, fmt.Errorf("lock wallets and read keys: %w", err)
 	}
 
-	// Decide each payment as acceptOne would, in the same order of checks.
+	// Decide each payment as acceptOne would, in the same order of checks,
+	// and gather the columns of the ones to insert.
 	var accept []int // indexes into batch of the payments to insert
+	var ins struct {
+		users, merchants, amounts, holds []int64
+		statuses, keys, hashes           []string
+	}
 	for i, c := range batch {
 		p := c.p
 		hash := payment.RequestHash(p.UserID, p.MerchantID, p.Amount)
+		hold := payment.HoldFor(p.Amount)
 		avail, hasWallet := available[p.UserID]
 		prior, replay := existing[p.UserID]
 		switch {
@@ -292,10 +298,17 @@ func (s *Store) acceptMany(ctx context.Context, batch []*acceptCall) ([]acceptRe
 			results[i].got = prior
 		case !knownMerchants[p.MerchantID]:
 			results[i].err = fmt.Errorf("insert payment: %w", ErrUnknownMerchant)
-		case avail < payment.HoldFor(p.Amount):
-			results[i].err = fmt.Errorf("user %d, hold %d: %w", p.UserID, payment.HoldFor(p.Amount), ErrInsufficientFunds)
+		case avail < hold:
+			results[i].err = fmt.Errorf("user %d, hold %d: %w", p.UserID, hold, ErrInsufficientFunds)
 		default:
 			accept = append(accept, i)
+			ins.users = append(ins.users, p.UserID)
+			ins.merchants = append(ins.merchants, p.MerchantID)
+			ins.amounts = append(ins.amounts, p.Amount)
+			ins.statuses = append(ins.statuses, string(payment.StatusAccepted))
+			ins.keys = append(ins.keys, p.IdempotencyKey)
+			ins.hashes = append(ins.hashes, hash)
+			ins.holds = append(ins.holds, hold)
 		}
 	}
 	if len(accept) == 0 {
@@ -306,20 +319,6 @@ func (s *Store) acceptMany(ctx context.Context, batch []*acceptCall) ([]acceptRe
 	// No ON CONFLICT: the keys were checked under the wallet locks, so a
 	// conflict is unforeseen and fails the batch.
 	m := len(accept)
-	ins := struct {
-		users, merchants, amounts, holds []int64
-		statuses, keys, hashes           []string
-	}{}
-	for _, i := range accept {
-		p := batch[i].p
-		ins.users = append(ins.users, p.UserID)
-		ins.merchants = append(ins.merchants, p.MerchantID)
-		ins.amounts = append(ins.amounts, p.Amount)
-		ins.statuses = append(ins.statuses, string(payment.StatusAccepted))
-		ins.keys = append(ins.keys, p.IdempotencyKey)
-		ins.hashes = append(ins.hashes, payment.RequestHash(p.UserID, p.MerchantID, p.Amount))
-		ins.holds = append(ins.holds, payment.HoldFor(p.Amount))
-	}
 	inserted := make(map[int64]Payment, m)
 	events := make(map[int64]ledger.Event, m)
 	b = pgx.Batch{}

@@ -287,11 +287,11 @@ func (s *Store) PaymentByID(ctx context.Context, id int64) (Payment, error) {
 
 // Entry is one settled payment in a user's feed.
 type Entry struct {
-	ID           int64     `db:"id"`
-	PaymentID    int64     `db:"payment_id"`
-	MerchantName string    `db:"merchant_name"`
-	Amount       int64     `db:"amount"`
-	OccurredAt   time.Time `db:"occurred_at"`
+	ID           int64
+	PaymentID    int64
+	MerchantName string
+	Amount       int64
+	OccurredAt   time.Time
 }
 
 // Feed is one page of a user's settled payments, newest first, with the
