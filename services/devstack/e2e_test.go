@@ -20,6 +20,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/finsvc/finance/pkg/auth"
 	"github.com/finsvc/finance/pkg/pgtest"
 	"github.com/finsvc/finance/pkg/stacktest"
@@ -114,6 +116,15 @@ func TestEndToEndPaymentReachesFeed(t *testing.T) {
 	waitUntil(t, "the stack prints its banner", 3*time.Minute, exited, func() bool {
 		return strings.Contains(out.String(), "Finance Service is running")
 	})
+
+	// Where the server runs without autovacuum, the vacuum job runs in its place.
+	if autovacuumOff(t) {
+		waitUntil(t, "the vacuum job makes its first pass", 60*time.Second, exited, func() bool {
+			return strings.Contains(out.String(), "[financectl-vacuum]") && strings.Contains(out.String(), `"msg":"vacuum pass"`)
+		})
+	} else if strings.Contains(out.String(), "financectl vacuum") {
+		t.Error("the vacuum job started although the server runs autovacuum")
+	}
 
 	token, err := auth.Mint([]byte(auth.DevSecret), 3456, false, time.Hour, time.Now())
 	if err != nil {
@@ -219,4 +230,21 @@ func waitUntil(t *testing.T, what string, timeout time.Duration, exited <-chan e
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+}
+
+// autovacuumOff reports whether the test server runs with autovacuum off.
+func autovacuumOff(t *testing.T) bool {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, pgtest.ServerURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	var setting string
+	if err := conn.QueryRow(ctx, "SHOW autovacuum").Scan(&setting); err != nil {
+		t.Fatal(err)
+	}
+	return setting == "off"
 }

@@ -135,12 +135,26 @@ func TestRunWaitsForThePipelineToDrain(t *testing.T) {
 	b := &backlog{}
 	b.left.Store(20)
 	var c capture
+	// AfterDrain (where loadtest reads the CPU a second time) comes after
+	// the drain and before the checker.
+	afterDrain := -1
 	res, err := loadgen.Run(context.Background(), loadgen.Options{
 		RunID: "ltest", Workload: w, Target: target.New(target.Pipeline, tgt.URL, 10, 10*time.Second),
 		Sim: simclient.New(sim.URL), FirstUser: firstUser, Tokens: tokens(t, w.Users), Backlog: b, Check: c.check,
+		AfterDrain: func() {
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			if c.writes != nil {
+				t.Error("AfterDrain ran after the checker")
+			}
+			afterDrain = int(b.left.Load())
+		},
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if afterDrain != 0 {
+		t.Errorf("AfterDrain saw %d left in the backlog (-1: not called), want 0: after the drain", afterDrain)
 	}
 	if !res.Drain.Applicable || !res.Drain.Drained || res.Drain.TimedOut {
 		t.Errorf("drain %+v, want applicable and drained", res.Drain)
