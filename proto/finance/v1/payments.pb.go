@@ -97,8 +97,13 @@ type PaymentRequested struct {
 	// The client's Idempotency-Key; the processor is sent the payment id instead.
 	IdempotencyKey string                 `protobuf:"bytes,5,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
 	CreatedAt      *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// The payment's globally unique id (UUIDv7, canonical text form): the
+	// processor's idempotency key is "payment-<payment_uid>". payment_id may
+	// repeat after a database restore; payment_uid never does. The dispatcher
+	// calls the processor only for a payment the database holds under both.
+	PaymentUid    string `protobuf:"bytes,7,opt,name=payment_uid,json=paymentUid,proto3" json:"payment_uid,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *PaymentRequested) Reset() {
@@ -173,6 +178,13 @@ func (x *PaymentRequested) GetCreatedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *PaymentRequested) GetPaymentUid() string {
+	if x != nil {
+		return x.PaymentUid
+	}
+	return ""
+}
+
 // PaymentOutcome is published by the dispatcher. Topic: payments.outcomes.
 // The status consumer applies it to PostgreSQL.
 type PaymentOutcome struct {
@@ -185,8 +197,11 @@ type PaymentOutcome struct {
 	// The processor's own reference for the executed payment, if it gave one.
 	ProcessorRef string `protobuf:"bytes,5,opt,name=processor_ref,json=processorRef,proto3" json:"processor_ref,omitempty"`
 	// How many processor calls this outcome took.
-	Attempts      int32                  `protobuf:"varint,6,opt,name=attempts,proto3" json:"attempts,omitempty"`
-	DecidedAt     *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=decided_at,json=decidedAt,proto3" json:"decided_at,omitempty"`
+	Attempts  int32                  `protobuf:"varint,6,opt,name=attempts,proto3" json:"attempts,omitempty"`
+	DecidedAt *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=decided_at,json=decidedAt,proto3" json:"decided_at,omitempty"`
+	// The payment_uid of the request this outcome answers. The status consumer
+	// applies the outcome only to the payment with both ids.
+	PaymentUid    string `protobuf:"bytes,8,opt,name=payment_uid,json=paymentUid,proto3" json:"payment_uid,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -270,6 +285,13 @@ func (x *PaymentOutcome) GetDecidedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *PaymentOutcome) GetPaymentUid() string {
+	if x != nil {
+		return x.PaymentUid
+	}
+	return ""
+}
+
 // PaymentEvent is published by the status consumer after a payment changed
 // state in PostgreSQL. Topic: payments.events. Push and webhooks consume it.
 type PaymentEvent struct {
@@ -287,8 +309,10 @@ type PaymentEvent struct {
 	Balance int64 `protobuf:"varint,8,opt,name=balance,proto3" json:"balance,omitempty"`
 	Held    int64 `protobuf:"varint,9,opt,name=held,proto3" json:"held,omitempty"`
 	// Per-user sequence number of the change, increasing by one per transition.
-	UserSeq       int64                  `protobuf:"varint,10,opt,name=user_seq,json=userSeq,proto3" json:"user_seq,omitempty"`
-	OccurredAt    *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=occurred_at,json=occurredAt,proto3" json:"occurred_at,omitempty"`
+	UserSeq    int64                  `protobuf:"varint,10,opt,name=user_seq,json=userSeq,proto3" json:"user_seq,omitempty"`
+	OccurredAt *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=occurred_at,json=occurredAt,proto3" json:"occurred_at,omitempty"`
+	// The payment's globally unique id, as the API shows it.
+	PaymentUid    string `protobuf:"bytes,12,opt,name=payment_uid,json=paymentUid,proto3" json:"payment_uid,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -400,12 +424,19 @@ func (x *PaymentEvent) GetOccurredAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *PaymentEvent) GetPaymentUid() string {
+	if x != nil {
+		return x.PaymentUid
+	}
+	return ""
+}
+
 var File_finance_v1_payments_proto protoreflect.FileDescriptor
 
 const file_finance_v1_payments_proto_rawDesc = "" +
 	"\n" +
 	"\x19finance/v1/payments.proto\x12\n" +
-	"finance.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe7\x01\n" +
+	"finance.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x88\x02\n" +
 	"\x10PaymentRequested\x12\x1d\n" +
 	"\n" +
 	"payment_id\x18\x01 \x01(\x03R\tpaymentId\x12\x17\n" +
@@ -415,7 +446,9 @@ const file_finance_v1_payments_proto_rawDesc = "" +
 	"\x06amount\x18\x04 \x01(\x03R\x06amount\x12'\n" +
 	"\x0fidempotency_key\x18\x05 \x01(\tR\x0eidempotencyKey\x129\n" +
 	"\n" +
-	"created_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\"\x8f\x02\n" +
+	"created_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12\x1f\n" +
+	"\vpayment_uid\x18\a \x01(\tR\n" +
+	"paymentUid\"\xb0\x02\n" +
 	"\x0ePaymentOutcome\x12\x1d\n" +
 	"\n" +
 	"payment_id\x18\x01 \x01(\x03R\tpaymentId\x12\x17\n" +
@@ -425,7 +458,9 @@ const file_finance_v1_payments_proto_rawDesc = "" +
 	"\rprocessor_ref\x18\x05 \x01(\tR\fprocessorRef\x12\x1a\n" +
 	"\battempts\x18\x06 \x01(\x05R\battempts\x129\n" +
 	"\n" +
-	"decided_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\tdecidedAt\"\xd0\x02\n" +
+	"decided_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\tdecidedAt\x12\x1f\n" +
+	"\vpayment_uid\x18\b \x01(\tR\n" +
+	"paymentUid\"\xf1\x02\n" +
 	"\fPaymentEvent\x12\x19\n" +
 	"\bevent_id\x18\x01 \x01(\tR\aeventId\x12\x1d\n" +
 	"\n" +
@@ -441,7 +476,9 @@ const file_finance_v1_payments_proto_rawDesc = "" +
 	"\buser_seq\x18\n" +
 	" \x01(\x03R\auserSeq\x12;\n" +
 	"\voccurred_at\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"occurredAt*\xa3\x01\n" +
+	"occurredAt\x12\x1f\n" +
+	"\vpayment_uid\x18\f \x01(\tR\n" +
+	"paymentUid*\xa3\x01\n" +
 	"\rOutcomeStatus\x12\x1e\n" +
 	"\x1aOUTCOME_STATUS_UNSPECIFIED\x10\x00\x12\x1d\n" +
 	"\x19OUTCOME_STATUS_PROCESSING\x10\x01\x12\x1c\n" +
