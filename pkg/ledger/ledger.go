@@ -14,21 +14,30 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
 	"github.com/finsvc/finance/pkg/payment"
 )
 
-// Sentinel errors. Both are permanent: applying the same change again cannot
+// Sentinel errors. All are permanent: applying the same change again cannot
 // succeed.
 var (
 	ErrPaymentNotFound = errors.New("payment not found")
 	ErrUserMismatch    = errors.New("change names another user than the payment's")
+	// ErrStale: the change names a payment uid that the payment with its
+	// id does not have. It comes from a record made for another database
+	// (one restored from a backup since, or replaced): payment ids repeat
+	// across databases, uids never do.
+	ErrStale = errors.New("change names another payment uid than the payment's: a record of another database")
 )
 
 // Transition is a status change to apply.
 type Transition struct {
 	PaymentID int64
+	// PaymentUID, when not the nil uid, must be the payment's uid
+	// (ErrStale otherwise).
+	PaymentUID uuid.UUID
 	// UserID, when not 0, must own the payment (ErrUserMismatch otherwise).
 	UserID int64
 	To     payment.Status // processing, succeeded, failed or unknown
@@ -70,6 +79,7 @@ func (c Change) String() string {
 // Event is a payment's change as announced on payments.events.
 type Event struct {
 	PaymentID  int64
+	PaymentUID uuid.UUID
 	UserID     int64
 	MerchantID int64
 	Amount     int64
@@ -103,6 +113,7 @@ type Result struct {
 
 // Payment is a payment row as locked by Apply.
 type Payment struct {
+	UID           uuid.UUID
 	UserID        int64
 	MerchantID    int64
 	Amount        int64
@@ -113,7 +124,7 @@ type Payment struct {
 }
 
 const lockPaymentSQL = `
-SELECT user_id, merchant_id, amount, status, hold, failure_reason, created_at
+SELECT uid, user_id, merchant_id, amount, status, hold, failure_reason, created_at
 FROM payments
 WHERE id = $1
 FOR UPDATE`
@@ -184,6 +195,10 @@ func Apply(ctx context.Context, tx pgx.Tx, t Transition) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
+	if t.PaymentUID != uuid.Nil && p.UID != t.PaymentUID {
+		return Result{}, fmt.Errorf("payment %d has uid %s, change names uid %s: %w",
+			t.PaymentID, p.UID, t.PaymentUID, ErrStale)
+	}
 	if t.UserID != 0 && p.UserID != t.UserID {
 		return Result{}, fmt.Errorf("payment %d belongs to user %d, change names user %d: %w",
 			t.PaymentID, p.UserID, t.UserID, ErrUserMismatch)
@@ -234,6 +249,7 @@ func apply(ctx context.Context, tx pgx.Tx, t Transition, p Payment) (*Event, err
 
 	ev := &Event{
 		PaymentID:  t.PaymentID,
+		PaymentUID: p.UID,
 		UserID:     p.UserID,
 		MerchantID: p.MerchantID,
 		Amount:     p.Amount,
@@ -260,6 +276,7 @@ func apply(ctx context.Context, tx pgx.Tx, t Transition, p Payment) (*Event, err
 func recordedEvent(ctx context.Context, tx pgx.Tx, id int64, p Payment) (*Event, error) {
 	ev := &Event{
 		PaymentID:  id,
+		PaymentUID: p.UID,
 		UserID:     p.UserID,
 		MerchantID: p.MerchantID,
 		Amount:     p.Amount,

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -28,6 +29,9 @@ const (
 	actor     = "test"
 )
 
+// paymentUID is payment 100000's uid.
+var paymentUID = uuid.MustParse("0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b")
+
 // seed writes a merchant, user 7's wallet with balance 10000, and payment
 // 100000 of amount, accepted by the gateway: its hold reserved and its first
 // transition (user_seq 1) recorded.
@@ -38,10 +42,10 @@ func seed(t *testing.T, amount int64) *pgxpool.Pool {
 	_, err := pool.Exec(context.Background(), fmt.Sprintf(`
 		INSERT INTO merchants (id, name) VALUES (1, 'Pleo'), (2, 'Apple');
 		INSERT INTO wallets (user_id, balance, held, event_seq) VALUES (7, 10000, %[2]d, 1);
-		INSERT INTO payments (id, user_id, merchant_id, amount, status, idempotency_key, request_hash, hold, created_at)
-		VALUES (100000, 7, 2, %[1]d, 'accepted', 'k-1', 'h', %[2]d, '2026-01-02T03:04:05Z');
+		INSERT INTO payments (id, uid, user_id, merchant_id, amount, status, idempotency_key, request_hash, hold, created_at)
+		VALUES (100000, '%[3]s', 7, 2, %[1]d, 'accepted', 'k-1', 'h', %[2]d, '2026-01-02T03:04:05Z');
 		INSERT INTO payment_transitions (payment_id, user_id, user_seq, from_status, to_status, actor)
-		VALUES (100000, 7, 1, '', 'accepted', 'gateway');`, amount, hold))
+		VALUES (100000, 7, 1, '', 'accepted', 'gateway');`, amount, hold, paymentUID))
 	if err != nil {
 		t.Fatalf("seed: %v", err)
 	}
@@ -91,7 +95,7 @@ type transition struct {
 }
 
 func ev(status payment.Status, reason string, bal, held, seq int64) *ledger.Event {
-	return &ledger.Event{PaymentID: paymentID, UserID: userID, MerchantID: merchant, Amount: -3000,
+	return &ledger.Event{PaymentID: paymentID, PaymentUID: paymentUID, UserID: userID, MerchantID: merchant, Amount: -3000,
 		Status: status, Reason: reason, Balance: bal, Held: held, UserSeq: seq}
 }
 
@@ -204,7 +208,7 @@ func TestApply(t *testing.T) {
 		{
 			name:   "a top-up credits the balance",
 			amount: 5000,
-			steps: []step{{succ, "", ledger.Applied, acc, &ledger.Event{PaymentID: paymentID, UserID: userID, MerchantID: merchant,
+			steps: []step{{succ, "", ledger.Applied, acc, &ledger.Event{PaymentID: paymentID, PaymentUID: paymentUID, UserID: userID, MerchantID: merchant,
 				Amount: 5000, Status: succ, Balance: 15000, Held: 0, UserSeq: 2}}},
 			want: state{Balance: 15000, Held: 0, EventSeq: 2, Status: succ,
 				Entries:     []entry{{5000, true}},
@@ -279,6 +283,7 @@ func TestApplyRejects(t *testing.T) {
 		{"unknown payment, no user named", ledger.Transition{PaymentID: 1, To: payment.StatusFailed}, ledger.ErrPaymentNotFound},
 		{"payment of another user", ledger.Transition{PaymentID: paymentID, UserID: 8, To: payment.StatusSucceeded}, ledger.ErrUserMismatch},
 		{"payment of another user, failing it", ledger.Transition{PaymentID: paymentID, UserID: 8, To: payment.StatusFailed}, ledger.ErrUserMismatch},
+		{"payment of another database (same id, other uid)", ledger.Transition{PaymentID: paymentID, PaymentUID: uuid.MustParse("0193a1b2-c3d4-7e5f-8a9b-000000000001"), UserID: userID, To: payment.StatusSucceeded}, ledger.ErrStale},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
