@@ -35,7 +35,7 @@ func TestNewUIDNeverRepeats(t *testing.T) {
 func TestParseProcessorKeyRefusesOtherKeys(t *testing.T) {
 	for _, key := range []string{
 		"", "payment-", "payment-100001", "demo-123",
-		"payment-0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5", // one character short
+		"payment-0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5",  // one character short
 		"payment-0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5g", // not hex
 		"Payment-0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b",
 	} {
