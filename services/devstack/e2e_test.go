@@ -147,14 +147,15 @@ func TestEndToEndPaymentReachesFeed(t *testing.T) {
 	}
 	var accepted struct {
 		ID     int64  `json:"id"`
+		UID    string `json:"uid"`
 		Status string `json:"status"`
 	}
 	if err := json.Unmarshal(body, &accepted); err != nil || accepted.Status != "accepted" {
 		t.Fatalf("accepted body %s: %v", body, err)
 	}
 	location := hdr.Get("Location")
-	if location != fmt.Sprintf("/v1/payments/%d", accepted.ID) {
-		t.Fatalf("Location = %q", location)
+	if accepted.UID == "" || location != "/v1/payments/"+accepted.UID {
+		t.Fatalf("Location = %q for payment %d, uid %q", location, accepted.ID, accepted.UID)
 	}
 
 	var status string

@@ -184,6 +184,7 @@ func paymentBody(userID, merchantID, amount int64) string {
 // paymentResp is the payment resource as clients decode it.
 type paymentResp struct {
 	ID             int64  `json:"id"`
+	UID            string `json:"uid"`
 	Status         string `json:"status"`
 	UserID         int64  `json:"user_id"`
 	MerchantID     int64  `json:"merchant_id"`

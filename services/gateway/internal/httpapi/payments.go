@@ -3,11 +3,11 @@ package httpapi
 import (
 	"fmt"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
+	"github.com/google/uuid"
 
 	"github.com/finsvc/finance/pkg/payment"
 	"github.com/finsvc/finance/services/gateway/internal/store"
@@ -55,7 +55,11 @@ func (r paymentRequest) validate() (store.NewPayment, error) {
 
 // paymentJSON is a payment as the API shows it.
 type paymentJSON struct {
-	ID             int64          `json:"id"`
+	ID int64 `json:"id"`
+	// UID is the payment's globally unique id (a UUIDv7): it never repeats,
+	// not even after a database restore, where numeric ids can. The status
+	// URL names it.
+	UID            string         `json:"uid"`
 	Status         payment.Status `json:"status"`
 	UserID         int64          `json:"user_id"`
 	MerchantID     int64          `json:"merchant_id"`
@@ -67,13 +71,16 @@ type paymentJSON struct {
 	StatusURL      string         `json:"status_url"`
 }
 
-func paymentURL(id int64) string {
-	return "/v1/payments/" + strconv.FormatInt(id, 10)
+// paymentURL is the payment's status URL. It names the uid, which never
+// repeats; GET /v1/payments/{id} takes the numeric id too.
+func paymentURL(uid uuid.UUID) string {
+	return "/v1/payments/" + uid.String()
 }
 
 func toPaymentJSON(p store.Payment) paymentJSON {
 	out := paymentJSON{
 		ID:             p.ID,
+		UID:            p.UID.String(),
 		Status:         p.Status,
 		UserID:         p.UserID,
 		MerchantID:     p.MerchantID,
@@ -81,7 +88,7 @@ func toPaymentJSON(p store.Payment) paymentJSON {
 		IdempotencyKey: p.IdempotencyKey,
 		CreatedAt:      p.CreatedAt.UTC().Format(time.RFC3339),
 		UpdatedAt:      p.UpdatedAt.UTC().Format(time.RFC3339),
-		StatusURL:      paymentURL(p.ID),
+		StatusURL:      paymentURL(p.UID),
 	}
 	if p.Status == payment.StatusFailed {
 		out.FailureReason = p.FailureReason
@@ -130,7 +137,7 @@ func (a *api) acceptPayment(c *gin.Context, apiName string, keyRequired bool) er
 	if err != nil {
 		return err
 	}
-	c.Header("Location", paymentURL(got.ID))
+	c.Header("Location", paymentURL(got.UID))
 	status := http.StatusAccepted
 	if created {
 		a.metrics.accepted.WithLabelValues(apiName).Inc()
@@ -149,19 +156,32 @@ func (a *api) acceptPayment(c *gin.Context, apiName string, keyRequired bool) er
 	return nil
 }
 
-// getPayment is GET /v1/payments/{id}. Another user's payment answers 404,
-// as if it did not exist, so ids cannot be probed.
+// getPayment is GET /v1/payments/{id}, where id is the payment's uid or its
+// numeric id. Another user's payment answers 404, as if it did not exist, so
+// ids cannot be probed.
 func (a *api) getPayment(c *gin.Context) error {
-	id, err := parseID(c.Param("id"), "payment id")
-	if err != nil {
-		return err
+	var (
+		p   store.Payment
+		err error
+	)
+	if param := c.Param("id"); strings.Contains(param, "-") {
+		uid, perr := payment.ParseUID(param)
+		if perr != nil {
+			return invalid("payment id: " + perr.Error() + ", or a positive integer")
+		}
+		p, err = a.store.PaymentByUID(c.Request.Context(), uid)
+	} else {
+		id, perr := parseID(param, "payment id")
+		if perr != nil {
+			return perr
+		}
+		p, err = a.store.PaymentByID(c.Request.Context(), id)
 	}
-	p, err := a.store.PaymentByID(c.Request.Context(), id)
 	if err != nil {
 		return err
 	}
 	if pr, _ := principal(c); !pr.CanActFor(p.UserID) {
-		return fmt.Errorf("payment %d of another user: %w", id, store.ErrPaymentNotFound)
+		return fmt.Errorf("payment %d of another user: %w", p.ID, store.ErrPaymentNotFound)
 	}
 	writeJSON(c, http.StatusOK, toPaymentJSON(p))
 	return nil

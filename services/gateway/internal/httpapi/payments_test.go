@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/finsvc/finance/pkg/kafka"
+	"github.com/finsvc/finance/pkg/payment"
 	financev1 "github.com/finsvc/finance/proto/finance/v1"
 )
 
@@ -30,16 +31,20 @@ func TestCreatePayment(t *testing.T) {
 		t.Fatalf("status = %d, body %s", w.Code, w.Body.String())
 	}
 	got := decodeBody[paymentResp](t, w)
-	if loc := w.Header().Get("Location"); loc != fmt.Sprintf("/v1/payments/%d", got.ID) {
-		t.Errorf("Location = %q for payment %d", loc, got.ID)
+	uid, err := payment.ParseUID(got.UID)
+	if err != nil || uid.Version() != 7 {
+		t.Errorf("uid = %q (%v), want a UUIDv7", got.UID, err)
+	}
+	if loc := w.Header().Get("Location"); loc != "/v1/payments/"+got.UID {
+		t.Errorf("Location = %q for payment %d, uid %s", loc, got.ID, got.UID)
 	}
 	created, err := time.Parse(time.RFC3339, got.CreatedAt)
 	if err != nil || time.Since(created) > time.Minute {
 		t.Errorf("created_at = %q (%v), want a recent RFC 3339 time", got.CreatedAt, err)
 	}
-	want := paymentResp{ID: got.ID, Status: "accepted", UserID: 3456, MerchantID: 4593, Amount: -3000,
+	want := paymentResp{ID: got.ID, UID: got.UID, Status: "accepted", UserID: 3456, MerchantID: 4593, Amount: -3000,
 		IdempotencyKey: "order-1", CreatedAt: got.CreatedAt, UpdatedAt: got.UpdatedAt,
-		StatusURL: fmt.Sprintf("/v1/payments/%d", got.ID)}
+		StatusURL: "/v1/payments/" + got.UID}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("payment (-want +got):\n%s", diff)
 	}
@@ -49,9 +54,13 @@ func TestCreatePayment(t *testing.T) {
 	var status string
 	var hold, held, seq int64
 	var createdAt time.Time
-	if err := e.pool.QueryRow(ctx, `SELECT p.status, p.hold, p.created_at, w.held, w.event_seq FROM payments p
-		JOIN wallets w USING (user_id) WHERE p.id = $1`, got.ID).Scan(&status, &hold, &createdAt, &held, &seq); err != nil {
+	var rowUID string
+	if err := e.pool.QueryRow(ctx, `SELECT p.status, p.hold, p.created_at, w.held, w.event_seq, p.uid::text FROM payments p
+		JOIN wallets w USING (user_id) WHERE p.id = $1`, got.ID).Scan(&status, &hold, &createdAt, &held, &seq, &rowUID); err != nil {
 		t.Fatal(err)
+	}
+	if rowUID != got.UID {
+		t.Errorf("payments.uid = %s, API uid %s", rowUID, got.UID)
 	}
 	if status != "accepted" || hold != 3000 || held != 3000 || seq != 1 {
 		t.Errorf("status %s, hold %d, held %d, event_seq %d; want accepted, 3000, 3000, 1", status, hold, held, seq)
@@ -69,7 +78,7 @@ func TestCreatePayment(t *testing.T) {
 	if err := proto.Unmarshal(recs[0].Payload, &msg); err != nil {
 		t.Fatalf("outbox payload: %v", err)
 	}
-	wantMsg := &financev1.PaymentRequested{PaymentId: got.ID, UserId: 3456, MerchantId: 4593, Amount: -3000,
+	wantMsg := &financev1.PaymentRequested{PaymentId: got.ID, PaymentUid: got.UID, UserId: 3456, MerchantId: 4593, Amount: -3000,
 		IdempotencyKey: "order-1", CreatedAt: timestamppb.New(createdAt)}
 	if diff := cmp.Diff(wantMsg, &msg, protocmp.Transform()); diff != "" {
 		t.Errorf("PaymentRequested (-want +got):\n%s", diff)
@@ -83,7 +92,7 @@ func TestCreatePayment(t *testing.T) {
 	if err := proto.Unmarshal(recs[1].Payload, &ev); err != nil {
 		t.Fatalf("outbox event payload: %v", err)
 	}
-	wantEv := &financev1.PaymentEvent{EventId: fmt.Sprintf("%d:accepted", got.ID), PaymentId: got.ID, UserId: 3456,
+	wantEv := &financev1.PaymentEvent{EventId: fmt.Sprintf("%d:accepted", got.ID), PaymentId: got.ID, PaymentUid: got.UID, UserId: 3456,
 		MerchantId: 4593, Amount: -3000, Status: "accepted", Balance: 10000, Held: 3000, UserSeq: 1,
 		OccurredAt: timestamppb.New(createdAt)}
 	if diff := cmp.Diff(wantEv, &ev, protocmp.Transform()); diff != "" {
@@ -107,16 +116,21 @@ func TestCreatePayment(t *testing.T) {
 	if err := proto.Unmarshal(recs[3].Payload, &ev); err != nil {
 		t.Fatalf("credit event payload: %v", err)
 	}
-	wantEv = &financev1.PaymentEvent{EventId: fmt.Sprintf("%d:accepted", credit.ID), PaymentId: credit.ID, UserId: 3456,
+	wantEv = &financev1.PaymentEvent{EventId: fmt.Sprintf("%d:accepted", credit.ID), PaymentId: credit.ID, PaymentUid: credit.UID, UserId: 3456,
 		MerchantId: 1, Amount: 5000, Status: "accepted", Balance: 10000, Held: 3000, UserSeq: 2}
 	if diff := cmp.Diff(wantEv, &ev, protocmp.Transform(), protocmp.IgnoreFields(&financev1.PaymentEvent{}, "occurred_at")); diff != "" {
 		t.Errorf("credit PaymentEvent (-want +got):\n%s", diff)
 	}
 
-	// GET shows the current state, and the reason once failed.
-	path := fmt.Sprintf("/v1/payments/%d", got.ID)
+	// GET shows the current state, and the reason once failed; the
+	// numeric id names the payment as the uid does.
+	w = e.do(req{method: http.MethodGet, path: fmt.Sprintf("/v1/payments/%d", got.ID), token: tok})
+	if p := decodeBody[paymentResp](t, w); w.Code != http.StatusOK || p.Status != "accepted" || p.UID != got.UID {
+		t.Errorf("GET by numeric id: %d %+v", w.Code, p)
+	}
+	path := "/v1/payments/" + got.UID
 	w = e.do(req{method: http.MethodGet, path: path, token: tok})
-	if p := decodeBody[paymentResp](t, w); w.Code != http.StatusOK || p.Status != "accepted" || p.FailureReason != "" {
+	if p := decodeBody[paymentResp](t, w); w.Code != http.StatusOK || p.Status != "accepted" || p.FailureReason != "" || p.ID != got.ID {
 		t.Errorf("GET: %d %+v", w.Code, p)
 	}
 	e.exec(`UPDATE payments SET status = 'failed', hold = 0, failure_reason = 'declined: card blocked',
@@ -146,8 +160,10 @@ func TestGetPayment(t *testing.T) {
 	e.wallet(5, 100)
 	e.wallet(6, 100)
 	w := e.pay(token(t, 5, false), "k", 5, 1, -100)
-	id := decodeBody[paymentResp](t, w).ID
+	created := decodeBody[paymentResp](t, w)
+	id := created.ID
 	path := fmt.Sprintf("/v1/payments/%d", id)
+	byUID := "/v1/payments/" + created.UID
 	for _, tc := range []struct {
 		name, path, token string
 		status            int
@@ -158,6 +174,11 @@ func TestGetPayment(t *testing.T) {
 		{"another user sees nothing", path, token(t, 6, false), 404, "not-found"},
 		{"no such payment", "/v1/payments/99999999", token(t, 5, false), 404, "not-found"},
 		{"id not a number", "/v1/payments/abc", token(t, 5, false), 400, "invalid-request"},
+		{"owner, by uid", byUID, token(t, 5, false), 200, ""},
+		{"another user sees nothing, by uid", byUID, token(t, 6, false), 404, "not-found"},
+		{"no such uid", "/v1/payments/" + payment.NewUID().String(), token(t, 5, false), 404, "not-found"},
+		{"uid malformed", "/v1/payments/0193a1b2-c3d4-7e5f-8a9b", token(t, 5, false), 400, "invalid-request"},
+		{"nil uid", "/v1/payments/00000000-0000-0000-0000-000000000000", token(t, 5, false), 400, "invalid-request"},
 		{"no token", path, "", 401, "unauthorized"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -27,6 +27,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
 	"github.com/finsvc/finance/pkg/kafka"
@@ -263,8 +264,8 @@ func (s *Store) acceptMany(ctx context.Context, batch []*acceptCall) ([]acceptRe
 		return err
 	})
 	b.Queue(`SELECT `+paymentColumns+`
-		FROM unnest($1::bigint[], $2::text[]) AS k(uid, ikey)
-		JOIN payments ON user_id = k.uid AND idempotency_key = k.ikey`, users, keys).
+		FROM unnest($1::bigint[], $2::text[]) AS k(key_user, ikey)
+		JOIN payments ON user_id = k.key_user AND idempotency_key = k.ikey`, users, keys).
 		Query(func(rows pgx.Rows) error {
 			found, err := pgx.CollectRows(rows, pgx.RowToStructByName[Payment])
 			for _, p := range found {
@@ -282,6 +283,7 @@ func (s *Store) acceptMany(ctx context.Context, batch []*acceptCall) ([]acceptRe
 	var ins struct {
 		users, merchants, amounts, holds []int64
 		statuses, keys, hashes           []string
+		uids                             []uuid.UUID
 	}
 	for i, c := range batch {
 		p := c.p
@@ -309,6 +311,7 @@ func (s *Store) acceptMany(ctx context.Context, batch []*acceptCall) ([]acceptRe
 			ins.keys = append(ins.keys, p.IdempotencyKey)
 			ins.hashes = append(ins.hashes, hash)
 			ins.holds = append(ins.holds, hold)
+			ins.uids = append(ins.uids, payment.NewUID())
 		}
 	}
 	if len(accept) == 0 {
@@ -323,10 +326,10 @@ func (s *Store) acceptMany(ctx context.Context, batch []*acceptCall) ([]acceptRe
 	events := make(map[int64]ledger.Event, m)
 	b = pgx.Batch{}
 	b.Queue(`
-		INSERT INTO payments (user_id, merchant_id, amount, status, idempotency_key, request_hash, hold)
-		SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::bigint[])
+		INSERT INTO payments (user_id, merchant_id, amount, status, idempotency_key, request_hash, hold, uid)
+		SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::bigint[], $8::uuid[])
 		RETURNING `+paymentColumns,
-		ins.users, ins.merchants, ins.amounts, ins.statuses, ins.keys, ins.hashes, ins.holds).
+		ins.users, ins.merchants, ins.amounts, ins.statuses, ins.keys, ins.hashes, ins.holds, ins.uids).
 		Query(func(rows pgx.Rows) error {
 			got, err := pgx.CollectRows(rows, pgx.RowToStructByName[Payment])
 			for _, p := range got {
@@ -363,7 +366,7 @@ func (s *Store) acceptMany(ctx context.Context, batch []*acceptCall) ([]acceptRe
 	for _, i := range accept {
 		p := inserted[batch[i].p.UserID]
 		ev := events[p.UserID]
-		ev.PaymentID, ev.MerchantID, ev.Amount = p.ID, p.MerchantID, p.Amount
+		ev.PaymentID, ev.PaymentUID, ev.MerchantID, ev.Amount = p.ID, p.UID, p.MerchantID, p.Amount
 		ev.Status, ev.OccurredAt = payment.StatusAccepted, p.CreatedAt
 		tr.payments = append(tr.payments, p.ID)
 		tr.users = append(tr.users, p.UserID)

@@ -11,6 +11,7 @@ import (
 	"math"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -65,6 +66,7 @@ func (s *Store) Ping(ctx context.Context) error {
 // Payment is a payment row as the API shows it.
 type Payment struct {
 	ID             int64          `db:"id"`
+	UID            uuid.UUID      `db:"uid"`
 	UserID         int64          `db:"user_id"`
 	MerchantID     int64          `db:"merchant_id"`
 	Amount         int64          `db:"amount"`
@@ -77,7 +79,7 @@ type Payment struct {
 	UpdatedAt      time.Time      `db:"updated_at"`
 }
 
-const paymentColumns = `id, user_id, merchant_id, amount, status, idempotency_key, request_hash,
+const paymentColumns = `id, uid, user_id, merchant_id, amount, status, idempotency_key, request_hash,
 	hold, failure_reason, created_at, updated_at`
 
 // NewPayment is a payment request that passed validation.
@@ -126,11 +128,11 @@ func (s *Store) acceptOne(ctx context.Context, p NewPayment) (got Payment, creat
 			return fmt.Errorf("lock wallet of user %d: %w", p.UserID, err)
 		}
 		rows, _ := tx.Query(ctx, `
-			INSERT INTO payments (user_id, merchant_id, amount, status, idempotency_key, request_hash, hold)
-			VALUES ($1, $2, $3, $4, $5, $6, $7)
+			INSERT INTO payments (user_id, merchant_id, amount, status, idempotency_key, request_hash, hold, uid)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
 			ON CONFLICT (user_id, idempotency_key) DO NOTHING
 			RETURNING `+paymentColumns,
-			p.UserID, p.MerchantID, p.Amount, payment.StatusAccepted, p.IdempotencyKey, hash, hold)
+			p.UserID, p.MerchantID, p.Amount, payment.StatusAccepted, p.IdempotencyKey, hash, hold, payment.NewUID())
 		inserted, err := pgx.CollectExactlyOneRow(rows, pgx.RowToStructByName[Payment])
 		switch {
 		case errors.Is(err, pgx.ErrNoRows):
@@ -155,6 +157,7 @@ func (s *Store) acceptOne(ctx context.Context, p NewPayment) (got Payment, creat
 		// The wallet as it is after the hold goes into the accepted event.
 		ev := ledger.Event{
 			PaymentID:  inserted.ID,
+			PaymentUID: inserted.UID,
 			UserID:     inserted.UserID,
 			MerchantID: inserted.MerchantID,
 			Amount:     inserted.Amount,
@@ -210,6 +213,7 @@ func (s *Store) acceptOne(ctx context.Context, p NewPayment) (got Payment, creat
 func encodeRequested(p Payment) ([]byte, error) {
 	payload, err := proto.Marshal(&financev1.PaymentRequested{
 		PaymentId:      p.ID,
+		PaymentUid:     p.UID.String(),
 		UserId:         p.UserID,
 		MerchantId:     p.MerchantID,
 		Amount:         p.Amount,
@@ -229,6 +233,7 @@ func encodeEvent(ev ledger.Event) ([]byte, error) {
 	payload, err := proto.Marshal(&financev1.PaymentEvent{
 		EventId:    ev.ID(),
 		PaymentId:  ev.PaymentID,
+		PaymentUid: ev.PaymentUID.String(),
 		UserId:     ev.UserID,
 		MerchantId: ev.MerchantID,
 		Amount:     ev.Amount,
@@ -281,6 +286,19 @@ func (s *Store) PaymentByID(ctx context.Context, id int64) (Payment, error) {
 	}
 	if err != nil {
 		return Payment{}, fmt.Errorf("read payment %d: %w", id, err)
+	}
+	return p, nil
+}
+
+// PaymentByUID returns the payment with uid, or ErrPaymentNotFound.
+func (s *Store) PaymentByUID(ctx context.Context, uid uuid.UUID) (Payment, error) {
+	rows, _ := s.pool.Query(ctx, `SELECT `+paymentColumns+` FROM payments WHERE uid = $1`, uid)
+	p, err := pgx.CollectExactlyOneRow(rows, pgx.RowToStructByName[Payment])
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Payment{}, fmt.Errorf("payment %s: %w", uid, ErrPaymentNotFound)
+	}
+	if err != nil {
+		return Payment{}, fmt.Errorf("read payment %s: %w", uid, err)
 	}
 	return p, nil
 }
