@@ -14,26 +14,13 @@ import (
 
 	"github.com/finsvc/finance/pkg/dlq"
 	"github.com/finsvc/finance/pkg/kafkatest"
+	"github.com/finsvc/finance/pkg/payment"
 	"github.com/finsvc/finance/pkg/pgtest"
 	financev1 "github.com/finsvc/finance/proto/finance/v1"
 	"github.com/finsvc/finance/services/dispatcher/internal/dispatcher"
 )
 
 func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
-
-// withClaimsDB gives an as-is dispatcher under test its own migrated
-// database (DATABASE_URL in env) and returns a function that creates the
-// payments rows its requests need: a claim references its payment.
-func withClaimsDB(t *testing.T, env map[string]string) (seed func(...*financev1.PaymentRequested)) {
-	t.Helper()
-	url := pgtest.NewDB(t)
-	env["DATABASE_URL"] = url
-	pool := openPool(t, url)
-	return func(reqs ...*financev1.PaymentRequested) {
-		t.Helper()
-		seedPayments(t, pool, reqs...)
-	}
-}
 
 func openPool(t *testing.T, url string) *pgxpool.Pool {
 	t.Helper()
@@ -62,10 +49,13 @@ func seedPayments(t *testing.T, pool *pgxpool.Pool, reqs ...*financev1.PaymentRe
 		if _, err := pool.Exec(ctx, `INSERT INTO wallets (user_id) VALUES ($1) ON CONFLICT DO NOTHING`, r.GetUserId()); err != nil {
 			t.Fatalf("seed wallet %d: %v", r.GetUserId(), err)
 		}
+		if r.GetAmount() == 0 {
+			continue // invalid: failed without reaching the guard, and no row could hold it
+		}
 		if _, err := pool.Exec(ctx,
-			`INSERT INTO payments (id, user_id, merchant_id, amount, status, idempotency_key, request_hash)
-			 VALUES ($1, $2, 1, $3, 'accepted', $4, '')`,
-			r.GetPaymentId(), r.GetUserId(), r.GetAmount(), fmt.Sprintf("client-%d", r.GetPaymentId())); err != nil {
+			`INSERT INTO payments (id, uid, user_id, merchant_id, amount, status, idempotency_key, request_hash)
+			 VALUES ($1, $2, $3, 1, $4, 'accepted', $5, '') ON CONFLICT DO NOTHING`,
+			r.GetPaymentId(), r.GetPaymentUid(), r.GetUserId(), r.GetAmount(), fmt.Sprintf("client-%d", r.GetPaymentId())); err != nil {
 			t.Fatalf("seed payment %d: %v", r.GetPaymentId(), err)
 		}
 	}
@@ -103,14 +93,13 @@ func TestAsIsRedeliveredPaymentIsNeverSentAgain(t *testing.T) {
 	cluster := kafkatest.New(t, 2, testTopics)
 	fake, url := newFakeProcessor(t, nil)
 	opsAddr := freeAddr(t)
-	env := dispatcherEnv(cluster.Brokers(), url, "as-is", opsAddr)
-	seed := withClaimsDB(t, env)
+	env := dispatcherEnv(t, cluster.Brokers(), url, "as-is", opsAddr)
 	pool := openPool(t, env["DATABASE_URL"])
 
 	users := []int64{701, 702, 703}
 	reqs := requestsFor(users, 0, 3)
-	seed(reqs...)
 	const redeliveredID = 702002 // user 702's second payment
+	seedPayments(t, pool, reqs...)
 	if _, err := pool.Exec(t.Context(), `INSERT INTO dispatch_claims (payment_id, claimed_by) VALUES ($1, 'dispatcher-crashed')`, redeliveredID); err != nil {
 		t.Fatal(err)
 	}
@@ -129,13 +118,13 @@ func TestAsIsRedeliveredPaymentIsNeverSentAgain(t *testing.T) {
 	outcomes := newOutcomeReader(t, cluster.Brokers())
 	letters := newDLQReader(t, cluster.Brokers())
 	start := time.Now()
-	produceRequests(t, newProducer(t, cluster.Brokers()), reqs...)
+	produceRequests(t, env, newProducer(t, cluster.Brokers()), reqs...)
 	stop := startDispatcher(t, env)
 	outcomes.waitUntil(t, "every final outcome", func(got []*financev1.PaymentOutcome) bool { return countFinals(got) >= len(reqs) })
 	letters.waitFor(t, 1)
 	waitMetrics(t, opsAddr, `dispatcher_dead_letters_total{reason="as_is_redelivered"} 1`,
-		fmt.Sprintf(`dispatcher_dispatch_claims_total{result="claimed"} %d`, len(reqs)-1),
-		`dispatcher_dispatch_claims_total{result="conflict"} 1`)
+		fmt.Sprintf(`dispatcher_guard_total{result="send"} %d`, len(reqs)-1),
+		`dispatcher_guard_total{result="claimed"} 1`)
 	stop()
 
 	got := finals(t, outcomes.got)
@@ -211,41 +200,77 @@ func TestAsIsRedeliveredPaymentIsNeverSentAgain(t *testing.T) {
 	}
 }
 
-// An as-is payment with no payments row cannot be claimed: it is never sent
-// and is dead-lettered; its user's later payments go on.
-func TestAsIsPaymentWithoutRowIsNotSent(t *testing.T) {
+// Only payments this database accepted, and not final yet, reach the
+// processor, whatever the topic holds (issue 10: stale records; issue 11:
+// replays and rewinds), with either API:
+//   - a record whose payment id the database never had,
+//   - a record whose id the database holds under another uid (ids repeat
+//     after a restore; uids never do),
+//   - a record without a uid (made before migration 00004)
+//
+// are dead-lettered as stale and never sent; a record of a payment that
+// already succeeded or failed is not sent and publishes nothing. The user's
+// other payments go on.
+func TestGuardSendsOnlyOpenPaymentsOfThisDatabase(t *testing.T) {
 	t.Parallel()
-	cluster := kafkatest.New(t, 2, testTopics)
-	fake, url := newFakeProcessor(t, nil)
-	opsAddr := freeAddr(t)
-	env := dispatcherEnv(cluster.Brokers(), url, "as-is", opsAddr)
-	seed := withClaimsDB(t, env)
-	reqs := requestsFor([]int64{801}, 0, 3)
-	const missingID = 801001
-	seed(reqs[1:]...)
-	produceRequests(t, newProducer(t, cluster.Brokers()), reqs...)
-	startDispatcher(t, env)
-	outcomes := newOutcomeReader(t, cluster.Brokers())
-	outcomes.waitUntil(t, "the seeded payments' outcomes", func(got []*financev1.PaymentOutcome) bool { return countFinals(got) >= 2 })
-	waitMetrics(t, opsAddr, `dispatcher_dead_letters_total{reason="payment_not_found"} 1`)
-	if _, calls := fake.snapshot(); calls[missingID] != 0 || calls[801002] != 1 || calls[801003] != 1 {
-		t.Errorf("calls = %v, want none for %d and one for each other payment", calls, missingID)
-	}
-	if o, ok := finals(t, outcomes.got)[missingID]; ok {
-		t.Errorf("payment %d without a row has outcome %v, want only a dead letter", missingID, o)
-	}
-}
+	for _, api := range []string{"proposed", "as-is"} {
+		t.Run(api, func(t *testing.T) {
+			t.Parallel()
+			cluster := kafkatest.New(t, 2, testTopics)
+			fake, url := newFakeProcessor(t, nil)
+			opsAddr := freeAddr(t)
+			env := dispatcherEnv(t, cluster.Brokers(), url, api, opsAddr)
+			pool := openPool(t, env["DATABASE_URL"])
 
-func TestAsIsRequiresDatabaseURL(t *testing.T) {
-	t.Parallel()
-	env := map[string]string{"PROCESSOR_API": "as-is"}
-	_, err := loadConfig(func(k string) string { return env[k] })
-	if err == nil || !strings.Contains(err.Error(), "DATABASE_URL: required with PROCESSOR_API=as-is") {
-		t.Fatalf("loadConfig = %v, want DATABASE_URL required", err)
-	}
-	// The proposed API is safe through its idempotency key: no database.
-	env["PROCESSOR_API"] = "proposed"
-	if _, err := loadConfig(func(k string) string { return env[k] }); err != nil {
-		t.Fatalf("loadConfig with the proposed API and no DATABASE_URL = %v, want nil", err)
+			open := requestsFor([]int64{801}, 0, 3) // 801001..801003
+			final := []*financev1.PaymentRequested{request(801, 801101), request(801, 801102)}
+			seedPayments(t, pool, final...)
+			if _, err := pool.Exec(t.Context(), `UPDATE payments SET status = CASE id WHEN 801101 THEN 'succeeded' ELSE 'failed' END
+				WHERE id IN (801101, 801102)`); err != nil {
+				t.Fatal(err)
+			}
+			neverAccepted := request(801, 801201)
+			otherDatabase := request(801, 801002) // open[1]'s id, another payment's uid
+			otherDatabase.PaymentUid = payment.NewUID().String()
+			noUID := request(801, 801202)
+			noUID.PaymentUid = ""
+
+			outcomes := newOutcomeReader(t, cluster.Brokers())
+			prod := newProducer(t, cluster.Brokers())
+			produceRecords(t, prod, neverAccepted, otherDatabase, noUID)
+			produceRecords(t, prod, final...)
+			produceRequests(t, env, prod, open...)
+			startDispatcher(t, env)
+			outcomes.waitUntil(t, "the open payments' outcomes", func(got []*financev1.PaymentOutcome) bool { return countFinals(got) >= len(open) })
+			waitMetrics(t, opsAddr,
+				`dispatcher_dead_letters_total{reason="stale"} 3`,
+				`dispatcher_guard_total{result="stale"} 2`,
+				`dispatcher_guard_total{result="final"} 2`,
+				fmt.Sprintf(`dispatcher_guard_total{result="send"} %d`, len(open)))
+
+			_, calls := fake.snapshot()
+			for _, r := range open {
+				if calls[r.GetPaymentId()] != 1 {
+					t.Errorf("open payment %d called %d times, want 1", r.GetPaymentId(), calls[r.GetPaymentId()])
+				}
+			}
+			for _, id := range []int64{801101, 801102, 801201, 801202} {
+				if calls[id] != 0 {
+					t.Errorf("payment %d called %d times, want never", id, calls[id])
+				}
+			}
+			got := finals(t, outcomes.got)
+			if len(got) != len(open) {
+				t.Errorf("final outcomes for %d payments, want %d (the open ones only)", len(got), len(open))
+			}
+			for _, o := range outcomes.got {
+				if o.GetPaymentId() == 801002 && o.GetPaymentUid() != open[1].GetPaymentUid() {
+					t.Errorf("outcome for payment 801002 names uid %s, want the database's %s", o.GetPaymentUid(), open[1].GetPaymentUid())
+				}
+				if id := o.GetPaymentId(); id == 801101 || id == 801102 {
+					t.Errorf("final payment %d got an outcome %v", id, o.GetStatus())
+				}
+			}
+		})
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/finsvc/finance/pkg/envconfig"
+	"github.com/finsvc/finance/pkg/postgres"
 )
 
 // config is the dispatcher's effective configuration.
@@ -29,8 +30,8 @@ type config struct {
 	ShutdownGrace        time.Duration
 	Group                string
 	TransactionalID      string
-	// DatabaseURL is where the as-is API's dispatch claims are recorded;
-	// required with PROCESSOR_API=as-is, unused with proposed.
+	// DatabaseURL is the database the dispatch guard reads each payment in
+	// before its processor call (and, with PROCESSOR_API=as-is, claims it).
 	DatabaseURL string
 }
 
@@ -60,7 +61,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 		ShutdownGrace:        r.Duration("DISPATCHER_SHUTDOWN_GRACE", 30*time.Second),
 		Group:                r.String("DISPATCHER_GROUP", "dispatcher"),
 		TransactionalID:      r.String("DISPATCHER_TRANSACTIONAL_ID", "dispatcher-"+host),
-		DatabaseURL:          r.String("DATABASE_URL", ""),
+		DatabaseURL:          r.String("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/finance?sslmode=disable"),
 	}
 	if len(c.KafkaBrokers) == 0 {
 		r.Fail("KAFKA_BROKERS: want at least one broker")
@@ -71,11 +72,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 		r.Fail("LOG_LEVEL=%q: want debug, info, warn or error", c.LogLevel)
 	}
 	switch c.ProcessorAPI {
-	case "proposed":
-	case "as-is":
-		if c.DatabaseURL == "" {
-			r.Fail("DATABASE_URL: required with PROCESSOR_API=as-is (the API has no idempotency key: each payment is claimed in PostgreSQL before its only processor call, so it is never sent twice)")
-		}
+	case "proposed", "as-is":
 	default:
 		r.Fail("PROCESSOR_API=%q: want proposed or as-is", c.ProcessorAPI)
 	}
@@ -136,6 +133,6 @@ func (c config) LogValue() slog.Value {
 		slog.String("shutdown_grace", c.ShutdownGrace.String()),
 		slog.String("group", c.Group),
 		slog.String("transactional_id", c.TransactionalID),
-		slog.Bool("database_url_set", c.DatabaseURL != ""),
+		slog.String("database_url", postgres.RedactURL(c.DatabaseURL)),
 	)
 }

@@ -130,7 +130,7 @@ func TestInvalidRecordsAreDeadLetteredWithoutBlocking(t *testing.T) {
 	cluster := kafkatest.New(t, 1, testTopics)
 	_, url := newFakeProcessor(t, nil)
 	opsAddr := freeAddr(t)
-	env := dispatcherEnv(cluster.Brokers(), url, "proposed", opsAddr)
+	env := dispatcherEnv(t, cluster.Brokers(), url, "proposed", opsAddr)
 	prod := newProducer(t, cluster.Brokers())
 	outcomes := newOutcomeReader(t, cluster.Brokers())
 	letters := newDLQReader(t, cluster.Brokers())
@@ -153,7 +153,7 @@ func TestInvalidRecordsAreDeadLetteredWithoutBlocking(t *testing.T) {
 	}
 	// Later records of the same partition, some of the same users.
 	first := requestsFor([]int64{501, 502, 503, 506}, 0, 3)
-	produceRequests(t, prod, first...)
+	produceRequests(t, env, prod, first...)
 	stop := startDispatcher(t, env)
 
 	outcomes.waitUntil(t, "the valid payments' outcomes", func(got []*financev1.PaymentOutcome) bool {
@@ -197,7 +197,7 @@ func TestInvalidRecordsAreDeadLetteredWithoutBlocking(t *testing.T) {
 		t.Fatal(err)
 	}
 	second := requestsFor([]int64{501, 502, 503, 506}, 1, 2)
-	produceRequests(t, prod, second...)
+	produceRequests(t, env, prod, second...)
 	stop = startDispatcher(t, env)
 	outcomes.waitUntil(t, "the second round's outcomes", func(got []*financev1.PaymentOutcome) bool {
 		return countFinals(got) >= len(first)+len(second)
@@ -230,7 +230,7 @@ func TestSpentBudgetIsUnknownAndDeadLettered(t *testing.T) {
 	fake.ambiguous = func(id int64) bool { return id == ambiguousID }
 	fake.refuse = func(id int64) bool { return id == refusedID }
 	opsAddr := freeAddr(t)
-	env := dispatcherEnv(cluster.Brokers(), url, "proposed", opsAddr)
+	env := dispatcherEnv(t, cluster.Brokers(), url, "proposed", opsAddr)
 	env["PROCESSOR_MAX_ATTEMPTS"] = "3"
 	env["PROCESSOR_BREAKER_FAILURES"] = "1000" // the budget, not the breaker, decides
 	prod := newProducer(t, cluster.Brokers())
@@ -239,6 +239,7 @@ func TestSpentBudgetIsUnknownAndDeadLettered(t *testing.T) {
 
 	start := time.Now()
 	reqs := requestsFor([]int64{601, 602, 603}, 0, 3)
+	seedPayments(t, openPool(t, env["DATABASE_URL"]), reqs...)
 	var recs []*kgo.Record
 	for _, r := range reqs {
 		recs = append(recs, &kgo.Record{Topic: kafka.TopicRequested, Key: kafka.UserKey(r.GetUserId()), Value: mustMarshal(t, r)})
@@ -299,7 +300,7 @@ func TestSpentBudgetIsUnknownAndDeadLettered(t *testing.T) {
 	// A restart does not dead-letter it again, nor call the processor again.
 	_, before := fake.snapshot()
 	more := requestsFor([]int64{601, 602, 603}, 1, 1)
-	produceRequests(t, prod, more...)
+	produceRequests(t, env, prod, more...)
 	stop = startDispatcher(t, env)
 	outcomes.waitUntil(t, "the next round", func(got []*financev1.PaymentOutcome) bool {
 		return countFinals(got) >= len(reqs)+len(more)

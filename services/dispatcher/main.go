@@ -20,8 +20,8 @@ import (
 	"github.com/finsvc/finance/pkg/kafka"
 	"github.com/finsvc/finance/pkg/obs"
 	"github.com/finsvc/finance/pkg/postgres"
-	"github.com/finsvc/finance/services/dispatcher/internal/claim"
 	"github.com/finsvc/finance/services/dispatcher/internal/dispatcher"
+	"github.com/finsvc/finance/services/dispatcher/internal/guard"
 	"github.com/finsvc/finance/services/dispatcher/internal/pacer"
 	"github.com/finsvc/finance/services/dispatcher/internal/processor"
 )
@@ -87,17 +87,15 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 	if err != nil {
 		return err
 	}
-	var claims dispatcher.Claimer
-	if cfg.ProcessorAPI == string(processor.APIAsIs) {
-		// The as-is API has no idempotency key: every payment is claimed in
-		// PostgreSQL before its first call and sent only by its claimant.
-		pool, err := postgres.Connect(ctx, cfg.DatabaseURL, int32(min(cfg.MaxInFlight, 32)))
-		if err != nil {
-			return fmt.Errorf("database (dispatch claims of the as-is API): %w", err)
-		}
-		defer pool.Close()
-		claims = claim.New(pool, cfg.TransactionalID, logger)
+	// The dispatch guard: only payments this database holds, not final yet,
+	// are sent. The as-is API has no idempotency key: there every payment
+	// is also claimed before its first call and sent only by its claimant.
+	pool, err := postgres.Connect(ctx, cfg.DatabaseURL, int32(min(cfg.MaxInFlight, 32)))
+	if err != nil {
+		return fmt.Errorf("database (dispatch guard): %w", err)
 	}
+	defer pool.Close()
+	admit := guard.New(pool, cfg.TransactionalID, cfg.ProcessorAPI == string(processor.APIAsIs), logger)
 	d, err := dispatcher.New(dispatcher.Config{
 		Brokers:         cfg.KafkaBrokers,
 		Group:           cfg.Group,
@@ -107,7 +105,7 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 		MaxPollRecords:  cfg.MaxPollRecords,
 		CommitInterval:  cfg.CommitInterval,
 		Grace:           cfg.ShutdownGrace,
-		Claims:          claims,
+		Guard:           admit,
 	}, early, proc, pace, kafkaLogger, logger, dispatcher.NewMetrics(reg))
 	if err != nil {
 		return err

@@ -18,12 +18,15 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/uuid"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"golang.org/x/time/rate"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/finsvc/finance/pkg/kafka"
 	"github.com/finsvc/finance/pkg/kafkatest"
+	"github.com/finsvc/finance/pkg/payment"
+	"github.com/finsvc/finance/pkg/pgtest"
 	financev1 "github.com/finsvc/finance/proto/finance/v1"
 )
 
@@ -88,7 +91,7 @@ func (f *fakeProcessor) serve(w http.ResponseWriter, r *http.Request) {
 	if f.onCall != nil {
 		f.onCall(id)
 	}
-	if r.URL.Path == "/v2/payments" && r.Header.Get("Idempotency-Key") != fmt.Sprintf("payment-%d", id) {
+	if r.URL.Path == "/v2/payments" && r.Header.Get("Idempotency-Key") != payment.ProcessorKey(uidOf(id)) {
 		w.WriteHeader(http.StatusBadRequest)
 		_, _ = io.WriteString(w, `{"error":"wrong idempotency key"}`)
 		return
@@ -191,8 +194,12 @@ func (f *fakeProcessor) snapshot() (order map[int64][]int64, calls map[int64]int
 var testTopics = []string{kafka.TopicRequested, kafka.TopicOutcomes, kafka.DLQTopic(kafka.TopicRequested)}
 
 // dispatcherEnv is the environment of a dispatcher under test.
-func dispatcherEnv(brokers []string, processorURL, api, opsAddr string) map[string]string {
+// It has a migrated database of its own (the dispatch guard reads each
+// payment there before its call); produceRequests writes the payments.
+func dispatcherEnv(t *testing.T, brokers []string, processorURL, api, opsAddr string) map[string]string {
+	t.Helper()
 	return map[string]string{
+		"DATABASE_URL":                pgtest.NewDB(t),
 		"KAFKA_BROKERS":               strings.Join(brokers, ","),
 		"LOG_LEVEL":                   "info",
 		"OPS_ADDR":                    opsAddr,
@@ -252,7 +259,16 @@ func newProducer(t *testing.T, brokers []string) *kgo.Client {
 	return cl
 }
 
-func produceRequests(t *testing.T, cl *kgo.Client, reqs ...*financev1.PaymentRequested) {
+// produceRequests writes the payments of reqs to env's database, as the
+// gateway would have accepted them, then publishes reqs.
+func produceRequests(t *testing.T, env map[string]string, cl *kgo.Client, reqs ...*financev1.PaymentRequested) {
+	t.Helper()
+	seedPayments(t, openPool(t, env["DATABASE_URL"]), reqs...)
+	produceRecords(t, cl, reqs...)
+}
+
+// produceRecords publishes reqs, whether or not the database holds them.
+func produceRecords(t *testing.T, cl *kgo.Client, reqs ...*financev1.PaymentRequested) {
 	t.Helper()
 	var recs []*kgo.Record
 	for _, r := range reqs {
@@ -268,7 +284,14 @@ func produceRequests(t *testing.T, cl *kgo.Client, reqs ...*financev1.PaymentReq
 }
 
 func request(userID, paymentID int64) *financev1.PaymentRequested {
-	return &financev1.PaymentRequested{PaymentId: paymentID, UserId: userID, MerchantId: 1, Amount: -paymentID, IdempotencyKey: fmt.Sprintf("client-%d", paymentID)}
+	return &financev1.PaymentRequested{PaymentId: paymentID, PaymentUid: uidOf(paymentID).String(), UserId: userID,
+		MerchantId: 1, Amount: -paymentID, IdempotencyKey: fmt.Sprintf("client-%d", paymentID)}
+}
+
+// uidOf is the uid of test payment id: derived from the id, so that the fake
+// processor can check the key it is sent.
+func uidOf(paymentID int64) uuid.UUID {
+	return uuid.NewSHA1(uuid.NameSpaceOID, []byte(strconv.FormatInt(paymentID, 10)))
 }
 
 // requestsFor returns n (< 100) payments for each user with ids
@@ -377,17 +400,16 @@ func TestDispatchOneOutcomePerPaymentInUserOrder(t *testing.T) {
 			// that let a user's later payment overtake would show it.
 			fake, url := newFakeProcessor(t, func(id int64) bool { return (id/1000)%2 == 1 && id%2 == 1 })
 			opsAddr := freeAddr(t)
-			env := dispatcherEnv(cluster.Brokers(), url, api, opsAddr)
+			env := dispatcherEnv(t, cluster.Brokers(), url, api, opsAddr)
 			users := []int64{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}
 			reqs := requestsFor(users, 0, 6)
 			if api == "as-is" {
 				// The proposed API needs no database at all.
-				withClaimsDB(t, env)(reqs...)
 			}
 			startDispatcher(t, env)
 
 			prod := newProducer(t, cluster.Brokers())
-			produceRequests(t, prod, reqs[:len(reqs)/2]...)
+			produceRequests(t, env, prod, reqs[:len(reqs)/2]...)
 			// An undecodable record and one without ids must not block their partitions.
 			if err := prod.ProduceSync(t.Context(),
 				&kgo.Record{Topic: kafka.TopicRequested, Key: kafka.UserKey(3), Value: []byte("\xff not protobuf")},
@@ -395,10 +417,10 @@ func TestDispatchOneOutcomePerPaymentInUserOrder(t *testing.T) {
 			).FirstErr(); err != nil {
 				t.Fatal(err)
 			}
-			produceRequests(t, prod, reqs[len(reqs)/2:]...)
+			produceRequests(t, env, prod, reqs[len(reqs)/2:]...)
 			// A zero amount is failed without calling the processor.
-			invalid := &financev1.PaymentRequested{PaymentId: 99999, UserId: 5, Amount: 0}
-			produceRequests(t, prod, invalid)
+			invalid := &financev1.PaymentRequested{PaymentId: 99999, PaymentUid: uidOf(99999).String(), UserId: 5, Amount: 0}
+			produceRequests(t, env, prod, invalid)
 
 			reader := newOutcomeReader(t, cluster.Brokers())
 			wantFinals := len(reqs) + 1
@@ -475,15 +497,13 @@ func TestRestartDoesNotReemitCommittedWork(t *testing.T) {
 	t.Parallel()
 	cluster := kafkatest.New(t, 4, testTopics)
 	fake, url := newFakeProcessor(t, func(id int64) bool { return id%3 == 0 })
-	env := dispatcherEnv(cluster.Brokers(), url, "as-is", freeAddr(t))
-	seed := withClaimsDB(t, env)
+	env := dispatcherEnv(t, cluster.Brokers(), url, "as-is", freeAddr(t))
 	prod := newProducer(t, cluster.Brokers())
 	reader := newOutcomeReader(t, cluster.Brokers())
 	users := []int64{11, 12, 13, 14, 15, 16}
 
 	first := requestsFor(users, 0, 4)
-	seed(first...)
-	produceRequests(t, prod, first...)
+	produceRequests(t, env, prod, first...)
 	stop := startDispatcher(t, env)
 	reader.waitUntil(t, "the first round's outcomes", func(got []*financev1.PaymentOutcome) bool {
 		return countFinals(got) >= len(first)
@@ -494,8 +514,7 @@ func TestRestartDoesNotReemitCommittedWork(t *testing.T) {
 	// user lands behind the committed work in each partition, so once the
 	// new outcomes are read, any re-emitted old outcome would have been too.
 	second := requestsFor(users, 1, 4)
-	seed(second...)
-	produceRequests(t, prod, second...)
+	produceRequests(t, env, prod, second...)
 	startDispatcher(t, env)
 	reader.waitUntil(t, "the second round's outcomes", func(got []*financev1.PaymentOutcome) bool {
 		return countFinals(got) >= len(first)+len(second)
@@ -523,12 +542,11 @@ func TestShutdownFinishesInFlightCalls(t *testing.T) {
 	fake.gate = make(chan struct{})
 	fake.started = make(chan int64, 100)
 	opsAddr := freeAddr(t)
-	env := dispatcherEnv(cluster.Brokers(), url, "as-is", opsAddr)
+	env := dispatcherEnv(t, cluster.Brokers(), url, "as-is", opsAddr)
 	reqs := requestsFor([]int64{21, 22, 23}, 0, 1)
-	withClaimsDB(t, env)(reqs...)
 	stop := startDispatcher(t, env)
 
-	produceRequests(t, newProducer(t, cluster.Brokers()), reqs...)
+	produceRequests(t, env, newProducer(t, cluster.Brokers()), reqs...)
 	select {
 	case <-fake.started:
 	case <-time.After(45 * time.Second):
@@ -580,15 +598,14 @@ func TestShutdownGraceEndsCallsAsUnknown(t *testing.T) {
 	fake.started = make(chan int64, 100)
 	release := sync.OnceFunc(func() { close(fake.gate) })
 	t.Cleanup(release) // runs before the fake server closes
-	env := dispatcherEnv(cluster.Brokers(), url, "as-is", freeAddr(t))
+	env := dispatcherEnv(t, cluster.Brokers(), url, "as-is", freeAddr(t))
 	env["DISPATCHER_SHUTDOWN_GRACE"] = "100ms"
 	users := []int64{41, 42, 43}
 	reqs := requestsFor(users, 0, 1)
 	more := requestsFor(users, 1, 1)
-	withClaimsDB(t, env)(append(reqs, more...)...)
 	stop := startDispatcher(t, env)
 
-	produceRequests(t, newProducer(t, cluster.Brokers()), reqs...)
+	produceRequests(t, env, newProducer(t, cluster.Brokers()), reqs...)
 	for range reqs {
 		select {
 		case <-fake.started:
@@ -614,7 +631,7 @@ func TestShutdownGraceEndsCallsAsUnknown(t *testing.T) {
 	}
 
 	// A restart finds nothing left to dispatch: the work was committed.
-	produceRequests(t, newProducer(t, cluster.Brokers()), more...)
+	produceRequests(t, env, newProducer(t, cluster.Brokers()), more...)
 	startDispatcher(t, env)
 	reader.waitUntil(t, "the next round", func(got []*financev1.PaymentOutcome) bool {
 		return countFinals(got) >= len(reqs)+len(more)
@@ -636,8 +653,9 @@ func TestRebalanceKeepsOneOutcomePerPayment(t *testing.T) {
 	// Slow calls keep transactions open while a second replica joins, so
 	// some are aborted by the rebalance and their records dispatched again.
 	fake, url := newFakeProcessor(t, func(int64) bool { return true })
-	envA := dispatcherEnv(cluster.Brokers(), url, "proposed", freeAddr(t))
-	envB := dispatcherEnv(cluster.Brokers(), url, "proposed", freeAddr(t))
+	envA := dispatcherEnv(t, cluster.Brokers(), url, "proposed", freeAddr(t))
+	envB := dispatcherEnv(t, cluster.Brokers(), url, "proposed", freeAddr(t))
+	envB["DATABASE_URL"] = envA["DATABASE_URL"] // one database behind both replicas
 	envA["DISPATCHER_MAX_IN_FLIGHT"], envB["DISPATCHER_MAX_IN_FLIGHT"] = "2", "2"
 	envB["DISPATCHER_TRANSACTIONAL_ID"] = "dispatcher-test-b"
 	prod := newProducer(t, cluster.Brokers())
@@ -646,7 +664,7 @@ func TestRebalanceKeepsOneOutcomePerPayment(t *testing.T) {
 	fake.started = make(chan int64, 1)
 
 	reqs := requestsFor([]int64{31, 32, 33, 34, 35, 36, 37, 38}, 0, 8)
-	produceRequests(t, prod, reqs...)
+	produceRequests(t, envA, prod, reqs...)
 	startDispatcher(t, envA)
 	select {
 	case <-fake.started: // A is in the middle of its first transaction
@@ -661,7 +679,7 @@ func TestRebalanceKeepsOneOutcomePerPayment(t *testing.T) {
 	// Read on until the new payments of a later round are in: any duplicate
 	// from an aborted transaction would have to show up before them.
 	more := requestsFor([]int64{31, 32, 33, 34, 35, 36, 37, 38}, 1, 1)
-	produceRequests(t, prod, more...)
+	produceRequests(t, envA, prod, more...)
 	reader.waitUntil(t, "the later round", func(got []*financev1.PaymentOutcome) bool {
 		return len(finals(t, got)) >= len(reqs)+len(more)
 	})
@@ -723,6 +741,7 @@ func TestLoadConfigDefaults(t *testing.T) {
 		CommitInterval:       200 * time.Millisecond,
 		ShutdownGrace:        30 * time.Second,
 		Group:                "dispatcher",
+		DatabaseURL:          "postgres://postgres@127.0.0.1:5432/finance?sslmode=disable",
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("defaults (-want +got):\n%s", diff)

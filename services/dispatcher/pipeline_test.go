@@ -106,7 +106,7 @@ func TestUsersOfOnePartitionRunInParallelInOrder(t *testing.T) {
 	// overtaking within a user would show in the order.
 	cluster := kafkatest.New(t, 1, testTopics)
 	fake, url := newFakeProcessor(t, func(id int64) bool { return id%2 == 1 })
-	env := dispatcherEnv(cluster.Brokers(), url, "proposed", freeAddr(t))
+	env := dispatcherEnv(t, cluster.Brokers(), url, "proposed", freeAddr(t))
 	startDispatcher(t, env)
 
 	var users []int64
@@ -114,7 +114,7 @@ func TestUsersOfOnePartitionRunInParallelInOrder(t *testing.T) {
 		users = append(users, u)
 	}
 	reqs := requestsFor(users, 0, 5)
-	produceRequests(t, newProducer(t, cluster.Brokers()), reqs...)
+	produceRequests(t, env, newProducer(t, cluster.Brokers()), reqs...)
 	reader := newOutcomeReader(t, cluster.Brokers())
 	reader.waitUntil(t, "every outcome", func(got []*financev1.PaymentOutcome) bool { return countFinals(got) >= len(reqs) })
 
@@ -137,8 +137,9 @@ func TestShareOfLimitFollowsRebalance(t *testing.T) {
 	t.Parallel()
 	cluster := kafkatest.New(t, 12, testTopics)
 	_, url := newFakeProcessor(t, nil)
-	envA := dispatcherEnv(cluster.Brokers(), url, "proposed", freeAddr(t))
-	envB := dispatcherEnv(cluster.Brokers(), url, "proposed", freeAddr(t))
+	envA := dispatcherEnv(t, cluster.Brokers(), url, "proposed", freeAddr(t))
+	envB := dispatcherEnv(t, cluster.Brokers(), url, "proposed", freeAddr(t))
+	envB["DATABASE_URL"] = envA["DATABASE_URL"] // one database behind both replicas
 	envA["PROCESSOR_RATE_LIMIT"], envB["PROCESSOR_RATE_LIMIT"] = "300", "300"
 	envB["DISPATCHER_TRANSACTIONAL_ID"] = "dispatcher-test-b"
 	a, b := envA["OPS_ADDR"], envB["OPS_ADDR"]
@@ -184,7 +185,7 @@ func TestAdaptsToRateLimit(t *testing.T) {
 	// The processor takes 40 calls per second; the dispatcher is told 400.
 	fake.limiter = rate.NewLimiter(40, 1)
 	opsAddr := freeAddr(t)
-	env := dispatcherEnv(cluster.Brokers(), url, "proposed", opsAddr)
+	env := dispatcherEnv(t, cluster.Brokers(), url, "proposed", opsAddr)
 	env["PROCESSOR_RATE_LIMIT"] = "400"
 	env["PROCESSOR_MAX_ATTEMPTS"] = "100"
 	startDispatcher(t, env)
@@ -194,7 +195,7 @@ func TestAdaptsToRateLimit(t *testing.T) {
 		users = append(users, u)
 	}
 	reqs := requestsFor(users, 0, 5)
-	produceRequests(t, newProducer(t, cluster.Brokers()), reqs...)
+	produceRequests(t, env, newProducer(t, cluster.Brokers()), reqs...)
 	reader := newOutcomeReader(t, cluster.Brokers())
 	reader.waitUntil(t, "every outcome", func(got []*financev1.PaymentOutcome) bool { return countFinals(got) >= len(reqs) })
 
@@ -229,7 +230,7 @@ func TestBreakerHoldsCallsDuringOutage(t *testing.T) {
 	fake, url := newFakeProcessor(t, nil)
 	fake.outage.Store(true)
 	opsAddr := freeAddr(t)
-	env := dispatcherEnv(cluster.Brokers(), url, "proposed", opsAddr)
+	env := dispatcherEnv(t, cluster.Brokers(), url, "proposed", opsAddr)
 	// A budget of 3 calls per payment: only the breaker holding calls
 	// (without spending it) lets every payment through the outage.
 	env["PROCESSOR_MAX_ATTEMPTS"] = "3"
@@ -238,7 +239,7 @@ func TestBreakerHoldsCallsDuringOutage(t *testing.T) {
 	startDispatcher(t, env)
 
 	reqs := requestsFor([]int64{201, 202, 203, 204, 205}, 0, 4)
-	produceRequests(t, newProducer(t, cluster.Brokers()), reqs...)
+	produceRequests(t, env, newProducer(t, cluster.Brokers()), reqs...)
 	eventually(t, "the breaker to open and fail several probes", func() bool {
 		v, ok := tryMetric(opsAddr, `dispatcher_processor_breaker_transitions_total{to="open"}`)
 		return ok && v >= 3
@@ -280,11 +281,11 @@ func TestCommitsOnlyUpToLowestUnfinishedRecord(t *testing.T) {
 			close(fake.holdGate)
 		}
 	})
-	env := dispatcherEnv(cluster.Brokers(), url, "proposed", freeAddr(t))
+	env := dispatcherEnv(t, cluster.Brokers(), url, "proposed", freeAddr(t))
 	stop := startDispatcher(t, env)
 
 	reqs := requestsFor([]int64{301, 302, 303, 304}, 0, 3) // 301's first is offset 0
-	produceRequests(t, newProducer(t, cluster.Brokers()), reqs...)
+	produceRequests(t, env, newProducer(t, cluster.Brokers()), reqs...)
 	reader := newOutcomeReader(t, cluster.Brokers())
 	others := 0
 	for _, r := range reqs {
@@ -326,7 +327,7 @@ func TestBufferAndInFlightAreBounded(t *testing.T) {
 	cluster := kafkatest.New(t, 1, testTopics)
 	fake, url := newFakeProcessor(t, func(int64) bool { return true })
 	opsAddr := freeAddr(t)
-	env := dispatcherEnv(cluster.Brokers(), url, "proposed", opsAddr)
+	env := dispatcherEnv(t, cluster.Brokers(), url, "proposed", opsAddr)
 	env["DISPATCHER_MAX_IN_FLIGHT"] = "3"
 	env["DISPATCHER_MAX_BUFFERED"] = "40"
 	env["DISPATCHER_MAX_POLL_RECORDS"] = "10"
@@ -336,7 +337,7 @@ func TestBufferAndInFlightAreBounded(t *testing.T) {
 		users = append(users, u)
 	}
 	reqs := requestsFor(users, 0, 8)
-	produceRequests(t, newProducer(t, cluster.Brokers()), reqs...)
+	produceRequests(t, env, newProducer(t, cluster.Brokers()), reqs...)
 	startDispatcher(t, env)
 
 	ctx, cancel := context.WithCancel(t.Context())

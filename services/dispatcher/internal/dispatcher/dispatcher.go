@@ -27,6 +27,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -35,7 +36,7 @@ import (
 	"github.com/finsvc/finance/pkg/kafka"
 	"github.com/finsvc/finance/pkg/payment"
 	financev1 "github.com/finsvc/finance/proto/finance/v1"
-	"github.com/finsvc/finance/services/dispatcher/internal/claim"
+	"github.com/finsvc/finance/services/dispatcher/internal/guard"
 	"github.com/finsvc/finance/services/dispatcher/internal/processor"
 )
 
@@ -63,19 +64,22 @@ type Config struct {
 	CommitInterval time.Duration
 	// Grace bounds how long in-flight work may run after shutdown begins.
 	Grace time.Duration
-	// Claims, when set (the as-is API), claims each payment durably before
-	// its first processor call: a payment already claimed may already have
-	// been sent, so it is never sent again and ends unknown.
-	Claims Claimer
+	// Guard, when set, admits each payment durably before its first
+	// processor call: only a payment this database holds, not final yet,
+	// is sent; with the as-is API it is also claimed, and a payment claimed
+	// before may already have been sent, so it is never sent again and ends
+	// unknown. The service always sets it; only tests of the pipeline alone
+	// (pacing, ordering, commits) leave it nil.
+	Guard Guard
 }
 
-// Claimer records durably that a payment is about to be sent to the
-// processor; *claim.Store is the implementation.
-type Claimer interface {
-	// Claim reports true when this call claimed paymentID (it may be sent,
-	// once) and false when it was claimed before (it must not be sent).
-	// An error means the claim is not known to be ours: do not send.
-	Claim(ctx context.Context, paymentID int64) (bool, error)
+// Guard decides whether a payment may be sent to the processor;
+// *guard.Guard is the implementation.
+type Guard interface {
+	// Admit returns guard.Send when payment id with uid may be sent (and,
+	// with the as-is API, claimed it), or why not. An error means nothing
+	// is known: do not send.
+	Admit(ctx context.Context, id int64, uid uuid.UUID) (guard.Verdict, error)
 	// Release drops a claim whose payment was certainly never sent.
 	Release(ctx context.Context, paymentID int64) error
 }
@@ -379,7 +383,14 @@ func (d *Dispatcher) execute(ctx context.Context, it *item) (res *result, ok boo
 		return d.deadLetter(ctx, it, ReasonKeyMismatch, fmt.Errorf("record key %q is not user_id %d", r.Key, req.GetUserId()),
 			req.GetPaymentId(), req.GetUserId()), true
 	}
-	log := d.log.With("payment_id", req.GetPaymentId(), "user_id", req.GetUserId())
+	uid, err := payment.ParseUID(req.GetPaymentUid())
+	if err != nil {
+		// Without a uid the payment cannot be told from another database's
+		// payment with the same id, nor keyed at the processor.
+		return d.deadLetter(ctx, it, ReasonStale, fmt.Errorf("record carries no valid payment_uid (made before migration 00004?): %w", err),
+			req.GetPaymentId(), req.GetUserId()), true
+	}
+	log := d.log.With("payment_id", req.GetPaymentId(), "payment_uid", uid, "user_id", req.GetUserId())
 
 	var pr processor.Result
 	started := time.Now()
@@ -388,38 +399,49 @@ func (d *Dispatcher) execute(ctx context.Context, it *item) (res *result, ok boo
 		pr = processor.Result{Status: payment.StatusFailed, Reason: "invalid request: " + err.Error()}
 	} else {
 		sent := true
-		if c := d.cfg.Claims; c != nil {
-			// As-is API: at most one processor call sequence per payment,
-			// ever. The claim commits before the first call.
-			claimed, err := c.Claim(ctx, req.GetPaymentId())
-			switch {
-			case errors.Is(err, claim.ErrNoPayment):
-				return d.deadLetter(ctx, it, ReasonNoPayment, err, req.GetPaymentId(), req.GetUserId()), true
-			case err != nil && ctx.Err() != nil:
-				log.WarnContext(ctx, "payment not sent: dispatch claim interrupted; it will be redelivered", "err", err)
-				return nil, false
-			case err != nil:
-				// Never sent: the claim could not be recorded.
-				d.m.claims.WithLabelValues("error").Inc()
-				log.ErrorContext(ctx, "payment not sent: dispatch claim failed", "err", err)
-				pr = processor.Result{Status: payment.StatusFailed, Reason: "not executed: dispatch claim could not be recorded: " + err.Error()}
+		if g := d.cfg.Guard; g != nil {
+			// Only a payment this database holds, open, may be sent; with
+			// the as-is API the same statement claims it, so it is sent at
+			// most once ever. The verdict commits before the first call.
+			v, err := g.Admit(ctx, req.GetPaymentId(), uid)
+			if err != nil {
+				if ctx.Err() != nil {
+					log.WarnContext(ctx, "payment not sent: dispatch guard interrupted; it will be redelivered", "err", err)
+					return nil, false
+				}
+				// Never sent: the database could not be read.
+				d.m.guard.WithLabelValues("error").Inc()
+				log.ErrorContext(ctx, "payment not sent: dispatch guard failed", "err", err)
+				pr = processor.Result{Status: payment.StatusFailed, Reason: "not executed: the dispatch guard could not read the payment: " + err.Error()}
 				sent = false
-			case !claimed:
-				d.m.claims.WithLabelValues("conflict").Inc()
+			} else {
+				d.m.guard.WithLabelValues(v.String()).Inc()
+			}
+			switch {
+			case err != nil:
+			case v == guard.Stale:
+				return d.deadLetter(ctx, it, ReasonStale, fmt.Errorf("the database holds no payment %d with uid %s: "+
+					"a record from before a restore, or of another database; not sent", req.GetPaymentId(), uid),
+					req.GetPaymentId(), req.GetUserId()), true
+			case v == guard.Final:
+				// Already succeeded or failed: a replayed or rewound record.
+				// Nothing is sent and nothing published.
+				log.InfoContext(ctx, "payment not sent: already final (a replayed or rewound record)",
+					"topic", r.Topic, "partition", r.Partition, "offset", r.Offset)
+				return nil, true
+			case v == guard.Claimed:
 				pr = processor.Result{Status: payment.StatusUnknown, Cause: CauseRedelivered, Reason: ReasonRedeliveredAsIs}
 				sent = false
-			default:
-				d.m.claims.WithLabelValues("claimed").Inc()
 			}
 		}
 		if sent {
 			d.publishProcessing(ctx, log, &req)
 			var err error
-			pr, err = d.proc.Execute(ctx, processor.Payment{ID: req.GetPaymentId(), UserID: req.GetUserId(), Amount: req.GetAmount()})
+			pr, err = d.proc.Execute(ctx, processor.Payment{ID: req.GetPaymentId(), UID: uid, UserID: req.GetUserId(), Amount: req.GetAmount()})
 			if err != nil {
-				if c := d.cfg.Claims; c != nil && errors.Is(err, processor.ErrNotSent) {
+				if g := d.cfg.Guard; g != nil && errors.Is(err, processor.ErrNotSent) {
 					// Certainly never sent: the redelivery may send it.
-					if rerr := c.Release(ctx, req.GetPaymentId()); rerr != nil {
+					if rerr := g.Release(ctx, req.GetPaymentId()); rerr != nil {
 						log.WarnContext(ctx, "dispatch claim of an unsent payment not released; its redelivery will be unknown", "err", rerr)
 					}
 				}
@@ -438,6 +460,7 @@ func (d *Dispatcher) execute(ctx context.Context, it *item) (res *result, ok boo
 	}
 	res = &result{outcome: &financev1.PaymentOutcome{
 		PaymentId:    req.GetPaymentId(),
+		PaymentUid:   uid.String(),
 		UserId:       req.GetUserId(),
 		Status:       outcomeStatus(pr.Status),
 		Reason:       pr.Reason,

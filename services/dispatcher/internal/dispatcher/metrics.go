@@ -9,9 +9,11 @@ const (
 	ReasonUndecodable = "undecodable"
 	ReasonMissingIDs  = "missing_ids"
 	ReasonKeyMismatch = "key_mismatch"
-	// ReasonNoPayment: as-is API, the payment has no row to claim in
-	// PostgreSQL, so it is never sent.
-	ReasonNoPayment = "payment_not_found"
+	// ReasonStale: the record names a payment (id and uid) that this
+	// database does not hold: a record left in Kafka from before a database
+	// restore, or made for another database, or one without a uid (made
+	// before migration 00004). It is never sent.
+	ReasonStale = "stale"
 )
 
 // CauseRedelivered is the dead-letter reason of an as-is payment found
@@ -36,7 +38,7 @@ type Metrics struct {
 	backlog           *prometheus.GaugeVec
 	drain             prometheus.Gauge
 	commitDuration    prometheus.Histogram
-	claims            *prometheus.CounterVec
+	guard             *prometheus.CounterVec
 }
 
 // NewMetrics creates the metrics and registers them with reg unless reg is nil.
@@ -79,9 +81,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "dispatcher_backlog_records",
 			Help: "Consumer lag of the group on payments.requested, per partition owned by this replica (sampled with kadm).",
 		}, []string{"partition"}),
-		claims: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "dispatcher_dispatch_claims_total",
-			Help: "As-is API dispatch claims by result: claimed (then sent once), conflict (already claimed: not sent, unknown), error (could not be recorded: not sent, failed).",
+		guard: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "dispatcher_guard_total",
+			Help: "Dispatch guard verdicts, one per payment before its processor call: send, stale (not a payment of this database: dead-lettered), final (already succeeded or failed: not sent again), claimed (as-is API, claimed before: not sent, unknown), error (the database could not be read: not sent, failed).",
 		}, []string{"result"}),
 		drain: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "dispatcher_expected_drain_seconds",
@@ -95,7 +97,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.outcomes, m.deadLetters, m.transactions, m.processingDropped, m.inFlight,
-			m.buffered, m.owned, m.dispatchDelay, m.backlog, m.drain, m.commitDuration, m.claims)
+			m.buffered, m.owned, m.dispatchDelay, m.backlog, m.drain, m.commitDuration, m.guard)
 	}
 	return m
 }

@@ -455,10 +455,11 @@ func (d *Dispatcher) total(ctx context.Context, cl *kgo.Client, seen []int32) in
 // when it arrives after the final outcome, and a redelivery repeats it.
 func (d *Dispatcher) publishProcessing(ctx context.Context, log *slog.Logger, req *financev1.PaymentRequested) {
 	val, err := proto.Marshal(&financev1.PaymentOutcome{
-		PaymentId: req.GetPaymentId(),
-		UserId:    req.GetUserId(),
-		Status:    financev1.OutcomeStatus_OUTCOME_STATUS_PROCESSING,
-		DecidedAt: timestamppb.Now(),
+		PaymentId:  req.GetPaymentId(),
+		PaymentUid: req.GetPaymentUid(),
+		UserId:     req.GetUserId(),
+		Status:     financev1.OutcomeStatus_OUTCOME_STATUS_PROCESSING,
+		DecidedAt:  timestamppb.Now(),
 	})
 	if err != nil {
 		log.ErrorContext(ctx, "marshal processing outcome", "err", err)

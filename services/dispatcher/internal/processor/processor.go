@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
+	"github.com/google/uuid"
 	"golang.org/x/time/rate"
 
 	"github.com/finsvc/finance/pkg/payment"
@@ -41,16 +42,19 @@ var ErrNotSent = errors.New("payment not sent to the processor")
 
 // Payment is what the dispatcher asks the processor to execute.
 type Payment struct {
-	ID     int64
+	ID int64
+	// UID is the payment's globally unique id; the idempotency key names it.
+	UID    uuid.UUID
 	UserID int64
 	// Amount is in signed minor units, as in PaymentRequested.
 	Amount int64
 }
 
 // IdempotencyKey is the key the proposed API is sent for p. It derives from
-// the payment id only, so every retry and every redelivery of the same
-// payment is a replay at the processor.
-func (p Payment) IdempotencyKey() string { return fmt.Sprintf("payment-%d", p.ID) }
+// the payment uid only, so every retry and every redelivery of the same
+// payment is a replay at the processor, and no payment of a restored
+// database (whose ids repeat) is ever taken for another.
+func (p Payment) IdempotencyKey() string { return payment.ProcessorKey(p.UID) }
 
 // Result is what is known about a payment after dispatching it.
 type Result struct {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"golang.org/x/time/rate"
@@ -101,15 +102,15 @@ func newTestClient(t *testing.T, url string, api API, m *Metrics) Client {
 }
 
 const (
-	succeeded = `{"id":"ref-1","idempotency_key":"payment-42","user_id":7,"amount":-500,"status":"succeeded","created_at":"2026-01-01T00:00:00Z"}`
-	declined  = `{"id":"ref-2","idempotency_key":"payment-42","user_id":7,"amount":-500,"status":"declined","reason":"insufficient funds at issuer"}`
+	succeeded = `{"id":"ref-1","idempotency_key":"payment-0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b","user_id":7,"amount":-500,"status":"succeeded","created_at":"2026-01-01T00:00:00Z"}`
+	declined  = `{"id":"ref-2","idempotency_key":"payment-0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b","user_id":7,"amount":-500,"status":"declined","reason":"insufficient funds at issuer"}`
 )
 
-var testPayment = Payment{ID: 42, UserID: 7, Amount: -500}
+var testPayment = Payment{ID: 42, UID: uuid.MustParse("0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b"), UserID: 7, Amount: -500}
 
 func TestExecute(t *testing.T) {
 	t.Parallel()
-	proposedCall := call{Path: "/v2/payments", Key: "payment-42", Body: map[string]any{"user_id": 7.0, "amount": -500.0, "reference": "42"}}
+	proposedCall := call{Path: "/v2/payments", Key: "payment-0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b", Body: map[string]any{"user_id": 7.0, "amount": -500.0, "reference": "42"}}
 	asIsCall := call{Path: "/payment", Body: map[string]any{"user_id": 7.0, "amount": -500.0}}
 	tests := []struct {
 		name        string
@@ -184,7 +185,7 @@ func TestExecute(t *testing.T) {
 		{
 			name:        "reply for another key is ambiguous",
 			api:         APIProposed,
-			steps:       []step{reply200(strings.Replace(succeeded, "payment-42", "payment-43", 1)), reply200(succeeded)},
+			steps:       []step{reply200(strings.Replace(succeeded, "payment-0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b", "payment-0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5c", 1)), reply200(succeeded)},
 			want:        Result{Status: payment.StatusSucceeded, Ref: "ref-1", Attempts: 2},
 			wantCalls:   []call{proposedCall, proposedCall},
 			wantResults: map[string]float64{"unparsable": 1, "succeeded": 1},

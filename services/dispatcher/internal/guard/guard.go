@@ -1,0 +1,180 @@
+// Package guard decides, durably in PostgreSQL and before any processor
+// call, whether the dispatcher may send a payment. One statement per payment:
+//
+//   - a request whose payment id and uid the database does not hold was not
+//     accepted by this database (a record left in Kafka from before a
+//     restore, or from another database): Stale, never sent;
+//   - a payment already succeeded or failed: Final, never sent again,
+//     whatever replayed or rewound its record;
+//   - otherwise (accepted, processing, unknown) it may be sent. With the
+//     processor's as-is API, which has no idempotency key, the same
+//     statement also claims it (dispatch_claims): only the claimant sends
+//     it, once ever; a payment claimed before may have been sent and is
+//     Claimed, never sent again.
+package guard
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/finsvc/finance/pkg/payment"
+)
+
+// Verdict is what the guard decided for one payment.
+type Verdict int
+
+// The verdicts of Admit.
+const (
+	// Send: the payment is open and, with claims, claimed by this call.
+	Send Verdict = iota + 1
+	// Stale: the database holds no payment with this id and uid.
+	Stale
+	// Final: the payment already succeeded or failed.
+	Final
+	// Claimed: as-is API only; the payment was claimed before and may
+	// have been sent.
+	Claimed
+)
+
+// String returns the verdict's name, as used in metric labels and logs.
+func (v Verdict) String() string {
+	switch v {
+	case Send:
+		return "send"
+	case Stale:
+		return "stale"
+	case Final:
+		return "final"
+	case Claimed:
+		return "claimed"
+	default:
+		return fmt.Sprintf("verdict(%d)", int(v))
+	}
+}
+
+// Guard admits payments in the payments and dispatch_claims tables.
+type Guard struct {
+	pool *pgxpool.Pool
+	by   string
+	// claims: the as-is API; each admitted payment is claimed.
+	claims bool
+	// RetryFor bounds the time spent retrying a failing statement; zero
+	// means 30s.
+	RetryFor time.Duration
+	// BackoffInitial and BackoffMax shape the backoff between tries; zero
+	// means 50ms and 2s.
+	BackoffInitial, BackoffMax time.Duration
+	log                        *slog.Logger
+}
+
+// New returns a Guard reading pool's database on behalf of by (the
+// replica's transactional id). claims is true for the as-is API.
+func New(pool *pgxpool.Pool, by string, claims bool, logger *slog.Logger) *Guard {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return &Guard{pool: pool, by: by, claims: claims, log: logger}
+}
+
+// admitSQL reads the payment by id and uid and, when $4 (claims) is true and
+// the payment is open, claims it, in one statement. It returns no row for a
+// payment the database does not hold, else the status and whether this
+// statement inserted the claim.
+const admitSQL = `
+WITH p AS (
+    SELECT id, status FROM payments WHERE id = $1 AND uid = $2
+), claim AS (
+    INSERT INTO dispatch_claims (payment_id, claimed_by)
+    SELECT id, $3 FROM p WHERE $4 AND status NOT IN ('succeeded', 'failed')
+    ON CONFLICT (payment_id) DO NOTHING
+    RETURNING payment_id
+)
+SELECT p.status, EXISTS (SELECT 1 FROM claim) FROM p`
+
+// Admit decides whether payment id with uid may be sent. Failures are
+// retried with backoff until RetryFor has passed or ctx ends; the error then
+// means nothing is known, so the payment must not be sent.
+func (g *Guard) Admit(ctx context.Context, id int64, uid uuid.UUID) (Verdict, error) {
+	retryFor := g.RetryFor
+	if retryFor <= 0 {
+		retryFor = 30 * time.Second
+	}
+	initial, maxWait := g.BackoffInitial, g.BackoffMax
+	if initial <= 0 {
+		initial = 50 * time.Millisecond
+	}
+	if maxWait <= 0 {
+		maxWait = 2 * time.Second
+	}
+	bo := backoff.WithContext(backoff.NewExponentialBackOff(
+		backoff.WithInitialInterval(initial),
+		backoff.WithMaxInterval(maxWait),
+		backoff.WithMultiplier(2),
+		backoff.WithRandomizationFactor(0.5),
+		backoff.WithMaxElapsedTime(retryFor),
+	), ctx)
+	tries := 0
+	var v Verdict
+	err := backoff.Retry(func() error {
+		tries++
+		var err error
+		v, err = g.admit(ctx, id, uid)
+		if err != nil {
+			g.log.WarnContext(ctx, "dispatch guard failed; retrying, the payment is not sent meanwhile",
+				"payment_id", id, "payment_uid", uid, "try", tries, "err", err)
+		}
+		return err
+	}, bo)
+	if err != nil {
+		if ctx.Err() != nil {
+			err = errors.Join(err, ctx.Err())
+		}
+		return 0, fmt.Errorf("admit payment %d (%s) after %d tries: %w", id, uid, tries, err)
+	}
+	return v, nil
+}
+
+func (g *Guard) admit(ctx context.Context, id int64, uid uuid.UUID) (Verdict, error) {
+	// Each try is bounded so that a hung connection cannot stall the payment.
+	tctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	var (
+		status  payment.Status
+		claimed bool
+	)
+	err := g.pool.QueryRow(tctx, admitSQL, id, uid, g.by, g.claims).Scan(&status, &claimed)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return Stale, nil
+	case err != nil:
+		return 0, err
+	case status.Final():
+		return Final, nil
+	case g.claims && !claimed:
+		return Claimed, nil
+	default:
+		return Send, nil
+	}
+}
+
+// Release deletes paymentID's claim, for a payment that was claimed but
+// certainly never sent (the processor client returned ErrNotSent), so that
+// its redelivery may send it. It is best effort: a claim left behind makes
+// the redelivery unknown, never sends twice. Without claims it does nothing.
+func (g *Guard) Release(ctx context.Context, paymentID int64) error {
+	if !g.claims {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	_, err := g.pool.Exec(ctx, `DELETE FROM dispatch_claims WHERE payment_id = $1 AND claimed_by = $2`, paymentID, g.by)
+	return err
+}
