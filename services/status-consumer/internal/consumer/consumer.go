@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
@@ -48,7 +49,10 @@ const Actor = "status-consumer"
 // Outcome is what the dispatcher learned about a payment.
 type Outcome struct {
 	PaymentID int64
-	UserID    int64
+	// PaymentUID must be the payment's uid: ids repeat across a database
+	// restore, uids never do.
+	PaymentUID uuid.UUID
+	UserID     int64
 	Status    payment.Status // processing, succeeded, failed or unknown
 	Reason    string
 }
@@ -228,6 +232,10 @@ func (c *Consumer) handle(ctx context.Context, rec *kgo.Record) error {
 	if err := validate(o); err != nil {
 		return c.deadLetter(ctx, rec, o, rejectInvalid, err, 1, firstSeen)
 	}
+	if o.PaymentUID == uuid.Nil {
+		return c.deadLetter(ctx, rec, o, rejectStale,
+			errors.New("outcome carries no payment_uid (made before migration 00004?): it cannot be told from another database's payment with the same id"), 1, firstSeen)
+	}
 
 	res, attempts, err := c.apply(ctx, o)
 	if reason := permanentReason(err); reason != "" {
@@ -240,7 +248,7 @@ func (c *Consumer) handle(ctx context.Context, rec *kgo.Record) error {
 		// The payment is this user's but its outcome cannot be applied:
 		// it shows unknown, never failed, until reconciliation or a replay
 		// of the dead letter resolves it.
-		o = Outcome{PaymentID: o.PaymentID, UserID: o.UserID, Status: payment.StatusUnknown,
+		o = Outcome{PaymentID: o.PaymentID, PaymentUID: o.PaymentUID, UserID: o.UserID, Status: payment.StatusUnknown,
 			Reason: fmt.Sprintf("outcome %s dead-lettered: %v", o.Status, err)}
 		res, _, err = c.apply(ctx, o)
 		if permanentReason(err) != "" {
@@ -316,8 +324,8 @@ func (c *Consumer) apply(ctx context.Context, o Outcome) (ledger.Result, int, er
 // applyOutcome applies o in one transaction with ledger.Apply: a
 // redelivered outcome returns its recorded event again, one that would move
 // the payment backwards changes nothing. It returns
-// ledger.ErrPaymentNotFound or ledger.ErrUserMismatch for outcomes that can
-// never apply.
+// ledger.ErrPaymentNotFound, ledger.ErrStale or ledger.ErrUserMismatch for
+// outcomes that can never apply.
 func applyOutcome(ctx context.Context, db *pgxpool.Pool, o Outcome) (ledger.Result, error) {
 	var res ledger.Result
 	err := postgres.InTx(ctx, db, func(tx pgx.Tx) error {
@@ -325,7 +333,7 @@ func applyOutcome(ctx context.Context, db *pgxpool.Pool, o Outcome) (ledger.Resu
 		// o.UserID is never 0 here (validate), so the ledger always checks
 		// that the payment is this user's.
 		res, err = ledger.Apply(ctx, tx, ledger.Transition{
-			PaymentID: o.PaymentID, UserID: o.UserID, To: o.Status, Actor: Actor, Reason: o.Reason,
+			PaymentID: o.PaymentID, PaymentUID: o.PaymentUID, UserID: o.UserID, To: o.Status, Actor: Actor, Reason: o.Reason,
 		})
 		return err
 	})
@@ -361,6 +369,8 @@ func permanentReason(err error) string {
 		return ""
 	case errors.Is(err, ledger.ErrPaymentNotFound):
 		return rejectUnknownPayment
+	case errors.Is(err, ledger.ErrStale):
+		return rejectStale
 	case errors.Is(err, ledger.ErrUserMismatch):
 		return rejectUserMismatch
 	case postgres.IsCheckViolation(err), postgres.IsForeignKeyViolation(err):
@@ -480,12 +490,20 @@ func decode(value []byte) (Outcome, error) {
 	if err := proto.Unmarshal(value, &pb); err != nil {
 		return Outcome{}, fmt.Errorf("decode PaymentOutcome: %w", err)
 	}
-	return Outcome{
+	o := Outcome{
 		PaymentID: pb.GetPaymentId(),
 		UserID:    pb.GetUserId(),
 		Status:    statuses[pb.GetStatus()],
 		Reason:    pb.GetReason(),
-	}, nil
+	}
+	if s := pb.GetPaymentUid(); s != "" {
+		uid, err := payment.ParseUID(s)
+		if err != nil {
+			return o, fmt.Errorf("decode PaymentOutcome: %w", err)
+		}
+		o.PaymentUID = uid
+	}
+	return o, nil
 }
 
 func validate(o Outcome) error {
@@ -507,6 +525,7 @@ func encodeEvent(ev *ledger.Event) ([]byte, error) {
 	payload, err := proto.Marshal(&financev1.PaymentEvent{
 		EventId:    ev.ID(),
 		PaymentId:  ev.PaymentID,
+		PaymentUid: ev.PaymentUID.String(),
 		UserId:     ev.UserID,
 		MerchantId: ev.MerchantID,
 		Amount:     ev.Amount,

@@ -5,11 +5,13 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
@@ -89,12 +91,18 @@ func withKey(key int64, in input) input {
 }
 
 func outcome(paymentID, userID int64, s financev1.OutcomeStatus, reason string) input {
-	return input{outcome: &financev1.PaymentOutcome{PaymentId: paymentID, UserId: userID, Status: s, Reason: reason, Attempts: 1}}
+	return input{outcome: &financev1.PaymentOutcome{PaymentId: paymentID, PaymentUid: uidOf(paymentID).String(),
+		UserId: userID, Status: s, Reason: reason, Attempts: 1}}
+}
+
+// uidOf is the uid of test payment id, derived from the id.
+func uidOf(paymentID int64) uuid.UUID {
+	return uuid.NewSHA1(uuid.NameSpaceOID, []byte(strconv.FormatInt(paymentID, 10)))
 }
 
 func event(paymentID, userID, amount int64, status, reason string, bal, held, seq int64) *financev1.PaymentEvent {
 	return &financev1.PaymentEvent{
-		EventId: fmt.Sprintf("%d:%s", paymentID, status), PaymentId: paymentID, UserId: userID,
+		EventId: fmt.Sprintf("%d:%s", paymentID, status), PaymentId: paymentID, PaymentUid: uidOf(paymentID).String(), UserId: userID,
 		MerchantId: merchantID, Amount: amount, Status: status, Reason: reason,
 		Balance: bal, Held: held, UserSeq: seq,
 	}
@@ -472,8 +480,8 @@ func (h *harness) seed(t *testing.T, fs ...fixture) {
 		hold := payment.HoldFor(f.amount)
 		b := &pgx.Batch{}
 		b.Queue(`INSERT INTO wallets (user_id, balance) VALUES ($1, $2) ON CONFLICT DO NOTHING`, f.userID, startBal)
-		b.Queue(`INSERT INTO payments (id, user_id, merchant_id, amount, status, idempotency_key, request_hash, hold)
-			VALUES ($1, $2, $3, $4, 'accepted', $5, 'h', $6)`, f.paymentID, f.userID, merchantID, f.amount, fmt.Sprint("k-", f.paymentID), hold)
+		b.Queue(`INSERT INTO payments (id, uid, user_id, merchant_id, amount, status, idempotency_key, request_hash, hold)
+			VALUES ($1, $2, $3, $4, $5, 'accepted', $6, 'h', $7)`, f.paymentID, uidOf(f.paymentID), f.userID, merchantID, f.amount, fmt.Sprint("k-", f.paymentID), hold)
 		b.Queue(`WITH w AS (
 				UPDATE wallets SET held = held + $3, event_seq = event_seq + 1 WHERE user_id = $2 RETURNING event_seq)
 			INSERT INTO payment_transitions (payment_id, user_id, user_seq, from_status, to_status, actor)

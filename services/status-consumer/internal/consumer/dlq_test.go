@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
@@ -100,8 +101,16 @@ func TestConsumerDeadLettersPoisonRecords(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := h.start(t)
+	// Payment 100000's id under another uid: an outcome made for another
+	// database (ids repeat after a restore); and one without a uid.
+	otherDatabase := outcome(100000, 7, succeeded, "")
+	otherDatabase.outcome.PaymentUid = uuid.NewString()
+	noUID := outcome(100000, 7, succeeded, "")
+	noUID.outcome.PaymentUid = ""
 	sent := h.send(t,
 		input{raw: []byte("not a protobuf"), key: 7},
+		otherDatabase,
+		noUID,
 		outcome(424242, 7, succeeded, ""),                                          // no such payment
 		outcome(100000, 7, financev1.OutcomeStatus_OUTCOME_STATUS_UNSPECIFIED, ""), // no status
 		withKey(7, outcome(100000, 8, succeeded, "")),                              // someone else's payment
@@ -127,6 +136,8 @@ func TestConsumerDeadLettersPoisonRecords(t *testing.T) {
 		paymentID, userID int64
 	}{
 		{rejectUndecodable, 0, 0},
+		{rejectStale, 100000, 7},
+		{rejectStale, 100000, 7},
 		{rejectUnknownPayment, 424242, 7},
 		{rejectInvalid, 100000, 7},
 		{rejectUserMismatch, 100000, 8},
@@ -147,9 +158,13 @@ func TestConsumerDeadLettersPoisonRecords(t *testing.T) {
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("dead letters (-want +got):\n%s", diff)
 	}
+	perReason := map[string]float64{}
 	for _, l := range want {
-		if n := testutil.ToFloat64(c.m.rejected.WithLabelValues(l.Reason)); n != 1 {
-			t.Errorf("rejected{reason=%q} = %v, want 1", l.Reason, n)
+		perReason[l.Reason]++
+	}
+	for reason, wantN := range perReason {
+		if n := testutil.ToFloat64(c.m.rejected.WithLabelValues(reason)); n != wantN {
+			t.Errorf("rejected{reason=%q} = %v, want %v", reason, n, wantN)
 		}
 	}
 	if diff := cmp.Diff(map[int64]paymentState{

@@ -14,6 +14,10 @@ const (
 	rejectUnknownPayment = "unknown_payment"
 	rejectUserMismatch   = "user_mismatch"
 	rejectConstraint     = "constraint"
+	// rejectStale: the outcome names a payment id that this database holds
+	// under another uid, or carries no uid: it was made for another
+	// database (one restored from a backup since) and is never applied.
+	rejectStale = "stale"
 )
 
 // metrics are the consumer's Prometheus collectors.
