@@ -53,8 +53,8 @@ type Outcome struct {
 	// restore, uids never do.
 	PaymentUID uuid.UUID
 	UserID     int64
-	Status    payment.Status // processing, succeeded, failed or unknown
-	Reason    string
+	Status     payment.Status // processing, succeeded, failed or unknown
+	Reason     string
 }
 
 // Config tunes a Consumer.

@@ -111,7 +111,7 @@ func TestConsumerDeadLettersPoisonRecords(t *testing.T) {
 		input{raw: []byte("not a protobuf"), key: 7},
 		otherDatabase,
 		noUID,
-		outcome(424242, 7, succeeded, ""),                                          // no such payment
+		outcome(424242, 7, succeeded, ""), // no such payment
 		outcome(100000, 7, financev1.OutcomeStatus_OUTCOME_STATUS_UNSPECIFIED, ""), // no status
 		withKey(7, outcome(100000, 8, succeeded, "")),                              // someone else's payment
 		outcome(100001, 7, succeeded, ""),                                          // constraint violation
