@@ -136,9 +136,11 @@ func unresolved(w Write) bool {
 	return false
 }
 
-// paymentIDFromExecution finds the pipeline payment an execution belongs
-// to: the dispatcher sends Idempotency-Key "payment-<id>" and reference
-// "<id>" on the proposed API. It returns 0 when the execution names none.
+// paymentIDFromExecution finds the pipeline payment an execution names by
+// number: the dispatcher sends reference "<id>" on the proposed API (and
+// releases before migration 00004 sent key "payment-<id>"). The key
+// "payment-<uid>" (payment.ProcessorKey) names it better; the checker tries
+// that first. It returns 0 when the execution names no number.
 func paymentIDFromExecution(key, reference string) int64 {
 	if len(key) > len("payment-") && key[:len("payment-")] == "payment-" {
 		if id, err := strconv.ParseInt(key[len("payment-"):], 10, 64); err == nil {

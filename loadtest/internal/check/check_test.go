@@ -9,12 +9,14 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/finsvc/finance/loadtest/internal/check"
 	"github.com/finsvc/finance/loadtest/internal/fakes"
 	"github.com/finsvc/finance/loadtest/internal/simclient"
 	"github.com/finsvc/finance/loadtest/internal/target"
+	"github.com/finsvc/finance/pkg/payment"
 	"github.com/finsvc/finance/pkg/pgtest"
 )
 
@@ -87,6 +89,24 @@ func execution(seq, id, user, amount int64) simclient.Execution {
 		Reference: fmt.Sprint(id), UserID: user, Amount: amount, API: "proposed", ExecutedAt: time.Now()}
 }
 
+// uidExecution is an execution as the dispatcher makes it: keyed by the
+// payment's uid, with reference "<id>"; reference, when not 0, overrides it
+// (after a database restore, ids repeat and a reference can name another
+// payment).
+func uidExecution(t *testing.T, pool *pgxpool.Pool, seq, id, reference, user, amount int64) simclient.Execution {
+	t.Helper()
+	e := execution(seq, id, user, amount)
+	var uid uuid.UUID
+	if err := pool.QueryRow(context.Background(), `SELECT uid FROM payments WHERE id = $1`, id).Scan(&uid); err != nil {
+		t.Fatal(err)
+	}
+	e.IdempotencyKey = payment.ProcessorKey(uid)
+	if reference != 0 {
+		e.Reference = fmt.Sprint(reference)
+	}
+	return e
+}
+
 func TestPipelineCheck(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
@@ -144,6 +164,31 @@ func TestPipelineCheck(t *testing.T) {
 					[]simclient.Execution{execution(1, 999_999_999, 3, -5)}
 			},
 			want: counts{Lost: 1, BalanceMismatch: 3, ToldOK: 1, RecordedNotExecuted: 1, OrphanExecutions: 1},
+		},
+		{
+			name: "keyed by uid: the key names the payment, whatever the reference says",
+			setup: func(t *testing.T, pool *pgxpool.Pool) ([]check.Write, []simclient.Execution) {
+				a := settle(t, pool, 1, -100, "run-0")
+				b := settle(t, pool, 2, -101, "run-1")
+				return []check.Write{
+						{UserID: 1, Amount: -100, Key: "run-0", Code: 202, Class: target.OK, PaymentID: a},
+						{UserID: 2, Amount: -101, Key: "run-1", Code: 202, Class: target.OK, PaymentID: b},
+					}, []simclient.Execution{
+						uidExecution(t, pool, 1, a, b, 1, -100), uidExecution(t, pool, 2, b, a, 2, -101),
+					}
+			},
+			want: counts{ToldOK: 2, Executions: 2},
+		},
+		{
+			name: "keyed by a uid no database row has: lost, even with the reference of a run payment",
+			setup: func(t *testing.T, pool *pgxpool.Pool) ([]check.Write, []simclient.Execution) {
+				a := settle(t, pool, 1, -100, "run-0")
+				orphan := execution(2, a, 1, -100)
+				orphan.IdempotencyKey = payment.ProcessorKey(payment.NewUID())
+				return []check.Write{{UserID: 1, Amount: -100, Key: "run-0", Code: 202, Class: target.OK, PaymentID: a}},
+					[]simclient.Execution{uidExecution(t, pool, 1, a, 0, 1, -100), orphan}
+			},
+			want: counts{Lost: 1, BalanceMismatch: 1, ToldOK: 1, Executions: 1, OrphanExecutions: 1},
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

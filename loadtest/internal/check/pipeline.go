@@ -10,6 +10,7 @@ import (
 
 	"github.com/finsvc/finance/loadtest/internal/simclient"
 	"github.com/finsvc/finance/loadtest/internal/target"
+	"github.com/finsvc/finance/pkg/payment"
 )
 
 // Pipeline checks the pipeline's database (the schema of pkg/schema).
@@ -74,6 +75,7 @@ func (p *Pipeline) Backlog(ctx context.Context) (Backlog, error) {
 
 type dbPayment struct {
 	ID     int64
+	UID    string
 	UserID int64
 	Amount int64
 	Status string
@@ -86,7 +88,7 @@ type dbPayment struct {
 func (p *Pipeline) Check(ctx context.Context, writes []Write, execs []simclient.Execution) (Report, error) {
 	rep := Report{Target: string(target.Pipeline), ByStatus: map[string]int64{}}
 	rows, err := p.pool.Query(ctx, `
-		SELECT id, user_id, amount, status, hold, idempotency_key FROM payments
+		SELECT id, uid::text, user_id, amount, status, hold, idempotency_key FROM payments
 		WHERE user_id BETWEEN $1 AND $2 AND idempotency_key LIKE $3`,
 		p.firstUser, p.lastUser, likePrefix(p.keyPrefix))
 	if err != nil {
@@ -98,10 +100,12 @@ func (p *Pipeline) Check(ctx context.Context, writes []Write, execs []simclient.
 	}
 	byKey := make(map[string]*dbPayment, len(pays))
 	byID := make(map[int64]*dbPayment, len(pays))
+	byUID := make(map[string]*dbPayment, len(pays))
 	byUA := make(map[userAmount]*dbPayment, len(pays))
 	for i := range pays {
 		byKey[pays[i].Key] = &pays[i]
 		byID[pays[i].ID] = &pays[i]
+		byUID[pays[i].UID] = &pays[i]
 		byUA[userAmount{pays[i].UserID, pays[i].Amount}] = &pays[i]
 	}
 	rep.InDatabase = int64(len(pays))
@@ -139,6 +143,17 @@ func (p *Pipeline) Check(ctx context.Context, writes []Write, execs []simclient.
 			continue
 		}
 		id := paymentIDFromExecution(e.IdempotencyKey, e.Reference)
+		if uid, ok := payment.ParseProcessorKey(e.IdempotencyKey); ok {
+			// The key names the payment's uid: only that payment is it,
+			// even where the numeric reference names another.
+			id = 0
+			if pay := byUID[uid.String()]; pay != nil {
+				id = pay.ID
+			} else {
+				keyedOthers = append(keyedOthers, e)
+				continue
+			}
+		}
 		switch {
 		case id != 0 && byID[id] != nil:
 			execCount[id]++
@@ -167,28 +182,37 @@ func (p *Pipeline) Check(ctx context.Context, writes []Write, execs []simclient.
 	// Keyed executions of payments that are not the run's: another run's or
 	// an unknown payment. Only the unknown ones are lost money.
 	if len(keyedOthers) > 0 {
-		ids := make([]int64, len(keyedOthers))
+		// Each names its payment by the key's uid, or by the numeric
+		// reference where the key is not a uid key.
+		names := make([]string, len(keyedOthers))
 		for i, e := range keyedOthers {
-			ids[i] = paymentIDFromExecution(e.IdempotencyKey, e.Reference)
+			if uid, ok := payment.ParseProcessorKey(e.IdempotencyKey); ok {
+				names[i] = "uid:" + uid.String()
+			} else {
+				names[i] = fmt.Sprintf("id:%d", paymentIDFromExecution(e.IdempotencyKey, e.Reference))
+			}
 		}
-		var known []int64
-		rows, err := p.pool.Query(ctx, `SELECT id FROM payments WHERE id = ANY($1)`, ids)
+		rows, err := p.pool.Query(ctx, `
+			SELECT n FROM unnest($1::text[]) AS n
+			WHERE EXISTS (SELECT 1 FROM payments
+				WHERE (n LIKE 'uid:%' AND uid::text = substr(n, 5)) OR (n LIKE 'id:%' AND id::text = substr(n, 4)))`, names)
 		if err != nil {
 			return rep, fmt.Errorf("look up executed payments: %w", err)
 		}
-		if known, err = pgx.CollectRows(rows, pgx.RowTo[int64]); err != nil {
+		known, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
 			return rep, fmt.Errorf("look up executed payments: %w", err)
 		}
-		exists := map[int64]bool{}
-		for _, id := range known {
-			exists[id] = true
+		exists := map[string]bool{}
+		for _, n := range known {
+			exists[n] = true
 		}
 		for i, e := range keyedOthers {
-			if !exists[ids[i]] {
+			if !exists[names[i]] {
 				rep.Lost++
 				rep.OrphanExecutions++
 				execSum[e.UserID] += e.Amount
-				rep.example("pipeline-3", "processor executed payment-%d (user %d, amount %d), which is in no database row", ids[i], e.UserID, e.Amount)
+				rep.example("pipeline-3", "processor executed %s (key %q, user %d, amount %d), which is in no database row", names[i], e.IdempotencyKey, e.UserID, e.Amount)
 			}
 		}
 	}
