@@ -1,13 +1,19 @@
 // Package reconcile compares our payments with the processor's record of
 // what it executed. It resolves payments left unknown (the dispatcher could
-// not learn their outcome) from that record, never by guessing, and reports
-// every mismatch between the two sides.
+// not learn their outcome), and payments stuck accepted or processing (their
+// outcome was lost, e.g. applied to a database since restored from a
+// backup), from that record, never by guessing, and reports every mismatch
+// between the two sides.
 //
-// Evidence, strongest first:
+// Executions are tied to payments by the idempotency key the dispatcher
+// sends, "payment-<uid>" (payment.ProcessorKey): uids never repeat, payment
+// ids do after a restore.
 //
-//  1. The statement has executions under the payment's key "payment-<id>":
-//     it was executed → succeeded (if user and amount agree).
-//  2. The proposed API's lookup GET /v2/payments/payment-<id>: succeeded →
+// Evidence for an unknown payment, strongest first:
+//
+//  1. The statement has executions under the payment's key: it was
+//     executed → succeeded (if user and amount agree).
+//  2. The proposed API's lookup GET /v2/payments/payment-<uid>: succeeded →
 //     succeeded; declined → failed; 404 → failed "not executed by
 //     processor", but only once the processor can no longer execute it
 //     (Config.SafetyBound after the payment became unknown) and while the
@@ -17,9 +23,18 @@
 //     payment → succeeded; none once the window has closed → failed;
 //     anything else is ambiguous and stays unknown, reported.
 //
+// A payment accepted or processing for longer than Config.StuckAfter is
+// resolved by the keyed evidence only (1 and 2): executed → succeeded,
+// declined → failed. A 404 proves nothing for it: its request may still be
+// queued in Kafka, and the processor would then execute it. It is left, and
+// reported.
+//
 // A resolution is written in one PostgreSQL transaction through
 // ledger.Apply (the status consumer's rules), audited in
 // payment_transitions with actor "reconciler" and the evidence as reason.
+//
+// Recover re-creates the payments of executions whose uid the database does
+// not hold: what a restore from a backup loses.
 package reconcile
 
 import (
@@ -30,6 +45,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -54,6 +70,14 @@ type Config struct {
 	KeyRetention time.Duration
 	// ClockSkew widens every time window, for the processor's clock.
 	ClockSkew time.Duration
+	// StuckAfter is how long after its acceptance a payment may stay
+	// accepted or processing before the reconciler asks the processor about
+	// it; 0 leaves such payments to the pipeline.
+	StuckAfter time.Duration
+	// StuckLookups bounds the lookups of stuck payments per pass (oldest
+	// first), so that a long backlog does not turn every pass into a lookup
+	// of every queued payment; 0 asks the statement only.
+	StuckLookups int
 	// DryRun decides and reports without changing anything.
 	DryRun bool
 	// BatchSize is how many unknown payments are read per query.
@@ -71,17 +95,23 @@ func DefaultConfig() Config {
 		SafetyBound:  time.Minute,
 		KeyRetention: 24 * time.Hour,
 		ClockSkew:    5 * time.Second,
+		StuckAfter:   2 * time.Minute,
+		StuckLookups: 1000,
 		BatchSize:    500,
 		Verify:       verify.DefaultConfig(),
 	}
 }
 
-// Resolution is what the reconciler decided for one unknown payment.
+// Resolution is what the reconciler decided for one unknown or stuck payment.
 type Resolution struct {
-	PaymentID int64 `json:"payment_id"`
-	UserID    int64 `json:"user_id"`
-	Amount    int64 `json:"amount"`
-	// To is succeeded or failed; empty when the payment stays unknown.
+	PaymentID  int64     `json:"payment_id"`
+	PaymentUID uuid.UUID `json:"payment_uid"`
+	UserID     int64     `json:"user_id"`
+	Amount     int64     `json:"amount"`
+	// From is the payment's status when examined: unknown, or accepted or
+	// processing for a stuck payment.
+	From payment.Status `json:"from"`
+	// To is succeeded or failed; empty when the payment is left as it is.
 	To payment.Status `json:"to,omitempty"`
 	// Why is the evidence, or why it stays unknown. It is the audit reason.
 	Why string `json:"why"`
@@ -98,18 +128,28 @@ type Report struct {
 	Statement  bool  `json:"statement"`
 	Executions int64 `json:"executions"`
 	Lookup     bool  `json:"lookup"`
-	// Unknown is how many unknown payments were examined.
-	Unknown   int64 `json:"unknown"`
-	Succeeded int64 `json:"succeeded"`
-	Failed    int64 `json:"failed"`
-	// Left stay unknown: too recent, ambiguous, or the processor could not
-	// be asked. Errors counts the lookups that failed among them.
+	// Unknown is how many unknown payments were examined; Stuck how many
+	// accepted or processing for longer than StuckAfter.
+	Unknown    int64  `json:"unknown"`
+	Stuck      int64  `json:"stuck"`
+	StuckAfter string `json:"stuck_after"`
+	Succeeded  int64  `json:"succeeded"`
+	Failed     int64  `json:"failed"`
+	// Left are left as they were: too recent, ambiguous, not found (a stuck
+	// payment may still be queued), or the processor could not be asked.
+	// Errors counts the lookups that failed among them.
 	Left   int64 `json:"left"`
 	Errors int64 `json:"errors"`
 	// Resolved lists the resolutions (applied, or proposed in a dry run);
-	// Unresolved the payments left unknown, each with why.
+	// Unresolved the payments left, each with why.
 	Resolved   []Resolution `json:"resolved"`
 	Unresolved []Resolution `json:"unresolved"`
+	// WithoutPayment lists the statement's executions under a key
+	// "payment-<uid>" whose uid no payment here holds (the first 1000, in
+	// execution order; WithoutPaymentCount counts them all): what a restore
+	// from a backup loses. financectl recover re-creates them.
+	WithoutPayment      []LostExecution `json:"executions_without_payment"`
+	WithoutPaymentCount int64           `json:"executions_without_payment_count"`
 	// Mismatches are the statement invariants of package verify after the
 	// pass: paid twice, paid there but failed here, amount differences, ...
 	Mismatches []verify.Finding `json:"mismatches,omitempty"`
@@ -146,17 +186,28 @@ func (r Report) WriteText(w io.Writer) error {
 		src = append(src, "none")
 	}
 	fmt.Fprintf(&b, "  evidence: %s\n", strings.Join(src, ", "))
-	fmt.Fprintf(&b, "  unknown payments: %d → succeeded %d, failed %d, left unknown %d (lookup errors %d)\n",
-		r.Unknown, r.Succeeded, r.Failed, r.Left, r.Errors)
+	stuck := fmt.Sprintf("accepted or processing for over %s: %d", r.StuckAfter, r.Stuck)
+	if r.StuckAfter == "" || r.StuckAfter == "0s" {
+		stuck = "stuck accepted or processing: not examined"
+	}
+	fmt.Fprintf(&b, "  unknown payments: %d, %s → succeeded %d, failed %d, left %d (lookup errors %d)\n",
+		r.Unknown, stuck, r.Succeeded, r.Failed, r.Left, r.Errors)
 	for _, x := range r.Resolved {
 		verb := "resolved"
 		if !x.Applied {
 			verb = "would resolve"
 		}
-		fmt.Fprintf(&b, "    payment %d (user %d, amount %d): %s → %s: %s\n", x.PaymentID, x.UserID, x.Amount, verb, x.To, x.Why)
+		fmt.Fprintf(&b, "    payment %d (user %d, amount %d): %s %s → %s: %s\n", x.PaymentID, x.UserID, x.Amount, verb, x.From, x.To, x.Why)
 	}
 	for _, x := range r.Unresolved {
-		fmt.Fprintf(&b, "    payment %d (user %d, amount %d): left unknown: %s\n", x.PaymentID, x.UserID, x.Amount, x.Why)
+		fmt.Fprintf(&b, "    payment %d (user %d, amount %d): left %s: %s\n", x.PaymentID, x.UserID, x.Amount, x.From, x.Why)
+	}
+	if r.Statement {
+		fmt.Fprintf(&b, "  executions without payment (uid not held here, e.g. lost in a restore): %d\n", r.WithoutPaymentCount)
+		WriteLostExecutions(&b, r.WithoutPayment)
+		if n := r.WithoutPaymentCount - int64(len(r.WithoutPayment)); n > 0 {
+			fmt.Fprintf(&b, "    ... and %d more\n", n)
+		}
 	}
 	if r.Statement {
 		fmt.Fprintf(&b, "  mismatches with the processor: %d\n", r.MismatchCount())
@@ -186,11 +237,15 @@ func New(db *pgxpool.Pool, stmt verify.Statement, lookup Lookup, cfg Config) *Re
 	return &Reconciler{db: db, stmt: stmt, lookup: lookup, cfg: cfg}
 }
 
-// candidate is an unknown payment with the statement's evidence about it.
+// candidate is an unknown or stuck payment with the statement's evidence
+// about it.
 type candidate struct {
-	ID, UserID, Amount int64
-	CreatedAt          time.Time
-	UnknownSince       time.Time
+	ID             int64
+	UID            uuid.UUID
+	UserID, Amount int64
+	Status         payment.Status
+	CreatedAt      time.Time
+	UpdatedAt      time.Time // when it became unknown, for an unknown payment
 	// WindowClosed: the processor can no longer execute it (SafetyBound
 	// has passed since it became unknown).
 	WindowClosed bool
@@ -198,7 +253,7 @@ type candidate struct {
 	StatementCovers bool
 	// KeyAlive: the processor still keeps its idempotency key.
 	KeyAlive bool
-	// Keyed executions under "payment-<id>"; KeyedOff of them name
+	// Keyed executions under "payment-<uid>"; KeyedOff of them name
 	// another user or amount.
 	Keyed, KeyedOff int64
 	KeyedRefs       string
@@ -210,18 +265,21 @@ type candidate struct {
 	AsIsShared bool
 }
 
-// The window of a payment q is [created_at − skew, updated_at + safety +
-// skew]: an execution for it cannot be earlier than its acceptance, nor
-// later than the safety bound after its last change.
+// The candidates are the unknown payments and, when $7, the accepted or
+// processing ones created more than $8 ago. The window of a payment q is
+// [created_at − skew, updated_at + safety + skew]: an execution for it
+// cannot be earlier than its acceptance, nor later than the safety bound
+// after its last change. Stuck payments use the keyed evidence only.
 const candidatesSQL = `
 WITH u AS (
-	SELECT id, user_id, amount, created_at, updated_at
+	SELECT id, uid, user_id, amount, status, created_at, updated_at
 	FROM payments
-	WHERE status = 'unknown' AND id > $1
+	WHERE status NOT IN ('succeeded', 'failed') AND id > $1
+	  AND (status = 'unknown' OR ($7 AND created_at < now() - $8 * interval '1 microsecond'))
 	ORDER BY id
 	LIMIT $2
 )
-SELECT u.id, u.user_id, u.amount, u.created_at, u.updated_at,
+SELECT u.id, u.uid, u.user_id, u.amount, u.status, u.created_at, u.updated_at,
        now() >= u.updated_at + $3 * interval '1 microsecond',
        $4::timestamptz >= u.updated_at + ($3 + $5) * interval '1 microsecond',
        now() < u.created_at + $6 * interval '1 microsecond',
@@ -233,7 +291,7 @@ CROSS JOIN LATERAL (
 	       count(*) FILTER (WHERE x.user_id <> u.user_id OR x.amount <> u.amount) AS off,
 	       string_agg(x.ref, ', ' ORDER BY x.seq) AS refs
 	FROM ` + verify.StatementTable + ` x
-	WHERE x.payment_id = u.id
+	WHERE x.payment_uid = u.uid
 ) k
 CROSS JOIN LATERAL (
 	SELECT count(*) AS n, min(x.ref) AS ref,
@@ -243,18 +301,29 @@ CROSS JOIN LATERAL (
 	             AND x.executed_at BETWEEN q.created_at - $5 * interval '1 microsecond'
 	                                   AND q.updated_at + ($3 + $5) * interval '1 microsecond')) AS shared
 	FROM ` + verify.StatementTable + ` x
-	WHERE x.payment_id IS NULL AND x.user_id = u.user_id AND x.amount = u.amount
+	WHERE u.status = 'unknown' AND x.payment_uid IS NULL AND x.user_id = u.user_id AND x.amount = u.amount
 	  AND x.executed_at BETWEEN u.created_at - $5 * interval '1 microsecond'
 	                        AND u.updated_at + ($3 + $5) * interval '1 microsecond'
 ) a
 ORDER BY u.id`
 
-// Run makes one reconciliation pass: every unknown payment is examined once
-// and resolved when the evidence allows, then the statement invariants are
+// pass is the state of one Run.
+type pass struct {
+	loaded verify.Loaded
+	rep    *Report
+	// lookups of stuck payments made so far.
+	stuckLookups int
+}
+
+// Run makes one reconciliation pass: every unknown payment, and every
+// payment accepted or processing for longer than Config.StuckAfter, is
+// examined once and resolved when the evidence allows; then the statement's
+// executions without a payment are listed and the statement invariants
 // checked. An error means the pass could not run; a failed lookup only
-// leaves its payment unknown.
+// leaves its payment as it was.
 func (rc *Reconciler) Run(ctx context.Context) (Report, error) {
-	rep := Report{DryRun: rc.cfg.DryRun, Lookup: rc.lookup != nil, Resolved: []Resolution{}, Unresolved: []Resolution{}}
+	rep := Report{DryRun: rc.cfg.DryRun, Lookup: rc.lookup != nil, StuckAfter: rc.cfg.StuckAfter.String(),
+		Resolved: []Resolution{}, Unresolved: []Resolution{}, WithoutPayment: []LostExecution{}}
 	conn, err := rc.db.Acquire(ctx)
 	if err != nil {
 		return rep, fmt.Errorf("acquire connection: %w", err)
@@ -267,20 +336,22 @@ func (rc *Reconciler) Run(ctx context.Context) (Report, error) {
 		return rep, err
 	}
 	rep.StartedAt, rep.Statement, rep.Executions = loaded.At, loaded.Present, loaded.Executions
+	ps := &pass{loaded: loaded, rep: &rep}
 
 	var after int64
 	for {
 		rows, err := conn.Query(ctx, candidatesSQL, after, rc.cfg.BatchSize,
-			rc.cfg.SafetyBound.Microseconds(), loaded.At, rc.cfg.ClockSkew.Microseconds(), rc.cfg.KeyRetention.Microseconds())
+			rc.cfg.SafetyBound.Microseconds(), loaded.At, rc.cfg.ClockSkew.Microseconds(), rc.cfg.KeyRetention.Microseconds(),
+			rc.cfg.StuckAfter > 0, rc.cfg.StuckAfter.Microseconds())
 		if err != nil {
-			return rep, fmt.Errorf("read unknown payments: %w", err)
+			return rep, fmt.Errorf("read unknown and stuck payments: %w", err)
 		}
 		batch, err := pgx.CollectRows(rows, pgx.RowToStructByPos[candidate])
 		if err != nil {
-			return rep, fmt.Errorf("read unknown payments: %w", err)
+			return rep, fmt.Errorf("read unknown and stuck payments: %w", err)
 		}
 		for _, c := range batch {
-			if err := rc.resolve(ctx, c, loaded, &rep); err != nil {
+			if err := rc.resolve(ctx, c, ps); err != nil {
 				return rep, err
 			}
 			after = c.ID
@@ -290,6 +361,11 @@ func (rc *Reconciler) Run(ctx context.Context) (Report, error) {
 		}
 	}
 
+	if loaded.Present {
+		if rep.WithoutPayment, rep.WithoutPaymentCount, err = lostExecutions(ctx, conn.Conn(), nil, maxListed); err != nil {
+			return rep, err
+		}
+	}
 	if rep.Mismatches, err = verify.New(rc.db, nil, rc.cfg.Verify).CheckStatement(ctx, conn.Conn(), loaded); err != nil {
 		return rep, err
 	}
@@ -298,10 +374,16 @@ func (rc *Reconciler) Run(ctx context.Context) (Report, error) {
 }
 
 // resolve decides one payment and applies the decision unless dry-running.
-func (rc *Reconciler) resolve(ctx context.Context, c candidate, loaded verify.Loaded, rep *Report) error {
-	rep.Unknown++
-	r := Resolution{PaymentID: c.ID, UserID: c.UserID, Amount: c.Amount}
-	r.To, r.Why = rc.decide(ctx, c, loaded, rep)
+func (rc *Reconciler) resolve(ctx context.Context, c candidate, ps *pass) error {
+	rep := ps.rep
+	r := Resolution{PaymentID: c.ID, PaymentUID: c.UID, UserID: c.UserID, Amount: c.Amount, From: c.Status}
+	if c.Status == payment.StatusUnknown {
+		rep.Unknown++
+		r.To, r.Why = rc.decide(ctx, c, ps.loaded, rep)
+	} else {
+		rep.Stuck++
+		r.To, r.Why = rc.decideStuck(ctx, c, ps)
+	}
 	if r.To == "" {
 		rep.Left++
 		appendListed(&rep.Unresolved, r)
@@ -313,8 +395,9 @@ func (rc *Reconciler) resolve(ctx context.Context, c candidate, loaded verify.Lo
 			return err
 		}
 		if !applied {
-			// Another path moved it meanwhile (e.g. a replayed outcome).
-			r.To, r.Why = "", "no longer unknown when the resolution was written: changed meanwhile"
+			// Another path finished it meanwhile (the status consumer, a
+			// replayed outcome).
+			r.To, r.Why = "", "final when the resolution was written: changed meanwhile"
 			rep.Left++
 			appendListed(&rep.Unresolved, r)
 			return nil
@@ -337,19 +420,29 @@ func appendListed(list *[]Resolution, r Resolution) {
 	}
 }
 
-// decide returns the status to resolve c to and why, or "" and why not.
+// keyed returns the decision the statement's executions under c's key
+// allow, and false when the statement shows none.
+func keyed(c candidate, key string) (payment.Status, string, bool) {
+	if c.Keyed == 0 {
+		return "", "", false
+	}
+	if c.KeyedOff > 0 {
+		return "", fmt.Sprintf("the processor executed %s for another user or amount (%s): needs an operator", key, c.KeyedRefs), true
+	}
+	why := fmt.Sprintf("reconciled: the processor's statement shows %s executed as %s", key, c.KeyedRefs)
+	if c.Keyed > 1 {
+		why += fmt.Sprintf(" (%d times: reported as paid twice)", c.Keyed)
+	}
+	return payment.StatusSucceeded, why, true
+}
+
+// decide returns the status to resolve unknown payment c to and why, or ""
+// and why not.
 func (rc *Reconciler) decide(ctx context.Context, c candidate, loaded verify.Loaded, rep *Report) (payment.Status, string) {
-	key := fmt.Sprintf("%s%d", verify.KeyPrefix, c.ID)
+	key := payment.ProcessorKey(c.UID)
 	// 1. Executions under the payment's own key.
-	if c.Keyed > 0 {
-		if c.KeyedOff > 0 {
-			return "", fmt.Sprintf("the processor executed %s for another user or amount (%s): needs an operator", key, c.KeyedRefs)
-		}
-		why := fmt.Sprintf("reconciled: the processor's statement shows %s executed as %s", key, c.KeyedRefs)
-		if c.Keyed > 1 {
-			why += fmt.Sprintf(" (%d times: reported as paid twice)", c.Keyed)
-		}
-		return payment.StatusSucceeded, why
+	if to, why, ok := keyed(c, key); ok {
+		return to, why
 	}
 	// 2. Ask the processor by key.
 	if rc.lookup != nil {
@@ -372,7 +465,7 @@ func (rc *Reconciler) decide(ctx context.Context, c candidate, loaded verify.Loa
 			return "", fmt.Sprintf("the processor reports %s with status %q", key, res.Status)
 		case !c.WindowClosed:
 			return "", fmt.Sprintf("not found by the processor yet, but it may still execute it until %s",
-				c.UnknownSince.Add(rc.cfg.SafetyBound).UTC().Format(time.RFC3339))
+				c.UpdatedAt.Add(rc.cfg.SafetyBound).UTC().Format(time.RFC3339))
 		case c.AsIs > 0:
 			return "", fmt.Sprintf("not found by key, but %d executions without a key match its user and amount: ambiguous", c.AsIs)
 		case c.KeyAlive:
@@ -390,7 +483,7 @@ func (rc *Reconciler) decide(ctx context.Context, c candidate, loaded verify.Loa
 	}
 	if !c.StatementCovers {
 		return "", fmt.Sprintf("the statement was read before its window closed (%s)",
-			c.UnknownSince.Add(rc.cfg.SafetyBound+rc.cfg.ClockSkew).UTC().Format(time.RFC3339))
+			c.UpdatedAt.Add(rc.cfg.SafetyBound+rc.cfg.ClockSkew).UTC().Format(time.RFC3339))
 	}
 	switch {
 	case c.AsIs == 0:
@@ -404,8 +497,52 @@ func (rc *Reconciler) decide(ctx context.Context, c candidate, loaded verify.Loa
 	}
 }
 
+// decideStuck returns the status to resolve c, accepted or processing for
+// longer than StuckAfter, to and why, or "" and why not. Only what the
+// processor says under the payment's key counts: executed → succeeded,
+// declined → failed. Not found proves nothing, since the request may still
+// be queued in Kafka and be executed later; and an execution without a key
+// (as-is) cannot be told from one of a later payment of the same user and
+// amount while this one may still be sent.
+func (rc *Reconciler) decideStuck(ctx context.Context, c candidate, ps *pass) (payment.Status, string) {
+	key := payment.ProcessorKey(c.UID)
+	age := fmt.Sprintf("%s for %s since its acceptance", c.Status, ps.loaded.At.Sub(c.CreatedAt).Round(time.Second))
+	if to, why, ok := keyed(c, key); ok {
+		if to != "" {
+			why += " (" + age + ")"
+		}
+		return to, why
+	}
+	if rc.lookup == nil {
+		return "", fmt.Sprintf("%s; the statement shows no execution under %s, and without the lookup a decline cannot be learned", age, key)
+	}
+	if ps.stuckLookups >= rc.cfg.StuckLookups {
+		return "", fmt.Sprintf("%s; not looked up: this pass's %d lookups of stuck payments are spent", age, rc.cfg.StuckLookups)
+	}
+	ps.stuckLookups++
+	res, found, err := rc.lookup.Lookup(ctx, key)
+	switch {
+	case errors.Is(err, ErrNoLookupRoute) && ps.loaded.Present:
+		return "", fmt.Sprintf("%s; the processor has no lookup (as-is API?) and its statement shows no execution under %s", age, key)
+	case err != nil:
+		ps.rep.Errors++
+		return "", fmt.Sprintf("%s; lookup failed: %v", age, err)
+	case found && res.Status == "succeeded":
+		if res.UserID != c.UserID || res.Amount != c.Amount {
+			return "", fmt.Sprintf("the processor executed %s as %s for user %d amount %d: needs an operator", key, res.ID, res.UserID, res.Amount)
+		}
+		return payment.StatusSucceeded, fmt.Sprintf("reconciled: the processor reports %s succeeded as %s (%s)", key, res.ID, age)
+	case found && res.Status == "declined":
+		return payment.StatusFailed, fmt.Sprintf("reconciled: declined by processor: %s (%s)", res.Reason, age)
+	case found:
+		return "", fmt.Sprintf("%s; the processor reports %s with status %q", age, key, res.Status)
+	default:
+		return "", fmt.Sprintf("%s; not found by the processor under %s: its request may still be queued (Kafka), left to the pipeline", age, key)
+	}
+}
+
 // apply writes r in one transaction. It returns false when the payment is
-// no longer unknown.
+// final by then.
 func (rc *Reconciler) apply(ctx context.Context, r Resolution) (bool, error) {
 	applied := false
 	err := postgres.InTx(ctx, rc.db, func(tx pgx.Tx) error {
@@ -413,11 +550,11 @@ func (rc *Reconciler) apply(ctx context.Context, r Resolution) (bool, error) {
 		if err != nil {
 			return err
 		}
-		if p.Status != payment.StatusUnknown {
+		if p.Status.Final() {
 			return nil
 		}
 		res, err := ledger.Apply(ctx, tx, ledger.Transition{
-			PaymentID: r.PaymentID, UserID: r.UserID, To: r.To, Actor: Actor, Reason: r.Why,
+			PaymentID: r.PaymentID, PaymentUID: r.PaymentUID, UserID: r.UserID, To: r.To, Actor: Actor, Reason: r.Why,
 		})
 		if err != nil {
 			return err

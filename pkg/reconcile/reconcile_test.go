@@ -12,11 +12,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/finsvc/finance/pkg/ledger"
 	"github.com/finsvc/finance/pkg/outbox"
+	"github.com/finsvc/finance/pkg/payment"
 	"github.com/finsvc/finance/pkg/pgtest"
 	"github.com/finsvc/finance/pkg/reconcile"
 	"github.com/finsvc/finance/pkg/verify"
@@ -26,16 +28,27 @@ func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
 
 const user = 10
 
-// unknownPayment is a debit of user 10 left unknown by the dispatcher.
+// unknownPayment is a debit of user 10 left unknown by the dispatcher, or,
+// with a status, accepted or processing.
 type unknownPayment struct {
 	id, amount int64
 	age        time.Duration // since accepted
-	unknownFor time.Duration // since it became unknown
+	unknownFor time.Duration // since it became unknown (or its status)
+	status     string        // "" is unknown
 }
 
+// uidOf is the uid the seeded payment id gets, so tests can name its key.
+func uidOf(id int64) uuid.UUID {
+	return uuid.MustParse(fmt.Sprintf("00000000-0000-7000-8000-%012d", id))
+}
+
+// keyOf is the processor key of seeded payment id: payment-<its uid>.
+func keyOf(id int64) string { return payment.ProcessorKey(uidOf(id)) }
+
 // seed writes user 10 with a settled balance of 10000 (a seed payment and
-// its entry) and the unknown payments, each holding its amount, with their
-// audit rows (accepted, unknown).
+// its entry) and the payments, each holding its amount, with their audit
+// rows (accepted, then unknown or processing). Every payment's uid is
+// uidOf(id).
 func seed(t *testing.T, ps []unknownPayment, extraSQL ...string) *pgxpool.Pool {
 	t.Helper()
 	pool := pgtest.NewPool(t)
@@ -46,19 +59,33 @@ func seed(t *testing.T, ps []unknownPayment, extraSQL ...string) *pgxpool.Pool {
 	}
 	fmt.Fprintf(&b, `
 		INSERT INTO merchants (id, name) VALUES (1, 'Pleo'), (2, 'Apple');
-		INSERT INTO wallets (user_id, balance, held, event_seq) VALUES (%d, 10000, %d, %d);
+		INSERT INTO wallets (user_id, balance, held) VALUES (%d, 10000, %d);
 		INSERT INTO payments (id, user_id, merchant_id, amount, status, idempotency_key, request_hash, source)
 		VALUES (1, %[1]d, 1, 10000, 'succeeded', 'seed', 'h', 'seed');
 		INSERT INTO entries (user_id, payment_id, merchant_id, amount, occurred_at) VALUES (%[1]d, 1, 1, 10000, now());
-		`, user, held, 2*len(ps))
-	for i, p := range ps {
+		`, user, held)
+	seq := 0
+	for _, p := range ps {
+		status, reason := p.status, ""
+		if status == "" {
+			status, reason = "unknown", "processor timeout"
+		}
+		seq++
 		fmt.Fprintf(&b, `
-		INSERT INTO payments (id, user_id, merchant_id, amount, status, idempotency_key, request_hash, hold, failure_reason, created_at, updated_at)
-		VALUES (%[1]d, %[2]d, 2, %[3]d, 'unknown', 'k-%[1]d', 'h', %[4]d, 'processor timeout', now() - %[5]d * interval '1 microsecond', now() - %[6]d * interval '1 microsecond');
+		INSERT INTO payments (id, uid, user_id, merchant_id, amount, status, idempotency_key, request_hash, hold, failure_reason, created_at, updated_at)
+		VALUES (%[1]d, '%[9]s', %[2]d, 2, %[3]d, '%[7]s', 'k-%[1]d', 'h', %[4]d, '%[8]s', now() - %[5]d * interval '1 microsecond', now() - %[6]d * interval '1 microsecond');
 		INSERT INTO payment_transitions (payment_id, user_id, user_seq, from_status, to_status, actor, reason) VALUES
-			(%[1]d, %[2]d, %[7]d, '', 'accepted', 'gateway', ''), (%[1]d, %[2]d, %[8]d, 'accepted', 'unknown', 'status-consumer', 'processor timeout');
-		`, p.id, user, p.amount, -p.amount, p.age.Microseconds(), p.unknownFor.Microseconds(), 2*i+1, 2*i+2)
+			(%[1]d, %[2]d, %[10]d, '', 'accepted', 'gateway', '');
+		`, p.id, user, p.amount, -p.amount, p.age.Microseconds(), p.unknownFor.Microseconds(), status, reason, uidOf(p.id), seq)
+		if status != "accepted" {
+			seq++
+			fmt.Fprintf(&b, `
+		INSERT INTO payment_transitions (payment_id, user_id, user_seq, from_status, to_status, actor, reason) VALUES
+			(%d, %d, %d, 'accepted', '%s', 'status-consumer', '%s');
+		`, p.id, user, seq, status, reason)
+		}
 	}
+	fmt.Fprintf(&b, `UPDATE wallets SET event_seq = %d WHERE user_id = %d;`, seq, user)
 	for _, s := range append([]string{b.String()}, extraSQL...) {
 		if _, err := pool.Exec(context.Background(), s); err != nil {
 			t.Fatalf("seed: %v\n%s", err, s)
@@ -147,9 +174,14 @@ func readState(t *testing.T, pool *pgxpool.Pool) state {
 	return s
 }
 
+// ledgerOK fails t unless the money is right. Liveness (stuck_nonfinal,
+// stuck_in_flight, unknown_too_long) is not checked: these tests leave old
+// payments open on purpose.
 func ledgerOK(t *testing.T, pool *pgxpool.Pool, stmt verify.Statement) {
 	t.Helper()
-	rep, err := verify.New(pool, stmt, verify.DefaultConfig()).Check(context.Background())
+	cfg := verify.DefaultConfig()
+	cfg.StuckAfter, cfg.InFlightBound, cfg.UnknownBound = 0, 24*time.Hour, 24*time.Hour
+	rep, err := verify.New(pool, stmt, cfg).Check(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -174,16 +206,16 @@ func TestLookupResolves(t *testing.T) {
 	t.Parallel()
 	old, recent := 10*time.Minute, 10*time.Second
 	pool := seed(t, []unknownPayment{
-		{101, -3000, old, old},      // executed → succeeded
-		{102, -500, old, old},       // declined → failed
-		{103, -200, old, old},       // 404 after the safety bound → failed
-		{104, -100, recent, recent}, // 404 within the safety bound → stays unknown
-		{105, -50, old, old},        // executed for another amount → stays unknown
+		{101, -3000, old, old, ""},      // executed → succeeded
+		{102, -500, old, old, ""},       // declined → failed
+		{103, -200, old, old, ""},       // 404 after the safety bound → failed
+		{104, -100, recent, recent, ""}, // 404 within the safety bound → stays unknown
+		{105, -50, old, old, ""},        // executed for another amount → stays unknown
 	})
 	proc := &fakeProcessor{resources: map[string]reconcile.Resource{
-		"payment-101": {ID: "pay_1", UserID: user, Amount: -3000, Status: "succeeded"},
-		"payment-102": {ID: "pay_2", UserID: user, Amount: -500, Status: "declined", Reason: "card blocked"},
-		"payment-105": {ID: "pay_5", UserID: user, Amount: -51, Status: "succeeded"},
+		keyOf(101): {ID: "pay_1", UserID: user, Amount: -3000, Status: "succeeded"},
+		keyOf(102): {ID: "pay_2", UserID: user, Amount: -500, Status: "declined", Reason: "card blocked"},
+		keyOf(105): {ID: "pay_5", UserID: user, Amount: -51, Status: "succeeded"},
 	}}
 	cfg := reconcile.DefaultConfig()
 	cfg.Emit = emitToOutbox
@@ -208,7 +240,7 @@ func TestLookupResolves(t *testing.T) {
 		},
 		Entries: map[int64]int64{101: -3000},
 		Transitions: map[int64][]transition{
-			101: {{"unknown", "succeeded", "reconciler", "reconciled: the processor reports payment-101 succeeded as pay_1", 11}},
+			101: {{"unknown", "succeeded", "reconciler", "reconciled: the processor reports " + keyOf(101) + " succeeded as pay_1", 11}},
 			102: {{"unknown", "failed", "reconciler", "reconciled: declined by processor: card blocked", 12}},
 			103: {{"unknown", "failed", "reconciler", "reconciled: not executed by processor (lookup by key: not found)", 13}},
 		},
@@ -243,9 +275,9 @@ func diffState(want, got state) string {
 func TestDryRunChangesNothing(t *testing.T) {
 	t.Parallel()
 	old := 10 * time.Minute
-	pool := seed(t, []unknownPayment{{101, -3000, old, old}, {103, -200, old, old}})
+	pool := seed(t, []unknownPayment{{101, -3000, old, old, ""}, {103, -200, old, old, ""}})
 	proc := &fakeProcessor{resources: map[string]reconcile.Resource{
-		"payment-101": {ID: "pay_1", UserID: user, Amount: -3000, Status: "succeeded"},
+		keyOf(101): {ID: "pay_1", UserID: user, Amount: -3000, Status: "succeeded"},
 	}}
 	before := readState(t, pool)
 	cfg := reconcile.DefaultConfig()
@@ -266,14 +298,14 @@ func TestStatementResolvesAsIs(t *testing.T) {
 	t.Parallel()
 	old, recent := 10*time.Minute, 10*time.Second
 	pool := seed(t, []unknownPayment{
-		{201, -3000, old + time.Second, old}, // one execution in its window → succeeded
-		{202, -500, old, old},                // none → failed
-		{203, -700, old, old},                // 203 and 204 share one execution → ambiguous
-		{204, -700, old, old},
-		{205, -900, old, old},                     // two executions → ambiguous
-		{206, -800, old, old},                     // one execution, also in failed 207's window → ambiguous
-		{208, -400, recent, recent},               // window not closed when the statement was read
-		{209, -600, 3 * time.Hour, 3 * time.Hour}, // one execution, but long before: outside its window → failed
+		{201, -3000, old + time.Second, old, ""}, // one execution in its window → succeeded
+		{202, -500, old, old, ""},                // none → failed
+		{203, -700, old, old, ""},                // 203 and 204 share one execution → ambiguous
+		{204, -700, old, old, ""},
+		{205, -900, old, old, ""},                     // two executions → ambiguous
+		{206, -800, old, old, ""},                     // one execution, also in failed 207's window → ambiguous
+		{208, -400, recent, recent, ""},               // window not closed when the statement was read
+		{209, -600, 3 * time.Hour, 3 * time.Hour, ""}, // one execution, but long before: outside its window → failed
 	}, `INSERT INTO payments (id, user_id, merchant_id, amount, status, idempotency_key, request_hash, failure_reason, created_at, updated_at)
 	    VALUES (207, 10, 2, -800, 'failed', 'k-207', 'h', 'declined', now() - interval '10 minutes', now() - interval '10 minutes')`)
 	at := func(ago time.Duration) time.Time { return time.Now().Add(-ago) }
@@ -336,13 +368,13 @@ func TestStatementResolvesAsIs(t *testing.T) {
 func TestKeyedStatement(t *testing.T) {
 	t.Parallel()
 	old := 10 * time.Minute
-	pool := seed(t, []unknownPayment{{301, -3000, old, old}, {302, -500, old, old}, {303, -200, old, old}, {304, -100, old, old}})
+	pool := seed(t, []unknownPayment{{301, -3000, old, old, ""}, {302, -500, old, old, ""}, {303, -200, old, old, ""}, {304, -100, old, old, ""}})
 	at := time.Now().Add(-old)
 	stmt := verify.SliceStatement{
-		{Seq: 1, ID: "pay_1", IdempotencyKey: "payment-301", UserID: user, Amount: -3000, API: "proposed", ExecutedAt: at},
-		{Seq: 2, ID: "pay_2", IdempotencyKey: "payment-302", UserID: user, Amount: -500, API: "proposed", ExecutedAt: at},
-		{Seq: 3, ID: "pay_3", IdempotencyKey: "payment-302", UserID: user, Amount: -500, API: "proposed", ExecutedAt: at},
-		{Seq: 4, ID: "pay_4", IdempotencyKey: "payment-303", UserID: user, Amount: -201, API: "proposed", ExecutedAt: at},
+		{Seq: 1, ID: "pay_1", IdempotencyKey: keyOf(301), UserID: user, Amount: -3000, API: "proposed", ExecutedAt: at},
+		{Seq: 2, ID: "pay_2", IdempotencyKey: keyOf(302), UserID: user, Amount: -500, API: "proposed", ExecutedAt: at},
+		{Seq: 3, ID: "pay_3", IdempotencyKey: keyOf(302), UserID: user, Amount: -500, API: "proposed", ExecutedAt: at},
+		{Seq: 4, ID: "pay_4", IdempotencyKey: keyOf(303), UserID: user, Amount: -201, API: "proposed", ExecutedAt: at},
 	}
 	// The lookup is never needed: the statement shows each key's executions.
 	proc := &fakeProcessor{}
@@ -377,7 +409,7 @@ func TestKeyedStatement(t *testing.T) {
 func TestLookupErrorsLeaveUnknown(t *testing.T) {
 	t.Parallel()
 	old := 10 * time.Minute
-	pool := seed(t, []unknownPayment{{401, -300, old, old}})
+	pool := seed(t, []unknownPayment{{401, -300, old, old, ""}})
 	// A processor without the lookup route (as-is API): a bare 404.
 	srv := httptest.NewServer(http.NotFoundHandler())
 	t.Cleanup(srv.Close)
@@ -396,7 +428,7 @@ func TestLookupErrorsLeaveUnknown(t *testing.T) {
 func TestWatch(t *testing.T) {
 	t.Parallel()
 	old := 10 * time.Minute
-	pool := seed(t, []unknownPayment{{501, -300, old, old}})
+	pool := seed(t, []unknownPayment{{501, -300, old, old, ""}})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var passes []reconcile.Report
@@ -420,7 +452,7 @@ func TestWatch(t *testing.T) {
 func TestNoLookupRouteFallsBackToStatement(t *testing.T) {
 	t.Parallel()
 	old := 10 * time.Minute
-	pool := seed(t, []unknownPayment{{601, -300, old + time.Second, old}, {602, -400, old, old}})
+	pool := seed(t, []unknownPayment{{601, -300, old + time.Second, old, ""}, {602, -400, old, old, ""}})
 	srv := httptest.NewServer(http.NotFoundHandler()) // as-is: no /v2 routes
 	t.Cleanup(srv.Close)
 	stmt := verify.SliceStatement{{Seq: 1, ID: "pay_1", UserID: user, Amount: -300, API: "as-is", ExecutedAt: time.Now().Add(-old)}}
@@ -431,5 +463,191 @@ func TestNoLookupRouteFallsBackToStatement(t *testing.T) {
 	got := readState(t, pool)
 	if got.Payments[601].Status != "succeeded" || got.Payments[602].Status != "failed" || rep.Errors != 0 {
 		t.Errorf("payments %+v\n%s", got.Payments, text(rep))
+	}
+}
+
+func TestStuckPaymentsRepaired(t *testing.T) {
+	t.Parallel()
+	old, young := 10*time.Minute, 30*time.Second
+	pool := seed(t, []unknownPayment{
+		{701, -3000, old, old, "accepted"},   // the statement shows it executed → succeeded
+		{702, -500, old, old, "processing"},  // the lookup says succeeded → succeeded
+		{703, -200, old, old, "accepted"},    // the lookup says declined → failed
+		{704, -100, old, old, "processing"},  // 404: may still be queued → left
+		{705, -50, young, young, "accepted"}, // within the bound: not examined
+		{706, -70, old, old, "processing"},   // executed for another amount → left
+	})
+	at := time.Now().Add(-old)
+	stmt := verify.SliceStatement{
+		{Seq: 1, ID: "pay_1", IdempotencyKey: keyOf(701), UserID: user, Amount: -3000, API: "proposed", ExecutedAt: at},
+	}
+	proc := &fakeProcessor{resources: map[string]reconcile.Resource{
+		keyOf(702): {ID: "pay_2", UserID: user, Amount: -500, Status: "succeeded"},
+		keyOf(703): {ID: "pay_3", UserID: user, Amount: -200, Status: "declined", Reason: "card blocked"},
+		keyOf(706): {ID: "pay_6", UserID: user, Amount: -71, Status: "succeeded"},
+		keyOf(705): {ID: "pay_5", UserID: user, Amount: -50, Status: "succeeded"}, // never asked
+	}}
+	cfg := reconcile.DefaultConfig()
+	cfg.Emit = emitToOutbox
+	rc := reconcile.New(pool, stmt, &reconcile.HTTPLookup{BaseURL: proc.serve(t)}, cfg)
+	rep, err := rc.Run(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Unknown != 0 || rep.Stuck != 5 || rep.Succeeded != 2 || rep.Failed != 1 || rep.Left != 2 || rep.Errors != 0 {
+		t.Errorf("report counts:\n%s", text(rep))
+	}
+	if n := proc.lookups.Load(); n != 4 { // 702, 703, 704, 706; 701 is in the statement
+		t.Errorf("%d lookups, want 4", n)
+	}
+	got := readState(t, pool)
+	for id, want := range map[int64]paymentState{
+		701: {"succeeded", 0, ""},
+		702: {"succeeded", 0, ""},
+		704: {"processing", 100, ""},
+		705: {"accepted", 50, ""},
+		706: {"processing", 70, ""},
+	} {
+		if got.Payments[id] != want {
+			t.Errorf("payment %d = %+v, want %+v", id, got.Payments[id], want)
+		}
+	}
+	if p := got.Payments[703]; p.Status != "failed" || p.Hold != 0 || !strings.HasPrefix(p.Reason, "reconciled: declined by processor: card blocked (accepted for 10m") {
+		t.Errorf("payment 703 = %+v", p)
+	}
+	if got.Balance != 10000-3000-500 || got.Held != 100+50+70 || got.Outbox != 3 ||
+		len(got.Entries) != 2 || got.Entries[701] != -3000 || got.Entries[702] != -500 {
+		t.Errorf("balance %d held %d outbox %d entries %v", got.Balance, got.Held, got.Outbox, got.Entries)
+	}
+	// Audited forward from where each payment was, by the reconciler, with the evidence.
+	wantFrom := map[int64]string{701: "accepted", 702: "processing", 703: "accepted"}
+	for id, from := range wantFrom {
+		tr := got.Transitions[id]
+		if len(tr) != 1 || tr[0].From != from || tr[0].Actor != "reconciler" || tr[0].UserSeq == 0 {
+			t.Errorf("audit of %d: %+v, want one transition from %s", id, tr, from)
+		}
+	}
+	if tr := got.Transitions[701]; len(tr) == 1 && !strings.Contains(tr[0].Reason, "statement shows "+keyOf(701)+" executed as pay_1 (accepted for 10m") {
+		t.Errorf("audit reason of 701: %q", tr[0].Reason)
+	}
+	out := text(rep)
+	for _, want := range []string{
+		"accepted or processing for over 2m0s: 5",
+		"payment 704 (user 10, amount -100): left processing: processing for 10m",
+		"not found by the processor under " + keyOf(704) + ": its request may still be queued (Kafka), left to the pipeline",
+		"payment 706 (user 10, amount -70): left processing: the processor executed " + keyOf(706) + " as pay_6 for user 10 amount -71: needs an operator",
+		"payment 701 (user 10, amount -3000): resolved accepted → succeeded",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("report lacks %q:\n%s", want, out)
+		}
+	}
+	ledgerOK(t, pool, nil)
+
+	// A second pass asks about the two left and changes nothing.
+	rep2, err := rc.Run(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep2.Stuck != 2 || rep2.Succeeded != 0 || rep2.Failed != 0 || rep2.Left != 2 {
+		t.Errorf("second pass:\n%s", text(rep2))
+	}
+	if diff := diffState(got, readState(t, pool)); diff != "" {
+		t.Errorf("second pass changed the database: %s", diff)
+	}
+}
+
+func TestStuckBoundAndLookupBudget(t *testing.T) {
+	t.Parallel()
+	old := 10 * time.Minute
+	ps := []unknownPayment{{801, -100, old, old, "accepted"}, {802, -200, old, old, "processing"}, {803, -300, old, old, "accepted"}}
+	resources := map[string]reconcile.Resource{
+		keyOf(801): {ID: "pay_1", UserID: user, Amount: -100, Status: "succeeded"},
+		keyOf(802): {ID: "pay_2", UserID: user, Amount: -200, Status: "succeeded"},
+		keyOf(803): {ID: "pay_3", UserID: user, Amount: -300, Status: "succeeded"},
+	}
+	tests := []struct {
+		name                     string
+		stuckAfter               time.Duration
+		budget                   int
+		dryRun                   bool
+		wantStuck, wantSucceeded int64
+		wantLookups              int64
+		wantStatus               map[int64]string
+	}{
+		{"off", 0, 1000, false, 0, 0, 0, map[int64]string{801: "accepted", 802: "processing", 803: "accepted"}},
+		{"bound not reached", 11 * time.Minute, 1000, false, 0, 0, 0, map[int64]string{801: "accepted", 802: "processing", 803: "accepted"}},
+		{"two lookups a pass", 2 * time.Minute, 2, false, 3, 2, 2, map[int64]string{801: "succeeded", 802: "succeeded", 803: "accepted"}},
+		{"statement only", 2 * time.Minute, 0, false, 3, 0, 0, map[int64]string{801: "accepted", 802: "processing", 803: "accepted"}},
+		{"dry run", 2 * time.Minute, 1000, true, 3, 3, 3, map[int64]string{801: "accepted", 802: "processing", 803: "accepted"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			pool := seed(t, ps)
+			proc := &fakeProcessor{resources: resources}
+			cfg := reconcile.DefaultConfig()
+			cfg.StuckAfter, cfg.StuckLookups, cfg.DryRun = tt.stuckAfter, tt.budget, tt.dryRun
+			rep, err := reconcile.New(pool, nil, &reconcile.HTTPLookup{BaseURL: proc.serve(t)}, cfg).Run(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rep.Stuck != tt.wantStuck || rep.Succeeded != tt.wantSucceeded || proc.lookups.Load() != tt.wantLookups {
+				t.Errorf("stuck %d succeeded %d lookups %d, want %d %d %d\n%s", rep.Stuck, rep.Succeeded, proc.lookups.Load(),
+					tt.wantStuck, tt.wantSucceeded, tt.wantLookups, text(rep))
+			}
+			got := readState(t, pool)
+			for id, s := range tt.wantStatus {
+				if got.Payments[id].Status != s {
+					t.Errorf("payment %d is %s, want %s", id, got.Payments[id].Status, s)
+				}
+			}
+			if tt.budget == 2 && !strings.Contains(text(rep), "not looked up: this pass's 2 lookups of stuck payments are spent") {
+				t.Errorf("report does not say the budget was spent:\n%s", text(rep))
+			}
+			ledgerOK(t, pool, nil)
+		})
+	}
+}
+
+func TestReportListsExecutionsWithoutPayment(t *testing.T) {
+	t.Parallel()
+	old := 10 * time.Minute
+	pool := seed(t, []unknownPayment{{901, -300, old, old, ""}})
+	at := time.Now().Add(-old).UTC().Truncate(time.Microsecond)
+	lost := payment.NewUID()
+	stmt := verify.SliceStatement{
+		{Seq: 1, ID: "pay_1", IdempotencyKey: keyOf(901), UserID: user, Amount: -300, Reference: "901", API: "proposed", ExecutedAt: at},
+		// A payment accepted after the backup this database was restored
+		// from: its id 901 was handed out again since, to another payment.
+		{Seq: 2, ID: "pay_2", IdempotencyKey: payment.ProcessorKey(lost), UserID: user, Amount: -700, Reference: "901", API: "proposed", ExecutedAt: at},
+		{Seq: 3, ID: "pay_3", UserID: user, Amount: -300, API: "as-is", ExecutedAt: at},
+	}
+	rep, err := reconcile.New(pool, stmt, nil, reconcile.DefaultConfig()).Run(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []reconcile.LostExecution{{Key: payment.ProcessorKey(lost), PaymentUID: lost, Ref: "pay_2", UserID: user, Amount: -700, ExecutedAt: at, Reference: "901"}}
+	if rep.WithoutPaymentCount != 1 || len(rep.WithoutPayment) != 1 || rep.WithoutPayment[0] != want[0] {
+		t.Errorf("executions without payment = %d %+v, want %+v", rep.WithoutPaymentCount, rep.WithoutPayment, want)
+	}
+	if s := readState(t, pool).Payments[901].Status; s != "succeeded" {
+		t.Errorf("payment 901 is %s, want succeeded by its own key", s)
+	}
+	out := text(rep)
+	if !strings.Contains(out, "executions without payment (uid not held here, e.g. lost in a restore): 1") ||
+		!strings.Contains(out, payment.ProcessorKey(lost)+"  10    -700") {
+		t.Errorf("text report:\n%s", out)
+	}
+	f, _ := func() (verify.Finding, bool) {
+		for _, f := range rep.Mismatches {
+			if f.Kind == verify.ExecutionWithoutPayment {
+				return f, true
+			}
+		}
+		return verify.Finding{}, false
+	}()
+	if f.Count != 1 {
+		t.Errorf("mismatch execution_without_payment = %d, want 1\n%s", f.Count, out)
 	}
 }

@@ -9,11 +9,13 @@ import (
 	"iter"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+
+	"github.com/finsvc/finance/pkg/payment"
 )
 
 // Execution is one payment the processor executed: money moved. Declines are
@@ -29,25 +31,14 @@ type Execution struct {
 	ExecutedAt     time.Time `json:"executed_at"`
 }
 
-// KeyPrefix starts the dispatcher's idempotency key for a payment:
-// "payment-<payment_id>".
-const KeyPrefix = "payment-"
-
-// PaymentID returns the payment the execution names: the dispatcher sends
-// Idempotency-Key "payment-<id>" and reference "<id>" on the proposed API.
-// It returns 0 for an execution without either (the as-is API).
-func (e Execution) PaymentID() int64 {
-	if rest, ok := strings.CutPrefix(e.IdempotencyKey, KeyPrefix); ok {
-		if id, err := strconv.ParseInt(rest, 10, 64); err == nil && id > 0 {
-			return id
-		}
-	}
-	if e.IdempotencyKey == "" {
-		if id, err := strconv.ParseInt(e.Reference, 10, 64); err == nil && id > 0 {
-			return id
-		}
-	}
-	return 0
+// PaymentUID returns the uid of the payment the execution was made for,
+// read from its idempotency key "payment-<uid>" (payment.ParseProcessorKey),
+// and false for an execution without such a key: the as-is API sends none,
+// and a key of another form is not one of ours. The reference the dispatcher
+// also sends ("<payment_id>") is informational only: payment ids repeat after
+// a database restore, uids never do.
+func (e Execution) PaymentUID() (uuid.UUID, bool) {
+	return payment.ParseProcessorKey(e.IdempotencyKey)
 }
 
 // Statement is the processor's record of what it executed. processor-sim
@@ -207,7 +198,9 @@ func LoadStatement(ctx context.Context, conn *pgx.Conn, stmt Statement) (Loaded,
 			reference       text        NOT NULL,
 			api             text        NOT NULL,
 			executed_at     timestamptz NOT NULL,
-			payment_id      bigint
+			-- The uid its key names (payment.ParseProcessorKey); NULL for an
+			-- execution without a key of ours (as-is).
+			payment_uid     uuid
 		)`); err != nil {
 		return l, fmt.Errorf("create statement table: %w", err)
 	}
@@ -219,13 +212,13 @@ func LoadStatement(ctx context.Context, conn *pgx.Conn, stmt Statement) (Loaded,
 	defer stop()
 	src := &copySource{next: next}
 	n, err := conn.CopyFrom(ctx, pgx.Identifier{StatementTable},
-		[]string{"seq", "ref", "idempotency_key", "user_id", "amount", "reference", "api", "executed_at", "payment_id"}, src)
+		[]string{"seq", "ref", "idempotency_key", "user_id", "amount", "reference", "api", "executed_at", "payment_uid"}, src)
 	if err != nil {
 		return l, fmt.Errorf("load statement: %w", err)
 	}
 	l.Executions = n
 	if _, err := conn.Exec(ctx, `
-		CREATE INDEX ON `+StatementTable+` (payment_id);
+		CREATE INDEX ON `+StatementTable+` (payment_uid);
 		CREATE INDEX ON `+StatementTable+` (user_id, amount);
 		ANALYZE `+StatementTable); err != nil {
 		return l, fmt.Errorf("index statement: %w", err)
@@ -255,11 +248,11 @@ func (s *copySource) Next() bool {
 
 func (s *copySource) Values() ([]any, error) {
 	e := s.cur
-	var pid *int64
-	if id := e.PaymentID(); id != 0 {
-		pid = &id
+	var uid any // NULL unless the key names a payment uid
+	if u, ok := e.PaymentUID(); ok {
+		uid = u
 	}
-	return []any{e.Seq, e.ID, e.IdempotencyKey, e.UserID, e.Amount, e.Reference, e.API, e.ExecutedAt, pid}, nil
+	return []any{e.Seq, e.ID, e.IdempotencyKey, e.UserID, e.Amount, e.Reference, e.API, e.ExecutedAt, uid}, nil
 }
 
 func (s *copySource) Err() error { return s.err }

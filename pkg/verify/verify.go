@@ -12,6 +12,7 @@ package verify
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -27,6 +28,11 @@ type Kind string
 
 // The ledger's own invariants.
 const (
+	// StuckNonfinal: not final (accepted, processing or unknown) longer than
+	// Config.StuckAfter after its acceptance. It is the liveness check: every
+	// payment must reach succeeded or failed within the bound, whichever path
+	// (the pipeline, the reconciler) gets it there.
+	StuckNonfinal Kind = "stuck_nonfinal"
 	// StuckInFlight: accepted or processing for longer than Config.InFlightBound.
 	StuckInFlight Kind = "stuck_in_flight"
 	// UnknownTooLong: unknown for longer than Config.UnknownBound.
@@ -59,8 +65,10 @@ const (
 	ExecutedNotSucceeded Kind = "executed_not_succeeded"
 	// AmountMismatch: the processor executed a payment for another amount or user.
 	AmountMismatch Kind = "amount_mismatch"
-	// ExecutionWithoutPayment: the processor executed a key payment-<id>
-	// for which there is no payment.
+	// ExecutionWithoutPayment: the processor executed under a key
+	// "payment-<uid>" whose uid no payment here holds: a payment this
+	// database never accepted, or lost (a restore from a backup);
+	// financectl recover re-creates it.
 	ExecutionWithoutPayment Kind = "execution_without_payment"
 	// SucceededNotExecuted: succeeded here (from the api) but not executed there.
 	// For executions without a key (as-is API) it is counted per user and
@@ -73,7 +81,7 @@ const (
 )
 
 // LedgerKinds are the invariants checked without a statement, in report order.
-var LedgerKinds = []Kind{StuckInFlight, UnknownTooLong, BalanceMismatch, HeldMismatch, HoldMismatch,
+var LedgerKinds = []Kind{StuckNonfinal, StuckInFlight, UnknownTooLong, BalanceMismatch, HeldMismatch, HoldMismatch,
 	NegativeAvailable, EntryMismatch, SucceededWithoutEntry}
 
 // StatementKinds are the invariants checked against the statement, in report order.
@@ -82,6 +90,9 @@ var StatementKinds = []Kind{PaidTwice, ExecutedButFailed, ExecutedNotSucceeded, 
 
 // Config tunes the checker.
 type Config struct {
+	// StuckAfter is how long after its acceptance a payment may stay not
+	// final (StuckNonfinal); 0 disables that check.
+	StuckAfter time.Duration
 	// InFlightBound is how long a payment may stay accepted or processing.
 	InFlightBound time.Duration
 	// UnknownBound is how long a payment may stay unknown (from its creation).
@@ -96,6 +107,7 @@ type Config struct {
 // DefaultConfig returns the bounds financectl verify uses by default.
 func DefaultConfig() Config {
 	return Config{
+		StuckAfter:     2 * time.Minute,
 		InFlightBound:  5 * time.Minute,
 		UnknownBound:   time.Hour,
 		ExecutionBound: 5 * time.Minute,
@@ -130,11 +142,23 @@ type Report struct {
 	Executions int64 `json:"executions"`
 	// Findings has one entry per checked invariant, violated or not.
 	Findings []Finding `json:"findings"`
-	Config   struct {
+	// LastRestore is the latest database restore recorded by financectl
+	// after-restore, if any: executions of the processor lost in it show as
+	// execution_without_payment until financectl recover re-creates them.
+	LastRestore *Restore `json:"last_restore,omitempty"`
+	Config      struct {
+		StuckAfter     string `json:"stuck_after"`
 		InFlightBound  string `json:"in_flight_bound"`
 		UnknownBound   string `json:"unknown_bound"`
 		ExecutionBound string `json:"execution_bound"`
 	} `json:"config"`
+}
+
+// Restore is a database restore as recorded in the restores table.
+type Restore struct {
+	ID         int64     `json:"id"`
+	RecordedAt time.Time `json:"recorded_at"`
+	Actor      string    `json:"actor"`
 }
 
 // Violations is the total count over every invariant.
@@ -179,7 +203,15 @@ func (r Report) WriteText(w io.Writer) error {
 	} else {
 		fmt.Fprintf(&b, "  processor statement: not compared\n")
 	}
-	fmt.Fprintf(&b, "  bounds: in flight %s, unknown %s, execution %s\n\n", r.Config.InFlightBound, r.Config.UnknownBound, r.Config.ExecutionBound)
+	if r.LastRestore != nil {
+		fmt.Fprintf(&b, "  last database restore: recorded %s by %s (restores row %d)\n",
+			r.LastRestore.RecordedAt.UTC().Format(time.RFC3339), r.LastRestore.Actor, r.LastRestore.ID)
+	}
+	stuck := r.Config.StuckAfter
+	if stuck == "" || stuck == "0s" {
+		stuck = "off"
+	}
+	fmt.Fprintf(&b, "  bounds: stuck %s, in flight %s, unknown %s, execution %s\n\n", stuck, r.Config.InFlightBound, r.Config.UnknownBound, r.Config.ExecutionBound)
 	WriteFindings(&b, r.Findings)
 	if r.OK() {
 		fmt.Fprintf(&b, "\nOK: no violation\n")
@@ -261,6 +293,7 @@ func (c *Checker) Check(ctx context.Context) (Report, error) {
 		}
 	}
 	rep := Report{ByStatus: map[string]int64{}, Statement: loaded.Present, Executions: loaded.Executions}
+	rep.Config.StuckAfter = c.cfg.StuckAfter.String()
 	rep.Config.InFlightBound = c.cfg.InFlightBound.String()
 	rep.Config.UnknownBound = c.cfg.UnknownBound.String()
 	rep.Config.ExecutionBound = c.cfg.ExecutionBound.String()
@@ -289,9 +322,25 @@ func (c *Checker) Check(ctx context.Context) (Report, error) {
 		return Report{}, fmt.Errorf("count payments: %w", err)
 	}
 
-	kinds := LedgerKinds
+	var last Restore
+	err = tx.QueryRow(ctx, `SELECT id, recorded_at, actor FROM restores ORDER BY id DESC LIMIT 1`).
+		Scan(&last.ID, &last.RecordedAt, &last.Actor)
+	switch {
+	case err == nil:
+		rep.LastRestore = &last
+	case !errors.Is(err, pgx.ErrNoRows):
+		return Report{}, fmt.Errorf("read last restore: %w", err)
+	}
+
+	var kinds []Kind
+	for _, k := range LedgerKinds {
+		if k == StuckNonfinal && c.cfg.StuckAfter <= 0 {
+			continue // disabled
+		}
+		kinds = append(kinds, k)
+	}
 	if loaded.Present {
-		kinds = append(append([]Kind{}, LedgerKinds...), StatementKinds...)
+		kinds = append(kinds, StatementKinds...)
 	}
 	if rep.Findings, err = c.run(ctx, tx, kinds, loaded); err != nil {
 		return Report{}, err
@@ -358,6 +407,14 @@ const open = `('accepted', 'processing', 'unknown')`
 // query returns a check's SQL and its arguments, without the example limit.
 func (c *Checker) query(k Kind, loaded Loaded) (string, []any) {
 	switch k {
+	case StuckNonfinal:
+		// Served by payments_open_idx (its predicate is the open statuses).
+		return `
+			SELECT id, user_id, format('%s since %s, accepted %s ago', status, updated_at, date_trunc('second', now() - created_at)),
+			       count(*) OVER ()
+			FROM payments
+			WHERE status NOT IN ('succeeded', 'failed') AND created_at < now() - $1 * interval '1 microsecond'
+			ORDER BY id LIMIT $2`, []any{micros(c.cfg.StuckAfter)}
 	case StuckInFlight:
 		return `
 			SELECT id, user_id, format('%s since %s (created %s)', status, updated_at, created_at), count(*) OVER ()
@@ -418,17 +475,18 @@ func (c *Checker) query(k Kind, loaded Loaded) (string, []any) {
 
 	case PaidTwice:
 		return `
-			SELECT payment_id, min(user_id), format('executed %s times: %s', count(*), string_agg(ref, ', ' ORDER BY seq)),
+			SELECT coalesce(p.id, 0), min(x.user_id),
+			       format('key %s executed %s times: %s', min(x.idempotency_key), count(*), string_agg(x.ref, ', ' ORDER BY x.seq)),
 			       count(*) OVER ()
-			FROM ` + StatementTable + `
-			WHERE payment_id IS NOT NULL
-			GROUP BY payment_id HAVING count(*) > 1
-			ORDER BY payment_id LIMIT $1`, nil
+			FROM ` + StatementTable + ` x LEFT JOIN payments p ON p.uid = x.payment_uid
+			WHERE x.payment_uid IS NOT NULL
+			GROUP BY x.payment_uid, p.id HAVING count(*) > 1
+			ORDER BY min(x.seq) LIMIT $1`, nil
 	case ExecutedButFailed:
 		return `
 			SELECT p.id, p.user_id, format('executed by the processor as %s, failed here: %s', min(x.ref), p.failure_reason),
 			       count(*) OVER ()
-			FROM payments p JOIN ` + StatementTable + ` x ON x.payment_id = p.id
+			FROM payments p JOIN ` + StatementTable + ` x ON x.payment_uid = p.uid
 			WHERE p.status = 'failed'
 			GROUP BY p.id
 			ORDER BY p.id LIMIT $1`, nil
@@ -436,7 +494,7 @@ func (c *Checker) query(k Kind, loaded Loaded) (string, []any) {
 		return `
 			SELECT p.id, p.user_id, format('executed by the processor as %s at %s, still %s here', min(x.ref), min(x.executed_at), p.status),
 			       count(*) OVER ()
-			FROM payments p JOIN ` + StatementTable + ` x ON x.payment_id = p.id
+			FROM payments p JOIN ` + StatementTable + ` x ON x.payment_uid = p.uid
 			WHERE p.status IN ` + open + ` AND p.created_at < now() - $1 * interval '1 microsecond'
 			GROUP BY p.id
 			ORDER BY p.id LIMIT $2`, []any{micros(c.cfg.ExecutionBound)}
@@ -445,15 +503,16 @@ func (c *Checker) query(k Kind, loaded Loaded) (string, []any) {
 			SELECT p.id, p.user_id, format('executed as %s for user %s amount %s; the payment is user %s amount %s',
 			                               x.ref, x.user_id, x.amount, p.user_id, p.amount),
 			       count(*) OVER ()
-			FROM payments p JOIN ` + StatementTable + ` x ON x.payment_id = p.id
+			FROM payments p JOIN ` + StatementTable + ` x ON x.payment_uid = p.uid
 			WHERE x.amount <> p.amount OR x.user_id <> p.user_id
 			ORDER BY p.id, x.seq LIMIT $1`, nil
 	case ExecutionWithoutPayment:
 		return `
-			SELECT x.payment_id, x.user_id, format('executed as %s (key %s, amount %s), no such payment here', x.ref, x.idempotency_key, x.amount),
+			SELECT 0::bigint, x.user_id,
+			       format('executed as %s at %s (key %s, amount %s), no payment with that uid here', x.ref, x.executed_at, x.idempotency_key, x.amount),
 			       count(*) OVER ()
 			FROM ` + StatementTable + ` x
-			WHERE x.payment_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM payments p WHERE p.id = x.payment_id)
+			WHERE x.payment_uid IS NOT NULL AND NOT EXISTS (SELECT 1 FROM payments p WHERE p.uid = x.payment_uid)
 			ORDER BY x.seq LIMIT $1`, nil
 	case SucceededNotExecuted:
 		// Payments with a keyed execution are accounted for above. The rest
@@ -462,12 +521,12 @@ func (c *Checker) query(k Kind, loaded Loaded) (string, []any) {
 			WITH here AS (
 				SELECT p.user_id, p.amount, count(*) AS n, min(p.id) AS first_id
 				FROM payments p
-				WHERE p.status = 'succeeded' AND p.source = 'api' AND p.updated_at < $1
-				  AND NOT EXISTS (SELECT 1 FROM ` + StatementTable + ` x WHERE x.payment_id = p.id)
+				WHERE p.status = 'succeeded' AND p.source <> 'seed' AND p.updated_at < $1
+				  AND NOT EXISTS (SELECT 1 FROM ` + StatementTable + ` x WHERE x.payment_uid = p.uid)
 				GROUP BY p.user_id, p.amount
 			), there AS (
 				SELECT user_id, amount, count(*) AS n FROM ` + StatementTable + `
-				WHERE payment_id IS NULL GROUP BY user_id, amount
+				WHERE payment_uid IS NULL GROUP BY user_id, amount
 			)
 			SELECT CASE WHEN h.n = 1 THEN h.first_id ELSE 0 END, h.user_id,
 			       format('%s payments of %s succeeded here (first %s), %s executions without a key there',
@@ -481,14 +540,14 @@ func (c *Checker) query(k Kind, loaded Loaded) (string, []any) {
 			WITH there AS (
 				SELECT user_id, amount, count(*) AS n, string_agg(ref, ', ' ORDER BY seq) AS refs
 				FROM ` + StatementTable + `
-				WHERE payment_id IS NULL GROUP BY user_id, amount
+				WHERE payment_uid IS NULL GROUP BY user_id, amount
 			), here AS (
 				SELECT p.user_id, p.amount,
 				       count(*) FILTER (WHERE p.status = 'succeeded') AS succeeded,
 				       count(*) FILTER (WHERE p.status IN ` + open + `) AS pending
 				FROM payments p
-				WHERE p.source = 'api' AND (p.user_id, p.amount) IN (SELECT user_id, amount FROM there)
-				  AND NOT EXISTS (SELECT 1 FROM ` + StatementTable + ` x WHERE x.payment_id = p.id)
+				WHERE p.source <> 'seed' AND (p.user_id, p.amount) IN (SELECT user_id, amount FROM there)
+				  AND NOT EXISTS (SELECT 1 FROM ` + StatementTable + ` x WHERE x.payment_uid = p.uid)
 				GROUP BY p.user_id, p.amount
 			)
 			SELECT 0::bigint, t.user_id,

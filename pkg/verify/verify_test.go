@@ -3,6 +3,7 @@ package verify_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -10,8 +11,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/finsvc/finance/pkg/payment"
 	"github.com/finsvc/finance/pkg/pgtest"
 	"github.com/finsvc/finance/pkg/verify"
 )
@@ -21,7 +24,7 @@ func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
 // fixture is a consistent ledger:
 //
 //   - user 10 (proposed API): seed +10000; 1002 −3000 succeeded (executed
-//     with key payment-1002); 1003 −500 processing, holding 500; 1004 −200
+//     with key payment-<uid of 1002>); 1003 −500 processing, holding 500; 1004 −200
 //     failed (declined, not executed). Balance 7000, held 500.
 //   - user 20 (as-is API): seed +10000; 2002 −1000 succeeded (executed
 //     without a key). Balance 9000.
@@ -40,7 +43,14 @@ INSERT INTO entries (user_id, payment_id, merchant_id, amount, occurred_at) VALU
 	(20, 2001, 1, 10000, now()), (20, 2002, 2, -1000, now());
 -- The statement is read after the ledger changes it covers.
 UPDATE payments SET updated_at = now() - interval '1 second', created_at = now() - interval '2 seconds';
+-- Fixed uids, so that the statements below can name them.
+UPDATE payments SET uid = ('00000000-0000-7000-8000-' || lpad(id::text, 12, '0'))::uuid;
 `
+
+// key is the processor key of fixture payment id: payment-<its uid>.
+func key(id int64) string {
+	return payment.ProcessorKey(uuid.MustParse(fmt.Sprintf("00000000-0000-7000-8000-%012d", id)))
+}
 
 func exec(seq int64, key string, user, amount int64) verify.Execution {
 	return verify.Execution{Seq: seq, ID: "pay_" + key, IdempotencyKey: key, UserID: user, Amount: amount,
@@ -49,7 +59,7 @@ func exec(seq int64, key string, user, amount int64) verify.Execution {
 
 // cleanStatement matches the fixture.
 func cleanStatement() verify.SliceStatement {
-	return verify.SliceStatement{exec(1, "payment-1002", 10, -3000), exec(2, "", 20, -1000)}
+	return verify.SliceStatement{exec(1, key(1002), 10, -3000), exec(2, "", 20, -1000)}
 }
 
 func newDB(t *testing.T, sql ...string) *pgxpool.Pool {
@@ -74,10 +84,11 @@ func TestCheck(t *testing.T) {
 		return s
 	}
 	tests := []struct {
-		name string
-		sql  []string
-		stmt verify.SliceStatement // nil: no statement
-		want map[verify.Kind]int64
+		name       string
+		sql        []string
+		stmt       verify.SliceStatement // nil: no statement
+		stuckAfter *time.Duration        // nil: the default
+		want       map[verify.Kind]int64
 	}{
 		{name: "clean ledger and statement", stmt: cleanStatement(), want: nil},
 		{name: "clean ledger without statement", want: nil},
@@ -85,10 +96,19 @@ func TestCheck(t *testing.T) {
 			stmt: plus(exec(0, "", 10, -500)), want: nil},
 		{name: "in flight past the bound",
 			sql:  []string{`UPDATE payments SET created_at = now() - interval '10 minutes' WHERE id = 1003`},
-			want: map[verify.Kind]int64{verify.StuckInFlight: 1}},
+			want: map[verify.Kind]int64{verify.StuckNonfinal: 1, verify.StuckInFlight: 1}},
 		{name: "unknown past the bound",
 			sql:  []string{`UPDATE payments SET status = 'unknown', created_at = now() - interval '2 hours' WHERE id = 1003`},
-			want: map[verify.Kind]int64{verify.UnknownTooLong: 1}},
+			want: map[verify.Kind]int64{verify.StuckNonfinal: 1, verify.UnknownTooLong: 1}},
+		{name: "not final past the liveness bound only",
+			sql: []string{`UPDATE payments SET created_at = now() - interval '3 minutes' WHERE id = 1003;
+			               UPDATE payments SET status = 'unknown', created_at = now() - interval '3 minutes' WHERE id = 1002;
+			               DELETE FROM entries WHERE payment_id = 1002; UPDATE wallets SET balance = balance + 3000, held = held + 3000 WHERE user_id = 10;
+			               UPDATE payments SET hold = 3000 WHERE id = 1002`},
+			want: map[verify.Kind]int64{verify.StuckNonfinal: 2}},
+		{name: "the liveness check disabled", stuckAfter: new(time.Duration),
+			sql:  []string{`UPDATE payments SET created_at = now() - interval '3 minutes' WHERE id = 1003`},
+			want: nil},
 		{name: "balance is not the sum of entries",
 			sql:  []string{`UPDATE wallets SET balance = balance + 1 WHERE user_id = 20`},
 			want: map[verify.Kind]int64{verify.BalanceMismatch: 1}},
@@ -116,26 +136,37 @@ func TestCheck(t *testing.T) {
 			sql:  []string{`DELETE FROM entries WHERE payment_id = 2002; UPDATE wallets SET balance = balance + 1000 WHERE user_id = 20`},
 			want: map[verify.Kind]int64{verify.SucceededWithoutEntry: 1}},
 		{name: "executed twice with the same key",
-			stmt: plus(exec(0, "payment-1002", 10, -3000)),
+			stmt: plus(exec(0, key(1002), 10, -3000)),
 			want: map[verify.Kind]int64{verify.PaidTwice: 1}},
 		{name: "executed there, declined here",
-			stmt: plus(exec(0, "payment-1004", 10, -200)),
+			stmt: plus(exec(0, key(1004), 10, -200)),
 			want: map[verify.Kind]int64{verify.ExecutedButFailed: 1}},
 		{name: "executed there, still in flight here past the bound",
 			sql:  []string{`UPDATE payments SET created_at = now() - interval '10 minutes' WHERE id = 1003`},
-			stmt: plus(exec(0, "payment-1003", 10, -500)),
-			want: map[verify.Kind]int64{verify.StuckInFlight: 1, verify.ExecutedNotSucceeded: 1}},
+			stmt: plus(exec(0, key(1003), 10, -500)),
+			want: map[verify.Kind]int64{verify.StuckNonfinal: 1, verify.StuckInFlight: 1, verify.ExecutedNotSucceeded: 1}},
 		{name: "executed for another amount",
-			stmt: verify.SliceStatement{exec(1, "payment-1002", 10, -3001), exec(2, "", 20, -1000)},
+			stmt: verify.SliceStatement{exec(1, key(1002), 10, -3001), exec(2, "", 20, -1000)},
 			want: map[verify.Kind]int64{verify.AmountMismatch: 1}},
 		{name: "executed a payment we do not have",
-			stmt: plus(exec(0, "payment-999999", 10, -10)),
+			stmt: plus(exec(0, key(999999), 10, -10)),
 			want: map[verify.Kind]int64{verify.ExecutionWithoutPayment: 1}},
+		{name: "executed twice a payment we do not have",
+			stmt: plus(exec(0, key(999999), 10, -10), exec(0, key(999999), 10, -10)),
+			want: map[verify.Kind]int64{verify.ExecutionWithoutPayment: 2, verify.PaidTwice: 1}},
+		{name: "a payment id reused after a restore is not its executions' payment",
+			// 1003's id, another uid: the execution was of a payment lost in a
+			// restore, and 1003 (a new payment with the reused id) was never executed.
+			stmt: plus(exec(0, key(991003), 10, -500)),
+			want: map[verify.Kind]int64{verify.ExecutionWithoutPayment: 1}},
+		{name: "a key of another form is compared as an execution without a key",
+			stmt: plus(exec(0, "payment-1002", 10, -3000)),
+			want: map[verify.Kind]int64{verify.UnmatchedExecutions: 1}},
 		{name: "succeeded here, never executed with its key",
 			stmt: verify.SliceStatement{exec(2, "", 20, -1000)},
 			want: map[verify.Kind]int64{verify.SucceededNotExecuted: 1}},
 		{name: "succeeded here, no as-is execution of that user and amount",
-			stmt: verify.SliceStatement{exec(1, "payment-1002", 10, -3000)},
+			stmt: verify.SliceStatement{exec(1, key(1002), 10, -3000)},
 			want: map[verify.Kind]int64{verify.SucceededNotExecuted: 1}},
 		{name: "as-is: executed twice for one payment",
 			stmt: plus(exec(0, "", 20, -1000)),
@@ -152,11 +183,18 @@ func TestCheck(t *testing.T) {
 			if tt.stmt != nil {
 				stmt = tt.stmt
 			}
-			rep, err := verify.New(pool, stmt, verify.DefaultConfig()).Check(context.Background())
+			cfg := verify.DefaultConfig()
+			if tt.stuckAfter != nil {
+				cfg.StuckAfter = *tt.stuckAfter
+			}
+			rep, err := verify.New(pool, stmt, cfg).Check(context.Background())
 			if err != nil {
 				t.Fatalf("Check: %v", err)
 			}
 			wantKinds := len(verify.LedgerKinds)
+			if cfg.StuckAfter == 0 {
+				wantKinds-- // stuck_nonfinal is off
+			}
 			if tt.stmt != nil {
 				wantKinds += len(verify.StatementKinds)
 			}
@@ -245,7 +283,7 @@ func TestHTTPStatement(t *testing.T) {
 	t.Parallel()
 	// The processor-sim's GET /sim/executions body.
 	body := `{"count":2,"executions":[
-		{"seq":1,"id":"pay_00000001","idempotency_key":"payment-1002","user_id":10,"amount":-3000,"reference":"1002","api":"proposed","executed_at":"2026-11-25T14:10:36.689985787Z"},
+		{"seq":1,"id":"pay_00000001","idempotency_key":"` + key(1002) + `","user_id":10,"amount":-3000,"reference":"1002","api":"proposed","executed_at":"2026-11-25T14:10:36.689985787Z"},
 		{"seq":2,"id":"pay_00000002","idempotency_key":"","user_id":20,"amount":-1000,"api":"as-is","executed_at":"2026-11-25T14:10:37Z"}]}`
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/sim/executions" {
@@ -264,7 +302,9 @@ func TestHTTPStatement(t *testing.T) {
 		}
 		got = append(got, e)
 	}
-	if len(got) != 2 || got[0].PaymentID() != 1002 || got[1].PaymentID() != 0 || got[1].UserID != 20 || got[0].ExecutedAt.IsZero() {
+	uid0, ok0 := got[0].PaymentUID()
+	_, ok1 := got[1].PaymentUID()
+	if len(got) != 2 || !ok0 || key(1002) != payment.ProcessorKey(uid0) || ok1 || got[1].UserID != 20 || got[0].ExecutedAt.IsZero() {
 		t.Fatalf("executions = %+v", got)
 	}
 
@@ -282,5 +322,31 @@ func TestHTTPStatement(t *testing.T) {
 	bad := &verify.HTTPStatement{URL: srv.URL + "/nope"}
 	if _, err := verify.New(pool, bad, verify.DefaultConfig()).Check(context.Background()); err == nil {
 		t.Error("a statement answering 404 did not fail the check")
+	}
+}
+
+func TestReportShowsTheLastRestore(t *testing.T) {
+	t.Parallel()
+	pool := newDB(t)
+	rep, err := verify.New(pool, nil, verify.DefaultConfig()).Check(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.LastRestore != nil {
+		t.Errorf("LastRestore = %+v on a database never restored", rep.LastRestore)
+	}
+	if _, err := pool.Exec(context.Background(), `
+		INSERT INTO restores (actor, schema_version_before) VALUES ('cli:alice', 4), ('cli:bob', 5)`); err != nil {
+		t.Fatal(err)
+	}
+	rep, err = verify.New(pool, nil, verify.DefaultConfig()).Check(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	_ = rep.WriteText(&b)
+	if rep.LastRestore == nil || rep.LastRestore.Actor != "cli:bob" || !strings.Contains(b.String(), "last database restore: recorded ") ||
+		!strings.Contains(b.String(), "by cli:bob") || !rep.OK() {
+		t.Errorf("LastRestore = %+v\n%s", rep.LastRestore, b.String())
 	}
 }

@@ -11,6 +11,10 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/finsvc/finance/pkg/payment"
 )
 
 // startProcessorSim builds and starts the real processor-sim on a free port,
@@ -76,6 +80,9 @@ func TestReconcileAgainstProcessorSim(t *testing.T) {
 	env, url := demoDB(t)
 	pool := openPool(t, url)
 	ctx := context.Background()
+	// Every payment's uid is uidOf(id), so that the calls below can send its key.
+	uidOf := func(id int64) uuid.UUID { return uuid.MustParse(fmt.Sprintf("00000000-0000-7000-8000-%012d", id)) }
+	keyOf := func(id int64) string { return payment.ProcessorKey(uidOf(id)) }
 	status := func(id int64) string {
 		var s string
 		if err := pool.QueryRow(ctx, `SELECT status FROM payments WHERE id = $1`, id).Scan(&s); err != nil {
@@ -89,9 +96,9 @@ func TestReconcileAgainstProcessorSim(t *testing.T) {
 		for _, p := range ps {
 			held -= p[1]
 			if _, err := pool.Exec(ctx, fmt.Sprintf(`
-				INSERT INTO payments (id, user_id, merchant_id, amount, status, idempotency_key, request_hash, hold, failure_reason, created_at, updated_at)
-				VALUES (%[1]d, %[2]d, 4593, %[3]d, 'unknown', 'k-%[1]d', 'h', %[4]d, 'timeout', now() - interval '%[5]s' - interval '1 second', now() - interval '%[5]s')`,
-				p[0], user, p[1], -p[1], updatedAgo)); err != nil {
+				INSERT INTO payments (id, uid, user_id, merchant_id, amount, status, idempotency_key, request_hash, hold, failure_reason, created_at, updated_at)
+				VALUES (%[1]d, '%[6]s', %[2]d, 4593, %[3]d, 'unknown', 'k-%[1]d', 'h', %[4]d, 'timeout', now() - interval '%[5]s' - interval '1 second', now() - interval '%[5]s')`,
+				p[0], user, p[1], -p[1], updatedAgo, uidOf(p[0]))); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -102,9 +109,9 @@ func TestReconcileAgainstProcessorSim(t *testing.T) {
 
 	// Proposed API: executed, declined, never sent.
 	unknown(1001, "5 minutes", [2]int64{300001, -500}, [2]int64{300002, -300}, [2]int64{300003, -900})
-	simCall(t, http.MethodPost, sim+"/v2/payments", "payment-300001", `{"user_id":1001,"amount":-500,"reference":"300001"}`)
+	simCall(t, http.MethodPost, sim+"/v2/payments", keyOf(300001), `{"user_id":1001,"amount":-500,"reference":"300001"}`)
 	simCall(t, http.MethodPut, sim+"/sim/config", "", `{"decline_rate":1}`)
-	simCall(t, http.MethodPost, sim+"/v2/payments", "payment-300003", `{"user_id":1001,"amount":-900,"reference":"300003"}`)
+	simCall(t, http.MethodPost, sim+"/v2/payments", keyOf(300003), `{"user_id":1001,"amount":-900,"reference":"300003"}`)
 
 	if r := run(t, env, "verify", "--processor-url", sim); r.code != 1 || !strings.Contains(r.stdout, "executed_not_succeeded     1") {
 		t.Errorf("verify before reconciling: exit %d\n%s%s", r.code, r.stdout, r.stderr)

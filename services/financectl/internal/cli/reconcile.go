@@ -30,8 +30,9 @@ func reconcileCommand() *command {
 	return &command{
 		name: "reconcile",
 		args: "[--dry-run] [--watch 30s] [--api proposed|as-is] [--json]",
-		summary: "resolve unknown payments from the processor's records (lookup by key, statement of executions), " +
-			"audited as actor \"reconciler\", and report every mismatch; --watch repeats it",
+		summary: "resolve unknown payments, and payments accepted or processing past --stuck-after, from the processor's records " +
+			"(lookup by key, statement of executions), audited as actor \"reconciler\"; list executions without payment and " +
+			"report every mismatch; --watch repeats it",
 		flags: func(*env) *flag.FlagSet {
 			fs := newFlagSet("reconcile")
 			proc.register(fs)
@@ -42,6 +43,9 @@ func reconcileCommand() *command {
 				"how long after a payment became unknown the processor may still execute it (its max latency + the dispatcher's timeout, with a margin)")
 			fs.DurationVar(&cfg.KeyRetention, "key-retention", cfg.KeyRetention, "how long the processor keeps idempotency keys (a lookup 404 beyond it proves nothing)")
 			fs.DurationVar(&cfg.ClockSkew, "clock-skew", cfg.ClockSkew, "widens every time window, for the processor's clock")
+			fs.DurationVar(&cfg.StuckAfter, "stuck-after", cfg.StuckAfter,
+				"also resolve payments accepted or processing this long after their acceptance, when the processor executed or declined them (0: only unknown payments)")
+			fs.IntVar(&cfg.StuckLookups, "stuck-lookups", cfg.StuckLookups, "at most `N` lookups of stuck payments per pass, oldest first (0: the statement only)")
 			fs.DurationVar(&cfg.Verify.ExecutionBound, "execution-bound", cfg.Verify.ExecutionBound, "mismatch report: how long an executed payment may take to succeed here")
 			fs.BoolVar(&asJSON, "json", false, "print each report as JSON")
 			return fs
@@ -59,8 +63,8 @@ func reconcileCommand() *command {
 			if err := positive("key-retention", cfg.KeyRetention); err != nil {
 				return err
 			}
-			if watch < 0 || cfg.ClockSkew < 0 {
-				return usagef("--watch and --clock-skew must not be negative")
+			if watch < 0 || cfg.ClockSkew < 0 || cfg.StuckAfter < 0 || cfg.StuckLookups < 0 {
+				return usagef("--watch, --clock-skew, --stuck-after and --stuck-lookups must not be negative")
 			}
 			var lookup reconcile.Lookup
 			if api == "proposed" {
@@ -89,7 +93,7 @@ func reconcileCommand() *command {
 			}
 			logger.InfoContext(ctx, "reconciler watching", "interval", watch.String(), "api", api,
 				"processor_url", proc.url, "dry_run", cfg.DryRun, "safety_bound", cfg.SafetyBound.String(),
-				"key_retention", cfg.KeyRetention.String())
+				"key_retention", cfg.KeyRetention.String(), "stuck_after", cfg.StuckAfter.String())
 			return rc.Watch(ctx, watch, func(rep reconcile.Report, err error) {
 				if err != nil {
 					logger.ErrorContext(ctx, "reconcile pass failed", "err", err)
@@ -99,10 +103,10 @@ func reconcileCommand() *command {
 				if rep.MismatchCount() > 0 || rep.Left > 0 {
 					level = slog.LevelWarn
 				}
-				logger.Log(ctx, level, "reconcile pass", "unknown", rep.Unknown, "succeeded", rep.Succeeded,
+				logger.Log(ctx, level, "reconcile pass", "unknown", rep.Unknown, "stuck", rep.Stuck, "succeeded", rep.Succeeded,
 					"failed", rep.Failed, "left", rep.Left, "lookup_errors", rep.Errors, "mismatches", rep.MismatchCount(),
-					"executions", rep.Executions)
-				if rep.Unknown > 0 || rep.MismatchCount() > 0 {
+					"executions_without_payment", rep.WithoutPaymentCount, "executions", rep.Executions)
+				if rep.Unknown > 0 || rep.Stuck > 0 || rep.MismatchCount() > 0 {
 					if err := writeReport(e.stdout, asJSON, rep, rep.WriteText); err != nil {
 						logger.ErrorContext(ctx, "write report", "err", err)
 					}
@@ -120,6 +124,7 @@ func emitEvent(ctx context.Context, tx pgx.Tx, ev ledger.Event) error {
 	payload, err := proto.Marshal(&financev1.PaymentEvent{
 		EventId:    ev.ID(),
 		PaymentId:  ev.PaymentID,
+		PaymentUid: ev.PaymentUID.String(),
 		UserId:     ev.UserID,
 		MerchantId: ev.MerchantID,
 		Amount:     ev.Amount,

@@ -52,6 +52,8 @@ func verifyCommand() *command {
 		flags: func(*env) *flag.FlagSet {
 			fs := newFlagSet("verify")
 			proc.register(fs)
+			fs.DurationVar(&cfg.StuckAfter, "stuck-after", cfg.StuckAfter,
+				"liveness: how long after its acceptance a payment may stay accepted, processing or unknown (stuck_nonfinal; 0 disables)")
 			fs.DurationVar(&cfg.InFlightBound, "in-flight-bound", cfg.InFlightBound, "how long a payment may stay accepted or processing")
 			fs.DurationVar(&cfg.UnknownBound, "unknown-bound", cfg.UnknownBound, "how long a payment may stay unknown")
 			fs.DurationVar(&cfg.ExecutionBound, "execution-bound", cfg.ExecutionBound, "how long an executed payment may take to succeed here")
@@ -63,7 +65,7 @@ func verifyCommand() *command {
 			if err := noArgs(fs); err != nil {
 				return err
 			}
-			if cfg.InFlightBound < 0 || cfg.UnknownBound < 0 || cfg.ExecutionBound < 0 {
+			if cfg.StuckAfter < 0 || cfg.InFlightBound < 0 || cfg.UnknownBound < 0 || cfg.ExecutionBound < 0 {
 				return usagef("bounds must not be negative")
 			}
 			if cfg.MaxExamples < 1 {

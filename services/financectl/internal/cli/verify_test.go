@@ -12,6 +12,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/finsvc/finance/pkg/payment"
 	"github.com/finsvc/finance/pkg/pgtest"
 	"github.com/finsvc/finance/pkg/verify"
 	financev1 "github.com/finsvc/finance/proto/finance/v1"
@@ -102,6 +103,9 @@ func TestVerifyAndReconcileUsageErrors(t *testing.T) {
 		{"reconcile", "--api", "v3"},
 		{"reconcile", "--safety-bound", "0s"},
 		{"reconcile", "--watch", "-1s"},
+		{"reconcile", "--stuck-after", "-1m"},
+		{"reconcile", "--stuck-lookups", "-1"},
+		{"verify", "--stuck-after", "-1m"},
 	} {
 		if r := run(t, env, args...); r.code != 2 || !strings.Contains(r.stderr, "usage: financectl "+args[0]) {
 			t.Errorf("%v: exit %d, want 2 with usage\n%s", args, r.code, r.stderr)
@@ -116,17 +120,22 @@ func TestReconcile(t *testing.T) {
 	ctx := context.Background()
 	// Payment 200001 of user 1001 was left unknown ten minutes ago; the
 	// processor executed it. 200002 was never executed.
-	if _, err := pool.Exec(ctx, `
-		UPDATE wallets SET held = 800 WHERE user_id = 1001;
-		INSERT INTO payments (id, user_id, merchant_id, amount, status, idempotency_key, request_hash, hold, failure_reason, created_at, updated_at)
-		VALUES (200001, 1001, 4593, -500, 'unknown', 'u-1', 'h', 500, 'timeout', now() - interval '10 minutes', now() - interval '10 minutes'),
-		       (200002, 1001, 4593, -300, 'unknown', 'u-2', 'h', 300, 'timeout', now() - interval '10 minutes', now() - interval '10 minutes')`); err != nil {
+	uid1, uid2 := payment.NewUID(), payment.NewUID()
+	if _, err := pool.Exec(ctx, `UPDATE wallets SET held = 800 WHERE user_id = 1001`); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := pool.Exec(ctx, `
+		INSERT INTO payments (id, uid, user_id, merchant_id, amount, status, idempotency_key, request_hash, hold, failure_reason, created_at, updated_at)
+		VALUES (200001, $1, 1001, 4593, -500, 'unknown', 'u-1', 'h', 500, 'timeout', now() - interval '10 minutes', now() - interval '10 minutes'),
+		       (200002, $2, 1001, 4593, -300, 'unknown', 'u-2', 'h', 300, 'timeout', now() - interval '10 minutes', now() - interval '10 minutes')`,
+		uid1, uid2); err != nil {
+		t.Fatal(err)
+	}
+	key1 := payment.ProcessorKey(uid1)
 	proc := &fakeProcessor{
-		executions: []map[string]any{{"seq": 1, "id": "pay_1", "idempotency_key": "payment-200001", "user_id": 1001,
+		executions: []map[string]any{{"seq": 1, "id": "pay_1", "idempotency_key": key1, "user_id": 1001,
 			"amount": -500, "reference": "200001", "api": "proposed", "executed_at": "2026-01-01T00:00:00Z"}},
-		resources: map[string]map[string]any{"payment-200001": {"id": "pay_1", "idempotency_key": "payment-200001",
+		resources: map[string]map[string]any{key1: {"id": "pay_1", "idempotency_key": key1,
 			"user_id": 1001, "amount": -500, "status": "succeeded"}},
 	}
 	sim := proc.serve(t)
@@ -165,9 +174,10 @@ func TestReconcile(t *testing.T) {
 		if err := proto.Unmarshal(payload, &ev); err != nil {
 			t.Fatal(err)
 		}
-		got = append(got, fmt.Sprintf("%s %s user_seq>0:%v", topic, ev.GetEventId(), ev.GetUserSeq() > 0))
+		got = append(got, fmt.Sprintf("%s %s %s user_seq>0:%v", topic, ev.GetEventId(), ev.GetPaymentUid(), ev.GetUserSeq() > 0))
 	}
-	want := []string{"payments.events 200001:succeeded user_seq>0:true", "payments.events 200002:failed user_seq>0:true"}
+	want := []string{"payments.events 200001:succeeded " + uid1.String() + " user_seq>0:true",
+		"payments.events 200002:failed " + uid2.String() + " user_seq>0:true"}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("outbox:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
