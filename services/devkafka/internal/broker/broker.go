@@ -24,10 +24,9 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kfake"
-
 	"github.com/finsvc/finance/pkg/kafka"
 	"github.com/finsvc/finance/pkg/obs"
+	"github.com/finsvc/finance/services/devkafka/internal/kfake"
 )
 
 // lockFile, inside the data dir, keeps a second devkafka off the same state.

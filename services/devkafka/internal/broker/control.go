@@ -9,8 +9,9 @@ import (
 	"sync"
 
 	"github.com/twmb/franz-go/pkg/kerr"
-	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/finsvc/finance/services/devkafka/internal/kfake"
 )
 
 // faultKind is one family of broker failures the control API injects. Every
