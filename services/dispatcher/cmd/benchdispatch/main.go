@@ -4,6 +4,12 @@
 // the processor's limit L configured, by 1 process with L unknown, and the
 // delay the dispatcher adds when the system is idle. It prints one report
 // per scenario. `make bench-dispatcher` builds the binaries and runs it.
+//
+// The dispatcher's guard reads every payment in PostgreSQL before its
+// processor call, so the benchmark creates a database of its own on the
+// server of -postgres, migrates it with pkg/schema, seeds each scenario's
+// payments (accepted, each with its uid) before producing their records,
+// and drops it at the end.
 package main
 
 import (
@@ -27,11 +33,14 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/finsvc/finance/pkg/kafka"
+	"github.com/finsvc/finance/pkg/payment"
+	"github.com/finsvc/finance/pkg/postgres"
 	financev1 "github.com/finsvc/finance/proto/finance/v1"
 )
 
@@ -44,6 +53,7 @@ type options struct {
 	unknownPayments int
 	idlePayments    int
 	logDir          string
+	postgres        string
 }
 
 func main() {
@@ -58,6 +68,8 @@ func main() {
 	flag.IntVar(&o.unknownPayments, "unknown-payments", 50000, "payments in the burst of the L-unknown scenario")
 	flag.IntVar(&o.idlePayments, "idle-payments", 500, "payments sent one at a time in the idle scenario")
 	flag.StringVar(&o.logDir, "logs", "", "directory for the processes' logs (default: a temporary one)")
+	flag.StringVar(&o.postgres, "postgres", "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable",
+		"a database of the PostgreSQL server to create the benchmark's own database on (and drop it after)")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
@@ -68,7 +80,7 @@ func main() {
 	}
 }
 
-func run(ctx context.Context, o options) error {
+func run(ctx context.Context, o options) (err error) {
 	if o.logDir == "" {
 		d, err := os.MkdirTemp("", "benchdispatch-")
 		if err != nil {
@@ -76,18 +88,28 @@ func run(ctx context.Context, o options) error {
 		}
 		o.logDir = d
 	}
-	fmt.Printf("benchdispatch: L=%d/s, sim latency p50 100ms p99 1s, %d partitions, logs in %s\n", o.limit, o.partitions, o.logDir)
+	db, err := createDatabase(ctx, o.postgres)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if derr := db.drop(); derr != nil {
+			err = errors.Join(err, fmt.Errorf("drop database %s: %w", db.name, derr))
+		}
+	}()
+	fmt.Printf("benchdispatch: L=%d/s, sim latency p50 100ms p99 1s, %d partitions, database %s, logs in %s\n",
+		o.limit, o.partitions, postgres.RedactURL(db.url), o.logDir)
 	for _, s := range strings.Split(o.scenarios, ",") {
 		var err error
 		switch strings.TrimSpace(s) {
 		case "idle":
-			err = idle(ctx, o)
+			err = idle(ctx, o, db)
 		case "one":
-			err = drain(ctx, o, "one replica, L configured", 1, o.limit, o.payments)
+			err = drain(ctx, o, db, "one replica, L configured", 1, o.limit, o.payments)
 		case "two":
-			err = drain(ctx, o, "two replicas, L configured", 2, o.limit, o.payments)
+			err = drain(ctx, o, db, "two replicas, L configured", 2, o.limit, o.payments)
 		case "unknown":
-			err = drain(ctx, o, "one replica, L unknown (PROCESSOR_RATE_LIMIT=0)", 1, 0, o.unknownPayments)
+			err = drain(ctx, o, db, "one replica, L unknown (PROCESSOR_RATE_LIMIT=0)", 1, 0, o.unknownPayments)
 		default:
 			err = fmt.Errorf("unknown scenario %q", s)
 		}
@@ -98,22 +120,37 @@ func run(ctx context.Context, o options) error {
 	return nil
 }
 
-// env is one scenario's cluster and simulator.
+// env is one scenario's cluster, simulator and payments.
 type env struct {
 	o       options
+	db      *database
 	cluster *kfake.Cluster
 	brokers []string
 	simURL  string
 	procs   []*exec.Cmd
 	logs    []*os.File
+	// payments are the scenario's payments, seeded in the database, in
+	// the order their records are produced; byUID finds them by uid.
+	payments []benchPayment
+	byUID    map[uuid.UUID]benchPayment
 }
 
-func start(ctx context.Context, o options, name string) (*env, error) {
+// start seeds ps in the database and starts the scenario's cluster and
+// simulator.
+func start(ctx context.Context, o options, db *database, name string, ps []benchPayment) (*env, error) {
+	begin := time.Now()
+	if err := db.seed(ctx, ps); err != nil {
+		return nil, err
+	}
+	fmt.Printf("seeded %d accepted payments (with uids) in %v\n", len(ps), time.Since(begin).Round(time.Millisecond))
 	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(int32(o.partitions), append(kafka.Topics(), kafka.DLQTopics()...)...))
 	if err != nil {
 		return nil, err
 	}
-	e := &env{o: o, cluster: c, brokers: c.ListenAddrs()}
+	e := &env{o: o, db: db, cluster: c, brokers: c.ListenAddrs(), payments: ps, byUID: make(map[uuid.UUID]benchPayment, len(ps))}
+	for _, p := range ps {
+		e.byUID[p.uid] = p
+	}
 	addr, err := freeAddr()
 	if err != nil {
 		e.close()
@@ -157,6 +194,7 @@ func (e *env) dispatcher(name string, i, limit int) (string, error) {
 	}
 	err = e.spawn(e.o.dispatcher, fmt.Sprintf("%s-dispatcher-%d", name, i),
 		"KAFKA_BROKERS="+strings.Join(e.brokers, ","), "OPS_ADDR="+ops, "PROCESSOR_URL="+e.simURL,
+		"DATABASE_URL="+e.db.url,
 		"PROCESSOR_RATE_LIMIT="+strconv.Itoa(limit), "LOG_LEVEL=info",
 		"DISPATCHER_TRANSACTIONAL_ID="+fmt.Sprintf("bench-%s-%d", name, i))
 	return ops, err
@@ -205,22 +243,41 @@ func (e *env) waitOwned(ctx context.Context, ops []string) error {
 	}
 }
 
-// burst produces n payments for users 1..users, ids 1..n, user by user in
-// each round, the way concurrent clients would send them.
-func (e *env) burst(ctx context.Context, n, users int) error {
+// burstPayments are n payments for users 1..users, ids 1..n, user by user
+// in each round, the way concurrent clients would send them, each with a
+// fresh uid.
+func burstPayments(n, users int) []benchPayment {
+	ps := make([]benchPayment, n)
+	for i := range ps {
+		id := i + 1
+		ps[i] = benchPayment{id: int64(id), user: int64((id-1)%users + 1), amount: -int64(100 + id%900), uid: payment.NewUID()}
+	}
+	return ps
+}
+
+// request is the PaymentRequested record of p.
+func request(p benchPayment) (*kgo.Record, error) {
+	v, err := proto.Marshal(&financev1.PaymentRequested{PaymentId: p.id, PaymentUid: p.uid.String(), UserId: p.user, MerchantId: 1, Amount: p.amount})
+	if err != nil {
+		return nil, err
+	}
+	return &kgo.Record{Topic: kafka.TopicRequested, Key: kafka.UserKey(p.user), Value: v}, nil
+}
+
+// burst produces the records of every payment of the scenario at once.
+func (e *env) burst(ctx context.Context) error {
 	cl, err := kafka.NewClient(e.brokers, slog.New(slog.DiscardHandler), kgo.MaxBufferedRecords(100000))
 	if err != nil {
 		return err
 	}
 	defer cl.Close()
 	var firstErr error
-	for id := 1; id <= n; id++ {
-		user := int64((id-1)%users + 1)
-		v, err := proto.Marshal(&financev1.PaymentRequested{PaymentId: int64(id), UserId: user, MerchantId: 1, Amount: -int64(100 + id%900)})
+	for _, p := range e.payments {
+		rec, err := request(p)
 		if err != nil {
 			return err
 		}
-		cl.Produce(ctx, &kgo.Record{Topic: kafka.TopicRequested, Key: kafka.UserKey(user), Value: v}, func(_ *kgo.Record, err error) {
+		cl.Produce(ctx, rec, func(_ *kgo.Record, err error) {
 			if err != nil && firstErr == nil {
 				firstErr = err
 			}
@@ -263,10 +320,10 @@ func (e *env) executions() ([]execution, error) {
 }
 
 // drain runs one burst scenario.
-func drain(ctx context.Context, o options, title string, replicas, limit, n int) error {
+func drain(ctx context.Context, o options, db *database, title string, replicas, limit, n int) error {
 	name := fmt.Sprintf("drain-%d-%d", replicas, limit)
 	fmt.Printf("\n== %s: %d payments for %d users\n", title, n, o.users)
-	e, err := start(ctx, o, name)
+	e, err := start(ctx, o, db, name, burstPayments(n, o.users))
 	if err != nil {
 		return err
 	}
@@ -282,8 +339,12 @@ func drain(ctx context.Context, o options, title string, replicas, limit, n int)
 	if err := e.waitOwned(ctx, ops); err != nil {
 		return err
 	}
+	cpuBefore, err := e.cpu(ctx, ops)
+	if err != nil {
+		return err
+	}
 	begin := time.Now()
-	if err := e.burst(ctx, n, o.users); err != nil {
+	if err := e.burst(ctx); err != nil {
 		return err
 	}
 	fmt.Printf("burst queued in %v\n", time.Since(begin).Round(time.Millisecond))
@@ -318,6 +379,10 @@ func drain(ctx context.Context, o options, title string, replicas, limit, n int)
 		}
 	}
 	wall := time.Since(begin)
+	cpuAfter, err := e.cpu(ctx, ops)
+	if err != nil {
+		return err
+	}
 	s, err := e.stats()
 	if err != nil {
 		return err
@@ -326,7 +391,7 @@ func drain(ctx context.Context, o options, title string, replicas, limit, n int)
 	if err != nil {
 		return err
 	}
-	violations, dups := orderViolations(execs)
+	violations, dups, foreign := e.orderViolations(execs)
 	first, lastAt := execs[0].ExecutedAt, execs[len(execs)-1].ExecutedAt
 	span := lastAt.Sub(first).Seconds()
 	tput := float64(len(execs)-1) / span
@@ -344,7 +409,7 @@ func drain(ctx context.Context, o options, title string, replicas, limit, n int)
 		fmt.Printf("after the first 10 s: %.1f/s = %.3f x L\n", t10, t10/float64(o.limit))
 	}
 	fmt.Printf("processor calls %d, 429s %d, replays %d\n", s.Calls, s.RateLimited, s.Replayed)
-	fmt.Printf("per-user order violations %d, payments executed twice %d\n", violations, dups)
+	fmt.Printf("per-user order violations %d, payments executed twice %d, executions of no benchmark payment %d\n", violations, dups, foreign)
 
 	// Every payment has exactly one committed final outcome.
 	finals, err := e.outcomes(ctx, n)
@@ -352,13 +417,30 @@ func drain(ctx context.Context, o options, title string, replicas, limit, n int)
 		return err
 	}
 	fmt.Printf("committed final outcomes %d (distinct payments %d)\n", finals.total, finals.distinct)
+	if err := e.reportGuard(ops, n); err != nil {
+		return err
+	}
+	cpuAfter.report(cpuBefore, n)
 	return nil
+}
+
+// payment returns the benchmark payment an execution belongs to: the one
+// whose uid its idempotency key names (payment.ProcessorKey), whatever its
+// reference says.
+func (e *env) payment(x execution) (benchPayment, bool) {
+	uid, ok := payment.ParseProcessorKey(x.IdempotencyKey)
+	if !ok {
+		return benchPayment{}, false
+	}
+	p, ok := e.byUID[uid]
+	return p, ok
 }
 
 // orderViolations counts, per user, executions of a payment id lower than
 // one executed before it (ids were queued in increasing order per user),
-// and payments executed more than once.
-func orderViolations(execs []execution) (violations, dups int) {
+// payments executed more than once, and executions whose key names no
+// payment of the scenario.
+func (e *env) orderViolations(execs []execution) (violations, dups, foreign int) {
 	lastByUser := map[int64]int64{}
 	seen := map[string]bool{}
 	for _, x := range execs {
@@ -367,16 +449,83 @@ func orderViolations(execs []execution) (violations, dups int) {
 			continue
 		}
 		seen[x.IdempotencyKey] = true
-		id, err := strconv.ParseInt(x.Reference, 10, 64)
-		if err != nil {
+		p, ok := e.payment(x)
+		if !ok {
+			foreign++
 			continue
 		}
-		if id < lastByUser[x.UserID] {
+		if p.id < lastByUser[p.user] {
 			violations++
 		}
-		lastByUser[x.UserID] = max(lastByUser[x.UserID], id)
+		lastByUser[p.user] = max(lastByUser[p.user], p.id)
 	}
-	return violations, dups
+	return violations, dups, foreign
+}
+
+// reportGuard prints the dispatch guard's verdicts summed over the
+// replicas: every payment must have been admitted (send) once, and none
+// found stale.
+func (e *env) reportGuard(ops []string, n int) error {
+	verdicts := map[string]float64{}
+	for _, a := range ops {
+		m, err := metrics(a)
+		if err != nil {
+			return err
+		}
+		for k, v := range m {
+			if r, ok := strings.CutPrefix(k, `dispatcher_guard_total{result="`); ok {
+				verdicts[strings.TrimSuffix(r, `"}`)] += v
+			}
+		}
+	}
+	line := fmt.Sprintf("send %.0f, stale %.0f", verdicts["send"], verdicts["stale"])
+	for _, r := range []string{"final", "claimed", "error"} {
+		if verdicts[r] != 0 {
+			line += fmt.Sprintf(", %s %.0f", r, verdicts[r])
+		}
+	}
+	verdict := "as expected"
+	if verdicts["send"] != float64(n) || verdicts["stale"] != 0 {
+		verdict = fmt.Sprintf("WRONG: want send %d, stale 0", n)
+	}
+	fmt.Printf("dispatch guard (dispatcher_guard_total, all replicas): %s: %s\n", line, verdict)
+	return nil
+}
+
+// cpuReading is, at one time, the dispatchers' process_cpu_seconds_total
+// and the CPU seconds of the PostgreSQL backends serving them.
+type cpuReading struct {
+	dispatcher float64
+	backends   map[int32]float64
+	backendErr error
+}
+
+func (e *env) cpu(ctx context.Context, ops []string) (cpuReading, error) {
+	var r cpuReading
+	for _, a := range ops {
+		v, err := metric(a, "process_cpu_seconds_total")
+		if err != nil {
+			return r, err
+		}
+		r.dispatcher += v
+	}
+	r.backends, r.backendErr = e.db.backendCPU(ctx)
+	return r, nil
+}
+
+// report prints the CPU used from before to r per payment: the
+// dispatchers' (all of their work, the guard's client side included) and
+// their PostgreSQL backends' (nothing but the guard's statements).
+func (r cpuReading) report(before cpuReading, n int) {
+	d := r.dispatcher - before.dispatcher
+	line := fmt.Sprintf("CPU from the burst to the drain's end: dispatcher %.1f s = %.3f ms per payment", d, d/float64(n)*1000)
+	if err := errors.Join(before.backendErr, r.backendErr); err != nil {
+		line += fmt.Sprintf("; PostgreSQL backends not measured (%v)", err)
+	} else {
+		pg := cpuUsed(before.backends, r.backends)
+		line += fmt.Sprintf("; PostgreSQL backends of the guard (%d) %.1f s = %.3f ms per payment", len(r.backends), pg, pg/float64(n)*1000)
+	}
+	fmt.Println(line)
 }
 
 type finalCount struct{ total, distinct int }
@@ -411,9 +560,13 @@ func (e *env) outcomes(ctx context.Context, n int) (finalCount, error) {
 // idle measures the delay the dispatcher adds at low load: payments are
 // produced one at a time and the simulator, with its latency off, records
 // when each call arrived.
-func idle(ctx context.Context, o options) error {
+func idle(ctx context.Context, o options, db *database) error {
 	fmt.Printf("\n== idle: %d payments one at a time, 20 ms apart, simulator latency 0\n", o.idlePayments)
-	e, err := start(ctx, o, "idle")
+	ps := make([]benchPayment, o.idlePayments)
+	for i := range ps {
+		ps[i] = benchPayment{id: int64(i + 1), user: int64((i+1)%50 + 1), amount: -100, uid: payment.NewUID()}
+	}
+	e, err := start(ctx, o, db, "idle", ps)
 	if err != nil {
 		return err
 	}
@@ -433,15 +586,17 @@ func idle(ctx context.Context, o options) error {
 		return err
 	}
 	defer cl.Close()
-	available := map[string]time.Time{}
-	for i := 1; i <= o.idlePayments; i++ {
-		user := int64(i%50 + 1)
-		v, _ := proto.Marshal(&financev1.PaymentRequested{PaymentId: int64(i), UserId: user, MerchantId: 1, Amount: -100})
-		if err := cl.ProduceSync(ctx, &kgo.Record{Topic: kafka.TopicRequested, Key: kafka.UserKey(user), Value: v}).FirstErr(); err != nil {
+	available := map[uuid.UUID]time.Time{}
+	for _, p := range ps {
+		rec, err := request(p)
+		if err != nil {
+			return err
+		}
+		if err := cl.ProduceSync(ctx, rec).FirstErr(); err != nil {
 			return err
 		}
 		// The record is available to consumers once the broker acked it.
-		available[strconv.Itoa(i)] = time.Now()
+		available[p.uid] = time.Now()
 		if err := sleep(ctx, 20*time.Millisecond); err != nil {
 			return err
 		}
@@ -462,8 +617,8 @@ func idle(ctx context.Context, o options) error {
 	}
 	var delays []float64
 	for _, x := range execs {
-		if t, ok := available[x.Reference]; ok {
-			delays = append(delays, x.ExecutedAt.Sub(t).Seconds()*1000)
+		if p, ok := e.payment(x); ok {
+			delays = append(delays, x.ExecutedAt.Sub(available[p.uid]).Seconds()*1000)
 		}
 	}
 	if len(delays) == 0 {
@@ -473,25 +628,47 @@ func idle(ctx context.Context, o options) error {
 	q := func(p float64) float64 { return delays[int(math.Ceil(p*float64(len(delays))))-1] }
 	fmt.Printf("delay from record available (produce acked) to processor call, %d payments: p50 %.1f ms, p99 %.1f ms, max %.1f ms\n",
 		len(delays), q(0.5), q(0.99), delays[len(delays)-1])
-	return nil
+	return e.reportGuard([]string{a}, o.idlePayments)
 }
 
-func metric(addr, name string) (float64, error) {
+// metrics returns every sample of addr's /metrics by name and labels, as
+// written there (`name{label="value"}`).
+func metrics(addr string) (map[string]float64, error) {
 	resp, err := http.Get("http://" + addr + "/metrics")
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
+	out := map[string]float64{}
 	for _, line := range strings.Split(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, name+" "); ok {
-			return strconv.ParseFloat(strings.TrimSpace(rest), 64)
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		if i < 0 {
+			continue
+		}
+		if v, err := strconv.ParseFloat(line[i+1:], 64); err == nil {
+			out[line[:i]] = v
 		}
 	}
-	return 0, fmt.Errorf("metric %s not found", name)
+	return out, nil
+}
+
+func metric(addr, name string) (float64, error) {
+	m, err := metrics(addr)
+	if err != nil {
+		return 0, err
+	}
+	v, ok := m[name]
+	if !ok {
+		return 0, fmt.Errorf("metric %s not found", name)
+	}
+	return v, nil
 }
 
 func getJSON(url string, v any) error {
