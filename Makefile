@@ -89,7 +89,7 @@ clean: ## Remove built binaries (keeps .run/ state: broker data, private Postgre
 	rm -rf $(BIN)
 
 .PHONY: bench-dispatcher
-bench-dispatcher: ## Dispatcher drain benchmark: 50,000 payments against processor-sim (L=300/s) with 1 and 2 replicas, L unknown, idle delay (~10 min).
+bench-dispatcher: ## Dispatcher drain benchmark: 50,000 payments against processor-sim (L=300/s) with 1 and 2 replicas, L unknown, idle delay (~10 min); needs PostgreSQL on 127.0.0.1:5432 (BENCH_FLAGS=-postgres URL), where it creates and drops a database of its own.
 	@mkdir -p $(BIN)
 	go build -o $(BIN)/dispatcher ./services/dispatcher
 	go build -o $(BIN)/processor-sim ./services/processor-sim
