@@ -407,25 +407,34 @@ const open = `('accepted', 'processing', 'unknown')`
 // query returns a check's SQL and its arguments, without the example limit.
 func (c *Checker) query(k Kind, loaded Loaded) (string, []any) {
 	switch k {
+	// The open payments are read in a MATERIALIZED CTE so that the planner
+	// takes them from the partial index payments_open_idx: with ORDER BY id
+	// over the whole table it walks the primary key instead, every row of
+	// the table (0.45 s on a million payments, against 10 ms).
 	case StuckNonfinal:
-		// Served by payments_open_idx (its predicate is the open statuses).
 		return `
+			WITH o AS MATERIALIZED (
+				SELECT id, user_id, status, created_at, updated_at FROM payments
+				WHERE status NOT IN ('succeeded', 'failed') AND created_at < now() - $1 * interval '1 microsecond')
 			SELECT id, user_id, format('%s since %s, accepted %s ago', status, updated_at, date_trunc('second', now() - created_at)),
 			       count(*) OVER ()
-			FROM payments
-			WHERE status NOT IN ('succeeded', 'failed') AND created_at < now() - $1 * interval '1 microsecond'
+			FROM o
 			ORDER BY id LIMIT $2`, []any{micros(c.cfg.StuckAfter)}
 	case StuckInFlight:
 		return `
+			WITH o AS MATERIALIZED (
+				SELECT id, user_id, status, created_at, updated_at FROM payments
+				WHERE status IN ('accepted', 'processing') AND created_at < now() - $1 * interval '1 microsecond')
 			SELECT id, user_id, format('%s since %s (created %s)', status, updated_at, created_at), count(*) OVER ()
-			FROM payments
-			WHERE status IN ('accepted', 'processing') AND created_at < now() - $1 * interval '1 microsecond'
+			FROM o
 			ORDER BY id LIMIT $2`, []any{micros(c.cfg.InFlightBound)}
 	case UnknownTooLong:
 		return `
+			WITH o AS MATERIALIZED (
+				SELECT id, user_id, created_at, updated_at, failure_reason FROM payments
+				WHERE status = 'unknown' AND created_at < now() - $1 * interval '1 microsecond')
 			SELECT id, user_id, format('unknown since %s (created %s): %s', updated_at, created_at, failure_reason), count(*) OVER ()
-			FROM payments
-			WHERE status = 'unknown' AND created_at < now() - $1 * interval '1 microsecond'
+			FROM o
 			ORDER BY id LIMIT $2`, []any{micros(c.cfg.UnknownBound)}
 	case BalanceMismatch:
 		return `
