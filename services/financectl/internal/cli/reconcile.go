@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"golang.org/x/sync/errgroup"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -21,11 +23,12 @@ import (
 
 func reconcileCommand() *command {
 	var (
-		cfg    = reconcile.DefaultConfig()
-		proc   processorFlags
-		api    string
-		watch  time.Duration
-		asJSON bool
+		cfg         = reconcile.DefaultConfig()
+		proc        processorFlags
+		api         string
+		watch       time.Duration
+		metricsAddr string
+		asJSON      bool
 	)
 	return &command{
 		name: "reconcile",
@@ -39,6 +42,8 @@ func reconcileCommand() *command {
 			fs.StringVar(&api, "api", "proposed", "the processor's API: proposed (lookup GET /v2/payments/{key}, then the statement) or as-is (the statement only)")
 			fs.BoolVar(&cfg.DryRun, "dry-run", false, "decide and report, change nothing")
 			fs.DurationVar(&watch, "watch", 0, "run a pass every `interval` until stopped (the periodic job); 0 runs once")
+			fs.StringVar(&metricsAddr, "metrics-addr", "",
+				"with --watch: serve Prometheus /metrics, /healthz and /readyz on this `address`, e.g. :9104 (empty: none)")
 			fs.DurationVar(&cfg.SafetyBound, "safety-bound", cfg.SafetyBound,
 				"how long after a payment became unknown the processor may still execute it (its max latency + the dispatcher's timeout, with a margin)")
 			fs.DurationVar(&cfg.KeyRetention, "key-retention", cfg.KeyRetention, "how long the processor keeps idempotency keys (a lookup 404 beyond it proves nothing)")
@@ -65,6 +70,9 @@ func reconcileCommand() *command {
 			}
 			if watch < 0 || cfg.ClockSkew < 0 || cfg.StuckAfter < 0 || cfg.StuckLookups < 0 {
 				return usagef("--watch, --clock-skew, --stuck-after and --stuck-lookups must not be negative")
+			}
+			if metricsAddr != "" && watch == 0 {
+				return usagef("--metrics-addr needs --watch")
 			}
 			var lookup reconcile.Lookup
 			if api == "proposed" {
@@ -93,27 +101,57 @@ func reconcileCommand() *command {
 			}
 			logger.InfoContext(ctx, "reconciler watching", "interval", watch.String(), "api", api,
 				"processor_url", proc.url, "dry_run", cfg.DryRun, "safety_bound", cfg.SafetyBound.String(),
-				"key_retention", cfg.KeyRetention.String(), "stuck_after", cfg.StuckAfter.String())
-			return rc.Watch(ctx, watch, func(rep reconcile.Report, err error) {
-				if err != nil {
-					logger.ErrorContext(ctx, "reconcile pass failed", "err", err)
-					return
-				}
-				level := slog.LevelInfo
-				if rep.MismatchCount() > 0 || rep.Left > 0 {
-					level = slog.LevelWarn
-				}
-				logger.Log(ctx, level, "reconcile pass", "unknown", rep.Unknown, "stuck", rep.Stuck, "succeeded", rep.Succeeded,
-					"failed", rep.Failed, "left", rep.Left, "lookup_errors", rep.Errors, "mismatches", rep.MismatchCount(),
-					"executions_without_payment", rep.WithoutPaymentCount, "executions", rep.Executions)
-				if rep.Unknown > 0 || rep.Stuck > 0 || rep.MismatchCount() > 0 {
-					if err := writeReport(e.stdout, asJSON, rep, rep.WriteText); err != nil {
-						logger.ErrorContext(ctx, "write report", "err", err)
-					}
-				}
-			})
+				"key_retention", cfg.KeyRetention.String(), "stuck_after", cfg.StuckAfter.String(), "metrics_addr", metricsAddr)
+			return watchReconcile(ctx, e, logger, pool, rc, watch, metricsAddr, asJSON)
 		},
 	}
+}
+
+// watchReconcile runs a pass every interval until ctx ends and, when
+// metricsAddr is set, serves the reconciler's metrics there, refreshed after
+// every pass (failed passes included: the payments' liveness is read from
+// the database alone).
+func watchReconcile(ctx context.Context, e *env, logger *slog.Logger, pool *pgxpool.Pool, rc *reconcile.Reconciler,
+	every time.Duration, metricsAddr string, asJSON bool,
+) error {
+	g, gctx := errgroup.WithContext(ctx)
+	var metrics *reconcileMetrics
+	if metricsAddr != "" {
+		reg := obs.NewRegistry()
+		metrics = newReconcileMetrics(reg)
+		if err := metrics.refreshOpen(gctx, pool); err != nil {
+			logger.ErrorContext(gctx, "refresh metrics", "err", err)
+		}
+		mux := obs.OpsMux(reg, func(ctx context.Context) error { return pool.Ping(ctx) })
+		g.Go(func() error { return obs.Serve(gctx, logger, "metrics", metricsAddr, mux, 5*time.Second) })
+	}
+	g.Go(func() error {
+		return rc.Watch(gctx, every, func(rep reconcile.Report, err error) {
+			if metrics != nil {
+				metrics.pass(rep, err)
+				if err := metrics.refreshOpen(gctx, pool); err != nil {
+					logger.ErrorContext(gctx, "refresh metrics", "err", err)
+				}
+			}
+			if err != nil {
+				logger.ErrorContext(gctx, "reconcile pass failed", "err", err)
+				return
+			}
+			level := slog.LevelInfo
+			if rep.MismatchCount() > 0 || rep.Left > 0 {
+				level = slog.LevelWarn
+			}
+			logger.Log(gctx, level, "reconcile pass", "unknown", rep.Unknown, "stuck", rep.Stuck, "succeeded", rep.Succeeded,
+				"failed", rep.Failed, "left", rep.Left, "lookup_errors", rep.Errors, "mismatches", rep.MismatchCount(),
+				"executions_without_payment", rep.WithoutPaymentCount, "executions", rep.Executions)
+			if rep.Unknown > 0 || rep.Stuck > 0 || rep.MismatchCount() > 0 {
+				if err := writeReport(e.stdout, asJSON, rep, rep.WriteText); err != nil {
+					logger.ErrorContext(gctx, "write report", "err", err)
+				}
+			}
+		})
+	})
+	return g.Wait()
 }
 
 // emitEvent writes a resolution's PaymentEvent to the outbox in the
