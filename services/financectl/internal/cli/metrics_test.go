@@ -124,9 +124,9 @@ func TestReconcileMetrics(t *testing.T) {
 
 	m := waitFor("a finished pass", func(m map[string]float64) bool { return m[`finance_reconcile_passes_total{result="ok"}`] >= 1 })
 	for name, want := range map[string]float64{
-		`finance_nonfinal_payments{status="accepted"}`:   3,
-		`finance_nonfinal_payments{status="processing"}`: 1,
-		`finance_nonfinal_payments{status="unknown"}`:    2,
+		`finance_nonfinal_payments{status="accepted"}`:    3,
+		`finance_nonfinal_payments{status="processing"}`:  1,
+		`finance_nonfinal_payments{status="unknown"}`:     2,
 		`finance_reconcile_passes_total{result="failed"}`: 0,
 		// Examined and left: both unknown, and the two accepted or
 		// processing for over --stuck-after (2m).
