@@ -51,10 +51,12 @@ func usagef(format string, args ...any) error {
 
 func commands() []*command {
 	return []*command{
+		afterRestoreCommand(),
 		createdbCommand(),
 		dlqCommand(),
 		migrateCommand(),
 		reconcileCommand(),
+		recoverCommand(),
 		seedCommand(),
 		tokenCommand(),
 		topicsCommand(),

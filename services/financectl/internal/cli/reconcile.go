@@ -21,11 +21,52 @@ import (
 	financev1 "github.com/finsvc/finance/proto/finance/v1"
 )
 
+// reconcileFlags are the flags of a reconciliation pass, shared by
+// reconcile and after-restore.
+type reconcileFlags struct {
+	cfg  reconcile.Config
+	proc processorFlags
+	api  string
+}
+
+func (f *reconcileFlags) register(fs *flag.FlagSet) {
+	f.cfg = reconcile.DefaultConfig()
+	f.proc.register(fs)
+	fs.StringVar(&f.api, "api", "proposed", "the processor's API: proposed (lookup GET /v2/payments/{key}, then the statement) or as-is (the statement only)")
+	fs.DurationVar(&f.cfg.SafetyBound, "safety-bound", f.cfg.SafetyBound,
+		"how long after a payment became unknown the processor may still execute it (its max latency + the dispatcher's timeout, with a margin)")
+	fs.DurationVar(&f.cfg.KeyRetention, "key-retention", f.cfg.KeyRetention, "how long the processor keeps idempotency keys (a lookup 404 beyond it proves nothing)")
+	fs.DurationVar(&f.cfg.ClockSkew, "clock-skew", f.cfg.ClockSkew, "widens every time window, for the processor's clock")
+	fs.DurationVar(&f.cfg.StuckAfter, "stuck-after", f.cfg.StuckAfter,
+		"also resolve payments accepted or processing this long after their acceptance, when the processor executed or declined them (0: only unknown payments)")
+	fs.IntVar(&f.cfg.StuckLookups, "stuck-lookups", f.cfg.StuckLookups, "at most `N` lookups of stuck payments per pass, oldest first (0: the statement only)")
+	fs.DurationVar(&f.cfg.Verify.ExecutionBound, "execution-bound", f.cfg.Verify.ExecutionBound, "mismatch report: how long an executed payment may take to succeed here")
+}
+
+// validate checks the flags and returns the lookup they name (nil for the
+// as-is API).
+func (f *reconcileFlags) validate() (reconcile.Lookup, error) {
+	if f.api != "proposed" && f.api != "as-is" {
+		return nil, usagef("--api %q: want proposed or as-is", f.api)
+	}
+	if err := positive("safety-bound", f.cfg.SafetyBound); err != nil {
+		return nil, err
+	}
+	if err := positive("key-retention", f.cfg.KeyRetention); err != nil {
+		return nil, err
+	}
+	if f.cfg.ClockSkew < 0 || f.cfg.StuckAfter < 0 || f.cfg.StuckLookups < 0 {
+		return nil, usagef("--clock-skew, --stuck-after and --stuck-lookups must not be negative")
+	}
+	if f.api == "proposed" {
+		return &reconcile.HTTPLookup{BaseURL: f.proc.url}, nil
+	}
+	return nil, nil
+}
+
 func reconcileCommand() *command {
 	var (
-		cfg         = reconcile.DefaultConfig()
-		proc        processorFlags
-		api         string
+		rf          reconcileFlags
 		watch       time.Duration
 		metricsAddr string
 		asJSON      bool
@@ -38,20 +79,11 @@ func reconcileCommand() *command {
 			"report every mismatch; --watch repeats it",
 		flags: func(*env) *flag.FlagSet {
 			fs := newFlagSet("reconcile")
-			proc.register(fs)
-			fs.StringVar(&api, "api", "proposed", "the processor's API: proposed (lookup GET /v2/payments/{key}, then the statement) or as-is (the statement only)")
-			fs.BoolVar(&cfg.DryRun, "dry-run", false, "decide and report, change nothing")
+			rf.register(fs)
+			fs.BoolVar(&rf.cfg.DryRun, "dry-run", false, "decide and report, change nothing")
 			fs.DurationVar(&watch, "watch", 0, "run a pass every `interval` until stopped (the periodic job); 0 runs once")
 			fs.StringVar(&metricsAddr, "metrics-addr", "",
 				"with --watch: serve Prometheus /metrics, /healthz and /readyz on this `address`, e.g. :9104 (empty: none)")
-			fs.DurationVar(&cfg.SafetyBound, "safety-bound", cfg.SafetyBound,
-				"how long after a payment became unknown the processor may still execute it (its max latency + the dispatcher's timeout, with a margin)")
-			fs.DurationVar(&cfg.KeyRetention, "key-retention", cfg.KeyRetention, "how long the processor keeps idempotency keys (a lookup 404 beyond it proves nothing)")
-			fs.DurationVar(&cfg.ClockSkew, "clock-skew", cfg.ClockSkew, "widens every time window, for the processor's clock")
-			fs.DurationVar(&cfg.StuckAfter, "stuck-after", cfg.StuckAfter,
-				"also resolve payments accepted or processing this long after their acceptance, when the processor executed or declined them (0: only unknown payments)")
-			fs.IntVar(&cfg.StuckLookups, "stuck-lookups", cfg.StuckLookups, "at most `N` lookups of stuck payments per pass, oldest first (0: the statement only)")
-			fs.DurationVar(&cfg.Verify.ExecutionBound, "execution-bound", cfg.Verify.ExecutionBound, "mismatch report: how long an executed payment may take to succeed here")
 			fs.BoolVar(&asJSON, "json", false, "print each report as JSON")
 			return fs
 		},
@@ -59,25 +91,17 @@ func reconcileCommand() *command {
 			if err := noArgs(fs); err != nil {
 				return err
 			}
-			if api != "proposed" && api != "as-is" {
-				return usagef("--api %q: want proposed or as-is", api)
-			}
-			if err := positive("safety-bound", cfg.SafetyBound); err != nil {
+			lookup, err := rf.validate()
+			if err != nil {
 				return err
 			}
-			if err := positive("key-retention", cfg.KeyRetention); err != nil {
-				return err
-			}
-			if watch < 0 || cfg.ClockSkew < 0 || cfg.StuckAfter < 0 || cfg.StuckLookups < 0 {
-				return usagef("--watch, --clock-skew, --stuck-after and --stuck-lookups must not be negative")
+			if watch < 0 {
+				return usagef("--watch must not be negative")
 			}
 			if metricsAddr != "" && watch == 0 {
 				return usagef("--metrics-addr needs --watch")
 			}
-			var lookup reconcile.Lookup
-			if api == "proposed" {
-				lookup = &reconcile.HTTPLookup{BaseURL: proc.url}
-			}
+			cfg, proc := rf.cfg, rf.proc
 			cfg.Emit = emitEvent
 			pool, err := connect(ctx, e.cfg.DatabaseURL)
 			if err != nil {
@@ -99,7 +123,7 @@ func reconcileCommand() *command {
 			if err != nil {
 				return err
 			}
-			logger.InfoContext(ctx, "reconciler watching", "interval", watch.String(), "api", api,
+			logger.InfoContext(ctx, "reconciler watching", "interval", watch.String(), "api", rf.api,
 				"processor_url", proc.url, "dry_run", cfg.DryRun, "safety_bound", cfg.SafetyBound.String(),
 				"key_retention", cfg.KeyRetention.String(), "stuck_after", cfg.StuckAfter.String(), "metrics_addr", metricsAddr)
 			return watchReconcile(ctx, e, logger, pool, rc, watch, metricsAddr, asJSON)
