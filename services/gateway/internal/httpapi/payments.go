@@ -120,6 +120,10 @@ func (a *api) acceptPayment(c *gin.Context, apiName string, keyRequired bool) er
 		}
 		key = "legacy-" + randomHex(16)
 	}
+	// Every answer names the payment's key, so a client that got an
+	// ambiguous answer (a timeout, a 503) retries with it and never makes
+	// a second payment; the as-is route's old clients sent none.
+	c.Header("Idempotency-Key", key)
 	var req paymentRequest
 	if err := decodeJSON(c, &req, paymentFields); err != nil {
 		return err

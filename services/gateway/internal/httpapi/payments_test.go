@@ -349,3 +349,32 @@ func TestLegacyPayment(t *testing.T) {
 		t.Errorf("outbox = %d, want 6 (3 payments, a request and an event each)", n)
 	}
 }
+
+// Every answer of the as-is route names the payment's key, the generated
+// one too, refusals included: an old client that got an ambiguous answer
+// retries with it and gets the same payment, never a second one.
+func TestLegacyPaymentAnswersItsKey(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.wallet(5, 1000)
+	tok := token(t, 5, false)
+	w := e.do(req{method: http.MethodPost, path: "/payment", token: tok, body: paymentBody(5, 1, -100)})
+	key := w.Header().Get("Idempotency-Key")
+	first := decodeBody[paymentResp](t, w)
+	if w.Code != http.StatusAccepted || key == "" || key != first.IdempotencyKey {
+		t.Fatalf("keyless legacy POST: %d, Idempotency-Key %q, payment key %q; want 202 and the generated key", w.Code, key, first.IdempotencyKey)
+	}
+	// The retry with the answered key is the same payment.
+	w = e.do(req{method: http.MethodPost, path: "/payment", token: tok, body: paymentBody(5, 1, -100), header: map[string]string{"Idempotency-Key": key}})
+	if again := decodeBody[paymentResp](t, w); again.ID != first.ID || w.Header().Get("Idempotent-Replayed") != "true" || w.Header().Get("Idempotency-Key") != key {
+		t.Errorf("retry with the answered key: %d %+v %v; want payment %d replayed", w.Code, again, w.Header(), first.ID)
+	}
+	// A client's own key is answered as sent; a refusal answers it too.
+	w = e.do(req{method: http.MethodPost, path: "/payment", token: tok, body: paymentBody(5, 1, -5000), header: map[string]string{"Idempotency-Key": "order-7"}})
+	if w.Code != http.StatusUnprocessableEntity || w.Header().Get("Idempotency-Key") != "order-7" {
+		t.Errorf("refused legacy POST: %d, Idempotency-Key %q; want 422 and order-7", w.Code, w.Header().Get("Idempotency-Key"))
+	}
+	if n := e.count(`SELECT count(*) FROM payments`); n != 1 {
+		t.Errorf("%d payments, want 1", n)
+	}
+}
