@@ -48,6 +48,7 @@ func New(s *sim.Simulator, logger *slog.Logger, reg *prometheus.Registry) http.H
 	mux.HandleFunc("GET /sim/outage", h.getOutage)
 	mux.HandleFunc("POST /sim/outage", h.startOutage)
 	mux.HandleFunc("DELETE /sim/outage", h.endOutage)
+	mux.HandleFunc("POST /sim/expire-keys", h.expireKeys)
 	ops := obs.OpsMux(reg, nil)
 	for _, p := range []string{"GET /healthz", "GET /readyz", "GET /metrics"} {
 		mux.Handle(p, ops)
@@ -324,6 +325,14 @@ func (h *handler) endOutage(w http.ResponseWriter, r *http.Request) {
 	h.sim.EndOutage()
 	h.logger.InfoContext(r.Context(), "outage ended")
 	writeJSON(w, http.StatusOK, outageOf(time.Time{}))
+}
+
+// expireKeys is POST /sim/expire-keys: every settled idempotency key is
+// forgotten at once, as if its retention had passed.
+func (h *handler) expireKeys(w http.ResponseWriter, r *http.Request) {
+	n := h.sim.ExpireKeys()
+	h.logger.InfoContext(r.Context(), "idempotency keys expired", "count", n)
+	writeJSON(w, http.StatusOK, map[string]int{"expired": n})
 }
 
 // decode reads exactly one JSON object with only known fields into v.

@@ -210,6 +210,26 @@ func TestIdempotentReplayExecutesOnce(t *testing.T) {
 	}
 }
 
+// POST /sim/expire-keys forgets every key, as 24 hours would: the lookup
+// answers 404 and the same call executes again; the record keeps both.
+func TestExpireKeys(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, "", nil)
+	first := decodeResource(t, f.payV2(t, "payment-100001", body1))
+	r := f.do(t, http.MethodPost, "/sim/expire-keys", nil, "")
+	if r.code != http.StatusOK || strings.TrimSpace(string(r.body)) != `{"expired":1}` {
+		t.Fatalf("POST /sim/expire-keys = %d %s, want 200 {\"expired\":1}", r.code, r.body)
+	}
+	if r := f.do(t, http.MethodGet, "/v2/payments/payment-100001", nil, ""); r.code != http.StatusNotFound {
+		t.Errorf("lookup after expiry = %d %s, want 404", r.code, r.body)
+	}
+	again := f.payV2(t, "payment-100001", body1)
+	if second := decodeResource(t, again); second.ID == first.ID || again.header.Get("Idempotent-Replayed") != "" {
+		t.Errorf("the call after expiry replayed %s; want a new execution", second.ID)
+	}
+	wantExecutions(t, f, "key=payment-100001", 2)
+}
+
 func TestLookupUnknownKey(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, "", nil)

@@ -70,7 +70,9 @@ type journal struct {
 	settled int64    // records written so far; numbers the ids
 	execs   []Execution
 	byUser  map[int64][]int
-	byKey   map[string]int
+	// byKey holds every execution under a key: after the key expired, a
+	// call with it executes again, and the record must show both.
+	byKey map[string][]int
 }
 
 // loadReport says what openJournal found in the data file.
@@ -85,7 +87,7 @@ type loadReport struct {
 // opens the file for appending. It returns the records read so that the
 // caller can restore idempotency keys.
 func openJournal(path string) (*journal, []Record, loadReport, error) {
-	j := &journal{byUser: map[int64][]int{}, byKey: map[string]int{}}
+	j := &journal{byUser: map[int64][]int{}, byKey: map[string][]int{}}
 	var rep loadReport
 	if path == "" {
 		return j, nil, rep, nil
@@ -156,7 +158,7 @@ func (j *journal) add(r Record) {
 	})
 	j.byUser[r.UserID] = append(j.byUser[r.UserID], i)
 	if r.IdempotencyKey != "" {
-		j.byKey[r.IdempotencyKey] = i
+		j.byKey[r.IdempotencyKey] = append(j.byKey[r.IdempotencyKey], i)
 	}
 }
 
@@ -191,8 +193,10 @@ func (j *journal) list(f Filter) []Execution {
 	out := []Execution{}
 	switch {
 	case f.Key != "":
-		if i, ok := j.byKey[f.Key]; ok && (f.UserID == 0 || j.execs[i].UserID == f.UserID) {
-			out = append(out, j.execs[i])
+		for _, i := range j.byKey[f.Key] {
+			if f.UserID == 0 || j.execs[i].UserID == f.UserID {
+				out = append(out, j.execs[i])
+			}
 		}
 	case f.UserID != 0:
 		for _, i := range j.byUser[f.UserID] {

@@ -109,6 +109,22 @@ func (k *keyStore) get(key string, now time.Time) (Resource, bool) {
 	return *e.res, true
 }
 
+// expireAll forgets every settled key at once, as if the key retention had
+// passed for all of them, and returns how many it dropped. Keys of calls
+// still being settled stay: their callers own them.
+func (k *keyStore) expireAll() int {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	n := 0
+	for key, e := range k.m {
+		if e.res != nil {
+			delete(k.m, key)
+			n++
+		}
+	}
+	return n
+}
+
 // sweep forgets expired keys and returns how many it dropped.
 func (k *keyStore) sweep(now time.Time) int {
 	k.mu.Lock()

@@ -385,6 +385,14 @@ func (s *Simulator) ExecutionCount() int { return s.journal.count() }
 // KeyCount returns how many idempotency keys are held.
 func (s *Simulator) KeyCount() int { return s.keys.len() }
 
+// ExpireKeys forgets every settled idempotency key at once, as 24 hours
+// passing would (POST /sim/expire-keys), and returns how many it forgot.
+// A call with such a key executes again: tests use it to show that the
+// Finance Service's own guards, not the key, keep a payment from being paid
+// twice. The execution record is kept. A restart with a data file brings
+// back the keys its journal holds that are younger than the key TTL.
+func (s *Simulator) ExpireKeys() int { return s.keys.expireAll() }
+
 // RunSweeper forgets expired idempotency keys every interval until ctx ends.
 func (s *Simulator) RunSweeper(ctx context.Context, interval time.Duration) error {
 	t := time.NewTicker(interval)
