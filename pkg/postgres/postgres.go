@@ -70,6 +70,28 @@ func IsForeignKeyViolation(err error) bool {
 	return hasCode(err, "23503")
 }
 
+// SQLSTATE classes (the first two characters of an error code) whose errors
+// refuse the data itself: the same statement with the same data fails the
+// same way every time, so retrying cannot fix it.
+const (
+	// ClassDataException: 22, e.g. bigint out of range (22003), invalid
+	// text representation (22P02), string too long (22001).
+	ClassDataException = "22"
+	// ClassIntegrityConstraintViolation: 23, e.g. not null (23502), foreign
+	// key (23503), unique (23505), check (23514), exclusion (23P01).
+	ClassIntegrityConstraintViolation = "23"
+)
+
+// Class returns the SQLSTATE class of err's PostgreSQL error (the first two
+// characters of its code), or "" when err carries none.
+func Class(err error) string {
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) || len(pgErr.Code) < 2 {
+		return ""
+	}
+	return pgErr.Code[:2]
+}
+
 func hasCode(err error, code string) bool {
 	var pgErr *pgconn.PgError
 	return errors.As(err, &pgErr) && pgErr.Code == code
