@@ -51,6 +51,12 @@ const (
 	EntryMismatch Kind = "entry_mismatch"
 	// SucceededWithoutEntry: a succeeded payment with no settled entry.
 	SucceededWithoutEntry Kind = "succeeded_without_entry"
+	// OutcomeConflict: an outcome contradicted the payment's final status
+	// (succeeded after failed, failed after succeeded) and no operator has
+	// resolved it yet. The status consumer records it in outcome_conflicts
+	// and dead-letters the outcome; the ledger still shows the first status,
+	// which may be the wrong one.
+	OutcomeConflict Kind = "outcome_conflict"
 )
 
 // The invariants between the ledger and the processor's statement.
@@ -82,7 +88,7 @@ const (
 
 // LedgerKinds are the invariants checked without a statement, in report order.
 var LedgerKinds = []Kind{StuckNonfinal, StuckInFlight, UnknownTooLong, BalanceMismatch, HeldMismatch, HoldMismatch,
-	NegativeAvailable, EntryMismatch, SucceededWithoutEntry}
+	NegativeAvailable, EntryMismatch, SucceededWithoutEntry, OutcomeConflict}
 
 // StatementKinds are the invariants checked against the statement, in report order.
 var StatementKinds = []Kind{PaidTwice, ExecutedButFailed, ExecutedNotSucceeded, AmountMismatch,
@@ -481,6 +487,15 @@ func (c *Checker) query(k Kind, loaded Loaded) (string, []any) {
 			FROM payments p
 			WHERE p.status = 'succeeded' AND NOT EXISTS (SELECT 1 FROM entries e WHERE e.payment_id = p.id)
 			ORDER BY p.id LIMIT $1`, nil
+	case OutcomeConflict:
+		return `
+			SELECT c.payment_id, c.user_id,
+			       format('%s here, outcome %s (%s) seen by %s at %s; conflict %s unresolved',
+			              c.status, c.outcome, coalesce(nullif(c.reason, ''), 'no reason'), c.actor, c.detected_at, c.id),
+			       count(*) OVER ()
+			FROM outcome_conflicts c
+			WHERE c.resolved_at IS NULL
+			ORDER BY c.id LIMIT $1`, nil
 
 	case PaidTwice:
 		return `

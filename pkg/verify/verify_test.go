@@ -135,6 +135,16 @@ func TestCheck(t *testing.T) {
 		{name: "a succeeded payment without an entry",
 			sql:  []string{`DELETE FROM entries WHERE payment_id = 2002; UPDATE wallets SET balance = balance + 1000 WHERE user_id = 20`},
 			want: map[verify.Kind]int64{verify.SucceededWithoutEntry: 1}},
+		{name: "a succeeded outcome came for a failed payment, and one failed for a succeeded payment",
+			sql: []string{`INSERT INTO outcome_conflicts (payment_id, payment_uid, user_id, status, outcome, reason, actor) VALUES
+				(1004, '00000000-0000-7000-8000-000000001004', 10, 'failed', 'succeeded', '', 'status-consumer'),
+				(2002, '00000000-0000-7000-8000-000000002002', 20, 'succeeded', 'failed', 'declined', 'status-consumer')`},
+			want: map[verify.Kind]int64{verify.OutcomeConflict: 2}},
+		{name: "a resolved conflict is not a violation",
+			sql: []string{`INSERT INTO outcome_conflicts (payment_id, payment_uid, user_id, status, outcome, actor, resolved_at, resolved_by, resolution)
+				VALUES (1004, '00000000-0000-7000-8000-000000001004', 10, 'failed', 'succeeded', 'status-consumer',
+				        now(), 'cli:alice', 'not executed: the statement has no execution under its key')`},
+			want: nil},
 		{name: "executed twice with the same key",
 			stmt: plus(exec(0, key(1002), 10, -3000)),
 			want: map[verify.Kind]int64{verify.PaidTwice: 1}},
