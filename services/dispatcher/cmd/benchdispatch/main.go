@@ -87,6 +87,8 @@ func run(ctx context.Context, o options) (err error) {
 			return err
 		}
 		o.logDir = d
+	} else if err := os.MkdirAll(o.logDir, 0o755); err != nil {
+		return err
 	}
 	db, err := createDatabase(ctx, o.postgres)
 	if err != nil {
@@ -129,6 +131,8 @@ type env struct {
 	simURL  string
 	procs   []*exec.Cmd
 	logs    []*os.File
+	// dispatchers are the dispatcher processes among procs.
+	dispatchers []*exec.Cmd
 	// payments are the scenario's payments, seeded in the database, in
 	// the order their records are produced; byUID finds them by uid.
 	payments []benchPayment
@@ -197,6 +201,9 @@ func (e *env) dispatcher(name string, i, limit int) (string, error) {
 		"DATABASE_URL="+e.db.url,
 		"PROCESSOR_RATE_LIMIT="+strconv.Itoa(limit), "LOG_LEVEL=info",
 		"DISPATCHER_TRANSACTIONAL_ID="+fmt.Sprintf("bench-%s-%d", name, i))
+	if err == nil {
+		e.dispatchers = append(e.dispatchers, e.procs[len(e.procs)-1])
+	}
 	return ops, err
 }
 
@@ -351,6 +358,7 @@ func drain(ctx context.Context, o options, db *database, title string, replicas,
 
 	// Progress every 10 s until every payment executed.
 	last := time.Now()
+	executed, progressed := int64(0), time.Now()
 	var peakShare []float64
 	for {
 		s, err := e.stats()
@@ -371,8 +379,14 @@ func drain(ctx context.Context, o options, db *database, title string, replicas,
 			}
 			fmt.Printf("  t=%3.0fs executed %6d  429s %5d  %s\n", time.Since(begin).Seconds(), s.Executed, s.RateLimited, strings.Join(rates, " | "))
 		}
-		if time.Since(begin) > time.Duration(float64(n)/float64(o.limit)*3+120)*time.Second {
-			return fmt.Errorf("drain did not finish: %d of %d executed", s.Executed+s.Declined, n)
+		if s.Executed+s.Declined > executed {
+			executed, progressed = s.Executed+s.Declined, time.Now()
+		}
+		stalled := time.Since(progressed) > stallAfter
+		if stalled || time.Since(begin) > time.Duration(float64(n)/float64(o.limit)*3+120)*time.Second {
+			e.diagnose(ops)
+			return fmt.Errorf("drain did not finish: %d of %d executed (stalled: %t); the dispatchers' goroutines are in %s",
+				s.Executed+s.Declined, n, stalled, o.logDir)
 		}
 		if err := sleep(ctx, 250*time.Millisecond); err != nil {
 			return err
@@ -422,6 +436,34 @@ func drain(ctx context.Context, o options, db *database, title string, replicas,
 	}
 	cpuAfter.report(cpuBefore, n)
 	return nil
+}
+
+// stallAfter is how long a drain may go without a single execution before
+// the benchmark gives up on it.
+const stallAfter = 2 * time.Minute
+
+// diagnose prints the dispatchers' own metrics (histogram buckets left out)
+// and makes each write its goroutines to its log (SIGQUIT), for a drain
+// that did not finish.
+func (e *env) diagnose(ops []string) {
+	for i, a := range ops {
+		m, err := metrics(a)
+		if err != nil {
+			fmt.Printf("replica %d metrics: %v\n", i, err)
+			continue
+		}
+		var lines []string
+		for k, v := range m {
+			if strings.HasPrefix(k, "dispatcher_") && !strings.Contains(k, "_bucket{") {
+				lines = append(lines, fmt.Sprintf("  %s %g", k, v))
+			}
+		}
+		slices.Sort(lines)
+		fmt.Printf("replica %d (%s) metrics:\n%s\n", i, a, strings.Join(lines, "\n"))
+	}
+	for _, p := range e.dispatchers {
+		_ = p.Process.Signal(syscall.SIGQUIT)
+	}
 }
 
 // payment returns the benchmark payment an execution belongs to: the one
