@@ -6,7 +6,10 @@
 // record's offset. A record that can never apply (undecodable, invalid,
 // unknown payment, another user's payment, a constraint violation) is
 // published to payments.outcomes.dlq (pkg/dlq) before its offset is
-// committed: never dropped, and never blocking its partition.
+// committed: never dropped, and never blocking its partition. So is an
+// outcome that contradicts its payment's final status (succeeded after
+// failed, or failed after succeeded): a conflict, which changes nothing in
+// the ledger and is recorded in outcome_conflicts for verify.
 //
 // Delivery is at least once end to end: a crash anywhere re-reads the outcome,
 // the ledger recognises the redelivery, and the event is emitted again with
@@ -272,6 +275,9 @@ func (c *Consumer) handle(ctx context.Context, rec *kgo.Record) error {
 		c.m.noops.WithLabelValues("duplicate").Inc()
 		c.logger.DebugContext(ctx, "outcome already applied", "payment_id", o.PaymentID, "status", o.Status, "offset", rec.Offset)
 	case ledger.OutOfOrder:
+		if conflicting(res.From, o.Status) {
+			return c.conflict(ctx, rec, o, res.From, attempts, firstSeen)
+		}
 		c.m.noops.WithLabelValues("out_of_order").Inc()
 		c.logger.DebugContext(ctx, "outcome ignored: would not move the payment forward", "payment_id", o.PaymentID,
 			"current", res.From, "outcome", o.Status, "offset", rec.Offset)
@@ -323,7 +329,9 @@ func (c *Consumer) apply(ctx context.Context, o Outcome) (ledger.Result, int, er
 
 // applyOutcome applies o in one transaction with ledger.Apply: a
 // redelivered outcome returns its recorded event again, one that would move
-// the payment backwards changes nothing. It returns
+// the payment backwards changes nothing. An outcome that contradicts the
+// payment's final status changes nothing either, but is recorded in
+// outcome_conflicts in the same transaction. It returns
 // ledger.ErrPaymentNotFound, ledger.ErrStale or ledger.ErrUserMismatch for
 // outcomes that can never apply.
 func applyOutcome(ctx context.Context, db *pgxpool.Pool, o Outcome) (ledger.Result, error) {
@@ -335,12 +343,52 @@ func applyOutcome(ctx context.Context, db *pgxpool.Pool, o Outcome) (ledger.Resu
 		res, err = ledger.Apply(ctx, tx, ledger.Transition{
 			PaymentID: o.PaymentID, PaymentUID: o.PaymentUID, UserID: o.UserID, To: o.Status, Actor: Actor, Reason: o.Reason,
 		})
-		return err
+		if err != nil || res.Change != ledger.OutOfOrder || !conflicting(res.From, o.Status) {
+			return err
+		}
+		// The payment is locked (ledger.Apply) and final, and the outcome
+		// was checked against its uid and user: o names it.
+		if _, err := tx.Exec(ctx, insertConflictSQL, o.PaymentID, o.PaymentUID, o.UserID, res.From, o.Status, o.Reason, Actor); err != nil {
+			return fmt.Errorf("record conflict of payment %d (%s, outcome %s): %w", o.PaymentID, res.From, o.Status, err)
+		}
+		return nil
 	})
 	if err != nil {
 		return ledger.Result{}, err
 	}
 	return res, nil
+}
+
+// insertConflictSQL records an outcome that contradicts a final payment,
+// once per payment and outcome (a redelivery adds nothing).
+const insertConflictSQL = `
+INSERT INTO outcome_conflicts (payment_id, payment_uid, user_id, status, outcome, reason, actor)
+VALUES ($1, $2, $3, $4, $5, $6, $7)
+ON CONFLICT (payment_id, outcome) DO NOTHING`
+
+// conflicting reports whether outcome to contradicts the payment's status
+// from: both final and different, succeeded after failed (the processor
+// paid, the ledger failed) or failed after succeeded. Money may have moved
+// wrongly, and only a person with the processor's statement can tell. A
+// late processing or unknown after a final status contradicts nothing: the
+// final status already says more.
+func conflicting(from, to payment.Status) bool {
+	return from.Final() && to.Final() && from != to
+}
+
+// conflict dead-letters an outcome that contradicts its payment's final
+// status from (applyOutcome recorded it in outcome_conflicts and changed
+// nothing else) and counts it. It returns an error, like deadLetter, only
+// when the dead letter could not be published.
+func (c *Consumer) conflict(ctx context.Context, rec *kgo.Record, o Outcome, from payment.Status,
+	attempts int, firstSeen time.Time) error {
+	cause := fmt.Errorf("outcome %s contradicts payment %d's final status %s: ledger left as it is, "+
+		"recorded in outcome_conflicts; reconcile the payment with the processor's statement", o.Status, o.PaymentID, from)
+	if err := c.deadLetter(ctx, rec, o, rejectConflict, cause, attempts, firstSeen); err != nil {
+		return err
+	}
+	c.m.conflicts.WithLabelValues(string(from), string(o.Status)).Inc()
+	return nil
 }
 
 // retry runs op until it succeeds, returns a permanent error, RetryTimeout

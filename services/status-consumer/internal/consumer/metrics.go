@@ -14,6 +14,10 @@ const (
 	rejectUnknownPayment = "unknown_payment"
 	rejectUserMismatch   = "user_mismatch"
 	rejectConstraint     = "constraint"
+	// rejectConflict: the outcome contradicts the payment's final status
+	// (succeeded after failed, failed after succeeded). Nothing changed; it
+	// is recorded in outcome_conflicts for verify.
+	rejectConflict = "conflict"
 	// rejectStale: the outcome names a payment id that this database holds
 	// under another uid, or carries no uid: it was made for another
 	// database (one restored from a backup since) and is never applied.
@@ -28,6 +32,7 @@ type metrics struct {
 	rejected      *prometheus.CounterVec
 	errors        *prometheus.CounterVec
 	deferred      *prometheus.CounterVec
+	conflicts     *prometheus.CounterVec
 	applyDuration prometheus.Histogram
 }
 
@@ -57,6 +62,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "status_consumer_records_deferred_total",
 			Help: "Records still failing after the retry timeout, by stage: their partition is rewound and they are fetched again.",
 		}, []string{"stage"}),
+		conflicts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "status_consumer_conflicts_total",
+			Help: "Outcomes that contradict their payment's final status (from: the payment's status, to: the outcome), dead-lettered with reason conflict and recorded in outcome_conflicts; the ledger is left as it was.",
+		}, []string{"from", "to"}),
 		applyDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "status_consumer_apply_duration_seconds",
 			Help:    "Time of one outcome's PostgreSQL transaction.",
@@ -71,7 +80,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}
 	m.events.WithLabelValues("false")
 	m.events.WithLabelValues("true")
-	for _, r := range []string{rejectUndecodable, rejectInvalid, rejectUnknownPayment, rejectUserMismatch, rejectConstraint} {
+	for _, r := range []string{rejectUndecodable, rejectInvalid, rejectStale, rejectUnknownPayment, rejectUserMismatch,
+		rejectConstraint, rejectConflict} {
 		m.rejected.WithLabelValues(r)
 	}
 	for _, s := range []string{"apply", "emit", "dlq", "commit"} {
@@ -80,6 +90,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	for _, s := range []string{"apply", "emit", "dlq"} {
 		m.deferred.WithLabelValues(s)
 	}
-	reg.MustRegister(m.applied, m.noops, m.events, m.rejected, m.errors, m.deferred, m.applyDuration)
+	// From 0, so that the first conflict is an increase the alert sees.
+	m.conflicts.WithLabelValues(string(payment.StatusFailed), string(payment.StatusSucceeded))
+	m.conflicts.WithLabelValues(string(payment.StatusSucceeded), string(payment.StatusFailed))
+	reg.MustRegister(m.applied, m.noops, m.events, m.rejected, m.errors, m.deferred, m.conflicts, m.applyDuration)
 	return m
 }
