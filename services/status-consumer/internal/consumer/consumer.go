@@ -4,7 +4,7 @@
 // ledger.Apply (pkg/ledger, the rules the reconciler uses too), emits the
 // resulting PaymentEvent to payments.events, and only then commits the
 // record's offset. A record that can never apply (undecodable, invalid,
-// unknown payment, another user's payment, a constraint violation) is
+// unknown payment, another user's payment, data PostgreSQL refuses) is
 // published to payments.outcomes.dlq (pkg/dlq) before its offset is
 // committed: never dropped, and never blocking its partition. So is an
 // outcome that contradicts its payment's final status (succeeded after
@@ -245,7 +245,7 @@ func (c *Consumer) handle(ctx context.Context, rec *kgo.Record) error {
 		if err := c.deadLetter(ctx, rec, o, reason, err, attempts, firstSeen); err != nil {
 			return err
 		}
-		if reason != rejectConstraint || o.Status == payment.StatusUnknown {
+		if !refusedByPostgres(reason) || o.Status == payment.StatusUnknown {
 			return nil // no payment of this user to mark
 		}
 		// The payment is this user's but its outcome cannot be applied:
@@ -305,13 +305,35 @@ func (c *Consumer) handle(ctx context.Context, rec *kgo.Record) error {
 	return nil
 }
 
+// recurAttempts is how many attempts in a row must fail with a data
+// exception or an integrity constraint violation (SQLSTATE class 22 or 23)
+// before the error counts as permanent. Such errors refuse the data itself
+// and come back every time; a few attempts still let one that a concurrent
+// writer caused (a unique violation, say) go away.
+const recurAttempts = 3
+
+// recurringError is a class 22 or 23 PostgreSQL error that came back on
+// recurAttempts attempts in a row: retrying will not fix it.
+type recurringError struct {
+	err      error
+	attempts int
+}
+
+func (e *recurringError) Error() string {
+	return fmt.Sprintf("%v (on %d attempts in a row)", e.err, e.attempts)
+}
+
+func (e *recurringError) Unwrap() error { return e.err }
+
 // apply applies o in PostgreSQL, retrying transient errors, and returns
 // what changed and how many attempts it took. Permanent errors (see
-// permanentReason) are returned at once.
+// permanentReason) are returned at once, class 22 and 23 errors once they
+// recurred recurAttempts times in a row.
 func (c *Consumer) apply(ctx context.Context, o Outcome) (ledger.Result, int, error) {
 	var (
-		res      ledger.Result
-		attempts int
+		res       ledger.Result
+		attempts  int
+		recurring int
 	)
 	err := c.retry(ctx, "apply", func(ctx context.Context) error {
 		attempts++
@@ -320,6 +342,14 @@ func (c *Consumer) apply(ctx context.Context, o Outcome) (ledger.Result, int, er
 		c.m.applyDuration.Observe(time.Since(start).Seconds())
 		if reason := permanentReason(err); reason != "" {
 			return backoff.Permanent(err)
+		}
+		switch postgres.Class(err) {
+		case postgres.ClassDataException, postgres.ClassIntegrityConstraintViolation:
+			if recurring++; recurring >= recurAttempts {
+				return backoff.Permanent(&recurringError{err: err, attempts: recurring})
+			}
+		default:
+			recurring = 0
 		}
 		res = r
 		return err
@@ -424,7 +454,21 @@ func permanentReason(err error) string {
 	case postgres.IsCheckViolation(err), postgres.IsForeignKeyViolation(err):
 		return rejectConstraint
 	}
+	// Other class 22 and 23 errors only once they recurred (see apply).
+	var re *recurringError
+	if errors.As(err, &re) {
+		if postgres.Class(re.err) == postgres.ClassDataException {
+			return rejectDataException
+		}
+		return rejectConstraint
+	}
 	return ""
+}
+
+// refusedByPostgres reports whether reason says PostgreSQL refused the
+// change, for a payment that exists and is this user's.
+func refusedByPostgres(reason string) bool {
+	return reason == rejectConstraint || reason == rejectDataException
 }
 
 // deadLetter publishes an outcome that can never apply to

@@ -279,3 +279,93 @@ func TestReplayedDeadLetterAppliesOnceFixed(t *testing.T) {
 		t.Errorf("payments (-want +got):\n%s", diff)
 	}
 }
+
+// TestConsumerDeadLettersRecurringDataErrors: a data exception or an
+// integrity constraint violation other than a CHECK or foreign key (SQLSTATE
+// classes 22 and 23) that comes back on every attempt dead-letters the
+// outcome and marks the payment unknown, instead of deferring the record
+// for ever: the partition keeps flowing.
+func TestConsumerDeadLettersRecurringDataErrors(t *testing.T) {
+	t.Parallel()
+	const nearMax = 9223372036854775000 // a credit of 1000 overflows bigint
+	tests := []struct {
+		name       string
+		setup      string
+		balance    int64 // the wallet's balance once set up
+		wantReason string
+		wantCode   string
+	}{
+		{
+			name:       "bigint out of range on the balance (22003)",
+			setup:      `UPDATE wallets SET balance = 9223372036854775000 WHERE user_id = 7`,
+			balance:    nearMax,
+			wantReason: rejectDataException,
+			wantCode:   "22003",
+		},
+		{
+			name: "a unique violation raised by a trigger for one payment (23505)",
+			setup: `
+				CREATE FUNCTION refuse_entry() RETURNS trigger LANGUAGE plpgsql AS $$
+				BEGIN
+					RAISE EXCEPTION 'entry of payment % refused', NEW.payment_id USING ERRCODE = 'unique_violation';
+				END $$;
+				CREATE TRIGGER refuse_entry BEFORE INSERT ON entries
+					FOR EACH ROW WHEN (NEW.payment_id = 100000) EXECUTE FUNCTION refuse_entry();`,
+			balance:    startBal,
+			wantReason: rejectConstraint,
+			wantCode:   "23505",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			h := newHarness(t)
+			// 100000 is a credit (no hold): its succeeded outcome is refused.
+			h.seed(t, fixture{100000, 7, 1000}, fixture{100001, 7, -3000})
+			if _, err := h.pool.Exec(context.Background(), tt.setup); err != nil {
+				t.Fatal(err)
+			}
+			c := h.start(t)
+			sent := h.send(t, outcome(100000, 7, succeeded, ""), outcome(100001, 7, succeeded, ""))
+
+			ev := h.events(t, 2)
+			unknownReason := ev[0].GetReason()
+			if diff := cmp.Diff([]*financev1.PaymentEvent{
+				event(100000, 7, 1000, "unknown", unknownReason, tt.balance, 3000, 3),
+				event(100001, 7, -3000, "succeeded", "", tt.balance-3000, 0, 4),
+			}, ev, protocmp.Transform(), protocmp.IgnoreFields(&financev1.PaymentEvent{}, "occurred_at")); diff != "" {
+				t.Errorf("events (-want +got):\n%s", diff)
+			}
+			if !strings.Contains(unknownReason, "outcome succeeded dead-lettered") || !strings.Contains(unknownReason, tt.wantCode) {
+				t.Errorf("unknown reason = %q, want the dead-lettered outcome and SQLSTATE %s", unknownReason, tt.wantCode)
+			}
+			if diff := cmp.Diff(map[int64]paymentState{
+				100000: {Status: "unknown", FailureReason: unknownReason},
+				100001: {Status: "succeeded", Entries: 1},
+			}, h.payments(t)); diff != "" {
+				t.Errorf("payments (-want +got):\n%s", diff)
+			}
+
+			want := []letter{{
+				Key: string(sent[0].Key), Value: string(sent[0].Value),
+				Reason: tt.wantReason, Source: Group,
+				OriginalTopic: kafka.TopicOutcomes, OriginalPartition: sent[0].Partition, OriginalOffset: sent[0].Offset,
+				Attempts: recurAttempts, PaymentID: 100000, UserID: 7,
+				HasError: true, HasFirstSeen: true, DeadLetteredAfterFirstSeenOK: true,
+			}}
+			var got []letter
+			for _, r := range h.dlqRecords(t, 1) {
+				got = append(got, letterOf(t, r))
+			}
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("dead letters (-want +got):\n%s", diff)
+			}
+			if n := testutil.ToFloat64(c.m.rejected.WithLabelValues(tt.wantReason)); n != 1 {
+				t.Errorf("rejected{reason=%q} = %v, want 1", tt.wantReason, n)
+			}
+			if n := testutil.ToFloat64(c.m.deferred.WithLabelValues("apply")); n != 0 {
+				t.Errorf("deferred{stage=apply} = %v, want 0: the record was never given up on", n)
+			}
+		})
+	}
+}

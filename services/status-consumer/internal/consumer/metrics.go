@@ -13,7 +13,15 @@ const (
 	rejectInvalid        = "invalid"
 	rejectUnknownPayment = "unknown_payment"
 	rejectUserMismatch   = "user_mismatch"
-	rejectConstraint     = "constraint"
+	// rejectConstraint: PostgreSQL refused the change with an integrity
+	// constraint violation (SQLSTATE class 23): a CHECK or foreign key at
+	// once, any other (unique, not null, exclusion, ...) once it recurred on
+	// recurAttempts attempts in a row.
+	rejectConstraint = "constraint"
+	// rejectDataException: PostgreSQL refused the change with a data
+	// exception (SQLSTATE class 22, e.g. bigint out of range) on
+	// recurAttempts attempts in a row.
+	rejectDataException = "data_exception"
 	// rejectConflict: the outcome contradicts the payment's final status
 	// (succeeded after failed, failed after succeeded). Nothing changed; it
 	// is recorded in outcome_conflicts for verify.
@@ -81,7 +89,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m.events.WithLabelValues("false")
 	m.events.WithLabelValues("true")
 	for _, r := range []string{rejectUndecodable, rejectInvalid, rejectStale, rejectUnknownPayment, rejectUserMismatch,
-		rejectConstraint, rejectConflict} {
+		rejectConstraint, rejectDataException, rejectConflict} {
 		m.rejected.WithLabelValues(r)
 	}
 	for _, s := range []string{"apply", "emit", "dlq", "commit"} {
