@@ -35,16 +35,23 @@
 //	op, err := dlq.NewOperator(brokers, pool, logger)
 //	entries, err := op.List(ctx, dlq.Filter{UserID: 7})
 //	e, err := op.Get(ctx, "payments.outcomes.dlq", 3, 17)
-//	res, err := op.Replay(ctx, dlq.ReplayRequest{Filter: f, Actor: "cli:alice", Rate: 10})
+//	res, err := op.Replay(ctx, dlq.ReplayRequest{Filter: f, Actor: "cli:alice", Rate: 10,
+//		DecodeRequest: decode})
 //
 // Replay re-publishes each selected dead letter's original key, value and
 // headers to its original topic, paced at Rate records per second. Every run
 // is audited in PostgreSQL (tables dlq_replays and dlq_replayed_records,
-// migration 00003): who, when, the filter, dry run or not, and what happened
-// to each record. A dead letter replayed once is skipped by later runs
-// unless Force is set. Consumers are idempotent, so replaying a record whose
-// payment is already final changes nothing downstream; a crash between the
-// publish and the audit row can only publish a record twice, never lose it.
+// migrations 00002 and 00006): who, when, the filter, dry run or not, and
+// what happened to each record and why. A dead letter replayed once is
+// skipped by later runs unless Force is set. The consumers of
+// payments.outcomes and payments.events are idempotent, so replaying their
+// records changes nothing twice. A payments.requested record may make the
+// processor execute a payment, so it is re-sent only when its payment, read
+// under its row lock, is open, held under the record's id and uid, never
+// claimed for the as-is API and younger than the processor's key retention;
+// otherwise it is skipped (skipped_final, skipped_stale, skipped_claimed,
+// skipped_key_expired), whatever Force says. A crash between the publish and
+// the audit row can only publish a record twice, never lose it.
 package dlq
 
 import (

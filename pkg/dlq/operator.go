@@ -25,7 +25,7 @@ type Operator struct {
 }
 
 // NewOperator returns an Operator on brokers that audits replays in db
-// (migration 00003 applied).
+// (migrations 00002 and 00006 applied).
 func NewOperator(brokers []string, db *pgxpool.Pool, logger *slog.Logger) (*Operator, error) {
 	cl, err := kafka.NewClient(brokers, logger,
 		kgo.RequiredAcks(kgo.AllISRAcks()),
