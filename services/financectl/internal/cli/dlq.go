@@ -9,12 +9,18 @@ import (
 	"fmt"
 	"io"
 	"os/user"
+	"sort"
 	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
+	financev1 "github.com/finsvc/finance/proto/finance/v1"
+
 	"github.com/finsvc/finance/pkg/dlq"
+	"github.com/finsvc/finance/pkg/kafka"
 	"github.com/finsvc/finance/pkg/obs"
 )
 
@@ -24,20 +30,24 @@ type dlqFlags struct {
 	payment, user                int64
 	limit                        int
 	dryRun, force, asJSON        bool
+	allTopics                    bool
 	rate                         float64
-	timeout                      time.Duration
+	keyRetention, timeout        time.Duration
 }
 
 func dlqCommand() *command {
 	var f dlqFlags
 	return &command{
 		name: "dlq",
-		args: "list [filters] | show <topic> <partition> <offset> | replay [filters] [--dry-run] [--rate R] [--force]",
-		summary: "list, show or replay dead letters (<topic>.dlq); replays are paced, skip what was replayed before " +
-			"and are audited in DATABASE_URL",
+		args: "list [filters] | show <topic> <partition> <offset> | " +
+			"replay --topic T|--all-topics [filters] [--dry-run] [--rate R] [--force] [--key-retention D]",
+		summary: "list, show or replay dead letters (<topic>.dlq); replays are paced, skip what was replayed before, " +
+			"never re-send a payment request that could pay twice, and are audited in DATABASE_URL",
 		flags: func(*env) *flag.FlagSet {
 			fs := newFlagSet("dlq")
-			fs.StringVar(&f.topic, "topic", "", "only this topic's dead letters: a pipeline topic or its .dlq (default: all)")
+			fs.StringVar(&f.topic, "topic", "", "only this topic's dead letters: a pipeline topic or its .dlq "+
+				"(list: default all; replay: this or --all-topics is required)")
+			fs.BoolVar(&f.allTopics, "all-topics", false, "replay: the dead letters of every topic")
 			fs.Int64Var(&f.payment, "payment", 0, "only dead letters about payment `ID`")
 			fs.Int64Var(&f.user, "user", 0, "only dead letters about user `ID`")
 			fs.StringVar(&f.since, "since", "", "only dead-lettered at or after `T`: RFC 3339 or a duration ago (e.g. 2h)")
@@ -47,6 +57,8 @@ func dlqCommand() *command {
 			fs.BoolVar(&f.dryRun, "dry-run", false, "replay: select and audit, publish nothing")
 			fs.BoolVar(&f.force, "force", false, "replay: also dead letters an earlier replay re-published")
 			fs.Float64Var(&f.rate, "rate", dlq.DefaultRate, fmt.Sprintf("replay: records per second (at most %d)", dlq.MaxRate))
+			fs.DurationVar(&f.keyRetention, "key-retention", dlq.DefaultKeyRetention, "replay: how long the processor keeps "+
+				"idempotency keys; an open payment's request older than this is not re-sent (left for the reconciler)")
 			fs.BoolVar(&f.asJSON, "json", false, "print JSON instead of text")
 			fs.DurationVar(&f.timeout, "timeout", 5*time.Minute, "give up after this time")
 			return fs
@@ -87,8 +99,10 @@ func dlqCommand() *command {
 					return err
 				}
 			}
-			if action == "replay" && (f.rate <= 0 || f.rate > dlq.MaxRate) {
-				return usagef("--rate %v must be above 0 and at most %d", f.rate, dlq.MaxRate)
+			if action == "replay" {
+				if err := f.replayChecks(); err != nil {
+					return err
+				}
 			}
 
 			ctx, cancel := context.WithTimeout(ctx, f.timeout)
@@ -131,6 +145,7 @@ func dlqCommand() *command {
 			default:
 				res, err := op.Replay(ctx, dlq.ReplayRequest{
 					Filter: filter, Actor: cliActor(), DryRun: f.dryRun, Force: f.force, Rate: f.rate,
+					KeyRetention: f.keyRetention, DecodeRequest: decodeRequested,
 				})
 				if res.ID != 0 {
 					if f.asJSON {
@@ -145,6 +160,35 @@ func dlqCommand() *command {
 			}
 		},
 	}
+}
+
+// replayChecks refuses replay flags that make no sense, and a replay that
+// names no topic: an empty filter would replay every dead-letter topic.
+func (f dlqFlags) replayChecks() error {
+	if f.rate <= 0 || f.rate > dlq.MaxRate {
+		return usagef("--rate %v must be above 0 and at most %d", f.rate, dlq.MaxRate)
+	}
+	if f.keyRetention <= 0 {
+		return usagef("--key-retention %s must be positive", f.keyRetention)
+	}
+	switch {
+	case f.topic == "" && !f.allTopics:
+		return usagef("replay needs --topic T (one of %s, or its %s topic) or --all-topics: "+
+			"without either it would replay the dead letters of every topic", strings.Join(kafka.Topics(), ", "), kafka.DLQSuffix)
+	case f.topic != "" && f.allTopics:
+		return usagef("--topic %s and --all-topics contradict each other: give one", f.topic)
+	}
+	return nil
+}
+
+// decodeRequested reads the payment of a payments.requested dead letter,
+// for the replay's check of it.
+func decodeRequested(value []byte) (dlq.RequestedPayment, error) {
+	var req financev1.PaymentRequested
+	if err := proto.Unmarshal(value, &req); err != nil {
+		return dlq.RequestedPayment{}, fmt.Errorf("decode finance.v1.PaymentRequested: %w", err)
+	}
+	return dlq.RequestedPayment{ID: req.GetPaymentId(), UID: req.GetPaymentUid()}, nil
 }
 
 // filter turns the flags into a dlq.Filter; times are absolute or "ago" from now.
@@ -268,12 +312,32 @@ func printReplay(w io.Writer, r dlq.ReplayResult) {
 	if r.DryRun {
 		mode = " (dry run: nothing published)"
 	}
-	fmt.Fprintf(w, "replay %d by %s%s: %d selected, %d replayed, %d skipped (replayed before; --force to repeat), %.4g/s\n",
-		r.ID, r.Actor, mode, r.Selected, r.Replayed, r.Skipped, r.Rate)
-	for _, rr := range r.Records {
-		fmt.Fprintf(w, "  %-12s %s -> %s (payment %s, user %s)\n", rr.Outcome, rr.Entry.ID(), rr.Entry.OriginalTopic,
-			orDash(rr.Entry.PaymentID), orDash(rr.Entry.UserID))
+	fmt.Fprintf(w, "replay %d by %s%s: %d selected, %d replayed, %d skipped, %.4g/s, key retention %s\n",
+		r.ID, r.Actor, mode, r.Selected, r.Replayed, r.Skipped, r.Rate, r.KeyRetention)
+	outcomes := make([]string, 0, len(r.Outcomes))
+	for o := range r.Outcomes {
+		outcomes = append(outcomes, o)
 	}
+	sort.Strings(outcomes)
+	for _, o := range outcomes {
+		fmt.Fprintf(w, "  %s: %d%s\n", o, r.Outcomes[o], outcomeLegend[o])
+	}
+	for _, rr := range r.Records {
+		fmt.Fprintf(w, "  %-19s %s -> %s (payment %s, user %s)\n", rr.Outcome, rr.Entry.ID(), rr.Entry.OriginalTopic,
+			orDash(rr.Entry.PaymentID), orDash(rr.Entry.UserID))
+		if rr.Reason != "" {
+			fmt.Fprintf(w, "  %-19s   %s\n", "", rr.Reason)
+		}
+	}
+}
+
+// outcomeLegend explains the outcomes in printReplay's summary.
+var outcomeLegend = map[string]string{
+	dlq.OutcomeSkipped:           " (replayed before; --force to repeat)",
+	dlq.OutcomeSkippedFinal:      " (payment already succeeded or failed)",
+	dlq.OutcomeSkippedStale:      " (no payment here with the record's id and uid)",
+	dlq.OutcomeSkippedKeyExpired: " (beyond the key retention; left for the reconciler)",
+	dlq.OutcomeSkippedClaimed:    " (claimed for the as-is API, which has no key; left for the reconciler)",
 }
 
 func orDash(id int64) string {

@@ -217,6 +217,11 @@ func TestDLQUsageErrors(t *testing.T) {
 		{[]string{"dlq", "show", "payments.outcomes.dlq", "x", "1"}, `partition "x"`},
 		{[]string{"dlq", "show"}, "show wants"},
 		{[]string{"dlq", "replay", "--rate", "0"}, "--rate 0"},
+		{[]string{"dlq", "replay"}, "replay needs --topic T (one of payments.requested, payments.outcomes, payments.events, or its .dlq topic) or --all-topics"},
+		{[]string{"dlq", "replay", "--dry-run", "--user", "7"}, "replay needs --topic T"},
+		{[]string{"dlq", "replay", "--all-topics", "--topic", "payments.outcomes"}, "--topic payments.outcomes and --all-topics contradict"},
+		{[]string{"dlq", "replay", "--topic", "payments.requested", "--key-retention", "0s"}, "--key-retention 0s must be positive"},
+		{[]string{"dlq", "replay", "--topic", "payments.requested", "--key-retention", "-1h"}, "--key-retention -1h0m0s must be positive"},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
