@@ -1052,6 +1052,7 @@ func (g *group) handleSync(creq *clientReq) kmsg.Response {
 		}
 		return nil
 	case groupStable: // member saw join and is now finally calling sync
+		delete(g.pendingSyncIDs, req.MemberID) // devkafka patch: see completeLeaderSync
 		resp.ProtocolType = kmsg.StringPtr(g.protocolType)
 		resp.Protocol = kmsg.StringPtr(g.protocol)
 		resp.MemberAssignment = m.assignment
@@ -1447,13 +1448,17 @@ func (g *group) completeRebalance() {
 			return
 		}
 		// Remove all pending members, then trigger one rebalance.
+		var removed bool // devkafka patch: none may be left, e.g. replaced static members
 		for id := range g.pendingSyncIDs {
 			if m := g.members[id]; m != nil {
 				g.removeMember(m)
+				removed = true
 			}
 		}
 		g.pendingSyncIDs = nil
-		g.rebalance()
+		if removed {
+			g.rebalance()
+		}
 	})
 }
 
@@ -1480,7 +1485,12 @@ func (g *group) completeLeaderSync(req *kmsg.SyncGroupRequest) {
 		g.reply(m.waitingReply, resp, m)
 	}
 	g.state = groupStable
-	g.clearPendingSync()
+	// devkafka patch: members that have not sent SyncGroup yet keep
+	// their deadline into Stable, as in Kafka: one that never does is
+	// removed when the rebalance timeout ends.
+	if len(g.pendingSyncIDs) == 0 {
+		g.clearPendingSync()
+	}
 }
 
 func (g *group) clearPendingSync() {
@@ -1509,6 +1519,14 @@ func (g *group) updateHeartbeat(m *groupMember) {
 		// drops the static mapping, so a second run skews counters
 		// that are never rebuilt.
 		if g.members[m.memberID] != m {
+			return
+		}
+		// devkafka patch: a member waiting for its JoinGroup or
+		// SyncGroup answer is not expired (Kafka's awaiting-join and
+		// awaiting-sync members satisfy their heartbeat): the
+		// rebalance and pending-sync deadlines bound that wait, and
+		// reply starts a new session with the answer.
+		if !m.waitingReply.empty() {
 			return
 		}
 		g.updateMemberAndRebalance(m, nil, nil)
@@ -1570,8 +1588,13 @@ func (g *group) removeMember(m *groupMember) {
 	if m.t != nil {
 		m.t.Stop()
 	}
+	// devkafka patch: only a member waiting in JoinGroup is counted in
+	// nJoining; one waiting in SyncGroup (which may leave, or be
+	// replaced as a static member) is not.
 	if !m.waitingReply.empty() {
-		g.nJoining--
+		if _, joining := m.waitingReply.kreq.(*kmsg.JoinGroupRequest); joining {
+			g.nJoining--
+		}
 	}
 }
 
@@ -1707,7 +1730,18 @@ func (g *group) reply(creq *clientReq, kresp kmsg.Response, m *groupMember) {
 		m.waitingReply = nil
 	}
 	if !creq.reply(kresp) {
-		return
+		// devkafka patch: start the member's session even though its
+		// connection is gone, as Kafka schedules the session expiry
+		// of every member when a join completes. A new member that
+		// died waiting for this answer has no other timer and would
+		// stay in the group for good. (Nor does true mean the member
+		// got it: with the connection closed, the buffered send in
+		// creq.reply still wins its select about half the time.)
+		select {
+		case <-g.c.die:
+			return
+		default:
+		}
 	}
 	if m != nil {
 		g.updateHeartbeat(m)
