@@ -87,6 +87,8 @@ type Consumer struct {
 	// pending holds, per partition, the last processed record whose offset
 	// is not committed yet.
 	pending map[topicPartition]*kgo.Record
+	// deferrals holds, per partition, its head record deferred in a row.
+	deferrals map[topicPartition]headDeferrals
 	// abortPoll cancels the work of the current poll, set while one runs.
 	abortPoll context.CancelFunc
 }
@@ -96,16 +98,24 @@ type topicPartition struct {
 	partition int32
 }
 
+// headDeferrals counts how many times in a row the record at offset, the
+// first its partition has not processed, was deferred.
+type headDeferrals struct {
+	offset int64
+	n      int
+}
+
 // New returns a Consumer whose Kafka client joins Group on payments.outcomes
 // and produces events, and that applies outcomes to db. Its metrics are
 // registered on reg.
 func New(cfg Config, db *pgxpool.Pool, logger *slog.Logger, reg prometheus.Registerer) (*Consumer, error) {
 	c := &Consumer{
-		cfg:     cfg,
-		db:      db,
-		logger:  logger,
-		m:       newMetrics(reg),
-		pending: map[topicPartition]*kgo.Record{},
+		cfg:       cfg,
+		db:        db,
+		logger:    logger,
+		m:         newMetrics(reg),
+		pending:   map[topicPartition]*kgo.Record{},
+		deferrals: map[topicPartition]headDeferrals{},
 	}
 	cl, err := kafka.NewClient(cfg.Brokers, logger,
 		kgo.ConsumerGroup(Group),
@@ -179,7 +189,12 @@ func (c *Consumer) process(ctx context.Context, fetches kgo.Fetches) {
 		cancel()
 	}()
 
-	type progress struct{ done, undone *kgo.Record }
+	type progress struct {
+		done, undone *kgo.Record
+		// deferred: undone failed past the retry timeout (it was not
+		// merely left when the poll was aborted).
+		deferred bool
+	}
 	var parts []kgo.FetchTopicPartition
 	fetches.EachPartition(func(p kgo.FetchTopicPartition) {
 		if len(p.Records) > 0 {
@@ -191,8 +206,12 @@ func (c *Consumer) process(ctx context.Context, fetches kgo.Fetches) {
 	for i, p := range parts {
 		wg.Go(func() {
 			for _, rec := range p.Records {
-				if work.Err() != nil || c.handle(work, rec) != nil {
+				if work.Err() != nil {
 					results[i].undone = rec
+					return
+				}
+				if c.handle(work, rec) != nil {
+					results[i].undone, results[i].deferred = rec, work.Err() == nil
 					return
 				}
 				results[i].done = rec
@@ -212,6 +231,12 @@ func (c *Consumer) process(ctx context.Context, fetches kgo.Fetches) {
 				rewind[u.Topic] = map[int32]kgo.EpochOffset{}
 			}
 			rewind[u.Topic][u.Partition] = kgo.EpochOffset{Epoch: u.LeaderEpoch, Offset: u.Offset}
+		}
+		switch {
+		case r.deferred:
+			c.countDeferral(r.undone)
+		case r.done != nil:
+			c.resetDeferrals(topicPartition{r.done.Topic, r.done.Partition})
 		}
 	}
 	c.mu.Unlock()
@@ -562,9 +587,35 @@ func (c *Consumer) forget(parts map[string][]int32) {
 	defer c.mu.Unlock()
 	for topic, ps := range parts {
 		for _, p := range ps {
-			delete(c.pending, topicPartition{topic, p})
+			tp := topicPartition{topic, p}
+			delete(c.pending, tp)
+			// Its new owner counts from now on; a stale value here would
+			// keep an alert firing for a partition this member left.
+			delete(c.deferrals, tp)
+			c.m.headDeferrals.DeleteLabelValues(strconv.Itoa(int(p)))
 		}
 	}
+}
+
+// countDeferral counts one more deferral of rec, its partition's head
+// record: one more in a row when the same record was deferred last time,
+// the first otherwise. c.mu must be held.
+func (c *Consumer) countDeferral(rec *kgo.Record) {
+	tp := topicPartition{rec.Topic, rec.Partition}
+	d := c.deferrals[tp]
+	if d.offset != rec.Offset {
+		d = headDeferrals{offset: rec.Offset}
+	}
+	d.n++
+	c.deferrals[tp] = d
+	c.m.headDeferrals.WithLabelValues(strconv.Itoa(int(rec.Partition))).Set(float64(d.n))
+}
+
+// resetDeferrals records that partition tp processed its head record.
+// c.mu must be held.
+func (c *Consumer) resetDeferrals(tp topicPartition) {
+	delete(c.deferrals, tp)
+	c.m.headDeferrals.WithLabelValues(strconv.Itoa(int(tp.partition))).Set(0)
 }
 
 // statuses maps the wire status to the payment status it moves to.

@@ -420,6 +420,34 @@ func TestConsumerEmitsOnceKafkaAcceptsEvents(t *testing.T) {
 	})
 }
 
+// TestConsumerCountsDeferralsOfTheHeadRecord: a record deferred again and
+// again shows on status_consumer_record_deferrals of its partition, one more
+// each time, and back to 0 once it is processed.
+func TestConsumerCountsDeferralsOfTheHeadRecord(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.retryTimeout = 200 * time.Millisecond
+	h.seed(t, fixture{100000, 7, -3000})
+	fault := h.cluster.Fault(kfake.Fault{
+		Keys:  []kmsg.Key{kmsg.Produce},
+		Topic: kafka.TopicEvents,
+		Err:   kerr.InvalidRecord,
+		Count: -1,
+	})
+	c := h.start(t)
+	sent := h.send(t, outcome(100000, 7, succeeded, ""))
+	gauge := c.m.headDeferrals.WithLabelValues(strconv.Itoa(int(sent[0].Partition)))
+
+	waitFor(t, "three deferrals in a row", func() bool { return testutil.ToFloat64(gauge) >= 3 })
+	if n := testutil.ToFloat64(c.m.deferred.WithLabelValues("emit")); n < 3 {
+		t.Errorf("deferred{stage=emit} = %v with the head deferred 3 times in a row", n)
+	}
+	fault.Remove()
+
+	h.events(t, 1)
+	waitFor(t, "the head record's deferrals to reset", func() bool { return testutil.ToFloat64(gauge) == 0 })
+}
+
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(waitTimeout)
@@ -651,3 +679,4 @@ func (h *harness) wallets(t *testing.T) map[int64]walletState {
 	}
 	return out
 }
+

@@ -41,6 +41,7 @@ type metrics struct {
 	errors        *prometheus.CounterVec
 	deferred      *prometheus.CounterVec
 	conflicts     *prometheus.CounterVec
+	headDeferrals *prometheus.GaugeVec // per partition: its head record deferred in a row
 	applyDuration prometheus.Histogram
 }
 
@@ -74,6 +75,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "status_consumer_conflicts_total",
 			Help: "Outcomes that contradict their payment's final status (from: the payment's status, to: the outcome), dead-lettered with reason conflict and recorded in outcome_conflicts; the ledger is left as it was.",
 		}, []string{"from", "to"}),
+		headDeferrals: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "status_consumer_record_deferrals",
+			Help: "Times in a row the partition's head record was deferred (given up after the retry timeout and fetched again); 0 once it is processed. Every record behind it waits.",
+		}, []string{"partition"}),
 		applyDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "status_consumer_apply_duration_seconds",
 			Help:    "Time of one outcome's PostgreSQL transaction.",
@@ -101,6 +106,6 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	// From 0, so that the first conflict is an increase the alert sees.
 	m.conflicts.WithLabelValues(string(payment.StatusFailed), string(payment.StatusSucceeded))
 	m.conflicts.WithLabelValues(string(payment.StatusSucceeded), string(payment.StatusFailed))
-	reg.MustRegister(m.applied, m.noops, m.events, m.rejected, m.errors, m.deferred, m.conflicts, m.applyDuration)
+	reg.MustRegister(m.applied, m.noops, m.events, m.rejected, m.errors, m.deferred, m.conflicts, m.headDeferrals, m.applyDuration)
 	return m
 }
