@@ -679,4 +679,3 @@ func (h *harness) wallets(t *testing.T) map[int64]walletState {
 	}
 	return out
 }
-
