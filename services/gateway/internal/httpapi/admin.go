@@ -12,8 +12,12 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
+	"google.golang.org/protobuf/proto"
+
+	financev1 "github.com/finsvc/finance/proto/finance/v1"
 
 	"github.com/finsvc/finance/pkg/dlq"
+	"github.com/finsvc/finance/pkg/kafka"
 )
 
 // requireAdmin lets only tokens with the admin scope through.
@@ -42,7 +46,7 @@ func dlqDisabled() error {
 // The query parameters of the DLQ routes.
 var (
 	filterParams = []string{"topic", "payment_id", "user_id", "since", "until", "error", "limit"}
-	replayParams = append(append([]string{}, filterParams...), "dry_run", "rate", "force")
+	replayParams = append(append([]string{}, filterParams...), "all_topics", "dry_run", "rate", "force", "key_retention")
 )
 
 // dlqListJSON is the answer of GET /v1/admin/dlq.
@@ -99,8 +103,10 @@ func (a *api) getDLQ(c *gin.Context) error {
 }
 
 // replayDLQ is POST /v1/admin/dlq/replay with the list filters plus
-// dry_run, force and rate as query parameters. It answers when the run is
-// over, with the audited result.
+// all_topics, dry_run, force, rate and key_retention as query parameters.
+// It needs topic or all_topics=true: an empty filter would replay every
+// dead-letter topic. It answers when the run is over, with the audited
+// result, each letter's outcome and why.
 func (a *api) replayDLQ(c *gin.Context) error {
 	if a.dlq == nil {
 		return dlqDisabled()
@@ -108,8 +114,25 @@ func (a *api) replayDLQ(c *gin.Context) error {
 	q := c.Request.URL.Query()
 	var problems []string
 	f := parseFilter(q, replayParams, &problems)
+	allTopics := parseBool(q, "all_topics", &problems)
+	switch {
+	case q.Get("topic") == "" && !allTopics:
+		problems = append(problems, fmt.Sprintf("a replay needs topic (one of %s, or its %s topic) or all_topics=true: "+
+			"without either it would replay the dead letters of every topic", strings.Join(kafka.Topics(), ", "), kafka.DLQSuffix))
+	case q.Get("topic") != "" && allTopics:
+		problems = append(problems, fmt.Sprintf("topic=%s and all_topics=true contradict each other: give one", q.Get("topic")))
+	}
 	dryRun := parseBool(q, "dry_run", &problems)
 	force := parseBool(q, "force", &problems)
+	keyRetention := dlq.DefaultKeyRetention
+	if v := q.Get("key_retention"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			problems = append(problems, fmt.Sprintf("key_retention must be a positive duration such as 24h "+
+				"(how long the processor keeps idempotency keys), got %q", v))
+		}
+		keyRetention = d
+	}
 	rate := float64(dlq.DefaultRate)
 	if v := q.Get("rate"); v != "" {
 		r, err := strconv.ParseFloat(v, 64)
@@ -123,11 +146,13 @@ func (a *api) replayDLQ(c *gin.Context) error {
 	}
 	p, _ := principal(c)
 	res, err := a.dlq.Replay(c.Request.Context(), dlq.ReplayRequest{
-		Filter: f,
-		Actor:  "token:" + strconv.FormatInt(p.UserID, 10),
-		DryRun: dryRun,
-		Force:  force,
-		Rate:   rate,
+		Filter:        f,
+		Actor:         "token:" + strconv.FormatInt(p.UserID, 10),
+		DryRun:        dryRun,
+		Force:         force,
+		Rate:          rate,
+		KeyRetention:  keyRetention,
+		DecodeRequest: decodeRequested,
 	})
 	if err != nil {
 		if res.ID != 0 {
@@ -137,6 +162,16 @@ func (a *api) replayDLQ(c *gin.Context) error {
 	}
 	writeJSON(c, http.StatusOK, res)
 	return nil
+}
+
+// decodeRequested reads the payment of a payments.requested dead letter,
+// for the replay's check of it.
+func decodeRequested(value []byte) (dlq.RequestedPayment, error) {
+	var req financev1.PaymentRequested
+	if err := proto.Unmarshal(value, &req); err != nil {
+		return dlq.RequestedPayment{}, fmt.Errorf("decode finance.v1.PaymentRequested: %w", err)
+	}
+	return dlq.RequestedPayment{ID: req.GetPaymentId(), UID: req.GetPaymentUid()}, nil
 }
 
 // parseFilter reads the filter parameters of q, appending every problem to

@@ -107,7 +107,7 @@ func TestAdminDLQAuth(t *testing.T) {
 	}{
 		{http.MethodGet, "/v1/admin/dlq"},
 		{http.MethodGet, "/v1/admin/dlq/payments.outcomes.dlq/0/0"},
-		{http.MethodPost, "/v1/admin/dlq/replay?dry_run=true"},
+		{http.MethodPost, "/v1/admin/dlq/replay?topic=payments.outcomes&dry_run=true"},
 	} {
 		t.Run(tc.method+" "+tc.path, func(t *testing.T) {
 			t.Parallel()
@@ -198,10 +198,15 @@ func TestAdminDLQBadInput(t *testing.T) {
 		{http.MethodGet, "/v1/admin/dlq/payments.outcomes.dlq/0/-1", 400, "invalid-request"},
 		{http.MethodGet, "/v1/admin/dlq/nope/0/0", 404, "not-found"},
 		{http.MethodGet, "/v1/admin/dlq/payments.outcomes.dlq/0/999", 404, "not-found"},
-		{http.MethodPost, "/v1/admin/dlq/replay?rate=0", 400, "invalid-request"},
-		{http.MethodPost, "/v1/admin/dlq/replay?rate=fast", 400, "invalid-request"},
-		{http.MethodPost, "/v1/admin/dlq/replay?dry_run=maybe", 400, "invalid-request"},
-		{http.MethodPost, "/v1/admin/dlq/replay?since=" + url.QueryEscape("2026-13-01"), 400, "invalid-request"},
+		{http.MethodPost, "/v1/admin/dlq/replay?topic=payments.outcomes&rate=0", 400, "invalid-request"},
+		{http.MethodPost, "/v1/admin/dlq/replay?topic=payments.outcomes&rate=fast", 400, "invalid-request"},
+		{http.MethodPost, "/v1/admin/dlq/replay?topic=payments.outcomes&dry_run=maybe", 400, "invalid-request"},
+		{http.MethodPost, "/v1/admin/dlq/replay?topic=payments.outcomes&since=" + url.QueryEscape("2026-13-01"), 400, "invalid-request"},
+		{http.MethodPost, "/v1/admin/dlq/replay?dry_run=true", 400, "invalid-request"},
+		{http.MethodPost, "/v1/admin/dlq/replay?all_topics=maybe", 400, "invalid-request"},
+		{http.MethodPost, "/v1/admin/dlq/replay?topic=payments.requested&key_retention=0s", 400, "invalid-request"},
+		{http.MethodPost, "/v1/admin/dlq/replay?topic=payments.requested&key_retention=soon", 400, "invalid-request"},
+		{http.MethodGet, "/v1/admin/dlq?all_topics=true", 400, "invalid-request"}, // a replay parameter
 		{http.MethodDelete, "/v1/admin/dlq", 405, "method-not-allowed"},
 	} {
 		t.Run(tc.method+" "+tc.path, func(t *testing.T) {
@@ -227,21 +232,21 @@ func TestAdminDLQReplay(t *testing.T) {
 		return decodeBody[dlq.ReplayResult](t, w)
 	}
 
-	dry := replay("user_id=7&dry_run=true")
+	dry := replay("topic=payments.outcomes&user_id=7&dry_run=true")
 	if dry.Selected != 1 || dry.Replayed != 0 || !dry.DryRun || dry.Records[0].Outcome != dlq.OutcomeWouldReplay {
 		t.Errorf("dry run = %+v", dry)
 	}
 	if n := d.outcomes(t); n != 0 {
 		t.Errorf("the dry run published %d records", n)
 	}
-	res := replay("user_id=7&rate=100")
+	res := replay("topic=payments.outcomes&user_id=7&rate=100")
 	if res.Selected != 1 || res.Replayed != 1 || res.Actor != "token:42" || res.Rate != 100 {
 		t.Errorf("replay = %+v", res)
 	}
 	if n := d.outcomes(t); n != 1 {
 		t.Errorf("payments.outcomes holds %d records after the replay, want 1", n)
 	}
-	again := replay("user_id=7")
+	again := replay("topic=payments.outcomes&user_id=7")
 	if again.Skipped != 1 || again.Replayed != 0 {
 		t.Errorf("second replay = %+v, want one skipped", again)
 	}
