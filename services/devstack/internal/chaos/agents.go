@@ -7,7 +7,6 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -26,6 +25,8 @@ type agents struct {
 	http    *http.Client
 	control string // devkafka's control API, "" when off
 	admin   *kadm.Client
+	watch   *procWatch
+	stall   stallMeter // fed by progress, then by settle
 
 	mu          sync.Mutex
 	outageUntil time.Time
@@ -51,83 +52,6 @@ func sleep(ctx context.Context, d time.Duration) bool {
 		return false
 	case <-time.After(d):
 		return true
-	}
-}
-
-// groups are the consumer groups of the services that consume Kafka. A
-// restarted consumer works only once its group is stable again, which after
-// a SIGKILL takes up to the session timeout of the dead member (45 s, the
-// franz-go default the services use).
-var groups = map[string]string{"dispatcher": "dispatcher", "status-consumer": "status-consumer"}
-
-// ready reports whether service is up and, for a consumer, whether its group
-// is stable with a member: the process is doing its work.
-func (a *agents) ready(ctx context.Context, service string) bool {
-	if !healthy(ctx, a.http, a.st.HealthURLs()[service]) {
-		return false
-	}
-	g, ok := groups[service]
-	if !ok || a.admin == nil {
-		return true
-	}
-	dctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-	defer cancel()
-	described, err := a.admin.DescribeGroups(dctx, g)
-	if err != nil {
-		return false
-	}
-	d, ok := described[g]
-	return ok && d.Err == nil && d.State == "Stable" && len(d.Members) > 0
-}
-
-// killer SIGKILLs service at random instants until ctx ends. Each kill
-// waits until the service is back and working (ready), then a random time
-// drawn so the remaining kills fit into the traffic that is left, so every
-// kill hits a working process in the middle of its work.
-func (a *agents) killer(ctx context.Context, service string) {
-	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), uint64(len(service))))
-	kills := 0
-	for {
-		if kills >= a.cfg.KillsPerService && a.remaining() <= 0 {
-			return // enough, and the last payments are out
-		}
-		for !a.ready(ctx, service) || (service == "processor-sim" && a.outageActive()) {
-			if !sleep(ctx, 250*time.Millisecond) {
-				return
-			}
-		}
-		left := max(a.cfg.KillsPerService-kills, 1)
-		// Each later kill costs a restart (the supervisor's delay grows to
-		// 10 s), and a consumer's also a group rebalance: leave room for
-		// them, and finish with some traffic to spare.
-		cost := 12 * time.Second
-		if _, ok := groups[service]; ok {
-			cost = 50 * time.Second
-		}
-		budget := a.remaining()*85/100 - time.Duration(left-1)*cost
-		mean := max(budget/time.Duration(2*left+1)*2, time.Second)
-		gap := time.Duration(float64(mean) * (0.3 + 1.4*rng.Float64()))
-		if !sleep(ctx, max(gap, 500*time.Millisecond)) {
-			return
-		}
-		if service == "processor-sim" && a.outageActive() {
-			continue
-		}
-		pid := a.st.Pid(service)
-		if pid == 0 {
-			continue
-		}
-		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
-			a.logf("kill %s (pid %d): %v", service, pid, err)
-			continue
-		}
-		kills++
-		a.mu.Lock()
-		a.rep.Kills[service]++
-		a.mu.Unlock()
-		if !a.cfg.Quiet {
-			a.logf("SIGKILL %s (pid %d), kill %d", service, pid, kills)
-		}
 	}
 }
 
@@ -221,16 +145,20 @@ func (a *agents) calm(ctx context.Context) {
 	}
 }
 
-// progress prints a line every 10 s.
+// progress feeds the stall meter every second and prints a line every 10 s.
 func (a *agents) progress(ctx context.Context, pool *pgxpool.Pool) {
-	if a.cfg.Quiet {
-		return
-	}
-	for sleep(ctx, 10*time.Second) {
-		var inflight, unknown, final int64
-		_ = pool.QueryRow(ctx, `SELECT count(*) FILTER (WHERE status IN ('accepted','processing')),
-			count(*) FILTER (WHERE status = 'unknown'), count(*) FILTER (WHERE status IN ('succeeded','failed'))
-			FROM payments WHERE source = 'api'`).Scan(&inflight, &unknown, &final)
+	lastLog := time.Now()
+	for sleep(ctx, time.Second) {
+		inflight, unknown, final, err := counts(ctx, pool)
+		if err != nil {
+			continue
+		}
+		now := time.Now()
+		a.stall.observe(now, final, inflight+unknown)
+		if a.cfg.Quiet || now.Sub(lastLog) < 10*time.Second {
+			continue
+		}
+		lastLog = now
 		a.mu.Lock()
 		kills := 0
 		for _, n := range a.rep.Kills {

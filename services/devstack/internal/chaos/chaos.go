@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -21,6 +22,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 
 	"github.com/finsvc/finance/pkg/kafka"
+	"github.com/finsvc/finance/pkg/postgres"
 
 	"github.com/finsvc/finance/services/devstack/internal/stack"
 )
@@ -178,8 +180,25 @@ func Run(ctx context.Context, cfg Config, scfg stack.Config, out io.Writer) (*Re
 		return nil, err
 	}
 	defer pool.Close()
+	// The checks compare this run's traffic with this run's processor
+	// record: a database that already holds payments (a DATABASE_URL used
+	// by an earlier run) would show them as succeeded but never executed.
+	var earlier int64
+	if err := pool.QueryRow(ctx, `SELECT count(*) FROM payments WHERE source = 'api'`).Scan(&earlier); err != nil {
+		return nil, err
+	}
+	if earlier > 0 {
+		return nil, fmt.Errorf("database %s already holds %d API payments: give the run a fresh database",
+			postgres.RedactURL(st.DatabaseURL), earlier)
+	}
 
-	rep := &Report{Config: cfg, StartedAt: time.Now(), Kills: map[string]int{}, Faults: map[string]int{}}
+	seed := cfg.KillSeed
+	if seed == 0 {
+		seed = time.Now().UnixNano()
+	}
+	plan := newPlan(cfg, rand.New(rand.NewPCG(uint64(seed), 1)))
+	rep := &Report{Config: cfg, Kills: map[string]int{}, KillsByKind: map[string]map[string]int{},
+		KillPlan: plan.Want(), KillSeed: seed, Faults: map[string]int{}, DrainAfterLastKill: -1}
 	tr := newTraffic(cfg, st.GatewayURL)
 	chaosCtx, stopChaos := context.WithCancel(ctx)
 	defer stopChaos()
@@ -193,10 +212,33 @@ func Run(ctx context.Context, cfg Config, scfg stack.Config, out io.Writer) (*Re
 	}
 	defer kcl.Close()
 	ag.admin = kadm.NewClient(kcl)
-	var wg sync.WaitGroup
-	for _, s := range cfg.Kill {
+	ag.watch = newProcWatch(st)
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	go ag.watch.run(watchCtx, TargetNames(Targets))
+
+	logf("kill plan (%s, kill seed %d):", cfg.Schedule, seed)
+	for _, l := range plan.Lines() {
+		logf("  %s", l)
+	}
+	logf("traffic: %d payments over %d users at %g/s from %d clients", cfg.Payments, cfg.Users, cfg.Rate, cfg.Clients)
+	rep.StartedAt = time.Now()
+	var wg, seqWG sync.WaitGroup
+	for i, name := range cfg.Kill {
+		steps, ok := plan.PerService[name]
+		if !ok {
+			continue
+		}
+		t, _ := targetByName(name)
+		rng := rand.New(rand.NewPCG(uint64(seed), uint64(i+2)))
 		wg.Add(1)
-		go func() { defer wg.Done(); ag.killer(chaosCtx, s) }()
+		go func() { defer wg.Done(); ag.killer(chaosCtx, t, steps, rng) }()
+	}
+	if len(plan.Sequence) > 0 {
+		// The sequence runs to its end even when the traffic ends first:
+		// it is bounded by its gaps.
+		seqWG.Add(1)
+		go func() { defer seqWG.Done(); ag.sequence(ctx, plan.Sequence) }()
 	}
 	if ag.control != "" {
 		wg.Add(1)
@@ -209,17 +251,41 @@ func Run(ctx context.Context, cfg Config, scfg stack.Config, out io.Writer) (*Re
 	wg.Add(1)
 	go func() { defer wg.Done(); ag.progress(chaosCtx, pool) }()
 
-	logf("traffic: %d payments over %d users at %g/s from %d clients; killing %s %d+ times each",
-		cfg.Payments, cfg.Users, cfg.Rate, cfg.Clients, strings.Join(cfg.Kill, ", "), cfg.KillsPerService)
 	trafficErr := tr.run(ctx)
-	stopChaos()
-	wg.Wait()
-	rep.TrafficSeconds = time.Since(rep.StartedAt).Seconds()
+	rep.TrafficEnd = time.Now()
+	rep.TrafficSeconds = rep.TrafficEnd.Sub(rep.StartedAt).Seconds()
 	if trafficErr != nil {
+		stopChaos()
+		wg.Wait()
+		seqWG.Wait()
 		return nil, fmt.Errorf("traffic: %w", trafficErr)
 	}
-	logf("traffic done in %.0fs; removing faults, ending the outage, waiting for every service", rep.TrafficSeconds)
+	if len(plan.Sequence) > 0 {
+		logf("traffic done in %.0fs; waiting for the kill sequence to end", rep.TrafficSeconds)
+	}
+	seqWG.Wait()
+	stopChaos()
+	wg.Wait()
+	logf("traffic done in %.0fs, kills done; removing faults, ending the outage", rep.TrafficSeconds)
 	ag.calm(ctx)
+
+	ag.mu.Lock()
+	rep.LivenessDeadline = later(rep.LastKill, rep.TrafficEnd).Add(cfg.Liveness)
+	ag.mu.Unlock()
+	logf("draining: every payment must be final by %s (%v after the last kill or the end of the traffic)",
+		rep.LivenessDeadline.Format("15:04:05"), cfg.Liveness)
+	if err := settle(ctx, pool, rep, &ag.stall, rep.TrafficEnd.Add(cfg.DrainTimeout), logf); err != nil {
+		return nil, err
+	}
+	rep.LongestStall = ag.stall.longest.Seconds()
+	if !ag.stall.endedAt.IsZero() {
+		rep.LongestStallEnd = ag.stall.endedAt.Sub(rep.StartedAt).Seconds()
+	}
+	rep.DrainSeconds = time.Since(rep.TrafficEnd).Seconds()
+	if !rep.AllFinalAt.IsZero() && !rep.LastKill.IsZero() {
+		// 0 when every payment was final before the last kill.
+		rep.DrainAfterLastKill = max(rep.AllFinalAt.Sub(rep.LastKill).Seconds(), 0)
+	}
 	for name, u := range st.HealthURLs() {
 		if err := waitHealthy(ctx, ag.http, u, 2*time.Minute); err != nil {
 			return nil, fmt.Errorf("%s did not come back: %w", name, err)
@@ -228,14 +294,6 @@ func Run(ctx context.Context, cfg Config, scfg stack.Config, out io.Writer) (*Re
 	for _, s := range st.Services {
 		rep.Starts = append(rep.Starts, serviceStarts{Service: s, Starts: st.Starts(s)})
 	}
-
-	logf("draining: waiting until no payment is accepted or processing and the outbox is empty")
-	drainStart := time.Now()
-	if err := drain(ctx, pool, cfg.DrainTimeout, logf); err != nil {
-		logf("%v", err)
-		rep.DrainTimedOut = true
-	}
-	rep.DrainSeconds = time.Since(drainStart).Seconds()
 
 	if err := reconcile(ctx, st, rep, logf); err != nil {
 		return nil, err

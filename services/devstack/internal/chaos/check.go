@@ -25,8 +25,28 @@ type Report struct {
 	FinishedAt time.Time `json:"finished_at"`
 
 	TrafficSeconds float64 `json:"traffic_seconds"`
-	DrainSeconds   float64 `json:"drain_seconds"`
+	DrainSeconds   float64 `json:"drain_seconds"` // from the end of the traffic
 	DrainTimedOut  bool    `json:"drain_timed_out"`
+
+	// Liveness: every payment final within Config.Liveness of the last
+	// kill (or of the end of the traffic, if later).
+	TrafficEnd       time.Time `json:"traffic_end"`
+	LastKill         time.Time `json:"last_kill,omitzero"`
+	LivenessDeadline time.Time `json:"liveness_deadline"`
+	LivenessChecked  bool      `json:"liveness_checked"`
+	// AllFinalAt is when the last payment became final (its updated_at),
+	// zero if some never did before the drain ended.
+	AllFinalAt time.Time `json:"all_final_at,omitzero"`
+	// DrainAfterLastKill is AllFinalAt minus LastKill, -1 when either is
+	// missing.
+	DrainAfterLastKill float64    `json:"drain_after_last_kill_seconds"`
+	NonFinalAtDeadline int64      `json:"non_final_at_deadline"`
+	NonFinal           []nonFinal `json:"non_final,omitempty"` // up to 20, the oldest first
+	// LongestStall is the longest time no payment became final while
+	// some were pending, ending LongestStallEnd seconds into the run (a
+	// figure, not a pass condition: see stallMeter).
+	LongestStall    float64 `json:"longest_stall_seconds"`
+	LongestStallEnd float64 `json:"longest_stall_end_offset_seconds"`
 
 	// What the clients did and were told.
 	Sent       int            `json:"sent"`
@@ -39,10 +59,14 @@ type Report struct {
 	Insuff     int            `json:"insufficient_funds"`
 	Problems   map[string]int `json:"rejections"` // 422 problem types
 
-	Kills   map[string]int  `json:"kills"`
-	Starts  []serviceStarts `json:"starts"`
-	Faults  map[string]int  `json:"broker_faults"`
-	Outages []outage        `json:"outages"`
+	Kills       map[string]int            `json:"kills"`         // per service
+	KillsByKind map[string]map[string]int `json:"kills_by_kind"` // per service and kind
+	KillPlan    map[string]map[string]int `json:"kill_plan"`     // planned, per service and kind
+	KillSeed    int64                     `json:"kill_seed"`
+	KillLog     []killRecord              `json:"kill_log"`
+	Starts      []serviceStarts           `json:"starts"`
+	Faults      map[string]int            `json:"broker_faults"`
+	Outages     []outage                  `json:"outages"`
 
 	// What the pipeline made of it, after the drain and reconcile.
 	ByStatus          map[string]int64 `json:"by_status"`
@@ -59,7 +83,7 @@ type Report struct {
 	Stuck                 int64    `json:"stuck"`
 	Unknown               int64    `json:"unknown"`
 	IdempotencyViolations int64    `json:"idempotency_violations"`
-	KillsShort            []string `json:"kills_short,omitempty"` // services killed fewer times than asked
+	KillsShort            []string `json:"kills_short,omitempty"` // planned kills not carried out, as "service kind done/planned"
 
 	// Examples of what went wrong, for a human to follow up.
 	Examples []string       `json:"examples,omitempty"`
@@ -71,6 +95,15 @@ type serviceStarts struct {
 	Starts  int    `json:"starts"`
 }
 
+// nonFinal is a payment not final at the liveness deadline.
+type nonFinal struct {
+	ID     int64   `json:"id"`
+	UserID int64   `json:"user_id"`
+	Status string  `json:"status"`
+	Age    float64 `json:"age_seconds"`   // since it was accepted
+	Idle   float64 `json:"since_seconds"` // since its last change
+}
+
 type outage struct {
 	At      time.Time `json:"at"`
 	Seconds float64   `json:"seconds"`
@@ -80,34 +113,8 @@ type outage struct {
 func (r *Report) OK() bool {
 	return r.Lost == 0 && r.PaidTwice == 0 && r.BalanceMismatches == 0 && r.Overdrafts == 0 &&
 		r.Stuck == 0 && r.Unknown == 0 && r.IdempotencyViolations == 0 && r.Unexpected == 0 &&
-		len(r.KillsShort) == 0 && !r.DrainTimedOut && r.Verify != nil && r.Verify.OK()
-}
-
-// drain waits until no payment is accepted or processing and the outbox is
-// empty, or timeout.
-func drain(ctx context.Context, pool *pgxpool.Pool, timeout time.Duration, logf func(string, ...any)) error {
-	deadline := time.Now().Add(timeout)
-	lastLog := time.Time{}
-	for {
-		var inflight, outbox int64
-		err := pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM payments WHERE status IN ('accepted','processing')),
-			(SELECT count(*) FROM outbox)`).Scan(&inflight, &outbox)
-		if err == nil && inflight == 0 && outbox == 0 {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("drain: %d payments still in flight and %d outbox rows after %v (err %v)", inflight, outbox, timeout, err)
-		}
-		if time.Since(lastLog) > 10*time.Second {
-			logf("draining: %d in flight, %d in the outbox", inflight, outbox)
-			lastLog = time.Now()
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(time.Second):
-		}
-	}
+		len(r.KillsShort) == 0 && !r.DrainTimedOut && r.LivenessChecked && r.NonFinalAtDeadline == 0 &&
+		r.Verify != nil && r.Verify.OK()
 }
 
 // reconcileResult is the part of `financectl reconcile --json` we read.
@@ -290,12 +297,23 @@ func check(ctx context.Context, pool *pgxpool.Pool, st *stack.Stack, tr *traffic
 		vrep.Count(verify.AmountMismatch) + vrep.Count(verify.SucceededNotExecuted)
 	rep.Overdrafts = max(overdraft, vrep.Count(verify.NegativeAvailable))
 	rep.Stuck = max(rep.Stuck, vrep.Count(verify.StuckInFlight))
-	for _, s := range rep.Config.Kill {
-		if rep.Kills[s] < rep.Config.KillsPerService {
-			rep.KillsShort = append(rep.KillsShort, s)
+	rep.KillsShort = killsShort(rep.KillPlan, rep.KillsByKind)
+	return nil
+}
+
+// killsShort lists the planned kills not carried out, as "service kind
+// done/planned".
+func killsShort(plan, done map[string]map[string]int) []string {
+	var short []string
+	for service, kinds := range plan {
+		for kind, n := range kinds {
+			if got := done[service][kind]; got < n {
+				short = append(short, fmt.Sprintf("%s %s %d/%d", service, kind, got, n))
+			}
 		}
 	}
-	return nil
+	sort.Strings(short)
+	return short
 }
 
 type execution struct {
@@ -338,6 +356,7 @@ func (r *Report) WriteText(w io.Writer) {
 	}
 	fmt.Fprintln(tw, "\n==================== chaos report ====================")
 	c := r.Config
+	line("scenario", "%s", c.Scenario)
 	line("run", "%d payments over %d users (balance %d each), %g/s, %d clients", c.Payments, c.Users, c.Balance, c.Rate, c.Clients)
 	line("processor", "%.0f%% 5xx, %.0f%% lost responses, %.0f%% declines, outage %v at %.0f%% of the traffic",
 		c.SimErrorRate*100, c.SimLostRate*100, c.SimDecline*100, c.Outage, c.OutageAt*100)
@@ -356,6 +375,20 @@ func (r *Report) WriteText(w io.Writer) {
 		total += n
 	}
 	line("SIGKILLs", "%d: %s", total, mapLine(r.Kills))
+	kinds, inside := map[string]int{}, map[string]int{}
+	insideAll, consumerKills := 0, 0
+	for _, k := range r.KillLog {
+		kinds[k.Kind]++
+		if k.GroupState != "" {
+			consumerKills++
+		}
+		if k.InRebalance {
+			insideAll++
+			inside[k.Service+" "+k.Kind]++
+		}
+	}
+	line("kills by kind", "%s (schedule %s, kill seed %d)", mapLine(kinds), c.Schedule, r.KillSeed)
+	line("inside rebalance", "%d of %d consumer kills: %s", insideAll, consumerKills, mapLine(inside))
 	starts := make([]string, 0, len(r.Starts))
 	for _, s := range r.Starts {
 		starts = append(starts, fmt.Sprintf("%s %d", s.Service, s.Starts))
@@ -371,6 +404,27 @@ func (r *Report) WriteText(w io.Writer) {
 	line("payments", "%s", mapLine64(r.ByStatus))
 	line("executions", "%d at the processor", r.Executions)
 	line("reconcile", "%d passes, %d resolved %s", r.ReconcilePasses, r.ReconcileResolved, r.ReconcileNote)
+	fmt.Fprintln(tw, "liveness\t")
+	since := func(t time.Time) string {
+		if t.IsZero() {
+			return "none"
+		}
+		return fmt.Sprintf("+%.1fs", t.Sub(r.StartedAt).Seconds())
+	}
+	line("timeline", "last kill %s, traffic ended %s, deadline %s (%v after the later), every payment final %s",
+		since(r.LastKill), since(r.TrafficEnd), since(r.LivenessDeadline), c.Liveness, since(r.AllFinalAt))
+	drain := "never (not every payment became final)"
+	if r.DrainAfterLastKill >= 0 {
+		drain = fmt.Sprintf("%.1fs", r.DrainAfterLastKill)
+	} else if r.LastKill.IsZero() {
+		drain = "no kill"
+	}
+	line("drain after last kill", "%s", drain)
+	line("longest stall", "%.0fs without a payment becoming final while some were pending (until +%.0fs)", r.LongestStall, r.LongestStallEnd)
+	line("not final at deadline", "%d", r.NonFinalAtDeadline)
+	for _, p := range r.NonFinal {
+		line("", "payment %d (user %d) %s, accepted %.0fs before the deadline check, unchanged for %.0fs", p.ID, p.UserID, p.Status, p.Age, p.Idle)
+	}
 	fmt.Fprintln(tw, "verdict\t")
 	line("lost", "%d", r.Lost)
 	line("paid twice", "%d", r.PaidTwice)
@@ -380,7 +434,7 @@ func (r *Report) WriteText(w io.Writer) {
 	line("unknown", "%d", r.Unknown)
 	line("idempotency", "%d violations", r.IdempotencyViolations)
 	if len(r.KillsShort) > 0 {
-		line("kills short", "%s killed fewer than %d times", strings.Join(r.KillsShort, ", "), c.KillsPerService)
+		line("kills short", "planned kills not carried out: %s", strings.Join(r.KillsShort, ", "))
 	}
 	tw.Flush()
 	if r.Verify != nil {
@@ -393,7 +447,7 @@ func (r *Report) WriteText(w io.Writer) {
 		fmt.Fprintln(w, "  ", e)
 	}
 	if r.OK() {
-		fmt.Fprintln(w, "\nCHAOS RUN PASSED: 0 lost, 0 paid twice, 0 balance mismatches, 0 overdrafts")
+		fmt.Fprintf(w, "\nCHAOS RUN PASSED: 0 lost, 0 paid twice, 0 balance mismatches, 0 overdrafts, every payment final within %v of the last kill\n", c.Liveness)
 	} else {
 		fmt.Fprintln(w, "\nCHAOS RUN FAILED")
 	}

@@ -14,7 +14,9 @@ import (
 func TestParseFlags(t *testing.T) {
 	t.Parallel()
 	small := DefaultConfig()
-	small.Users, small.Payments, small.Kill, small.KillsPerService, small.Outage = 50, 300, []string{"gateway", "dispatcher"}, 1, 3*time.Second
+	small.Users, small.Payments, small.Kill, small.KillsPerService, small.Outage = 50, 300, []string{"gateway", "dispatcher"}, 5, 3*time.Second
+	issue10 := RebalanceKillsConfig()
+	issue10.Payments, issue10.Liveness = 500, time.Minute
 	tests := []struct {
 		name    string
 		args    []string
@@ -22,10 +24,13 @@ func TestParseFlags(t *testing.T) {
 		wantErr []string
 	}{
 		{name: "defaults are make chaos", want: DefaultConfig()},
-		{name: "flags override", args: []string{"--users", "50", "--payments", "300", "--kill", "gateway, dispatcher", "--kills", "1", "--outage", "3s"}, want: small},
+		{name: "flags override", args: []string{"--users", "50", "--payments", "300", "--kill", "gateway, dispatcher", "--kills", "5", "--outage", "3s"}, want: small},
+		{name: "scenario defaults, then flags", args: []string{"--payments", "500", "--scenario", "rebalance-kills", "--liveness", "1m"}, want: issue10},
+		{name: "unknown scenario", args: []string{"--scenario", "nope"}, wantErr: []string{`scenario "nope"`}},
 		{name: "never devkafka", args: []string{"--kill", "gateway,devkafka"}, wantErr: []string{`kill "devkafka"`}},
-		{name: "every problem at once", args: []string{"--users", "0", "--sim-error-rate", "2", "--brokers", "0"},
-			wantErr: []string{"users 0", "sim-error-rate 2", "brokers 0"}},
+		{name: "follow-ups follow kills", args: []string{"--kills", "2", "--quick-kills", "2", "--restart-kills", "1"}, wantErr: []string{"quick-kills 2 + restart-kills 1"}},
+		{name: "every problem at once", args: []string{"--users", "0", "--sim-error-rate", "2", "--brokers", "0", "--schedule", "sometimes", "--liveness", "0s"},
+			wantErr: []string{"users 0", "sim-error-rate 2", "brokers 0", `schedule "sometimes"`, "liveness 0s"}},
 		{name: "no positional arguments", args: []string{"now"}, wantErr: []string{`unexpected argument "now"`}},
 	}
 	for _, tt := range tests {
@@ -67,14 +72,16 @@ func TestReportOK(t *testing.T) {
 		{"overdraft", func(r *Report) { r.Overdrafts = 1 }, false},
 		{"stuck", func(r *Report) { r.Stuck = 1 }, false},
 		{"unknown", func(r *Report) { r.Unknown = 1 }, false},
-		{"kills short", func(r *Report) { r.KillsShort = []string{"gateway"} }, false},
+		{"kills short", func(r *Report) { r.KillsShort = []string{"gateway working 9/10"} }, false},
+		{"not final at the deadline", func(r *Report) { r.NonFinalAtDeadline = 1 }, false},
+		{"liveness not checked", func(r *Report) { r.LivenessChecked = false }, false},
 		{"drain timed out", func(r *Report) { r.DrainTimedOut = true }, false},
 		{"checker not run", func(r *Report) { r.Verify = nil }, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			r := &Report{Verify: &verifyReportOK}
+			r := &Report{Verify: &verifyReportOK, LivenessChecked: true}
 			tt.mod(r)
 			if got := r.OK(); got != tt.want {
 				t.Errorf("OK() = %t, want %t", got, tt.want)
