@@ -3,10 +3,13 @@ package main_test
 // The crash test of `make test`: a short chaos run. It starts the real
 // pipeline as separate processes, sends 300 payments over 50 users as
 // retrying clients, SIGKILLs every service of ours at least once in the
-// middle of the traffic, injects broker faults and a short processor outage
-// with the processor at small error, lost-reply and decline rates, then drains,
-// reconciles and runs the invariant checker. It asserts counts only, never
-// timings. `make chaos` is the long version.
+// middle of the traffic, kills each consumer a second time while it rejoins
+// its group (inside the rebalance, issue 10), injects broker faults and a
+// short processor outage with the processor at small error, lost-reply and
+// decline rates, then checks that every payment became final within the
+// liveness window after the last kill, reconciles and runs the invariant
+// checker. It asserts counts only, never timings. `make chaos` is the long
+// version.
 
 import (
 	"context"
@@ -36,6 +39,9 @@ func TestCrashEveryServiceMidTrafficKeepsTheMoneyRight(t *testing.T) {
 	cfg.Users, cfg.Payments, cfg.Balance = 50, 300, 20_000
 	cfg.Rate, cfg.Clients = 10, 16
 	cfg.KillsPerService = 1
+	// The consumers' kill is followed by a quick one 0.2–1.5 s after the
+	// restart, aimed inside the group's rebalance; no restart kills.
+	cfg.QuickKills, cfg.QuickBurst, cfg.RestartKills = 1, 1, 0
 	cfg.SimErrorRate, cfg.SimLostRate, cfg.SimDecline = 0.02, 0.01, 0.05
 	cfg.Outage = 3 * time.Second
 	cfg.FaultEvery = 2 * time.Second
@@ -51,10 +57,16 @@ func TestCrashEveryServiceMidTrafficKeepsTheMoneyRight(t *testing.T) {
 	if rep.Sent != cfg.Payments || rep.Accepted == 0 {
 		t.Errorf("sent %d (want %d), accepted %d (want some)", rep.Sent, cfg.Payments, rep.Accepted)
 	}
-	for _, s := range chaos.Services {
-		if rep.Kills[s] < 1 {
-			t.Errorf("%s was never killed", s)
+	for _, tg := range chaos.Targets {
+		if rep.Kills[tg.Name] < 1 {
+			t.Errorf("%s was never killed", tg.Name)
 		}
+	}
+	if n := rep.KillsByKind["status-consumer"][chaos.KindQuick]; n < 1 {
+		t.Errorf("status-consumer: %d quick kills, want 1", n)
+	}
+	if !rep.LivenessChecked || rep.NonFinalAtDeadline != 0 {
+		t.Errorf("liveness: %d payments not final %v after the last kill (checked %t)", rep.NonFinalAtDeadline, cfg.Liveness, rep.LivenessChecked)
 	}
 	for _, c := range []struct {
 		what string
@@ -68,6 +80,14 @@ func TestCrashEveryServiceMidTrafficKeepsTheMoneyRight(t *testing.T) {
 			t.Errorf("%s = %d, want 0", c.what, c.n)
 		}
 	}
+	inside := 0
+	for _, k := range rep.KillLog {
+		if k.InRebalance {
+			inside++
+		}
+	}
+	t.Logf("%d kills (%d inside a rebalance), drain after the last kill %.1fs, longest stall %.0fs, %d not final at the deadline",
+		len(rep.KillLog), inside, rep.DrainAfterLastKill, rep.LongestStall, rep.NonFinalAtDeadline)
 	if rep.Verify == nil || !rep.Verify.OK() {
 		t.Errorf("the invariant checker found violations")
 	}
