@@ -9,7 +9,6 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
-	"github.com/google/uuid"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"google.golang.org/protobuf/proto"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/finsvc/finance/pkg/dlq"
 	"github.com/finsvc/finance/pkg/kafka"
+	"github.com/finsvc/finance/pkg/payment"
 )
 
 // seedRequested adds, for each payment below, the payment (unless "not
@@ -43,7 +43,7 @@ func (d dlqEnv) seedRequested(t *testing.T) map[string]int64 {
 	} {
 		id := int64(400001 + i)
 		ids[p.name] = id
-		uid := uuid.Must(uuid.NewV7()).String()
+		uid := payment.NewUID().String()
 		if p.status != "" {
 			if _, err := d.pool.Exec(ctx, `
 				INSERT INTO payments (id, uid, user_id, merchant_id, amount, status, idempotency_key, request_hash, created_at, updated_at)
