@@ -293,7 +293,8 @@ func runTool(t *testing.T, name string, args ...string) {
 // exactly the executions the restore lost; `financectl recover --apply`
 // books them, and `financectl verify` is clean.
 func TestRestoreFromBackupNeverConfusesPaymentsAndRecovers(t *testing.T) {
-	t.Parallel()
+	// Not parallel: each of these tests runs a whole stack, and several at
+	// once would share two cores and PostgreSQL's connection limit.
 	r := newRestoreRig(t)
 	dbURL := pgtest.NewDB(t)
 	dump := filepath.Join(t.TempDir(), "finance.dump")
@@ -391,7 +392,8 @@ func (r *restoreRig) verifyClean() {
 // start over: an offset rewind). Every old request is refused as stale and
 // never reaches the processor; every new payment ends final.
 func TestFreshDatabaseWithOldBrokerRecordsExecutesNothingStale(t *testing.T) {
-	t.Parallel()
+	// Not parallel: each of these tests runs a whole stack, and several at
+	// once would share two cores and PostgreSQL's connection limit.
 	r := newRestoreRig(t)
 	oldDB := pgtest.NewDB(t)
 	r.start(oldDB)

@@ -52,6 +52,16 @@ type fakeProcessor struct {
 	ambiguous, refuse func(paymentID int64) bool
 	// onCall, when set, sees every call's payment id before it is answered.
 	onCall func(paymentID int64)
+	// proxy503, when set, selects payments whose first call is executed
+	// and then answered 503 by "a proxy" in front of the processor, with
+	// the proxy's own body.
+	proxy503 func(paymentID int64) bool
+	// holdFirst, when set, holds the first call of every payment until the
+	// dispatcher cancels it (then nothing is executed, as when a client
+	// leaves before the processor settles) or holdFirst is closed.
+	holdFirst chan struct{}
+	// lookupFails, when set, answers 503 to the lookup of the keys it selects.
+	lookupFails func(key string) bool
 
 	mu          sync.Mutex
 	active      int // calls being answered
@@ -61,17 +71,75 @@ type fakeProcessor struct {
 	order       map[int64][]int64 // user → payment ids in call order
 	calls       map[int64]int     // payment id → calls
 	executed    map[int64]string  // payment id → processor ref
+	// settled holds what GET /v2/payments/{key} answers: every keyed call
+	// answered with a result, and what settleEarlier recorded.
+	settled map[string]lookupAnswer
+	lookups map[string]int // idempotency key → lookups
+	// arrived counts every call of a payment as it arrives; activeByID
+	// the calls of a payment being answered; overlaps the calls that began
+	// while another call of the same payment was still being answered;
+	// cancelled the held calls the dispatcher cancelled.
+	arrived, activeByID, overlaps, cancelled map[int64]int
+}
+
+// lookupAnswer is the processor's record of one settled key.
+type lookupAnswer struct {
+	id, userID int64
+	ref        string
+	declined   bool
 }
 
 func newFakeProcessor(t *testing.T, slow func(int64) bool) (*fakeProcessor, string) {
 	t.Helper()
-	f := &fakeProcessor{slow: slow, order: map[int64][]int64{}, calls: map[int64]int{}, executed: map[int64]string{}}
+	f := &fakeProcessor{slow: slow, order: map[int64][]int64{}, calls: map[int64]int{}, executed: map[int64]string{},
+		settled: map[string]lookupAnswer{}, lookups: map[string]int{},
+		arrived: map[int64]int{}, activeByID: map[int64]int{}, overlaps: map[int64]int{}, cancelled: map[int64]int{}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v2/payments", f.serve)
 	mux.HandleFunc("POST /payment", f.serve)
+	mux.HandleFunc("GET /v2/payments/{key}", f.lookup)
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
 	return f, srv.URL
+}
+
+// settleEarlier records request r as settled by an earlier call under its
+// key (an earlier owner's call that timed out): executed, or declined when
+// the fake declines it.
+func (f *fakeProcessor) settleEarlier(r *financev1.PaymentRequested) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	id := r.GetPaymentId()
+	a := lookupAnswer{id: id, userID: r.GetUserId(), declined: declines(id)}
+	if !a.declined {
+		a.ref = fmt.Sprintf("ref-earlier-%d", id)
+		f.executed[id] = a.ref
+	}
+	f.settled[payment.ProcessorKey(uidOf(id))] = a
+}
+
+// lookup is the proposed API's GET /v2/payments/{key}.
+func (f *fakeProcessor) lookup(w http.ResponseWriter, r *http.Request) {
+	key := r.PathValue("key")
+	f.mu.Lock()
+	f.lookups[key]++
+	a, found := f.settled[key]
+	f.mu.Unlock()
+	w.Header().Set("Content-Type", "application/json")
+	switch {
+	case f.lookupFails != nil && f.lookupFails(key):
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = io.WriteString(w, `{"error":"outage"}`)
+	case !found:
+		w.WriteHeader(http.StatusNotFound)
+		_, _ = io.WriteString(w, `{"error":"not_found"}`)
+	case a.declined:
+		_ = json.NewEncoder(w).Encode(map[string]any{"id": "d-" + strconv.FormatInt(a.id, 10), "idempotency_key": key,
+			"user_id": a.userID, "amount": -a.id, "status": "declined", "reason": "card declined"})
+	default:
+		_ = json.NewEncoder(w).Encode(map[string]any{"id": a.ref, "idempotency_key": key,
+			"user_id": a.userID, "amount": -a.id, "status": "succeeded"})
+	}
 }
 
 // declines reports whether the fake declines a payment.
@@ -91,6 +159,27 @@ func (f *fakeProcessor) serve(w http.ResponseWriter, r *http.Request) {
 	if f.onCall != nil {
 		f.onCall(id)
 	}
+	// A call that begins while another of the same payment is still being
+	// answered overlaps it. The dispatcher closes a cancelled call's
+	// connection before it returns; the fake notices a moment later.
+	f.mu.Lock()
+	for deadline := time.Now().Add(time.Second); f.activeByID[id] > 0 && time.Now().Before(deadline); {
+		f.mu.Unlock()
+		time.Sleep(time.Millisecond)
+		f.mu.Lock()
+	}
+	if f.activeByID[id] > 0 {
+		f.overlaps[id]++
+	}
+	f.activeByID[id]++
+	first := f.arrived[id] == 0
+	f.arrived[id]++
+	f.mu.Unlock()
+	defer func() {
+		f.mu.Lock()
+		f.activeByID[id]--
+		f.mu.Unlock()
+	}()
 	if r.URL.Path == "/v2/payments" && r.Header.Get("Idempotency-Key") != payment.ProcessorKey(uidOf(id)) {
 		w.WriteHeader(http.StatusBadRequest)
 		_, _ = io.WriteString(w, `{"error":"wrong idempotency key"}`)
@@ -144,6 +233,19 @@ func (f *fakeProcessor) serve(w http.ResponseWriter, r *http.Request) {
 	if hold {
 		<-f.holdGate
 	}
+	if f.holdFirst != nil && first {
+		select {
+		case <-f.holdFirst:
+		case <-r.Context().Done():
+			// The dispatcher gave the call up before it was settled.
+			f.mu.Lock()
+			f.order[body.UserID] = append(f.order[body.UserID], id)
+			f.calls[id]++
+			f.cancelled[id]++
+			f.mu.Unlock()
+			return
+		}
+	}
 	f.mu.Lock()
 	f.order[body.UserID] = append(f.order[body.UserID], id)
 	f.calls[id]++
@@ -166,8 +268,20 @@ func (f *fakeProcessor) serve(w http.ResponseWriter, r *http.Request) {
 	if f.gate != nil {
 		<-f.gate
 	}
-	w.Header().Set("Content-Type", "application/json")
 	key := r.Header.Get("Idempotency-Key")
+	if key != "" {
+		f.mu.Lock()
+		f.settled[key] = lookupAnswer{id: id, userID: body.UserID, ref: ref, declined: declines(id)}
+		f.mu.Unlock()
+	}
+	if f.proxy503 != nil && f.proxy503(id) && first {
+		// Executed behind a proxy that then answers 503 of its own.
+		w.Header().Set("Content-Type", "text/html")
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = io.WriteString(w, "<html><body><h1>503 Service Unavailable</h1>upstream connect error</body></html>")
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
 	if declines(id) {
 		_ = json.NewEncoder(w).Encode(map[string]any{"id": "d-" + strconv.FormatInt(id, 10), "idempotency_key": key, "status": "declined", "reason": "card declined"})
 		return
