@@ -314,3 +314,57 @@ func TestSpentBudgetIsUnknownAndDeadLettered(t *testing.T) {
 		t.Errorf("payment %d called %d times after the restart, want none", ambiguousID, after[ambiguousID]-before[ambiguousID])
 	}
 }
+
+// The as-is API documents one refusal, 503 {"error":"over capacity"}. Any
+// other 503 (here a proxy's, after it forwarded the call and the processor
+// executed it) is ambiguous: the payment is never called again (a second
+// call would execute it twice); it ends unknown, dead-lettered for
+// reconciliation (issue 11).
+func TestAsIsProxy503IsAmbiguous(t *testing.T) {
+	t.Parallel()
+	cluster := kafkatest.New(t, 2, testTopics)
+	fake, url := newFakeProcessor(t, nil)
+	const behindProxy = 622001
+	fake.proxy503 = func(id int64) bool { return id == behindProxy }
+	opsAddr := freeAddr(t)
+	env := dispatcherEnv(t, cluster.Brokers(), url, "as-is", opsAddr)
+	env["PROCESSOR_BREAKER_FAILURES"] = "1000"
+	outcomes := newOutcomeReader(t, cluster.Brokers())
+	letters := newDLQReader(t, cluster.Brokers())
+
+	reqs := requestsFor([]int64{621, 622, 623}, 0, 2)
+	produceRequests(t, env, newProducer(t, cluster.Brokers()), reqs...)
+	stop := startDispatcher(t, env)
+	outcomes.waitUntil(t, "every outcome", func(got []*financev1.PaymentOutcome) bool { return countFinals(got) >= len(reqs) })
+	letters.waitFor(t, 1)
+	waitMetrics(t, opsAddr, `dispatcher_dead_letters_total{reason="ambiguous_not_retried"} 1`,
+		`dispatcher_processor_calls_total{result="unavailable"} 1`)
+	stop()
+
+	got := finals(t, outcomes.got)
+	_, calls := fake.snapshot()
+	for _, r := range reqs {
+		id, o := r.GetPaymentId(), got[r.GetPaymentId()]
+		if n := calls[id]; n != 1 {
+			t.Errorf("payment %d called %d times, want exactly 1 (as-is: a second call executes twice)", id, n)
+		}
+		if id == behindProxy {
+			if o.GetStatus() != financev1.OutcomeStatus_OUTCOME_STATUS_UNKNOWN || !strings.Contains(o.GetReason(), "HTTP 503") {
+				t.Errorf("payment answered by a proxy's 503: outcome %v, want unknown", o)
+			}
+			continue
+		}
+		status, ref := wantOutcome(id)
+		if o.GetStatus() != status || o.GetProcessorRef() != ref {
+			t.Errorf("payment %d outcome = %v, want %v %q", id, o, status, ref)
+		}
+	}
+	checkUserOrder(t, fake, outcomes, reqs)
+	letters.drain(t, 500*time.Millisecond)
+	if len(letters.got) != 1 {
+		t.Fatalf("%d dead letters, want 1", len(letters.got))
+	}
+	if h := headers(letters.got[0]); h[dlq.HeaderReason] != "ambiguous_not_retried" || h[dlq.HeaderPaymentID] != strconv.Itoa(behindProxy) || h[dlq.HeaderAttempts] != "1" {
+		t.Errorf("dead letter reason %q payment %q attempts %q, want ambiguous_not_retried, %d, 1", h[dlq.HeaderReason], h[dlq.HeaderPaymentID], h[dlq.HeaderAttempts], behindProxy)
+	}
+}

@@ -266,18 +266,29 @@ func (d asIs) request(ctx context.Context, p Payment) (*http.Request, error) {
 
 func (asIs) read(_ Payment, body []byte) reply { return readPayment(body, "") }
 
-// serverError: the as-is processor answers 503 when over capacity or in an
-// outage, in both cases without executing; every other 5xx may have executed.
+// serverError: the as-is API documents one refusal, 503 {"error":"over
+// capacity"} (its 429): not executed. Every other 5xx, any other 503
+// included, may have executed: a proxy or load balancer in front of the
+// processor answers 503 of its own, also after it forwarded the request.
 func (asIs) serverError(code int, body []byte) reply {
-	if code == http.StatusServiceUnavailable {
-		// Over capacity is the as-is API's 429; any other 503 (an
-		// outage) is not executed either, but is the breaker's business.
-		if text := errorText(body); text != "over capacity" {
-			return reply{kind: kindRefused, label: "unavailable", detail: fmt.Sprintf("processor unavailable (HTTP 503: %s)", text)}
-		}
+	if code == http.StatusServiceUnavailable && overCapacity(body) {
 		return reply{kind: kindRefused, label: "over_capacity", detail: "processor over capacity (HTTP 503)"}
 	}
-	return reply{kind: kindAmbiguous, label: "server_error", detail: fmt.Sprintf("HTTP %d: %s", code, errorText(body))}
+	label := "server_error"
+	if code == http.StatusServiceUnavailable {
+		label = "unavailable"
+	}
+	return reply{kind: kindAmbiguous, label: label, detail: fmt.Sprintf("HTTP %d: %s", code, errorText(body))}
+}
+
+// overCapacity reports whether body is the as-is API's documented
+// over-capacity answer, {"error":"over capacity"}, and nothing else passing
+// for it (a plain-text "over capacity" from a proxy is not that answer).
+func overCapacity(body []byte) bool {
+	var e struct {
+		Error string `json:"error"`
+	}
+	return json.Unmarshal(body, &e) == nil && e.Error == "over capacity"
 }
 
 func (asIs) retriesAmbiguous() bool { return false }

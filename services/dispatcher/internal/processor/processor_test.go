@@ -271,6 +271,36 @@ func TestExecute(t *testing.T) {
 			wantResults: map[string]float64{"over_capacity": 1, "succeeded": 1},
 		},
 		{
+			// Only the documented answer is a refusal: a proxy's 503 may
+			// come after it forwarded the request, and the processor's own
+			// outage answer is not documented for the as-is API either.
+			name:        "as-is 503 with another body is unknown after exactly one call",
+			api:         APIAsIs,
+			steps:       []step{replyStatus(503, `<html><body>503 Service Unavailable</body></html>`), reply200(`{"id":"ref-9","status":"succeeded"}`)},
+			want:        Result{Status: payment.StatusUnknown, Attempts: 1, Cause: CauseNotRetried},
+			wantReason:  "HTTP 503: <html>",
+			wantCalls:   []call{asIsCall},
+			wantResults: map[string]float64{"unavailable": 1},
+		},
+		{
+			name:        "as-is 503 outage is unknown after exactly one call",
+			api:         APIAsIs,
+			steps:       []step{replyStatus(503, `{"error":"outage"}`, "Retry-After", "1"), reply200(`{"id":"ref-9","status":"succeeded"}`)},
+			want:        Result{Status: payment.StatusUnknown, Attempts: 1, Cause: CauseNotRetried},
+			wantReason:  "HTTP 503: outage",
+			wantCalls:   []call{asIsCall},
+			wantResults: map[string]float64{"unavailable": 1},
+		},
+		{
+			name:        "as-is 503 with over capacity as plain text is unknown",
+			api:         APIAsIs,
+			steps:       []step{replyStatus(503, "over capacity\n"), reply200(`{"id":"ref-9","status":"succeeded"}`)},
+			want:        Result{Status: payment.StatusUnknown, Attempts: 1, Cause: CauseNotRetried},
+			wantReason:  "HTTP 503: over capacity",
+			wantCalls:   []call{asIsCall},
+			wantResults: map[string]float64{"unavailable": 1},
+		},
+		{
 			name:        "as-is 503 until the budget ends is not executed",
 			api:         APIAsIs,
 			steps:       []step{replyStatus(503, `{"error":"over capacity"}`)},
@@ -305,7 +335,7 @@ func TestExecute(t *testing.T) {
 				t.Errorf("429s counted = %v, want %v", got, tt.want429s)
 			}
 			gotResults := map[string]float64{}
-			for _, label := range []string{"succeeded", "declined", "rejected", "conflict", "rate_limited", "over_capacity", "unreachable", "timeout", "transport_error", "lost_reply", "server_error", "unparsable"} {
+			for _, label := range []string{"succeeded", "declined", "rejected", "conflict", "rate_limited", "over_capacity", "unavailable", "unreachable", "timeout", "transport_error", "lost_reply", "server_error", "unparsable"} {
 				if v := testutil.ToFloat64(m.calls.WithLabelValues(label)); v != 0 {
 					gotResults[label] = v
 				}
