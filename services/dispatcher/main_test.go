@@ -819,6 +819,87 @@ func TestRebalanceKeepsOneOutcomePerPayment(t *testing.T) {
 	t.Logf("%d payments were dispatched again after an aborted transaction (replays under the same key)", redispatched)
 }
 
+// When the group revokes a partition, its in-flight processor calls are
+// cancelled before the rebalance completes, so the revoked owner never calls
+// the processor for a payment while its new owner does (issue 11). The
+// cancelled call may have reached the processor: the new owner's call is
+// then a replay under the same key, and one outcome per payment is
+// committed.
+func TestRevokedPartitionCallsAreCancelled(t *testing.T) {
+	t.Parallel()
+	cluster := kafkatest.New(t, 4, testTopics)
+	fake, url := newFakeProcessor(t, nil)
+	// Every payment's first call is held at the processor until the
+	// dispatcher gives it up or the test releases it.
+	fake.holdFirst = make(chan struct{})
+	release := sync.OnceFunc(func() { close(fake.holdFirst) })
+	t.Cleanup(release) // runs before the fake server closes
+	envA := dispatcherEnv(t, cluster.Brokers(), url, "proposed", freeAddr(t))
+	envB := dispatcherEnv(t, cluster.Brokers(), url, "proposed", freeAddr(t))
+	envB["DATABASE_URL"] = envA["DATABASE_URL"]
+	envB["DISPATCHER_TRANSACTIONAL_ID"] = "dispatcher-test-b"
+	reader := newOutcomeReader(t, cluster.Brokers())
+
+	var users []int64
+	for u := int64(901); u <= 916; u++ {
+		users = append(users, u)
+	}
+	reqs := requestsFor(users, 0, 1)
+	produceRequests(t, envA, newProducer(t, cluster.Brokers()), reqs...)
+	startDispatcher(t, envA)
+	// A holds a call of every payment (16 in flight, one per user).
+	eventually(t, "every payment's first call held at the processor", func() bool {
+		fake.mu.Lock()
+		defer fake.mu.Unlock()
+		return len(fake.arrived) == len(reqs)
+	})
+
+	// B joins: A's revoked partitions move to B, which calls their
+	// payments again.
+	startDispatcher(t, envB)
+	eventually(t, "B to call a payment of a partition it took over", func() bool {
+		fake.mu.Lock()
+		defer fake.mu.Unlock()
+		for _, n := range fake.arrived {
+			if n >= 2 {
+				return true
+			}
+		}
+		return false
+	})
+	release() // A's calls of the partitions it kept now answer
+	reader.waitUntil(t, "every outcome", func(got []*financev1.PaymentOutcome) bool { return len(finals(t, got)) >= len(reqs) })
+
+	fake.mu.Lock()
+	defer fake.mu.Unlock()
+	for id, n := range fake.overlaps {
+		t.Errorf("payment %d: %d calls began while an earlier call of it was still running (a revoked owner kept calling)", id, n)
+	}
+	moved := 0
+	for _, r := range reqs {
+		id := r.GetPaymentId()
+		if fake.arrived[id] < 2 {
+			continue // its partition stayed with A
+		}
+		moved++
+		if fake.cancelled[id] != 1 {
+			t.Errorf("payment %d called %d times, its held first call cancelled %d times; want the revoked owner's call cancelled",
+				id, fake.arrived[id], fake.cancelled[id])
+		}
+	}
+	if moved == 0 {
+		t.Fatal("no payment moved to B; the test proves nothing")
+	}
+	t.Logf("%d of %d payments moved to B", moved, len(reqs))
+	got := finals(t, reader.got) // fails on a second final outcome
+	for _, r := range reqs {
+		status, ref := wantOutcome(r.GetPaymentId())
+		if o := got[r.GetPaymentId()]; o.GetStatus() != status || o.GetProcessorRef() != ref {
+			t.Errorf("payment %d outcome = %v, want %v %q", r.GetPaymentId(), o, status, ref)
+		}
+	}
+}
+
 func TestRunRejectsBadConfig(t *testing.T) {
 	t.Parallel()
 	env := map[string]string{"PROCESSOR_API": "v3", "PROCESSOR_RATE_LIMIT": "-1"}

@@ -298,14 +298,20 @@ func (d *Dispatcher) dispatchLocked(work context.Context) {
 		s.inFlight++
 		d.m.inFlight.Set(float64(s.inFlight))
 		d.m.dispatchDelay.Observe(time.Since(it.fetched).Seconds())
-		go d.work(work, u, it)
+		// Its own context, so that revoking its partition cancels it.
+		ctx, cancel := context.WithCancelCause(work)
+		it.cancel, it.executed = cancel, make(chan struct{})
+		go d.work(work, ctx, u, it)
 	}
 	d.m.buffered.Set(float64(s.buffered))
 }
 
-// work dispatches one record and produces its outcome.
-func (d *Dispatcher) work(ctx context.Context, u *userQueue, it *item) {
+// work dispatches one record in ctx, the item's own context (derived from
+// work, the pipeline's), and produces its outcome.
+func (d *Dispatcher) work(work, ctx context.Context, u *userQueue, it *item) {
 	res, ok := d.execute(ctx, it)
+	close(it.executed)
+	it.cancel(nil)
 
 	d.txnMu.RLock()
 	defer d.txnMu.RUnlock()
@@ -313,16 +319,17 @@ func (d *Dispatcher) work(ctx context.Context, u *userQueue, it *item) {
 	s := &d.st
 	current := s.parts[it.rec.Partition] == it.part && it.gen == s.gen
 	switch {
+	case !current:
+		// The transaction this record belonged to was aborted, or its
+		// partition revoked (its call then cancelled: whatever it
+		// learnt is the new owner's to learn again): keep the result for
+		// the redelivery of a kept partition, which then needs no call.
+		if ok && res != nil && s.parts[it.rec.Partition] != nil {
+			s.salvage[salvageKey{it.rec.Partition, it.rec.Offset}] = res
+		}
 	case !ok:
 		// Not sent (shutdown): the record stays unfinished and is
 		// redelivered; the user's later records must wait behind it.
-	case !current:
-		// The transaction this record belonged to was aborted, or its
-		// partition revoked: keep the result for the redelivery, which
-		// then needs no call.
-		if res != nil && s.parts[it.rec.Partition] != nil {
-			s.salvage[salvageKey{it.rec.Partition, it.rec.Offset}] = res
-		}
 	default:
 		if res != nil {
 			d.produce(it, res)
@@ -338,7 +345,9 @@ func (d *Dispatcher) work(ctx context.Context, u *userQueue, it *item) {
 	if s.inFlight == 0 {
 		d.idle.Broadcast()
 	}
-	if ok && len(u.items) > 0 && u.items[0] == it {
+	// A record no longer current is redelivered (or is the new owner's):
+	// the user's queue moves on either way.
+	if (ok || !current) && len(u.items) > 0 && u.items[0] == it {
 		u.items = u.items[1:]
 		u.busy = false
 		if len(u.items) == 0 {
@@ -353,7 +362,7 @@ func (d *Dispatcher) work(ctx context.Context, u *userQueue, it *item) {
 	if resume {
 		it.part.paused = false
 	}
-	d.dispatchLocked(ctx)
+	d.dispatchLocked(work)
 	d.mu.Unlock()
 	if resume {
 		d.sess.Client().ResumeFetchPartitions(map[string][]int32{kafka.TopicRequested: {it.rec.Partition}})
@@ -449,6 +458,15 @@ func (d *Dispatcher) execute(ctx context.Context, it *item) (res *result, ok boo
 				return nil, false
 			}
 		}
+	}
+	if errors.Is(context.Cause(ctx), errRevoked) {
+		// Its partition was revoked while it ran: what it learnt is not
+		// produced (nor kept for a redelivery: a cancelled call's result
+		// is incomplete), and the new owner dispatches the payment again.
+		log.InfoContext(ctx, "dispatch cancelled: partition revoked; the new owner dispatches the payment",
+			"status", pr.Status, "reason", pr.Reason, "attempts", pr.Attempts,
+			"topic", r.Topic, "partition", r.Partition, "offset", r.Offset)
+		return nil, false
 	}
 	level := slog.LevelDebug
 	if pr.Status == payment.StatusFailed {

@@ -39,6 +39,7 @@ type Metrics struct {
 	drain             prometheus.Gauge
 	commitDuration    prometheus.Histogram
 	guard             *prometheus.CounterVec
+	revokedCalls      prometheus.Counter
 }
 
 // NewMetrics creates the metrics and registers them with reg unless reg is nil.
@@ -85,6 +86,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "dispatcher_guard_total",
 			Help: "Dispatch guard verdicts, one per payment before its processor call: send, stale (not a payment of this database: dead-lettered), final (already succeeded or failed: not sent again), claimed (as-is API, claimed before: not sent, unknown), error (the database could not be read: not sent, failed).",
 		}, []string{"result"}),
+		revokedCalls: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "dispatcher_revoked_calls_cancelled_total",
+			Help: "In-flight dispatches cancelled because their partition was revoked or lost (the new owner dispatches them again).",
+		}),
 		drain: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "dispatcher_expected_drain_seconds",
 			Help: "Backlog of this replica's partitions / its current pacer rate: the time to drain at the current pace.",
@@ -97,7 +102,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.outcomes, m.deadLetters, m.transactions, m.processingDropped, m.inFlight,
-			m.buffered, m.owned, m.dispatchDelay, m.backlog, m.drain, m.commitDuration, m.guard)
+			m.buffered, m.owned, m.dispatchDelay, m.backlog, m.drain, m.commitDuration, m.guard, m.revokedCalls)
 	}
 	return m
 }

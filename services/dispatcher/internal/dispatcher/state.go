@@ -119,6 +119,11 @@ type item struct {
 	gen      uint64
 	fetched  time.Time
 	salvaged *result
+	// While the item is dispatched: cancel ends its context (its partition
+	// was revoked), and executed is closed once it no longer calls the
+	// processor or the guard.
+	cancel   context.CancelCauseFunc
+	executed chan struct{}
 }
 
 // userQueue holds one user's records in order; busy while its head is
@@ -361,10 +366,27 @@ func (d *Dispatcher) assigned(ctx context.Context, cl *kgo.Client, assigned map[
 	d.log.InfoContext(ctx, "partitions assigned", "partitions", assigned[kafka.TopicRequested], "owned", owned, "total", total)
 }
 
+// errRevoked is the cause of a dispatch cancelled because its partition was
+// revoked or lost.
+var errRevoked = errors.New("partition revoked")
+
+// revokeWait bounds how long a revocation waits for the cancelled calls of
+// its partitions to return.
+const revokeWait = 10 * time.Second
+
 // revoked is the session's OnPartitionsRevoked and OnPartitionsLost: the
 // partitions' queued records are dropped (the new owner reads them from the
-// committed offset), their in-flight calls run on but their results are not
-// produced, and the share shrinks before the rebalance completes.
+// committed offset), their in-flight calls are cancelled and their results
+// not produced, and the share shrinks before the rebalance completes.
+//
+// The rebalance waits (up to revokeWait) for the cancelled calls to return,
+// so that this replica no longer calls the processor for these partitions
+// once the new owner may. A cancelled call may have reached the processor:
+// the new owner's call is then a replay under the same key (proposed API),
+// or is not made at all because the payment is claimed (as-is API); a
+// payment certainly not sent has its claim released before the wait ends.
+// Waiting never needs txnMu or d.mu (the session may be ending a
+// transaction meanwhile, and franz-go holds that up until this returns).
 func (d *Dispatcher) revoked(ctx context.Context, cl *kgo.Client, revoked map[string][]int32) {
 	d.mu.Lock()
 	s := &d.st
@@ -375,6 +397,7 @@ func (d *Dispatcher) revoked(ctx context.Context, cl *kgo.Client, revoked map[st
 			delete(s.parts, p)
 		}
 	}
+	var calls []chan struct{}
 	if len(gone) > 0 {
 		s.rebalanced = true
 		for k := range s.salvage {
@@ -383,6 +406,11 @@ func (d *Dispatcher) revoked(ctx context.Context, cl *kgo.Client, revoked map[st
 			}
 		}
 		for k, u := range s.users {
+			if u.busy && len(u.items) > 0 && gone[u.items[0].rec.Partition] {
+				it := u.items[0]
+				it.cancel(errRevoked)
+				calls = append(calls, it.executed)
+			}
 			keep := u.items[:0]
 			for i, it := range u.items {
 				if (i == 0 && u.busy) || !gone[it.rec.Partition] {
@@ -399,6 +427,20 @@ func (d *Dispatcher) revoked(ctx context.Context, cl *kgo.Client, revoked map[st
 	}
 	owned := len(s.parts)
 	d.mu.Unlock()
+	d.m.revokedCalls.Add(float64(len(calls)))
+	waitStart := time.Now()
+	timeout := time.NewTimer(revokeWait)
+	defer timeout.Stop()
+wait:
+	for _, c := range calls {
+		select {
+		case <-c:
+		case <-timeout.C:
+			d.log.WarnContext(ctx, "revoked partitions: cancelled calls still running; the rebalance goes on without them",
+				"partitions", revoked[kafka.TopicRequested], "wait", revokeWait)
+			break wait
+		}
+	}
 	var ps []int32
 	for p := range gone {
 		ps = append(ps, p)
@@ -412,7 +454,8 @@ func (d *Dispatcher) revoked(ctx context.Context, cl *kgo.Client, revoked map[st
 	if len(gone) == 0 {
 		return
 	}
-	d.log.InfoContext(ctx, "partitions revoked", "partitions", revoked[kafka.TopicRequested], "owned", owned, "total", total)
+	d.log.InfoContext(ctx, "partitions revoked", "partitions", revoked[kafka.TopicRequested], "owned", owned, "total", total,
+		"calls_cancelled", len(calls), "cancel_wait", time.Since(waitStart).String())
 }
 
 // total returns the partition count of payments.requested, asking the
@@ -465,7 +508,10 @@ func (d *Dispatcher) publishProcessing(ctx context.Context, log *slog.Logger, re
 		log.ErrorContext(ctx, "marshal processing outcome", "err", err)
 		return
 	}
-	d.early.Produce(ctx, &kgo.Record{Topic: kafka.TopicOutcomes, Key: kafka.UserKey(req.GetUserId()), Value: val},
+	// Not bound to ctx, the dispatch's context, which ends with the
+	// dispatch: a record still buffered then would be dropped. Closing the
+	// early client bounds it instead.
+	d.early.Produce(context.WithoutCancel(ctx), &kgo.Record{Topic: kafka.TopicOutcomes, Key: kafka.UserKey(req.GetUserId()), Value: val},
 		func(_ *kgo.Record, err error) {
 			if err != nil {
 				d.m.processingDropped.Inc()

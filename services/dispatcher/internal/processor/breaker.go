@@ -63,6 +63,7 @@ func NewBreaker(cfg BreakerConfig) *Breaker {
 		Name:        "processor",
 		MaxRequests: 1,
 		Timeout:     cfg.OpenFor,
+		IsExcluded:  func(err error) bool { return errors.Is(err, errNoVerdict) },
 		ReadyToTrip: func(c gobreaker.Counts) bool {
 			first := b.firstFailure.Load()
 			return c.ConsecutiveFailures >= uint32(cfg.Failures) && first != 0 &&
@@ -81,8 +82,25 @@ func NewBreaker(cfg BreakerConfig) *Breaker {
 	return b
 }
 
-// errOutage marks a call that counts as a failure for the breaker.
-var errOutage = errors.New("processor outage")
+// errOutage marks a call that counts as a failure for the breaker;
+// errNoVerdict one that counts as neither failure nor success.
+var (
+	errOutage    = errors.New("processor outage")
+	errNoVerdict = errors.New("call says nothing about the processor")
+)
+
+// health is what one call says about the processor, for the breaker.
+type health int
+
+const (
+	// healthOK: the processor answered.
+	healthOK health = iota
+	// healthOutage: unreachable, erroring or not answering.
+	healthOutage
+	// healthUnknown: the dispatcher cancelled the call itself; it neither
+	// closes a half-open breaker nor counts towards opening one.
+	healthUnknown
+)
 
 // wait blocks while the breaker is open.
 func (b *Breaker) wait(ctx context.Context) error {
@@ -99,22 +117,26 @@ func (b *Breaker) wait(ctx context.Context) error {
 
 // allow admits one call; ok is false when the breaker refuses it (open, or
 // half-open with its probe already out), in which case nothing is sent.
-func (b *Breaker) allow() (done func(outage bool), ok bool) {
+// done reports the call's health.
+func (b *Breaker) allow() (done func(health), ok bool) {
 	if b == nil {
-		return func(bool) {}, true
+		return func(health) {}, true
 	}
 	d, err := b.cb.Allow()
 	if err != nil {
 		return nil, false
 	}
-	return func(outage bool) {
-		if outage {
+	return func(h health) {
+		switch h {
+		case healthOutage:
 			b.firstFailure.CompareAndSwap(0, time.Now().UnixNano())
 			d(errOutage)
-			return
+		case healthUnknown:
+			d(errNoVerdict)
+		default:
+			b.firstFailure.Store(0)
+			d(nil)
 		}
-		b.firstFailure.Store(0)
-		d(nil)
 	}, true
 }
 

@@ -47,12 +47,24 @@ func (r reply) outage() bool {
 	return false
 }
 
+// health is what the reply tells the circuit breaker. A call the
+// dispatcher cancelled itself says nothing about the processor.
+func (r reply) health() health {
+	switch {
+	case r.label == "cancelled":
+		return healthUnknown
+	case r.outage():
+		return healthOutage
+	}
+	return healthOK
+}
+
 // signal is what the reply tells the pacer.
 func (r reply) signal() pacer.Signal {
 	switch {
 	case r.label == "rate_limited" || r.label == "over_capacity":
 		return pacer.RateLimited
-	case r.outage():
+	case r.outage() || r.label == "cancelled":
 		return pacer.Failed
 	}
 	return pacer.OK
@@ -105,6 +117,9 @@ func (c *client) do(req *http.Request, p Payment) reply {
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
 	if err != nil {
 		// The status line arrived but the body did not: whatever it said is lost.
+		if cancelled(req.Context()) {
+			return reply{kind: kindAmbiguous, label: "cancelled", detail: fmt.Sprintf("HTTP %d, call cancelled by the dispatcher while reading the reply", resp.StatusCode)}
+		}
 		return reply{kind: kindAmbiguous, label: "lost_reply", detail: fmt.Sprintf("HTTP %d, reading the reply: %v", resp.StatusCode, err)}
 	}
 	code := resp.StatusCode
@@ -129,13 +144,25 @@ func (c *client) do(req *http.Request, p Payment) reply {
 func transportReply(ctx context.Context, err error) reply {
 	var op *net.OpError
 	if errors.As(err, &op) && op.Op == "dial" {
+		if cancelled(ctx) {
+			return reply{kind: kindRefused, label: "cancelled", detail: "call cancelled by the dispatcher before it connected"}
+		}
 		return reply{kind: kindRefused, label: "unreachable", detail: fmt.Sprintf("processor unreachable: %v", op.Err)}
+	}
+	if cancelled(ctx) {
+		return reply{kind: kindAmbiguous, label: "cancelled", detail: "call cancelled by the dispatcher (partition revoked, or shutdown) after it may have reached the processor"}
 	}
 	if errors.Is(err, context.DeadlineExceeded) && ctx.Err() != nil {
 		return reply{kind: kindAmbiguous, label: "timeout", detail: "processor did not answer in time"}
 	}
 	return reply{kind: kindAmbiguous, label: "transport_error", detail: fmt.Sprintf("no reply: %v", err)}
 }
+
+// cancelled reports whether the caller cancelled ctx, the context of one
+// call (its per-call timeout is a deadline, not a cancellation): the
+// dispatcher gave the call up, when its partition was revoked or the
+// shutdown grace ended.
+func cancelled(ctx context.Context) bool { return errors.Is(ctx.Err(), context.Canceled) }
 
 // parseRetryAfter reads delay-seconds or an HTTP date; 0 when absent or bad,
 // which falls back to the exponential backoff.

@@ -18,7 +18,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		calls: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "dispatcher_processor_calls_total",
-			Help: "HTTP calls to the processor by result (succeeded, declined, rejected, conflict, rate_limited, over_capacity, unreachable, timeout, transport_error, lost_reply, server_error, unparsable).",
+			Help: "HTTP calls to the processor by result (succeeded, declined, rejected, conflict, rate_limited, over_capacity, unavailable, unreachable, timeout, transport_error, lost_reply, server_error, unparsable, cancelled).",
 		}, []string{"result"}),
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "dispatcher_processor_call_duration_seconds",

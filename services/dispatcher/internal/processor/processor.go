@@ -241,7 +241,7 @@ func (c *client) Execute(ctx context.Context, p Payment) (Result, error) {
 		}
 		attempts++
 		last = c.call(ctx, p)
-		done(last.outage())
+		done(last.health())
 		c.cfg.Pacer.Observe(last.signal(), last.retryAfter)
 		switch last.kind {
 		case kindSucceeded:

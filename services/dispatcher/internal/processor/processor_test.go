@@ -416,6 +416,48 @@ func TestExecuteInterruptedAfterAmbiguousCallIsUnknown(t *testing.T) {
 	}
 }
 
+// A call the dispatcher cancels while it is in flight (its partition was
+// revoked) may have reached the processor: it is ambiguous, never "not
+// executed", and it is the dispatcher's doing, not an outage, so it neither
+// counts towards opening the breaker nor closes a half-open one.
+func TestExecuteCancelledCallIsMaybeSentAndNoOutage(t *testing.T) {
+	t.Parallel()
+	for _, api := range []API{APIProposed, APIAsIs} {
+		t.Run(string(api), func(t *testing.T) {
+			t.Parallel()
+			ctx, cancel := context.WithCancel(t.Context())
+			f, srv := newFakeProcessor(t, func(w http.ResponseWriter, r *http.Request) {
+				cancel() // the partition is revoked while the call is in flight
+				hang(w, r)
+			})
+			m := NewMetrics(prometheus.NewRegistry())
+			// One failure, however short its span, would open this breaker.
+			b := NewBreaker(BreakerConfig{Failures: 1, MinSpan: time.Nanosecond, OpenFor: time.Hour})
+			c, err := New(Config{BaseURL: srv.URL, API: api, Timeout: time.Minute, MaxAttempts: 3,
+				Limiter: rate.NewLimiter(rate.Inf, 1), Breaker: b, Metrics: m})
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := c.Execute(ctx, testPayment)
+			if err != nil {
+				t.Fatalf("Execute: %v (a cancelled call may have been sent: never ErrNotSent)", err)
+			}
+			if got.Status != payment.StatusUnknown || got.Cause != CauseInterrupted || got.Attempts != 1 {
+				t.Errorf("Result = %+v, want unknown (interrupted) after 1 call", got)
+			}
+			if n := len(f.seen()); n != 1 {
+				t.Errorf("processor saw %d calls, want 1", n)
+			}
+			if v := testutil.ToFloat64(m.calls.WithLabelValues("cancelled")); v != 1 {
+				t.Errorf("calls counted as cancelled = %v, want 1", v)
+			}
+			if b.down() {
+				t.Errorf("breaker down after a cancelled call (state %v, counts %+v), want closed and no failure counted", b.cb.State(), b.cb.Counts())
+			}
+		})
+	}
+}
+
 func TestNewValidates(t *testing.T) {
 	t.Parallel()
 	_, err := New(Config{BaseURL: "localhost:8090", API: "v3", Timeout: 0, MaxAttempts: 0})
