@@ -14,6 +14,7 @@ import (
 	"github.com/finsvc/finance/pkg/dlq"
 	"github.com/finsvc/finance/pkg/kafka"
 	"github.com/finsvc/finance/pkg/kafkatest"
+	"github.com/finsvc/finance/pkg/payment"
 	financev1 "github.com/finsvc/finance/proto/finance/v1"
 )
 
@@ -312,6 +313,97 @@ func TestSpentBudgetIsUnknownAndDeadLettered(t *testing.T) {
 	}
 	if _, after := fake.snapshot(); after[ambiguousID] != before[ambiguousID] {
 		t.Errorf("payment %d called %d times after the restart, want none", ambiguousID, after[ambiguousID]-before[ambiguousID])
+	}
+}
+
+// A payment whose every call was refused (429) was not executed by this
+// dispatcher, but an earlier call under its key may have executed it (an
+// earlier owner's call that timed out after the processor settled it): on
+// the proposed API it is failed "not executed" only when the processor's
+// lookup by key does not find it (issue 11). Found → its outcome; lookup
+// failing → unknown and dead-lettered for reconciliation.
+func TestNotExecutedOnlyAfterLookup(t *testing.T) {
+	t.Parallel()
+	cluster := kafkatest.New(t, 2, testTopics)
+	fake, url := newFakeProcessor(t, nil)
+	const (
+		executedEarlier = 611001 // an earlier call executed it
+		declinedEarlier = 612003 // an earlier call was declined (declines(612003))
+		neverSeen       = 613001 // the processor never settled it
+		lookupDown      = 614001 // its lookup answers 503
+	)
+	refused := map[int64]bool{executedEarlier: true, declinedEarlier: true, neverSeen: true, lookupDown: true}
+	fake.refuse = func(id int64) bool { return refused[id] }
+	fake.lookupFails = func(key string) bool { return key == payment.ProcessorKey(uidOf(lookupDown)) }
+	fake.settleEarlier(request(611, executedEarlier))
+	fake.settleEarlier(request(612, declinedEarlier))
+	opsAddr := freeAddr(t)
+	env := dispatcherEnv(t, cluster.Brokers(), url, "proposed", opsAddr)
+	env["PROCESSOR_MAX_ATTEMPTS"] = "3"
+	env["PROCESSOR_BREAKER_FAILURES"] = "1000" // the budget, not the breaker, decides
+	outcomes := newOutcomeReader(t, cluster.Brokers())
+	letters := newDLQReader(t, cluster.Brokers())
+
+	reqs := requestsFor([]int64{611, 612, 613, 614, 615}, 0, 3)
+	produceRequests(t, env, newProducer(t, cluster.Brokers()), reqs...)
+	stop := startDispatcher(t, env)
+	outcomes.waitUntil(t, "every outcome", func(got []*financev1.PaymentOutcome) bool { return countFinals(got) >= len(reqs) })
+	letters.waitFor(t, 1)
+	waitMetrics(t, opsAddr,
+		`dispatcher_dead_letters_total{reason="lookup_failed"} 1`,
+		`dispatcher_processor_lookups_total{result="succeeded"} 1`,
+		`dispatcher_processor_lookups_total{result="declined"} 1`,
+		`dispatcher_processor_lookups_total{result="not_found"} 1`,
+		`dispatcher_processor_lookups_total{result="error"} 1`)
+	stop()
+
+	got := finals(t, outcomes.got)
+	for _, r := range reqs {
+		id, o := r.GetPaymentId(), got[r.GetPaymentId()]
+		switch id {
+		case executedEarlier:
+			if o.GetStatus() != financev1.OutcomeStatus_OUTCOME_STATUS_SUCCEEDED || o.GetProcessorRef() != "ref-earlier-611001" {
+				t.Errorf("payment executed by an earlier call: outcome %v, want succeeded with the earlier call's ref", o)
+			}
+		case declinedEarlier:
+			if o.GetStatus() != financev1.OutcomeStatus_OUTCOME_STATUS_FAILED || o.GetReason() != "card declined" {
+				t.Errorf("payment declined for an earlier call: outcome %v, want failed with the processor's reason", o)
+			}
+		case neverSeen:
+			if o.GetStatus() != financev1.OutcomeStatus_OUTCOME_STATUS_FAILED || !strings.HasPrefix(o.GetReason(), "not executed") ||
+				!strings.Contains(o.GetReason(), "lookup by key: not found") {
+				t.Errorf("payment the processor never settled: outcome %v, want failed as not executed after the lookup", o)
+			}
+		case lookupDown:
+			if o.GetStatus() != financev1.OutcomeStatus_OUTCOME_STATUS_UNKNOWN || !strings.Contains(o.GetReason(), "the lookup failed") {
+				t.Errorf("payment whose lookup failed: outcome %v, want unknown", o)
+			}
+		default:
+			status, ref := wantOutcome(id)
+			if o.GetStatus() != status || o.GetProcessorRef() != ref {
+				t.Errorf("payment %d outcome = %v, want %v %q", id, o, status, ref)
+			}
+		}
+	}
+	// Each refused payment was looked up exactly once; no other was.
+	fake.mu.Lock()
+	for _, r := range reqs {
+		id := r.GetPaymentId()
+		want := map[bool]int{true: 1}[refused[id]]
+		if n := fake.lookups[payment.ProcessorKey(uidOf(id))]; n != want {
+			t.Errorf("payment %d looked up %d times, want %d", id, n, want)
+		}
+	}
+	fake.mu.Unlock()
+	checkUserOrder(t, fake, outcomes, reqs)
+
+	letters.drain(t, 500*time.Millisecond)
+	if len(letters.got) != 1 {
+		t.Fatalf("%d dead letters, want 1 (the payment whose lookup failed)", len(letters.got))
+	}
+	h := headers(letters.got[0])
+	if h[dlq.HeaderReason] != "lookup_failed" || h[dlq.HeaderPaymentID] != strconv.Itoa(lookupDown) || h[dlq.HeaderAttempts] != "3" {
+		t.Errorf("dead letter reason %q payment %q attempts %q, want lookup_failed, %d, 3", h[dlq.HeaderReason], h[dlq.HeaderPaymentID], h[dlq.HeaderAttempts], lookupDown)
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -80,6 +81,9 @@ type dialect interface {
 	serverError(code int, body []byte) reply
 	// retriesAmbiguous reports whether an ambiguous call may be repeated.
 	retriesAmbiguous() bool
+	// lookupURL is where the processor says what became of p's key; ""
+	// when the API has no lookup.
+	lookupURL(p Payment) string
 }
 
 // maxBody bounds what is read of a processor reply.
@@ -139,8 +143,65 @@ func (c *client) do(req *http.Request, p Payment) reply {
 	}
 }
 
+// lookup asks the processor what became of p's idempotency key, within the
+// per-call timeout. found is false for the lookup's documented 404
+// {"error":"not_found"}: the processor never settled a payment under the key
+// (or forgot it; see the guard's key retention). Any other answer, a bare
+// 404 included (no such route), is an error: it proves nothing. A found
+// reply is succeeded or declined. Lookups are not paced: the processor does
+// not rate-limit them.
+func (c *client) lookup(ctx context.Context, p Payment) (r reply, found bool, err error) {
+	result := "error"
+	defer func() { c.cfg.Metrics.lookups.WithLabelValues(result).Inc() }()
+	cctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
+	defer cancel()
+	key := p.IdempotencyKey()
+	req, err := http.NewRequestWithContext(cctx, http.MethodGet, c.dialect.lookupURL(p), nil)
+	if err != nil {
+		return reply{}, false, fmt.Errorf("lookup %s: %w", key, err)
+	}
+	req.Header.Set("Accept", "application/json")
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return reply{}, false, fmt.Errorf("lookup %s: %w", key, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
+	if err != nil {
+		return reply{}, false, fmt.Errorf("lookup %s: HTTP %d, reading the reply: %w", key, resp.StatusCode, err)
+	}
+	switch resp.StatusCode {
+	case http.StatusOK:
+		r = readPayment(body, key)
+		if r.kind != kindSucceeded && r.kind != kindDeclined {
+			return reply{}, false, fmt.Errorf("lookup %s: %s", key, r.detail)
+		}
+		var b struct {
+			UserID int64 `json:"user_id"`
+			Amount int64 `json:"amount"`
+		}
+		if json.Unmarshal(body, &b) == nil && (b.UserID != 0 && b.UserID != p.UserID || b.Amount != 0 && b.Amount != p.Amount) {
+			return reply{}, false, fmt.Errorf("lookup %s: the processor holds it for user %d amount %d, not user %d amount %d", key, b.UserID, b.Amount, p.UserID, p.Amount)
+		}
+		result = r.label
+		return r, true, nil
+	case http.StatusNotFound:
+		var e struct {
+			Error string `json:"error"`
+		}
+		if json.Unmarshal(body, &e) == nil && e.Error == "not_found" {
+			result = "not_found"
+			return reply{}, false, nil
+		}
+		return reply{}, false, fmt.Errorf("lookup %s: HTTP 404 without {\"error\":\"not_found\"} (no lookup route?): %s", key, errorText(body))
+	default:
+		return reply{}, false, fmt.Errorf("lookup %s: HTTP %d: %s", key, resp.StatusCode, errorText(body))
+	}
+}
+
 // transportReply classifies a call that got no HTTP reply. Only a failed
-// dial proves the request never left; anything later may have executed it.
+// dial proves the request never left; anything later may have executed it,
+// a call the dispatcher cancelled itself included.
 func transportReply(ctx context.Context, err error) reply {
 	var op *net.OpError
 	if errors.As(err, &op) && op.Op == "dial" {
@@ -281,6 +342,10 @@ func (proposed) serverError(code int, body []byte) reply {
 
 func (proposed) retriesAmbiguous() bool { return true }
 
+func (d proposed) lookupURL(p Payment) string {
+	return d.base + "/v2/payments/" + url.PathEscape(p.IdempotencyKey())
+}
+
 // asIs is POST /payment without a key.
 type asIs struct{ base string }
 
@@ -319,3 +384,5 @@ func overCapacity(body []byte) bool {
 }
 
 func (asIs) retriesAmbiguous() bool { return false }
+
+func (asIs) lookupURL(Payment) string { return "" }

@@ -8,6 +8,7 @@ type Metrics struct {
 	latency     *prometheus.HistogramVec
 	rateLimited prometheus.Counter
 	inFlight    prometheus.Gauge
+	lookups     *prometheus.CounterVec
 
 	breakerState       prometheus.Gauge
 	breakerTransitions *prometheus.CounterVec
@@ -33,6 +34,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "dispatcher_processor_in_flight_calls",
 			Help: "HTTP calls to the processor currently waiting for an answer.",
 		}),
+		lookups: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "dispatcher_processor_lookups_total",
+			Help: "Lookups of a payment's idempotency key (proposed API) after every call was refused, by result: succeeded, declined, not_found, error.",
+		}, []string{"result"}),
 		breakerState: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "dispatcher_processor_breaker_state",
 			Help: "Circuit breaker state: 0 closed, 1 half-open, 2 open (no calls sent).",
@@ -43,7 +48,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"to"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.calls, m.latency, m.rateLimited, m.inFlight, m.breakerState, m.breakerTransitions)
+		reg.MustRegister(m.calls, m.latency, m.rateLimited, m.inFlight, m.lookups, m.breakerState, m.breakerTransitions)
 	}
 	return m
 }

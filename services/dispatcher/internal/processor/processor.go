@@ -85,6 +85,10 @@ const (
 	CauseRejectedAfterAmbiguous = "rejected_after_ambiguous"
 	// CauseInterrupted: shutdown cut the calls short after an ambiguous one.
 	CauseInterrupted = "interrupted"
+	// CauseLookupFailed: every call was refused (not executed), but an
+	// earlier call under the same key may have executed the payment, and
+	// the lookup of the key failed.
+	CauseLookupFailed = "lookup_failed"
 )
 
 // Client executes payments at the processor.
@@ -288,7 +292,7 @@ func (c *client) Execute(ctx context.Context, p Payment) (Result, error) {
 			if ambiguous != nil {
 				return unknown(attempts, CauseBudgetSpent, "no definite answer after %d calls with the same idempotency key; last: %s", attempts, last.detail), nil
 			}
-			return Result{Status: payment.StatusFailed, Reason: fmt.Sprintf("not executed: %s after %d calls", last.detail, attempts), Attempts: attempts}, nil
+			return c.notExecuted(ctx, p, attempts, last)
 		}
 		if last.kind == kindRefused && last.retryAfter > 0 {
 			wait = min(last.retryAfter, c.cfg.MaxRetryAfter)
@@ -299,6 +303,44 @@ func (c *client) Execute(ctx context.Context, p Payment) (Result, error) {
 		if err := sleep(ctx, wait); err != nil {
 			return c.interrupted(p, attempts, ambiguous, err)
 		}
+	}
+}
+
+// notExecuted ends Execute when the budget was spent on refusals only (429,
+// the as-is over-capacity 503, a refused connection): none of these calls
+// executed the payment. An earlier call may have, under the same key: an
+// earlier owner of the partition whose call timed out, or the call of a
+// record now replayed or rewound. The payment is failed "not executed" only
+// when nothing can have executed it:
+//   - proposed API: the processor's lookup by key decides: not found →
+//     failed "not executed"; succeeded or declined → that outcome; no
+//     answer → unknown (CauseLookupFailed), for reconciliation. Always
+//     asked, whatever the payment's status: the best-effort PROCESSING
+//     outcome an earlier owner publishes before its call may be lost or not
+//     yet applied, so "accepted" does not prove that nothing was sent.
+//     The path is rare (every call refused), so the lookup is cheap.
+//   - as-is API: no lookup, and none needed: the dispatch claim made this
+//     dispatcher the payment's only sender, ever.
+func (c *client) notExecuted(ctx context.Context, p Payment, attempts int, last reply) (Result, error) {
+	reason := fmt.Sprintf("not executed: %s after %d calls", last.detail, attempts)
+	if c.dialect.lookupURL(p) == "" {
+		return Result{Status: payment.StatusFailed, Reason: reason, Attempts: attempts}, nil
+	}
+	r, found, err := c.lookup(ctx, p)
+	switch {
+	case err != nil && ctx.Err() != nil:
+		// Shutdown: nothing is known and nothing was sent by this
+		// dispatcher; the redelivery starts over.
+		return c.interrupted(p, attempts, nil, errors.Join(err, ctx.Err()))
+	case err != nil:
+		return unknown(attempts, CauseLookupFailed, "no call was executed (%s after %d calls), but an earlier call under the same idempotency key may have been, and the lookup failed: %v",
+			last.detail, attempts, err), nil
+	case !found:
+		return Result{Status: payment.StatusFailed, Reason: reason + "; lookup by key: not found", Attempts: attempts}, nil
+	case r.kind == kindSucceeded:
+		return Result{Status: payment.StatusSucceeded, Ref: r.ref, Attempts: attempts}, nil
+	default:
+		return Result{Status: payment.StatusFailed, Reason: r.detail, Attempts: attempts}, nil
 	}
 }
 

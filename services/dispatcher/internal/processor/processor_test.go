@@ -106,6 +106,11 @@ const (
 	declined  = `{"id":"ref-2","idempotency_key":"payment-0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b","user_id":7,"amount":-500,"status":"declined","reason":"insufficient funds at issuer"}`
 )
 
+var (
+	refused429 = replyStatus(429, `{"error":"rate limited"}`)
+	lookupCall = call{Path: "/v2/payments/payment-0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b"}
+)
+
 var testPayment = Payment{ID: 42, UID: uuid.MustParse("0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b"), UserID: 7, Amount: -500}
 
 func TestExecute(t *testing.T) {
@@ -218,12 +223,12 @@ func TestExecute(t *testing.T) {
 			wantResults: map[string]float64{"conflict": 1},
 		},
 		{
-			name:        "429 until the budget ends is not executed",
+			name:        "429 until the budget ends, then lookup not found, is not executed",
 			api:         APIProposed,
-			steps:       []step{replyStatus(429, `{"error":"rate limited"}`)},
+			steps:       []step{refused429, refused429, refused429, replyStatus(404, `{"error":"not_found"}`)},
 			want:        Result{Status: payment.StatusFailed, Attempts: 3},
-			wantReason:  "not executed: processor rate limit (429) after 3 calls",
-			wantCalls:   []call{proposedCall, proposedCall, proposedCall},
+			wantReason:  "not executed: processor rate limit (429) after 3 calls; lookup by key: not found",
+			wantCalls:   []call{proposedCall, proposedCall, proposedCall, lookupCall},
 			want429s:    3,
 			wantResults: map[string]float64{"rate_limited": 3},
 		},
@@ -367,10 +372,127 @@ func TestExecuteUnreachableIsNotExecuted(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Execute: %v", err)
 			}
-			if got.Status != payment.StatusFailed || got.Attempts != 3 || !strings.Contains(got.Reason, "not executed: processor unreachable") {
-				t.Errorf("Result = %+v, want failed after 3 unreachable calls", got)
+			switch api {
+			case APIAsIs:
+				// The claim makes this dispatcher the only sender: none of
+				// its calls connected, so nothing executed the payment.
+				if got.Status != payment.StatusFailed || got.Attempts != 3 || !strings.Contains(got.Reason, "not executed: processor unreachable") {
+					t.Errorf("Result = %+v, want failed after 3 unreachable calls", got)
+				}
+			case APIProposed:
+				// An earlier call under the key may have executed it, and
+				// the lookup cannot reach the processor either.
+				if got.Status != payment.StatusUnknown || got.Cause != CauseLookupFailed || got.Attempts != 3 {
+					t.Errorf("Result = %+v, want unknown (lookup failed) after 3 unreachable calls", got)
+				}
 			}
 		})
+	}
+}
+
+// When every call was refused (not executed), an earlier call under the
+// same key (an earlier owner's, timed out but executed) may still have
+// executed the payment: on the proposed API the processor's lookup decides
+// before the payment is failed "not executed".
+func TestExecuteLooksUpBeforeNotExecuted(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name        string
+		lookup      step
+		want        Result
+		wantReason  string
+		wantLookups map[string]float64
+	}{
+		{
+			name:        "not found: not executed",
+			lookup:      replyStatus(404, `{"error":"not_found"}`),
+			want:        Result{Status: payment.StatusFailed, Attempts: 3},
+			wantReason:  "not executed: processor rate limit (429) after 3 calls; lookup by key: not found",
+			wantLookups: map[string]float64{"not_found": 1},
+		},
+		{
+			name:        "executed by an earlier call: succeeded",
+			lookup:      reply200(succeeded),
+			want:        Result{Status: payment.StatusSucceeded, Ref: "ref-1", Attempts: 3},
+			wantLookups: map[string]float64{"succeeded": 1},
+		},
+		{
+			name:        "declined for an earlier call: failed with its reason",
+			lookup:      reply200(declined),
+			want:        Result{Status: payment.StatusFailed, Attempts: 3},
+			wantReason:  "insufficient funds at issuer",
+			wantLookups: map[string]float64{"declined": 1},
+		},
+		{
+			name:        "lookup answers 503: unknown",
+			lookup:      replyStatus(503, `{"error":"outage"}`),
+			want:        Result{Status: payment.StatusUnknown, Attempts: 3, Cause: CauseLookupFailed},
+			wantReason:  "the lookup failed: lookup payment-0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b: HTTP 503: outage",
+			wantLookups: map[string]float64{"error": 1},
+		},
+		{
+			name:        "bare 404 (no lookup route) proves nothing: unknown",
+			lookup:      replyStatus(404, "404 page not found\n"),
+			want:        Result{Status: payment.StatusUnknown, Attempts: 3, Cause: CauseLookupFailed},
+			wantReason:  "no lookup route",
+			wantLookups: map[string]float64{"error": 1},
+		},
+		{
+			name:        "unparsable lookup: unknown",
+			lookup:      reply200(`{"status":"pending"}`),
+			want:        Result{Status: payment.StatusUnknown, Attempts: 3, Cause: CauseLookupFailed},
+			wantReason:  "unparsable",
+			wantLookups: map[string]float64{"error": 1},
+		},
+		{
+			name:        "executed for another user and amount: unknown",
+			lookup:      reply200(strings.Replace(succeeded, `"user_id":7`, `"user_id":8`, 1)),
+			want:        Result{Status: payment.StatusUnknown, Attempts: 3, Cause: CauseLookupFailed},
+			wantReason:  "not user 7 amount -500",
+			wantLookups: map[string]float64{"error": 1},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			f, srv := newFakeProcessor(t, refused429, refused429, refused429, tt.lookup)
+			m := NewMetrics(prometheus.NewRegistry())
+			got, err := newTestClient(t, srv.URL, APIProposed, m).Execute(t.Context(), testPayment)
+			if err != nil {
+				t.Fatalf("Execute: %v", err)
+			}
+			if !strings.Contains(got.Reason, tt.wantReason) {
+				t.Errorf("Reason = %q, want it to contain %q", got.Reason, tt.wantReason)
+			}
+			got.Reason = ""
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("Result (-want +got):\n%s", diff)
+			}
+			proposedCall := call{Path: "/v2/payments", Key: "payment-0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b", Body: map[string]any{"user_id": 7.0, "amount": -500.0, "reference": "42"}}
+			if diff := cmp.Diff([]call{proposedCall, proposedCall, proposedCall, lookupCall}, f.seen()); diff != "" {
+				t.Errorf("processor calls (-want +got):\n%s", diff)
+			}
+			gotLookups := map[string]float64{}
+			for _, label := range []string{"succeeded", "declined", "not_found", "error"} {
+				if v := testutil.ToFloat64(m.lookups.WithLabelValues(label)); v != 0 {
+					gotLookups[label] = v
+				}
+			}
+			if diff := cmp.Diff(tt.wantLookups, gotLookups); diff != "" {
+				t.Errorf("lookups by result (-want +got):\n%s", diff)
+			}
+		})
+	}
+
+	// The as-is API has no lookup: its claim made this dispatcher the only
+	// sender, so refusals alone prove the payment was not executed.
+	f, srv := newFakeProcessor(t, replyStatus(503, `{"error":"over capacity"}`))
+	got, err := newTestClient(t, srv.URL, APIAsIs, nil).Execute(t.Context(), testPayment)
+	if err != nil || got.Status != payment.StatusFailed || !strings.HasPrefix(got.Reason, "not executed") {
+		t.Errorf("as-is: Execute = %+v, %v; want failed as not executed", got, err)
+	}
+	if n := len(f.seen()); n != 3 {
+		t.Errorf("as-is: processor saw %d requests, want the 3 calls and no lookup", n)
 	}
 }
 
