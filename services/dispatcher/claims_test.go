@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -272,5 +273,86 @@ func TestGuardSendsOnlyOpenPaymentsOfThisDatabase(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// With the proposed API the processor keeps a key for PROCESSOR_KEY_RETENTION
+// (24 h): a payment that may have been sent (processing or unknown) and was
+// accepted longer ago is not sent again by a rewound or replayed record, since
+// its key may have expired and a second call could execute it twice. It ends
+// unknown, dead-lettered key_expired for the reconciler (issue 11).
+func TestGuardKeyExpiredIsNotSentAgain(t *testing.T) {
+	t.Parallel()
+	cluster := kafkatest.New(t, 2, testTopics)
+	fake, url := newFakeProcessor(t, nil)
+	opsAddr := freeAddr(t)
+	env := dispatcherEnv(t, cluster.Brokers(), url, "proposed", opsAddr)
+	pool := openPool(t, env["DATABASE_URL"])
+
+	reqs := requestsFor([]int64{821, 822, 823, 824}, 0, 2)
+	seedPayments(t, pool, reqs...)
+	// The first payment of each user, with the status and age its
+	// replayed record finds.
+	seeded := map[int64]struct {
+		status payment.Status
+		age    time.Duration
+	}{
+		821001: {payment.StatusProcessing, 25 * time.Hour}, // may have been sent, key may be gone
+		822001: {payment.StatusUnknown, 25 * time.Hour},    // likewise
+		823001: {payment.StatusAccepted, 25 * time.Hour},   // never sent: sent now
+		824001: {payment.StatusProcessing, time.Hour},      // its key is surely kept: a replay
+	}
+	for id, s := range seeded {
+		if _, err := pool.Exec(t.Context(), `UPDATE payments SET status = $2, created_at = now() - $3::bigint * interval '1 microsecond' WHERE id = $1`,
+			id, s.status, s.age.Microseconds()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	expired := map[int64]bool{821001: true, 822001: true}
+
+	outcomes := newOutcomeReader(t, cluster.Brokers())
+	letters := newDLQReader(t, cluster.Brokers())
+	produceRecords(t, newProducer(t, cluster.Brokers()), reqs...)
+	stop := startDispatcher(t, env)
+	outcomes.waitUntil(t, "every final outcome", func(got []*financev1.PaymentOutcome) bool { return countFinals(got) >= len(reqs) })
+	letters.waitFor(t, len(expired))
+	waitMetrics(t, opsAddr,
+		`dispatcher_guard_total{result="key_expired"} 2`,
+		fmt.Sprintf(`dispatcher_guard_total{result="send"} %d`, len(reqs)-len(expired)),
+		`dispatcher_dead_letters_total{reason="key_expired"} 2`)
+	stop()
+
+	got := finals(t, outcomes.got)
+	_, calls := fake.snapshot()
+	for _, r := range reqs {
+		id := r.GetPaymentId()
+		o := got[id]
+		if expired[id] {
+			if o.GetStatus() != financev1.OutcomeStatus_OUTCOME_STATUS_UNKNOWN || o.GetReason() != dispatcher.ReasonKeyExpired || o.GetAttempts() != 0 {
+				t.Errorf("payment %d (may have been sent, key may be gone): outcome %v, want unknown: %s", id, o, dispatcher.ReasonKeyExpired)
+			}
+			if n := calls[id]; n != 0 {
+				t.Errorf("payment %d called %d times, want never", id, n)
+			}
+			continue
+		}
+		status, ref := wantOutcome(id)
+		if o.GetStatus() != status || o.GetProcessorRef() != ref {
+			t.Errorf("payment %d outcome = %v, want %v %q", id, o, status, ref)
+		}
+		if n := calls[id]; n != 1 {
+			t.Errorf("payment %d called %d times, want 1", id, n)
+		}
+	}
+	letters.drain(t, 500*time.Millisecond)
+	if len(letters.got) != len(expired) {
+		t.Fatalf("%d dead letters, want %d", len(letters.got), len(expired))
+	}
+	for _, l := range letters.got {
+		h := headers(l)
+		id, _ := strconv.ParseInt(h[dlq.HeaderPaymentID], 10, 64)
+		if !expired[id] || h[dlq.HeaderReason] != dispatcher.CauseKeyExpired || h[dlq.HeaderAttempts] != "0" {
+			t.Errorf("dead letter of payment %q reason %q attempts %q, want one of the expired payments, %s, 0", h[dlq.HeaderPaymentID], h[dlq.HeaderReason], h[dlq.HeaderAttempts], dispatcher.CauseKeyExpired)
+		}
 	}
 }

@@ -21,15 +21,19 @@ type config struct {
 	ProcessorTimeout     time.Duration
 	ProcessorMaxAttempts int
 	ProcessorStartRate   float64
-	BreakerFailures      int
-	BreakerOpen          time.Duration
-	MaxInFlight          int
-	MaxBuffered          int
-	MaxPollRecords       int
-	CommitInterval       time.Duration
-	ShutdownGrace        time.Duration
-	Group                string
-	TransactionalID      string
+	// ProcessorKeyRetention is how long the processor keeps an idempotency
+	// key (proposed API): the dispatch guard does not send again a payment
+	// that may have been sent and was accepted longer ago.
+	ProcessorKeyRetention time.Duration
+	BreakerFailures       int
+	BreakerOpen           time.Duration
+	MaxInFlight           int
+	MaxBuffered           int
+	MaxPollRecords        int
+	CommitInterval        time.Duration
+	ShutdownGrace         time.Duration
+	Group                 string
+	TransactionalID       string
 	// DatabaseURL is the database the dispatch guard reads each payment in
 	// before its processor call (and, with PROCESSOR_API=as-is, claims it).
 	DatabaseURL string
@@ -43,25 +47,26 @@ func loadConfig(getenv func(string) string) (config, error) {
 		host = "local"
 	}
 	c := config{
-		KafkaBrokers:         r.List("KAFKA_BROKERS", []string{"127.0.0.1:9092"}),
-		LogLevel:             r.String("LOG_LEVEL", "info"),
-		OpsAddr:              r.String("OPS_ADDR", ":9101"),
-		ProcessorURL:         r.String("PROCESSOR_URL", "http://127.0.0.1:8090"),
-		ProcessorAPI:         r.String("PROCESSOR_API", "proposed"),
-		ProcessorRateLimit:   r.Float("PROCESSOR_RATE_LIMIT", 0),
-		ProcessorTimeout:     r.Duration("PROCESSOR_TIMEOUT", 2*time.Second),
-		ProcessorMaxAttempts: r.Int("PROCESSOR_MAX_ATTEMPTS", 5),
-		ProcessorStartRate:   r.Float("PROCESSOR_START_RATE", 50),
-		BreakerFailures:      r.Int("PROCESSOR_BREAKER_FAILURES", 10),
-		BreakerOpen:          r.Duration("PROCESSOR_BREAKER_OPEN", 2*time.Second),
-		MaxInFlight:          r.Int("DISPATCHER_MAX_IN_FLIGHT", 512),
-		MaxBuffered:          r.Int("DISPATCHER_MAX_BUFFERED", 10000),
-		MaxPollRecords:       r.Int("DISPATCHER_MAX_POLL_RECORDS", 1000),
-		CommitInterval:       r.Duration("DISPATCHER_COMMIT_INTERVAL", 200*time.Millisecond),
-		ShutdownGrace:        r.Duration("DISPATCHER_SHUTDOWN_GRACE", 30*time.Second),
-		Group:                r.String("DISPATCHER_GROUP", "dispatcher"),
-		TransactionalID:      r.String("DISPATCHER_TRANSACTIONAL_ID", "dispatcher-"+host),
-		DatabaseURL:          r.String("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/finance?sslmode=disable"),
+		KafkaBrokers:          r.List("KAFKA_BROKERS", []string{"127.0.0.1:9092"}),
+		LogLevel:              r.String("LOG_LEVEL", "info"),
+		OpsAddr:               r.String("OPS_ADDR", ":9101"),
+		ProcessorURL:          r.String("PROCESSOR_URL", "http://127.0.0.1:8090"),
+		ProcessorAPI:          r.String("PROCESSOR_API", "proposed"),
+		ProcessorRateLimit:    r.Float("PROCESSOR_RATE_LIMIT", 0),
+		ProcessorTimeout:      r.Duration("PROCESSOR_TIMEOUT", 2*time.Second),
+		ProcessorMaxAttempts:  r.Int("PROCESSOR_MAX_ATTEMPTS", 5),
+		ProcessorStartRate:    r.Float("PROCESSOR_START_RATE", 50),
+		ProcessorKeyRetention: r.Duration("PROCESSOR_KEY_RETENTION", 24*time.Hour),
+		BreakerFailures:       r.Int("PROCESSOR_BREAKER_FAILURES", 10),
+		BreakerOpen:           r.Duration("PROCESSOR_BREAKER_OPEN", 2*time.Second),
+		MaxInFlight:           r.Int("DISPATCHER_MAX_IN_FLIGHT", 512),
+		MaxBuffered:           r.Int("DISPATCHER_MAX_BUFFERED", 10000),
+		MaxPollRecords:        r.Int("DISPATCHER_MAX_POLL_RECORDS", 1000),
+		CommitInterval:        r.Duration("DISPATCHER_COMMIT_INTERVAL", 200*time.Millisecond),
+		ShutdownGrace:         r.Duration("DISPATCHER_SHUTDOWN_GRACE", 30*time.Second),
+		Group:                 r.String("DISPATCHER_GROUP", "dispatcher"),
+		TransactionalID:       r.String("DISPATCHER_TRANSACTIONAL_ID", "dispatcher-"+host),
+		DatabaseURL:           r.String("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/finance?sslmode=disable"),
 	}
 	if len(c.KafkaBrokers) == 0 {
 		r.Fail("KAFKA_BROKERS: want at least one broker")
@@ -81,6 +86,9 @@ func loadConfig(getenv func(string) string) (config, error) {
 	}
 	if c.ProcessorStartRate <= 0 {
 		r.Fail("PROCESSOR_START_RATE=%v: want > 0 calls per second", c.ProcessorStartRate)
+	}
+	if c.ProcessorKeyRetention <= 0 {
+		r.Fail("PROCESSOR_KEY_RETENTION=%v: want > 0 (how long the processor keeps an idempotency key)", c.ProcessorKeyRetention)
 	}
 	if c.BreakerFailures < 1 {
 		r.Fail("PROCESSOR_BREAKER_FAILURES=%d: want >= 1", c.BreakerFailures)
@@ -124,6 +132,7 @@ func (c config) LogValue() slog.Value {
 		slog.String("processor_timeout", c.ProcessorTimeout.String()),
 		slog.Int("processor_max_attempts", c.ProcessorMaxAttempts),
 		slog.Float64("processor_start_rate", c.ProcessorStartRate),
+		slog.String("processor_key_retention", c.ProcessorKeyRetention.String()),
 		slog.Int("breaker_failures", c.BreakerFailures),
 		slog.String("breaker_open", c.BreakerOpen.String()),
 		slog.Int("max_in_flight", c.MaxInFlight),

@@ -90,12 +90,15 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 	// The dispatch guard: only payments this database holds, not final yet,
 	// are sent. The as-is API has no idempotency key: there every payment
 	// is also claimed before its first call and sent only by its claimant.
+	// With the proposed API a payment that may have been sent is not sent
+	// again once its key may have expired.
 	pool, err := postgres.Connect(ctx, cfg.DatabaseURL, int32(min(cfg.MaxInFlight, 32)))
 	if err != nil {
 		return fmt.Errorf("database (dispatch guard): %w", err)
 	}
 	defer pool.Close()
 	admit := guard.New(pool, cfg.TransactionalID, cfg.ProcessorAPI == string(processor.APIAsIs), logger)
+	admit.KeyRetention = cfg.ProcessorKeyRetention
 	d, err := dispatcher.New(dispatcher.Config{
 		Brokers:         cfg.KafkaBrokers,
 		Group:           cfg.Group,

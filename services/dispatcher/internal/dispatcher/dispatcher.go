@@ -68,8 +68,10 @@ type Config struct {
 	// processor call: only a payment this database holds, not final yet,
 	// is sent; with the as-is API it is also claimed, and a payment claimed
 	// before may already have been sent, so it is never sent again and ends
-	// unknown. The service always sets it; only tests of the pipeline alone
-	// (pacing, ordering, commits) leave it nil.
+	// unknown; with the proposed API a payment that may have been sent
+	// before, accepted longer ago than the processor keeps keys, is not
+	// sent again either and ends unknown. The service always sets it; only
+	// tests of the pipeline alone (pacing, ordering, commits) leave it nil.
 	Guard Guard
 }
 
@@ -440,6 +442,9 @@ func (d *Dispatcher) execute(ctx context.Context, it *item) (res *result, ok boo
 				return nil, true
 			case v == guard.Claimed:
 				pr = processor.Result{Status: payment.StatusUnknown, Cause: CauseRedelivered, Reason: ReasonRedeliveredAsIs}
+				sent = false
+			case v == guard.KeyExpired:
+				pr = processor.Result{Status: payment.StatusUnknown, Cause: CauseKeyExpired, Reason: ReasonKeyExpired}
 				sent = false
 			}
 		}

@@ -25,6 +25,16 @@ const CauseRedelivered = "as_is_redelivered"
 // ReasonRedeliveredAsIs is the unknown outcome's reason for CauseRedelivered.
 const ReasonRedeliveredAsIs = "may already have been sent to the processor (as-is API, redelivered); not sent again, resolved by reconciliation"
 
+// CauseKeyExpired is the dead-letter reason of a payment (proposed API)
+// that may have been sent before (processing or unknown) and was accepted
+// longer ago than the processor keeps idempotency keys: its key may be
+// forgotten, so a second call could execute it twice. It is not sent and
+// ends unknown, for reconciliation.
+const CauseKeyExpired = "key_expired"
+
+// ReasonKeyExpired is the unknown outcome's reason for CauseKeyExpired.
+const ReasonKeyExpired = "may already have been sent to the processor, and was accepted longer ago than the processor keeps idempotency keys (PROCESSOR_KEY_RETENTION): a second call might execute it twice; not sent again, resolved by reconciliation"
+
 // Metrics are the pipeline's Prometheus metrics.
 type Metrics struct {
 	outcomes          *prometheus.CounterVec
@@ -84,7 +94,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"partition"}),
 		guard: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "dispatcher_guard_total",
-			Help: "Dispatch guard verdicts, one per payment before its processor call: send, stale (not a payment of this database: dead-lettered), final (already succeeded or failed: not sent again), claimed (as-is API, claimed before: not sent, unknown), error (the database could not be read: not sent, failed).",
+			Help: "Dispatch guard verdicts, one per payment before its processor call: send, stale (not a payment of this database: dead-lettered), final (already succeeded or failed: not sent again), claimed (as-is API, claimed before: not sent, unknown), key_expired (proposed API, processing or unknown and accepted longer ago than the processor keeps keys: not sent, unknown), error (the database could not be read: not sent, failed).",
 		}, []string{"result"}),
 		revokedCalls: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "dispatcher_revoked_calls_cancelled_total",

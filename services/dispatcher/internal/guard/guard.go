@@ -6,6 +6,10 @@
 //     restore, or from another database): Stale, never sent;
 //   - a payment already succeeded or failed: Final, never sent again,
 //     whatever replayed or rewound its record;
+//   - with the proposed API, a payment that may have been sent before
+//     (processing or unknown) and was accepted longer ago than the
+//     processor keeps idempotency keys: KeyExpired, never sent again (its
+//     key may be forgotten, so a second call could execute it twice);
 //   - otherwise (accepted, processing, unknown) it may be sent. With the
 //     processor's as-is API, which has no idempotency key, the same
 //     statement also claims it (dispatch_claims): only the claimant sends
@@ -42,6 +46,11 @@ const (
 	// Claimed: as-is API only; the payment was claimed before and may
 	// have been sent.
 	Claimed
+	// KeyExpired: proposed API only; the payment is processing or unknown
+	// (it may have been sent) and was accepted longer ago than the
+	// processor keeps idempotency keys: a second call might not be a
+	// replay.
+	KeyExpired
 )
 
 // String returns the verdict's name, as used in metric labels and logs.
@@ -55,6 +64,8 @@ func (v Verdict) String() string {
 		return "final"
 	case Claimed:
 		return "claimed"
+	case KeyExpired:
+		return "key_expired"
 	default:
 		return fmt.Sprintf("verdict(%d)", int(v))
 	}
@@ -72,7 +83,12 @@ type Guard struct {
 	// BackoffInitial and BackoffMax shape the backoff between tries; zero
 	// means 50ms and 2s.
 	BackoffInitial, BackoffMax time.Duration
-	log                        *slog.Logger
+	// KeyRetention is how long the processor keeps an idempotency key
+	// after it settled a payment (PROCESSOR_KEY_RETENTION); zero means
+	// 24h. Without claims (the proposed API), a payment that may have been
+	// sent and was accepted longer ago is KeyExpired.
+	KeyRetention time.Duration
+	log          *slog.Logger
 }
 
 // New returns a Guard reading pool's database on behalf of by (the
@@ -86,18 +102,21 @@ func New(pool *pgxpool.Pool, by string, claims bool, logger *slog.Logger) *Guard
 
 // admitSQL reads the payment by id and uid and, when $4 (claims) is true and
 // the payment is open, claims it, in one statement. It returns no row for a
-// payment the database does not hold, else the status and whether this
+// payment the database does not hold, else the status, whether it was
+// accepted more than $5 microseconds ago (the processor's key retention, by
+// the database's clock, which also set created_at), and whether this
 // statement inserted the claim.
 const admitSQL = `
 WITH p AS (
-    SELECT id, status FROM payments WHERE id = $1 AND uid = $2
+    SELECT id, status, created_at < now() - $5::bigint * interval '1 microsecond' AS past_retention
+    FROM payments WHERE id = $1 AND uid = $2
 ), claim AS (
     INSERT INTO dispatch_claims (payment_id, claimed_by)
     SELECT id, $3 FROM p WHERE $4 AND status NOT IN ('succeeded', 'failed')
     ON CONFLICT (payment_id) DO NOTHING
     RETURNING payment_id
 )
-SELECT p.status, EXISTS (SELECT 1 FROM claim) FROM p`
+SELECT p.status, p.past_retention, EXISTS (SELECT 1 FROM claim) FROM p`
 
 // Admit decides whether payment id with uid may be sent. Failures are
 // retried with backoff until RetryFor has passed or ctx ends; the error then
@@ -146,11 +165,16 @@ func (g *Guard) admit(ctx context.Context, id int64, uid uuid.UUID) (Verdict, er
 	// Each try is bounded so that a hung connection cannot stall the payment.
 	tctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
+	retention := g.KeyRetention
+	if retention <= 0 {
+		retention = 24 * time.Hour
+	}
 	var (
-		status  payment.Status
-		claimed bool
+		status        payment.Status
+		pastRetention bool
+		claimed       bool
 	)
-	err := g.pool.QueryRow(tctx, admitSQL, id, uid, g.by, g.claims).Scan(&status, &claimed)
+	err := g.pool.QueryRow(tctx, admitSQL, id, uid, g.by, g.claims, retention.Microseconds()).Scan(&status, &pastRetention, &claimed)
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
 		return Stale, nil
@@ -160,6 +184,15 @@ func (g *Guard) admit(ctx context.Context, id int64, uid uuid.UUID) (Verdict, er
 		return Final, nil
 	case g.claims && !claimed:
 		return Claimed, nil
+	case !g.claims && pastRetention && (status == payment.StatusProcessing || status == payment.StatusUnknown):
+		// The key's retention runs from when the processor settled the
+		// payment, which is after its acceptance: before created_at +
+		// retention the key is surely kept, after it may be forgotten.
+		// An accepted payment is still sent: as a rule it was never sent
+		// (only a lost PROCESSING outcome hides an earlier call), and
+		// holding back every old accepted payment would turn a backlog
+		// older than the retention into unknowns.
+		return KeyExpired, nil
 	default:
 		return Send, nil
 	}

@@ -86,6 +86,46 @@ func TestAdmitOnlyOpenPaymentsOfThisDatabase(t *testing.T) {
 	}
 }
 
+// With the proposed API a payment that may have been sent (processing or
+// unknown) and was accepted longer ago than the processor keeps idempotency
+// keys is not sent again: its key may be forgotten, and a second call could
+// execute it twice. Accepted payments, younger ones, and the as-is API
+// (whose claim decides) are unaffected.
+func TestAdmitKeyExpired(t *testing.T) {
+	t.Parallel()
+	pool := pgtest.NewPool(t)
+	tests := []struct {
+		id        int64
+		status    payment.Status
+		age       time.Duration
+		retention time.Duration // 0: the default, 24h
+		claims    bool
+		want      Verdict
+	}{
+		{200001, payment.StatusProcessing, 25 * time.Hour, 0, false, KeyExpired},
+		{200002, payment.StatusUnknown, 25 * time.Hour, 0, false, KeyExpired},
+		{200003, payment.StatusAccepted, 25 * time.Hour, 0, false, Send},
+		{200004, payment.StatusProcessing, 23 * time.Hour, 0, false, Send},
+		{200005, payment.StatusUnknown, time.Minute, 0, false, Send},
+		{200006, payment.StatusProcessing, 3 * time.Hour, 2 * time.Hour, false, KeyExpired},
+		{200007, payment.StatusUnknown, time.Hour, 2 * time.Hour, false, Send},
+		{200008, payment.StatusSucceeded, 25 * time.Hour, 0, false, Final},
+		{200009, payment.StatusProcessing, 25 * time.Hour, 0, true, Send},
+	}
+	for _, tt := range tests {
+		uid := seedPayment(t, pool, tt.id, tt.status)
+		if _, err := pool.Exec(t.Context(), `UPDATE payments SET created_at = now() - $2::bigint * interval '1 microsecond' WHERE id = $1`,
+			tt.id, tt.age.Microseconds()); err != nil {
+			t.Fatal(err)
+		}
+		g := New(pool, "replica-a", tt.claims, nil)
+		g.KeyRetention = tt.retention
+		if v := admit(t, g, tt.id, uid); v != tt.want {
+			t.Errorf("%s payment accepted %v ago, retention %v, claims %v: %v, want %v", tt.status, tt.age, tt.retention, tt.claims, v, tt.want)
+		}
+	}
+}
+
 func TestClaimOnce(t *testing.T) {
 	t.Parallel()
 	pool := pgtest.NewPool(t)
