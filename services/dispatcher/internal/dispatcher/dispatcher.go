@@ -268,10 +268,15 @@ func (d *Dispatcher) poll(ctx, work context.Context) {
 			d.mu.Lock()
 			pause := d.enqueue(gen, recs, time.Now())
 			d.dispatchLocked(work)
-			d.mu.Unlock()
+			// Paused while d.mu is held: a call finishing in between
+			// could otherwise resume the partition first, and this late
+			// pause would then hold it forever while its state says
+			// "not paused" (client pause and resume only take the
+			// client's own lock, never d.mu).
 			if len(pause) > 0 {
 				d.sess.Client().PauseFetchPartitions(map[string][]int32{kafka.TopicRequested: pause})
 			}
+			d.mu.Unlock()
 		}
 		d.txnMu.RUnlock()
 	}
@@ -365,10 +370,11 @@ func (d *Dispatcher) work(work, ctx context.Context, u *userQueue, it *item) {
 		it.part.paused = false
 	}
 	d.dispatchLocked(work)
-	d.mu.Unlock()
 	if resume {
+		// Under d.mu, in the order of the state changes (see poll).
 		d.sess.Client().ResumeFetchPartitions(map[string][]int32{kafka.TopicRequested: {it.rec.Partition}})
 	}
+	d.mu.Unlock()
 }
 
 // execute decodes a record and calls the processor. res is nil for a record
@@ -420,10 +426,13 @@ func (d *Dispatcher) execute(ctx context.Context, it *item) (res *result, ok boo
 					log.WarnContext(ctx, "payment not sent: dispatch guard interrupted; it will be redelivered", "err", err)
 					return nil, false
 				}
-				// Never sent: the database could not be read.
+				// Not sent by this call, but an earlier owner may have sent
+				// it (the database would have said so): unknown, for the
+				// reconciler, never failed.
 				d.m.guard.WithLabelValues("error").Inc()
 				log.ErrorContext(ctx, "payment not sent: dispatch guard failed", "err", err)
-				pr = processor.Result{Status: payment.StatusFailed, Reason: "not executed: the dispatch guard could not read the payment: " + err.Error()}
+				pr = processor.Result{Status: payment.StatusUnknown, Cause: CauseGuardFailed,
+					Reason: "not sent: the dispatch guard could not read the payment, and an earlier owner may have sent it: " + err.Error()}
 				sent = false
 			} else {
 				d.m.guard.WithLabelValues(v.String()).Inc()

@@ -301,10 +301,11 @@ func (d *Dispatcher) commitLocked(ctx context.Context) error {
 		d.log.WarnContext(ctx, "transaction aborted; uncommitted records will be consumed again (known results are reused)", "reason", reason)
 		resume = d.resetLocked()
 	}
-	d.mu.Unlock()
 	if len(resume) > 0 {
+		// Under d.mu, in the order of the state changes (see poll).
 		d.sess.Client().ResumeFetchPartitions(map[string][]int32{kafka.TopicRequested: resume})
 	}
+	d.mu.Unlock()
 	if err := d.sess.Begin(); err != nil {
 		return fmt.Errorf("begin transaction: %w", err)
 	}
