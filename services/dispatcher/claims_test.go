@@ -356,3 +356,34 @@ func TestGuardKeyExpiredIsNotSentAgain(t *testing.T) {
 		}
 	}
 }
+
+// A payment whose guard cannot read the database for DISPATCHER_GUARD_RETRY_FOR
+// is not sent, and ends unknown (dead-lettered guard_failed), never failed:
+// an earlier owner may have sent it, and only the database could have said.
+func TestGuardThatCannotReadTheDatabaseEndsUnknown(t *testing.T) {
+	t.Parallel()
+	cluster := kafkatest.New(t, 2, testTopics)
+	fake, url := newFakeProcessor(t, nil)
+	opsAddr := freeAddr(t)
+	env := dispatcherEnv(t, cluster.Brokers(), url, "proposed", opsAddr)
+	env["DISPATCHER_GUARD_RETRY_FOR"] = "500ms"
+	pool := openPool(t, env["DATABASE_URL"])
+	reqs := requestsFor([]int64{831}, 0, 1)
+	seedPayments(t, pool, reqs...)
+	// Every read of payments now fails, as with a broken database.
+	if _, err := pool.Exec(t.Context(), `ALTER TABLE payments RENAME TO payments_unreadable`); err != nil {
+		t.Fatal(err)
+	}
+	outcomes := newOutcomeReader(t, cluster.Brokers())
+	produceRecords(t, newProducer(t, cluster.Brokers()), reqs...)
+	startDispatcher(t, env)
+	outcomes.waitUntil(t, "the outcome", func(got []*financev1.PaymentOutcome) bool { return countFinals(got) >= 1 })
+	waitMetrics(t, opsAddr, `dispatcher_guard_total{result="error"} 1`, `dispatcher_dead_letters_total{reason="guard_failed"} 1`)
+	o := finals(t, outcomes.got)[reqs[0].GetPaymentId()]
+	if o.GetStatus() != financev1.OutcomeStatus_OUTCOME_STATUS_UNKNOWN || !strings.Contains(o.GetReason(), "dispatch guard could not read") {
+		t.Errorf("outcome %v, want unknown: the guard could not read the payment", o)
+	}
+	if _, calls := fake.snapshot(); calls[reqs[0].GetPaymentId()] != 0 {
+		t.Errorf("payment called %d times, want never", calls[reqs[0].GetPaymentId()])
+	}
+}

@@ -25,15 +25,18 @@ type config struct {
 	// key (proposed API): the dispatch guard does not send again a payment
 	// that may have been sent and was accepted longer ago.
 	ProcessorKeyRetention time.Duration
-	BreakerFailures       int
-	BreakerOpen           time.Duration
-	MaxInFlight           int
-	MaxBuffered           int
-	MaxPollRecords        int
-	CommitInterval        time.Duration
-	ShutdownGrace         time.Duration
-	Group                 string
-	TransactionalID       string
+	// GuardRetryFor is how long the dispatch guard retries a failing read
+	// of the database before the payment ends unknown (guard_failed).
+	GuardRetryFor   time.Duration
+	BreakerFailures int
+	BreakerOpen     time.Duration
+	MaxInFlight     int
+	MaxBuffered     int
+	MaxPollRecords  int
+	CommitInterval  time.Duration
+	ShutdownGrace   time.Duration
+	Group           string
+	TransactionalID string
 	// DatabaseURL is the database the dispatch guard reads each payment in
 	// before its processor call (and, with PROCESSOR_API=as-is, claims it).
 	DatabaseURL string
@@ -57,6 +60,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 		ProcessorMaxAttempts:  r.Int("PROCESSOR_MAX_ATTEMPTS", 5),
 		ProcessorStartRate:    r.Float("PROCESSOR_START_RATE", 50),
 		ProcessorKeyRetention: r.Duration("PROCESSOR_KEY_RETENTION", 24*time.Hour),
+		GuardRetryFor:         r.Duration("DISPATCHER_GUARD_RETRY_FOR", 30*time.Second),
 		BreakerFailures:       r.Int("PROCESSOR_BREAKER_FAILURES", 10),
 		BreakerOpen:           r.Duration("PROCESSOR_BREAKER_OPEN", 2*time.Second),
 		MaxInFlight:           r.Int("DISPATCHER_MAX_IN_FLIGHT", 512),
@@ -86,6 +90,9 @@ func loadConfig(getenv func(string) string) (config, error) {
 	}
 	if c.ProcessorStartRate <= 0 {
 		r.Fail("PROCESSOR_START_RATE=%v: want > 0 calls per second", c.ProcessorStartRate)
+	}
+	if c.GuardRetryFor <= 0 {
+		r.Fail("DISPATCHER_GUARD_RETRY_FOR=%v: want > 0 (how long the dispatch guard retries a failing database read)", c.GuardRetryFor)
 	}
 	if c.ProcessorKeyRetention <= 0 {
 		r.Fail("PROCESSOR_KEY_RETENTION=%v: want > 0 (how long the processor keeps an idempotency key)", c.ProcessorKeyRetention)
@@ -133,6 +140,7 @@ func (c config) LogValue() slog.Value {
 		slog.Int("processor_max_attempts", c.ProcessorMaxAttempts),
 		slog.Float64("processor_start_rate", c.ProcessorStartRate),
 		slog.String("processor_key_retention", c.ProcessorKeyRetention.String()),
+		slog.String("guard_retry_for", c.GuardRetryFor.String()),
 		slog.Int("breaker_failures", c.BreakerFailures),
 		slog.String("breaker_open", c.BreakerOpen.String()),
 		slog.Int("max_in_flight", c.MaxInFlight),

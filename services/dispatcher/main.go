@@ -99,6 +99,7 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 	defer pool.Close()
 	admit := guard.New(pool, cfg.TransactionalID, cfg.ProcessorAPI == string(processor.APIAsIs), logger)
 	admit.KeyRetention = cfg.ProcessorKeyRetention
+	admit.RetryFor = cfg.GuardRetryFor
 	d, err := dispatcher.New(dispatcher.Config{
 		Brokers:         cfg.KafkaBrokers,
 		Group:           cfg.Group,

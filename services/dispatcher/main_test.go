@@ -929,6 +929,7 @@ func TestLoadConfigDefaults(t *testing.T) {
 		ProcessorMaxAttempts:  5,
 		ProcessorStartRate:    50,
 		ProcessorKeyRetention: 24 * time.Hour,
+		GuardRetryFor:         30 * time.Second,
 		BreakerFailures:       10,
 		BreakerOpen:           2 * time.Second,
 		MaxInFlight:           512,

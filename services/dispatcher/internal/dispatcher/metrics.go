@@ -16,6 +16,11 @@ const (
 	ReasonStale = "stale"
 )
 
+// CauseGuardFailed is the dead-letter reason of a payment whose dispatch
+// guard could not read the database for its whole retry budget: not sent by
+// this call, but maybe by an earlier owner, so it ends unknown.
+const CauseGuardFailed = "guard_failed"
+
 // CauseRedelivered is the dead-letter reason of an as-is payment found
 // already claimed: an earlier owner may have sent it (a crash or a lost
 // partition while its call was in flight), so it is not sent again and ends
