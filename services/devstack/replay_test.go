@@ -14,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -196,22 +195,10 @@ func caughtUp(ctx context.Context, t *testing.T, cl *kgo.Client, n int) bool {
 // balances returns every wallet's balance and held amount.
 func balances(t *testing.T, dbURL string) map[int64][2]int64 {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
-	rows, _ := conn.Query(ctx, `SELECT user_id, balance, held FROM wallets`)
 	out := map[int64][2]int64{}
 	var user, bal, held int64
-	if _, err := pgx.ForEachRow(rows, []any{&user, &bal, &held}, func() error {
-		out[user] = [2]int64{bal, held}
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
+	eachRow(t, dbURL, []any{&user, &bal, &held}, func() { out[user] = [2]int64{bal, held} },
+		`SELECT user_id, balance, held FROM wallets`)
 	return out
 }
 

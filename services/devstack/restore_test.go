@@ -210,6 +210,18 @@ func waitFinal(t *testing.T, dbURL string, ps []paid) map[string]payment.Status 
 
 func statuses(t *testing.T, dbURL string, uids []string) map[string]payment.Status {
 	t.Helper()
+	got := map[string]payment.Status{}
+	var uid string
+	var st payment.Status
+	eachRow(t, dbURL, []any{&uid, &st}, func() { got[uid] = st },
+		`SELECT uid::text, status FROM payments WHERE uid::text = ANY($1)`, uids)
+	return got
+}
+
+// eachRow runs one query on dbURL and calls row after scanning each row
+// into dest.
+func eachRow(t *testing.T, dbURL string, dest []any, row func(), sql string, args ...any) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	conn, err := pgx.Connect(ctx, dbURL)
@@ -217,17 +229,13 @@ func statuses(t *testing.T, dbURL string, uids []string) map[string]payment.Stat
 		t.Fatal(err)
 	}
 	defer conn.Close(ctx)
-	rows, _ := conn.Query(ctx, `SELECT uid::text, status FROM payments WHERE uid::text = ANY($1)`, uids)
-	got := map[string]payment.Status{}
-	var uid string
-	var st payment.Status
-	if _, err := pgx.ForEachRow(rows, []any{&uid, &st}, func() error {
-		got[uid] = st
+	rows, _ := conn.Query(ctx, sql, args...)
+	if _, err := pgx.ForEachRow(rows, dest, func() error {
+		row()
 		return nil
 	}); err != nil {
-		t.Fatal(err)
+		t.Fatalf("%s: %v", sql, err)
 	}
-	return got
 }
 
 // executionsByUID reads the simulator's statement: executions per payment
