@@ -421,11 +421,11 @@ func (d *Dispatcher) execute(ctx context.Context, it *item) (res *result, ok boo
 			// the as-is API the same statement claims it, so it is sent at
 			// most once ever. The verdict commits before the first call.
 			v, err := g.Admit(ctx, req.GetPaymentId(), uid)
-			if err != nil {
-				if ctx.Err() != nil {
-					log.WarnContext(ctx, "payment not sent: dispatch guard interrupted; it will be redelivered", "err", err)
-					return nil, false
-				}
+			switch {
+			case err != nil && ctx.Err() != nil:
+				log.WarnContext(ctx, "payment not sent: dispatch guard interrupted; it will be redelivered", "err", err)
+				return nil, false
+			case err != nil:
 				// Not sent by this call, but an earlier owner may have sent
 				// it (the database would have said so): unknown, for the
 				// reconciler, never failed.
@@ -434,27 +434,26 @@ func (d *Dispatcher) execute(ctx context.Context, it *item) (res *result, ok boo
 				pr = processor.Result{Status: payment.StatusUnknown, Cause: CauseGuardFailed,
 					Reason: "not sent: the dispatch guard could not read the payment, and an earlier owner may have sent it: " + err.Error()}
 				sent = false
-			} else {
+			default:
 				d.m.guard.WithLabelValues(v.String()).Inc()
-			}
-			switch {
-			case err != nil:
-			case v == guard.Stale:
-				return d.deadLetter(ctx, it, ReasonStale, fmt.Errorf("the database holds no payment %d with uid %s: "+
-					"a record from before a restore, or of another database; not sent", req.GetPaymentId(), uid),
-					req.GetPaymentId(), req.GetUserId()), true
-			case v == guard.Final:
-				// Already succeeded or failed: a replayed or rewound record.
-				// Nothing is sent and nothing published.
-				log.InfoContext(ctx, "payment not sent: already final (a replayed or rewound record)",
-					"topic", r.Topic, "partition", r.Partition, "offset", r.Offset)
-				return nil, true
-			case v == guard.Claimed:
-				pr = processor.Result{Status: payment.StatusUnknown, Cause: CauseRedelivered, Reason: ReasonRedeliveredAsIs}
-				sent = false
-			case v == guard.KeyExpired:
-				pr = processor.Result{Status: payment.StatusUnknown, Cause: CauseKeyExpired, Reason: ReasonKeyExpired}
-				sent = false
+				switch v {
+				case guard.Stale:
+					return d.deadLetter(ctx, it, ReasonStale, fmt.Errorf("the database holds no payment %d with uid %s: "+
+						"a record from before a restore, or of another database; not sent", req.GetPaymentId(), uid),
+						req.GetPaymentId(), req.GetUserId()), true
+				case guard.Final:
+					// Already succeeded or failed: a replayed or rewound
+					// record. Nothing is sent and nothing published.
+					log.InfoContext(ctx, "payment not sent: already final (a replayed or rewound record)",
+						"topic", r.Topic, "partition", r.Partition, "offset", r.Offset)
+					return nil, true
+				case guard.Claimed:
+					pr = processor.Result{Status: payment.StatusUnknown, Cause: CauseRedelivered, Reason: ReasonRedeliveredAsIs}
+					sent = false
+				case guard.KeyExpired:
+					pr = processor.Result{Status: payment.StatusUnknown, Cause: CauseKeyExpired, Reason: ReasonKeyExpired}
+					sent = false
+				}
 			}
 		}
 		if sent {
