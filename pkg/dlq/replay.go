@@ -21,11 +21,6 @@ const (
 	MaxRate     = 1000
 )
 
-// DefaultKeyRetention is how long the processor keeps a payment's
-// idempotency key when ReplayRequest.KeyRetention is zero: the 24 hours the
-// proposed API promises (as pkg/reconcile's default).
-const DefaultKeyRetention = 24 * time.Hour
-
 // RequestedPayment is the payment a payments.requested record is about.
 type RequestedPayment struct {
 	ID  int64
@@ -52,7 +47,7 @@ type ReplayRequest struct {
 	// KeyRetention is how long the processor keeps a payment's idempotency
 	// key: a payments.requested letter whose payment is still open but was
 	// created longer ago than this is not replayed (the processor could no
-	// longer recognise a second send). DefaultKeyRetention when 0.
+	// longer recognise a second send). payment.KeyRetention when 0.
 	KeyRetention time.Duration
 	// DecodeRequest reads the payment of a payments.requested letter. A run
 	// that selects such a letter fails without it: the letter's payment
@@ -202,7 +197,7 @@ func (o *Operator) Replay(ctx context.Context, r ReplayRequest) (ReplayResult, e
 		r.Rate = DefaultRate
 	}
 	if r.KeyRetention == 0 {
-		r.KeyRetention = DefaultKeyRetention
+		r.KeyRetention = payment.KeyRetention
 	}
 	res := ReplayResult{Actor: r.Actor, DryRun: r.DryRun, Force: r.Force, Rate: r.Rate,
 		KeyRetention: r.KeyRetention.String(), Outcomes: map[string]int{}, Records: []ReplayedRecord{}}

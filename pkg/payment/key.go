@@ -3,9 +3,18 @@ package payment
 import (
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/google/uuid"
 )
+
+// KeyRetention is how long the processor keeps an idempotency key after it
+// settled the payment: the proposed API's promise (docs/correctness.md).
+// Past it, a call under the same key may execute again, so nothing that
+// may already have been sent is sent again once a payment is older (the
+// dispatch guard, DLQ replays), and a lookup 404 proves nothing (the
+// reconciler).
+const KeyRetention = 24 * time.Hour
 
 // keyPrefix starts a payment's processor idempotency key.
 const keyPrefix = "payment-"

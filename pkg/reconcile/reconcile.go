@@ -93,7 +93,7 @@ type Config struct {
 func DefaultConfig() Config {
 	return Config{
 		SafetyBound:  time.Minute,
-		KeyRetention: 24 * time.Hour,
+		KeyRetention: payment.KeyRetention,
 		ClockSkew:    5 * time.Second,
 		StuckAfter:   2 * time.Minute,
 		StuckLookups: 1000,

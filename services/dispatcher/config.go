@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/finsvc/finance/pkg/envconfig"
+	"github.com/finsvc/finance/pkg/payment"
 	"github.com/finsvc/finance/pkg/postgres"
 )
 
@@ -59,7 +60,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 		ProcessorTimeout:      r.Duration("PROCESSOR_TIMEOUT", 2*time.Second),
 		ProcessorMaxAttempts:  r.Int("PROCESSOR_MAX_ATTEMPTS", 5),
 		ProcessorStartRate:    r.Float("PROCESSOR_START_RATE", 50),
-		ProcessorKeyRetention: r.Duration("PROCESSOR_KEY_RETENTION", 24*time.Hour),
+		ProcessorKeyRetention: r.Duration("PROCESSOR_KEY_RETENTION", payment.KeyRetention),
 		GuardRetryFor:         r.Duration("DISPATCHER_GUARD_RETRY_FOR", 30*time.Second),
 		BreakerFailures:       r.Int("PROCESSOR_BREAKER_FAILURES", 10),
 		BreakerOpen:           r.Duration("PROCESSOR_BREAKER_OPEN", 2*time.Second),

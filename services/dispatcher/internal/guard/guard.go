@@ -167,7 +167,7 @@ func (g *Guard) admit(ctx context.Context, id int64, uid uuid.UUID) (Verdict, er
 	defer cancel()
 	retention := g.KeyRetention
 	if retention <= 0 {
-		retention = 24 * time.Hour
+		retention = payment.KeyRetention
 	}
 	var (
 		status        payment.Status

@@ -22,6 +22,7 @@ import (
 	"github.com/finsvc/finance/pkg/dlq"
 	"github.com/finsvc/finance/pkg/kafka"
 	"github.com/finsvc/finance/pkg/obs"
+	"github.com/finsvc/finance/pkg/payment"
 )
 
 // dlqFlags are the flags of financectl dlq.
@@ -57,7 +58,7 @@ func dlqCommand() *command {
 			fs.BoolVar(&f.dryRun, "dry-run", false, "replay: select and audit, publish nothing")
 			fs.BoolVar(&f.force, "force", false, "replay: also dead letters an earlier replay re-published")
 			fs.Float64Var(&f.rate, "rate", dlq.DefaultRate, fmt.Sprintf("replay: records per second (at most %d)", dlq.MaxRate))
-			fs.DurationVar(&f.keyRetention, "key-retention", dlq.DefaultKeyRetention, "replay: how long the processor keeps "+
+			fs.DurationVar(&f.keyRetention, "key-retention", payment.KeyRetention, "replay: how long the processor keeps "+
 				"idempotency keys; an open payment's request older than this is not re-sent (left for the reconciler)")
 			fs.BoolVar(&f.asJSON, "json", false, "print JSON instead of text")
 			fs.DurationVar(&f.timeout, "timeout", 5*time.Minute, "give up after this time")

@@ -18,6 +18,7 @@ import (
 
 	"github.com/finsvc/finance/pkg/dlq"
 	"github.com/finsvc/finance/pkg/kafka"
+	"github.com/finsvc/finance/pkg/payment"
 )
 
 // requireAdmin lets only tokens with the admin scope through.
@@ -124,7 +125,7 @@ func (a *api) replayDLQ(c *gin.Context) error {
 	}
 	dryRun := parseBool(q, "dry_run", &problems)
 	force := parseBool(q, "force", &problems)
-	keyRetention := dlq.DefaultKeyRetention
+	keyRetention := payment.KeyRetention
 	if v := q.Get("key_retention"); v != "" {
 		d, err := time.ParseDuration(v)
 		if err != nil || d <= 0 {
