@@ -13,6 +13,7 @@ import (
 	"github.com/finsvc/finance/pkg/kafka"
 	"github.com/finsvc/finance/pkg/payment"
 	"github.com/finsvc/finance/pkg/postgres"
+	"github.com/finsvc/finance/pkg/wire"
 )
 
 // Limits of a replay's pace, in records per second.
@@ -28,9 +29,19 @@ type RequestedPayment struct {
 }
 
 // RequestDecoder reads the payment out of the value of a payments.requested
-// record (a finance.v1.PaymentRequested). pkg does not depend on the
-// generated protobuf code, so the caller, which does, decodes.
+// record (a finance.v1.PaymentRequested): DecodeRequested for real
+// records; tests may pass a stand-in.
 type RequestDecoder func(value []byte) (RequestedPayment, error)
+
+// DecodeRequested is the RequestDecoder of the real records: it reads a
+// finance.v1.PaymentRequested through pkg/wire.
+func DecodeRequested(value []byte) (RequestedPayment, error) {
+	r, err := wire.DecodeRequested(value)
+	if err != nil {
+		return RequestedPayment{}, err
+	}
+	return RequestedPayment{ID: r.PaymentID, UID: r.PaymentUID}, nil
+}
 
 // ReplayRequest is one replay run.
 type ReplayRequest struct {

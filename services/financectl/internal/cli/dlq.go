@@ -15,10 +15,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"google.golang.org/protobuf/proto"
-
-	financev1 "github.com/finsvc/finance/proto/finance/v1"
-
 	"github.com/finsvc/finance/pkg/dlq"
 	"github.com/finsvc/finance/pkg/kafka"
 	"github.com/finsvc/finance/pkg/obs"
@@ -146,7 +142,7 @@ func dlqCommand() *command {
 			default:
 				res, err := op.Replay(ctx, dlq.ReplayRequest{
 					Filter: filter, Actor: cliActor(), DryRun: f.dryRun, Force: f.force, Rate: f.rate,
-					KeyRetention: f.keyRetention, DecodeRequest: decodeRequested,
+					KeyRetention: f.keyRetention, DecodeRequest: dlq.DecodeRequested,
 				})
 				if res.ID != 0 {
 					if f.asJSON {
@@ -180,16 +176,6 @@ func (f dlqFlags) replayChecks() error {
 		return usagef("--topic %s and --all-topics contradict each other: give one", f.topic)
 	}
 	return nil
-}
-
-// decodeRequested reads the payment of a payments.requested dead letter,
-// for the replay's check of it.
-func decodeRequested(value []byte) (dlq.RequestedPayment, error) {
-	var req financev1.PaymentRequested
-	if err := proto.Unmarshal(value, &req); err != nil {
-		return dlq.RequestedPayment{}, fmt.Errorf("decode finance.v1.PaymentRequested: %w", err)
-	}
-	return dlq.RequestedPayment{ID: req.GetPaymentId(), UID: req.GetPaymentUid()}, nil
 }
 
 // filter turns the flags into a dlq.Filter; times are absolute or "ago" from now.

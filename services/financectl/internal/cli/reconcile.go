@@ -3,22 +3,19 @@ package cli
 import (
 	"context"
 	"flag"
-	"fmt"
 	"log/slog"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"golang.org/x/sync/errgroup"
-	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/finsvc/finance/pkg/kafka"
 	"github.com/finsvc/finance/pkg/ledger"
 	"github.com/finsvc/finance/pkg/obs"
 	"github.com/finsvc/finance/pkg/outbox"
 	"github.com/finsvc/finance/pkg/reconcile"
-	financev1 "github.com/finsvc/finance/proto/finance/v1"
+	"github.com/finsvc/finance/pkg/wire"
 )
 
 // reconcileFlags are the flags of a reconciliation pass, shared by
@@ -183,22 +180,9 @@ func watchReconcile(ctx context.Context, e *env, logger *slog.Logger, pool *pgxp
 // (event id "<payment_id>:<status>"), so the relay publishes it to
 // payments.events: no dual write.
 func emitEvent(ctx context.Context, tx pgx.Tx, ev ledger.Event) error {
-	payload, err := proto.Marshal(&financev1.PaymentEvent{
-		EventId:    ev.ID(),
-		PaymentId:  ev.PaymentID,
-		PaymentUid: ev.PaymentUID.String(),
-		UserId:     ev.UserID,
-		MerchantId: ev.MerchantID,
-		Amount:     ev.Amount,
-		Status:     string(ev.Status),
-		Reason:     ev.Reason,
-		Balance:    ev.Balance,
-		Held:       ev.Held,
-		UserSeq:    ev.UserSeq,
-		OccurredAt: timestamppb.New(ev.OccurredAt),
-	})
+	payload, err := wire.EncodeEvent(ev)
 	if err != nil {
-		return fmt.Errorf("encode PaymentEvent %s: %w", ev.ID(), err)
+		return err
 	}
 	return outbox.Insert(ctx, tx, kafka.TopicEvents, kafka.UserKey(ev.UserID), payload)
 }

@@ -12,9 +12,6 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
-	"google.golang.org/protobuf/proto"
-
-	financev1 "github.com/finsvc/finance/proto/finance/v1"
 
 	"github.com/finsvc/finance/pkg/dlq"
 	"github.com/finsvc/finance/pkg/kafka"
@@ -153,7 +150,7 @@ func (a *api) replayDLQ(c *gin.Context) error {
 		Force:         force,
 		Rate:          rate,
 		KeyRetention:  keyRetention,
-		DecodeRequest: decodeRequested,
+		DecodeRequest: dlq.DecodeRequested,
 	})
 	if err != nil {
 		if res.ID != 0 {
@@ -163,16 +160,6 @@ func (a *api) replayDLQ(c *gin.Context) error {
 	}
 	writeJSON(c, http.StatusOK, res)
 	return nil
-}
-
-// decodeRequested reads the payment of a payments.requested dead letter,
-// for the replay's check of it.
-func decodeRequested(value []byte) (dlq.RequestedPayment, error) {
-	var req financev1.PaymentRequested
-	if err := proto.Unmarshal(value, &req); err != nil {
-		return dlq.RequestedPayment{}, fmt.Errorf("decode finance.v1.PaymentRequested: %w", err)
-	}
-	return dlq.RequestedPayment{ID: req.GetPaymentId(), UID: req.GetPaymentUid()}, nil
 }
 
 // parseFilter reads the filter parameters of q, appending every problem to

@@ -34,6 +34,7 @@ import (
 	"github.com/finsvc/finance/pkg/ledger"
 	"github.com/finsvc/finance/pkg/outbox"
 	"github.com/finsvc/finance/pkg/payment"
+	"github.com/finsvc/finance/pkg/wire"
 )
 
 // BatchConfig sets how payments are grouped into transactions.
@@ -376,7 +377,7 @@ func (s *Store) acceptMany(ctx context.Context, batch []*acceptCall) ([]acceptRe
 		if err != nil {
 			return nil, err
 		}
-		event, err := encodeEvent(ev)
+		event, err := wire.EncodeEvent(ev)
 		if err != nil {
 			return nil, err
 		}

@@ -15,15 +15,13 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/finsvc/finance/pkg/kafka"
 	"github.com/finsvc/finance/pkg/ledger"
 	"github.com/finsvc/finance/pkg/outbox"
 	"github.com/finsvc/finance/pkg/payment"
 	"github.com/finsvc/finance/pkg/postgres"
-	financev1 "github.com/finsvc/finance/proto/finance/v1"
+	"github.com/finsvc/finance/pkg/wire"
 )
 
 // Sentinel errors of the store. The HTTP layer maps each to one problem type.
@@ -193,7 +191,7 @@ func (s *Store) acceptOne(ctx context.Context, p NewPayment) (got Payment, creat
 		// Same topic, key and event id scheme as the status consumer's and
 		// the reconciler's events. It takes the outbox id after the
 		// request's, and the relay reads the outbox in id order.
-		if payload, err = encodeEvent(ev); err != nil {
+		if payload, err = wire.EncodeEvent(ev); err != nil {
 			return err
 		}
 		if err := outbox.Insert(ctx, tx, kafka.TopicEvents, kafka.UserKey(p.UserID), payload); err != nil {
@@ -211,43 +209,15 @@ func (s *Store) acceptOne(ctx context.Context, p NewPayment) (got Payment, creat
 // encodeRequested returns the PaymentRequested payload of p, the
 // dispatcher's input.
 func encodeRequested(p Payment) ([]byte, error) {
-	payload, err := proto.Marshal(&financev1.PaymentRequested{
-		PaymentId:      p.ID,
-		PaymentUid:     p.UID.String(),
-		UserId:         p.UserID,
-		MerchantId:     p.MerchantID,
+	return wire.EncodeRequested(wire.Requested{
+		PaymentID:      p.ID,
+		PaymentUID:     p.UID.String(),
+		UserID:         p.UserID,
+		MerchantID:     p.MerchantID,
 		Amount:         p.Amount,
 		IdempotencyKey: p.IdempotencyKey,
-		CreatedAt:      timestamppb.New(p.CreatedAt),
+		CreatedAt:      p.CreatedAt,
 	})
-	if err != nil {
-		return nil, fmt.Errorf("marshal PaymentRequested %d: %w", p.ID, err)
-	}
-	return payload, nil
-}
-
-// encodeEvent returns ev as a PaymentEvent payload, field for field as the
-// status consumer and the reconciler encode theirs. (Not a pkg/ledger
-// helper: pkg does not depend on the proto module, and would have to.)
-func encodeEvent(ev ledger.Event) ([]byte, error) {
-	payload, err := proto.Marshal(&financev1.PaymentEvent{
-		EventId:    ev.ID(),
-		PaymentId:  ev.PaymentID,
-		PaymentUid: ev.PaymentUID.String(),
-		UserId:     ev.UserID,
-		MerchantId: ev.MerchantID,
-		Amount:     ev.Amount,
-		Status:     string(ev.Status),
-		Reason:     ev.Reason,
-		Balance:    ev.Balance,
-		Held:       ev.Held,
-		UserSeq:    ev.UserSeq,
-		OccurredAt: timestamppb.New(ev.OccurredAt),
-	})
-	if err != nil {
-		return nil, fmt.Errorf("encode PaymentEvent %s: %w", ev.ID(), err)
-	}
-	return payload, nil
 }
 
 // classifyInsert turns the foreign-key violations of a payment insert into

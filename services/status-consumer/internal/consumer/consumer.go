@@ -33,13 +33,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/finsvc/finance/pkg/dlq"
 	"github.com/finsvc/finance/pkg/kafka"
 	"github.com/finsvc/finance/pkg/ledger"
 	"github.com/finsvc/finance/pkg/payment"
 	"github.com/finsvc/finance/pkg/postgres"
+	"github.com/finsvc/finance/pkg/wire"
 	financev1 "github.com/finsvc/finance/proto/finance/v1"
 )
 
@@ -311,7 +311,7 @@ func (c *Consumer) handle(ctx context.Context, rec *kgo.Record) error {
 		return nil
 	}
 
-	payload, err := encodeEvent(res.Event)
+	payload, err := wire.EncodeEvent(*res.Event)
 	if err != nil {
 		return err
 	}
@@ -661,26 +661,4 @@ func validate(o Outcome) error {
 		errs = append(errs, errors.New("status is unspecified or unknown to this version"))
 	}
 	return errors.Join(errs...)
-}
-
-// encodeEvent returns ev as a PaymentEvent payload.
-func encodeEvent(ev *ledger.Event) ([]byte, error) {
-	payload, err := proto.Marshal(&financev1.PaymentEvent{
-		EventId:    ev.ID(),
-		PaymentId:  ev.PaymentID,
-		PaymentUid: ev.PaymentUID.String(),
-		UserId:     ev.UserID,
-		MerchantId: ev.MerchantID,
-		Amount:     ev.Amount,
-		Status:     string(ev.Status),
-		Reason:     ev.Reason,
-		Balance:    ev.Balance,
-		Held:       ev.Held,
-		UserSeq:    ev.UserSeq,
-		OccurredAt: timestamppb.New(ev.OccurredAt),
-	})
-	if err != nil {
-		return nil, fmt.Errorf("encode PaymentEvent %s: %w", ev.ID(), err)
-	}
-	return payload, nil
 }
