@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"github.com/finsvc/finance/pkg/clock"
 	"math/rand/v2"
 	"net/http"
 	"sync"
@@ -46,13 +47,10 @@ func (a *agents) remaining() time.Duration {
 	return time.Duration(float64(left) / a.cfg.Rate * float64(time.Second))
 }
 
-func sleep(ctx context.Context, d time.Duration) bool {
-	select {
-	case <-ctx.Done():
-		return false
-	case <-time.After(d):
-		return true
-	}
+// slept waits d and reports whether it did, false once ctx has ended:
+// the agents' loops read "while slept".
+func slept(ctx context.Context, d time.Duration) bool {
+	return clock.Sleep(ctx, d) == nil
 }
 
 // faultChoices are the broker faults the injector draws from.
@@ -72,7 +70,7 @@ func (a *agents) faults(ctx context.Context) {
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))
 	for {
 		gap := time.Duration(float64(a.cfg.FaultEvery) * (0.5 + rng.Float64()))
-		if !sleep(ctx, gap) {
+		if !slept(ctx, gap) {
 			return
 		}
 		var name string
@@ -106,7 +104,7 @@ func (a *agents) faults(ctx context.Context) {
 // payments were sent.
 func (a *agents) outage(ctx context.Context) {
 	for float64(a.tr.sent.Load()) < a.cfg.OutageAt*float64(a.cfg.Payments) {
-		if !sleep(ctx, 200*time.Millisecond) {
+		if !slept(ctx, 200*time.Millisecond) {
 			return
 		}
 	}
@@ -125,7 +123,7 @@ func (a *agents) outage(ctx context.Context) {
 			a.logf("processor outage for %v", a.cfg.Outage)
 			return
 		}
-		if !sleep(ctx, 500*time.Millisecond) {
+		if !slept(ctx, 500*time.Millisecond) {
 			return
 		}
 	}
@@ -148,7 +146,7 @@ func (a *agents) calm(ctx context.Context) {
 // progress feeds the stall meter every second and prints a line every 10 s.
 func (a *agents) progress(ctx context.Context, pool *pgxpool.Pool) {
 	lastLog := time.Now()
-	for sleep(ctx, time.Second) {
+	for slept(ctx, time.Second) {
 		inflight, unknown, final, err := counts(ctx, pool)
 		if err != nil {
 			continue

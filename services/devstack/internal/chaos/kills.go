@@ -446,7 +446,7 @@ func (a *agents) killer(ctx context.Context, t Target, plan []planStep, rng *ran
 			return // the plan is carried out, and the last payments are out
 		}
 		for !a.ready(ctx, t) || (t.Role == RoleProcessor && a.outageActive()) {
-			if !sleep(ctx, 250*time.Millisecond) {
+			if !slept(ctx, 250*time.Millisecond) {
 				return
 			}
 		}
@@ -465,7 +465,7 @@ func (a *agents) killer(ctx context.Context, t Target, plan []planStep, rng *ran
 		budget := a.remaining()*85/100 - time.Duration(left-1)*cost - time.Duration(follows)*12*time.Second
 		mean := max(budget/time.Duration(2*left+1)*2, time.Second)
 		gap := time.Duration(float64(mean) * (0.3 + 1.4*rng.Float64()))
-		if !sleep(ctx, max(gap, 500*time.Millisecond)) {
+		if !slept(ctx, max(gap, 500*time.Millisecond)) {
 			return
 		}
 		if t.Role == RoleProcessor && a.outageActive() {
@@ -511,11 +511,11 @@ func (a *agents) followUp(ctx context.Context, t Target, killed int, kind string
 		}
 		state := ""
 		if kind == KindRestart {
-			if !sleep(ctx, time.Until(seen.since.Add(time.Duration(rng.Int64N(int64(restartTo)))))) {
+			if !slept(ctx, time.Until(seen.since.Add(time.Duration(rng.Int64N(int64(restartTo)))))) {
 				return 0
 			}
 		} else {
-			if !sleep(ctx, time.Until(seen.since.Add(quickFrom+time.Duration(rng.Int64N(int64(quickTo-quickFrom)))))) {
+			if !slept(ctx, time.Until(seen.since.Add(quickFrom+time.Duration(rng.Int64N(int64(quickTo-quickFrom)))))) {
 				return 0
 			}
 			for t.Role == RoleConsumer {
@@ -523,7 +523,7 @@ func (a *agents) followUp(ctx context.Context, t Target, killed int, kind string
 				if rebalancing(state) || time.Since(seen.since) >= quickTo {
 					break
 				}
-				if !sleep(ctx, 50*time.Millisecond) {
+				if !slept(ctx, 50*time.Millisecond) {
 					return 0
 				}
 			}
@@ -543,12 +543,12 @@ func (a *agents) followUp(ctx context.Context, t Target, killed int, kind string
 func (a *agents) sequence(ctx context.Context, plan []planStep) {
 	last := a.rep.StartedAt
 	for _, s := range plan {
-		if !sleep(ctx, time.Until(last.Add(s.After))) {
+		if !slept(ctx, time.Until(last.Add(s.After))) {
 			return
 		}
 		t, _ := targetByName(s.Service)
 		for t.Role == RoleProcessor && a.outageActive() {
-			if !sleep(ctx, 250*time.Millisecond) {
+			if !slept(ctx, 250*time.Millisecond) {
 				return
 			}
 		}
@@ -560,7 +560,7 @@ func (a *agents) sequence(ctx context.Context, plan []planStep) {
 				}
 				break
 			}
-			if a.kill(ctx, t, seen, s.Kind, "") || !sleep(ctx, 10*time.Millisecond) {
+			if a.kill(ctx, t, seen, s.Kind, "") || !slept(ctx, 10*time.Millisecond) {
 				break
 			}
 		}

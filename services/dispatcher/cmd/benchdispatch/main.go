@@ -38,6 +38,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/finsvc/finance/pkg/clock"
 	"github.com/finsvc/finance/pkg/kafka"
 	"github.com/finsvc/finance/pkg/payment"
 	"github.com/finsvc/finance/pkg/postgres"
@@ -244,7 +245,7 @@ func (e *env) waitOwned(ctx context.Context, ops []string) error {
 		if time.Now().After(deadline) {
 			return fmt.Errorf("replicas own %v partitions, want %d", sum, e.o.partitions)
 		}
-		if err := sleep(ctx, 200*time.Millisecond); err != nil {
+		if err := clock.Sleep(ctx, 200*time.Millisecond); err != nil {
 			return err
 		}
 	}
@@ -388,7 +389,7 @@ func drain(ctx context.Context, o options, db *database, title string, replicas,
 			return fmt.Errorf("drain did not finish: %d of %d executed (stalled: %t); the dispatchers' goroutines are in %s",
 				s.Executed+s.Declined, n, stalled, o.logDir)
 		}
-		if err := sleep(ctx, 250*time.Millisecond); err != nil {
+		if err := clock.Sleep(ctx, 250*time.Millisecond); err != nil {
 			return err
 		}
 	}
@@ -639,7 +640,7 @@ func idle(ctx context.Context, o options, db *database) error {
 		}
 		// The record is available to consumers once the broker acked it.
 		available[p.uid] = time.Now()
-		if err := sleep(ctx, 20*time.Millisecond); err != nil {
+		if err := clock.Sleep(ctx, 20*time.Millisecond); err != nil {
 			return err
 		}
 	}
@@ -653,7 +654,7 @@ func idle(ctx context.Context, o options, db *database) error {
 		if len(execs) >= o.idlePayments || time.Now().After(deadline) {
 			break
 		}
-		if err := sleep(ctx, 200*time.Millisecond); err != nil {
+		if err := clock.Sleep(ctx, 200*time.Millisecond); err != nil {
 			return err
 		}
 	}
@@ -754,7 +755,7 @@ func waitHTTP(ctx context.Context, url string) error {
 		if time.Now().After(deadline) {
 			return fmt.Errorf("%s not up: %w", url, err)
 		}
-		if err := sleep(ctx, 50*time.Millisecond); err != nil {
+		if err := clock.Sleep(ctx, 50*time.Millisecond); err != nil {
 			return err
 		}
 	}
@@ -767,15 +768,4 @@ func freeAddr() (string, error) {
 	}
 	defer ln.Close()
 	return ln.Addr().String(), nil
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }

@@ -32,6 +32,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/finsvc/finance/pkg/clock"
 	"github.com/finsvc/finance/pkg/dlq"
 	"github.com/finsvc/finance/pkg/kafka"
 	"github.com/finsvc/finance/pkg/payment"
@@ -243,7 +244,7 @@ func (d *Dispatcher) poll(ctx, work context.Context) {
 			d.pollMu.Unlock()
 			cancel()
 			d.txnMu.RUnlock()
-			if sleepCtx(ctx, 5*time.Millisecond) != nil {
+			if clock.Sleep(ctx, 5*time.Millisecond) != nil {
 				return
 			}
 			continue
@@ -588,15 +589,4 @@ func (d *Dispatcher) commit(ctx context.Context) error {
 		return nil // nothing finished since the last commit
 	}
 	return d.commitLocked(ctx)
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }

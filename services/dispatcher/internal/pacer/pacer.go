@@ -13,6 +13,7 @@ package pacer
 
 import (
 	"context"
+	"github.com/finsvc/finance/pkg/clock"
 	"sync"
 	"time"
 
@@ -164,7 +165,7 @@ func (p *Pacer) Wait(ctx context.Context) error {
 		}
 		p.mu.Unlock()
 		if hold > 0 {
-			if err := sleep(ctx, hold); err != nil {
+			if err := clock.Sleep(ctx, hold); err != nil {
 				return err
 			}
 			continue
@@ -176,7 +177,7 @@ func (p *Pacer) Wait(ctx context.Context) error {
 			continue // the rate dropped to 0 meanwhile
 		}
 		slot := time.Now().Add(delay)
-		if err := sleep(ctx, delay); err != nil {
+		if err := clock.Sleep(ctx, delay); err != nil {
 			r.Cancel()
 			return err
 		}
@@ -202,20 +203,6 @@ func (p *Pacer) Wait(ctx context.Context) error {
 
 // lateTolerance is how late a call may wake for its slot and still go.
 const lateTolerance = 50 * time.Millisecond
-
-func sleep(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return ctx.Err()
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
-}
 
 // Observe adapts the rate to one call's answer. retryAfter is the
 // processor's Retry-After (zero when absent).

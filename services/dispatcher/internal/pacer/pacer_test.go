@@ -8,20 +8,20 @@ import (
 	"time"
 )
 
-// clock is a settable time source.
-type clock struct{ t time.Time }
+// fakeClock is a settable time source.
+type fakeClock struct{ t time.Time }
 
-func (c *clock) now() time.Time          { return c.t }
-func (c *clock) advance(d time.Duration) { c.t = c.t.Add(d) }
+func (c *fakeClock) now() time.Time          { return c.t }
+func (c *fakeClock) advance(d time.Duration) { c.t = c.t.Add(d) }
 
-func newTestPacer(cfg Config) (*Pacer, *clock) {
-	c := &clock{t: time.Unix(1_000_000, 0)}
+func newTestPacer(cfg Config) (*Pacer, *fakeClock) {
+	c := &fakeClock{t: time.Unix(1_000_000, 0)}
 	cfg.Now = c.now
 	return New(cfg), c
 }
 
 // succeed reports n successful calls made while the pacer held calls back.
-func succeed(p *Pacer, c *clock, n int) {
+func succeed(p *Pacer, c *fakeClock, n int) {
 	for range n {
 		p.mu.Lock()
 		p.limitedAt = c.now()

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/sony/gobreaker/v2"
+
+	"github.com/finsvc/finance/pkg/clock"
 )
 
 // Breaker stops calls to a processor that is down and probes for its
@@ -108,7 +110,7 @@ func (b *Breaker) wait(ctx context.Context) error {
 		return nil
 	}
 	for b.cb.State() == gobreaker.StateOpen {
-		if err := sleep(ctx, b.poll); err != nil {
+		if err := clock.Sleep(ctx, b.poll); err != nil {
 			return err
 		}
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/google/uuid"
 	"golang.org/x/time/rate"
 
+	"github.com/finsvc/finance/pkg/clock"
 	"github.com/finsvc/finance/pkg/payment"
 	"github.com/finsvc/finance/services/dispatcher/internal/pacer"
 )
@@ -278,7 +279,7 @@ func (c *client) Execute(ctx context.Context, p Payment) (Result, error) {
 			// holds it until a probe succeeds.
 			c.cfg.Logger.InfoContext(ctx, "processor call held while the processor is down",
 				"payment_id", p.ID, "user_id", p.UserID, "attempt", attempts, "result", last.label, "detail", last.detail)
-			if err := sleep(ctx, c.cfg.BackoffInitial); err != nil {
+			if err := clock.Sleep(ctx, c.cfg.BackoffInitial); err != nil {
 				return c.interrupted(p, attempts, ambiguous, err)
 			}
 			continue
@@ -300,7 +301,7 @@ func (c *client) Execute(ctx context.Context, p Payment) (Result, error) {
 		c.cfg.Logger.InfoContext(ctx, "processor call will be retried",
 			"payment_id", p.ID, "user_id", p.UserID, "attempt", attempts,
 			"result", last.label, "detail", last.detail, "wait", wait)
-		if err := sleep(ctx, wait); err != nil {
+		if err := clock.Sleep(ctx, wait); err != nil {
 			return c.interrupted(p, attempts, ambiguous, err)
 		}
 	}
@@ -355,15 +356,4 @@ func (c *client) interrupted(p Payment, attempts int, ambiguous *reply, cause er
 
 func unknown(attempts int, cause, format string, args ...any) Result {
 	return Result{Status: payment.StatusUnknown, Reason: fmt.Sprintf(format, args...), Attempts: attempts, Cause: cause}
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }
