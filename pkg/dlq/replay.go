@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/finsvc/finance/pkg/clock"
 	"github.com/finsvc/finance/pkg/kafka"
 	"github.com/finsvc/finance/pkg/payment"
 	"github.com/finsvc/finance/pkg/postgres"
@@ -241,7 +242,7 @@ func (o *Operator) Replay(ctx context.Context, r ReplayRequest) (ReplayResult, e
 				// Paced before the letter's transaction, so that no
 				// lock is held while waiting; only a publish moves
 				// next, so skips go at once.
-				if err := sleepUntil(ctx, next); err != nil {
+				if err := clock.Sleep(ctx, time.Until(next)); err != nil {
 					return fmt.Errorf("replay %s: %w", e.ID(), err)
 				}
 			}
@@ -279,22 +280,6 @@ func (o *Operator) Replay(ctx context.Context, r ReplayRequest) (ReplayResult, e
 	o.logger.InfoContext(ctx, "dlq replay", "replay_id", res.ID, "actor", r.Actor, "dry_run", r.DryRun,
 		"selected", res.Selected, "replayed", res.Replayed, "skipped", res.Skipped, "outcomes", res.Outcomes)
 	return res, nil
-}
-
-// sleepUntil waits until t, or returns ctx's error once it ends.
-func sleepUntil(ctx context.Context, t time.Time) error {
-	wait := time.Until(t)
-	if wait <= 0 {
-		return ctx.Err()
-	}
-	timer := time.NewTimer(wait)
-	defer timer.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-timer.C:
-		return nil
-	}
 }
 
 // replayOne decides, publishes and audits one dead letter in one
