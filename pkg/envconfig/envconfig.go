@@ -1,6 +1,8 @@
 // Package envconfig reads typed settings from the environment. Each service
 // keeps one loadConfig(getenv) that uses a Reader and reports every problem at
-// once through Err.
+// once through Err. The settings every service shares (PostgreSQL, Kafka, log
+// level, ops address, shutdown timeout) are read here once, by LoadPostgres,
+// LoadKafka and LoadOps (shared.go), and embedded by each service's config.
 package envconfig
 
 import (
@@ -23,15 +25,51 @@ func (Secret) MarshalText() ([]byte, error) { return []byte("REDACTED"), nil }
 // Reveal returns the secret's value for the code that needs it.
 func (s Secret) Reveal() string { return string(s) }
 
-// Reader reads settings through getenv and collects parse errors.
+// Reader reads settings through getenv and collects parse errors and the
+// deprecated names in use.
 type Reader struct {
-	getenv func(string) string
-	errs   []error
+	getenv     func(string) string
+	errs       []error
+	aliases    map[string]string // new name -> the old name whose value it takes
+	deprecated []string
 }
 
 // New returns a Reader over getenv (os.Getenv in main, a map in tests).
 func New(getenv func(string) string) *Reader {
 	return &Reader{getenv: getenv}
+}
+
+// Rename accepts old as a deprecated alias of key for one release: when key
+// is unset and old is set, reads of key get old's value. Either way a set
+// old name is recorded for Deprecated, so that the service warns about it.
+// Call it before reading key.
+func (r *Reader) Rename(old, key string) {
+	if strings.TrimSpace(r.getenv(old)) == "" {
+		return
+	}
+	if strings.TrimSpace(r.get(key)) != "" {
+		r.deprecated = append(r.deprecated, fmt.Sprintf("%s is deprecated and ignored: %s is set", old, key))
+		return
+	}
+	if r.aliases == nil {
+		r.aliases = make(map[string]string)
+	}
+	r.aliases[key] = old
+	r.deprecated = append(r.deprecated, fmt.Sprintf("%s is deprecated: rename it %s (the old name goes in the next release)", old, key))
+}
+
+// Deprecated returns one message per deprecated name the environment uses.
+func (r *Reader) Deprecated() []string { return r.deprecated }
+
+// get returns key's value, or its deprecated alias's.
+func (r *Reader) get(key string) string {
+	if v := r.getenv(key); strings.TrimSpace(v) != "" {
+		return v
+	}
+	if old, ok := r.aliases[key]; ok {
+		return r.getenv(old)
+	}
+	return ""
 }
 
 // Err returns every problem seen so far, joined, or nil.
@@ -44,7 +82,7 @@ func (r *Reader) Fail(format string, args ...any) {
 
 // String returns the value of key, or def when unset or empty.
 func (r *Reader) String(key, def string) string {
-	if v := strings.TrimSpace(r.getenv(key)); v != "" {
+	if v := strings.TrimSpace(r.get(key)); v != "" {
 		return v
 	}
 	return def
@@ -52,7 +90,7 @@ func (r *Reader) String(key, def string) string {
 
 // Secret returns the value of key as a Secret, or def.
 func (r *Reader) Secret(key string, def Secret) Secret {
-	if v := r.getenv(key); v != "" {
+	if v := r.get(key); v != "" {
 		return Secret(v)
 	}
 	return def
@@ -60,7 +98,7 @@ func (r *Reader) Secret(key string, def Secret) Secret {
 
 // Int returns key parsed as an integer, or def.
 func (r *Reader) Int(key string, def int) int {
-	v := strings.TrimSpace(r.getenv(key))
+	v := strings.TrimSpace(r.get(key))
 	if v == "" {
 		return def
 	}
@@ -74,7 +112,7 @@ func (r *Reader) Int(key string, def int) int {
 
 // Float returns key parsed as a float, or def.
 func (r *Reader) Float(key string, def float64) float64 {
-	v := strings.TrimSpace(r.getenv(key))
+	v := strings.TrimSpace(r.get(key))
 	if v == "" {
 		return def
 	}
@@ -88,7 +126,7 @@ func (r *Reader) Float(key string, def float64) float64 {
 
 // Bool returns key parsed as a boolean (1/0, true/false), or def.
 func (r *Reader) Bool(key string, def bool) bool {
-	v := strings.TrimSpace(r.getenv(key))
+	v := strings.TrimSpace(r.get(key))
 	if v == "" {
 		return def
 	}
@@ -102,7 +140,7 @@ func (r *Reader) Bool(key string, def bool) bool {
 
 // Duration returns key parsed as a Go duration (e.g. 250ms, 5s), or def.
 func (r *Reader) Duration(key string, def time.Duration) time.Duration {
-	v := strings.TrimSpace(r.getenv(key))
+	v := strings.TrimSpace(r.get(key))
 	if v == "" {
 		return def
 	}
@@ -116,7 +154,7 @@ func (r *Reader) Duration(key string, def time.Duration) time.Duration {
 
 // List returns key split on commas, or def.
 func (r *Reader) List(key string, def []string) []string {
-	v := strings.TrimSpace(r.getenv(key))
+	v := strings.TrimSpace(r.get(key))
 	if v == "" {
 		return def
 	}

@@ -101,3 +101,31 @@ func ServeListener(ctx context.Context, logger *slog.Logger, name string, ln net
 	}
 	return nil
 }
+
+// QuietKafka returns the logger for franz-go clients: at warn and above unless
+// level is "debug", since at info franz-go logs every transaction it begins
+// and ends and every group rebalance step.
+func QuietKafka(logger *slog.Logger, level string) *slog.Logger {
+	if level == "debug" {
+		return logger
+	}
+	return slog.New(minLevel{Handler: logger.Handler(), min: slog.LevelWarn})
+}
+
+// minLevel drops records below min, whatever its handler's own level.
+type minLevel struct {
+	slog.Handler
+	min slog.Level
+}
+
+func (h minLevel) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= h.min && h.Handler.Enabled(ctx, l)
+}
+
+func (h minLevel) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return minLevel{Handler: h.Handler.WithAttrs(attrs), min: h.min}
+}
+
+func (h minLevel) WithGroup(name string) slog.Handler {
+	return minLevel{Handler: h.Handler.WithGroup(name), min: h.min}
+}

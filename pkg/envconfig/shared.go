@@ -1,0 +1,158 @@
+package envconfig
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/finsvc/finance/pkg/postgres"
+)
+
+// DefaultDatabaseURL is the pipeline's database on a developer machine.
+const DefaultDatabaseURL = "postgres://postgres@127.0.0.1:5432/finance?sslmode=disable"
+
+// DefaultKafkaBrokers is where `make run` starts its broker.
+var DefaultKafkaBrokers = []string{"127.0.0.1:9092"}
+
+// LogLevels is what LOG_LEVEL accepts.
+const LogLevels = "debug, info, warn or error"
+
+// CheckLogLevel reports whether level is one of LogLevels. Flags that set the
+// level (devkafka -log-level) check it here too.
+func CheckLogLevel(level string) error {
+	switch level {
+	case "debug", "info", "warn", "error":
+		return nil
+	}
+	return fmt.Errorf("log level %q: want %s", level, LogLevels)
+}
+
+// LogLevel returns LOG_LEVEL in lower case, or def, recording an error when it
+// is not one of LogLevels.
+func (r *Reader) LogLevel(def string) string {
+	level := strings.ToLower(r.String("LOG_LEVEL", def))
+	if err := CheckLogLevel(level); err != nil {
+		r.Fail("LOG_LEVEL=%q: want %s", level, LogLevels)
+	}
+	return level
+}
+
+// Postgres is the database settings of every service that has one.
+type Postgres struct {
+	URL      Secret // DATABASE_URL; may carry a password, so logged redacted
+	MaxConns int    // DATABASE_MAX_CONNS: the size of the connection pool
+}
+
+// LoadPostgres reads DATABASE_URL and DATABASE_MAX_CONNS, with def's values as
+// defaults (def.URL empty: DefaultDatabaseURL), and checks them. A service
+// whose pool size had its own name calls r.Rename(oldName,
+// "DATABASE_MAX_CONNS") first.
+func LoadPostgres(r *Reader, def Postgres) Postgres {
+	if def.URL == "" {
+		def.URL = DefaultDatabaseURL
+	}
+	p := Postgres{
+		URL:      Secret(r.String("DATABASE_URL", string(def.URL))),
+		MaxConns: r.Int("DATABASE_MAX_CONNS", def.MaxConns),
+	}
+	if _, err := pgx.ParseConfig(p.URL.Reveal()); err != nil {
+		r.Fail("DATABASE_URL=%s: %v", postgres.RedactURL(p.URL.Reveal()), err)
+	}
+	if p.MaxConns < 1 || p.MaxConns > 1000 {
+		r.Fail("DATABASE_MAX_CONNS=%d: want 1 to 1000", p.MaxConns)
+	}
+	return p
+}
+
+// LogValue logs the settings with the password redacted.
+func (p Postgres) LogValue() slog.Value {
+	return slog.GroupValue(
+		slog.String("url", postgres.RedactURL(p.URL.Reveal())),
+		slog.Int("max_conns", p.MaxConns),
+	)
+}
+
+// Kafka is the broker settings of every service that uses Kafka.
+type Kafka struct {
+	Brokers []string // KAFKA_BROKERS: comma-separated host:port list
+}
+
+// LoadKafka reads KAFKA_BROKERS. A required setting defaults to
+// DefaultKafkaBrokers; an optional one (the gateway's admin routes) to none.
+func LoadKafka(r *Reader, required bool) Kafka {
+	var def []string
+	if required {
+		def = DefaultKafkaBrokers
+	}
+	k := Kafka{Brokers: r.List("KAFKA_BROKERS", def)}
+	if required && len(k.Brokers) == 0 {
+		r.Fail("KAFKA_BROKERS: want at least one broker")
+	}
+	return k
+}
+
+// LogValue logs the broker list.
+func (k Kafka) LogValue() slog.Value {
+	return slog.GroupValue(slog.String("brokers", strings.Join(k.Brokers, ",")))
+}
+
+// Ops is the operational settings every long-running service has.
+type Ops struct {
+	LogLevel string // LOG_LEVEL
+	// Addr is OPS_ADDR, where /healthz, /readyz and /metrics are served.
+	// Empty: the service serves them on its main HTTP listener.
+	Addr string
+	// ShutdownTimeout (SHUTDOWN_TIMEOUT, formerly SHUTDOWN_GRACE) bounds the
+	// graceful stop after SIGTERM.
+	ShutdownTimeout time.Duration
+	// Deprecated lists the deprecated setting names the environment uses;
+	// LogStart warns about each.
+	Deprecated []string
+}
+
+// LoadOps reads LOG_LEVEL, OPS_ADDR and SHUTDOWN_TIMEOUT with def's values
+// as defaults. A service without an ops listener of its own passes an empty
+// def.Addr, and OPS_ADDR is not read. Call it last in loadConfig: it
+// collects the deprecated names read so far.
+func LoadOps(r *Reader, def Ops) Ops {
+	r.Rename("SHUTDOWN_GRACE", "SHUTDOWN_TIMEOUT")
+	o := Ops{
+		LogLevel:        r.LogLevel(def.LogLevel),
+		ShutdownTimeout: r.Duration("SHUTDOWN_TIMEOUT", def.ShutdownTimeout),
+	}
+	if def.Addr != "" {
+		o.Addr = r.String("OPS_ADDR", def.Addr)
+	}
+	if o.ShutdownTimeout <= 0 {
+		r.Fail("SHUTDOWN_TIMEOUT=%s: want a positive duration", o.ShutdownTimeout)
+	}
+	o.Deprecated = r.Deprecated()
+	return o
+}
+
+// LogValue logs the settings.
+func (o Ops) LogValue() slog.Value {
+	addr := o.Addr
+	if addr == "" {
+		addr = "(the HTTP listener)"
+	}
+	return slog.GroupValue(
+		slog.String("log_level", o.LogLevel),
+		slog.String("ops_addr", addr),
+		slog.String("shutdown_timeout", o.ShutdownTimeout.String()),
+	)
+}
+
+// LogStart is how every service logs its effective configuration at start:
+// one "starting" line with cfg (a LogValuer that masks secrets), then one
+// warning per deprecated setting name in use.
+func LogStart(ctx context.Context, logger *slog.Logger, cfg slog.LogValuer, deprecated []string) {
+	logger.InfoContext(ctx, "starting", "config", cfg)
+	for _, msg := range deprecated {
+		logger.WarnContext(ctx, msg)
+	}
+}
