@@ -3,19 +3,19 @@ package main
 import (
 	"log/slog"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/finsvc/finance/pkg/envconfig"
 	"github.com/finsvc/finance/pkg/payment"
-	"github.com/finsvc/finance/pkg/postgres"
 )
 
 // config is the dispatcher's effective configuration.
 type config struct {
-	KafkaBrokers         []string
-	LogLevel             string
-	OpsAddr              string
+	// Postgres is the database the dispatch guard reads each payment in
+	// before its processor call (and, with PROCESSOR_API=as-is, claims it).
+	Postgres             envconfig.Postgres
+	Kafka                envconfig.Kafka
+	Ops                  envconfig.Ops
 	ProcessorURL         string
 	ProcessorAPI         string
 	ProcessorRateLimit   float64
@@ -35,12 +35,8 @@ type config struct {
 	MaxBuffered     int
 	MaxPollRecords  int
 	CommitInterval  time.Duration
-	ShutdownGrace   time.Duration
 	Group           string
 	TransactionalID string
-	// DatabaseURL is the database the dispatch guard reads each payment in
-	// before its processor call (and, with PROCESSOR_API=as-is, claims it).
-	DatabaseURL string
 }
 
 // loadConfig reads the environment through getenv, reporting every problem at once.
@@ -50,10 +46,10 @@ func loadConfig(getenv func(string) string) (config, error) {
 	if err != nil || host == "" {
 		host = "local"
 	}
+	r.Rename("DISPATCHER_SHUTDOWN_GRACE", "SHUTDOWN_TIMEOUT")
 	c := config{
-		KafkaBrokers:          r.List("KAFKA_BROKERS", []string{"127.0.0.1:9092"}),
-		LogLevel:              r.String("LOG_LEVEL", "info"),
-		OpsAddr:               r.String("OPS_ADDR", ":9101"),
+		Postgres:              envconfig.LoadPostgres(r, envconfig.Postgres{MaxConns: 32}),
+		Kafka:                 envconfig.LoadKafka(r, true),
 		ProcessorURL:          r.String("PROCESSOR_URL", "http://127.0.0.1:8090"),
 		ProcessorAPI:          r.String("PROCESSOR_API", "proposed"),
 		ProcessorRateLimit:    r.Float("PROCESSOR_RATE_LIMIT", 0),
@@ -68,18 +64,8 @@ func loadConfig(getenv func(string) string) (config, error) {
 		MaxBuffered:           r.Int("DISPATCHER_MAX_BUFFERED", 10000),
 		MaxPollRecords:        r.Int("DISPATCHER_MAX_POLL_RECORDS", 1000),
 		CommitInterval:        r.Duration("DISPATCHER_COMMIT_INTERVAL", 200*time.Millisecond),
-		ShutdownGrace:         r.Duration("DISPATCHER_SHUTDOWN_GRACE", 30*time.Second),
 		Group:                 r.String("DISPATCHER_GROUP", "dispatcher"),
 		TransactionalID:       r.String("DISPATCHER_TRANSACTIONAL_ID", "dispatcher-"+host),
-		DatabaseURL:           r.String("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/finance?sslmode=disable"),
-	}
-	if len(c.KafkaBrokers) == 0 {
-		r.Fail("KAFKA_BROKERS: want at least one broker")
-	}
-	switch c.LogLevel {
-	case "debug", "info", "warn", "error":
-	default:
-		r.Fail("LOG_LEVEL=%q: want debug, info, warn or error", c.LogLevel)
 	}
 	switch c.ProcessorAPI {
 	case "proposed", "as-is":
@@ -122,18 +108,17 @@ func loadConfig(getenv func(string) string) (config, error) {
 	if c.MaxPollRecords < 1 {
 		r.Fail("DISPATCHER_MAX_POLL_RECORDS=%d: want >= 1", c.MaxPollRecords)
 	}
-	if c.ShutdownGrace <= 0 {
-		r.Fail("DISPATCHER_SHUTDOWN_GRACE=%v: want > 0", c.ShutdownGrace)
-	}
+	c.Ops = envconfig.LoadOps(r, envconfig.Ops{LogLevel: "info", Addr: ":9101", ShutdownTimeout: 30 * time.Second})
 	return c, r.Err()
 }
 
-// LogValue logs durations as text ("2s") rather than nanoseconds.
+// LogValue logs durations as text ("2s") rather than nanoseconds, and the
+// database URL redacted.
 func (c config) LogValue() slog.Value {
 	return slog.GroupValue(
-		slog.String("kafka_brokers", strings.Join(c.KafkaBrokers, ",")),
-		slog.String("log_level", c.LogLevel),
-		slog.String("ops_addr", c.OpsAddr),
+		slog.Any("postgres", c.Postgres),
+		slog.Any("kafka", c.Kafka),
+		slog.Any("ops", c.Ops),
 		slog.String("processor_url", c.ProcessorURL),
 		slog.String("processor_api", c.ProcessorAPI),
 		slog.Float64("processor_rate_limit", c.ProcessorRateLimit),
@@ -148,9 +133,7 @@ func (c config) LogValue() slog.Value {
 		slog.Int("max_buffered", c.MaxBuffered),
 		slog.Int("max_poll_records", c.MaxPollRecords),
 		slog.String("commit_interval", c.CommitInterval.String()),
-		slog.String("shutdown_grace", c.ShutdownGrace.String()),
 		slog.String("group", c.Group),
 		slog.String("transactional_id", c.TransactionalID),
-		slog.String("database_url", postgres.RedactURL(c.DatabaseURL)),
 	)
 }

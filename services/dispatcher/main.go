@@ -7,16 +7,14 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
-	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/finsvc/finance/pkg/entry"
+	"github.com/finsvc/finance/pkg/envconfig"
 	"github.com/finsvc/finance/pkg/kafka"
 	"github.com/finsvc/finance/pkg/obs"
 	"github.com/finsvc/finance/pkg/postgres"
@@ -26,32 +24,26 @@ import (
 	"github.com/finsvc/finance/services/dispatcher/internal/processor"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, os.Getenv, os.Stdout); err != nil {
-		slog.New(slog.NewJSONHandler(os.Stderr, nil)).Error("dispatcher failed", "service", "dispatcher", "err", err)
-		os.Exit(1)
-	}
-}
+func main() { entry.Main("dispatcher", run) }
 
-func run(ctx context.Context, getenv func(string) string, stdout io.Writer) error {
+// run starts the dispatcher and runs it until ctx ends.
+func run(ctx context.Context, _ []string, getenv func(string) string, stdout, _ io.Writer) error {
 	cfg, err := loadConfig(getenv)
 	if err != nil {
 		return fmt.Errorf("config: %w", err)
 	}
-	logger, err := obs.NewLogger(stdout, cfg.LogLevel, "dispatcher")
+	logger, err := obs.NewLogger(stdout, cfg.Ops.LogLevel, "dispatcher")
 	if err != nil {
 		return err
 	}
-	logger.InfoContext(ctx, "starting", "config", cfg)
-	kafkaLogger := quiet(logger, cfg.LogLevel)
+	envconfig.LogStart(ctx, logger, cfg, cfg.Ops.Deprecated)
+	kafkaLogger := obs.QuietKafka(logger, cfg.Ops.LogLevel)
 	reg := obs.NewRegistry()
 
 	// The early client publishes best-effort PROCESSING outcomes outside the
 	// transaction; it also answers /readyz and reads the group's lag. Topics
 	// are created by financectl, not by every replica at boot.
-	early, err := kafka.NewClient(cfg.KafkaBrokers, kafkaLogger, kgo.ClientID("dispatcher-early"))
+	early, err := kafka.NewClient(cfg.Kafka.Brokers, kafkaLogger, kgo.ClientID("dispatcher-early"))
 	if err != nil {
 		return err
 	}
@@ -92,7 +84,7 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 	// is also claimed before its first call and sent only by its claimant.
 	// With the proposed API a payment that may have been sent is not sent
 	// again once its key may have expired.
-	pool, err := postgres.Connect(ctx, cfg.DatabaseURL, int32(min(cfg.MaxInFlight, 32)))
+	pool, err := postgres.Connect(ctx, cfg.Postgres.URL.Reveal(), int32(cfg.Postgres.MaxConns))
 	if err != nil {
 		return fmt.Errorf("database (dispatch guard): %w", err)
 	}
@@ -101,14 +93,14 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 	admit.KeyRetention = cfg.ProcessorKeyRetention
 	admit.RetryFor = cfg.GuardRetryFor
 	d, err := dispatcher.New(dispatcher.Config{
-		Brokers:         cfg.KafkaBrokers,
+		Brokers:         cfg.Kafka.Brokers,
 		Group:           cfg.Group,
 		TransactionalID: cfg.TransactionalID,
 		MaxInFlight:     cfg.MaxInFlight,
 		MaxBuffered:     cfg.MaxBuffered,
 		MaxPollRecords:  cfg.MaxPollRecords,
 		CommitInterval:  cfg.CommitInterval,
-		Grace:           cfg.ShutdownGrace,
+		Grace:           cfg.Ops.ShutdownTimeout,
 		Guard:           admit,
 	}, early, proc, pace, kafkaLogger, logger, dispatcher.NewMetrics(reg))
 	if err != nil {
@@ -120,7 +112,7 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 	ready := func(ctx context.Context) error { return kafka.Ping(ctx, early) }
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
-		return obs.Serve(gctx, logger, "ops", cfg.OpsAddr, obs.OpsMux(reg, ready), 5*time.Second)
+		return obs.Serve(gctx, logger, "ops", cfg.Ops.Addr, obs.OpsMux(reg, ready), 5*time.Second)
 	})
 	g.Go(func() error {
 		d.ReportBacklog(gctx, kadm.NewClient(early), 5*time.Second, pace.Rate)
@@ -136,30 +128,4 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 	}
 	logger.Info("stopped")
 	return nil
-}
-
-// quiet keeps the Kafka clients at warn and above unless debugging: at info
-// franz-go logs every transaction it begins and ends.
-func quiet(logger *slog.Logger, level string) *slog.Logger {
-	if level == "debug" {
-		return logger
-	}
-	return slog.New(minLevel{Handler: logger.Handler(), min: slog.LevelWarn})
-}
-
-type minLevel struct {
-	slog.Handler
-	min slog.Level
-}
-
-func (h minLevel) Enabled(ctx context.Context, l slog.Level) bool {
-	return l >= h.min && h.Handler.Enabled(ctx, l)
-}
-
-func (h minLevel) WithAttrs(attrs []slog.Attr) slog.Handler {
-	return minLevel{Handler: h.Handler.WithAttrs(attrs), min: h.min}
-}
-
-func (h minLevel) WithGroup(name string) slog.Handler {
-	return minLevel{Handler: h.Handler.WithGroup(name), min: h.min}
 }

@@ -23,6 +23,7 @@ import (
 	"golang.org/x/time/rate"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/finsvc/finance/pkg/envconfig"
 	"github.com/finsvc/finance/pkg/kafka"
 	"github.com/finsvc/finance/pkg/kafkatest"
 	"github.com/finsvc/finance/pkg/payment"
@@ -323,7 +324,7 @@ func dispatcherEnv(t *testing.T, brokers []string, processorURL, api, opsAddr st
 		"PROCESSOR_TIMEOUT":           "5s",
 		"DISPATCHER_MAX_IN_FLIGHT":    "16",
 		"DISPATCHER_TRANSACTIONAL_ID": "dispatcher-test",
-		"DISPATCHER_SHUTDOWN_GRACE":   "20s",
+		"SHUTDOWN_TIMEOUT":            "20s",
 	}
 }
 
@@ -333,7 +334,7 @@ func startDispatcher(t *testing.T, env map[string]string) (stop func()) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
-	go func() { errc <- run(ctx, func(k string) string { return env[k] }, t.Output()) }()
+	go func() { errc <- run(ctx, nil, func(k string) string { return env[k] }, t.Output(), t.Output()) }()
 	var once sync.Once
 	stop = func() {
 		once.Do(func() {
@@ -713,7 +714,7 @@ func TestShutdownGraceEndsCallsAsUnknown(t *testing.T) {
 	release := sync.OnceFunc(func() { close(fake.gate) })
 	t.Cleanup(release) // runs before the fake server closes
 	env := dispatcherEnv(t, cluster.Brokers(), url, "as-is", freeAddr(t))
-	env["DISPATCHER_SHUTDOWN_GRACE"] = "100ms"
+	env["SHUTDOWN_TIMEOUT"] = "100ms"
 	users := []int64{41, 42, 43}
 	reqs := requestsFor(users, 0, 1)
 	more := requestsFor(users, 1, 1)
@@ -903,7 +904,7 @@ func TestRevokedPartitionCallsAreCancelled(t *testing.T) {
 func TestRunRejectsBadConfig(t *testing.T) {
 	t.Parallel()
 	env := map[string]string{"PROCESSOR_API": "v3", "PROCESSOR_RATE_LIMIT": "-1"}
-	err := run(t.Context(), func(k string) string { return env[k] }, io.Discard)
+	err := run(t.Context(), nil, func(k string) string { return env[k] }, io.Discard, io.Discard)
 	if err == nil || !strings.Contains(err.Error(), "PROCESSOR_API") || !strings.Contains(err.Error(), "PROCESSOR_RATE_LIMIT") {
 		t.Fatalf("run = %v, want both config problems reported", err)
 	}
@@ -920,9 +921,9 @@ func TestLoadConfigDefaults(t *testing.T) {
 	}
 	got.TransactionalID = ""
 	want := config{
-		KafkaBrokers:          []string{"127.0.0.1:9092"},
-		LogLevel:              "info",
-		OpsAddr:               ":9101",
+		Postgres:              envconfig.Postgres{URL: envconfig.DefaultDatabaseURL, MaxConns: 32},
+		Kafka:                 envconfig.Kafka{Brokers: []string{"127.0.0.1:9092"}},
+		Ops:                   envconfig.Ops{LogLevel: "info", Addr: ":9101", ShutdownTimeout: 30 * time.Second},
 		ProcessorURL:          "http://127.0.0.1:8090",
 		ProcessorAPI:          "proposed",
 		ProcessorTimeout:      2 * time.Second,
@@ -936,9 +937,7 @@ func TestLoadConfigDefaults(t *testing.T) {
 		MaxBuffered:           10000,
 		MaxPollRecords:        1000,
 		CommitInterval:        200 * time.Millisecond,
-		ShutdownGrace:         30 * time.Second,
 		Group:                 "dispatcher",
-		DatabaseURL:           "postgres://postgres@127.0.0.1:5432/finance?sslmode=disable",
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("defaults (-want +got):\n%s", diff)
