@@ -27,11 +27,9 @@ func TestLoadConfigDefaults(t *testing.T) {
 	}
 	want := config{
 		HTTPAddr:       ":8080",
-		DatabaseURL:    "postgres://postgres@127.0.0.1:5432/finance?sslmode=disable",
-		DBMaxConns:     20,
+		Postgres:       envconfig.Postgres{URL: envconfig.DefaultDatabaseURL, MaxConns: 20},
+		Ops:            envconfig.Ops{LogLevel: "info", ShutdownTimeout: 10 * time.Second},
 		JWTSecret:      goodSecret,
-		LogLevel:       "info",
-		ShutdownGrace:  10 * time.Second,
 		RequestTimeout: 10 * time.Second,
 		AdminTimeout:   time.Minute,
 		AcceptWorkers:  4,
@@ -91,8 +89,8 @@ func TestLoadConfigSecretRules(t *testing.T) {
 func TestLoadConfigReportsEveryProblem(t *testing.T) {
 	t.Parallel()
 	_, err := loadConfig(getenv(map[string]string{
-		"GATEWAY_DB_MAX_CONNS":     "0",
-		"SHUTDOWN_GRACE":           "soon",
+		"DATABASE_MAX_CONNS":       "0",
+		"SHUTDOWN_TIMEOUT":         "soon",
 		"LOG_LEVEL":                "loud",
 		"GATEWAY_REQUEST_TIMEOUT":  "-1s",
 		"GATEWAY_ACCEPT_WORKERS":   "0",
@@ -101,7 +99,7 @@ func TestLoadConfigReportsEveryProblem(t *testing.T) {
 	if err == nil {
 		t.Fatal("no error")
 	}
-	for _, want := range []string{"GATEWAY_DB_MAX_CONNS", "SHUTDOWN_GRACE", "LOG_LEVEL", "GATEWAY_REQUEST_TIMEOUT", "AUTH_JWT_SECRET",
+	for _, want := range []string{"DATABASE_MAX_CONNS", "SHUTDOWN_TIMEOUT", "LOG_LEVEL", "GATEWAY_REQUEST_TIMEOUT", "AUTH_JWT_SECRET",
 		"GATEWAY_ACCEPT_WORKERS", "GATEWAY_ACCEPT_MAX_BATCH"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error does not mention %s:\n%v", want, err)
@@ -109,7 +107,27 @@ func TestLoadConfigReportsEveryProblem(t *testing.T) {
 	}
 }
 
-func TestLogAttrsRedactSecrets(t *testing.T) {
+// TestDeprecatedNamesStillWork: the names of the previous release are
+// accepted for one more, with a warning each.
+func TestDeprecatedNamesStillWork(t *testing.T) {
+	t.Parallel()
+	cfg, err := loadConfig(getenv(map[string]string{
+		"AUTH_JWT_SECRET":      goodSecret,
+		"GATEWAY_DB_MAX_CONNS": "12",
+		"SHUTDOWN_GRACE":       "3s",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Postgres.MaxConns != 12 || cfg.Ops.ShutdownTimeout != 3*time.Second {
+		t.Errorf("MaxConns %d, ShutdownTimeout %v: want the deprecated names' 12 and 3s", cfg.Postgres.MaxConns, cfg.Ops.ShutdownTimeout)
+	}
+	if len(cfg.Ops.Deprecated) != 2 {
+		t.Errorf("deprecation warnings = %q, want one per old name", cfg.Ops.Deprecated)
+	}
+}
+
+func TestLogValueRedactsSecrets(t *testing.T) {
 	t.Parallel()
 	cfg, err := loadConfig(getenv(map[string]string{
 		"AUTH_JWT_SECRET": goodSecret,
@@ -119,7 +137,7 @@ func TestLogAttrsRedactSecrets(t *testing.T) {
 		t.Fatal(err)
 	}
 	var b bytes.Buffer
-	slog.New(slog.NewJSONHandler(&b, nil)).Info("starting", cfg.logAttrs()...)
+	slog.New(slog.NewJSONHandler(&b, nil)).Info("starting", "config", cfg)
 	if strings.Contains(b.String(), "hunter2") || strings.Contains(b.String(), goodSecret) {
 		t.Errorf("logged config leaks a secret: %s", b.String())
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/finsvc/finance/pkg/auth"
 	"github.com/finsvc/finance/pkg/dlq"
+	"github.com/finsvc/finance/pkg/envconfig"
 	"github.com/finsvc/finance/pkg/obs"
 	"github.com/finsvc/finance/pkg/postgres"
 	"github.com/finsvc/finance/services/gateway/internal/httpapi"
@@ -19,22 +20,22 @@ import (
 
 // run starts the gateway and serves until ctx ends, then drains in-flight
 // requests within the shutdown grace period.
-func run(ctx context.Context, getenv func(string) string, stdout io.Writer) error {
+func run(ctx context.Context, _ []string, getenv func(string) string, stdout, _ io.Writer) error {
 	cfg, err := loadConfig(getenv)
 	if err != nil {
 		return err
 	}
-	logger, err := obs.NewLogger(stdout, cfg.LogLevel, "gateway")
+	logger, err := obs.NewLogger(stdout, cfg.Ops.LogLevel, "gateway")
 	if err != nil {
 		return err
 	}
-	logger.InfoContext(ctx, "starting", cfg.logAttrs()...)
+	envconfig.LogStart(ctx, logger, cfg, cfg.Ops.Deprecated)
 	if cfg.UsingDevSecret {
 		logger.WarnContext(ctx, "FINANCE_DEV_MODE: AUTH_JWT_SECRET is unset, using the public dev secret; "+
 			"anyone can mint tokens for this gateway. Never run it like this outside a developer machine.")
 	}
 
-	pool, err := postgres.Connect(ctx, cfg.DatabaseURL.Reveal(), int32(cfg.DBMaxConns))
+	pool, err := postgres.Connect(ctx, cfg.Postgres.URL.Reveal(), int32(cfg.Postgres.MaxConns))
 	if err != nil {
 		return fmt.Errorf("connect to PostgreSQL: %w", err)
 	}
@@ -43,8 +44,8 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 	// The admin dead-letter routes need Kafka; without KAFKA_BROKERS they
 	// answer 503 and the gateway runs as before.
 	var dlqOp *dlq.Operator
-	if len(cfg.KafkaBrokers) > 0 {
-		dlqOp, err = dlq.NewOperator(cfg.KafkaBrokers, pool, logger)
+	if len(cfg.Kafka.Brokers) > 0 {
+		dlqOp, err = dlq.NewOperator(cfg.Kafka.Brokers, pool, logger)
 		if err != nil {
 			return fmt.Errorf("kafka client for the admin DLQ routes: %w", err)
 		}
@@ -87,7 +88,7 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
-		return obs.ServeListener(gctx, logger, "http", ln, handler, cfg.ShutdownGrace)
+		return obs.ServeListener(gctx, logger, "http", ln, handler, cfg.Ops.ShutdownTimeout)
 	})
 	if err := g.Wait(); err != nil {
 		return err

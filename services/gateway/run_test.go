@@ -30,7 +30,7 @@ func TestRunServesAndShutsDown(t *testing.T) {
 	pr, pw := io.Pipe()
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, getenv(env), pw)
+		done <- run(ctx, nil, getenv(env), pw, io.Discard)
 		pw.Close()
 	}()
 
@@ -44,7 +44,9 @@ func TestRunServesAndShutsDown(t *testing.T) {
 		}
 		switch rec["msg"] {
 		case "starting":
-			sawConfig = rec["auth_jwt_secret"] == "REDACTED" && rec["db_max_conns"] == float64(20)
+			cfg, _ := rec["config"].(map[string]any)
+			pg, _ := cfg["postgres"].(map[string]any)
+			sawConfig = cfg["auth_jwt_secret"] == "REDACTED" && pg["max_conns"] == float64(20)
 		case "http server listening":
 			addr, _ = rec["addr"].(string)
 		}
@@ -90,7 +92,7 @@ func TestRunServesAndShutsDown(t *testing.T) {
 
 func TestRunRefusesToStartWithoutSecret(t *testing.T) {
 	t.Parallel()
-	err := run(context.Background(), getenv(map[string]string{}), io.Discard)
+	err := run(context.Background(), nil, getenv(map[string]string{}), io.Discard, io.Discard)
 	if err == nil || !strings.Contains(err.Error(), "AUTH_JWT_SECRET") {
 		t.Errorf("run = %v, want an AUTH_JWT_SECRET error", err)
 	}
