@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/finsvc/finance/pkg/envconfig"
 )
 
 func TestLoadConfig(t *testing.T) {
@@ -21,16 +23,14 @@ func TestLoadConfig(t *testing.T) {
 			name: "defaults",
 			env:  map[string]string{},
 			want: config{
-				DatabaseURL:     "postgres://postgres@127.0.0.1:5432/finance?sslmode=disable",
-				KafkaBrokers:    []string{"127.0.0.1:9092"},
-				LogLevel:        "info",
-				OpsAddr:         ":9102",
+				Postgres:        envconfig.Postgres{URL: envconfig.DefaultDatabaseURL, MaxConns: 2},
+				Kafka:           envconfig.Kafka{Brokers: []string{"127.0.0.1:9092"}},
+				Ops:             envconfig.Ops{LogLevel: "info", Addr: ":9102", ShutdownTimeout: 10 * time.Second},
 				PollInterval:    500 * time.Millisecond,
 				BatchSize:       500,
 				LockRetry:       time.Second,
 				BacklogInterval: 5 * time.Second,
 				ProduceTimeout:  10 * time.Second,
-				ShutdownTimeout: 10 * time.Second,
 			},
 		},
 		{
@@ -45,16 +45,14 @@ func TestLoadConfig(t *testing.T) {
 				"RELAY_LOCK_RETRY":    "2s",
 			},
 			want: config{
-				DatabaseURL:     "postgres://u:p@db:5432/x",
-				KafkaBrokers:    []string{"k1:9092", "k2:9092"},
-				LogLevel:        "debug",
-				OpsAddr:         ":1",
+				Postgres:        envconfig.Postgres{URL: "postgres://u:p@db:5432/x", MaxConns: 2},
+				Kafka:           envconfig.Kafka{Brokers: []string{"k1:9092", "k2:9092"}},
+				Ops:             envconfig.Ops{LogLevel: "debug", Addr: ":1", ShutdownTimeout: 10 * time.Second},
 				PollInterval:    50 * time.Millisecond,
 				BatchSize:       10,
 				LockRetry:       2 * time.Second,
 				BacklogInterval: 5 * time.Second,
 				ProduceTimeout:  10 * time.Second,
-				ShutdownTimeout: 10 * time.Second,
 			},
 		},
 		{
@@ -93,7 +91,7 @@ func TestLoadConfig(t *testing.T) {
 	}
 }
 
-func TestLogAttrsRedactsPassword(t *testing.T) {
+func TestLogValueRedactsPassword(t *testing.T) {
 	t.Parallel()
 	cfg, err := loadConfig(func(k string) string {
 		return map[string]string{"DATABASE_URL": "postgres://u:hunter2@db/x"}[k]
@@ -102,10 +100,8 @@ func TestLogAttrsRedactsPassword(t *testing.T) {
 		t.Fatal(err)
 	}
 	var b strings.Builder
-	for _, a := range cfg.LogAttrs() {
-		b.WriteString(a.(slog.Attr).String())
-	}
-	if strings.Contains(b.String(), "hunter2") {
-		t.Errorf("log attributes leak the password: %s", b.String())
+	slog.New(slog.NewJSONHandler(&b, nil)).Info("starting", "config", cfg)
+	if strings.Contains(b.String(), "hunter2") || !strings.Contains(b.String(), "u:REDACTED@db") {
+		t.Errorf("the logged config leaks the password or lacks the URL: %s", b.String())
 	}
 }

@@ -8,13 +8,11 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
-	"os"
-	"os/signal"
-	"syscall"
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/finsvc/finance/pkg/entry"
+	"github.com/finsvc/finance/pkg/envconfig"
 	"github.com/finsvc/finance/pkg/kafka"
 	"github.com/finsvc/finance/pkg/obs"
 	"github.com/finsvc/finance/pkg/postgres"
@@ -23,36 +21,29 @@ import (
 
 const service = "outbox-relay"
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	err := run(ctx, os.Getenv, os.Stdout)
-	stop()
-	if err != nil {
-		slog.New(slog.NewJSONHandler(os.Stderr, nil)).Error("outbox-relay failed", "service", service, "err", err)
-		os.Exit(1)
-	}
-}
+func main() { entry.Main(service, run) }
 
-func run(ctx context.Context, getenv func(string) string, stdout io.Writer) error {
+// run starts the service and runs it until ctx ends.
+func run(ctx context.Context, _ []string, getenv func(string) string, stdout, _ io.Writer) error {
 	cfg, err := loadConfig(getenv)
 	if err != nil {
 		return fmt.Errorf("config: %w", err)
 	}
-	logger, err := obs.NewLogger(stdout, cfg.LogLevel, service)
+	logger, err := obs.NewLogger(stdout, cfg.Ops.LogLevel, service)
 	if err != nil {
 		return err
 	}
-	logger.InfoContext(ctx, "starting", cfg.LogAttrs()...)
+	envconfig.LogStart(ctx, logger, cfg, cfg.Ops.Deprecated)
 
 	// The pool only samples the backlog; the relay's work runs on its own
 	// dedicated connection, which holds the advisory lock.
-	pool, err := postgres.Connect(ctx, cfg.DatabaseURL, 2)
+	pool, err := postgres.Connect(ctx, cfg.Postgres.URL.Reveal(), int32(cfg.Postgres.MaxConns))
 	if err != nil {
 		return err
 	}
 	defer pool.Close()
 
-	kc, err := kafka.NewClient(cfg.KafkaBrokers, logger, relay.ProducerOpts(cfg.ProduceTimeout)...)
+	kc, err := kafka.NewClient(cfg.Kafka.Brokers, logger, relay.ProducerOpts(cfg.ProduceTimeout)...)
 	if err != nil {
 		return err
 	}
@@ -72,7 +63,7 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
-		return obs.Serve(gctx, logger, "ops", cfg.OpsAddr, obs.OpsMux(reg, ready), cfg.ShutdownTimeout)
+		return obs.Serve(gctx, logger, "ops", cfg.Ops.Addr, obs.OpsMux(reg, ready), cfg.Ops.ShutdownTimeout)
 	})
 	g.Go(func() error { return r.Run(gctx) })
 	err = g.Wait()

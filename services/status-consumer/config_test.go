@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/finsvc/finance/pkg/envconfig"
 )
 
 func TestLoadConfig(t *testing.T) {
@@ -21,15 +23,12 @@ func TestLoadConfig(t *testing.T) {
 			name: "defaults",
 			env:  map[string]string{},
 			want: config{
-				DatabaseURL:      "postgres://postgres@127.0.0.1:5432/finance?sslmode=disable",
-				DatabaseMaxConns: 16,
-				KafkaBrokers:     []string{"127.0.0.1:9092"},
-				LogLevel:         "info",
-				OpsAddr:          ":9103",
-				MaxPollRecords:   500,
-				RetryTimeout:     30 * time.Second,
-				AttemptTimeout:   10 * time.Second,
-				ShutdownTimeout:  10 * time.Second,
+				Postgres:       envconfig.Postgres{URL: envconfig.DefaultDatabaseURL, MaxConns: 16},
+				Kafka:          envconfig.Kafka{Brokers: []string{"127.0.0.1:9092"}},
+				Ops:            envconfig.Ops{LogLevel: "info", Addr: ":9103", ShutdownTimeout: 10 * time.Second},
+				MaxPollRecords: 500,
+				RetryTimeout:   30 * time.Second,
+				AttemptTimeout: 10 * time.Second,
 			},
 		},
 		{
@@ -44,15 +43,12 @@ func TestLoadConfig(t *testing.T) {
 				"CONSUMER_RETRY_TIMEOUT":    "1m",
 			},
 			want: config{
-				DatabaseURL:      "postgres://u:p@db:5432/x",
-				DatabaseMaxConns: 4,
-				KafkaBrokers:     []string{"k1:9092", "k2:9092"},
-				LogLevel:         "debug",
-				OpsAddr:          ":1",
-				MaxPollRecords:   10,
-				RetryTimeout:     time.Minute,
-				AttemptTimeout:   10 * time.Second,
-				ShutdownTimeout:  10 * time.Second,
+				Postgres:       envconfig.Postgres{URL: "postgres://u:p@db:5432/x", MaxConns: 4},
+				Kafka:          envconfig.Kafka{Brokers: []string{"k1:9092", "k2:9092"}},
+				Ops:            envconfig.Ops{LogLevel: "debug", Addr: ":1", ShutdownTimeout: 10 * time.Second},
+				MaxPollRecords: 10,
+				RetryTimeout:   time.Minute,
+				AttemptTimeout: 10 * time.Second,
 			},
 		},
 		{
@@ -91,7 +87,7 @@ func TestLoadConfig(t *testing.T) {
 	}
 }
 
-func TestLogAttrsRedactsPassword(t *testing.T) {
+func TestLogValueRedactsPassword(t *testing.T) {
 	t.Parallel()
 	cfg, err := loadConfig(func(k string) string {
 		return map[string]string{"DATABASE_URL": "postgres://u:hunter2@db/x"}[k]
@@ -100,10 +96,8 @@ func TestLogAttrsRedactsPassword(t *testing.T) {
 		t.Fatal(err)
 	}
 	var b strings.Builder
-	for _, a := range cfg.LogAttrs() {
-		b.WriteString(a.(slog.Attr).String())
-	}
-	if strings.Contains(b.String(), "hunter2") {
-		t.Errorf("log attributes leak the password: %s", b.String())
+	slog.New(slog.NewJSONHandler(&b, nil)).Info("starting", "config", cfg)
+	if strings.Contains(b.String(), "hunter2") || !strings.Contains(b.String(), "u:REDACTED@db") {
+		t.Errorf("the logged config leaks the password or lacks the URL: %s", b.String())
 	}
 }

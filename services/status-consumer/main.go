@@ -7,13 +7,11 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
-	"os"
-	"os/signal"
-	"syscall"
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/finsvc/finance/pkg/entry"
+	"github.com/finsvc/finance/pkg/envconfig"
 	"github.com/finsvc/finance/pkg/obs"
 	"github.com/finsvc/finance/pkg/postgres"
 	"github.com/finsvc/finance/services/status-consumer/internal/consumer"
@@ -21,28 +19,21 @@ import (
 
 const service = "status-consumer"
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	err := run(ctx, os.Getenv, os.Stdout)
-	stop()
-	if err != nil {
-		slog.New(slog.NewJSONHandler(os.Stderr, nil)).Error("status-consumer failed", "service", service, "err", err)
-		os.Exit(1)
-	}
-}
+func main() { entry.Main(service, run) }
 
-func run(ctx context.Context, getenv func(string) string, stdout io.Writer) error {
+// run starts the service and runs it until ctx ends.
+func run(ctx context.Context, _ []string, getenv func(string) string, stdout, _ io.Writer) error {
 	cfg, err := loadConfig(getenv)
 	if err != nil {
 		return fmt.Errorf("config: %w", err)
 	}
-	logger, err := obs.NewLogger(stdout, cfg.LogLevel, service)
+	logger, err := obs.NewLogger(stdout, cfg.Ops.LogLevel, service)
 	if err != nil {
 		return err
 	}
-	logger.InfoContext(ctx, "starting", cfg.LogAttrs()...)
+	envconfig.LogStart(ctx, logger, cfg, cfg.Ops.Deprecated)
 
-	pool, err := postgres.Connect(ctx, cfg.DatabaseURL, int32(cfg.DatabaseMaxConns))
+	pool, err := postgres.Connect(ctx, cfg.Postgres.URL.Reveal(), int32(cfg.Postgres.MaxConns))
 	if err != nil {
 		return err
 	}
@@ -69,7 +60,7 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
-		return obs.Serve(gctx, logger, "ops", cfg.OpsAddr, obs.OpsMux(reg, ready), cfg.ShutdownTimeout)
+		return obs.Serve(gctx, logger, "ops", cfg.Ops.Addr, obs.OpsMux(reg, ready), cfg.Ops.ShutdownTimeout)
 	})
 	g.Go(func() error { return c.Run(gctx) })
 	err = g.Wait()
