@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"strconv"
 	"time"
@@ -15,11 +16,11 @@ const minKeyTTL = 24 * time.Hour
 
 // config is the simulator's settings, read from the environment once.
 type config struct {
-	HTTPAddr      string
-	LogLevel      string
-	ShutdownGrace time.Duration
-	KeyTTL        time.Duration
-	Seed          uint64
+	HTTPAddr string
+	// Ops has no address of its own: /metrics is served on HTTP_ADDR.
+	Ops    envconfig.Ops
+	KeyTTL time.Duration
+	Seed   uint64
 	// SeedSet is false when the seed was drawn at random (logged, so that a
 	// run can be reproduced).
 	SeedSet  bool
@@ -32,11 +33,9 @@ func loadConfig(getenv func(string) string) (config, error) {
 	r := envconfig.New(getenv)
 	limit := r.Float("SIM_RATE_LIMIT", 300)
 	c := config{
-		HTTPAddr:      r.String("HTTP_ADDR", ":8090"),
-		LogLevel:      r.String("LOG_LEVEL", "info"),
-		ShutdownGrace: r.Duration("SHUTDOWN_GRACE", 10*time.Second),
-		KeyTTL:        r.Duration("SIM_KEY_TTL", 72*time.Hour),
-		DataFile:      r.String("SIM_DATA_FILE", ""),
+		HTTPAddr: r.String("HTTP_ADDR", ":8090"),
+		KeyTTL:   r.Duration("SIM_KEY_TTL", 72*time.Hour),
+		DataFile: r.String("SIM_DATA_FILE", ""),
 		Sim: sim.Settings{
 			API:              sim.API(r.String("SIM_API", string(sim.APIProposed))),
 			RateLimit:        limit,
@@ -60,14 +59,25 @@ func loadConfig(getenv func(string) string) (config, error) {
 	if c.KeyTTL < minKeyTTL {
 		r.Fail("SIM_KEY_TTL=%v: the proposed API keeps keys at least %v", c.KeyTTL, minKeyTTL)
 	}
-	if c.ShutdownGrace <= 0 {
-		r.Fail("SHUTDOWN_GRACE=%v: must be > 0", c.ShutdownGrace)
-	}
 	if err := c.Sim.Validate(); err != nil {
 		r.Fail("SIM_* settings: %w", err)
 	}
+	c.Ops = envconfig.LoadOps(r, envconfig.Ops{LogLevel: "info", ShutdownTimeout: 10 * time.Second})
 	if err := r.Err(); err != nil {
 		return config{}, fmt.Errorf("config: %w", err)
 	}
 	return c, nil
+}
+
+// LogValue is the configuration as it is logged at start.
+func (c config) LogValue() slog.Value {
+	return slog.GroupValue(
+		slog.String("http_addr", c.HTTPAddr),
+		slog.Any("ops", c.Ops),
+		slog.String("key_ttl", c.KeyTTL.String()),
+		slog.Uint64("seed", c.Seed),
+		slog.Bool("seed_set", c.SeedSet),
+		slog.String("data_file", c.DataFile),
+		slog.Any("settings", c.Sim),
+	)
 }

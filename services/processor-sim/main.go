@@ -4,20 +4,6 @@
 // of every payment it executed. See README.md.
 package main
 
-import (
-	"context"
-	"log/slog"
-	"os"
-	"os/signal"
-	"syscall"
-)
+import "github.com/finsvc/finance/pkg/entry"
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, os.Getenv, os.Stdout); err != nil {
-		slog.New(slog.NewJSONHandler(os.Stderr, nil)).Error("processor-sim failed", "service", "processor-sim", "err", err)
-		stop()
-		os.Exit(1)
-	}
-}
+func main() { entry.Main("processor-sim", run) }

@@ -109,7 +109,7 @@ func start(t *testing.T, env map[string]string) started {
 	pr, pw := io.Pipe()
 	errc := make(chan error, 1)
 	go func() {
-		err := run(ctx, func(k string) string { return env[k] }, pw)
+		err := run(ctx, nil, func(k string) string { return env[k] }, pw, io.Discard)
 		pw.Close()
 		errc <- err
 	}()
@@ -238,9 +238,9 @@ func TestRunServesAndKeepsItsRecordAcrossRestarts(t *testing.T) {
 
 func TestRunRejectsBadConfig(t *testing.T) {
 	t.Parallel()
-	err := run(context.Background(), func(k string) string {
+	err := run(context.Background(), nil, func(k string) string {
 		return map[string]string{"SIM_RATE_LIMIT": "-3"}[k]
-	}, io.Discard)
+	}, io.Discard, io.Discard)
 	if err == nil || !strings.Contains(err.Error(), "rate_limit") {
 		t.Fatalf("run = %v, want a config error about rate_limit", err)
 	}

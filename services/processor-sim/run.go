@@ -8,6 +8,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/finsvc/finance/pkg/envconfig"
 	"github.com/finsvc/finance/pkg/obs"
 	"github.com/finsvc/finance/services/processor-sim/internal/httpapi"
 	"github.com/finsvc/finance/services/processor-sim/internal/sim"
@@ -17,19 +18,16 @@ import (
 const sweepEvery = time.Minute
 
 // run starts the simulator and serves it until ctx ends.
-func run(ctx context.Context, getenv func(string) string, stdout io.Writer) error {
+func run(ctx context.Context, _ []string, getenv func(string) string, stdout, _ io.Writer) error {
 	cfg, err := loadConfig(getenv)
 	if err != nil {
 		return err
 	}
-	logger, err := obs.NewLogger(stdout, cfg.LogLevel, "processor-sim")
+	logger, err := obs.NewLogger(stdout, cfg.Ops.LogLevel, "processor-sim")
 	if err != nil {
 		return err
 	}
-	logger.InfoContext(ctx, "config",
-		"http_addr", cfg.HTTPAddr, "log_level", cfg.LogLevel, "shutdown_grace", cfg.ShutdownGrace.String(),
-		"key_ttl", cfg.KeyTTL.String(), "seed", cfg.Seed, "seed_set", cfg.SeedSet,
-		"data_file", cfg.DataFile, "settings", cfg.Sim)
+	envconfig.LogStart(ctx, logger, cfg, cfg.Ops.Deprecated)
 
 	s, err := sim.New(sim.Options{
 		Settings: cfg.Sim, KeyTTL: cfg.KeyTTL, Seed: cfg.Seed, DataFile: cfg.DataFile, Logger: logger,
@@ -45,7 +43,7 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 
 	h := httpapi.New(s, logger, obs.NewRegistry())
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return obs.Serve(gctx, logger, "http", cfg.HTTPAddr, h, cfg.ShutdownGrace) })
+	g.Go(func() error { return obs.Serve(gctx, logger, "http", cfg.HTTPAddr, h, cfg.Ops.ShutdownTimeout) })
 	g.Go(func() error { return s.RunSweeper(gctx, sweepEvery) })
 	if err := g.Wait(); err != nil {
 		return err
