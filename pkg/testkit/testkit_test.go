@@ -1,6 +1,11 @@
 package testkit_test
 
 import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
 	"testing"
 	"time"
 
@@ -42,5 +47,31 @@ func TestEventuallyGivesUp(t *testing.T) {
 	}()
 	if tb.failed == "" {
 		t.Error("EventuallyWithin returned for a condition that never held")
+	}
+}
+
+func TestStartServer(t *testing.T) {
+	t.Parallel()
+	run := func(ctx context.Context, args []string, getenv func(string) string, stdout, _ io.Writer) error {
+		logger := slog.New(slog.NewJSONHandler(stdout, nil))
+		logger.Info("starting", "greeting", getenv("GREETING"), "args", len(args))
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return err
+		}
+		defer ln.Close()
+		logger.Info("http server listening", "addr", ln.Addr().String())
+		<-ctx.Done()
+		return errors.New("stopped as asked")
+	}
+	s := testkit.StartServer(t, run, []string{"serve"}, map[string]string{"GREETING": "hello"})
+	if _, err := net.Dial("tcp", s.Addr); err != nil {
+		t.Fatalf("dial %s: %v", s.Addr, err)
+	}
+	if len(s.Log) != 1 || s.Log[0]["greeting"] != "hello" || s.Log[0]["args"] != float64(1) {
+		t.Errorf("Log = %v, want the one starting line with the env and args", s.Log)
+	}
+	if err := s.Stop(); err == nil || err.Error() != "stopped as asked" {
+		t.Errorf("Stop = %v, want run's error", err)
 	}
 }
