@@ -8,26 +8,8 @@
 package main
 
 import (
-	"context"
-	"errors"
-	"fmt"
-	"os"
-	"os/signal"
-	"syscall"
-
+	"github.com/finsvc/finance/pkg/entry"
 	"github.com/finsvc/finance/services/legacy/internal/app"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	err := app.Run(ctx, os.Args[1:], os.Getenv, os.Stdout, nil)
-	stop()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "legacy:", err)
-		var ue *app.UsageError
-		if errors.As(err, &ue) {
-			os.Exit(2)
-		}
-		os.Exit(1)
-	}
-}
+func main() { entry.Main("legacy", app.Run) }

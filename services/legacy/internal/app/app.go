@@ -13,6 +13,8 @@ import (
 	"strings"
 
 	"github.com/finsvc/finance/pkg/auth"
+	"github.com/finsvc/finance/pkg/entry"
+	"github.com/finsvc/finance/pkg/envconfig"
 	"github.com/finsvc/finance/pkg/obs"
 	"github.com/finsvc/finance/pkg/postgres"
 	"github.com/finsvc/finance/services/legacy/internal/httpapi"
@@ -20,25 +22,19 @@ import (
 	"github.com/finsvc/finance/services/legacy/internal/store"
 )
 
-// UsageError is a wrong invocation: the caller exits 2.
-type UsageError struct{ msg string }
-
-func (e *UsageError) Error() string { return e.msg }
-
-func usagef(format string, args ...any) error {
-	return &UsageError{msg: fmt.Sprintf(format, args...)}
-}
+// usagef is a wrong invocation: main exits 2.
+var usagef = entry.Usagef
 
 const usage = `usage: legacy [serve]                                   serve POST /payment and GET /payment_feed
        legacy migrate                                   create the database and its two tables
        legacy seed [--demo] [--users N --start-id S --balance B]
                                                         write starting balances (top-ups from Pleo)
 environment: HTTP_ADDR (:8070), DATABASE_URL, PROCESSOR_URL, LEGACY_PROCESSOR_TIMEOUT (5s),
-             LEGACY_DB_MAX_CONNS (20), AUTH_JWT_SECRET, FINANCE_DEV_MODE, LOG_LEVEL, SHUTDOWN_GRACE`
+             DATABASE_MAX_CONNS (20), AUTH_JWT_SECRET, FINANCE_DEV_MODE, LOG_LEVEL, SHUTDOWN_TIMEOUT (10s)`
 
-// Run runs one command (args without the program name) until ctx ends.
-// ready, when not nil, receives the listener's address once serve listens.
-func Run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer, ready func(addr string)) error {
+// Run runs one command (args without the program name) until ctx ends. It
+// is the binary's body (pkg/entry).
+func Run(ctx context.Context, args []string, getenv func(string) string, stdout, _ io.Writer) error {
 	cmd, rest := "serve", args
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		cmd, rest = args[0], args[1:]
@@ -67,12 +63,12 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		if len(rest) > 0 {
 			return usagef("serve takes no arguments\n%s", usage)
 		}
-		return serve(ctx, cfg, stdout, ready)
+		return serve(ctx, cfg, stdout)
 	}
 }
 
-func serve(ctx context.Context, cfg Config, stdout io.Writer, ready func(string)) error {
-	logger, err := obs.NewLogger(stdout, cfg.LogLevel, "legacy")
+func serve(ctx context.Context, cfg Config, stdout io.Writer) error {
+	logger, err := obs.NewLogger(stdout, cfg.Ops.LogLevel, "legacy")
 	if err != nil {
 		return err
 	}
@@ -80,12 +76,9 @@ func serve(ctx context.Context, cfg Config, stdout io.Writer, ready func(string)
 	if err != nil {
 		return err
 	}
-	logger.Info("config", "http_addr", cfg.HTTPAddr, "database_url", cfg.DatabaseURL,
-		"db_max_conns", cfg.DBMaxConns, "processor_url", cfg.ProcessorURL,
-		"processor_timeout", cfg.ProcessorTimeout.String(), "auth_jwt_secret", cfg.JWTSecret,
-		"dev_mode", cfg.DevMode, "shutdown_grace", cfg.ShutdownGrace.String())
+	envconfig.LogStart(ctx, logger, cfg, cfg.Ops.Deprecated)
 
-	pool, err := postgres.Connect(ctx, cfg.DatabaseURL.Reveal(), int32(cfg.DBMaxConns))
+	pool, err := postgres.Connect(ctx, cfg.Postgres.URL.Reveal(), int32(cfg.Postgres.MaxConns))
 	if err != nil {
 		return err
 	}
@@ -103,10 +96,7 @@ func serve(ctx context.Context, cfg Config, stdout io.Writer, ready func(string)
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", cfg.HTTPAddr, err)
 	}
-	if ready != nil {
-		ready(ln.Addr().String())
-	}
-	err = obs.ServeListener(ctx, logger, "http", ln, h, cfg.ShutdownGrace)
+	err = obs.ServeListener(ctx, logger, "http", ln, h, cfg.Ops.ShutdownTimeout)
 	if err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
@@ -115,14 +105,14 @@ func serve(ctx context.Context, cfg Config, stdout io.Writer, ready func(string)
 }
 
 func migrate(ctx context.Context, cfg Config, stdout io.Writer) error {
-	created, err := store.CreateDatabase(ctx, cfg.DatabaseURL.Reveal())
+	created, err := store.CreateDatabase(ctx, cfg.Postgres.URL.Reveal())
 	if err != nil {
 		return err
 	}
 	if created {
 		fmt.Fprintln(stdout, "database created")
 	}
-	pool, err := postgres.Connect(ctx, cfg.DatabaseURL.Reveal(), 2)
+	pool, err := postgres.Connect(ctx, cfg.Postgres.URL.Reveal(), 2)
 	if err != nil {
 		return err
 	}
@@ -151,7 +141,7 @@ func seed(ctx context.Context, cfg Config, args []string, stdout io.Writer) erro
 	if err := o.Validate(); err != nil {
 		return usagef("seed: %s", strings.ReplaceAll(err.Error(), "\n", "; "))
 	}
-	pool, err := postgres.Connect(ctx, cfg.DatabaseURL.Reveal(), 2)
+	pool, err := postgres.Connect(ctx, cfg.Postgres.URL.Reveal(), 2)
 	if err != nil {
 		return err
 	}

@@ -4,13 +4,15 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"net/http"
 	"os"
 	"strings"
 	"testing"
-	"time"
 
+	"github.com/finsvc/finance/pkg/entry"
 	"github.com/finsvc/finance/pkg/pgtest"
+	"github.com/finsvc/finance/pkg/testkit"
 	"github.com/finsvc/finance/services/legacy/internal/app"
 	"github.com/finsvc/finance/services/legacy/internal/dbtest"
 )
@@ -39,14 +41,14 @@ func TestRunRejectsBadInvocations(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			err := app.Run(context.Background(), tc.args, env(tc.env), &bytes.Buffer{}, nil)
-			var ue *app.UsageError
+			err := app.Run(context.Background(), tc.args, env(tc.env), &bytes.Buffer{}, io.Discard)
+			var ue *entry.UsageError
 			if !errors.As(err, &ue) || !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("Run(%q) = %v, want a usage error mentioning %q", tc.args, err, tc.want)
 			}
 		})
 	}
-	err := app.Run(context.Background(), nil, env(map[string]string{"HTTP_ADDR": "nope", "LOG_LEVEL": "loud"}), &bytes.Buffer{}, nil)
+	err := app.Run(context.Background(), nil, env(map[string]string{"HTTP_ADDR": "nope", "LOG_LEVEL": "loud"}), &bytes.Buffer{}, io.Discard)
 	if err == nil || !strings.Contains(err.Error(), "LOG_LEVEL") {
 		t.Errorf("every problem at once: %v lacks LOG_LEVEL", err)
 	}
@@ -54,7 +56,7 @@ func TestRunRejectsBadInvocations(t *testing.T) {
 
 func TestServeRefusesWithoutSecret(t *testing.T) {
 	t.Parallel()
-	err := app.Run(context.Background(), nil, env(map[string]string{"DATABASE_URL": "postgres://127.0.0.1:1/x"}), &bytes.Buffer{}, nil)
+	err := app.Run(context.Background(), nil, env(map[string]string{"DATABASE_URL": "postgres://127.0.0.1:1/x"}), &bytes.Buffer{}, io.Discard)
 	if err == nil || !strings.Contains(err.Error(), "AUTH_JWT_SECRET") {
 		t.Errorf("serve without a secret = %v", err)
 	}
@@ -62,36 +64,25 @@ func TestServeRefusesWithoutSecret(t *testing.T) {
 
 func TestMigrateSeedServe(t *testing.T) {
 	t.Parallel()
-	e := env(map[string]string{
+	vars := map[string]string{
 		"DATABASE_URL":     dbtest.NewDB(t),
 		"HTTP_ADDR":        "127.0.0.1:0",
 		"FINANCE_DEV_MODE": "true",
-	})
+	}
+	e := env(vars)
 	var out bytes.Buffer
-	if err := app.Run(context.Background(), []string{"migrate"}, e, &out, nil); err != nil {
+	if err := app.Run(context.Background(), []string{"migrate"}, e, &out, io.Discard); err != nil {
 		t.Fatalf("migrate: %v", err)
 	}
-	if err := app.Run(context.Background(), []string{"seed", "--demo", "--users", "3", "--start-id", "50"}, e, &out, nil); err != nil {
+	if err := app.Run(context.Background(), []string{"seed", "--demo", "--users", "3", "--start-id", "50"}, e, &out, io.Discard); err != nil {
 		t.Fatalf("seed: %v", err)
 	}
 	if !strings.Contains(out.String(), "users created 4, skipped 0") {
 		t.Errorf("seed output: %s", out.String())
 	}
 
-	ctx, cancel := context.WithCancel(context.Background())
-	addr := make(chan string, 1)
-	done := make(chan error, 1)
-	go func() { done <- app.Run(ctx, nil, e, &bytes.Buffer{}, func(a string) { addr <- a }) }()
-	var base string
-	select {
-	case a := <-addr:
-		base = "http://" + a
-	case err := <-done:
-		t.Fatalf("serve stopped: %v", err)
-	case <-time.After(30 * time.Second):
-		t.Fatal("serve did not listen")
-	}
-	resp, err := http.Get(base + "/readyz")
+	srv := testkit.StartServer(t, app.Run, nil, vars)
+	resp, err := http.Get("http://" + srv.Addr + "/readyz")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,13 +90,7 @@ func TestMigrateSeedServe(t *testing.T) {
 	if resp.StatusCode != 200 {
 		t.Errorf("/readyz = %d", resp.StatusCode)
 	}
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("serve after cancel: %v", err)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("serve did not stop")
+	if err := srv.Stop(); err != nil {
+		t.Errorf("serve after cancel: %v", err)
 	}
 }

@@ -2,6 +2,7 @@ package app
 
 import (
 	"fmt"
+	"log/slog"
 	"net"
 	"time"
 
@@ -12,14 +13,12 @@ import (
 // Config is the service's settings, all from the environment.
 type Config struct {
 	HTTPAddr         string
-	DatabaseURL      envconfig.Secret
-	DBMaxConns       int
+	Postgres         envconfig.Postgres
+	Ops              envconfig.Ops // no ops address: /metrics is on HTTP_ADDR
 	ProcessorURL     string
 	ProcessorTimeout time.Duration
 	JWTSecret        envconfig.Secret
 	DevMode          bool
-	LogLevel         string
-	ShutdownGrace    time.Duration
 }
 
 // DefaultDatabaseURL is the as-is service's own database on the same server
@@ -28,38 +27,39 @@ const DefaultDatabaseURL = "postgres://postgres@127.0.0.1:5432/finance_legacy?ss
 
 func loadConfig(getenv func(string) string) (Config, error) {
 	r := envconfig.New(getenv)
+	r.Rename("LEGACY_DB_MAX_CONNS", "DATABASE_MAX_CONNS")
 	c := Config{
 		HTTPAddr:         r.String("HTTP_ADDR", ":8070"),
-		DatabaseURL:      envconfig.Secret(r.String("DATABASE_URL", DefaultDatabaseURL)),
-		DBMaxConns:       r.Int("LEGACY_DB_MAX_CONNS", 20),
+		Postgres:         envconfig.LoadPostgres(r, envconfig.Postgres{URL: DefaultDatabaseURL, MaxConns: 20}),
 		ProcessorURL:     r.String("PROCESSOR_URL", "http://127.0.0.1:8090"),
 		ProcessorTimeout: r.Duration("LEGACY_PROCESSOR_TIMEOUT", 5*time.Second),
 		JWTSecret:        r.Secret("AUTH_JWT_SECRET", ""),
 		DevMode:          r.Bool("FINANCE_DEV_MODE", false),
-		LogLevel:         r.String("LOG_LEVEL", "info"),
-		ShutdownGrace:    r.Duration("SHUTDOWN_GRACE", 10*time.Second),
 	}
 	if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
 		r.Fail("HTTP_ADDR=%q: want host:port", c.HTTPAddr)
 	}
-	if c.DBMaxConns < 1 {
-		r.Fail("LEGACY_DB_MAX_CONNS=%d: want at least 1", c.DBMaxConns)
-	}
 	if c.ProcessorTimeout <= 0 {
 		r.Fail("LEGACY_PROCESSOR_TIMEOUT=%s: want a positive duration", c.ProcessorTimeout)
-	}
-	if c.ShutdownGrace <= 0 {
-		r.Fail("SHUTDOWN_GRACE=%s: want a positive duration", c.ShutdownGrace)
-	}
-	switch c.LogLevel {
-	case "debug", "info", "warn", "error":
-	default:
-		r.Fail("LOG_LEVEL=%q: want debug, info, warn or error", c.LogLevel)
 	}
 	if s := c.JWTSecret.Reveal(); s != "" && len(s) < auth.MinSecretLen {
 		r.Fail("AUTH_JWT_SECRET: want at least %d bytes", auth.MinSecretLen)
 	}
+	c.Ops = envconfig.LoadOps(r, envconfig.Ops{LogLevel: "info", ShutdownTimeout: 10 * time.Second})
 	return c, r.Err()
+}
+
+// LogValue is the configuration as it is logged at start, secrets redacted.
+func (c Config) LogValue() slog.Value {
+	return slog.GroupValue(
+		slog.String("http_addr", c.HTTPAddr),
+		slog.Any("postgres", c.Postgres),
+		slog.Any("ops", c.Ops),
+		slog.String("processor_url", c.ProcessorURL),
+		slog.String("processor_timeout", c.ProcessorTimeout.String()),
+		slog.Any("auth_jwt_secret", c.JWTSecret),
+		slog.Bool("dev_mode", c.DevMode),
+	)
 }
 
 // secret returns the token secret: AUTH_JWT_SECRET, or the documented dev
