@@ -62,7 +62,7 @@ func afterRestoreCommand() *command {
 			if err != nil {
 				return err
 			}
-			pool, err := connect(ctx, e.cfg.DatabaseURL)
+			pool, err := connect(ctx, e.cfg.Postgres)
 			if err != nil {
 				return err
 			}

@@ -12,13 +12,8 @@ import (
 	"fmt"
 	"io"
 	"strings"
-)
 
-// Exit codes of Run.
-const (
-	ExitOK    = 0
-	ExitError = 1
-	ExitUsage = 2
+	"github.com/finsvc/finance/pkg/entry"
 )
 
 // env is what every subcommand gets: its configuration and its output.
@@ -38,16 +33,8 @@ type command struct {
 	run   func(ctx context.Context, e *env, fs *flag.FlagSet) error
 }
 
-// usageError is a wrong invocation: exit 2 with the command's usage.
-type usageError struct {
-	msg string
-}
-
-func (e *usageError) Error() string { return e.msg }
-
-func usagef(format string, args ...any) error {
-	return &usageError{msg: fmt.Sprintf(format, args...)}
-}
+// usagef is a wrong invocation: exit 2 with the command's usage.
+var usagef = entry.Usagef
 
 func commands() []*command {
 	return []*command{
@@ -67,18 +54,18 @@ func commands() []*command {
 }
 
 // Run runs financectl with args (without the program name), reading the
-// environment through getenv, and returns the process exit code.
-func Run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+// environment through getenv. It is the binary's body (pkg/entry): a wrong
+// invocation is an *entry.UsageError carrying the usage to print (exit 2),
+// any other failure exits 1.
+func Run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	cmds := commands()
 	if len(args) == 0 {
-		fmt.Fprintln(stderr, "financectl: missing command")
-		printUsage(stderr, cmds)
-		return ExitUsage
+		return &entry.UsageError{Err: errors.New("missing command"), Usage: usageText(cmds)}
 	}
 	name, rest := args[0], args[1:]
 	switch name {
 	case "help", "-h", "-help", "--help":
-		return help(rest, cmds, stdout, stderr)
+		return help(rest, cmds, stdout)
 	}
 	var cmd *command
 	for _, c := range cmds {
@@ -87,9 +74,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 	}
 	if cmd == nil {
-		fmt.Fprintf(stderr, "financectl: unknown command %q\n", name)
-		printUsage(stderr, cmds)
-		return ExitUsage
+		return &entry.UsageError{Err: fmt.Errorf("unknown command %q", name), Usage: usageText(cmds)}
 	}
 
 	cfg, cfgErr := loadConfig(getenv)
@@ -102,35 +87,28 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err := fs.Parse(rest); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			printCommandUsage(stdout, cmd, fs)
-			return ExitOK
+			return nil
 		}
-		fmt.Fprintf(stderr, "financectl %s: %v\n", cmd.name, err)
-		printCommandUsage(stderr, cmd, fs)
-		return ExitUsage
+		return &entry.UsageError{Err: fmt.Errorf("%s: %w", cmd.name, err), Usage: commandUsage(cmd, fs)}
 	}
 	if cfgErr != nil {
-		fmt.Fprintf(stderr, "financectl %s: bad environment: %s\n", cmd.name, strings.ReplaceAll(cfgErr.Error(), "\n", "; "))
-		return ExitUsage
+		return entry.Usagef("%s: bad environment: %s", cmd.name, strings.ReplaceAll(cfgErr.Error(), "\n", "; "))
 	}
 	err := cmd.run(ctx, e, fs)
-	var ue *usageError
-	switch {
-	case err == nil:
-		return ExitOK
-	case errors.As(err, &ue):
-		fmt.Fprintf(stderr, "financectl %s: %s\n", cmd.name, ue.msg)
-		printCommandUsage(stderr, cmd, fs)
-		return ExitUsage
-	default:
-		fmt.Fprintf(stderr, "financectl %s: %v\n", cmd.name, err)
-		return ExitError
+	var ue *entry.UsageError
+	if errors.As(err, &ue) && ue.Usage == "" {
+		ue.Usage = commandUsage(cmd, fs)
 	}
+	if err != nil {
+		return fmt.Errorf("%s: %w", cmd.name, err)
+	}
+	return nil
 }
 
-func help(args []string, cmds []*command, stdout, stderr io.Writer) int {
+func help(args []string, cmds []*command, stdout io.Writer) error {
 	if len(args) == 0 {
 		printUsage(stdout, cmds)
-		return ExitOK
+		return nil
 	}
 	for _, c := range cmds {
 		if c.name == args[0] {
@@ -139,12 +117,22 @@ func help(args []string, cmds []*command, stdout, stderr io.Writer) int {
 				fs = c.flags(&env{cfg: defaultConfig(), stdout: io.Discard, stderr: io.Discard})
 			}
 			printCommandUsage(stdout, c, fs)
-			return ExitOK
+			return nil
 		}
 	}
-	fmt.Fprintf(stderr, "financectl help: unknown command %q\n", args[0])
-	printUsage(stderr, cmds)
-	return ExitUsage
+	return &entry.UsageError{Err: fmt.Errorf("help: unknown command %q", args[0]), Usage: usageText(cmds)}
+}
+
+func usageText(cmds []*command) string {
+	var b strings.Builder
+	printUsage(&b, cmds)
+	return b.String()
+}
+
+func commandUsage(c *command, fs *flag.FlagSet) string {
+	var b strings.Builder
+	printCommandUsage(&b, c, fs)
+	return b.String()
 }
 
 func printUsage(w io.Writer, cmds []*command) {

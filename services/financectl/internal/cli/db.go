@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/finsvc/finance/pkg/envconfig"
 	"github.com/finsvc/finance/pkg/postgres"
 	"github.com/finsvc/finance/pkg/schema"
 )
@@ -19,23 +20,14 @@ import (
 // fast instead of hanging the operator's terminal.
 const connectTimeout = 15 * time.Second
 
-func connect(ctx context.Context, url string) (*pgxpool.Pool, error) {
+func connect(ctx context.Context, pg envconfig.Postgres) (*pgxpool.Pool, error) {
 	ctx, cancel := context.WithTimeout(ctx, connectTimeout)
 	defer cancel()
-	pool, err := postgres.Connect(ctx, url, 4)
+	pool, err := postgres.Connect(ctx, pg.URL.Reveal(), int32(pg.MaxConns))
 	if err != nil {
-		return nil, fmt.Errorf("connect to %s: %w", redactURL(url), err)
+		return nil, fmt.Errorf("connect to %s: %w", postgres.RedactURL(pg.URL.Reveal()), err)
 	}
 	return pool, nil
-}
-
-// redactURL hides the password of a database URL for messages.
-func redactURL(url string) string {
-	cfg, err := pgconn.ParseConfig(url)
-	if err != nil {
-		return "DATABASE_URL"
-	}
-	return fmt.Sprintf("postgres://%s@%s:%d/%s", cfg.User, cfg.Host, cfg.Port, cfg.Database)
 }
 
 func migrateCommand() *command {
@@ -55,7 +47,7 @@ func migrateCommand() *command {
 			if action != "up" && action != "version" {
 				return usagef("unknown action %q: want up or version", action)
 			}
-			pool, err := connect(ctx, e.cfg.DatabaseURL)
+			pool, err := connect(ctx, e.cfg.Postgres)
 			if err != nil {
 				return err
 			}
@@ -94,7 +86,7 @@ func createdbCommand() *command {
 			if err := noArgs(fs); err != nil {
 				return err
 			}
-			created, name, err := createDB(ctx, e.cfg.DatabaseURL)
+			created, name, err := createDB(ctx, e.cfg.Postgres.URL.Reveal())
 			if err != nil {
 				return err
 			}
@@ -125,7 +117,7 @@ func createDB(ctx context.Context, url string) (created bool, name string, err e
 	defer cancel()
 	conn, err := pgx.ConnectConfig(ctx, admin)
 	if err != nil {
-		return false, name, fmt.Errorf("connect to %s: %w", redactURL(url), err)
+		return false, name, fmt.Errorf("connect to %s: %w", postgres.RedactURL(url), err)
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
 	var exists bool

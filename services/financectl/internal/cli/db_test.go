@@ -15,7 +15,6 @@ import (
 
 	"github.com/finsvc/finance/pkg/pgtest"
 	"github.com/finsvc/finance/pkg/schema"
-	"github.com/finsvc/finance/services/financectl/internal/cli"
 )
 
 // freshDatabaseURL returns the URL and name of a database on the test server
@@ -76,7 +75,7 @@ func TestCreatedbThenMigrate(t *testing.T) {
 	}
 	for _, s := range steps {
 		got := run(t, env, s.args...)
-		if got.code != cli.ExitOK {
+		if got.code != exitOK {
 			t.Fatalf("%v: exit %d, stderr:\n%s", s.args, got.code, got.stderr)
 		}
 		if got.stdout != s.want {
@@ -102,15 +101,15 @@ func TestDatabaseFailuresExit1(t *testing.T) {
 		args []string
 		want string
 	}{
-		{"migrate a missing database", []string{"migrate"}, "financectl migrate: connect to postgres://postgres@127.0.0.1:5432/financectl_test_"},
-		{"seed a missing database", []string{"seed", "--demo"}, "financectl seed: connect to"},
+		{"migrate a missing database", []string{"migrate"}, "financectl: migrate: connect to postgres://postgres@127.0.0.1:5432/financectl_test_"},
+		{"seed a missing database", []string{"seed", "--demo"}, "financectl: seed: connect to"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			got := run(t, map[string]string{"DATABASE_URL": missing}, tt.args...)
-			if got.code != cli.ExitError {
-				t.Fatalf("exit code = %d, want %d; stderr:\n%s", got.code, cli.ExitError, got.stderr)
+			if got.code != exitError {
+				t.Fatalf("exit code = %d, want %d; stderr:\n%s", got.code, exitError, got.stderr)
 			}
 			if !strings.HasPrefix(got.stderr, tt.want) || !strings.Contains(got.stderr, "does not exist") {
 				t.Errorf("stderr = %q, want prefix %q and the server's reason", got.stderr, tt.want)
@@ -123,11 +122,11 @@ func TestSeedUnmigratedDatabaseExit1(t *testing.T) {
 	t.Parallel()
 	url, _ := freshDatabaseURL(t)
 	env := map[string]string{"DATABASE_URL": url}
-	if got := run(t, env, "createdb"); got.code != cli.ExitOK {
+	if got := run(t, env, "createdb"); got.code != exitOK {
 		t.Fatalf("createdb: %s", got.stderr)
 	}
 	got := run(t, env, "seed", "--demo")
-	if got.code != cli.ExitError || !strings.Contains(got.stderr, `relation "merchants" does not exist`) {
+	if got.code != exitError || !strings.Contains(got.stderr, `relation "merchants" does not exist`) {
 		t.Errorf("seed on an empty database: exit %d, stderr %q", got.code, got.stderr)
 	}
 }
@@ -148,7 +147,7 @@ func TestSeedDemo(t *testing.T) {
 	env := map[string]string{"DATABASE_URL": url}
 
 	got := run(t, env, "seed", "--demo")
-	if got.code != cli.ExitOK {
+	if got.code != exitOK {
 		t.Fatalf("seed --demo: exit %d, stderr:\n%s", got.code, got.stderr)
 	}
 	if want := "demo: merchants created 7, users created 6, skipped 0 (already exist)\n"; got.stdout != want {
@@ -222,7 +221,7 @@ func TestSeedDemo(t *testing.T) {
 
 	// Twice changes nothing.
 	got = run(t, env, "seed", "--demo")
-	if got.code != cli.ExitOK {
+	if got.code != exitOK {
 		t.Fatalf("second seed --demo: exit %d, stderr:\n%s", got.code, got.stderr)
 	}
 	if want := "demo: merchants created 0, users created 0, skipped 6 (already exist)\n"; got.stdout != want {
@@ -295,13 +294,13 @@ func TestSeedUsers(t *testing.T) {
 			pool := openPool(t, url)
 			env := map[string]string{"DATABASE_URL": url}
 			if tt.pre != nil {
-				if got := run(t, env, append([]string{"seed"}, tt.pre...)...); got.code != cli.ExitOK {
+				if got := run(t, env, append([]string{"seed"}, tt.pre...)...); got.code != exitOK {
 					t.Fatalf("pre seed: exit %d, stderr:\n%s", got.code, got.stderr)
 				}
 			}
 			before := snapshot(t, pool)
 			got := run(t, env, append([]string{"seed"}, tt.args...)...)
-			if got.code != cli.ExitOK {
+			if got.code != exitOK {
 				t.Fatalf("seed: exit %d, stderr:\n%s", got.code, got.stderr)
 			}
 			lines := strings.Split(strings.TrimSpace(got.stdout), "\n")

@@ -108,12 +108,12 @@ func dlqCommand() *command {
 			if err != nil {
 				return usagef("%v", err)
 			}
-			pool, err := connect(ctx, e.cfg.DatabaseURL)
+			pool, err := connect(ctx, e.cfg.Postgres)
 			if err != nil {
 				return err
 			}
 			defer pool.Close()
-			op, err := dlq.NewOperator(e.cfg.Brokers, pool, logger)
+			op, err := dlq.NewOperator(e.cfg.Kafka.Brokers, pool, logger)
 			if err != nil {
 				return err
 			}

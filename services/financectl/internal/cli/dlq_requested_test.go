@@ -21,7 +21,6 @@ import (
 	"github.com/finsvc/finance/pkg/kafka"
 	"github.com/finsvc/finance/pkg/kafkatest"
 	"github.com/finsvc/finance/pkg/pgtest"
-	"github.com/finsvc/finance/services/financectl/internal/cli"
 )
 
 // requestedPayment is one payment of the replay-guard tests and the
@@ -145,7 +144,7 @@ type replayJSON struct {
 func (d requestedEnv) replay(t *testing.T, args ...string) (replayJSON, map[int64]string) {
 	t.Helper()
 	got := run(t, d.env, append([]string{"dlq", "replay", "--json", "--rate", "100"}, args...)...)
-	if got.code != cli.ExitOK {
+	if got.code != exitOK {
 		t.Fatalf("dlq replay %v: exit %d, stderr:\n%s", args, got.code, got.stderr)
 	}
 	var res replayJSON
@@ -182,7 +181,7 @@ func TestDLQReplayRequestedCannotPayTwice(t *testing.T) {
 
 	// An empty filter replays nothing: the topic must be named.
 	got := run(t, d.env, "dlq", "replay", "--dry-run")
-	if got.code != cli.ExitUsage || !strings.Contains(got.stderr, "--topic") || !strings.Contains(got.stderr, "--all-topics") {
+	if got.code != exitUsage || !strings.Contains(got.stderr, "--topic") || !strings.Contains(got.stderr, "--all-topics") {
 		t.Errorf("replay without a topic: exit %d, stderr:\n%s", got.code, got.stderr)
 	}
 
@@ -208,7 +207,7 @@ func TestDLQReplayRequestedCannotPayTwice(t *testing.T) {
 		t.Errorf("dry run (-want +got):\n%s", diff)
 	}
 	got = run(t, d.env, "dlq", "replay", "--topic", kafka.TopicRequested, "--dry-run")
-	if got.code != cli.ExitOK {
+	if got.code != exitOK {
 		t.Fatalf("text dry run: exit %d, stderr:\n%s", got.code, got.stderr)
 	}
 	for _, want := range []string{"8 selected, 0 replayed, 7 skipped", "skipped_final: 2", "skipped_stale: 3",

@@ -18,7 +18,6 @@ import (
 	"github.com/finsvc/finance/pkg/kafka"
 	"github.com/finsvc/finance/pkg/kafkatest"
 	"github.com/finsvc/finance/pkg/pgtest"
-	"github.com/finsvc/finance/services/financectl/internal/cli"
 )
 
 // dlqEnv is a broker with three dead letters and a migrated database.
@@ -56,7 +55,7 @@ func newDLQEnv(t *testing.T) dlqEnv {
 		}
 	}
 	got := run(t, d.env, "dlq", "list", "--json")
-	if got.code != cli.ExitOK {
+	if got.code != exitOK {
 		t.Fatalf("dlq list: exit %d, stderr:\n%s", got.code, got.stderr)
 	}
 	if err := json.Unmarshal([]byte(got.stdout), &d.letters); err != nil || len(d.letters) != 3 {
@@ -87,7 +86,7 @@ func TestDLQListAndShow(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			got := run(t, d.env, append([]string{"dlq", "list", "--json"}, tt.args...)...)
-			if got.code != cli.ExitOK {
+			if got.code != exitOK {
 				t.Fatalf("exit %d, stderr:\n%s", got.code, got.stderr)
 			}
 			var es []dlq.Entry
@@ -107,7 +106,7 @@ func TestDLQListAndShow(t *testing.T) {
 	t.Run("text", func(t *testing.T) {
 		t.Parallel()
 		got := run(t, d.env, "dlq", "list", "--user", "8")
-		if got.code != cli.ExitOK {
+		if got.code != exitOK {
 			t.Fatalf("exit %d, stderr:\n%s", got.code, got.stderr)
 		}
 		for _, want := range []string{"DEAD LETTER", d.letters[1].ID(), "unknown_payment", "424242", "1 dead letter(s)"} {
@@ -121,7 +120,7 @@ func TestDLQListAndShow(t *testing.T) {
 		e := d.letters[2]
 		for _, args := range [][]string{{e.ID()}, {e.Topic, fmt.Sprint(e.Partition), fmt.Sprint(e.Offset)}} {
 			got := run(t, d.env, append([]string{"dlq", "show"}, args...)...)
-			if got.code != cli.ExitOK {
+			if got.code != exitOK {
 				t.Fatalf("exit %d, stderr:\n%s", got.code, got.stderr)
 			}
 			for _, want := range []string{"original:        payments.requested/0/2", "reason:          retry_budget_spent",
@@ -132,7 +131,7 @@ func TestDLQListAndShow(t *testing.T) {
 			}
 		}
 		got := run(t, d.env, "dlq", "show", e.Topic+"/0/999")
-		if got.code != cli.ExitError || !strings.Contains(got.stderr, "dead letter not found") {
+		if got.code != exitError || !strings.Contains(got.stderr, "dead letter not found") {
 			t.Errorf("show of a missing letter: exit %d, stderr %q", got.code, got.stderr)
 		}
 	})
@@ -153,7 +152,7 @@ func TestDLQReplay(t *testing.T) {
 	}
 
 	got := run(t, d.env, "dlq", "replay", "--topic", kafka.TopicOutcomes, "--dry-run")
-	if got.code != cli.ExitOK {
+	if got.code != exitOK {
 		t.Fatalf("dry run: exit %d, stderr:\n%s", got.code, got.stderr)
 	}
 	if !strings.Contains(got.stdout, "(dry run: nothing published): 2 selected, 0 replayed") ||
@@ -165,7 +164,7 @@ func TestDLQReplay(t *testing.T) {
 	}
 
 	got = run(t, d.env, "dlq", "replay", "--topic", kafka.TopicOutcomes, "--rate", "50")
-	if got.code != cli.ExitOK {
+	if got.code != exitOK {
 		t.Fatalf("replay: exit %d, stderr:\n%s", got.code, got.stderr)
 	}
 	if !strings.Contains(got.stdout, "2 selected, 2 replayed, 0 skipped") {
@@ -176,7 +175,7 @@ func TestDLQReplay(t *testing.T) {
 	}
 
 	got = run(t, d.env, "dlq", "replay", "--topic", kafka.TopicOutcomes)
-	if got.code != cli.ExitOK {
+	if got.code != exitOK {
 		t.Fatalf("second replay: exit %d, stderr:\n%s", got.code, got.stderr)
 	}
 	if !strings.Contains(got.stdout, "2 selected, 0 replayed, 2 skipped") {
@@ -227,8 +226,8 @@ func TestDLQUsageErrors(t *testing.T) {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
 			t.Parallel()
 			got := run(t, nil, tt.args...)
-			if got.code != cli.ExitUsage {
-				t.Errorf("exit %d, want %d; stderr:\n%s", got.code, cli.ExitUsage, got.stderr)
+			if got.code != exitUsage {
+				t.Errorf("exit %d, want %d; stderr:\n%s", got.code, exitUsage, got.stderr)
 			}
 			if first, _, _ := strings.Cut(got.stderr, "\n"); !strings.Contains(first, tt.want) {
 				t.Errorf("first stderr line %q lacks %q", first, tt.want)

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/finsvc/finance/pkg/entry"
 	"github.com/finsvc/finance/services/financectl/internal/cli"
 )
 
@@ -82,8 +83,9 @@ func TestReconcileMetrics(t *testing.T) {
 	go func() {
 		var stdout, stderr bytes.Buffer
 		// as-is without a statement: nothing can be resolved, the payments stay.
-		code := cli.Run(runCtx, []string{"reconcile", "--watch", "200ms", "--api", "as-is", "--no-statement", "--metrics-addr", addr},
+		err := cli.Run(runCtx, []string{"reconcile", "--watch", "200ms", "--api", "as-is", "--no-statement", "--metrics-addr", addr},
 			func(k string) string { return env[k] }, &stdout, &stderr)
+		code := entry.Exit("financectl", err, &stderr)
 		done <- result{code: code, stdout: stdout.String(), stderr: stderr.String()}
 	}()
 	stopped := false
@@ -176,7 +178,7 @@ func TestReconcileMetrics(t *testing.T) {
 func TestMetricsAddrNeedsWatch(t *testing.T) {
 	t.Parallel()
 	r := run(t, map[string]string{"DATABASE_URL": "postgres://postgres@127.0.0.1:1/none"}, "reconcile", "--metrics-addr", ":9104")
-	if r.code != cli.ExitUsage || !strings.Contains(r.stderr, "--metrics-addr needs --watch") {
+	if r.code != exitUsage || !strings.Contains(r.stderr, "--metrics-addr needs --watch") {
 		t.Errorf("exit %d\n%s", r.code, r.stderr)
 	}
 }

@@ -100,7 +100,7 @@ func reconcileCommand() *command {
 			}
 			cfg, proc := rf.cfg, rf.proc
 			cfg.Emit = emitEvent
-			pool, err := connect(ctx, e.cfg.DatabaseURL)
+			pool, err := connect(ctx, e.cfg.Postgres)
 			if err != nil {
 				return err
 			}

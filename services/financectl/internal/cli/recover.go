@@ -103,7 +103,7 @@ func recoverCommand() *command {
 			if merchantID < 0 {
 				return usagef("--merchant-id %d must be positive", merchantID)
 			}
-			pool, err := connect(ctx, e.cfg.DatabaseURL)
+			pool, err := connect(ctx, e.cfg.Postgres)
 			if err != nil {
 				return err
 			}

@@ -11,7 +11,6 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/finsvc/finance/pkg/payment"
-	"github.com/finsvc/finance/services/financectl/internal/cli"
 )
 
 // execution is one execution of the fake processor's statement.
@@ -211,7 +210,7 @@ func TestAfterRestoreMigrates(t *testing.T) {
 		!strings.Contains(r.stdout, "the database holds no payment") || !strings.Contains(r.stdout, "no statement was read") {
 		t.Errorf("after-restore on an empty database: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
-	if r := run(t, env, "after-restore", "--api", "v9"); r.code != cli.ExitUsage {
+	if r := run(t, env, "after-restore", "--api", "v9"); r.code != exitUsage {
 		t.Errorf("after-restore --api v9: exit %d", r.code)
 	}
 }

@@ -54,7 +54,7 @@ func seedCommand() *command {
 				return usagef("--start-id, --balance and --batch need --users")
 			}
 
-			pool, err := connect(ctx, e.cfg.DatabaseURL)
+			pool, err := connect(ctx, e.cfg.Postgres)
 			if err != nil {
 				return err
 			}

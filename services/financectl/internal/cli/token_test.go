@@ -7,7 +7,6 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/finsvc/finance/pkg/auth"
-	"github.com/finsvc/finance/services/financectl/internal/cli"
 )
 
 func TestToken(t *testing.T) {
@@ -55,7 +54,7 @@ func TestToken(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			got := run(t, tt.env, append([]string{"token"}, tt.args...)...)
-			if got.code != cli.ExitOK {
+			if got.code != exitOK {
 				t.Fatalf("exit %d, stderr:\n%s", got.code, got.stderr)
 			}
 			if !strings.HasSuffix(got.stdout, "\n") || strings.Count(got.stdout, "\n") != 1 {
@@ -85,7 +84,7 @@ func TestTokenWithoutSecretFails(t *testing.T) {
 		env  map[string]string
 		want string
 	}{
-		{"unset, no dev mode", nil, "financectl token: AUTH_JWT_SECRET is not set"},
+		{"unset, no dev mode", nil, "financectl: token: AUTH_JWT_SECRET is not set"},
 		{"unset, dev mode off", map[string]string{"FINANCE_DEV_MODE": "false"}, "AUTH_JWT_SECRET is not set"},
 		{"too short", map[string]string{"AUTH_JWT_SECRET": "short"}, "AUTH_JWT_SECRET is 5 bytes, want at least 32"},
 	}
@@ -93,8 +92,8 @@ func TestTokenWithoutSecretFails(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			got := run(t, tt.env, "token", "--user", "1")
-			if got.code != cli.ExitError {
-				t.Errorf("exit %d, want %d", got.code, cli.ExitError)
+			if got.code != exitError {
+				t.Errorf("exit %d, want %d", got.code, exitError)
 			}
 			if got.stdout != "" || !strings.Contains(got.stderr, tt.want) {
 				t.Errorf("stdout %q stderr %q, want no token and %q", got.stdout, got.stderr, tt.want)

@@ -57,7 +57,7 @@ func topicsCommand() *command {
 			if err != nil {
 				return usagef("%v", err)
 			}
-			cl, err := kafka.NewClient(e.cfg.Brokers, logger, kgo.RetryTimeout(timeout))
+			cl, err := kafka.NewClient(e.cfg.Kafka.Brokers, logger, kgo.RetryTimeout(timeout))
 			if err != nil {
 				return err
 			}
@@ -81,11 +81,11 @@ func pipelineTopics() []string {
 func createTopics(ctx context.Context, e *env, cl *kgo.Client, partitions int32) error {
 	topics := pipelineTopics()
 	if err := kafka.EnsureTopics(ctx, cl, partitions, topics...); err != nil {
-		return fmt.Errorf("on %v: %w", e.cfg.Brokers, err)
+		return fmt.Errorf("on %v: %w", e.cfg.Kafka.Brokers, err)
 	}
 	details, err := kadm.NewClient(cl).ListTopics(ctx, topics...)
 	if err != nil {
-		return fmt.Errorf("on %v: %w", e.cfg.Brokers, err)
+		return fmt.Errorf("on %v: %w", e.cfg.Kafka.Brokers, err)
 	}
 	for _, t := range topics {
 		d := details[t]
@@ -105,10 +105,10 @@ func createTopics(ctx context.Context, e *env, cl *kgo.Client, partitions int32)
 func listTopics(ctx context.Context, e *env, cl *kgo.Client) error {
 	details, err := kadm.NewClient(cl).ListTopics(ctx)
 	if err != nil {
-		return fmt.Errorf("list topics on %v: %w", e.cfg.Brokers, err)
+		return fmt.Errorf("list topics on %v: %w", e.cfg.Kafka.Brokers, err)
 	}
 	if err := details.Error(); err != nil {
-		return fmt.Errorf("list topics on %v: %w", e.cfg.Brokers, err)
+		return fmt.Errorf("list topics on %v: %w", e.cfg.Kafka.Brokers, err)
 	}
 	names := details.Names()
 	sort.Strings(names)

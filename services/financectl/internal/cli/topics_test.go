@@ -11,7 +11,6 @@ import (
 
 	"github.com/finsvc/finance/pkg/kafka"
 	"github.com/finsvc/finance/pkg/kafkatest"
-	"github.com/finsvc/finance/services/financectl/internal/cli"
 )
 
 func TestTopicsCreateAndList(t *testing.T) {
@@ -20,7 +19,7 @@ func TestTopicsCreateAndList(t *testing.T) {
 	env := map[string]string{"KAFKA_BROKERS": strings.Join(cluster.Brokers(), ",")}
 
 	got := run(t, env, "topics", "create", "--partitions", "3")
-	if got.code != cli.ExitOK {
+	if got.code != exitOK {
 		t.Fatalf("create: exit %d, stderr:\n%s", got.code, got.stderr)
 	}
 	want := "topic payments.requested: 3 partitions\ntopic payments.outcomes: 3 partitions\ntopic payments.events: 3 partitions\n" +
@@ -49,7 +48,7 @@ func TestTopicsCreateAndList(t *testing.T) {
 	// that says so.
 	env["KAFKA_PARTITIONS"] = "5"
 	got = run(t, env, "topics", "create")
-	if got.code != cli.ExitOK {
+	if got.code != exitOK {
 		t.Fatalf("second create: exit %d, stderr:\n%s", got.code, got.stderr)
 	}
 	if !strings.Contains(got.stdout, "topic payments.events: 3 partitions (exists with 3, not 5") {
@@ -57,7 +56,7 @@ func TestTopicsCreateAndList(t *testing.T) {
 	}
 
 	got = run(t, env, "topics", "list")
-	if got.code != cli.ExitOK {
+	if got.code != exitOK {
 		t.Fatalf("list: exit %d, stderr:\n%s", got.code, got.stderr)
 	}
 	for _, topic := range kafka.Topics() {
@@ -76,10 +75,10 @@ func TestTopicsUnreachableBrokerExit1(t *testing.T) {
 	addr := ln.Addr().String()
 	ln.Close() // nothing listens there now
 	got := run(t, map[string]string{"KAFKA_BROKERS": addr}, "topics", "create", "--timeout", "2s")
-	if got.code != cli.ExitError {
-		t.Errorf("exit %d, want %d; stderr:\n%s", got.code, cli.ExitError, got.stderr)
+	if got.code != exitError {
+		t.Errorf("exit %d, want %d; stderr:\n%s", got.code, exitError, got.stderr)
 	}
-	if !strings.Contains(got.stderr, "financectl topics: on ["+addr+"]") {
+	if !strings.Contains(got.stderr, "financectl: topics: on ["+addr+"]") {
 		t.Errorf("stderr = %q, want the broker address", got.stderr)
 	}
 }

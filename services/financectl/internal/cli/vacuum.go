@@ -30,7 +30,7 @@ func vacuumCommand() *command {
 			if watch < 0 {
 				return usagef("--watch must not be negative")
 			}
-			pool, err := connect(ctx, e.cfg.DatabaseURL)
+			pool, err := connect(ctx, e.cfg.Postgres)
 			if err != nil {
 				return err
 			}

@@ -71,7 +71,7 @@ func verifyCommand() *command {
 			if cfg.MaxExamples < 1 {
 				return usagef("--examples %d: must be at least 1", cfg.MaxExamples)
 			}
-			pool, err := connect(ctx, e.cfg.DatabaseURL)
+			pool, err := connect(ctx, e.cfg.Postgres)
 			if err != nil {
 				return err
 			}
