@@ -35,15 +35,18 @@ func ProcessorKey(uid uuid.UUID) string {
 }
 
 // ParseProcessorKey returns the payment uid a processor key names, and false
-// for a key that ProcessorKey did not make (another client's, or the numeric
-// "payment-<id>" keys of releases before migration 00004).
+// for a key that ProcessorKey did not make: another client's, the numeric
+// "payment-<id>" keys of releases before migration 00004, the nil uid, or
+// any other spelling of a uid (upper case, braces, urn:uuid:). It is the one
+// place that reads a processor key: a key names a payment exactly when
+// ProcessorKey(uid) gives it back.
 func ParseProcessorKey(key string) (uuid.UUID, bool) {
 	rest, ok := strings.CutPrefix(key, keyPrefix)
-	if !ok || len(rest) != 36 {
+	if !ok {
 		return uuid.UUID{}, false
 	}
-	uid, err := uuid.Parse(rest)
-	if err != nil {
+	uid, err := ParseUID(rest)
+	if err != nil || ProcessorKey(uid) != key {
 		return uuid.UUID{}, false
 	}
 	return uid, true
