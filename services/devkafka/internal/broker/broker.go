@@ -24,6 +24,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/finsvc/finance/pkg/entry"
+	"github.com/finsvc/finance/pkg/envconfig"
 	"github.com/finsvc/finance/pkg/kafka"
 	"github.com/finsvc/finance/pkg/obs"
 	"github.com/finsvc/finance/services/devkafka/internal/kfake"
@@ -35,7 +37,7 @@ const lockFile = "devkafka.lock"
 // Run starts the broker as configured by args and the environment, logs
 // "listening" with its address once clients can connect, and serves until
 // ctx ends. It then closes the broker, which saves its state to the data
-// dir, and returns nil. Bad configuration is a *UsageError.
+// dir, and returns nil. Bad configuration is an *entry.UsageError.
 func Run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	cfg, err := loadConfig(args, getenv, stderr)
 	if err != nil {
@@ -43,15 +45,14 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	logger, err := obs.NewLogger(stdout, cfg.LogLevel, "devkafka")
 	if err != nil {
-		return &UsageError{Err: err}
+		return &entry.UsageError{Err: err}
 	}
 	dir, err := filepath.Abs(cfg.DataDir)
 	if err != nil {
 		return fmt.Errorf("data dir %s: %w", cfg.DataDir, err)
 	}
-	logger.InfoContext(ctx, "config", "addr", cfg.Addr, "data_dir", dir, "partitions", cfg.Partitions,
-		"sync_writes", cfg.SyncWrites, "log_level", cfg.LogLevel,
-		"brokers", cfg.Brokers, "control_addr", cfg.ControlAddr)
+	cfg.DataDir = dir
+	envconfig.LogStart(ctx, logger, cfg, nil)
 
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("create data dir: %w", err)

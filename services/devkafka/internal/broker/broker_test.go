@@ -16,6 +16,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/finsvc/finance/pkg/entry"
 	"github.com/finsvc/finance/pkg/kafka"
 	"github.com/finsvc/finance/services/devkafka/internal/broker"
 )
@@ -256,7 +257,7 @@ func TestConfigErrors(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			err := broker.Run(context.Background(), tt.args, func(k string) string { return tt.env[k] }, io.Discard, io.Discard)
-			var ue *broker.UsageError
+			var ue *entry.UsageError
 			if !errors.As(err, &ue) {
 				t.Fatalf("Run = %v, want a *UsageError", err)
 			}
@@ -278,10 +279,11 @@ func TestFlagsOverrideEnv(t *testing.T) {
 	if _, p, _ := net.SplitHostPort(in.addr); p != port {
 		t.Errorf("listening on %s, want port %s", in.addr, port)
 	}
-	cfgLine, ok := in.logs.waitFor("config")
+	start, ok := in.logs.waitFor("starting")
 	if !ok {
-		t.Fatal("no config line")
+		t.Fatal("no starting line")
 	}
+	cfgLine, _ := start["config"].(map[string]any)
 	got := map[string]any{"data_dir": cfgLine["data_dir"], "partitions": cfgLine["partitions"], "sync_writes": cfgLine["sync_writes"]}
 	want := map[string]any{"data_dir": dir, "partitions": float64(1), "sync_writes": true}
 	if diff := cmp.Diff(want, got); diff != "" {

@@ -5,10 +5,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"strconv"
 	"strings"
 
+	"github.com/finsvc/finance/pkg/entry"
 	"github.com/finsvc/finance/pkg/envconfig"
 	"github.com/finsvc/finance/pkg/kafka"
 )
@@ -38,16 +40,6 @@ type Config struct {
 	ControlAddr string
 }
 
-// UsageError is a bad flag, argument or environment variable. Usage, when
-// set, is the flag usage to print after the error.
-type UsageError struct {
-	Err   error
-	Usage string
-}
-
-func (e *UsageError) Error() string { return e.Err.Error() }
-func (e *UsageError) Unwrap() error { return e.Err }
-
 // loadConfig reads the environment through getenv, then lets flags in args
 // override it, and reports every problem at once.
 func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Config, error) {
@@ -57,7 +49,7 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 		DataDir:    r.String("DEVKAFKA_DATA_DIR", ".run/kafka"),
 		Partitions: r.Int("DEVKAFKA_PARTITIONS", kafka.DefaultPartitions),
 		SyncWrites: r.Bool("DEVKAFKA_SYNC_WRITES", false),
-		LogLevel:   r.String("LOG_LEVEL", "info"),
+		LogLevel:   r.LogLevel("info"),
 		Brokers:    r.Int("DEVKAFKA_BROKERS", 1),
 
 		ControlAddr: r.String("DEVKAFKA_CONTROL_ADDR", ""),
@@ -85,10 +77,10 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 			fmt.Fprint(stderr, usage())
 			return Config{}, err
 		}
-		return Config{}, &UsageError{Err: err, Usage: usage()}
+		return Config{}, &entry.UsageError{Err: err, Usage: usage()}
 	}
 	if fs.NArg() > 0 {
-		return Config{}, &UsageError{Err: fmt.Errorf("unexpected argument %q", fs.Arg(0)), Usage: usage()}
+		return Config{}, &entry.UsageError{Err: fmt.Errorf("unexpected argument %q", fs.Arg(0)), Usage: usage()}
 	}
 
 	if err := checkAddr(c.Addr); err != nil {
@@ -108,15 +100,26 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 			r.Fail("control addr %q: %w", c.ControlAddr, err)
 		}
 	}
-	switch c.LogLevel {
-	case "debug", "info", "warn", "error":
-	default:
-		r.Fail("log level %q: want debug, info, warn or error", c.LogLevel)
+	if err := envconfig.CheckLogLevel(c.LogLevel); err != nil {
+		r.Fail("%w", err) // -log-level may override LOG_LEVEL
 	}
 	if err := r.Err(); err != nil {
-		return Config{}, &UsageError{Err: err}
+		return Config{}, &entry.UsageError{Err: err}
 	}
 	return c, nil
+}
+
+// LogValue is the configuration as it is logged at start.
+func (c Config) LogValue() slog.Value {
+	return slog.GroupValue(
+		slog.String("addr", c.Addr),
+		slog.String("data_dir", c.DataDir),
+		slog.Int("partitions", c.Partitions),
+		slog.Bool("sync_writes", c.SyncWrites),
+		slog.String("log_level", c.LogLevel),
+		slog.Int("brokers", c.Brokers),
+		slog.String("control_addr", c.ControlAddr),
+	)
 }
 
 // checkAddr accepts host:port with a loopback host. The broker has no
