@@ -34,7 +34,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/finsvc/finance/pkg/dlq"
 	"github.com/finsvc/finance/pkg/kafka"
 	"github.com/finsvc/finance/pkg/ledger"
 	"github.com/finsvc/finance/pkg/payment"
@@ -330,26 +329,6 @@ func (c *Consumer) handle(ctx context.Context, rec *kgo.Record) error {
 	return nil
 }
 
-// recurAttempts is how many attempts in a row must fail with a data
-// exception or an integrity constraint violation (SQLSTATE class 22 or 23)
-// before the error counts as permanent. Such errors refuse the data itself
-// and come back every time; a few attempts still let one that a concurrent
-// writer caused (a unique violation, say) go away.
-const recurAttempts = 3
-
-// recurringError is a class 22 or 23 PostgreSQL error that came back on
-// recurAttempts attempts in a row: retrying will not fix it.
-type recurringError struct {
-	err      error
-	attempts int
-}
-
-func (e *recurringError) Error() string {
-	return fmt.Sprintf("%v (on %d attempts in a row)", e.err, e.attempts)
-}
-
-func (e *recurringError) Unwrap() error { return e.err }
-
 // apply applies o in PostgreSQL, retrying transient errors, and returns
 // what changed and how many attempts it took. Permanent errors (see
 // permanentReason) are returned at once, class 22 and 23 errors once they
@@ -431,21 +410,6 @@ func conflicting(from, to payment.Status) bool {
 	return from.Final() && to.Final() && from != to
 }
 
-// conflict dead-letters an outcome that contradicts its payment's final
-// status from (applyOutcome recorded it in outcome_conflicts and changed
-// nothing else) and counts it. It returns an error, like deadLetter, only
-// when the dead letter could not be published.
-func (c *Consumer) conflict(ctx context.Context, rec *kgo.Record, o Outcome, from payment.Status,
-	attempts int, firstSeen time.Time) error {
-	cause := fmt.Errorf("outcome %s contradicts payment %d's final status %s: ledger left as it is, "+
-		"recorded in outcome_conflicts; reconcile the payment with the processor's statement", o.Status, o.PaymentID, from)
-	if err := c.deadLetter(ctx, rec, o, rejectConflict, cause, attempts, firstSeen); err != nil {
-		return err
-	}
-	c.m.conflicts.WithLabelValues(string(from), string(o.Status)).Inc()
-	return nil
-}
-
 // retry runs op until it succeeds, returns a permanent error, RetryTimeout
 // passes or ctx ends. An attempt that has started is not cut short by ctx:
 // each runs with its own AttemptTimeout, so shutdown finishes in-flight work.
@@ -462,71 +426,6 @@ func (c *Consumer) retry(ctx context.Context, stage string, op func(context.Cont
 		c.m.errors.WithLabelValues(stage).Inc()
 		c.logger.WarnContext(ctx, "retrying", "stage", stage, "err", err, "retry_in", wait.String())
 	})
-}
-
-// permanentReason returns the rejection reason of an error that retrying
-// cannot fix, or "" for any other error.
-func permanentReason(err error) string {
-	switch {
-	case err == nil:
-		return ""
-	case errors.Is(err, ledger.ErrPaymentNotFound):
-		return rejectUnknownPayment
-	case errors.Is(err, ledger.ErrStale):
-		return rejectStale
-	case errors.Is(err, ledger.ErrUserMismatch):
-		return rejectUserMismatch
-	case postgres.IsCheckViolation(err), postgres.IsForeignKeyViolation(err):
-		return rejectConstraint
-	}
-	// Other class 22 and 23 errors only once they recurred (see apply).
-	var re *recurringError
-	if errors.As(err, &re) {
-		if postgres.Class(re.err) == postgres.ClassDataException {
-			return rejectDataException
-		}
-		return rejectConstraint
-	}
-	return ""
-}
-
-// refusedByPostgres reports whether reason says PostgreSQL refused the
-// change, for a payment that exists and is this user's.
-func refusedByPostgres(reason string) bool {
-	return reason == rejectConstraint || reason == rejectDataException
-}
-
-// deadLetter publishes an outcome that can never apply to
-// payments.outcomes.dlq, retrying like any Kafka write, and returns nil once
-// the broker has it: only then may the record's offset be committed. If the
-// publish keeps failing it returns the error, and the record is deferred
-// (fetched and tried again), never dropped.
-func (c *Consumer) deadLetter(ctx context.Context, rec *kgo.Record, o Outcome, reason string, cause error,
-	attempts int, firstSeen time.Time) error {
-	l := dlq.Letter{
-		Reason:    reason,
-		Err:       cause,
-		Attempts:  attempts,
-		FirstSeen: firstSeen,
-		Source:    Group,
-		PaymentID: o.PaymentID,
-		UserID:    o.UserID,
-	}
-	err := c.retry(ctx, "dlq", func(ctx context.Context) error {
-		return dlq.Publish(ctx, c.cl, rec, l)
-	})
-	if err != nil {
-		c.m.deferred.WithLabelValues("dlq").Inc()
-		c.logger.ErrorContext(ctx, "dead-letter outcome: giving up for now, the record will be fetched again",
-			"reason", reason, "payment_id", o.PaymentID, "topic", rec.Topic, "partition", rec.Partition,
-			"offset", rec.Offset, "err", err)
-		return err
-	}
-	c.m.rejected.WithLabelValues(reason).Inc()
-	c.logger.ErrorContext(ctx, "outcome dead-lettered", "reason", reason, "payment_id", o.PaymentID, "user_id", o.UserID,
-		"topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset,
-		"dlq_topic", kafka.DLQTopic(rec.Topic), "err", cause)
-	return nil
 }
 
 // abort stops the current poll's work after its in-flight attempts: a

@@ -6,32 +6,6 @@ import (
 	"github.com/finsvc/finance/pkg/payment"
 )
 
-// Reasons an outcome is dead-lettered without being applied (label
-// "reason", and the dlq-reason header).
-const (
-	rejectUndecodable    = "undecodable"
-	rejectInvalid        = "invalid"
-	rejectUnknownPayment = "unknown_payment"
-	rejectUserMismatch   = "user_mismatch"
-	// rejectConstraint: PostgreSQL refused the change with an integrity
-	// constraint violation (SQLSTATE class 23): a CHECK or foreign key at
-	// once, any other (unique, not null, exclusion, ...) once it recurred on
-	// recurAttempts attempts in a row.
-	rejectConstraint = "constraint"
-	// rejectDataException: PostgreSQL refused the change with a data
-	// exception (SQLSTATE class 22, e.g. bigint out of range) on
-	// recurAttempts attempts in a row.
-	rejectDataException = "data_exception"
-	// rejectConflict: the outcome contradicts the payment's final status
-	// (succeeded after failed, failed after succeeded). Nothing changed; it
-	// is recorded in outcome_conflicts for verify.
-	rejectConflict = "conflict"
-	// rejectStale: the outcome names a payment id that this database holds
-	// under another uid, or carries no uid: it was made for another
-	// database (one restored from a backup since) and is never applied.
-	rejectStale = "stale"
-)
-
 // metrics are the consumer's Prometheus collectors.
 type metrics struct {
 	applied       *prometheus.CounterVec
