@@ -52,9 +52,8 @@ func (h *harness) conflicts(t *testing.T) []conflictRow {
 // partition keeps flowing.
 func TestConsumerDeadLettersConflicts(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t)
+	c, h := setup(t)
 	h.seed(t, fixture{100000, 7, -3000}, fixture{100001, 7, -1000}, fixture{100002, 7, -500})
-	c := h.start(t)
 	sent := h.send(t,
 		outcome(100000, 7, failed, "declined"),
 		outcome(100001, 7, succeeded, ""),

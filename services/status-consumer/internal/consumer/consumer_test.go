@@ -27,14 +27,11 @@ import (
 	"github.com/finsvc/finance/pkg/kafkatest"
 	"github.com/finsvc/finance/pkg/payment"
 	"github.com/finsvc/finance/pkg/pgtest"
+	"github.com/finsvc/finance/pkg/testkit"
 	financev1 "github.com/finsvc/finance/proto/finance/v1"
 )
 
 func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
-
-// waitTimeout bounds every wait for an asynchronous result. It is a deadline
-// for a test that would otherwise hang, not a timing assertion.
-const waitTimeout = 30 * time.Second
 
 const (
 	merchantID = 2
@@ -234,14 +231,13 @@ func TestConsumer(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			h := newHarness(t)
+			c, h := setup(t)
 			h.seed(t, tt.payments...)
 			for _, o := range tt.preApplied {
 				if _, err := applyOutcome(context.Background(), h.pool, o); err != nil {
 					t.Fatal(err)
 				}
 			}
-			c := h.start(t)
 			h.send(t, tt.inputs...)
 
 			got := h.events(t, len(tt.wantEvents))
@@ -282,7 +278,7 @@ func TestConsumer(t *testing.T) {
 
 func TestConsumerProcessesPartitionsIndependently(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t)
+	c, h := setup(t)
 	const users = 12
 	var (
 		fixtures []fixture
@@ -294,7 +290,6 @@ func TestConsumerProcessesPartitionsIndependently(t *testing.T) {
 		inputs = append(inputs, outcome(id, u, processing, ""), outcome(id, u, succeeded, ""))
 	}
 	h.seed(t, fixtures...)
-	c := h.start(t)
 	h.send(t, inputs...)
 
 	got := h.events(t, 2*users)
@@ -322,10 +317,9 @@ func TestConsumerProcessesPartitionsIndependently(t *testing.T) {
 
 func TestConsumerResumesFromCommittedOffsets(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t)
+	first, h := setup(t)
 	h.seed(t, fixture{100000, 7, -3000}, fixture{100001, 7, -1000})
 
-	first := h.start(t)
 	h.send(t, outcome(100000, 7, succeeded, ""))
 	h.events(t, 1)
 	h.stop(t, first) // graceful: commits, leaves the group
@@ -343,7 +337,7 @@ func TestConsumerResumesFromCommittedOffsets(t *testing.T) {
 
 func TestConsumerRebalanceLosesAndRepeatsNothing(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t)
+	a, h := setup(t)
 	const users = 8
 	var fixtures []fixture
 	for u := int64(1); u <= users; u++ {
@@ -351,7 +345,6 @@ func TestConsumerRebalanceLosesAndRepeatsNothing(t *testing.T) {
 	}
 	h.seed(t, fixtures...)
 
-	a := h.start(t)
 	for u := int64(1); u <= users; u++ {
 		h.send(t, outcome(100000+u, u, processing, ""))
 	}
@@ -380,8 +373,8 @@ func TestConsumerRebalanceLosesAndRepeatsNothing(t *testing.T) {
 
 func TestConsumerEmitsOnceKafkaAcceptsEvents(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t)
-	h.retryTimeout = 300 * time.Millisecond // give up quickly: the partition is rewound and the record fetched again
+	// Give up quickly: the partition is rewound and the record fetched again.
+	c, h := setup(t, retryFor(300*time.Millisecond))
 	h.seed(t, fixture{100000, 7, -3000})
 	fault := h.cluster.Fault(kfake.Fault{
 		Keys:  []kmsg.Key{kmsg.Produce},
@@ -389,12 +382,11 @@ func TestConsumerEmitsOnceKafkaAcceptsEvents(t *testing.T) {
 		Err:   kerr.InvalidRecord,
 		Count: -1,
 	})
-	c := h.start(t)
 	h.send(t, outcome(100000, 7, succeeded, ""))
 
 	// The consumer retries, gives up, rewinds the partition and fetches the
 	// outcome again, which then finds it applied in PostgreSQL.
-	waitFor(t, "the outcome to be deferred", func() bool {
+	testkit.Eventually(t, "the outcome to be deferred", func() bool {
 		return testutil.ToFloat64(c.m.deferred.WithLabelValues("emit")) >= 1
 	})
 	fault.Remove()
@@ -415,7 +407,7 @@ func TestConsumerEmitsOnceKafkaAcceptsEvents(t *testing.T) {
 		t.Errorf("applied{status=succeeded} = %v, want 1", got)
 	}
 	// Counted once the produce returns, which may be just after the test read the event.
-	waitFor(t, "the replayed event to be counted", func() bool {
+	testkit.Eventually(t, "the replayed event to be counted", func() bool {
 		return testutil.ToFloat64(c.m.events.WithLabelValues("true")) == 1
 	})
 }
@@ -425,8 +417,7 @@ func TestConsumerEmitsOnceKafkaAcceptsEvents(t *testing.T) {
 // each time, and back to 0 once it is processed.
 func TestConsumerCountsDeferralsOfTheHeadRecord(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t)
-	h.retryTimeout = 200 * time.Millisecond
+	c, h := setup(t, retryFor(200*time.Millisecond))
 	h.seed(t, fixture{100000, 7, -3000})
 	fault := h.cluster.Fault(kfake.Fault{
 		Keys:  []kmsg.Key{kmsg.Produce},
@@ -434,29 +425,32 @@ func TestConsumerCountsDeferralsOfTheHeadRecord(t *testing.T) {
 		Err:   kerr.InvalidRecord,
 		Count: -1,
 	})
-	c := h.start(t)
 	sent := h.send(t, outcome(100000, 7, succeeded, ""))
 	gauge := c.m.headDeferrals.WithLabelValues(strconv.Itoa(int(sent[0].Partition)))
 
-	waitFor(t, "three deferrals in a row", func() bool { return testutil.ToFloat64(gauge) >= 3 })
+	testkit.Eventually(t, "three deferrals in a row", func() bool { return testutil.ToFloat64(gauge) >= 3 })
 	if n := testutil.ToFloat64(c.m.deferred.WithLabelValues("emit")); n < 3 {
 		t.Errorf("deferred{stage=emit} = %v with the head deferred 3 times in a row", n)
 	}
 	fault.Remove()
 
 	h.events(t, 1)
-	waitFor(t, "the head record's deferrals to reset", func() bool { return testutil.ToFloat64(gauge) == 0 })
+	testkit.Eventually(t, "the head record's deferrals to reset", func() bool { return testutil.ToFloat64(gauge) == 0 })
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
+// setup is every test's start: a harness, and a consumer running on it
+// until the test ends (h.start runs more). opts adjust the config of every
+// consumer of the harness.
+func setup(t *testing.T, opts ...func(*Config)) (*Consumer, *harness) {
 	t.Helper()
-	deadline := time.Now().Add(waitTimeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	h := newHarness(t, opts...)
+	return h.start(t), h
+}
+
+// retryFor is a setup option: a record is given up on (and fetched again)
+// after d instead of 5 s.
+func retryFor(d time.Duration) func(*Config) {
+	return func(cfg *Config) { cfg.RetryTimeout = d }
 }
 
 // harness is one test's PostgreSQL database, Kafka cluster and clients.
@@ -466,19 +460,19 @@ type harness struct {
 	out     *kgo.Client // produces outcomes
 	in      *kgo.Client // reads events
 
-	retryTimeout time.Duration
+	opts []func(*Config)
 
 	mu      sync.Mutex
 	running map[*Consumer]func()
 }
 
-func newHarness(t *testing.T) *harness {
+func newHarness(t *testing.T, opts ...func(*Config)) *harness {
 	t.Helper()
 	h := &harness{
-		pool:         pgtest.NewPool(t),
-		cluster:      kafkatest.New(t, 4, append(kafka.Topics(), kafka.DLQTopics()...)),
-		running:      map[*Consumer]func(){},
-		retryTimeout: 5 * time.Second,
+		pool:    pgtest.NewPool(t),
+		cluster: kafkatest.New(t, 4, append(kafka.Topics(), kafka.DLQTopics()...)),
+		running: map[*Consumer]func(){},
+		opts:    opts,
 	}
 	var err error
 	h.out, err = kgo.NewClient(kgo.SeedBrokers(h.cluster.Brokers()...), kgo.DefaultProduceTopic(kafka.TopicOutcomes))
@@ -524,12 +518,16 @@ func (h *harness) seed(t *testing.T, fs ...fixture) {
 func (h *harness) start(t *testing.T) *Consumer {
 	t.Helper()
 	logger := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
-	c, err := New(Config{
+	cfg := Config{
 		Brokers:        h.cluster.Brokers(),
 		MaxPollRecords: 100,
-		RetryTimeout:   h.retryTimeout,
+		RetryTimeout:   5 * time.Second,
 		AttemptTimeout: 5 * time.Second,
-	}, h.pool, logger, prometheus.NewRegistry())
+	}
+	for _, opt := range h.opts {
+		opt(&cfg)
+	}
+	c, err := New(cfg, h.pool, logger, prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -589,7 +587,7 @@ func (h *harness) send(t *testing.T, inputs ...input) []*kgo.Record {
 // events reads the next n events from payments.events.
 func (h *harness) events(t *testing.T, n int) []*financev1.PaymentEvent {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), testkit.DefaultWait)
 	defer cancel()
 	var got []*financev1.PaymentEvent
 	for len(got) < n {

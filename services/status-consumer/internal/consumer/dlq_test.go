@@ -19,6 +19,7 @@ import (
 
 	"github.com/finsvc/finance/pkg/dlq"
 	"github.com/finsvc/finance/pkg/kafka"
+	"github.com/finsvc/finance/pkg/testkit"
 	financev1 "github.com/finsvc/finance/proto/finance/v1"
 )
 
@@ -77,7 +78,7 @@ func (h *harness) dlqRecords(t *testing.T, n int) []*kgo.Record {
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), testkit.DefaultWait)
 	defer cancel()
 	var got []*kgo.Record
 	for len(got) < n {
@@ -92,7 +93,7 @@ func (h *harness) dlqRecords(t *testing.T, n int) []*kgo.Record {
 
 func TestConsumerDeadLettersPoisonRecords(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t)
+	c, h := setup(t)
 	h.seed(t, fixture{100000, 7, -3000})
 	// A payment the gateway would never have accepted: a debit beyond the
 	// balance with no hold. Settling it violates the wallet's check.
@@ -100,7 +101,6 @@ func TestConsumerDeadLettersPoisonRecords(t *testing.T) {
 	if _, err := h.pool.Exec(context.Background(), `UPDATE payments SET amount = -50000 WHERE id = 100001`); err != nil {
 		t.Fatal(err)
 	}
-	c := h.start(t)
 	// Payment 100000's id under another uid: an outcome made for another
 	// database (ids repeat after a restore); and one without a uid.
 	otherDatabase := outcome(100000, 7, succeeded, "")
@@ -196,8 +196,7 @@ func TestConsumerDeadLettersPoisonRecords(t *testing.T) {
 
 func TestConsumerCommitsADeadLetterOnlyOnceKafkaHasIt(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t)
-	h.retryTimeout = 300 * time.Millisecond
+	c, h := setup(t, retryFor(300*time.Millisecond))
 	h.seed(t, fixture{100000, 7, -3000})
 	fault := h.cluster.Fault(kfake.Fault{
 		Keys:  []kmsg.Key{kmsg.Produce},
@@ -205,10 +204,9 @@ func TestConsumerCommitsADeadLetterOnlyOnceKafkaHasIt(t *testing.T) {
 		Err:   kerr.InvalidRecord,
 		Count: -1,
 	})
-	c := h.start(t)
 	h.send(t, outcome(424242, 7, succeeded, ""), outcome(100000, 7, succeeded, ""))
 
-	waitFor(t, "the dead letter to be deferred", func() bool {
+	testkit.Eventually(t, "the dead letter to be deferred", func() bool {
 		return testutil.ToFloat64(c.m.deferred.WithLabelValues("dlq")) >= 1
 	})
 	// The poison record holds its place: nothing after it was applied.
@@ -235,11 +233,10 @@ func TestConsumerCommitsADeadLetterOnlyOnceKafkaHasIt(t *testing.T) {
 // applies it, and a forced second replay changes nothing (idempotent).
 func TestReplayedDeadLetterAppliesOnceFixed(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t)
-	c := h.start(t)
+	c, h := setup(t)
 	h.send(t, outcome(100000, 7, succeeded, ""))
 	h.dlqRecords(t, 1)
-	waitFor(t, "the dead letter to be counted", func() bool {
+	testkit.Eventually(t, "the dead letter to be counted", func() bool {
 		return testutil.ToFloat64(c.m.rejected.WithLabelValues(rejectUnknownPayment)) == 1
 	})
 	h.seed(t, fixture{100000, 7, -3000})
@@ -249,7 +246,7 @@ func TestReplayedDeadLetterAppliesOnceFixed(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer op.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), testkit.DefaultWait)
 	defer cancel()
 	res, err := op.Replay(ctx, dlq.ReplayRequest{Filter: dlq.Filter{PaymentID: 100000}, Actor: "test", Rate: 100})
 	if err != nil || res.Replayed != 1 {
@@ -319,13 +316,12 @@ func TestConsumerDeadLettersRecurringDataErrors(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			h := newHarness(t)
+			c, h := setup(t)
 			// 100000 is a credit (no hold): its succeeded outcome is refused.
 			h.seed(t, fixture{100000, 7, 1000}, fixture{100001, 7, -3000})
 			if _, err := h.pool.Exec(context.Background(), tt.setup); err != nil {
 				t.Fatal(err)
 			}
-			c := h.start(t)
 			sent := h.send(t, outcome(100000, 7, succeeded, ""), outcome(100001, 7, succeeded, ""))
 
 			ev := h.events(t, 2)
