@@ -13,26 +13,19 @@ package main
 
 import (
 	"context"
-	"fmt"
-	"os"
-	"os/signal"
-	"syscall"
+	"io"
 
+	"github.com/finsvc/finance/pkg/entry"
 	"github.com/finsvc/finance/services/devstack/internal/chaos"
 	"github.com/finsvc/finance/services/devstack/internal/stack"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	var err error
-	if len(os.Args) > 1 && os.Args[1] == "chaos" {
-		err = chaos.Main(ctx, os.Args[2:], os.Getenv, os.Stdout, os.Stderr)
-	} else {
-		err = stack.Main(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
+func main() { entry.Main("devstack", run) }
+
+// run runs one subcommand: chaos, or one of the stack's.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "chaos" {
+		return chaos.Command(ctx, args[1:], getenv, stdout, stderr)
 	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "devstack:", err)
-		os.Exit(1)
-	}
+	return stack.Command(ctx, args, getenv, stdout, stderr)
 }

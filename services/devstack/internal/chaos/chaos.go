@@ -21,24 +21,25 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/twmb/franz-go/pkg/kadm"
 
+	"github.com/finsvc/finance/pkg/entry"
 	"github.com/finsvc/finance/pkg/kafka"
 	"github.com/finsvc/finance/pkg/postgres"
 
 	"github.com/finsvc/finance/services/devstack/internal/stack"
 )
 
-// ErrViolations is returned by Main when the run found a violation.
+// ErrViolations is returned by Command when the run found a violation.
 var ErrViolations = errors.New("chaos run found violations")
 
-// Main is `devstack chaos [flags]`. It returns ErrViolations when the report
-// is not clean.
-func Main(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+// Command is `devstack chaos [flags]`. It returns ErrViolations when the
+// report is not clean.
+func Command(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	cfg, err := ParseFlags(args, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return nil
 	}
 	if err != nil {
-		return fmt.Errorf("chaos: %w", err)
+		return &entry.UsageError{Err: fmt.Errorf("chaos: %w", err)}
 	}
 	scfg, err := StackConfig(getenv)
 	if err != nil {

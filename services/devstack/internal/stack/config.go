@@ -37,7 +37,7 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 	c := Config{
 		StateDir:       r.String("STATE_DIR", ".run"),
 		BinDir:         r.String("BIN_DIR", "bin"),
-		LogLevel:       r.String("LOG_LEVEL", "info"),
+		LogLevel:       r.LogLevel("info"),
 		Quiet:          r.Bool("DEVSTACK_QUIET", false),
 		Partitions:     r.Int("KAFKA_PARTITIONS", 12),
 		GatewayAddr:    r.String("GATEWAY_ADDR", "127.0.0.1:8080"),

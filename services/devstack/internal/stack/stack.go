@@ -17,14 +17,16 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/finsvc/finance/pkg/auth"
+	"github.com/finsvc/finance/pkg/entry"
 	"github.com/finsvc/finance/pkg/postgres"
 )
 
 // DemoUser is the seeded user whose token and curl line are printed.
 const DemoUser = 3456
 
-// Main runs one devstack subcommand.
-func Main(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+// Command runs one devstack subcommand other than chaos: run (the
+// default), ensure-postgres or stop-postgres.
+func Command(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	cmd := "run"
 	if len(args) > 0 {
 		cmd = args[0]
@@ -50,7 +52,7 @@ func Main(ctx context.Context, args []string, getenv func(string) string, stdout
 		}
 		return p.stop(ctx)
 	default:
-		return fmt.Errorf("unknown command %q; want run, chaos, ensure-postgres or stop-postgres", cmd)
+		return entry.Usagef("unknown command %q; want run, chaos, ensure-postgres or stop-postgres", cmd)
 	}
 }
 
