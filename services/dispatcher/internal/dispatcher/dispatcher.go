@@ -32,7 +32,6 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/finsvc/finance/pkg/clock"
 	"github.com/finsvc/finance/pkg/dlq"
 	"github.com/finsvc/finance/pkg/kafka"
 	"github.com/finsvc/finance/pkg/payment"
@@ -108,12 +107,18 @@ type Dispatcher struct {
 	// pollMu guards the poll cancellation a committer uses to take txnMu.
 	pollMu     sync.Mutex
 	pollCancel context.CancelFunc
-	commitWant bool
+	// commitTurn is non-nil while a commit waits for or holds txnMu: the
+	// poller does not start a poll then, and waits for the commit to close
+	// it.
+	commitTurn chan struct{}
 
 	mu sync.Mutex
 	st state
 	// idle is signalled when in-flight calls reach zero.
 	idle *sync.Cond
+	// room holds a token once buffered records were let go, for a poller
+	// waiting on a full buffer.
+	room chan struct{}
 }
 
 // New returns a Dispatcher and opens its transactional Kafka session. It
@@ -130,7 +135,7 @@ func New(cfg Config, early *kgo.Client, proc processor.Client, share Share, kafk
 	if m == nil {
 		m = NewMetrics(nil)
 	}
-	d := &Dispatcher{early: early, proc: proc, share: share, log: logger, m: m, cfg: cfg, st: newState()}
+	d := &Dispatcher{early: early, proc: proc, share: share, log: logger, m: m, cfg: cfg, st: newState(), room: make(chan struct{}, 1)}
 	d.idle = sync.NewCond(&d.mu)
 	sess, err := newSession(cfg.Brokers, kafkaLogger, cfg.Group, cfg.TransactionalID, d.assigned, d.revoked)
 	if err != nil {
@@ -222,11 +227,15 @@ func (d *Dispatcher) poll(ctx, work context.Context) {
 	for ctx.Err() == nil {
 		d.txnMu.RLock()
 		d.pollMu.Lock()
-		if d.commitWant {
-			// A commit is waiting for txnMu: let it through.
+		if turn := d.commitTurn; turn != nil {
+			// A commit is waiting for txnMu: let it through, and poll
+			// again once it is done.
 			d.pollMu.Unlock()
 			d.txnMu.RUnlock()
-			time.Sleep(100 * time.Microsecond)
+			select {
+			case <-turn:
+			case <-ctx.Done():
+			}
 			continue
 		}
 		pctx, cancel := context.WithTimeout(ctx, time.Second)
@@ -244,7 +253,9 @@ func (d *Dispatcher) poll(ctx, work context.Context) {
 			d.pollMu.Unlock()
 			cancel()
 			d.txnMu.RUnlock()
-			if clock.Sleep(ctx, 5*time.Millisecond) != nil {
+			select {
+			case <-d.room:
+			case <-ctx.Done():
 				return
 			}
 			continue
@@ -346,6 +357,7 @@ func (d *Dispatcher) work(work, ctx context.Context, u *userQueue, it *item) {
 		it.entry.res = res
 		it.part.buffered--
 		s.buffered--
+		d.freedLocked()
 		s.dirty = true
 	}
 	s.inFlight--
@@ -376,6 +388,16 @@ func (d *Dispatcher) work(work, ctx context.Context, u *userQueue, it *item) {
 		d.sess.Client().ResumeFetchPartitions(map[string][]int32{kafka.TopicRequested: {it.rec.Partition}})
 	}
 	d.mu.Unlock()
+}
+
+// freedLocked tells a poller waiting on a full buffer that records were let
+// go; d.mu is held. A token already waiting is enough: the poller looks at
+// the count itself.
+func (d *Dispatcher) freedLocked() {
+	select {
+	case d.room <- struct{}{}:
+	default:
+	}
 }
 
 // execute decodes a record and calls the processor. res is nil for a record
@@ -570,17 +592,21 @@ func (d *Dispatcher) produceOutcome(out *financev1.PaymentOutcome) {
 // the session to the committed offsets; the pipeline then starts over from
 // there, reusing the results it already has.
 func (d *Dispatcher) commit(ctx context.Context) error {
+	turn := make(chan struct{})
 	d.pollMu.Lock()
-	d.commitWant = true
+	d.commitTurn = turn
 	if d.pollCancel != nil {
 		d.pollCancel()
 	}
 	d.pollMu.Unlock()
 	d.txnMu.Lock()
 	defer d.txnMu.Unlock()
+	// txnMu is ours: the poller, woken now, queues on its read lock until
+	// this commit ends.
 	d.pollMu.Lock()
-	d.commitWant = false
+	d.commitTurn = nil
 	d.pollMu.Unlock()
+	close(turn)
 
 	d.mu.Lock()
 	skip := !d.st.dirty && !d.st.rebalanced && d.st.produceErr == nil

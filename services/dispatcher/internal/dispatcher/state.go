@@ -341,6 +341,7 @@ func (d *Dispatcher) resetLocked() []int32 {
 	}
 	s.ready = ring{}
 	s.buffered = 0
+	d.freedLocked()
 	s.produceErr = nil
 	s.produced = map[financev1.OutcomeStatus]int{}
 	s.lettered = map[string]int{}
@@ -418,6 +419,7 @@ func (d *Dispatcher) revoked(ctx context.Context, cl *kgo.Client, revoked map[st
 					keep = append(keep, it)
 				} else if it.gen == s.gen {
 					s.buffered--
+					d.freedLocked()
 				}
 			}
 			u.items = keep
