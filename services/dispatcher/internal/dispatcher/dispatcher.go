@@ -29,13 +29,11 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/finsvc/finance/pkg/dlq"
 	"github.com/finsvc/finance/pkg/kafka"
 	"github.com/finsvc/finance/pkg/payment"
-	financev1 "github.com/finsvc/finance/proto/finance/v1"
+	"github.com/finsvc/finance/pkg/wire"
 	"github.com/finsvc/finance/services/dispatcher/internal/guard"
 	"github.com/finsvc/finance/services/dispatcher/internal/processor"
 )
@@ -408,33 +406,33 @@ func (d *Dispatcher) execute(ctx context.Context, it *item) (res *result, ok boo
 		return it.salvaged, true
 	}
 	r := it.rec
-	var req financev1.PaymentRequested
-	if err := proto.Unmarshal(r.Value, &req); err != nil {
-		return d.deadLetter(ctx, it, ReasonUndecodable, fmt.Errorf("decode finance.v1.PaymentRequested: %w", err), 0, 0), true
+	req, err := wire.DecodeRequested(r.Value)
+	if err != nil {
+		return d.deadLetter(ctx, it, ReasonUndecodable, err, 0, 0), true
 	}
-	if req.GetPaymentId() <= 0 || req.GetUserId() <= 0 {
+	if req.PaymentID <= 0 || req.UserID <= 0 {
 		return d.deadLetter(ctx, it, ReasonMissingIDs, fmt.Errorf("payment_id %d, user_id %d: both must be positive",
-			req.GetPaymentId(), req.GetUserId()), req.GetPaymentId(), req.GetUserId()), true
+			req.PaymentID, req.UserID), req.PaymentID, req.UserID), true
 	}
-	if key, err := kafka.ParseUserKey(r.Key); err != nil || key != req.GetUserId() {
+	if key, err := kafka.ParseUserKey(r.Key); err != nil || key != req.UserID {
 		// Per-user order rests on the record key: a record keyed by
 		// another user may overtake (or be overtaken by) its user's other
 		// payments, so it is not dispatched.
-		return d.deadLetter(ctx, it, ReasonKeyMismatch, fmt.Errorf("record key %q is not user_id %d", r.Key, req.GetUserId()),
-			req.GetPaymentId(), req.GetUserId()), true
+		return d.deadLetter(ctx, it, ReasonKeyMismatch, fmt.Errorf("record key %q is not user_id %d", r.Key, req.UserID),
+			req.PaymentID, req.UserID), true
 	}
-	uid, err := payment.ParseUID(req.GetPaymentUid())
+	uid, err := payment.ParseUID(req.PaymentUID)
 	if err != nil {
 		// Without a uid the payment cannot be told from another database's
 		// payment with the same id, nor keyed at the processor.
 		return d.deadLetter(ctx, it, ReasonStale, fmt.Errorf("record carries no valid payment_uid (made before migration 00004?): %w", err),
-			req.GetPaymentId(), req.GetUserId()), true
+			req.PaymentID, req.UserID), true
 	}
-	log := d.log.With("payment_id", req.GetPaymentId(), "payment_uid", uid, "user_id", req.GetUserId())
+	log := d.log.With("payment_id", req.PaymentID, "payment_uid", uid, "user_id", req.UserID)
 
 	var pr processor.Result
 	started := time.Now()
-	if err := payment.ValidateAmount(req.GetAmount()); err != nil {
+	if err := payment.ValidateAmount(req.Amount); err != nil {
 		// Never sent: the processor would reject it anyway.
 		pr = processor.Result{Status: payment.StatusFailed, Reason: "invalid request: " + err.Error()}
 	} else {
@@ -443,7 +441,7 @@ func (d *Dispatcher) execute(ctx context.Context, it *item) (res *result, ok boo
 			// Only a payment this database holds, open, may be sent; with
 			// the as-is API the same statement claims it, so it is sent at
 			// most once ever. The verdict commits before the first call.
-			v, err := g.Admit(ctx, req.GetPaymentId(), uid)
+			v, err := g.Admit(ctx, req.PaymentID, uid)
 			switch {
 			case err != nil && ctx.Err() != nil:
 				log.WarnContext(ctx, "payment not sent: dispatch guard interrupted; it will be redelivered", "err", err)
@@ -462,8 +460,8 @@ func (d *Dispatcher) execute(ctx context.Context, it *item) (res *result, ok boo
 				switch v {
 				case guard.Stale:
 					return d.deadLetter(ctx, it, ReasonStale, fmt.Errorf("the database holds no payment %d with uid %s: "+
-						"a record from before a restore, or of another database; not sent", req.GetPaymentId(), uid),
-						req.GetPaymentId(), req.GetUserId()), true
+						"a record from before a restore, or of another database; not sent", req.PaymentID, uid),
+						req.PaymentID, req.UserID), true
 				case guard.Final:
 					// Already succeeded or failed: a replayed or rewound
 					// record. Nothing is sent and nothing published.
@@ -480,13 +478,13 @@ func (d *Dispatcher) execute(ctx context.Context, it *item) (res *result, ok boo
 			}
 		}
 		if sent {
-			d.publishProcessing(ctx, log, &req)
+			d.publishProcessing(ctx, log, req)
 			var err error
-			pr, err = d.proc.Execute(ctx, processor.Payment{ID: req.GetPaymentId(), UID: uid, UserID: req.GetUserId(), Amount: req.GetAmount()})
+			pr, err = d.proc.Execute(ctx, processor.Payment{ID: req.PaymentID, UID: uid, UserID: req.UserID, Amount: req.Amount})
 			if err != nil {
 				if g := d.cfg.Guard; g != nil && errors.Is(err, processor.ErrNotSent) {
 					// Certainly never sent: the redelivery may send it.
-					if rerr := g.Release(ctx, req.GetPaymentId()); rerr != nil {
+					if rerr := g.Release(ctx, req.PaymentID); rerr != nil {
 						log.WarnContext(ctx, "dispatch claim of an unsent payment not released; its redelivery will be unknown", "err", rerr)
 					}
 				}
@@ -512,15 +510,15 @@ func (d *Dispatcher) execute(ctx context.Context, it *item) (res *result, ok boo
 		log.Log(ctx, level, "payment dispatched", "status", pr.Status, "reason", pr.Reason,
 			"processor_ref", pr.Ref, "attempts", pr.Attempts)
 	}
-	res = &result{outcome: &financev1.PaymentOutcome{
-		PaymentId:    req.GetPaymentId(),
-		PaymentUid:   uid.String(),
-		UserId:       req.GetUserId(),
+	res = &result{outcome: &wire.Outcome{
+		PaymentID:    req.PaymentID,
+		PaymentUID:   uid.String(),
+		UserID:       req.UserID,
 		Status:       outcomeStatus(pr.Status),
 		Reason:       pr.Reason,
 		ProcessorRef: pr.Ref,
 		Attempts:     int32(pr.Attempts),
-		DecidedAt:    timestamppb.Now(),
+		DecidedAt:    time.Now(),
 	}}
 	if pr.Status == payment.StatusUnknown {
 		// The dispatcher gave up without learning the outcome: the request
@@ -536,8 +534,8 @@ func (d *Dispatcher) execute(ctx context.Context, it *item) (res *result, ok boo
 			Attempts:  pr.Attempts,
 			FirstSeen: started,
 			Source:    Source,
-			PaymentID: req.GetPaymentId(),
-			UserID:    req.GetUserId(),
+			PaymentID: req.PaymentID,
+			UserID:    req.UserID,
 		}
 		log.WarnContext(ctx, "payment dispatched: outcome unknown, request dead-lettered", "status", pr.Status,
 			"reason", pr.Reason, "dlq_reason", cause, "attempts", pr.Attempts,
@@ -568,19 +566,19 @@ func (d *Dispatcher) produce(it *item, res *result) {
 }
 
 // produceOutcome adds an outcome to the open transaction.
-func (d *Dispatcher) produceOutcome(out *financev1.PaymentOutcome) {
-	val, err := proto.Marshal(out)
+func (d *Dispatcher) produceOutcome(out *wire.Outcome) {
+	val, err := wire.EncodeOutcome(*out)
 	if err != nil {
-		d.st.produceErr = errors.Join(d.st.produceErr, fmt.Errorf("marshal outcome of payment %d: %w", out.GetPaymentId(), err))
+		d.st.produceErr = errors.Join(d.st.produceErr, err)
 		return
 	}
-	d.st.produced[out.GetStatus()]++
+	d.st.produced[out.Status]++
 	// Never cancelled: the flush before the commit bounds the wait.
-	d.sess.Produce(context.Background(), &kgo.Record{Topic: kafka.TopicOutcomes, Key: kafka.UserKey(out.GetUserId()), Value: val},
+	d.sess.Produce(context.Background(), &kgo.Record{Topic: kafka.TopicOutcomes, Key: kafka.UserKey(out.UserID), Value: val},
 		func(_ *kgo.Record, err error) {
 			if err != nil {
 				d.mu.Lock()
-				d.st.produceErr = errors.Join(d.st.produceErr, fmt.Errorf("produce outcome of payment %d: %w", out.GetPaymentId(), err))
+				d.st.produceErr = errors.Join(d.st.produceErr, fmt.Errorf("produce outcome of payment %d: %w", out.PaymentID, err))
 				d.mu.Unlock()
 			}
 		})

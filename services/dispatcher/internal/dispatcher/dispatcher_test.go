@@ -4,18 +4,19 @@ import (
 	"testing"
 
 	"github.com/finsvc/finance/pkg/payment"
-	financev1 "github.com/finsvc/finance/proto/finance/v1"
 )
 
 func TestOutcomeStatus(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
-		in   payment.Status
-		want financev1.OutcomeStatus
+		in, want payment.Status
 	}{
-		{payment.StatusSucceeded, financev1.OutcomeStatus_OUTCOME_STATUS_SUCCEEDED},
-		{payment.StatusFailed, financev1.OutcomeStatus_OUTCOME_STATUS_FAILED},
-		{payment.StatusUnknown, financev1.OutcomeStatus_OUTCOME_STATUS_UNKNOWN},
+		{payment.StatusSucceeded, payment.StatusSucceeded},
+		{payment.StatusFailed, payment.StatusFailed},
+		{payment.StatusUnknown, payment.StatusUnknown},
+		// A result that is not final is never published as such.
+		{payment.StatusProcessing, payment.StatusUnknown},
+		{"", payment.StatusUnknown},
 	}
 	for _, tt := range tests {
 		if got := outcomeStatus(tt.in); got != tt.want {

@@ -10,13 +10,11 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
-	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/finsvc/finance/pkg/dlq"
 	"github.com/finsvc/finance/pkg/kafka"
 	"github.com/finsvc/finance/pkg/payment"
-	financev1 "github.com/finsvc/finance/proto/finance/v1"
+	"github.com/finsvc/finance/pkg/wire"
 )
 
 // state is the pipeline's bookkeeping, guarded by Dispatcher.mu.
@@ -37,7 +35,8 @@ type state struct {
 	// partition was revoked or lost since then.
 	dirty, rebalanced bool
 	produceErr        error
-	produced          map[financev1.OutcomeStatus]int
+	// produced counts the outcomes produced in the open transaction, by status.
+	produced map[payment.Status]int
 	// lettered counts the dead letters produced in the open transaction, by reason.
 	lettered map[string]int
 	stopping bool
@@ -50,7 +49,7 @@ func newState() state {
 		parts:    map[int32]*partState{},
 		users:    map[string]*userQueue{},
 		salvage:  map[salvageKey]*result{},
-		produced: map[financev1.OutcomeStatus]int{},
+		produced: map[payment.Status]int{},
 		lettered: map[string]int{},
 	}
 }
@@ -80,7 +79,7 @@ type entry struct {
 // result is what dispatching one record produces in the transaction: an
 // outcome, a dead letter of the record, or both (an unknown outcome).
 type result struct {
-	outcome *financev1.PaymentOutcome
+	outcome *wire.Outcome
 	letter  *dlq.Letter
 }
 
@@ -238,7 +237,7 @@ func (d *Dispatcher) commitLocked(ctx context.Context) error {
 		}
 	}
 	produced, lettered := d.st.produced, d.st.lettered
-	d.st.produced, d.st.lettered = map[financev1.OutcomeStatus]int{}, map[string]int{}
+	d.st.produced, d.st.lettered = map[payment.Status]int{}, map[string]int{}
 	d.st.dirty, d.st.rebalanced = false, false
 	d.mu.Unlock()
 
@@ -278,7 +277,7 @@ func (d *Dispatcher) commitLocked(ctx context.Context) error {
 	if committed {
 		d.m.transactions.WithLabelValues("committed").Inc()
 		for status, n := range produced {
-			d.m.outcomes.WithLabelValues(statusLabel(status)).Add(float64(n))
+			d.m.outcomes.WithLabelValues(string(status)).Add(float64(n))
 		}
 		for reason, n := range lettered {
 			d.m.deadLetters.WithLabelValues(reason).Add(float64(n))
@@ -343,7 +342,7 @@ func (d *Dispatcher) resetLocked() []int32 {
 	s.buffered = 0
 	d.freedLocked()
 	s.produceErr = nil
-	s.produced = map[financev1.OutcomeStatus]int{}
+	s.produced = map[payment.Status]int{}
 	s.lettered = map[string]int{}
 	s.dirty = false
 	return resume
@@ -499,22 +498,22 @@ func (d *Dispatcher) total(ctx context.Context, cl *kgo.Client, seen []int32) in
 // publishProcessing tells clients early that the payment is being sent. It
 // is best effort and outside the transaction: the status consumer ignores it
 // when it arrives after the final outcome, and a redelivery repeats it.
-func (d *Dispatcher) publishProcessing(ctx context.Context, log *slog.Logger, req *financev1.PaymentRequested) {
-	val, err := proto.Marshal(&financev1.PaymentOutcome{
-		PaymentId:  req.GetPaymentId(),
-		PaymentUid: req.GetPaymentUid(),
-		UserId:     req.GetUserId(),
-		Status:     financev1.OutcomeStatus_OUTCOME_STATUS_PROCESSING,
-		DecidedAt:  timestamppb.Now(),
+func (d *Dispatcher) publishProcessing(ctx context.Context, log *slog.Logger, req wire.Requested) {
+	val, err := wire.EncodeOutcome(wire.Outcome{
+		PaymentID:  req.PaymentID,
+		PaymentUID: req.PaymentUID,
+		UserID:     req.UserID,
+		Status:     payment.StatusProcessing,
+		DecidedAt:  time.Now(),
 	})
 	if err != nil {
-		log.ErrorContext(ctx, "marshal processing outcome", "err", err)
+		log.ErrorContext(ctx, "encode processing outcome", "err", err)
 		return
 	}
 	// Not bound to ctx, the dispatch's context, which ends with the
 	// dispatch: a record still buffered then would be dropped. Closing the
 	// early client bounds it instead.
-	d.early.Produce(context.WithoutCancel(ctx), &kgo.Record{Topic: kafka.TopicOutcomes, Key: kafka.UserKey(req.GetUserId()), Value: val},
+	d.early.Produce(context.WithoutCancel(ctx), &kgo.Record{Topic: kafka.TopicOutcomes, Key: kafka.UserKey(req.UserID), Value: val},
 		func(_ *kgo.Record, err error) {
 			if err != nil {
 				d.m.processingDropped.Inc()
@@ -542,24 +541,14 @@ func (d *Dispatcher) deadLetter(ctx context.Context, it *item, reason string, er
 	}}
 }
 
-func outcomeStatus(s payment.Status) financev1.OutcomeStatus {
+// outcomeStatus is the final status a processor result is published with:
+// anything but succeeded or failed is unknown, for the reconciler. It is
+// also the label of dispatcher_outcomes_total.
+func outcomeStatus(s payment.Status) payment.Status {
 	switch s {
-	case payment.StatusSucceeded:
-		return financev1.OutcomeStatus_OUTCOME_STATUS_SUCCEEDED
-	case payment.StatusFailed:
-		return financev1.OutcomeStatus_OUTCOME_STATUS_FAILED
+	case payment.StatusSucceeded, payment.StatusFailed:
+		return s
 	default:
-		return financev1.OutcomeStatus_OUTCOME_STATUS_UNKNOWN
-	}
-}
-
-func statusLabel(s financev1.OutcomeStatus) string {
-	switch s {
-	case financev1.OutcomeStatus_OUTCOME_STATUS_SUCCEEDED:
-		return string(payment.StatusSucceeded)
-	case financev1.OutcomeStatus_OUTCOME_STATUS_FAILED:
-		return string(payment.StatusFailed)
-	default:
-		return string(payment.StatusUnknown)
+		return payment.StatusUnknown
 	}
 }
