@@ -25,13 +25,10 @@ import (
 	"github.com/finsvc/finance/pkg/outbox"
 	"github.com/finsvc/finance/pkg/pgtest"
 	"github.com/finsvc/finance/pkg/postgres"
+	"github.com/finsvc/finance/pkg/testkit"
 )
 
 func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
-
-// waitTimeout bounds every wait for an asynchronous result. It is a deadline
-// for a test that would otherwise hang, not a timing assertion.
-const waitTimeout = 30 * time.Second
 
 // message is what a test compares: a record's topic, key and payload.
 type message struct {
@@ -40,13 +37,23 @@ type message struct {
 	Payload []byte
 }
 
-type testEnv struct {
+// bundle is one test's database and Kafka cluster, with what the tests do
+// with them.
+type bundle struct {
 	url     string
 	pool    *pgxpool.Pool
 	cluster *kafkatest.Cluster
 }
 
-func newEnv(t *testing.T, partitions int32, opts ...kfake.Opt) testEnv {
+// setup is every test's start: a bundle over a cluster of partitions per
+// topic, and a relay running on it until the test ends (b.start runs more).
+func setup(t *testing.T, partitions int32) (runningRelay, *bundle) {
+	t.Helper()
+	b := newBundle(t, partitions)
+	return b.start(t), b
+}
+
+func newBundle(t *testing.T, partitions int32) *bundle {
 	t.Helper()
 	url := pgtest.NewDB(t)
 	pool, err := pgxpool.New(context.Background(), url)
@@ -54,29 +61,30 @@ func newEnv(t *testing.T, partitions int32, opts ...kfake.Opt) testEnv {
 		t.Fatal(err)
 	}
 	t.Cleanup(pool.Close)
-	return testEnv{url: url, pool: pool, cluster: kafkatest.New(t, partitions, kafka.Topics(), opts...)}
+	return &bundle{url: url, pool: pool, cluster: kafkatest.New(t, partitions, kafka.Topics())}
 }
 
-// runningRelay is a relay started by startRelay.
+// runningRelay is a relay started by bundle.start.
 type runningRelay struct {
 	*Relay
 	stop func() // cancels Run and waits for it to return
 }
 
-func startRelay(t *testing.T, e testEnv) runningRelay {
+// start runs a relay on b until the test ends or its stop.
+func (b *bundle) start(t *testing.T) runningRelay {
 	t.Helper()
 	logger := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
-	kc, err := kafka.NewClient(e.cluster.Brokers(), logger, ProducerOpts(5*time.Second)...)
+	kc, err := kafka.NewClient(b.cluster.Brokers(), logger, ProducerOpts(5*time.Second)...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	r := New(Config{
-		DatabaseURL:     e.url,
+		DatabaseURL:     b.url,
 		BatchSize:       7, // small, so that tests cross batch boundaries
 		PollInterval:    200 * time.Millisecond,
 		LockRetry:       20 * time.Millisecond,
 		BacklogInterval: 50 * time.Millisecond,
-	}, e.pool, kc, logger, prometheus.NewRegistry())
+	}, b.pool, kc, logger, prometheus.NewRegistry())
 
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -96,10 +104,10 @@ func startRelay(t *testing.T, e testEnv) runningRelay {
 }
 
 // insert writes msgs to the outbox, each in its own transaction, in order.
-func insert(t *testing.T, pool *pgxpool.Pool, msgs ...message) {
+func (b *bundle) insert(t *testing.T, msgs ...message) {
 	t.Helper()
 	for _, m := range msgs {
-		err := postgres.InTx(context.Background(), pool, func(tx pgx.Tx) error {
+		err := postgres.InTx(context.Background(), b.pool, func(tx pgx.Tx) error {
 			return outbox.Insert(context.Background(), tx, m.Topic, []byte(m.Key), m.Payload)
 		})
 		if err != nil {
@@ -124,15 +132,15 @@ func messages(topic string, first, n, users int) []message {
 }
 
 // consume reads records of topic from the start until it has n, and returns them.
-func consume(t *testing.T, brokers []string, topic string, n int) []message {
+func (b *bundle) consume(t *testing.T, topic string, n int) []message {
 	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topic),
+	cl, err := kgo.NewClient(kgo.SeedBrokers(b.cluster.Brokers()...), kgo.ConsumeTopics(topic),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), testkit.DefaultWait)
 	defer cancel()
 	var got []message
 	for len(got) < n {
@@ -158,40 +166,35 @@ func byKey(msgs []message) map[string][]message {
 	return out
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(waitTimeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
-func outboxRows(t *testing.T, pool *pgxpool.Pool) int {
+func (b *bundle) outboxRows(t *testing.T) int {
 	t.Helper()
 	var n int
-	if err := pool.QueryRow(context.Background(), `SELECT count(*) FROM outbox`).Scan(&n); err != nil {
+	if err := b.pool.QueryRow(context.Background(), `SELECT count(*) FROM outbox`).Scan(&n); err != nil {
 		t.Fatal(err)
 	}
 	return n
 }
 
+// waitEmpty waits until the relay has deleted every outbox row.
+func (b *bundle) waitEmpty(t *testing.T) {
+	t.Helper()
+	testkit.Eventually(t, "an empty outbox", func() bool { return b.outboxRows(t) == 0 })
+}
+
 func TestRelayPublishesInIDOrderAndDeletes(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, 1) // one partition: Kafka's order is then the relay's order
+	b := newBundle(t, 1) // one partition: Kafka's order is then the relay's order
 	want := messages(kafka.TopicRequested, 0, 30, 4)
 
-	insert(t, e.pool, want[:12]...) // a backlog waiting before the relay starts
-	r := startRelay(t, e)
-	insert(t, e.pool, want[12:]...) // and rows that arrive while it runs
+	b.insert(t, want[:12]...) // a backlog waiting before the relay starts
+	r := b.start(t)
+	b.insert(t, want[12:]...) // and rows that arrive while it runs
 
-	got := consume(t, e.cluster.Brokers(), kafka.TopicRequested, len(want))
+	got := b.consume(t, kafka.TopicRequested, len(want))
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("published records (-want +got):\n%s", diff)
 	}
-	waitFor(t, "an empty outbox", func() bool { return outboxRows(t, e.pool) == 0 })
+	b.waitEmpty(t)
 	if got := testutil.ToFloat64(r.m.published); got != float64(len(want)) {
 		t.Errorf("records published = %v, want %d", got, len(want))
 	}
@@ -201,28 +204,28 @@ func TestRelayPublishesInIDOrderAndDeletes(t *testing.T) {
 	if !r.Leader() || testutil.ToFloat64(r.m.leader) != 1 {
 		t.Error("the only relay is not the leader")
 	}
-	waitFor(t, "the backlog gauge to read 0", func() bool { return testutil.ToFloat64(r.m.backlog) == 0 })
+	testkit.Eventually(t, "the backlog gauge to read 0", func() bool { return testutil.ToFloat64(r.m.backlog) == 0 })
 }
 
 func TestRelayOnlyOneOfTwoPublishes(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, 3)
-	a, b := startRelay(t, e), startRelay(t, e)
-	waitFor(t, "a leader", func() bool { return a.Leader() || b.Leader() })
-	leader, standby := a, b
-	if b.Leader() {
-		leader, standby = b, a
+	r1, b := setup(t, 3)
+	r2 := b.start(t)
+	testkit.Eventually(t, "a leader", func() bool { return r1.Leader() || r2.Leader() })
+	leader, standby := r1, r2
+	if r2.Leader() {
+		leader, standby = r2, r1
 	}
 	if standby.Leader() {
 		t.Fatal("both relays are leaders")
 	}
 	// A connected standby is ready: it can take over at once.
-	waitFor(t, "the standby to be ready", func() bool { return standby.Ready(context.Background()) == nil })
+	testkit.Eventually(t, "the standby to be ready", func() bool { return standby.Ready(context.Background()) == nil })
 
 	first := messages(kafka.TopicRequested, 0, 40, 5)
-	insert(t, e.pool, first...)
-	got := consume(t, e.cluster.Brokers(), kafka.TopicRequested, len(first))
-	waitFor(t, "an empty outbox", func() bool { return outboxRows(t, e.pool) == 0 })
+	b.insert(t, first...)
+	got := b.consume(t, kafka.TopicRequested, len(first))
+	b.waitEmpty(t)
 	if diff := cmp.Diff(byKey(first), byKey(got)); diff != "" {
 		t.Errorf("published records per key (-want +got):\n%s", diff)
 	}
@@ -236,11 +239,11 @@ func TestRelayOnlyOneOfTwoPublishes(t *testing.T) {
 	// The leader stops: its session ends, the lock is released and the
 	// standby takes over from where the outbox stands.
 	leader.stop()
-	waitFor(t, "the standby to take over", standby.Leader)
+	testkit.Eventually(t, "the standby to take over", standby.Leader)
 	second := messages(kafka.TopicRequested, len(first), 10, 5)
-	insert(t, e.pool, second...)
-	got = consume(t, e.cluster.Brokers(), kafka.TopicRequested, len(first)+len(second))
-	waitFor(t, "an empty outbox", func() bool { return outboxRows(t, e.pool) == 0 })
+	b.insert(t, second...)
+	got = b.consume(t, kafka.TopicRequested, len(first)+len(second))
+	b.waitEmpty(t)
 	if diff := cmp.Diff(byKey(append(first, second...)), byKey(got)); diff != "" {
 		t.Errorf("published records per key after failover (-want +got):\n%s", diff)
 	}
@@ -251,13 +254,13 @@ func TestRelayOnlyOneOfTwoPublishes(t *testing.T) {
 
 func TestRelayLeaderLosingItsConnectionHandsOver(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, 3)
-	a, b := startRelay(t, e), startRelay(t, e)
-	waitFor(t, "a leader", func() bool { return a.Leader() || b.Leader() })
+	r1, b := setup(t, 3)
+	r2 := b.start(t)
+	testkit.Eventually(t, "a leader", func() bool { return r1.Leader() || r2.Leader() })
 
 	// Kill the backend holding the lock, as a network cut or a failover would.
 	var killed bool
-	err := e.pool.QueryRow(context.Background(), `
+	err := b.pool.QueryRow(context.Background(), `
 		SELECT pg_terminate_backend(pid) FROM pg_locks
 		WHERE locktype = 'advisory' AND granted
 		  AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`).Scan(&killed)
@@ -266,38 +269,37 @@ func TestRelayLeaderLosingItsConnectionHandsOver(t *testing.T) {
 	}
 
 	want := messages(kafka.TopicRequested, 0, 30, 4)
-	insert(t, e.pool, want...)
-	got := consume(t, e.cluster.Brokers(), kafka.TopicRequested, len(want))
-	waitFor(t, "an empty outbox", func() bool { return outboxRows(t, e.pool) == 0 })
+	b.insert(t, want...)
+	got := b.consume(t, kafka.TopicRequested, len(want))
+	b.waitEmpty(t)
 	if diff := cmp.Diff(byKey(want), byKey(got)); diff != "" {
 		t.Errorf("published records per key (-want +got):\n%s", diff)
 	}
-	if a.Leader() == b.Leader() {
-		t.Errorf("leaders after the handover: a=%v b=%v, want exactly one", a.Leader(), b.Leader())
+	if r1.Leader() == r2.Leader() {
+		t.Errorf("leaders after the handover: %v and %v, want exactly one", r1.Leader(), r2.Leader())
 	}
 }
 
 func TestRelayKeepsRowsWhileKafkaRefusesThem(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, 2)
+	r, b := setup(t, 2)
 	// Every produce to the topic fails with a non-retriable error until removed.
-	fault := e.cluster.Fault(kfake.Fault{
+	fault := b.cluster.Fault(kfake.Fault{
 		Keys:  []kmsg.Key{kmsg.Produce},
 		Topic: kafka.TopicRequested,
 		Err:   kerr.InvalidRecord,
 		Count: -1,
 	})
-	r := startRelay(t, e)
 	want := messages(kafka.TopicRequested, 0, 20, 3)
-	insert(t, e.pool, want...)
+	b.insert(t, want...)
 
-	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), testkit.DefaultWait)
 	defer cancel()
 	if err := fault.Wait(ctx, 3); err != nil { // the relay tried, and retried
 		t.Fatalf("waiting for failed produce requests: %v", err)
 	}
-	waitFor(t, "publish errors to be counted", func() bool { return testutil.ToFloat64(r.m.publishErrors) >= 1 })
-	if n := outboxRows(t, e.pool); n != len(want) {
+	testkit.Eventually(t, "publish errors to be counted", func() bool { return testutil.ToFloat64(r.m.publishErrors) >= 1 })
+	if n := b.outboxRows(t); n != len(want) {
 		t.Fatalf("outbox holds %d rows while Kafka refuses them, want %d", n, len(want))
 	}
 	if got := testutil.ToFloat64(r.m.published); got != 0 {
@@ -305,8 +307,8 @@ func TestRelayKeepsRowsWhileKafkaRefusesThem(t *testing.T) {
 	}
 
 	fault.Remove()
-	got := consume(t, e.cluster.Brokers(), kafka.TopicRequested, len(want))
-	waitFor(t, "an empty outbox", func() bool { return outboxRows(t, e.pool) == 0 })
+	got := b.consume(t, kafka.TopicRequested, len(want))
+	b.waitEmpty(t)
 	if diff := cmp.Diff(byKey(want), byKey(got)); diff != "" {
 		t.Errorf("records published after Kafka recovered, per key (-want +got):\n%s", diff)
 	}
@@ -342,9 +344,7 @@ func BenchmarkIdleLatency(b *testing.B) {
 	done := make(chan error, 1)
 	go func() { done <- r.Run(ctx) }()
 	defer func() { cancel(); <-done }()
-	for !r.Leader() {
-		time.Sleep(time.Millisecond)
-	}
+	testkit.Eventually(b, "the relay to lead", r.Leader)
 	cl, err := kgo.NewClient(kgo.SeedBrokers(cluster.Brokers()...), kgo.ConsumeTopics(kafka.TopicRequested),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxWait(10*time.Millisecond))
 	if err != nil {
