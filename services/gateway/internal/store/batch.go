@@ -34,6 +34,7 @@ import (
 	"github.com/finsvc/finance/pkg/ledger"
 	"github.com/finsvc/finance/pkg/outbox"
 	"github.com/finsvc/finance/pkg/payment"
+	"github.com/finsvc/finance/pkg/testsignal"
 	"github.com/finsvc/finance/pkg/wire"
 )
 
@@ -127,9 +128,17 @@ func (s *Store) acceptBatched(ctx context.Context, p NewPayment) (Payment, bool,
 		if call.state.CompareAndSwap(callQueued, callWithdrawn) {
 			return Payment{}, false, fmt.Errorf("wait for a batch: %w", ctx.Err())
 		}
+		s.testSignals.pastDeadline.Signal(struct{}{})
 		r := <-call.done
 		return r.got, r.created, r.err
 	}
+}
+
+// testSignals are the events of the batching that tests wait for.
+type testSignals struct {
+	// pastDeadline: a caller's deadline passed after a worker took its
+	// call, and the caller waits for the batch's answer.
+	pastDeadline testsignal.Signal[struct{}]
 }
 
 func (s *Store) batchWorker(ctx context.Context, cfg BatchConfig) {

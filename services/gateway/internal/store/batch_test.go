@@ -18,9 +18,10 @@ import (
 
 func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
 
-// fixture is a fresh database with the merchants 1 and 2 and the wallets
-// 10 (balance 1000), 11 (balance 50) and 12 (balance 0).
-func fixture(t *testing.T) (*Store, *pgxpool.Pool) {
+// setup returns a Store over a fresh database with the merchants 1 and 2
+// and the wallets 10 (balance 1000), 11 (balance 50) and 12 (balance 0),
+// and its pool, for the tests to look at the rows.
+func setup(t *testing.T) (*Store, *pgxpool.Pool) {
 	t.Helper()
 	pool := pgtest.NewPool(t)
 	for _, sql := range []string{
@@ -81,8 +82,8 @@ func TestAcceptManyMatchesAcceptOne(t *testing.T) {
 		{UserID: 11, MerchantID: 2, Amount: -5, IdempotencyKey: "k1"},
 	}
 
-	one, onePool := fixture(t)
-	many, manyPool := fixture(t)
+	one, onePool := setup(t)
+	many, manyPool := setup(t)
 	for _, p := range earlier {
 		for _, s := range []*Store{one, many} {
 			if _, _, err := s.acceptOne(ctx, p); err != nil {
@@ -155,7 +156,7 @@ func dump(t *testing.T, pool *pgxpool.Pool, q string) string {
 // payment, and every accepted payment has its outbox records in order.
 func TestBatchingConcurrentDebits(t *testing.T) {
 	t.Parallel()
-	s, pool := fixture(t)
+	s, pool := setup(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	wait := s.StartBatching(ctx, BatchConfig{Workers: 3, MaxBatch: 16})
 	t.Cleanup(func() { cancel(); wait() })
@@ -248,7 +249,7 @@ func TestBatchingConcurrentDebits(t *testing.T) {
 // its payments are accepted again one by one, so only the bad one fails.
 func TestBatchFallsBackOneByOne(t *testing.T) {
 	t.Parallel()
-	s, pool := fixture(t)
+	s, pool := setup(t)
 	ctx := context.Background()
 	if _, err := pool.Exec(ctx, `
 		CREATE FUNCTION refuse_13() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -402,6 +403,7 @@ func TestDeadlineInQueueWithdraws(t *testing.T) {
 func TestDeadlineInBatchWaitsForAnswer(t *testing.T) {
 	t.Parallel()
 	s := &Store{calls: make(chan *acceptCall, 10)}
+	s.testSignals.pastDeadline.Init(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 	defer cancel()
 	type answer struct {
@@ -417,8 +419,7 @@ func TestDeadlineInBatchWaitsForAnswer(t *testing.T) {
 	if len(batch) != 1 {
 		t.Fatalf("batch %v, want the one call", users(batch))
 	}
-	<-ctx.Done()
-	time.Sleep(20 * time.Millisecond) // the caller has seen its deadline
+	s.testSignals.pastDeadline.WaitOrTimeout(t) // the caller has seen its deadline, and waits
 	batch[0].done <- acceptResult{got: Payment{ID: 7}, created: true}
 	if a := <-answered; a.err != nil || !a.created {
 		t.Errorf("answer created=%v err=%v, want the batch's: created", a.created, a.err)

@@ -49,6 +49,8 @@ type Store struct {
 	pool *pgxpool.Pool
 	// calls feeds the batch workers; nil until StartBatching.
 	calls chan *acceptCall
+	// testSignals tell tests what the batching did; off in production.
+	testSignals testSignals
 }
 
 // New returns a Store over pool.
