@@ -36,13 +36,12 @@ import (
 	"github.com/google/uuid"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/finsvc/finance/pkg/clock"
 	"github.com/finsvc/finance/pkg/kafka"
 	"github.com/finsvc/finance/pkg/payment"
 	"github.com/finsvc/finance/pkg/postgres"
-	financev1 "github.com/finsvc/finance/proto/finance/v1"
+	"github.com/finsvc/finance/pkg/wire"
 )
 
 type options struct {
@@ -265,7 +264,7 @@ func burstPayments(n, users int) []benchPayment {
 
 // request is the PaymentRequested record of p.
 func request(p benchPayment) (*kgo.Record, error) {
-	v, err := proto.Marshal(&financev1.PaymentRequested{PaymentId: p.id, PaymentUid: p.uid.String(), UserId: p.user, MerchantId: 1, Amount: p.amount})
+	v, err := wire.EncodeRequested(wire.Requested{PaymentID: p.id, PaymentUID: p.uid.String(), UserID: p.user, MerchantID: 1, Amount: p.amount})
 	if err != nil {
 		return nil, err
 	}
@@ -588,12 +587,12 @@ func (e *env) outcomes(ctx context.Context, n int) (finalCount, error) {
 	defer cancel()
 	for len(ids) < n && rctx.Err() == nil {
 		cl.PollFetches(rctx).EachRecord(func(r *kgo.Record) {
-			var o financev1.PaymentOutcome
-			if proto.Unmarshal(r.Value, &o) != nil || o.GetStatus() == financev1.OutcomeStatus_OUTCOME_STATUS_PROCESSING {
+			o, err := wire.DecodeOutcome(r.Value)
+			if err != nil || o.Status == payment.StatusProcessing {
 				return
 			}
 			c.total++
-			ids[o.GetPaymentId()] = true
+			ids[o.PaymentID] = true
 		})
 	}
 	c.distinct = len(ids)
