@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/finsvc/finance/pkg/stacktest"
+	"github.com/finsvc/finance/pkg/testkit"
 )
 
 func writeScript(t *testing.T, body string) string {
@@ -20,31 +21,28 @@ func writeScript(t *testing.T, body string) string {
 	return path
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
+// setup returns a supervisor of its own state directory, and what its
+// children and itself print.
+func setup(t *testing.T) (*supervisor, *stacktest.Buffer) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("gave up waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
+	out := &stacktest.Buffer{}
+	sup, err := newSupervisor(out, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
 	}
+	return sup, out
 }
 
 func TestSupervisorRestartsADeadProcessAndLogsIt(t *testing.T) {
 	t.Parallel()
-	var out stacktest.Buffer
-	sup, err := newSupervisor(&out, t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
+	sup, out := setup(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	// The child prints a line and dies at once, as a crashing service would.
 	script := writeScript(t, `echo "hello from child"; exit 3`)
 	if err := sup.start(ctx, proc{name: "crashy", path: script, stopGrace: time.Second}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "two restarts", func() bool { return strings.Count(out.String(), "crashy restarted") >= 2 })
+	testkit.Eventually(t, "two restarts", func() bool { return strings.Count(out.String(), "crashy restarted") >= 2 })
 	cancel()
 	sup.wait()
 
@@ -58,17 +56,13 @@ func TestSupervisorRestartsADeadProcessAndLogsIt(t *testing.T) {
 
 func TestSupervisorStopsWithSIGTERM(t *testing.T) {
 	t.Parallel()
-	var out stacktest.Buffer
-	sup, err := newSupervisor(&out, t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
+	sup, out := setup(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	script := writeScript(t, `trap 'echo "got TERM"; exit 0' TERM; echo ready; while :; do sleep 0.05; done`)
 	if err := sup.start(ctx, proc{name: "polite", path: script, stopGrace: 20 * time.Second}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "child ready", func() bool { return strings.Contains(out.String(), "[polite] ready") })
+	testkit.Eventually(t, "child ready", func() bool { return strings.Contains(out.String(), "[polite] ready") })
 	cancel()
 	sup.wait()
 	got := out.String()
@@ -82,11 +76,8 @@ func TestSupervisorStopsWithSIGTERM(t *testing.T) {
 
 func TestStartRefusesAMissingBinary(t *testing.T) {
 	t.Parallel()
-	sup, err := newSupervisor(&stacktest.Buffer{}, t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = sup.start(context.Background(), proc{name: "ghost", path: filepath.Join(t.TempDir(), "nope")})
+	sup, _ := setup(t)
+	err := sup.start(context.Background(), proc{name: "ghost", path: filepath.Join(t.TempDir(), "nope")})
 	if err == nil || !strings.Contains(err.Error(), "make build") {
 		t.Fatalf("err = %v, want a hint to run make build", err)
 	}
