@@ -2,44 +2,20 @@ package verify
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"iter"
 	"net/http"
-	"net/url"
-	"strings"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
-	"github.com/finsvc/finance/pkg/payment"
+	"github.com/finsvc/finance/pkg/simclient"
 )
 
-// Execution is one payment the processor executed: money moved. Declines are
-// not executions.
-type Execution struct {
-	Seq            int64     `json:"seq"`
-	ID             string    `json:"id"` // the processor's reference
-	IdempotencyKey string    `json:"idempotency_key"`
-	UserID         int64     `json:"user_id"`
-	Amount         int64     `json:"amount"`
-	Reference      string    `json:"reference"`
-	API            string    `json:"api"`
-	ExecutedAt     time.Time `json:"executed_at"`
-}
-
-// PaymentUID returns the uid of the payment the execution was made for,
-// read from its idempotency key "payment-<uid>" (payment.ParseProcessorKey),
-// and false for an execution without such a key: the as-is API sends none,
-// and a key of another form is not one of ours. The reference the dispatcher
-// also sends ("<payment_id>") is informational only: payment ids repeat after
-// a database restore, uids never do.
-func (e Execution) PaymentUID() (uuid.UUID, bool) {
-	return payment.ParseProcessorKey(e.IdempotencyKey)
-}
+// Execution is one payment the processor executed: money moved. It is the
+// simulator client's type, so that the statement has one decoder
+// (simclient.DecodeExecutions) whoever serves it.
+type Execution = simclient.Execution
 
 // Statement is the processor's record of what it executed. processor-sim
 // serves one at GET /sim/executions; for the real processor docs/correctness.md
@@ -51,102 +27,26 @@ type Statement interface {
 }
 
 // HTTPStatement reads a statement of the processor-sim shape over HTTP:
-// GET URL → {"count":N,"executions":[{...}, ...]}, decoded as a stream.
+// GET URL → {"count":N,"executions":[{...}, ...]}, decoded as a stream
+// (simclient.ReadExecutions). The URL may be the simulator's or a real
+// processor's statement of the same shape (financectl verify
+// --statement-url).
 type HTTPStatement struct {
 	// URL is the statement's address, e.g. http://127.0.0.1:8090/sim/executions.
 	URL string
-	// Client defaults to a client with a 5-minute timeout.
+	// Client defaults to http.DefaultClient; the read is bounded by
+	// simclient's statement timeout (5 minutes) either way.
 	Client *http.Client
 }
 
 // NewHTTPStatement returns the statement of the processor-sim at baseURL.
 func NewHTTPStatement(baseURL string) *HTTPStatement {
-	return &HTTPStatement{URL: strings.TrimRight(baseURL, "/") + "/sim/executions"}
+	return &HTTPStatement{URL: simclient.New(baseURL).ExecutionsURL()}
 }
 
 // Executions implements Statement.
 func (s *HTTPStatement) Executions(ctx context.Context) iter.Seq2[Execution, error] {
-	return func(yield func(Execution, error) bool) {
-		client := s.Client
-		if client == nil {
-			client = &http.Client{Timeout: 5 * time.Minute}
-		}
-		if _, err := url.Parse(s.URL); err != nil {
-			yield(Execution{}, fmt.Errorf("statement url: %w", err))
-			return
-		}
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.URL, nil)
-		if err != nil {
-			yield(Execution{}, fmt.Errorf("statement request: %w", err))
-			return
-		}
-		resp, err := client.Do(req)
-		if err != nil {
-			yield(Execution{}, fmt.Errorf("get statement: %w", err))
-			return
-		}
-		defer resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-			yield(Execution{}, fmt.Errorf("get statement %s: HTTP %d: %s", s.URL, resp.StatusCode, strings.TrimSpace(string(body))))
-			return
-		}
-		if err := decodeExecutions(resp.Body, yield); err != nil {
-			yield(Execution{}, fmt.Errorf("read statement %s: %w", s.URL, err))
-		}
-	}
-}
-
-// errStopped tells decodeExecutions' caller that yield asked to stop.
-var errStopped = errors.New("stopped")
-
-// decodeExecutions walks {"executions":[...], ...} token by token so that
-// only one execution is in memory at a time.
-func decodeExecutions(r io.Reader, yield func(Execution, error) bool) error {
-	dec := json.NewDecoder(r)
-	if err := expectDelim(dec, '{'); err != nil {
-		return err
-	}
-	for dec.More() {
-		tok, err := dec.Token()
-		if err != nil {
-			return err
-		}
-		if key, _ := tok.(string); key != "executions" {
-			var skip json.RawMessage
-			if err := dec.Decode(&skip); err != nil {
-				return err
-			}
-			continue
-		}
-		if err := expectDelim(dec, '['); err != nil {
-			return err
-		}
-		for dec.More() {
-			var e Execution
-			if err := dec.Decode(&e); err != nil {
-				return err
-			}
-			if !yield(e, nil) {
-				return nil
-			}
-		}
-		if _, err := dec.Token(); err != nil { // ]
-			return err
-		}
-	}
-	return nil
-}
-
-func expectDelim(dec *json.Decoder, want json.Delim) error {
-	tok, err := dec.Token()
-	if err != nil {
-		return err
-	}
-	if d, ok := tok.(json.Delim); !ok || d != want {
-		return fmt.Errorf("want %q, got %v", want, tok)
-	}
-	return nil
+	return simclient.ReadExecutions(ctx, s.Client, s.URL)
 }
 
 // SliceStatement is a statement held in memory, for tests and small tools.

@@ -14,10 +14,10 @@ import (
 
 	"github.com/finsvc/finance/loadtest/internal/check"
 	"github.com/finsvc/finance/loadtest/internal/fakes"
-	"github.com/finsvc/finance/loadtest/internal/simclient"
 	"github.com/finsvc/finance/loadtest/internal/target"
 	"github.com/finsvc/finance/pkg/payment"
 	"github.com/finsvc/finance/pkg/pgtest"
+	"github.com/finsvc/finance/pkg/simclient"
 )
 
 func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }

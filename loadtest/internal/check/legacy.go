@@ -7,8 +7,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/finsvc/finance/loadtest/internal/simclient"
 	"github.com/finsvc/finance/loadtest/internal/target"
+	"github.com/finsvc/finance/pkg/simclient"
 )
 
 // Legacy checks the as-is service's database (payments (id, amount,

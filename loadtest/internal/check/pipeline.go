@@ -8,9 +8,9 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/finsvc/finance/loadtest/internal/simclient"
 	"github.com/finsvc/finance/loadtest/internal/target"
 	"github.com/finsvc/finance/pkg/payment"
+	"github.com/finsvc/finance/pkg/simclient"
 )
 
 // Pipeline checks the pipeline's database (the schema of pkg/schema).

@@ -23,10 +23,10 @@ import (
 	"github.com/finsvc/finance/loadtest/internal/progress"
 	"github.com/finsvc/finance/loadtest/internal/report"
 	"github.com/finsvc/finance/loadtest/internal/scenario"
-	"github.com/finsvc/finance/loadtest/internal/simclient"
 	"github.com/finsvc/finance/loadtest/internal/target"
 	"github.com/finsvc/finance/pkg/auth"
 	"github.com/finsvc/finance/pkg/postgres"
+	"github.com/finsvc/finance/pkg/simclient"
 )
 
 // Defaults of the run flags.

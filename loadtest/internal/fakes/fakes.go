@@ -19,8 +19,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/finsvc/finance/loadtest/internal/simclient"
 	"github.com/finsvc/finance/pkg/pgtest"
+	"github.com/finsvc/finance/pkg/simclient"
 )
 
 // Sim is a processor simulator's control API over an in-memory record.

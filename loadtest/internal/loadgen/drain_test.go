@@ -7,7 +7,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/finsvc/finance/loadtest/internal/scenario"
-	"github.com/finsvc/finance/loadtest/internal/simclient"
+	"github.com/finsvc/finance/pkg/simclient"
 )
 
 func TestDrainStats(t *testing.T) {

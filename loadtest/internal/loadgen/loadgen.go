@@ -21,8 +21,8 @@ import (
 
 	"github.com/finsvc/finance/loadtest/internal/check"
 	"github.com/finsvc/finance/loadtest/internal/scenario"
-	"github.com/finsvc/finance/loadtest/internal/simclient"
 	"github.com/finsvc/finance/loadtest/internal/target"
+	"github.com/finsvc/finance/pkg/simclient"
 )
 
 // Merchants are paid in turn; they exist in both systems' demo data

@@ -13,9 +13,9 @@ import (
 	"github.com/finsvc/finance/loadtest/internal/fakes"
 	"github.com/finsvc/finance/loadtest/internal/loadgen"
 	"github.com/finsvc/finance/loadtest/internal/scenario"
-	"github.com/finsvc/finance/loadtest/internal/simclient"
 	"github.com/finsvc/finance/loadtest/internal/target"
 	"github.com/finsvc/finance/pkg/auth"
+	"github.com/finsvc/finance/pkg/simclient"
 )
 
 const firstUser = 5000

@@ -16,8 +16,8 @@ import (
 	"time"
 
 	"github.com/finsvc/finance/loadtest/internal/loadgen"
-	"github.com/finsvc/finance/loadtest/internal/simclient"
 	"github.com/finsvc/finance/loadtest/internal/target"
+	"github.com/finsvc/finance/pkg/simclient"
 )
 
 // Machine names the machine a run was measured on.

@@ -13,8 +13,8 @@ import (
 	"github.com/finsvc/finance/loadtest/internal/loadgen"
 	"github.com/finsvc/finance/loadtest/internal/report"
 	"github.com/finsvc/finance/loadtest/internal/scenario"
-	"github.com/finsvc/finance/loadtest/internal/simclient"
 	"github.com/finsvc/finance/loadtest/internal/target"
+	"github.com/finsvc/finance/pkg/simclient"
 )
 
 func burst(p99 float64, drained bool, rate float64, c check.Report) *loadgen.Result {

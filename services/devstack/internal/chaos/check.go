@@ -14,6 +14,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/finsvc/finance/pkg/simclient"
 	"github.com/finsvc/finance/pkg/verify"
 	"github.com/finsvc/finance/services/devstack/internal/stack"
 )
@@ -264,15 +265,14 @@ func check(ctx context.Context, pool *pgxpool.Pool, st *stack.Stack, tr *traffic
 	}
 
 	// The processor executed each key at most once.
-	execs, err := executions(ctx, st.SimURL)
-	if err != nil {
-		return err
-	}
-	rep.Executions = int64(len(execs))
 	perKey := map[string]int{}
-	for _, e := range execs {
-		if e.Key != "" {
-			perKey[e.Key]++
+	for e, err := range simclient.New(st.SimURL).Executions(ctx) {
+		if err != nil {
+			return fmt.Errorf("processor executions: %w", err)
+		}
+		rep.Executions++
+		if e.IdempotencyKey != "" {
+			perKey[e.IdempotencyKey]++
 		}
 	}
 	var twice int64
@@ -314,31 +314,6 @@ func killsShort(plan, done map[string]map[string]int) []string {
 	}
 	sort.Strings(short)
 	return short
-}
-
-type execution struct {
-	Key    string `json:"idempotency_key"`
-	UserID int64  `json:"user_id"`
-	Amount int64  `json:"amount"`
-}
-
-func executions(ctx context.Context, simURL string) ([]execution, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, simURL+"/sim/executions", nil)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := (&http.Client{Timeout: time.Minute}).Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("processor executions: %w", err)
-	}
-	defer resp.Body.Close()
-	var body struct {
-		Executions []execution `json:"executions"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
-		return nil, fmt.Errorf("processor executions: %w", err)
-	}
-	return body.Executions, nil
 }
 
 func problemName(t string) string {
