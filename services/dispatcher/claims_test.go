@@ -17,7 +17,7 @@ import (
 	"github.com/finsvc/finance/pkg/kafkatest"
 	"github.com/finsvc/finance/pkg/payment"
 	"github.com/finsvc/finance/pkg/pgtest"
-	financev1 "github.com/finsvc/finance/proto/finance/v1"
+	"github.com/finsvc/finance/pkg/wire"
 	"github.com/finsvc/finance/services/dispatcher/internal/dispatcher"
 )
 
@@ -40,24 +40,24 @@ func openPool(t *testing.T, url string) *pgxpool.Pool {
 
 // seedPayments inserts the payments of reqs (and their wallets and merchant)
 // as the gateway would have before publishing them.
-func seedPayments(t *testing.T, pool *pgxpool.Pool, reqs ...*financev1.PaymentRequested) {
+func seedPayments(t *testing.T, pool *pgxpool.Pool, reqs ...wire.Requested) {
 	t.Helper()
 	ctx := t.Context()
 	if _, err := pool.Exec(ctx, `INSERT INTO merchants (id, name) VALUES (1, 'test') ON CONFLICT DO NOTHING`); err != nil {
 		t.Fatalf("seed merchant: %v", err)
 	}
 	for _, r := range reqs {
-		if _, err := pool.Exec(ctx, `INSERT INTO wallets (user_id) VALUES ($1) ON CONFLICT DO NOTHING`, r.GetUserId()); err != nil {
-			t.Fatalf("seed wallet %d: %v", r.GetUserId(), err)
+		if _, err := pool.Exec(ctx, `INSERT INTO wallets (user_id) VALUES ($1) ON CONFLICT DO NOTHING`, r.UserID); err != nil {
+			t.Fatalf("seed wallet %d: %v", r.UserID, err)
 		}
-		if r.GetAmount() == 0 {
+		if r.Amount == 0 {
 			continue // invalid: failed without reaching the guard, and no row could hold it
 		}
 		if _, err := pool.Exec(ctx,
 			`INSERT INTO payments (id, uid, user_id, merchant_id, amount, status, idempotency_key, request_hash)
 			 VALUES ($1, $2, $3, 1, $4, 'accepted', $5, '') ON CONFLICT DO NOTHING`,
-			r.GetPaymentId(), r.GetPaymentUid(), r.GetUserId(), r.GetAmount(), fmt.Sprintf("client-%d", r.GetPaymentId())); err != nil {
-			t.Fatalf("seed payment %d: %v", r.GetPaymentId(), err)
+			r.PaymentID, r.PaymentUID, r.UserID, r.Amount, fmt.Sprintf("client-%d", r.PaymentID)); err != nil {
+			t.Fatalf("seed payment %d: %v", r.PaymentID, err)
 		}
 	}
 }
@@ -121,7 +121,7 @@ func TestAsIsRedeliveredPaymentIsNeverSentAgain(t *testing.T) {
 	start := time.Now()
 	produceRequests(t, env, newProducer(t, cluster.Brokers()), reqs...)
 	stop := startDispatcher(t, env)
-	outcomes.waitUntil(t, "every final outcome", func(got []*financev1.PaymentOutcome) bool { return countFinals(got) >= len(reqs) })
+	outcomes.waitUntil(t, "every final outcome", func(got []wire.Outcome) bool { return countFinals(got) >= len(reqs) })
 	letters.waitFor(t, 1)
 	waitMetrics(t, opsAddr, `dispatcher_dead_letters_total{reason="as_is_redelivered"} 1`,
 		fmt.Sprintf(`dispatcher_guard_total{result="send"} %d`, len(reqs)-1),
@@ -132,11 +132,11 @@ func TestAsIsRedeliveredPaymentIsNeverSentAgain(t *testing.T) {
 	_, calls := fake.snapshot()
 	held := claims(t, pool)
 	for _, r := range reqs {
-		id := r.GetPaymentId()
+		id := r.PaymentID
 		o := got[id]
 		if id == redeliveredID {
-			if o.GetStatus() != financev1.OutcomeStatus_OUTCOME_STATUS_UNKNOWN ||
-				!strings.Contains(o.GetReason(), "may already have been sent to the processor (as-is API, redelivered)") {
+			if o.Status != payment.StatusUnknown ||
+				!strings.Contains(o.Reason, "may already have been sent to the processor (as-is API, redelivered)") {
 				t.Errorf("redelivered payment outcome = %v, want unknown: may already have been sent", o)
 			}
 			if n := calls[id]; n != 0 {
@@ -148,7 +148,7 @@ func TestAsIsRedeliveredPaymentIsNeverSentAgain(t *testing.T) {
 			continue
 		}
 		status, ref := wantOutcome(id)
-		if o.GetStatus() != status || o.GetProcessorRef() != ref {
+		if o.Status != status || o.ProcessorRef != ref {
 			t.Errorf("payment %d outcome = %v, want %v %q", id, o, status, ref)
 		}
 		if n := calls[id]; n != 1 {
@@ -166,10 +166,10 @@ func TestAsIsRedeliveredPaymentIsNeverSentAgain(t *testing.T) {
 	// The user's later payments went on behind the unknown one, in order.
 	wantCalls, wantOutcomes := map[int64][]int64{}, map[int64][]int64{}
 	for _, r := range reqs {
-		if r.GetPaymentId() != redeliveredID {
-			wantCalls[r.GetUserId()] = append(wantCalls[r.GetUserId()], r.GetPaymentId())
+		if r.PaymentID != redeliveredID {
+			wantCalls[r.UserID] = append(wantCalls[r.UserID], r.PaymentID)
 		}
-		wantOutcomes[r.GetUserId()] = append(wantOutcomes[r.GetUserId()], r.GetPaymentId())
+		wantOutcomes[r.UserID] = append(wantOutcomes[r.UserID], r.PaymentID)
 	}
 	order, _ := fake.snapshot()
 	if diff := cmp.Diff(wantCalls, order); diff != "" {
@@ -178,7 +178,7 @@ func TestAsIsRedeliveredPaymentIsNeverSentAgain(t *testing.T) {
 	gotOutcomes := map[int64][]int64{}
 	for _, o := range outcomes.got {
 		if isFinal(o) {
-			gotOutcomes[o.GetUserId()] = append(gotOutcomes[o.GetUserId()], o.GetPaymentId())
+			gotOutcomes[o.UserID] = append(gotOutcomes[o.UserID], o.PaymentID)
 		}
 	}
 	if diff := cmp.Diff(wantOutcomes, gotOutcomes); diff != "" {
@@ -224,7 +224,7 @@ func TestGuardSendsOnlyOpenPaymentsOfThisDatabase(t *testing.T) {
 			pool := openPool(t, env["DATABASE_URL"])
 
 			open := requestsFor([]int64{801}, 0, 3) // 801001..801003
-			final := []*financev1.PaymentRequested{request(801, 801101), request(801, 801102)}
+			final := []wire.Requested{request(801, 801101), request(801, 801102)}
 			seedPayments(t, pool, final...)
 			if _, err := pool.Exec(t.Context(), `UPDATE payments SET status = CASE id WHEN 801101 THEN 'succeeded' ELSE 'failed' END
 				WHERE id IN (801101, 801102)`); err != nil {
@@ -232,9 +232,9 @@ func TestGuardSendsOnlyOpenPaymentsOfThisDatabase(t *testing.T) {
 			}
 			neverAccepted := request(801, 801201)
 			otherDatabase := request(801, 801002) // open[1]'s id, another payment's uid
-			otherDatabase.PaymentUid = payment.NewUID().String()
+			otherDatabase.PaymentUID = payment.NewUID().String()
 			noUID := request(801, 801202)
-			noUID.PaymentUid = ""
+			noUID.PaymentUID = ""
 
 			outcomes := newOutcomeReader(t, cluster.Brokers())
 			prod := newProducer(t, cluster.Brokers())
@@ -242,7 +242,7 @@ func TestGuardSendsOnlyOpenPaymentsOfThisDatabase(t *testing.T) {
 			produceRecords(t, prod, final...)
 			produceRequests(t, env, prod, open...)
 			startDispatcher(t, env)
-			outcomes.waitUntil(t, "the open payments' outcomes", func(got []*financev1.PaymentOutcome) bool { return countFinals(got) >= len(open) })
+			outcomes.waitUntil(t, "the open payments' outcomes", func(got []wire.Outcome) bool { return countFinals(got) >= len(open) })
 			waitMetrics(t, opsAddr,
 				`dispatcher_dead_letters_total{reason="stale"} 3`,
 				`dispatcher_guard_total{result="stale"} 2`,
@@ -251,8 +251,8 @@ func TestGuardSendsOnlyOpenPaymentsOfThisDatabase(t *testing.T) {
 
 			_, calls := fake.snapshot()
 			for _, r := range open {
-				if calls[r.GetPaymentId()] != 1 {
-					t.Errorf("open payment %d called %d times, want 1", r.GetPaymentId(), calls[r.GetPaymentId()])
+				if calls[r.PaymentID] != 1 {
+					t.Errorf("open payment %d called %d times, want 1", r.PaymentID, calls[r.PaymentID])
 				}
 			}
 			for _, id := range []int64{801101, 801102, 801201, 801202} {
@@ -265,11 +265,11 @@ func TestGuardSendsOnlyOpenPaymentsOfThisDatabase(t *testing.T) {
 				t.Errorf("final outcomes for %d payments, want %d (the open ones only)", len(got), len(open))
 			}
 			for _, o := range outcomes.got {
-				if o.GetPaymentId() == 801002 && o.GetPaymentUid() != open[1].GetPaymentUid() {
-					t.Errorf("outcome for payment 801002 names uid %s, want the database's %s", o.GetPaymentUid(), open[1].GetPaymentUid())
+				if o.PaymentID == 801002 && o.PaymentUID != open[1].PaymentUID {
+					t.Errorf("outcome for payment 801002 names uid %s, want the database's %s", o.PaymentUID, open[1].PaymentUID)
 				}
-				if id := o.GetPaymentId(); id == 801101 || id == 801102 {
-					t.Errorf("final payment %d got an outcome %v", id, o.GetStatus())
+				if id := o.PaymentID; id == 801101 || id == 801102 {
+					t.Errorf("final payment %d got an outcome %v", id, o.Status)
 				}
 			}
 		})
@@ -314,7 +314,7 @@ func TestGuardKeyExpiredIsNotSentAgain(t *testing.T) {
 	letters := newDLQReader(t, cluster.Brokers())
 	produceRecords(t, newProducer(t, cluster.Brokers()), reqs...)
 	stop := startDispatcher(t, env)
-	outcomes.waitUntil(t, "every final outcome", func(got []*financev1.PaymentOutcome) bool { return countFinals(got) >= len(reqs) })
+	outcomes.waitUntil(t, "every final outcome", func(got []wire.Outcome) bool { return countFinals(got) >= len(reqs) })
 	letters.waitFor(t, len(expired))
 	waitMetrics(t, opsAddr,
 		`dispatcher_guard_total{result="key_expired"} 2`,
@@ -325,10 +325,10 @@ func TestGuardKeyExpiredIsNotSentAgain(t *testing.T) {
 	got := finals(t, outcomes.got)
 	_, calls := fake.snapshot()
 	for _, r := range reqs {
-		id := r.GetPaymentId()
+		id := r.PaymentID
 		o := got[id]
 		if expired[id] {
-			if o.GetStatus() != financev1.OutcomeStatus_OUTCOME_STATUS_UNKNOWN || o.GetReason() != dispatcher.ReasonKeyExpired || o.GetAttempts() != 0 {
+			if o.Status != payment.StatusUnknown || o.Reason != dispatcher.ReasonKeyExpired || o.Attempts != 0 {
 				t.Errorf("payment %d (may have been sent, key may be gone): outcome %v, want unknown: %s", id, o, dispatcher.ReasonKeyExpired)
 			}
 			if n := calls[id]; n != 0 {
@@ -337,7 +337,7 @@ func TestGuardKeyExpiredIsNotSentAgain(t *testing.T) {
 			continue
 		}
 		status, ref := wantOutcome(id)
-		if o.GetStatus() != status || o.GetProcessorRef() != ref {
+		if o.Status != status || o.ProcessorRef != ref {
 			t.Errorf("payment %d outcome = %v, want %v %q", id, o, status, ref)
 		}
 		if n := calls[id]; n != 1 {
@@ -377,13 +377,13 @@ func TestGuardThatCannotReadTheDatabaseEndsUnknown(t *testing.T) {
 	outcomes := newOutcomeReader(t, cluster.Brokers())
 	produceRecords(t, newProducer(t, cluster.Brokers()), reqs...)
 	startDispatcher(t, env)
-	outcomes.waitUntil(t, "the outcome", func(got []*financev1.PaymentOutcome) bool { return countFinals(got) >= 1 })
+	outcomes.waitUntil(t, "the outcome", func(got []wire.Outcome) bool { return countFinals(got) >= 1 })
 	waitMetrics(t, opsAddr, `dispatcher_guard_total{result="error"} 1`, `dispatcher_dead_letters_total{reason="guard_failed"} 1`)
-	o := finals(t, outcomes.got)[reqs[0].GetPaymentId()]
-	if o.GetStatus() != financev1.OutcomeStatus_OUTCOME_STATUS_UNKNOWN || !strings.Contains(o.GetReason(), "dispatch guard could not read") {
+	o := finals(t, outcomes.got)[reqs[0].PaymentID]
+	if o.Status != payment.StatusUnknown || !strings.Contains(o.Reason, "dispatch guard could not read") {
 		t.Errorf("outcome %v, want unknown: the guard could not read the payment", o)
 	}
-	if _, calls := fake.snapshot(); calls[reqs[0].GetPaymentId()] != 0 {
-		t.Errorf("payment called %d times, want never", calls[reqs[0].GetPaymentId()])
+	if _, calls := fake.snapshot(); calls[reqs[0].PaymentID] != 0 {
+		t.Errorf("payment called %d times, want never", calls[reqs[0].PaymentID])
 	}
 }

@@ -15,7 +15,7 @@ import (
 	"github.com/finsvc/finance/pkg/kafka"
 	"github.com/finsvc/finance/pkg/kafkatest"
 	"github.com/finsvc/finance/pkg/payment"
-	financev1 "github.com/finsvc/finance/proto/finance/v1"
+	"github.com/finsvc/finance/pkg/wire"
 )
 
 // dlqReader reads payments.requested.dlq with read_committed isolation, so
@@ -142,10 +142,10 @@ func TestInvalidRecordsAreDeadLetteredWithoutBlocking(t *testing.T) {
 		reason string
 	}{
 		{&kgo.Record{Topic: kafka.TopicRequested, Key: kafka.UserKey(501), Value: []byte("\xff not protobuf")}, "undecodable"},
-		{&kgo.Record{Topic: kafka.TopicRequested, Key: kafka.UserKey(502), Value: mustMarshal(t, &financev1.PaymentRequested{Amount: -5})}, "missing_ids"},
+		{&kgo.Record{Topic: kafka.TopicRequested, Key: kafka.UserKey(502), Value: mustEncode(t, wire.Requested{Amount: -5})}, "missing_ids"},
 		// User 504's payment keyed as user 503's.
-		{&kgo.Record{Topic: kafka.TopicRequested, Key: kafka.UserKey(503), Value: mustMarshal(t, request(504, 504001))}, "key_mismatch"},
-		{&kgo.Record{Topic: kafka.TopicRequested, Key: []byte("not-a-user"), Value: mustMarshal(t, request(505, 505001))}, "key_mismatch"},
+		{&kgo.Record{Topic: kafka.TopicRequested, Key: kafka.UserKey(503), Value: mustEncode(t, request(504, 504001))}, "key_mismatch"},
+		{&kgo.Record{Topic: kafka.TopicRequested, Key: []byte("not-a-user"), Value: mustEncode(t, request(505, 505001))}, "key_mismatch"},
 	}
 	for _, p := range poison {
 		if err := prod.ProduceSync(t.Context(), p.rec).FirstErr(); err != nil {
@@ -157,15 +157,15 @@ func TestInvalidRecordsAreDeadLetteredWithoutBlocking(t *testing.T) {
 	produceRequests(t, env, prod, first...)
 	stop := startDispatcher(t, env)
 
-	outcomes.waitUntil(t, "the valid payments' outcomes", func(got []*financev1.PaymentOutcome) bool {
+	outcomes.waitUntil(t, "the valid payments' outcomes", func(got []wire.Outcome) bool {
 		return countFinals(got) >= len(first)
 	})
 	letters.waitFor(t, len(poison))
 	got := finals(t, outcomes.got)
 	for _, r := range first {
-		status, ref := wantOutcome(r.GetPaymentId())
-		if o := got[r.GetPaymentId()]; o.GetStatus() != status || o.GetProcessorRef() != ref {
-			t.Errorf("payment %d outcome = %v, want %v %q", r.GetPaymentId(), o, status, ref)
+		status, ref := wantOutcome(r.PaymentID)
+		if o := got[r.PaymentID]; o.Status != status || o.ProcessorRef != ref {
+			t.Errorf("payment %d outcome = %v, want %v %q", r.PaymentID, o, status, ref)
 		}
 	}
 	if len(got) != len(first) {
@@ -200,7 +200,7 @@ func TestInvalidRecordsAreDeadLetteredWithoutBlocking(t *testing.T) {
 	second := requestsFor([]int64{501, 502, 503, 506}, 1, 2)
 	produceRequests(t, env, prod, second...)
 	stop = startDispatcher(t, env)
-	outcomes.waitUntil(t, "the second round's outcomes", func(got []*financev1.PaymentOutcome) bool {
+	outcomes.waitUntil(t, "the second round's outcomes", func(got []wire.Outcome) bool {
 		return countFinals(got) >= len(first)+len(second)
 	})
 	letters.waitFor(t, len(poison)+1)
@@ -243,7 +243,7 @@ func TestSpentBudgetIsUnknownAndDeadLettered(t *testing.T) {
 	seedPayments(t, openPool(t, env["DATABASE_URL"]), reqs...)
 	var recs []*kgo.Record
 	for _, r := range reqs {
-		recs = append(recs, &kgo.Record{Topic: kafka.TopicRequested, Key: kafka.UserKey(r.GetUserId()), Value: mustMarshal(t, r)})
+		recs = append(recs, &kgo.Record{Topic: kafka.TopicRequested, Key: kafka.UserKey(r.UserID), Value: mustEncode(t, r)})
 	}
 	if err := prod.ProduceSync(t.Context(), recs...).FirstErr(); err != nil {
 		t.Fatal(err)
@@ -252,24 +252,24 @@ func TestSpentBudgetIsUnknownAndDeadLettered(t *testing.T) {
 
 	// Both are read_committed: the unknown outcome and its dead letter
 	// are visible, hence committed.
-	outcomes.waitUntil(t, "every outcome", func(got []*financev1.PaymentOutcome) bool { return countFinals(got) >= len(reqs) })
+	outcomes.waitUntil(t, "every outcome", func(got []wire.Outcome) bool { return countFinals(got) >= len(reqs) })
 	letters.waitFor(t, 1)
 	got := finals(t, outcomes.got)
 	for _, r := range reqs {
-		o := got[r.GetPaymentId()]
-		switch r.GetPaymentId() {
+		o := got[r.PaymentID]
+		switch r.PaymentID {
 		case ambiguousID:
-			if o.GetStatus() != financev1.OutcomeStatus_OUTCOME_STATUS_UNKNOWN || o.GetAttempts() != 3 || !strings.Contains(o.GetReason(), "no definite answer after 3 calls") {
+			if o.Status != payment.StatusUnknown || o.Attempts != 3 || !strings.Contains(o.Reason, "no definite answer after 3 calls") {
 				t.Errorf("ambiguous payment outcome = %v, want unknown after 3 attempts", o)
 			}
 		case refusedID:
-			if o.GetStatus() != financev1.OutcomeStatus_OUTCOME_STATUS_FAILED || !strings.HasPrefix(o.GetReason(), "not executed") {
+			if o.Status != payment.StatusFailed || !strings.HasPrefix(o.Reason, "not executed") {
 				t.Errorf("refused payment outcome = %v, want failed as not executed", o)
 			}
 		default:
-			status, ref := wantOutcome(r.GetPaymentId())
-			if o.GetStatus() != status || o.GetProcessorRef() != ref {
-				t.Errorf("payment %d outcome = %v, want %v %q", r.GetPaymentId(), o, status, ref)
+			status, ref := wantOutcome(r.PaymentID)
+			if o.Status != status || o.ProcessorRef != ref {
+				t.Errorf("payment %d outcome = %v, want %v %q", r.PaymentID, o, status, ref)
 			}
 		}
 	}
@@ -284,7 +284,7 @@ func TestSpentBudgetIsUnknownAndDeadLettered(t *testing.T) {
 	}
 	var orig *kgo.Record
 	for _, r := range recs {
-		if string(r.Value) == string(mustMarshal(t, request(601, ambiguousID))) {
+		if string(r.Value) == string(mustEncode(t, request(601, ambiguousID))) {
 			orig = r
 		}
 	}
@@ -303,7 +303,7 @@ func TestSpentBudgetIsUnknownAndDeadLettered(t *testing.T) {
 	more := requestsFor([]int64{601, 602, 603}, 1, 1)
 	produceRequests(t, env, prod, more...)
 	stop = startDispatcher(t, env)
-	outcomes.waitUntil(t, "the next round", func(got []*financev1.PaymentOutcome) bool {
+	outcomes.waitUntil(t, "the next round", func(got []wire.Outcome) bool {
 		return countFinals(got) >= len(reqs)+len(more)
 	})
 	stop()
@@ -347,7 +347,7 @@ func TestNotExecutedOnlyAfterLookup(t *testing.T) {
 	reqs := requestsFor([]int64{611, 612, 613, 614, 615}, 0, 3)
 	produceRequests(t, env, newProducer(t, cluster.Brokers()), reqs...)
 	stop := startDispatcher(t, env)
-	outcomes.waitUntil(t, "every outcome", func(got []*financev1.PaymentOutcome) bool { return countFinals(got) >= len(reqs) })
+	outcomes.waitUntil(t, "every outcome", func(got []wire.Outcome) bool { return countFinals(got) >= len(reqs) })
 	letters.waitFor(t, 1)
 	waitMetrics(t, opsAddr,
 		`dispatcher_dead_letters_total{reason="lookup_failed"} 1`,
@@ -359,28 +359,28 @@ func TestNotExecutedOnlyAfterLookup(t *testing.T) {
 
 	got := finals(t, outcomes.got)
 	for _, r := range reqs {
-		id, o := r.GetPaymentId(), got[r.GetPaymentId()]
+		id, o := r.PaymentID, got[r.PaymentID]
 		switch id {
 		case executedEarlier:
-			if o.GetStatus() != financev1.OutcomeStatus_OUTCOME_STATUS_SUCCEEDED || o.GetProcessorRef() != "ref-earlier-611001" {
+			if o.Status != payment.StatusSucceeded || o.ProcessorRef != "ref-earlier-611001" {
 				t.Errorf("payment executed by an earlier call: outcome %v, want succeeded with the earlier call's ref", o)
 			}
 		case declinedEarlier:
-			if o.GetStatus() != financev1.OutcomeStatus_OUTCOME_STATUS_FAILED || o.GetReason() != "card declined" {
+			if o.Status != payment.StatusFailed || o.Reason != "card declined" {
 				t.Errorf("payment declined for an earlier call: outcome %v, want failed with the processor's reason", o)
 			}
 		case neverSeen:
-			if o.GetStatus() != financev1.OutcomeStatus_OUTCOME_STATUS_FAILED || !strings.HasPrefix(o.GetReason(), "not executed") ||
-				!strings.Contains(o.GetReason(), "lookup by key: not found") {
+			if o.Status != payment.StatusFailed || !strings.HasPrefix(o.Reason, "not executed") ||
+				!strings.Contains(o.Reason, "lookup by key: not found") {
 				t.Errorf("payment the processor never settled: outcome %v, want failed as not executed after the lookup", o)
 			}
 		case lookupDown:
-			if o.GetStatus() != financev1.OutcomeStatus_OUTCOME_STATUS_UNKNOWN || !strings.Contains(o.GetReason(), "the lookup failed") {
+			if o.Status != payment.StatusUnknown || !strings.Contains(o.Reason, "the lookup failed") {
 				t.Errorf("payment whose lookup failed: outcome %v, want unknown", o)
 			}
 		default:
 			status, ref := wantOutcome(id)
-			if o.GetStatus() != status || o.GetProcessorRef() != ref {
+			if o.Status != status || o.ProcessorRef != ref {
 				t.Errorf("payment %d outcome = %v, want %v %q", id, o, status, ref)
 			}
 		}
@@ -388,7 +388,7 @@ func TestNotExecutedOnlyAfterLookup(t *testing.T) {
 	// Each refused payment was looked up exactly once; no other was.
 	fake.mu.Lock()
 	for _, r := range reqs {
-		id := r.GetPaymentId()
+		id := r.PaymentID
 		want := map[bool]int{true: 1}[refused[id]]
 		if n := fake.lookups[payment.ProcessorKey(uidOf(id))]; n != want {
 			t.Errorf("payment %d looked up %d times, want %d", id, n, want)
@@ -427,7 +427,7 @@ func TestAsIsProxy503IsAmbiguous(t *testing.T) {
 	reqs := requestsFor([]int64{621, 622, 623}, 0, 2)
 	produceRequests(t, env, newProducer(t, cluster.Brokers()), reqs...)
 	stop := startDispatcher(t, env)
-	outcomes.waitUntil(t, "every outcome", func(got []*financev1.PaymentOutcome) bool { return countFinals(got) >= len(reqs) })
+	outcomes.waitUntil(t, "every outcome", func(got []wire.Outcome) bool { return countFinals(got) >= len(reqs) })
 	letters.waitFor(t, 1)
 	waitMetrics(t, opsAddr, `dispatcher_dead_letters_total{reason="ambiguous_not_retried"} 1`,
 		`dispatcher_processor_calls_total{result="unavailable"} 1`)
@@ -436,18 +436,18 @@ func TestAsIsProxy503IsAmbiguous(t *testing.T) {
 	got := finals(t, outcomes.got)
 	_, calls := fake.snapshot()
 	for _, r := range reqs {
-		id, o := r.GetPaymentId(), got[r.GetPaymentId()]
+		id, o := r.PaymentID, got[r.PaymentID]
 		if n := calls[id]; n != 1 {
 			t.Errorf("payment %d called %d times, want exactly 1 (as-is: a second call executes twice)", id, n)
 		}
 		if id == behindProxy {
-			if o.GetStatus() != financev1.OutcomeStatus_OUTCOME_STATUS_UNKNOWN || !strings.Contains(o.GetReason(), "HTTP 503") {
+			if o.Status != payment.StatusUnknown || !strings.Contains(o.Reason, "HTTP 503") {
 				t.Errorf("payment answered by a proxy's 503: outcome %v, want unknown", o)
 			}
 			continue
 		}
 		status, ref := wantOutcome(id)
-		if o.GetStatus() != status || o.GetProcessorRef() != ref {
+		if o.Status != status || o.ProcessorRef != ref {
 			t.Errorf("payment %d outcome = %v, want %v %q", id, o, status, ref)
 		}
 	}

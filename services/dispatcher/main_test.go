@@ -21,14 +21,13 @@ import (
 	"github.com/google/uuid"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"golang.org/x/time/rate"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/finsvc/finance/pkg/envconfig"
 	"github.com/finsvc/finance/pkg/kafka"
 	"github.com/finsvc/finance/pkg/kafkatest"
 	"github.com/finsvc/finance/pkg/payment"
 	"github.com/finsvc/finance/pkg/pgtest"
-	financev1 "github.com/finsvc/finance/proto/finance/v1"
+	"github.com/finsvc/finance/pkg/wire"
 )
 
 // In these tests a payment's amount is minus its id, so that the as-is API,
@@ -107,11 +106,11 @@ func newFakeProcessor(t *testing.T, slow func(int64) bool) (*fakeProcessor, stri
 // settleEarlier records request r as settled by an earlier call under its
 // key (an earlier owner's call that timed out): executed, or declined when
 // the fake declines it.
-func (f *fakeProcessor) settleEarlier(r *financev1.PaymentRequested) {
+func (f *fakeProcessor) settleEarlier(r wire.Requested) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	id := r.GetPaymentId()
-	a := lookupAnswer{id: id, userID: r.GetUserId(), declined: declines(id)}
+	id := r.PaymentID
+	a := lookupAnswer{id: id, userID: r.UserID, declined: declines(id)}
 	if !a.declined {
 		a.ref = fmt.Sprintf("ref-earlier-%d", id)
 		f.executed[id] = a.ref
@@ -376,31 +375,27 @@ func newProducer(t *testing.T, brokers []string) *kgo.Client {
 
 // produceRequests writes the payments of reqs to env's database, as the
 // gateway would have accepted them, then publishes reqs.
-func produceRequests(t *testing.T, env map[string]string, cl *kgo.Client, reqs ...*financev1.PaymentRequested) {
+func produceRequests(t *testing.T, env map[string]string, cl *kgo.Client, reqs ...wire.Requested) {
 	t.Helper()
 	seedPayments(t, openPool(t, env["DATABASE_URL"]), reqs...)
 	produceRecords(t, cl, reqs...)
 }
 
 // produceRecords publishes reqs, whether or not the database holds them.
-func produceRecords(t *testing.T, cl *kgo.Client, reqs ...*financev1.PaymentRequested) {
+func produceRecords(t *testing.T, cl *kgo.Client, reqs ...wire.Requested) {
 	t.Helper()
 	var recs []*kgo.Record
 	for _, r := range reqs {
-		v, err := proto.Marshal(r)
-		if err != nil {
-			t.Fatal(err)
-		}
-		recs = append(recs, &kgo.Record{Topic: kafka.TopicRequested, Key: kafka.UserKey(r.GetUserId()), Value: v})
+		recs = append(recs, &kgo.Record{Topic: kafka.TopicRequested, Key: kafka.UserKey(r.UserID), Value: mustEncode(t, r)})
 	}
 	if err := cl.ProduceSync(t.Context(), recs...).FirstErr(); err != nil {
 		t.Fatalf("produce requests: %v", err)
 	}
 }
 
-func request(userID, paymentID int64) *financev1.PaymentRequested {
-	return &financev1.PaymentRequested{PaymentId: paymentID, PaymentUid: uidOf(paymentID).String(), UserId: userID,
-		MerchantId: 1, Amount: -paymentID, IdempotencyKey: fmt.Sprintf("client-%d", paymentID)}
+func request(userID, paymentID int64) wire.Requested {
+	return wire.Requested{PaymentID: paymentID, PaymentUID: uidOf(paymentID).String(), UserID: userID,
+		MerchantID: 1, Amount: -paymentID, IdempotencyKey: fmt.Sprintf("client-%d", paymentID)}
 }
 
 // uidOf is the uid of test payment id: derived from the id, so that the fake
@@ -412,8 +407,8 @@ func uidOf(paymentID int64) uuid.UUID {
 // requestsFor returns n (< 100) payments for each user with ids
 // user*1000 + round*100 + i + 1, interleaved across users the way concurrent
 // clients would send them.
-func requestsFor(users []int64, round, n int) []*financev1.PaymentRequested {
-	var out []*financev1.PaymentRequested
+func requestsFor(users []int64, round, n int) []wire.Requested {
+	var out []wire.Requested
 	for i := range n {
 		for _, u := range users {
 			out = append(out, request(u, u*1000+int64(round*100+i)+1))
@@ -425,7 +420,7 @@ func requestsFor(users []int64, round, n int) []*financev1.PaymentRequested {
 // outcomeReader reads payments.outcomes with read_committed isolation.
 type outcomeReader struct {
 	cl  *kgo.Client
-	got []*financev1.PaymentOutcome // in partition order
+	got []wire.Outcome // in partition order
 }
 
 func newOutcomeReader(t *testing.T, brokers []string) *outcomeReader {
@@ -444,7 +439,7 @@ func newOutcomeReader(t *testing.T, brokers []string) *outcomeReader {
 }
 
 // waitUntil reads until done holds for everything read so far.
-func (o *outcomeReader) waitUntil(t *testing.T, what string, done func([]*financev1.PaymentOutcome) bool) {
+func (o *outcomeReader) waitUntil(t *testing.T, what string, done func([]wire.Outcome) bool) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 45*time.Second)
 	defer cancel()
@@ -455,39 +450,39 @@ func (o *outcomeReader) waitUntil(t *testing.T, what string, done func([]*financ
 		}
 		fs.EachError(func(topic string, p int32, err error) { t.Logf("fetch %s/%d: %v", topic, p, err) })
 		fs.EachRecord(func(r *kgo.Record) {
-			var out financev1.PaymentOutcome
-			if err := proto.Unmarshal(r.Value, &out); err != nil {
+			out, err := wire.DecodeOutcome(r.Value)
+			if err != nil {
 				t.Fatalf("undecodable outcome at %d/%d: %v", r.Partition, r.Offset, err)
 			}
-			if string(r.Key) != strconv.FormatInt(out.GetUserId(), 10) {
-				t.Errorf("outcome of payment %d keyed %q, want its user %d", out.GetPaymentId(), r.Key, out.GetUserId())
+			if string(r.Key) != strconv.FormatInt(out.UserID, 10) {
+				t.Errorf("outcome of payment %d keyed %q, want its user %d", out.PaymentID, r.Key, out.UserID)
 			}
-			o.got = append(o.got, &out)
+			o.got = append(o.got, out)
 		})
 	}
 }
 
-func isFinal(o *financev1.PaymentOutcome) bool {
-	return o.GetStatus() != financev1.OutcomeStatus_OUTCOME_STATUS_PROCESSING
+func isFinal(o wire.Outcome) bool {
+	return o.Status != payment.StatusProcessing
 }
 
 // finals returns the final outcomes by payment id, failing on duplicates.
-func finals(t *testing.T, got []*financev1.PaymentOutcome) map[int64]*financev1.PaymentOutcome {
+func finals(t *testing.T, got []wire.Outcome) map[int64]wire.Outcome {
 	t.Helper()
-	m := map[int64]*financev1.PaymentOutcome{}
+	m := map[int64]wire.Outcome{}
 	for _, o := range got {
 		if !isFinal(o) {
 			continue
 		}
-		if prev, dup := m[o.GetPaymentId()]; dup {
-			t.Errorf("payment %d has two final outcomes: %v and %v", o.GetPaymentId(), prev.GetStatus(), o.GetStatus())
+		if prev, dup := m[o.PaymentID]; dup {
+			t.Errorf("payment %d has two final outcomes: %v and %v", o.PaymentID, prev.Status, o.Status)
 		}
-		m[o.GetPaymentId()] = o
+		m[o.PaymentID] = o
 	}
 	return m
 }
 
-func countFinals(got []*financev1.PaymentOutcome) int {
+func countFinals(got []wire.Outcome) int {
 	n := 0
 	for _, o := range got {
 		if isFinal(o) {
@@ -498,11 +493,11 @@ func countFinals(got []*financev1.PaymentOutcome) int {
 }
 
 // wantOutcome is the final outcome the fake processor leads to.
-func wantOutcome(paymentID int64) (financev1.OutcomeStatus, string) {
+func wantOutcome(paymentID int64) (payment.Status, string) {
 	if declines(paymentID) {
-		return financev1.OutcomeStatus_OUTCOME_STATUS_FAILED, ""
+		return payment.StatusFailed, ""
 	}
-	return financev1.OutcomeStatus_OUTCOME_STATUS_SUCCEEDED, fmt.Sprintf("ref-%d", paymentID)
+	return payment.StatusSucceeded, fmt.Sprintf("ref-%d", paymentID)
 }
 
 func TestDispatchOneOutcomePerPaymentInUserOrder(t *testing.T) {
@@ -528,18 +523,18 @@ func TestDispatchOneOutcomePerPaymentInUserOrder(t *testing.T) {
 			// An undecodable record and one without ids must not block their partitions.
 			if err := prod.ProduceSync(t.Context(),
 				&kgo.Record{Topic: kafka.TopicRequested, Key: kafka.UserKey(3), Value: []byte("\xff not protobuf")},
-				&kgo.Record{Topic: kafka.TopicRequested, Key: kafka.UserKey(4), Value: mustMarshal(t, &financev1.PaymentRequested{Amount: -5})},
+				&kgo.Record{Topic: kafka.TopicRequested, Key: kafka.UserKey(4), Value: mustEncode(t, wire.Requested{Amount: -5})},
 			).FirstErr(); err != nil {
 				t.Fatal(err)
 			}
 			produceRequests(t, env, prod, reqs[len(reqs)/2:]...)
 			// A zero amount is failed without calling the processor.
-			invalid := &financev1.PaymentRequested{PaymentId: 99999, PaymentUid: uidOf(99999).String(), UserId: 5, Amount: 0}
+			invalid := wire.Requested{PaymentID: 99999, PaymentUID: uidOf(99999).String(), UserID: 5, Amount: 0}
 			produceRequests(t, env, prod, invalid)
 
 			reader := newOutcomeReader(t, cluster.Brokers())
 			wantFinals := len(reqs) + 1
-			reader.waitUntil(t, "every final and processing outcome", func(got []*financev1.PaymentOutcome) bool {
+			reader.waitUntil(t, "every final and processing outcome", func(got []wire.Outcome) bool {
 				processing := 0
 				for _, o := range got {
 					if !isFinal(o) {
@@ -551,20 +546,20 @@ func TestDispatchOneOutcomePerPaymentInUserOrder(t *testing.T) {
 
 			got := finals(t, reader.got)
 			for _, r := range reqs {
-				o, ok := got[r.GetPaymentId()]
+				o, ok := got[r.PaymentID]
 				if !ok {
-					t.Errorf("payment %d has no final outcome", r.GetPaymentId())
+					t.Errorf("payment %d has no final outcome", r.PaymentID)
 					continue
 				}
-				status, ref := wantOutcome(r.GetPaymentId())
-				if o.GetStatus() != status || o.GetProcessorRef() != ref || o.GetUserId() != r.GetUserId() || o.GetAttempts() != 1 {
-					t.Errorf("payment %d outcome = %v, want status %v ref %q user %d attempts 1", r.GetPaymentId(), o, status, ref, r.GetUserId())
+				status, ref := wantOutcome(r.PaymentID)
+				if o.Status != status || o.ProcessorRef != ref || o.UserID != r.UserID || o.Attempts != 1 {
+					t.Errorf("payment %d outcome = %v, want status %v ref %q user %d attempts 1", r.PaymentID, o, status, ref, r.UserID)
 				}
-				if status == financev1.OutcomeStatus_OUTCOME_STATUS_FAILED && o.GetReason() != "card declined" {
-					t.Errorf("payment %d reason = %q, want the processor's", r.GetPaymentId(), o.GetReason())
+				if status == payment.StatusFailed && o.Reason != "card declined" {
+					t.Errorf("payment %d reason = %q, want the processor's", r.PaymentID, o.Reason)
 				}
 			}
-			if o := got[invalid.GetPaymentId()]; o.GetStatus() != financev1.OutcomeStatus_OUTCOME_STATUS_FAILED || !strings.Contains(o.GetReason(), "invalid request") {
+			if o := got[invalid.PaymentID]; o.Status != payment.StatusFailed || !strings.Contains(o.Reason, "invalid request") {
 				t.Errorf("zero-amount payment outcome = %v, want failed as an invalid request", o)
 			}
 			if len(got) != wantFinals {
@@ -574,7 +569,7 @@ func TestDispatchOneOutcomePerPaymentInUserOrder(t *testing.T) {
 			// Per-user order: at the processor and in payments.outcomes.
 			wantOrder := map[int64][]int64{}
 			for _, r := range reqs {
-				wantOrder[r.GetUserId()] = append(wantOrder[r.GetUserId()], r.GetPaymentId())
+				wantOrder[r.UserID] = append(wantOrder[r.UserID], r.PaymentID)
 			}
 			order, calls := fake.snapshot()
 			if diff := cmp.Diff(wantOrder, order); diff != "" {
@@ -582,8 +577,8 @@ func TestDispatchOneOutcomePerPaymentInUserOrder(t *testing.T) {
 			}
 			gotOutcomeOrder := map[int64][]int64{}
 			for _, o := range reader.got {
-				if isFinal(o) && o.GetPaymentId() != invalid.GetPaymentId() {
-					gotOutcomeOrder[o.GetUserId()] = append(gotOutcomeOrder[o.GetUserId()], o.GetPaymentId())
+				if isFinal(o) && o.PaymentID != invalid.PaymentID {
+					gotOutcomeOrder[o.UserID] = append(gotOutcomeOrder[o.UserID], o.PaymentID)
 				}
 			}
 			if diff := cmp.Diff(wantOrder, gotOutcomeOrder); diff != "" {
@@ -620,7 +615,7 @@ func TestRestartDoesNotReemitCommittedWork(t *testing.T) {
 	first := requestsFor(users, 0, 4)
 	produceRequests(t, env, prod, first...)
 	stop := startDispatcher(t, env)
-	reader.waitUntil(t, "the first round's outcomes", func(got []*financev1.PaymentOutcome) bool {
+	reader.waitUntil(t, "the first round's outcomes", func(got []wire.Outcome) bool {
 		return countFinals(got) >= len(first)
 	})
 	stop()
@@ -631,7 +626,7 @@ func TestRestartDoesNotReemitCommittedWork(t *testing.T) {
 	second := requestsFor(users, 1, 4)
 	produceRequests(t, env, prod, second...)
 	startDispatcher(t, env)
-	reader.waitUntil(t, "the second round's outcomes", func(got []*financev1.PaymentOutcome) bool {
+	reader.waitUntil(t, "the second round's outcomes", func(got []wire.Outcome) bool {
 		return countFinals(got) >= len(first)+len(second)
 	})
 
@@ -641,11 +636,11 @@ func TestRestartDoesNotReemitCommittedWork(t *testing.T) {
 	}
 	_, calls := fake.snapshot()
 	for _, r := range append(first, second...) {
-		if _, ok := got[r.GetPaymentId()]; !ok {
-			t.Errorf("payment %d has no final outcome", r.GetPaymentId())
+		if _, ok := got[r.PaymentID]; !ok {
+			t.Errorf("payment %d has no final outcome", r.PaymentID)
 		}
-		if n := calls[r.GetPaymentId()]; n != 1 {
-			t.Errorf("payment %d called %d times, want exactly 1 (as-is API: a second call executes twice)", r.GetPaymentId(), n)
+		if n := calls[r.PaymentID]; n != 1 {
+			t.Errorf("payment %d called %d times, want exactly 1 (as-is API: a second call executes twice)", r.PaymentID, n)
 		}
 	}
 }
@@ -691,7 +686,7 @@ func TestShutdownFinishesInFlightCalls(t *testing.T) {
 	// Everything the processor saw has its outcome committed.
 	_, calls := fake.snapshot()
 	reader := newOutcomeReader(t, cluster.Brokers())
-	reader.waitUntil(t, "the outcomes of the calls made before shutdown", func(got []*financev1.PaymentOutcome) bool {
+	reader.waitUntil(t, "the outcomes of the calls made before shutdown", func(got []wire.Outcome) bool {
 		return countFinals(got) >= len(calls)
 	})
 	got := finals(t, reader.got)
@@ -734,27 +729,27 @@ func TestShutdownGraceEndsCallsAsUnknown(t *testing.T) {
 	release()
 
 	reader := newOutcomeReader(t, cluster.Brokers())
-	reader.waitUntil(t, "unknown outcomes", func(got []*financev1.PaymentOutcome) bool {
+	reader.waitUntil(t, "unknown outcomes", func(got []wire.Outcome) bool {
 		return countFinals(got) >= len(reqs)
 	})
 	got := finals(t, reader.got)
 	for _, r := range reqs {
-		o := got[r.GetPaymentId()]
-		if o.GetStatus() != financev1.OutcomeStatus_OUTCOME_STATUS_UNKNOWN || o.GetAttempts() != 1 {
-			t.Errorf("payment %d outcome = %v, want unknown after 1 attempt", r.GetPaymentId(), o)
+		o := got[r.PaymentID]
+		if o.Status != payment.StatusUnknown || o.Attempts != 1 {
+			t.Errorf("payment %d outcome = %v, want unknown after 1 attempt", r.PaymentID, o)
 		}
 	}
 
 	// A restart finds nothing left to dispatch: the work was committed.
 	produceRequests(t, env, newProducer(t, cluster.Brokers()), more...)
 	startDispatcher(t, env)
-	reader.waitUntil(t, "the next round", func(got []*financev1.PaymentOutcome) bool {
+	reader.waitUntil(t, "the next round", func(got []wire.Outcome) bool {
 		return countFinals(got) >= len(reqs)+len(more)
 	})
 	_, calls := fake.snapshot()
 	for _, r := range reqs {
-		if n := calls[r.GetPaymentId()]; n != 1 {
-			t.Errorf("payment %d called %d times, want exactly 1", r.GetPaymentId(), n)
+		if n := calls[r.PaymentID]; n != 1 {
+			t.Errorf("payment %d called %d times, want exactly 1", r.PaymentID, n)
 		}
 	}
 	if n := countFinals(reader.got); n != len(reqs)+len(more) {
@@ -787,7 +782,7 @@ func TestRebalanceKeepsOneOutcomePerPayment(t *testing.T) {
 		t.Fatal("no processor call started")
 	}
 	startDispatcher(t, envB)
-	reader.waitUntil(t, "every outcome", func(got []*financev1.PaymentOutcome) bool {
+	reader.waitUntil(t, "every outcome", func(got []wire.Outcome) bool {
 		return len(finals(t, got)) >= len(reqs)
 	})
 
@@ -795,7 +790,7 @@ func TestRebalanceKeepsOneOutcomePerPayment(t *testing.T) {
 	// from an aborted transaction would have to show up before them.
 	more := requestsFor([]int64{31, 32, 33, 34, 35, 36, 37, 38}, 1, 1)
 	produceRequests(t, envA, prod, more...)
-	reader.waitUntil(t, "the later round", func(got []*financev1.PaymentOutcome) bool {
+	reader.waitUntil(t, "the later round", func(got []wire.Outcome) bool {
 		return len(finals(t, got)) >= len(reqs)+len(more)
 	})
 
@@ -805,9 +800,9 @@ func TestRebalanceKeepsOneOutcomePerPayment(t *testing.T) {
 		t.Errorf("%d final outcomes committed, want %d", n, len(reqs)+len(more))
 	}
 	for _, r := range append(reqs, more...) {
-		status, ref := wantOutcome(r.GetPaymentId())
-		if o := got[r.GetPaymentId()]; o.GetStatus() != status || o.GetProcessorRef() != ref {
-			t.Errorf("payment %d outcome = %v, want %v %q", r.GetPaymentId(), o, status, ref)
+		status, ref := wantOutcome(r.PaymentID)
+		if o := got[r.PaymentID]; o.Status != status || o.ProcessorRef != ref {
+			t.Errorf("payment %d outcome = %v, want %v %q", r.PaymentID, o, status, ref)
 		}
 	}
 	_, calls := fake.snapshot()
@@ -869,7 +864,7 @@ func TestRevokedPartitionCallsAreCancelled(t *testing.T) {
 		return false
 	})
 	release() // A's calls of the partitions it kept now answer
-	reader.waitUntil(t, "every outcome", func(got []*financev1.PaymentOutcome) bool { return len(finals(t, got)) >= len(reqs) })
+	reader.waitUntil(t, "every outcome", func(got []wire.Outcome) bool { return len(finals(t, got)) >= len(reqs) })
 
 	fake.mu.Lock()
 	defer fake.mu.Unlock()
@@ -878,7 +873,7 @@ func TestRevokedPartitionCallsAreCancelled(t *testing.T) {
 	}
 	moved := 0
 	for _, r := range reqs {
-		id := r.GetPaymentId()
+		id := r.PaymentID
 		if fake.arrived[id] < 2 {
 			continue // its partition stayed with A
 		}
@@ -894,9 +889,9 @@ func TestRevokedPartitionCallsAreCancelled(t *testing.T) {
 	t.Logf("%d of %d payments moved to B", moved, len(reqs))
 	got := finals(t, reader.got) // fails on a second final outcome
 	for _, r := range reqs {
-		status, ref := wantOutcome(r.GetPaymentId())
-		if o := got[r.GetPaymentId()]; o.GetStatus() != status || o.GetProcessorRef() != ref {
-			t.Errorf("payment %d outcome = %v, want %v %q", r.GetPaymentId(), o, status, ref)
+		status, ref := wantOutcome(r.PaymentID)
+		if o := got[r.PaymentID]; o.Status != status || o.ProcessorRef != ref {
+			t.Errorf("payment %d outcome = %v, want %v %q", r.PaymentID, o, status, ref)
 		}
 	}
 }
@@ -944,19 +939,20 @@ func TestLoadConfigDefaults(t *testing.T) {
 	}
 }
 
-func mustMarshal(t *testing.T, m proto.Message) []byte {
+// mustEncode is r as a payments.requested record value.
+func mustEncode(t *testing.T, r wire.Requested) []byte {
 	t.Helper()
-	b, err := proto.Marshal(m)
+	b, err := wire.EncodeRequested(r)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return b
 }
 
-func countWhere(reqs []*financev1.PaymentRequested, pred func(int64) bool) int {
+func countWhere(reqs []wire.Requested, pred func(int64) bool) int {
 	n := 0
 	for _, r := range reqs {
-		if pred(r.GetPaymentId()) {
+		if pred(r.PaymentID) {
 			n++
 		}
 	}

@@ -16,7 +16,7 @@ import (
 
 	"github.com/finsvc/finance/pkg/kafka"
 	"github.com/finsvc/finance/pkg/kafkatest"
-	financev1 "github.com/finsvc/finance/proto/finance/v1"
+	"github.com/finsvc/finance/pkg/wire"
 )
 
 // metricValue reads one unlabelled (or fully labelled) sample from /metrics.
@@ -68,11 +68,11 @@ func eventually(t *testing.T, what string, cond func() bool) {
 
 // checkUserOrder fails unless every user's payments reached the processor
 // and payments.outcomes in the order they were requested.
-func checkUserOrder(t *testing.T, fake *fakeProcessor, reader *outcomeReader, reqs []*financev1.PaymentRequested) {
+func checkUserOrder(t *testing.T, fake *fakeProcessor, reader *outcomeReader, reqs []wire.Requested) {
 	t.Helper()
 	want := map[int64][]int64{}
 	for _, r := range reqs {
-		want[r.GetUserId()] = append(want[r.GetUserId()], r.GetPaymentId())
+		want[r.UserID] = append(want[r.UserID], r.PaymentID)
 	}
 	order, _ := fake.snapshot()
 	// Replays repeat an id; the first call of each id is what counts.
@@ -92,7 +92,7 @@ func checkUserOrder(t *testing.T, fake *fakeProcessor, reader *outcomeReader, re
 	got := map[int64][]int64{}
 	for _, o := range reader.got {
 		if isFinal(o) {
-			got[o.GetUserId()] = append(got[o.GetUserId()], o.GetPaymentId())
+			got[o.UserID] = append(got[o.UserID], o.PaymentID)
 		}
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
@@ -116,7 +116,7 @@ func TestUsersOfOnePartitionRunInParallelInOrder(t *testing.T) {
 	reqs := requestsFor(users, 0, 5)
 	produceRequests(t, env, newProducer(t, cluster.Brokers()), reqs...)
 	reader := newOutcomeReader(t, cluster.Brokers())
-	reader.waitUntil(t, "every outcome", func(got []*financev1.PaymentOutcome) bool { return countFinals(got) >= len(reqs) })
+	reader.waitUntil(t, "every outcome", func(got []wire.Outcome) bool { return countFinals(got) >= len(reqs) })
 
 	checkUserOrder(t, fake, reader, reqs)
 	if n := len(finals(t, reader.got)); n != len(reqs) {
@@ -197,14 +197,14 @@ func TestAdaptsToRateLimit(t *testing.T) {
 	reqs := requestsFor(users, 0, 5)
 	produceRequests(t, env, newProducer(t, cluster.Brokers()), reqs...)
 	reader := newOutcomeReader(t, cluster.Brokers())
-	reader.waitUntil(t, "every outcome", func(got []*financev1.PaymentOutcome) bool { return countFinals(got) >= len(reqs) })
+	reader.waitUntil(t, "every outcome", func(got []wire.Outcome) bool { return countFinals(got) >= len(reqs) })
 
 	// Nothing lost: every payment succeeded (or was declined) once.
 	got := finals(t, reader.got)
 	for _, r := range reqs {
-		status, _ := wantOutcome(r.GetPaymentId())
-		if o := got[r.GetPaymentId()]; o.GetStatus() != status {
-			t.Errorf("payment %d outcome = %v, want %v", r.GetPaymentId(), o, status)
+		status, _ := wantOutcome(r.PaymentID)
+		if o := got[r.PaymentID]; o.Status != status {
+			t.Errorf("payment %d outcome = %v, want %v", r.PaymentID, o, status)
 		}
 	}
 	checkUserOrder(t, fake, reader, reqs)
@@ -247,12 +247,12 @@ func TestBreakerHoldsCallsDuringOutage(t *testing.T) {
 	fake.outage.Store(false)
 
 	reader := newOutcomeReader(t, cluster.Brokers())
-	reader.waitUntil(t, "every outcome", func(got []*financev1.PaymentOutcome) bool { return countFinals(got) >= len(reqs) })
+	reader.waitUntil(t, "every outcome", func(got []wire.Outcome) bool { return countFinals(got) >= len(reqs) })
 	got := finals(t, reader.got)
 	for _, r := range reqs {
-		status, ref := wantOutcome(r.GetPaymentId())
-		if o := got[r.GetPaymentId()]; o.GetStatus() != status || o.GetProcessorRef() != ref {
-			t.Errorf("payment %d outcome = %v, want %v %q", r.GetPaymentId(), o, status, ref)
+		status, ref := wantOutcome(r.PaymentID)
+		if o := got[r.PaymentID]; o.Status != status || o.ProcessorRef != ref {
+			t.Errorf("payment %d outcome = %v, want %v %q", r.PaymentID, o, status, ref)
 		}
 	}
 	checkUserOrder(t, fake, reader, reqs)
@@ -289,11 +289,11 @@ func TestCommitsOnlyUpToLowestUnfinishedRecord(t *testing.T) {
 	reader := newOutcomeReader(t, cluster.Brokers())
 	others := 0
 	for _, r := range reqs {
-		if r.GetUserId() != 301 {
+		if r.UserID != 301 {
 			others++
 		}
 	}
-	reader.waitUntil(t, "the other users' outcomes", func(got []*financev1.PaymentOutcome) bool { return countFinals(got) >= others })
+	reader.waitUntil(t, "the other users' outcomes", func(got []wire.Outcome) bool { return countFinals(got) >= others })
 
 	adm := kadm.NewClient(newProducer(t, cluster.Brokers()))
 	committed := func() int64 {
@@ -314,7 +314,7 @@ func TestCommitsOnlyUpToLowestUnfinishedRecord(t *testing.T) {
 	}
 
 	close(fake.holdGate)
-	reader.waitUntil(t, "every outcome", func(got []*financev1.PaymentOutcome) bool { return countFinals(got) >= len(reqs) })
+	reader.waitUntil(t, "every outcome", func(got []wire.Outcome) bool { return countFinals(got) >= len(reqs) })
 	checkUserOrder(t, fake, reader, reqs)
 	stop()
 	if got := committed(); got != int64(len(reqs)) {
@@ -353,7 +353,7 @@ func TestBufferAndInFlightAreBounded(t *testing.T) {
 		maxBuffered <- m
 	}()
 	reader := newOutcomeReader(t, cluster.Brokers())
-	reader.waitUntil(t, "every outcome", func(got []*financev1.PaymentOutcome) bool { return countFinals(got) >= len(reqs) })
+	reader.waitUntil(t, "every outcome", func(got []wire.Outcome) bool { return countFinals(got) >= len(reqs) })
 	cancel()
 
 	if m := <-maxBuffered; m > 40 {
