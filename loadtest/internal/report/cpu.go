@@ -2,16 +2,15 @@ package report
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/finsvc/finance/pkg/procstat"
 )
 
 // ProcessCPU is the CPU time one process of the system under test used
@@ -24,7 +23,8 @@ type ProcessCPU struct {
 }
 
 // ProcPrefix marks a "URL" that is no URL: ProcPrefix + "postgres" reads
-// the CPU of the processes named postgres on this machine from /proc.
+// the CPU of the processes named postgres on this machine from /proc
+// (pkg/procstat).
 const ProcPrefix = "proc:"
 
 // CPUReading is, at one time, process_cpu_seconds_total of each metrics
@@ -43,13 +43,13 @@ func ReadCPU(ctx context.Context, urls map[string]string) (CPUReading, map[strin
 	client := &http.Client{Timeout: 3 * time.Second}
 	for name, u := range urls {
 		if comm, ok := strings.CutPrefix(u, ProcPrefix); ok {
-			byPid, err := procCPU("/proc", comm)
+			byPid, err := procstat.ByName(procstat.Dir, comm)
 			if err != nil {
 				errs[name] = err.Error()
 				continue
 			}
 			for pid, sec := range byPid {
-				out[name+procSep+pid] = sec
+				out[name+procSep+strconv.Itoa(pid)] = sec
 			}
 			continue
 		}
@@ -90,70 +90,22 @@ func scrapeCPU(ctx context.Context, client *http.Client, u string) (float64, err
 	return 0, fmt.Errorf("%s has no process_cpu_seconds_total", u)
 }
 
-// clockTicks is Linux's USER_HZ, the unit of /proc/<pid>/stat's times: 100
-// on every architecture Go supports on Linux.
-const clockTicks = 100
-
-// procCPU returns the CPU seconds (user and system) of every process under
-// procDir whose command name is comm, by pid.
-func procCPU(procDir, comm string) (map[string]float64, error) {
-	entries, err := os.ReadDir(procDir)
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", procDir, err)
-	}
-	out := map[string]float64{}
-	for _, e := range entries {
-		if _, err := strconv.Atoi(e.Name()); err != nil {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join(procDir, e.Name(), "stat"))
-		if err != nil {
-			continue // exited meanwhile
-		}
-		// pid (comm) state ppid ...: comm may hold spaces and parentheses,
-		// so it ends at the last ')'.
-		open, end := bytes.IndexByte(b, '('), bytes.LastIndexByte(b, ')')
-		if open < 0 || end < open || string(b[open+1:end]) != comm {
-			continue
-		}
-		// After comm: state(0) ppid pgrp session tty_nr tpgid flags minflt
-		// cminflt majflt cmajflt utime(11) stime(12).
-		fields := strings.Fields(string(b[end+1:]))
-		if len(fields) < 13 {
-			continue
-		}
-		var ticks int64
-		for _, f := range fields[11:13] {
-			n, err := strconv.ParseInt(f, 10, 64)
-			if err != nil {
-				return nil, fmt.Errorf("%s: bad CPU time %q", e.Name(), f)
-			}
-			ticks += n
-		}
-		out[e.Name()] = float64(ticks) / clockTicks
-	}
-	if len(out) == 0 {
-		return nil, fmt.Errorf("no process named %q on this machine", comm)
-	}
-	return out, nil
-}
-
-// localUsed is the CPU the processes of name used between two readings:
-// for a process in both, the difference; for one started in between, all
-// of its time. A process that exited in between is left out, so for a
-// server whose connections come and go this is a lower bound.
+// localUsed is the CPU the processes of name used between two readings
+// (procstat.Used: a lower bound), and whether the later reading has any.
 func localUsed(name string, before, after CPUReading) (float64, bool) {
 	prefix := name + procSep
-	var sec float64
-	found := false
-	for k, a := range after {
-		if !strings.HasPrefix(k, prefix) {
-			continue
+	b, a := map[string]float64{}, map[string]float64{}
+	for k, sec := range before {
+		if pid, ok := strings.CutPrefix(k, prefix); ok {
+			b[pid] = sec
 		}
-		found = true
-		sec += a - before[k] // 0 when it started in between
 	}
-	return sec, found
+	for k, sec := range after {
+		if pid, ok := strings.CutPrefix(k, prefix); ok {
+			a[pid] = sec
+		}
+	}
+	return procstat.Used(b, a), len(a) > 0
 }
 
 // CPUUsed is the CPU each process used between two readings.

@@ -1,49 +1,6 @@
 package report
 
-import (
-	"os"
-	"path/filepath"
-	"testing"
-)
-
-func writeStat(t *testing.T, dir string, stat map[string]string) {
-	t.Helper()
-	for pid, line := range stat {
-		if err := os.MkdirAll(filepath.Join(dir, pid), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(dir, pid, "stat"), []byte(line+"\n"), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
-
-// TestProcCPU reads user and system time of every process with the name,
-// and none of the others.
-func TestProcCPU(t *testing.T) {
-	t.Parallel()
-	dir := t.TempDir()
-	writeStat(t, dir, map[string]string{
-		// The server: 100+50 ticks (its exited children's 300+20 are not its own).
-		"10": "10 (postgres) S 1 10 10 0 -1 4194560 100 0 0 0 100 50 300 20 20 0 1 0 5 100 10",
-		"11": "11 (postgres) S 10 11 11 0 -1 4194560 100 0 0 0 7 3 0 0 20 0 1 0 5 100 10",
-		// Another command, with a name that holds ") (".
-		"12": "12 (a) (postgres) R 1 12 12 0 -1 4194560 100 0 0 0 999 999 0 0 20 0 1 0 5 100 10",
-	})
-	if err := os.WriteFile(filepath.Join(dir, "uptime"), []byte("1 1\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	got, err := procCPU(dir, "postgres")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(got) != 2 || got["10"] != 1.5 || got["11"] != 0.1 {
-		t.Errorf("postgres processes %v, want 10: 1.5 s, 11: 0.1 s", got)
-	}
-	if _, err := procCPU(dir, "devkafka"); err == nil {
-		t.Error("no error for a name no process has")
-	}
-}
+import "testing"
 
 // TestLocalUsed counts a process's difference, a new process's whole time,
 // and nothing of one that exited.

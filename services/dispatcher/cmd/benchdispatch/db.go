@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -10,7 +9,6 @@ import (
 	"net/url"
 	"os"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -19,6 +17,7 @@ import (
 
 	"github.com/finsvc/finance/pkg/payment"
 	"github.com/finsvc/finance/pkg/postgres"
+	"github.com/finsvc/finance/pkg/procstat"
 	"github.com/finsvc/finance/pkg/schema"
 )
 
@@ -172,7 +171,7 @@ func (d *database) backendCPU(ctx context.Context) (map[int32]float64, error) {
 	}
 	out := make(map[int32]float64, len(pids))
 	for _, pid := range pids {
-		sec, err := procCPU(pid)
+		sec, err := procstat.PID(procstat.Dir, int(pid))
 		if errors.Is(err, os.ErrNotExist) {
 			// Ended meanwhile, or not a process of this machine.
 			continue
@@ -186,46 +185,4 @@ func (d *database) backendCPU(ctx context.Context) (map[int32]float64, error) {
 		return nil, errors.New("no backend in this machine's /proc: PostgreSQL runs elsewhere")
 	}
 	return out, nil
-}
-
-// clockTicks is Linux's USER_HZ, the unit of /proc/<pid>/stat's times.
-const clockTicks = 100
-
-// procCPU returns the user and system CPU seconds of process pid.
-// loadtest/internal/report reads /proc the same way.
-func procCPU(pid int32) (float64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, err
-	}
-	// pid (comm) state ppid ...: comm may hold spaces and parentheses.
-	end := bytes.LastIndexByte(b, ')')
-	if end < 0 {
-		return 0, fmt.Errorf("/proc/%d/stat: no command name", pid)
-	}
-	// After comm: state(0) ... utime(11) stime(12).
-	f := strings.Fields(string(b[end+1:]))
-	if len(f) < 13 {
-		return 0, fmt.Errorf("/proc/%d/stat: %d fields", pid, len(f))
-	}
-	var ticks int64
-	for _, s := range f[11:13] {
-		n, err := strconv.ParseInt(s, 10, 64)
-		if err != nil {
-			return 0, fmt.Errorf("/proc/%d/stat: %w", pid, err)
-		}
-		ticks += n
-	}
-	return float64(ticks) / clockTicks, nil
-}
-
-// cpuUsed is the CPU the processes of two readings used in between: for
-// one in both, the difference; for one that started in between, all of
-// its time. One that ended in between is missed, so this is a lower bound.
-func cpuUsed(before, after map[int32]float64) float64 {
-	var sec float64
-	for pid, a := range after {
-		sec += a - before[pid]
-	}
-	return sec
 }

@@ -14,7 +14,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -41,6 +40,8 @@ import (
 	"github.com/finsvc/finance/pkg/kafka"
 	"github.com/finsvc/finance/pkg/payment"
 	"github.com/finsvc/finance/pkg/postgres"
+	"github.com/finsvc/finance/pkg/procstat"
+	"github.com/finsvc/finance/pkg/simclient"
 	"github.com/finsvc/finance/pkg/wire"
 )
 
@@ -129,6 +130,7 @@ type env struct {
 	cluster *kfake.Cluster
 	brokers []string
 	simURL  string
+	sim     *simclient.Client
 	procs   []*exec.Cmd
 	logs    []*os.File
 	// dispatchers are the dispatcher processes among procs.
@@ -161,6 +163,7 @@ func start(ctx context.Context, o options, db *database, name string, ps []bench
 		return nil, err
 	}
 	e.simURL = "http://" + addr
+	e.sim = simclient.New(e.simURL)
 	if err := e.spawn(o.sim, name+"-sim", "HTTP_ADDR="+addr, "LOG_LEVEL=warn",
 		"SIM_RATE_LIMIT="+strconv.Itoa(o.limit), "SIM_LATENCY_P50=100ms", "SIM_LATENCY_P99=1s"); err != nil {
 		e.close()
@@ -296,34 +299,11 @@ func (e *env) burst(ctx context.Context) error {
 	return firstErr
 }
 
-type execution struct {
-	Seq            int64     `json:"seq"`
-	IdempotencyKey string    `json:"idempotency_key"`
-	UserID         int64     `json:"user_id"`
-	Reference      string    `json:"reference"`
-	ExecutedAt     time.Time `json:"executed_at"`
-}
-
-type stats struct {
-	Calls       int64 `json:"calls"`
-	Executed    int64 `json:"executed"`
-	Declined    int64 `json:"declined"`
-	Replayed    int64 `json:"replayed"`
-	RateLimited int64 `json:"rate_limited"`
-}
-
-func (e *env) stats() (stats, error) {
-	var s stats
-	return s, getJSON(e.simURL+"/sim/stats", &s)
-}
-
-func (e *env) executions() ([]execution, error) {
-	var body struct {
-		Executions []execution `json:"executions"`
-	}
-	err := getJSON(e.simURL+"/sim/executions", &body)
-	slices.SortFunc(body.Executions, func(a, b execution) int { return int(a.Seq - b.Seq) })
-	return body.Executions, err
+// executions returns the simulator's executions in the order it made them.
+func (e *env) executions(ctx context.Context) ([]simclient.Execution, error) {
+	execs, err := e.sim.ExecutionsAfter(ctx, 0)
+	slices.SortFunc(execs, func(a, b simclient.Execution) int { return int(a.Seq - b.Seq) })
+	return execs, err
 }
 
 // drain runs one burst scenario.
@@ -361,7 +341,7 @@ func drain(ctx context.Context, o options, db *database, title string, replicas,
 	executed, progressed := int64(0), time.Now()
 	var peakShare []float64
 	for {
-		s, err := e.stats()
+		s, err := e.sim.Stats(ctx)
 		if err != nil {
 			return err
 		}
@@ -397,11 +377,11 @@ func drain(ctx context.Context, o options, db *database, title string, replicas,
 	if err != nil {
 		return err
 	}
-	s, err := e.stats()
+	s, err := e.sim.Stats(ctx)
 	if err != nil {
 		return err
 	}
-	execs, err := e.executions()
+	execs, err := e.executions(ctx)
 	if err != nil {
 		return err
 	}
@@ -469,7 +449,7 @@ func (e *env) diagnose(ops []string) {
 // payment returns the benchmark payment an execution belongs to: the one
 // whose uid its idempotency key names (payment.ProcessorKey), whatever its
 // reference says.
-func (e *env) payment(x execution) (benchPayment, bool) {
+func (e *env) payment(x simclient.Execution) (benchPayment, bool) {
 	uid, ok := payment.ParseProcessorKey(x.IdempotencyKey)
 	if !ok {
 		return benchPayment{}, false
@@ -482,7 +462,7 @@ func (e *env) payment(x execution) (benchPayment, bool) {
 // one executed before it (ids were queued in increasing order per user),
 // payments executed more than once, and executions whose key names no
 // payment of the scenario.
-func (e *env) orderViolations(execs []execution) (violations, dups, foreign int) {
+func (e *env) orderViolations(execs []simclient.Execution) (violations, dups, foreign int) {
 	lastByUser := map[int64]int64{}
 	seen := map[string]bool{}
 	for _, x := range execs {
@@ -564,7 +544,7 @@ func (r cpuReading) report(before cpuReading, n int) {
 	if err := errors.Join(before.backendErr, r.backendErr); err != nil {
 		line += fmt.Sprintf("; PostgreSQL backends not measured (%v)", err)
 	} else {
-		pg := cpuUsed(before.backends, r.backends)
+		pg := procstat.Used(before.backends, r.backends)
 		line += fmt.Sprintf("; PostgreSQL backends of the guard (%d) %.1f s = %.3f ms per payment", len(r.backends), pg, pg/float64(n)*1000)
 	}
 	fmt.Println(line)
@@ -613,7 +593,7 @@ func idle(ctx context.Context, o options, db *database) error {
 		return err
 	}
 	defer e.close()
-	if err := putJSON(e.simURL+"/sim/config", `{"latency_p50":"0s","latency_p99":"0s"}`); err != nil {
+	if err := e.sim.UpdateSettings(ctx, map[string]any{"latency_p50": "0s", "latency_p99": "0s"}); err != nil {
 		return err
 	}
 	a, err := e.dispatcher("idle", 0, o.limit)
@@ -644,9 +624,9 @@ func idle(ctx context.Context, o options, db *database) error {
 		}
 	}
 	deadline := time.Now().Add(60 * time.Second)
-	var execs []execution
+	var execs []simclient.Execution
 	for {
-		execs, err = e.executions()
+		execs, err = e.executions(ctx)
 		if err != nil {
 			return err
 		}
@@ -711,36 +691,6 @@ func metric(addr, name string) (float64, error) {
 		return 0, fmt.Errorf("metric %s not found", name)
 	}
 	return v, nil
-}
-
-func getJSON(url string, v any) error {
-	resp, err := http.Get(url)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s: %s", url, resp.Status)
-	}
-	return json.NewDecoder(resp.Body).Decode(v)
-}
-
-func putJSON(url, body string) error {
-	req, err := http.NewRequest(http.MethodPut, url, strings.NewReader(body))
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(resp.Body)
-		return fmt.Errorf("PUT %s: %s %s", url, resp.Status, b)
-	}
-	return nil
 }
 
 func waitHTTP(ctx context.Context, url string) error {
