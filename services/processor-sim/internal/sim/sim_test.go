@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/finsvc/finance/pkg/testkit"
 )
 
 // baseSettings has no latency, no faults and a limit no test reaches.
@@ -296,9 +298,7 @@ func TestWaiterTakesOverAKeyItsHolderGaveUp(t *testing.T) {
 		_, err := s.Pay(ctx1, call)
 		err1 <- err
 	}()
-	for s.KeyCount() == 0 { // wait until the first call holds the key in flight
-		time.Sleep(time.Millisecond)
-	}
+	testkit.Eventually(t, "the first call to hold the key in flight", func() bool { return s.KeyCount() > 0 })
 	var zero Duration
 	if _, err := s.UpdateSettings(Patch{LatencyP50: &zero, LatencyP99: &zero}); err != nil {
 		t.Fatal(err)
