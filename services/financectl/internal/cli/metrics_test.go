@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/finsvc/finance/pkg/entry"
+	"github.com/finsvc/finance/pkg/testkit"
 	"github.com/finsvc/finance/services/financectl/internal/cli"
 )
 
@@ -107,24 +108,26 @@ func TestReconcileMetrics(t *testing.T) {
 		}
 	}()
 
-	// waitFor polls /metrics until ok says the sample set is as wanted.
-	waitFor := func(what string, ok func(map[string]float64) bool) map[string]float64 {
+	// scrapeUntil scrapes /metrics until ok says the sample set is as wanted.
+	scrapeUntil := func(what string, ok func(map[string]float64) bool) map[string]float64 {
 		t.Helper()
 		var (
 			m   map[string]float64
 			err error
 		)
-		for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-			if m, err = scrape(t, addr); err == nil && ok(m) {
-				return m
+		defer func() {
+			if t.Failed() && !stopped {
+				t.Logf("last scrape %v (err %v)\nstderr:\n%s", m, err, stop().stderr)
 			}
-		}
-		r := stop()
-		t.Fatalf("metrics never showed %s: last scrape %v (err %v)\nstderr:\n%s", what, m, err, r.stderr)
-		return nil
+		}()
+		testkit.Eventually(t, "metrics showing "+what, func() bool {
+			m, err = scrape(t, addr)
+			return err == nil && ok(m)
+		})
+		return m
 	}
 
-	m := waitFor("a finished pass", func(m map[string]float64) bool { return m[`finance_reconcile_passes_total{result="ok"}`] >= 1 })
+	m := scrapeUntil("a finished pass", func(m map[string]float64) bool { return m[`finance_reconcile_passes_total{result="ok"}`] >= 1 })
 	for name, want := range map[string]float64{
 		`finance_nonfinal_payments{status="accepted"}`:    3,
 		`finance_nonfinal_payments{status="processing"}`:  1,
@@ -157,7 +160,7 @@ func TestReconcileMetrics(t *testing.T) {
 	if _, err := pool.Exec(ctx, `UPDATE wallets SET held = 0 WHERE user_id = 1001`); err != nil {
 		t.Fatal(err)
 	}
-	m = waitFor("no open payment", func(m map[string]float64) bool {
+	m = scrapeUntil("no open payment", func(m map[string]float64) bool {
 		return m[`finance_nonfinal_payments{status="accepted"}`] == 0 && m[`finance_nonfinal_payments{status="processing"}`] == 0 &&
 			m[`finance_nonfinal_payments{status="unknown"}`] == 0
 	})

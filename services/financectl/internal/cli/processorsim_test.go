@@ -10,11 +10,11 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/google/uuid"
 
 	"github.com/finsvc/finance/pkg/payment"
+	"github.com/finsvc/finance/pkg/testkit"
 )
 
 // startProcessorSim builds and starts the real processor-sim on a free port,
@@ -41,19 +41,15 @@ func startProcessorSim(t *testing.T) string {
 	}
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
 	url := "http://" + addr
-	for i := 0; ; i++ {
+	testkit.Eventually(t, "processor-sim at "+url+" to answer /healthz", func() bool {
 		resp, err := http.Get(url + "/healthz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return url
-			}
+		if err != nil {
+			return false
 		}
-		if i == 100 {
-			t.Fatalf("processor-sim at %s not healthy: %v", url, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+	return url
 }
 
 func simCall(t *testing.T, method, url, key, body string) {
@@ -125,12 +121,15 @@ func TestReconcileAgainstProcessorSim(t *testing.T) {
 		}
 	}
 
-	// As-is API: one execution per amount, but two payments of -250.
+	// As-is API: one execution per amount, but two payments of -250. The
+	// processor executed them before they became unknown (as when the
+	// dispatcher's call times out after the processor paid), 2 s before now:
+	// their windows (2 s ago + 1 s + 1 s) end now, with the executions in
+	// them, and are closed for the statement the reconciler reads next.
 	simCall(t, http.MethodPut, sim+"/sim/config", "", `{"decline_rate":0,"api":"as-is"}`)
-	unknown(1002, "1.5 seconds", [2]int64{300004, -700}, [2]int64{300005, -250}, [2]int64{300006, -250})
 	simCall(t, http.MethodPost, sim+"/payment", "", `{"user_id":1002,"amount":-700}`)
 	simCall(t, http.MethodPost, sim+"/payment", "", `{"user_id":1002,"amount":-250}`)
-	time.Sleep(time.Second) // the windows (1.5 s ago + 1 s + 1 s) close
+	unknown(1002, "2 seconds", [2]int64{300004, -700}, [2]int64{300005, -250}, [2]int64{300006, -250})
 	r := run(t, env, "reconcile", "--processor-url", sim, "--safety-bound", "1s", "--clock-skew", "1s")
 	if r.code != 0 {
 		t.Fatalf("reconcile as-is: exit %d\n%s%s", r.code, r.stdout, r.stderr)

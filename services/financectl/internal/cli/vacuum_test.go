@@ -4,9 +4,9 @@ import (
 	"context"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/finsvc/finance/pkg/pgtest"
+	"github.com/finsvc/finance/pkg/testkit"
 )
 
 // TestVacuumClearsTheOutboxsDeadRows deletes published-like outbox rows, as
@@ -28,26 +28,23 @@ func TestVacuumClearsTheOutboxsDeadRows(t *testing.T) {
 		t.Fatalf("exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
 	}
 	// The statistics arrive a moment after the vacuum ends.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		var vacuums, dead int64
+	var vacuums, dead, analyzed int64
+	defer func() {
+		if t.Failed() {
+			t.Logf("last seen: outbox %d vacuums, %d dead rows; entries analyzed %d times", vacuums, dead, analyzed)
+		}
+	}()
+	testkit.Eventually(t, "the outbox vacuumed with no dead rows, and entries analyzed", func() bool {
 		if err := pool.QueryRow(ctx, `SELECT vacuum_count, n_dead_tup FROM pg_stat_user_tables WHERE relname = 'outbox'`).
 			Scan(&vacuums, &dead); err != nil {
 			t.Fatal(err)
 		}
-		var analyzed int64
 		if err := pool.QueryRow(ctx, `SELECT analyze_count FROM pg_stat_user_tables WHERE relname = 'entries'`).
 			Scan(&analyzed); err != nil {
 			t.Fatal(err)
 		}
-		if vacuums >= 1 && dead == 0 && analyzed >= 1 {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("outbox: %d vacuums, %d dead rows; entries analyzed %d times; want a vacuum, no dead rows, an analyze", vacuums, dead, analyzed)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return vacuums >= 1 && dead == 0 && analyzed >= 1
+	})
 }
 
 func TestVacuumRefusesBadInput(t *testing.T) {
