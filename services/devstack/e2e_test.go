@@ -25,6 +25,7 @@ import (
 	"github.com/finsvc/finance/pkg/auth"
 	"github.com/finsvc/finance/pkg/pgtest"
 	"github.com/finsvc/finance/pkg/stacktest"
+	"github.com/finsvc/finance/pkg/testkit"
 )
 
 func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
@@ -112,14 +113,26 @@ func TestEndToEndPaymentReachesFeed(t *testing.T) {
 			t.Logf("devstack output:\n%s", out.String())
 		}
 	})
+	// running fails the test once devstack has exited: nothing a test
+	// waits for can come any more.
+	running := func() {
+		select {
+		case err := <-exited:
+			stopped = true
+			t.Fatalf("devstack exited (%v)", err)
+		default:
+		}
+	}
 
-	waitUntil(t, "the stack prints its banner", 3*time.Minute, exited, func() bool {
+	testkit.EventuallyWithin(t, 3*time.Minute, "the stack prints its banner", func() bool {
+		running()
 		return strings.Contains(out.String(), "Finance Service is running")
 	})
 
 	// Where the server runs without autovacuum, the vacuum job runs in its place.
 	if autovacuumOff(t) {
-		waitUntil(t, "the vacuum job makes its first pass", 60*time.Second, exited, func() bool {
+		testkit.EventuallyWithin(t, 60*time.Second, "the vacuum job makes its first pass", func() bool {
+			running()
 			return strings.Contains(out.String(), "[financectl-vacuum]") && strings.Contains(out.String(), `"msg":"vacuum pass"`)
 		})
 	} else if strings.Contains(out.String(), "financectl vacuum") {
@@ -159,7 +172,8 @@ func TestEndToEndPaymentReachesFeed(t *testing.T) {
 	}
 
 	var status string
-	waitUntil(t, "the payment succeeds", 60*time.Second, exited, func() bool {
+	testkit.EventuallyWithin(t, 60*time.Second, "the payment becomes final", func() bool {
+		running()
 		_, _, b := c.do("GET", location, nil, nil)
 		var p struct {
 			Status string `json:"status"`
@@ -214,21 +228,6 @@ func TestEndToEndPaymentReachesFeed(t *testing.T) {
 	for _, s := range []string{"gateway", "dispatcher", "status-consumer", "outbox-relay", "processor-sim", "devkafka"} {
 		if !strings.Contains(out.String(), s+" stopped (exit 0)") {
 			t.Errorf("%s did not stop cleanly", s)
-		}
-	}
-}
-
-func waitUntil(t *testing.T, what string, timeout time.Duration, exited <-chan error, cond func() bool) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	for !cond() {
-		select {
-		case err := <-exited:
-			t.Fatalf("devstack exited (%v) while waiting for %s", err, what)
-		case <-ctx.Done():
-			t.Fatalf("gave up waiting for %s after %v", what, timeout)
-		case <-time.After(100 * time.Millisecond):
 		}
 	}
 }

@@ -28,6 +28,7 @@ import (
 	"github.com/finsvc/finance/pkg/payment"
 	"github.com/finsvc/finance/pkg/pgtest"
 	"github.com/finsvc/finance/pkg/stacktest"
+	"github.com/finsvc/finance/pkg/testkit"
 	"github.com/finsvc/finance/pkg/verify"
 	"github.com/finsvc/finance/services/devstack/internal/chaos"
 	"github.com/finsvc/finance/services/devstack/internal/stack"
@@ -189,23 +190,24 @@ func waitFinal(t *testing.T, dbURL string, ps []paid) map[string]payment.Status 
 	for i, p := range ps {
 		uids[i] = p.UID
 	}
-	deadline := time.Now().Add(2 * time.Minute)
-	for {
-		got := statuses(t, dbURL, uids)
-		open := 0
+	var got map[string]payment.Status
+	open := len(ps)
+	defer func() {
+		if open > 0 { // the wait gave up
+			t.Logf("%d of %d payments were still not final", open, len(ps))
+		}
+	}()
+	testkit.EventuallyWithin(t, 2*time.Minute, fmt.Sprintf("every one of %d payments final", len(ps)), func() bool {
+		got = statuses(t, dbURL, uids)
+		open = 0
 		for _, uid := range uids {
 			if !got[uid].Final() {
 				open++
 			}
 		}
-		if open == 0 {
-			return got
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d of %d payments not final 2 minutes on", open, len(ps))
-		}
-		time.Sleep(250 * time.Millisecond)
-	}
+		return open == 0
+	})
+	return got
 }
 
 func statuses(t *testing.T, dbURL string, uids []string) map[string]payment.Status {
@@ -415,14 +417,7 @@ func TestFreshDatabaseWithOldBrokerRecordsExecutesNothingStale(t *testing.T) {
 	waitFinal(t, freshDB, fresh)
 
 	// Every old request went through the dispatcher again and was refused.
-	deadline := time.Now().Add(2 * time.Minute)
-	for metric(t, r.cfg.DispatcherOps, `dispatcher_dead_letters_total{reason="stale"}`) < float64(len(old)) {
-		if time.Now().After(deadline) {
-			t.Fatalf("%v of %d old requests dead-lettered as stale 2 minutes on",
-				metric(t, r.cfg.DispatcherOps, `dispatcher_dead_letters_total{reason="stale"}`), len(old))
-		}
-		time.Sleep(250 * time.Millisecond)
-	}
+	waitMetric(t, r.cfg.DispatcherOps, `dispatcher_dead_letters_total{reason="stale"}`, float64(len(old)))
 	after, other := executionsByUID(t, r.st.SimURL)
 	if other != 0 {
 		t.Errorf("%d executions under keys that are no payment uid key", other)
@@ -438,6 +433,24 @@ func TestFreshDatabaseWithOldBrokerRecordsExecutesNothingStale(t *testing.T) {
 			t.Errorf("new payment %s executed %d times", p.UID, n)
 		}
 	}
+}
+
+// waitMetric waits, at most 2 minutes (the liveness bound), until the
+// dispatcher's metric name reaches want; when it never does, it shows where
+// the dispatcher's counters stood.
+func waitMetric(t *testing.T, opsAddr, name string, want float64) {
+	t.Helper()
+	var got float64
+	defer func() {
+		if got < want { // the wait gave up
+			t.Logf("%s stood at %v, want %v; dispatcher:\n%s", name, got, want,
+				metricLines(opsAddr, "dispatcher_dead_letters_total", "dispatcher_guard_total", "dispatcher_outcomes_total", "dispatcher_processor_calls_total"))
+		}
+	}()
+	testkit.EventuallyWithin(t, 2*time.Minute, fmt.Sprintf("%s to reach %v", name, want), func() bool {
+		got = metric(t, opsAddr, name)
+		return got >= want
+	})
 }
 
 // metric reads one sample of a service's /metrics (0 when absent).
