@@ -4,6 +4,8 @@ import (
 	"errors"
 	"testing"
 	"time"
+
+	"github.com/google/go-cmp/cmp"
 )
 
 func TestMintVerify(t *testing.T) {
@@ -20,8 +22,8 @@ func TestMintVerify(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p.UserID != 3456 || p.Admin {
-		t.Fatalf("principal = %+v", p)
+	if diff := cmp.Diff(Principal{UserID: 3456}, p); diff != "" {
+		t.Fatalf("principal (-want +got):\n%s", diff)
 	}
 	if !p.CanActFor(3456) || p.CanActFor(1) {
 		t.Fatal("user token must act only for itself")
@@ -29,8 +31,14 @@ func TestMintVerify(t *testing.T) {
 
 	adm, _ := Mint(secret, 1, true, time.Hour, now)
 	p, err = v.Verify(adm)
-	if err != nil || !p.Admin || !p.CanActFor(99) {
-		t.Fatalf("admin principal = %+v, %v", p, err)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(Principal{UserID: 1, Admin: true}, p); diff != "" {
+		t.Errorf("admin principal (-want +got):\n%s", diff)
+	}
+	if !p.CanActFor(99) {
+		t.Error("an admin token must act for every user")
 	}
 
 	bad := []struct{ name, header string }{

@@ -3,13 +3,12 @@ package dlq_test
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"os"
-	"reflect"
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -101,8 +100,8 @@ func TestPublishListGet(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if diff := diff([]string{"a", "b", "c"}, ids(all)); diff != "" {
-		t.Errorf("all \n%s", diff)
+	if diff := cmp.Diff([]string{"a", "b", "c"}, ids(all)); diff != "" {
+		t.Errorf("all (-want +got):\n%s", diff)
 	}
 	a := all[0]
 	want := dlq.Entry{
@@ -111,8 +110,8 @@ func TestPublishListGet(t *testing.T) {
 		Error: "proto: bad wire type", Reason: "undecodable", Attempts: 1, FirstSeen: first, Source: "status-consumer",
 		UserID: 7, Key: []byte("7"), Value: []byte("a"), Headers: map[string]string{"trace": "t-a"},
 	}
-	if diff := diff(want, a); diff != "" {
-		t.Errorf("entry \n%s", diff)
+	if diff := cmp.Diff(want, a); diff != "" {
+		t.Errorf("entry (-want +got):\n%s", diff)
 	}
 
 	tests := []struct {
@@ -137,8 +136,8 @@ func TestPublishListGet(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if diff := diff(tt.want, ids(got)); diff != "" {
-				t.Errorf("\n%s", diff)
+			if diff := cmp.Diff(tt.want, ids(got)); diff != "" {
+				t.Errorf("(-want +got):\n%s", diff)
 			}
 		})
 	}
@@ -147,8 +146,8 @@ func TestPublishListGet(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if diff := diff(a, got); diff != "" {
-		t.Errorf("Get \n%s", diff)
+	if diff := cmp.Diff(a, got); diff != "" {
+		t.Errorf("Get (-want +got):\n%s", diff)
 	}
 	if _, err := f.op.Get(ctx(t), a.Topic, a.Partition, a.Offset+100); !errors.Is(err, dlq.ErrNotFound) {
 		t.Errorf("Get past the end: err = %v, want ErrNotFound", err)
@@ -201,8 +200,8 @@ func TestReplay(t *testing.T) {
 		headers[h.Key] = string(h.Value)
 	}
 	wantHeaders := map[string]string{"trace": "t-x", dlq.HeaderReplayedFrom: res.Records[0].Entry.ID()}
-	if diff := diff(wantHeaders, headers); diff != "" {
-		t.Errorf("replayed headers \n%s", diff)
+	if diff := cmp.Diff(wantHeaders, headers); diff != "" {
+		t.Errorf("replayed headers (-want +got):\n%s", diff)
 	}
 
 	// Again: skipped, nothing published. List shows when it was replayed.
@@ -252,8 +251,8 @@ func TestReplay(t *testing.T) {
 	if outcomes, err = pgx.CollectRows(rows, pgx.RowTo[string]); err != nil {
 		t.Fatal(err)
 	}
-	if diff := diff([]string{"would_replay", "replayed", "skipped", "replayed"}, outcomes); diff != "" {
-		t.Errorf("audited records \n%s", diff)
+	if diff := cmp.Diff([]string{"would_replay", "replayed", "skipped", "replayed"}, outcomes); diff != "" {
+		t.Errorf("audited records (-want +got):\n%s", diff)
 	}
 	want := []run{
 		{"cli:test", true, false, 1, 0, 0, true},
@@ -261,8 +260,8 @@ func TestReplay(t *testing.T) {
 		{"token:1", false, false, 1, 0, 1, true},
 		{"token:1", false, true, 1, 1, 0, true},
 	}
-	if diff := diff(want, got); diff != "" {
-		t.Errorf("audit \n%s", diff)
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("audit (-want +got):\n%s", diff)
 	}
 	if _, err := f.op.Replay(ctx(t), dlq.ReplayRequest{Actor: ""}); !errors.Is(err, dlq.ErrInvalidFilter) {
 		t.Errorf("replay without actor: err = %v, want ErrInvalidFilter", err)
@@ -287,13 +286,4 @@ func (f fixture) consume(t *testing.T, topic string, n int) []*kgo.Record {
 		out = append(out, fs.Records()...)
 	}
 	return out
-}
-
-// diff describes how got differs from want, "" when they are deeply equal
-// (pkg keeps its dependencies to what it ships, so no go-cmp here).
-func diff(want, got any) string {
-	if reflect.DeepEqual(want, got) {
-		return ""
-	}
-	return fmt.Sprintf("\nwant %+v\ngot  %+v", want, got)
 }

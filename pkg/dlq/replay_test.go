@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
@@ -148,13 +149,17 @@ func TestReplayRequestedCannotPayTwice(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d := diff(want(dlq.OutcomeWouldReplay, nil), outcomesByPayment(dry)); d != "" {
-		t.Errorf("dry run \n%s", d)
+	if d := cmp.Diff(want(dlq.OutcomeWouldReplay, nil), outcomesByPayment(dry)); d != "" {
+		t.Errorf("dry run (-want +got):\n%s", d)
 	}
 	wantCounts := map[string]int{dlq.OutcomeWouldReplay: 2, dlq.OutcomeSkippedFinal: 2, dlq.OutcomeSkippedStale: 4,
 		dlq.OutcomeSkippedKeyExpired: 1, dlq.OutcomeSkippedClaimed: 1}
-	if d := diff(wantCounts, dry.Outcomes); d != "" || dry.Selected != 10 || dry.Skipped != 8 || dry.Replayed != 0 || dry.KeyRetention != "24h0m0s" {
-		t.Errorf("dry run counts: selected %d, replayed %d, skipped %d, key retention %s %s", dry.Selected, dry.Replayed, dry.Skipped, dry.KeyRetention, d)
+	if d := cmp.Diff(wantCounts, dry.Outcomes); d != "" {
+		t.Errorf("dry run outcomes (-want +got):\n%s", d)
+	}
+	if dry.Selected != 10 || dry.Skipped != 8 || dry.Replayed != 0 || dry.KeyRetention != "24h0m0s" {
+		t.Errorf("dry run: selected %d, replayed %d, skipped %d, key retention %s; want 10, 0, 8, 24h0m0s",
+			dry.Selected, dry.Replayed, dry.Skipped, dry.KeyRetention)
 	}
 	reasons := map[int64]string{
 		succeeded:   "payment 500001 is succeeded already",
@@ -187,8 +192,8 @@ func TestReplayRequestedCannotPayTwice(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d := diff(want(dlq.OutcomeReplayed, nil), outcomesByPayment(res)); d != "" {
-		t.Errorf("replay \n%s", d)
+	if d := cmp.Diff(want(dlq.OutcomeReplayed, nil), outcomesByPayment(res)); d != "" {
+		t.Errorf("replay (-want +got):\n%s", d)
 	}
 	if res.Replayed != 2 || res.Skipped != 8 {
 		t.Errorf("replay: %d replayed, %d skipped; want 2 and 8", res.Replayed, res.Skipped)
@@ -197,8 +202,8 @@ func TestReplayRequestedCannotPayTwice(t *testing.T) {
 	for _, r := range f.consume(t, kafka.TopicRequested, 2) {
 		got[string(r.Value)] = true
 	}
-	if d := diff(map[string]bool{fmt.Sprintf("%d|%s", open, uids[8]): true, fmt.Sprintf("%d|%s", accepted, uids[9]): true}, got); d != "" {
-		t.Errorf("published \n%s", d)
+	if d := cmp.Diff(map[string]bool{fmt.Sprintf("%d|%s", open, uids[8]): true, fmt.Sprintf("%d|%s", accepted, uids[9]): true}, got); d != "" {
+		t.Errorf("published (-want +got):\n%s", d)
 	}
 
 	// The audit holds each letter's outcome, its reason and its uid.
@@ -238,8 +243,8 @@ func TestReplayRequestedCannotPayTwice(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d := diff(want(dlq.OutcomeReplayed, map[int64]string{expired: dlq.OutcomeReplayed}), outcomesByPayment(res)); d != "" {
-		t.Errorf("forced replay with a 48h key retention \n%s", d)
+	if d := cmp.Diff(want(dlq.OutcomeReplayed, map[int64]string{expired: dlq.OutcomeReplayed}), outcomesByPayment(res)); d != "" {
+		t.Errorf("forced replay with a 48h key retention (-want +got):\n%s", d)
 	}
 	if n := f.count(t, kafka.TopicRequested); n != 5 {
 		t.Errorf("%s holds %d records, want 5", kafka.TopicRequested, n)
@@ -253,8 +258,8 @@ func TestReplayRequestedCannotPayTwice(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d := diff(want(dlq.OutcomeSkipped, map[int64]string{expired: dlq.OutcomeSkipped, 599999: dlq.OutcomeReplayed}), outcomesByPayment(res)); d != "" {
-		t.Errorf("replay of every topic \n%s", d)
+	if d := cmp.Diff(want(dlq.OutcomeSkipped, map[int64]string{expired: dlq.OutcomeSkipped, 599999: dlq.OutcomeReplayed}), outcomesByPayment(res)); d != "" {
+		t.Errorf("replay of every topic (-want +got):\n%s", d)
 	}
 	for _, r := range res.Records {
 		if r.Outcome == dlq.OutcomeSkipped && !strings.Contains(r.Reason, "already replayed by replay") {
@@ -325,8 +330,8 @@ func TestReplayLocksThePayment(t *testing.T) {
 	if r.err != nil {
 		t.Fatal(r.err)
 	}
-	if d := diff(map[int64]string{500001: dlq.OutcomeSkippedFinal}, outcomesByPayment(r.res)); d != "" {
-		t.Errorf("replay \n%s", d)
+	if d := cmp.Diff(map[int64]string{500001: dlq.OutcomeSkippedFinal}, outcomesByPayment(r.res)); d != "" {
+		t.Errorf("replay (-want +got):\n%s", d)
 	}
 	if n := f.count(t, kafka.TopicRequested); n != 0 {
 		t.Errorf("%s holds %d records, want 0", kafka.TopicRequested, n)

@@ -5,10 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"reflect"
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -227,12 +227,12 @@ func TestApply(t *testing.T) {
 				if res.Change != st.wantChange || res.From != st.wantFrom {
 					t.Errorf("step %d (%s): change %v from %s, want %v from %s", i, st.to, res.Change, res.From, st.wantChange, st.wantFrom)
 				}
-				if got := withoutTime(t, res.Event); !reflect.DeepEqual(got, st.wantEvent) {
-					t.Errorf("step %d (%s): event\n got %+v\nwant %+v", i, st.to, got, st.wantEvent)
+				if diff := cmp.Diff(st.wantEvent, withoutTime(t, res.Event)); diff != "" {
+					t.Errorf("step %d (%s): event (-want +got):\n%s", i, st.to, diff)
 				}
 			}
-			if got := readState(t, pool); !reflect.DeepEqual(got, tt.want) {
-				t.Errorf("state\n got %+v\nwant %+v", got, tt.want)
+			if diff := cmp.Diff(tt.want, readState(t, pool)); diff != "" {
+				t.Errorf("state (-want +got):\n%s", diff)
 			}
 		})
 	}
@@ -267,8 +267,11 @@ func TestApplyWithoutUser(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := ev(payment.StatusFailed, "declined", balance, 0, 2)
-	if got := withoutTime(t, res.Event); res.Change != ledger.Applied || !reflect.DeepEqual(got, want) {
-		t.Errorf("change %v, event %+v; want applied, %+v", res.Change, got, want)
+	if res.Change != ledger.Applied {
+		t.Errorf("change %v, want applied", res.Change)
+	}
+	if diff := cmp.Diff(want, withoutTime(t, res.Event)); diff != "" {
+		t.Errorf("event (-want +got):\n%s", diff)
 	}
 }
 
@@ -296,8 +299,8 @@ func TestApplyRejects(t *testing.T) {
 			}
 			want := state{Balance: balance, Held: 3000, EventSeq: 1, Status: payment.StatusAccepted, Hold: 3000,
 				Transitions: []transition{accepted}}
-			if got := readState(t, pool); !reflect.DeepEqual(got, want) {
-				t.Errorf("state changed\n got %+v\nwant %+v", got, want)
+			if diff := cmp.Diff(want, readState(t, pool)); diff != "" {
+				t.Errorf("state changed (-want +got):\n%s", diff)
 			}
 		})
 	}

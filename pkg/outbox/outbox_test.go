@@ -6,6 +6,7 @@ import (
 	"os"
 	"testing"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/jackc/pgx/v5"
 
 	"github.com/finsvc/finance/pkg/outbox"
@@ -48,12 +49,7 @@ func TestInsertManyKeepsOrder(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(got) != len(want) {
-		t.Fatalf("%d records, want %d", len(got), len(want))
-	}
-	for i := range want {
-		if got[i].Topic != want[i].Topic || string(got[i].Key) != string(want[i].Key) || string(got[i].Payload) != string(want[i].Payload) {
-			t.Fatalf("record %d = %+v, want %+v", i, got[i], want[i])
-		}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("records (-want +got):\n%s", diff)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -85,8 +86,8 @@ func TestRecoverDryRunThenApply(t *testing.T) {
 		!strings.Contains(out, payment.ProcessorKey(f.debit)+"  10    -700") {
 		t.Errorf("dry run: %+v\n%s", dry, out)
 	}
-	if got := readCounts(t, f.pool); got != before {
-		t.Fatalf("a dry run changed the database: %+v, want %+v", got, before)
+	if diff := cmp.Diff(before, readCounts(t, f.pool)); diff != "" {
+		t.Fatalf("a dry run changed the database (-before +after):\n%s", diff)
 	}
 
 	rep, err := reconcile.Recover(ctx, f.pool, f.stmt, reconcile.RecoverOptions{Actor: "cli:test", Emit: emitToOutbox, Apply: true})
@@ -96,11 +97,10 @@ func TestRecoverDryRunThenApply(t *testing.T) {
 	if !rep.Applied || len(rep.Recovered) != 2 || rep.Recovered[0].PaymentID == 0 {
 		t.Fatalf("apply: %+v\n%s", rep, recoverText(rep))
 	}
-	got := readCounts(t, f.pool)
 	want := counts{Payments: before.Payments + 2, Entries: before.Entries + 2, Transitions: before.Transitions + 2,
 		Recoveries: 2, Outbox: 2, Balance: 11800, Held: 300}
-	if got != want {
-		t.Errorf("after apply: %+v, want %+v", got, want)
+	if diff := cmp.Diff(want, readCounts(t, f.pool)); diff != "" {
+		t.Errorf("after apply (-want +got):\n%s", diff)
 	}
 	// The debit's payment: its uid, the processor's user and amount, Pleo,
 	// recovered, succeeded at the execution's time, audited.
@@ -261,8 +261,8 @@ func TestRecoverRefuses(t *testing.T) {
 				t.Errorf("err = %v\nwant ErrRecoverRefused with %q", err, want)
 			}
 			// The whole run is refused: the good executions are not recovered either.
-			if got := readCounts(t, f.pool); got != before {
-				t.Errorf("a refused run changed the database: %+v, want %+v", got, before)
+			if diff := cmp.Diff(before, readCounts(t, f.pool)); diff != "" {
+				t.Errorf("a refused run changed the database (-before +after):\n%s", diff)
 			}
 		})
 	}
