@@ -1,7 +1,10 @@
 // Package verify is the invariant checker of the Finance Service. It compares
 // the ledger in PostgreSQL with itself and with the processor's statement of
 // what it executed, and reports every violation with a count and a few
-// examples. Tests, load tests and `financectl verify` all use it.
+// examples. It is the one checker of these invariants: `financectl verify`,
+// the reconciler (pkg/reconcile, for the statement's mismatches), the chaos
+// run's check (services/devstack) and the load test's pipeline checker
+// (loadtest/internal/check, over the executions of its run) all call it.
 //
 // Every check is one set-based SQL statement (GROUP BY, anti-joins), never a
 // per-user loop, so it runs on millions of users; the statement is streamed
@@ -108,6 +111,12 @@ type Config struct {
 	ExecutionBound time.Duration
 	// MaxExamples bounds the examples kept per kind.
 	MaxExamples int
+	// StatementFrom, when not zero, is when the statement begins: it holds
+	// only what the processor executed from then on (the load generator
+	// passes the executions of its run), so a payment created before it is
+	// not expected in it (SucceededNotExecuted). Every execution in it must
+	// still be accounted for, whenever its payment was created.
+	StatementFrom time.Time
 }
 
 // DefaultConfig returns the bounds financectl verify uses by default.
@@ -545,7 +554,7 @@ func (c *Checker) query(k Kind, loaded Loaded) (string, []any) {
 			WITH here AS (
 				SELECT p.user_id, p.amount, count(*) AS n, min(p.id) AS first_id
 				FROM payments p
-				WHERE p.status = 'succeeded' AND p.source <> 'seed' AND p.updated_at < $1
+				WHERE p.status = 'succeeded' AND p.source <> 'seed' AND p.updated_at < $1 AND p.created_at >= $2
 				  AND NOT EXISTS (SELECT 1 FROM ` + StatementTable + ` x WHERE x.payment_uid = p.uid)
 				GROUP BY p.user_id, p.amount
 			), there AS (
@@ -558,7 +567,7 @@ func (c *Checker) query(k Kind, loaded Loaded) (string, []any) {
 			       sum(h.n - coalesce(t.n, 0)) OVER ()::bigint
 			FROM here h LEFT JOIN there t USING (user_id, amount)
 			WHERE h.n > coalesce(t.n, 0)
-			ORDER BY h.user_id, h.amount LIMIT $2`, []any{loaded.At}
+			ORDER BY h.user_id, h.amount LIMIT $3`, []any{loaded.At, c.cfg.StatementFrom}
 	case UnmatchedExecutions:
 		return `
 			WITH there AS (

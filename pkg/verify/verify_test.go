@@ -88,6 +88,7 @@ func TestCheck(t *testing.T) {
 		sql        []string
 		stmt       verify.SliceStatement // nil: no statement
 		stuckAfter *time.Duration        // nil: the default
+		from       time.Duration         // > 0: the statement begins this long ago
 		want       map[verify.Kind]int64
 	}{
 		{name: "clean ledger and statement", stmt: cleanStatement(), want: nil},
@@ -178,6 +179,15 @@ func TestCheck(t *testing.T) {
 		{name: "succeeded here, no as-is execution of that user and amount",
 			stmt: verify.SliceStatement{exec(1, key(1002), 10, -3000)},
 			want: map[verify.Kind]int64{verify.SucceededNotExecuted: 1}},
+		{name: "a statement that begins after a payment was made says nothing of it",
+			stmt: verify.SliceStatement{exec(1, key(1002), 10, -3000)}, from: time.Second,
+			want: nil},
+		{name: "a statement that begins before a payment was made must hold it",
+			stmt: verify.SliceStatement{exec(1, key(1002), 10, -3000)}, from: time.Hour,
+			want: map[verify.Kind]int64{verify.SucceededNotExecuted: 1}},
+		{name: "a statement's executions are accounted for whenever their payment was made",
+			stmt: plus(exec(0, key(1004), 10, -200), exec(0, "", 20, -77)), from: time.Second,
+			want: map[verify.Kind]int64{verify.ExecutedButFailed: 1, verify.UnmatchedExecutions: 1}},
 		{name: "as-is: executed twice for one payment",
 			stmt: plus(exec(0, "", 20, -1000)),
 			want: map[verify.Kind]int64{verify.UnmatchedExecutions: 1}},
@@ -196,6 +206,9 @@ func TestCheck(t *testing.T) {
 			cfg := verify.DefaultConfig()
 			if tt.stuckAfter != nil {
 				cfg.StuckAfter = *tt.stuckAfter
+			}
+			if tt.from > 0 {
+				cfg.StatementFrom = time.Now().Add(-tt.from)
 			}
 			rep, err := verify.New(pool, stmt, cfg).Check(context.Background())
 			if err != nil {
