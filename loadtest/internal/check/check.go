@@ -4,6 +4,12 @@
 // the processor actually executed (the simulator's execution record, the
 // ground truth, since the real processor has no sandbox).
 //
+// For the pipeline, the ledger's invariants and the ledger against the
+// processor are pkg/verify's, the checker financectl verify and the chaos
+// run use too; this package adds only what the clients were told and the
+// run's own deadline. The as-is service has another schema and no
+// ledger; its checks are here.
+//
 // The four counts, for both targets:
 //
 //   - Lost: money the processor moved that the system does not show, or a
@@ -13,20 +19,21 @@
 //   - PaidTwice: payments the processor executed more than once.
 //   - Stuck: accepted payments still not final (accepted, processing,
 //     unknown) when the drain deadline passed.
-//   - BalanceMismatch: users whose balance is wrong: for the pipeline,
-//     wallets.balance != sum(entries), wallets.held != the open holds,
-//     balance - held < 0, or the ledger's change differs from the money the
-//     processor moved for the user; for the as-is service, the sum of the
-//     run's payments differs from the money the processor moved.
+//   - BalanceMismatch: for the pipeline, any of verify's ledger
+//     invariants violated (a wallet's balance or held amount against its
+//     entries and holds, balance - held < 0, an entry against its payment)
+//     or a succeeded payment the processor did not execute as recorded;
+//     for the as-is service, users whose run's payments sum to another
+//     amount than the money the processor moved.
 //
 // Any non-zero count fails the run.
 package check
 
 import (
 	"fmt"
-	"strconv"
 
 	"github.com/finsvc/finance/loadtest/internal/target"
+	"github.com/finsvc/finance/pkg/verify"
 )
 
 // Write is one payment request as the client saw it.
@@ -59,10 +66,12 @@ type Report struct {
 	// What the processor executed for the run's users.
 	Executions int64 `json:"executions"`
 	// RecordedNotExecuted are payments the system shows as succeeded that
-	// the processor never executed (part of the balance mismatch).
+	// the processor never executed (part of the balance mismatch; for the
+	// pipeline, verify's succeeded_not_executed).
 	RecordedNotExecuted int64 `json:"recorded_not_executed"`
-	// OrphanExecutions are executions no payment of the run accounts for
-	// (part of Lost).
+	// OrphanExecutions are executions no payment accounts for (part of
+	// Lost; for the pipeline, verify's execution_without_payment and
+	// unmatched_executions).
 	OrphanExecutions int64 `json:"orphan_executions"`
 
 	// Pipeline: the payments in the database, by final status.
@@ -89,6 +98,9 @@ type Report struct {
 	ToldOKNotExecuted int64 `json:"told_ok_not_executed,omitempty"`
 	// ExecutedNotRecorded are executions the as-is database has no row for.
 	ExecutedNotRecorded int64 `json:"executed_not_recorded,omitempty"`
+
+	// Ledger is pkg/verify's report (pipeline only).
+	Ledger *verify.Report `json:"ledger,omitempty"`
 
 	// Examples are the first few problems, for a human to follow up.
 	Examples []string `json:"examples,omitempty"`
@@ -134,21 +146,4 @@ func unresolved(w Write) bool {
 		return true
 	}
 	return false
-}
-
-// paymentIDFromExecution finds the pipeline payment an execution names by
-// number: the dispatcher sends reference "<id>" on the proposed API (and
-// releases before migration 00004 sent key "payment-<id>"). The key
-// "payment-<uid>" (payment.ProcessorKey) names it better; the checker tries
-// that first. It returns 0 when the execution names no number.
-func paymentIDFromExecution(key, reference string) int64 {
-	if len(key) > len("payment-") && key[:len("payment-")] == "payment-" {
-		if id, err := strconv.ParseInt(key[len("payment-"):], 10, 64); err == nil {
-			return id
-		}
-	}
-	if id, err := strconv.ParseInt(reference, 10, 64); err == nil {
-		return id
-	}
-	return 0
 }

@@ -43,7 +43,8 @@ func countsOf(r check.Report) counts {
 
 // --- pipeline ---------------------------------------------------------------
 
-// pipelineDB is a pipeline database with users 1..3 holding 10000 each.
+// pipelineDB is a pipeline database with users 1..3 holding 10000 each,
+// seeded as financectl seed does.
 func pipelineDB(t *testing.T) *pgxpool.Pool {
 	t.Helper()
 	pool := pgtest.NewPool(t)
@@ -51,7 +52,8 @@ func pipelineDB(t *testing.T) *pgxpool.Pool {
 	exec(t, pool, `INSERT INTO wallets (user_id) SELECT generate_series(1, 3)`)
 	for u := int64(1); u <= 3; u++ {
 		id := insertPayment(t, pool, u, 10_000, "succeeded", 0, fmt.Sprintf("seed-%d", u))
-		exec(t, pool, `INSERT INTO entries (user_id, payment_id, merchant_id, amount, occurred_at) VALUES ($1, $2, 1, 10000, now())`, u, id)
+		exec(t, pool, `UPDATE payments SET source = 'seed' WHERE id = $1`, id)
+		exec(t, pool, `INSERT INTO entries (user_id, payment_id, merchant_id, amount, occurred_at) VALUES ($1, $2, 4593, 10000, now())`, u, id)
 		exec(t, pool, `UPDATE wallets SET balance = 10000 WHERE user_id = $1`, u)
 	}
 	return pool
@@ -84,27 +86,21 @@ func settle(t *testing.T, pool *pgxpool.Pool, user, amount int64, key string) in
 	return id
 }
 
-func execution(seq, id, user, amount int64) simclient.Execution {
-	return simclient.Execution{Seq: seq, ID: fmt.Sprintf("ref-%d", seq), IdempotencyKey: fmt.Sprintf("payment-%d", id),
-		Reference: fmt.Sprint(id), UserID: user, Amount: amount, API: "proposed", ExecutedAt: time.Now()}
-}
-
-// uidExecution is an execution as the dispatcher makes it: keyed by the
-// payment's uid, with reference "<id>"; reference, when not 0, overrides it
-// (after a database restore, ids repeat and a reference can name another
-// payment).
-func uidExecution(t *testing.T, pool *pgxpool.Pool, seq, id, reference, user, amount int64) simclient.Execution {
+// execution is an execution as the dispatcher makes it: keyed by payment
+// id's uid (payment.ProcessorKey), with reference "<id>"; reference, when
+// not 0, overrides it (after a database restore, ids repeat and a reference
+// can name another payment).
+func execution(t *testing.T, pool *pgxpool.Pool, seq, id, reference, user, amount int64) simclient.Execution {
 	t.Helper()
-	e := execution(seq, id, user, amount)
 	var uid uuid.UUID
 	if err := pool.QueryRow(context.Background(), `SELECT uid FROM payments WHERE id = $1`, id).Scan(&uid); err != nil {
 		t.Fatal(err)
 	}
-	e.IdempotencyKey = payment.ProcessorKey(uid)
-	if reference != 0 {
-		e.Reference = fmt.Sprint(reference)
+	if reference == 0 {
+		reference = id
 	}
-	return e
+	return simclient.Execution{Seq: seq, ID: fmt.Sprintf("ref-%d", seq), IdempotencyKey: payment.ProcessorKey(uid),
+		Reference: fmt.Sprint(reference), UserID: user, Amount: amount, API: "proposed", ExecutedAt: time.Now()}
 }
 
 func TestPipelineCheck(t *testing.T) {
@@ -129,7 +125,7 @@ func TestPipelineCheck(t *testing.T) {
 						{UserID: 3, Amount: -102, Key: "run-2", Code: 202, Class: target.OK},
 						{UserID: 3, Amount: -103, Key: "run-3", Class: target.Timeout},
 					}, []simclient.Execution{
-						execution(1, a, 1, -100), execution(2, b, 2, -101), execution(3, c, 3, -103),
+						execution(t, pool, 1, a, 0, 1, -100), execution(t, pool, 2, b, 0, 2, -101), execution(t, pool, 3, c, 0, 3, -103),
 					}
 			},
 			want: counts{ToldOK: 3, ToldFailed: 1, Unresolved: 1, Executions: 3, ClientErrorsInDatabase: 1},
@@ -147,23 +143,24 @@ func TestPipelineCheck(t *testing.T) {
 						{UserID: 3, Amount: -102, Key: "run-2", Code: 202, Class: target.OK},
 						{UserID: 3, Amount: -199, Key: "run-3", Code: 202, Class: target.OK},
 					}, []simclient.Execution{
-						execution(1, a, 1, -100), execution(2, a, 1, -100), execution(3, b, 2, -101),
+						execution(t, pool, 1, a, 0, 1, -100), execution(t, pool, 2, a, 0, 1, -100), execution(t, pool, 3, b, 0, 2, -101),
 					}
 			},
-			// user 1: the ledger moved 100, the processor 200; user 2:
-			// the processor moved 101, the ledger nothing.
-			want: counts{Lost: 2, PaidTwice: 1, Stuck: 1, BalanceMismatch: 2, ToldOK: 4, Executions: 3,
-				AcceptedMissing: 1, ExecutedButFailed: 1},
+			want: counts{Lost: 2, PaidTwice: 1, Stuck: 1, ToldOK: 4, Executions: 3, AcceptedMissing: 1, ExecutedButFailed: 1},
 		},
 		{
 			name: "wallet drift, succeeded never executed, orphan execution",
 			setup: func(t *testing.T, pool *pgxpool.Pool) ([]check.Write, []simclient.Execution) {
-				settle(t, pool, 1, -100, "run-0")
+				a := settle(t, pool, 1, -100, "run-0")
 				exec(t, pool, `UPDATE wallets SET balance = balance + 1 WHERE user_id = 2`)
-				return []check.Write{{UserID: 1, Amount: -100, Key: "run-0", Code: 202, Class: target.OK}},
-					[]simclient.Execution{execution(1, 999_999_999, 3, -5)}
+				orphan := execution(t, pool, 1, a, 0, 3, -5)
+				orphan.IdempotencyKey = payment.ProcessorKey(payment.NewUID())
+				return []check.Write{{UserID: 1, Amount: -100, Key: "run-0", Code: 202, Class: target.OK, PaymentID: a}},
+					[]simclient.Execution{orphan}
 			},
-			want: counts{Lost: 1, BalanceMismatch: 3, ToldOK: 1, RecordedNotExecuted: 1, OrphanExecutions: 1},
+			// verify: balance_mismatch (user 2), succeeded_not_executed
+			// (payment a), execution_without_payment (the orphan).
+			want: counts{Lost: 1, BalanceMismatch: 2, ToldOK: 1, Executions: 1, RecordedNotExecuted: 1, OrphanExecutions: 1},
 		},
 		{
 			name: "keyed by uid: the key names the payment, whatever the reference says",
@@ -174,7 +171,7 @@ func TestPipelineCheck(t *testing.T) {
 						{UserID: 1, Amount: -100, Key: "run-0", Code: 202, Class: target.OK, PaymentID: a},
 						{UserID: 2, Amount: -101, Key: "run-1", Code: 202, Class: target.OK, PaymentID: b},
 					}, []simclient.Execution{
-						uidExecution(t, pool, 1, a, b, 1, -100), uidExecution(t, pool, 2, b, a, 2, -101),
+						execution(t, pool, 1, a, b, 1, -100), execution(t, pool, 2, b, a, 2, -101),
 					}
 			},
 			want: counts{ToldOK: 2, Executions: 2},
@@ -183,12 +180,35 @@ func TestPipelineCheck(t *testing.T) {
 			name: "keyed by a uid no database row has: lost, even with the reference of a run payment",
 			setup: func(t *testing.T, pool *pgxpool.Pool) ([]check.Write, []simclient.Execution) {
 				a := settle(t, pool, 1, -100, "run-0")
-				orphan := execution(2, a, 1, -100)
+				orphan := execution(t, pool, 2, a, 0, 1, -100)
 				orphan.IdempotencyKey = payment.ProcessorKey(payment.NewUID())
 				return []check.Write{{UserID: 1, Amount: -100, Key: "run-0", Code: 202, Class: target.OK, PaymentID: a}},
-					[]simclient.Execution{uidExecution(t, pool, 1, a, 0, 1, -100), orphan}
+					[]simclient.Execution{execution(t, pool, 1, a, 0, 1, -100), orphan}
 			},
-			want: counts{Lost: 1, BalanceMismatch: 1, ToldOK: 1, Executions: 1, OrphanExecutions: 1},
+			want: counts{Lost: 1, ToldOK: 1, Executions: 2, OrphanExecutions: 1},
+		},
+		{
+			name: "a numeric key payment-<id> names no payment: matched by user and amount like a key-less execution",
+			setup: func(t *testing.T, pool *pgxpool.Pool) ([]check.Write, []simclient.Execution) {
+				a := settle(t, pool, 1, -100, "run-0")
+				numeric := execution(t, pool, 1, a, 0, 1, -100)
+				numeric.IdempotencyKey = fmt.Sprintf("payment-%d", a)
+				stray := numeric
+				stray.Seq, stray.IdempotencyKey, stray.UserID = 2, fmt.Sprintf("payment-%d", a+1), 2
+				return []check.Write{{UserID: 1, Amount: -100, Key: "run-0", Code: 202, Class: target.OK, PaymentID: a}},
+					[]simclient.Execution{numeric, stray}
+			},
+			// The first accounts for payment a; the second, of user 2, for
+			// nothing (unmatched_executions).
+			want: counts{Lost: 1, ToldOK: 1, Executions: 2, OrphanExecutions: 1},
+		},
+		{
+			name: "the ledger is checked beyond the run's users",
+			setup: func(t *testing.T, pool *pgxpool.Pool) ([]check.Write, []simclient.Execution) {
+				exec(t, pool, `INSERT INTO wallets (user_id, balance, held) VALUES (99, 7, 0)`)
+				return nil, nil
+			},
+			want: counts{BalanceMismatch: 1},
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -204,6 +224,13 @@ func TestPipelineCheck(t *testing.T) {
 			}
 			if got, want := rep.Failed(), tc.want.Lost+tc.want.PaidTwice+tc.want.Stuck+tc.want.BalanceMismatch > 0; got != want {
 				t.Errorf("Failed() = %v, want %v", got, want)
+			}
+			// Every violation pkg/verify found is in a verdict count: all
+			// but the client's (accepted but missing) and the run's
+			// deadline (stuck), which are this package's own.
+			wantLedger := tc.want.Lost - tc.want.AcceptedMissing + tc.want.PaidTwice + tc.want.BalanceMismatch
+			if rep.Ledger == nil || !rep.Ledger.Statement || rep.Ledger.Violations() != wantLedger {
+				t.Errorf("pkg/verify's report %+v, want a statement compared and %d violations", rep.Ledger, wantLedger)
 			}
 		})
 	}

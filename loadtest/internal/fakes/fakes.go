@@ -19,6 +19,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/finsvc/finance/pkg/payment"
 	"github.com/finsvc/finance/pkg/pgtest"
 	"github.com/finsvc/finance/pkg/simclient"
 )
@@ -150,7 +151,7 @@ func NewTarget(tb testing.TB, sim *Sim) *Target {
 				return
 			}
 			if pipeline {
-				t.sim.Execute(p.UserID, p.Amount, "payment-"+strconv.Itoa(id))
+				t.sim.Execute(p.UserID, p.Amount, payment.ProcessorKey(payment.NewUID()))
 				writeJSON(w, 202, map[string]any{"id": id, "status": "accepted"})
 				return
 			}

@@ -18,6 +18,7 @@ import (
 	"github.com/finsvc/finance/loadtest/internal/loadgen"
 	"github.com/finsvc/finance/loadtest/internal/target"
 	"github.com/finsvc/finance/pkg/simclient"
+	"github.com/finsvc/finance/pkg/verify"
 )
 
 // Machine names the machine a run was measured on.
@@ -311,6 +312,11 @@ func Markdown(r *Report) string {
 		for _, e := range c.Examples {
 			p("- %s\n", e)
 		}
+	}
+	if c.Ledger != nil {
+		p("\nThe ledger's invariants (pkg/verify, as `financectl verify`):\n\n```\n")
+		verify.WriteFindings(&b, c.Ledger.Findings)
+		p("```\n")
 	}
 	p("\n## Goals\n\n| goal | want | got | met |\n|---|---|---|:-:|\n")
 	for _, g := range r.Goals {
