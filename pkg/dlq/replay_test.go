@@ -14,6 +14,7 @@ import (
 
 	"github.com/finsvc/finance/pkg/dlq"
 	"github.com/finsvc/finance/pkg/kafka"
+	"github.com/finsvc/finance/pkg/testkit"
 )
 
 // decodeTestRequest reads the test's stand-in for a PaymentRequested,
@@ -302,24 +303,19 @@ func TestReplayLocksThePayment(t *testing.T) {
 			Rate: 1000, DecodeRequest: decodeTestRequest})
 		done <- result{res, err}
 	}()
-	// Wait until the replay waits for the payment's lock.
-	for {
+	testkit.Eventually(t, "the replay to wait for the payment's lock", func() bool {
+		select {
+		case r := <-done:
+			t.Fatalf("the replay did not wait for the payment's lock: %+v, %v", r.res, r.err)
+		default:
+		}
 		var waiting int
 		if err := f.pool.QueryRow(c, `SELECT count(*) FROM pg_stat_activity
 			WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%FOR UPDATE OF p%'`).Scan(&waiting); err != nil {
 			t.Fatal(err)
 		}
-		if waiting > 0 {
-			break
-		}
-		select {
-		case r := <-done:
-			t.Fatalf("the replay did not wait for the payment's lock: %+v, %v", r.res, r.err)
-		case <-c.Done():
-			t.Fatal("the replay never waited for the payment's lock")
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
+		return waiting > 0
+	})
 	if _, err := tx.Exec(c, `UPDATE payments SET status = 'succeeded' WHERE id = 500001`); err != nil {
 		t.Fatal(err)
 	}
