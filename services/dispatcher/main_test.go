@@ -27,6 +27,7 @@ import (
 	"github.com/finsvc/finance/pkg/kafkatest"
 	"github.com/finsvc/finance/pkg/payment"
 	"github.com/finsvc/finance/pkg/pgtest"
+	"github.com/finsvc/finance/pkg/testkit"
 	"github.com/finsvc/finance/pkg/wire"
 )
 
@@ -80,6 +81,30 @@ type fakeProcessor struct {
 	// while another call of the same payment was still being answered;
 	// cancelled the held calls the dispatcher cancelled.
 	arrived, activeByID, overlaps, cancelled map[int64]int
+	// seen counts the calls that arrived; changed is closed, and replaced,
+	// whenever a call arrives or ends, for handlers waiting on other calls.
+	seen    int
+	changed chan struct{}
+}
+
+// changedLocked wakes the handlers waiting on other calls; f.mu is held.
+func (f *fakeProcessor) changedLocked() {
+	close(f.changed)
+	f.changed = make(chan struct{})
+}
+
+// waitLocked lets f.mu go until a call arrives or ends (true) or giveUp
+// fires (false); f.mu is held again when it returns.
+func (f *fakeProcessor) waitLocked(giveUp <-chan time.Time) bool {
+	ch := f.changed
+	f.mu.Unlock()
+	defer f.mu.Lock()
+	select {
+	case <-ch:
+		return true
+	case <-giveUp:
+		return false
+	}
 }
 
 // lookupAnswer is the processor's record of one settled key.
@@ -93,7 +118,8 @@ func newFakeProcessor(t *testing.T, slow func(int64) bool) (*fakeProcessor, stri
 	t.Helper()
 	f := &fakeProcessor{slow: slow, order: map[int64][]int64{}, calls: map[int64]int{}, executed: map[int64]string{},
 		settled: map[string]lookupAnswer{}, lookups: map[string]int{},
-		arrived: map[int64]int{}, activeByID: map[int64]int{}, overlaps: map[int64]int{}, cancelled: map[int64]int{}}
+		arrived: map[int64]int{}, activeByID: map[int64]int{}, overlaps: map[int64]int{}, cancelled: map[int64]int{},
+		changed: make(chan struct{})}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v2/payments", f.serve)
 	mux.HandleFunc("POST /payment", f.serve)
@@ -161,23 +187,27 @@ func (f *fakeProcessor) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	// A call that begins while another of the same payment is still being
 	// answered overlaps it. The dispatcher closes a cancelled call's
-	// connection before it returns; the fake notices a moment later.
+	// connection before it returns; the fake notices a moment later, and
+	// waits up to a second for the earlier call to end.
 	f.mu.Lock()
-	for deadline := time.Now().Add(time.Second); f.activeByID[id] > 0 && time.Now().Before(deadline); {
-		f.mu.Unlock()
-		time.Sleep(time.Millisecond)
-		f.mu.Lock()
+	overlapWait := time.NewTimer(time.Second)
+	for f.activeByID[id] > 0 && f.waitLocked(overlapWait.C) {
 	}
+	overlapWait.Stop()
 	if f.activeByID[id] > 0 {
 		f.overlaps[id]++
 	}
 	f.activeByID[id]++
 	first := f.arrived[id] == 0
 	f.arrived[id]++
+	f.seen++
+	seq := f.seen
+	f.changedLocked()
 	f.mu.Unlock()
 	defer func() {
 		f.mu.Lock()
 		f.activeByID[id]--
+		f.changedLocked()
 		f.mu.Unlock()
 	}()
 	if r.URL.Path == "/v2/payments" && r.Header.Get("Idempotency-Key") != payment.ProcessorKey(uidOf(id)) {
@@ -257,7 +287,16 @@ func (f *fakeProcessor) serve(w http.ResponseWriter, r *http.Request) {
 	f.mu.Unlock()
 
 	if f.slow != nil && f.slow(id) {
-		time.Sleep(20 * time.Millisecond)
+		// A slow answer waits for a later call to arrive: the dispatcher
+		// was free to send meanwhile, so a user's next payment sent before
+		// this answer would show as overtaking, and calls overlap. At most
+		// 20 ms, for the last calls and a full in-flight bound.
+		f.mu.Lock()
+		slowFor := time.NewTimer(20 * time.Millisecond)
+		for f.seen == seq && f.waitLocked(slowFor.C) {
+		}
+		slowFor.Stop()
+		f.mu.Unlock()
 	}
 	if f.started != nil {
 		select {
@@ -669,17 +708,14 @@ func TestShutdownFinishesInFlightCalls(t *testing.T) {
 	go func() { stop(); close(stopped) }()
 	// The ops server closes on the same signal as the dispatch loop; once
 	// it is gone, the dispatcher is shutting down with the calls still held.
-	for deadline := time.Now().Add(45 * time.Second); ; {
+	testkit.Eventually(t, "the ops server to close after shutdown began", func() bool {
 		resp, err := http.Get("http://" + opsAddr + "/healthz")
 		if err != nil {
-			break
+			return true
 		}
 		resp.Body.Close()
-		if time.Now().After(deadline) {
-			t.Fatal("ops server still up after shutdown began")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return false
+	})
 	close(fake.gate)
 	<-stopped
 
@@ -844,7 +880,7 @@ func TestRevokedPartitionCallsAreCancelled(t *testing.T) {
 	produceRequests(t, envA, newProducer(t, cluster.Brokers()), reqs...)
 	startDispatcher(t, envA)
 	// A holds a call of every payment (16 in flight, one per user).
-	eventually(t, "every payment's first call held at the processor", func() bool {
+	testkit.Eventually(t, "every payment's first call held at the processor", func() bool {
 		fake.mu.Lock()
 		defer fake.mu.Unlock()
 		return len(fake.arrived) == len(reqs)
@@ -853,7 +889,7 @@ func TestRevokedPartitionCallsAreCancelled(t *testing.T) {
 	// B joins: A's revoked partitions move to B, which calls their
 	// payments again.
 	startDispatcher(t, envB)
-	eventually(t, "B to call a payment of a partition it took over", func() bool {
+	testkit.Eventually(t, "B to call a payment of a partition it took over", func() bool {
 		fake.mu.Lock()
 		defer fake.mu.Unlock()
 		for _, n := range fake.arrived {
@@ -960,27 +996,26 @@ func countWhere(reqs []wire.Requested, pred func(int64) bool) int {
 }
 
 // waitMetrics waits until /metrics has every sample in wants (counters
-// move just after the transaction they count has committed), then fails
-// for the ones still missing after 45 s.
+// move just after the transaction they count has committed), and fails
+// the test naming the ones still missing when they do not all come.
 func waitMetrics(t *testing.T, addr string, wants ...string) {
 	t.Helper()
-	missing := func() []string {
-		var out []string
+	var missing []string
+	t.Cleanup(func() {
+		if len(missing) > 0 {
+			t.Logf("/metrics lacked %q", missing)
+		}
+	})
+	testkit.Eventually(t, "/metrics to show every sample wanted", func() bool {
+		missing = missing[:0]
 		metrics := scrape(t, addr)
 		for _, want := range wants {
 			if !strings.Contains(metrics, want+"\n") {
-				out = append(out, want)
+				missing = append(missing, want)
 			}
 		}
-		return out
-	}
-	deadline := time.Now().Add(45 * time.Second)
-	for len(missing()) > 0 && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
-	for _, want := range missing() {
-		t.Errorf("/metrics lacks %q", want)
-	}
+		return len(missing) == 0
+	})
 }
 
 func scrape(t *testing.T, addr string) string {
