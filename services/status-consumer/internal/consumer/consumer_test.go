@@ -376,12 +376,7 @@ func TestConsumerEmitsOnceKafkaAcceptsEvents(t *testing.T) {
 	// Give up quickly: the partition is rewound and the record fetched again.
 	c, h := setup(t, retryFor(300*time.Millisecond))
 	h.seed(t, fixture{100000, 7, -3000})
-	fault := h.cluster.Fault(kfake.Fault{
-		Keys:  []kmsg.Key{kmsg.Produce},
-		Topic: kafka.TopicEvents,
-		Err:   kerr.InvalidRecord,
-		Count: -1,
-	})
+	fault := h.refuseProduce(kafka.TopicEvents)
 	h.send(t, outcome(100000, 7, succeeded, ""))
 
 	// The consumer retries, gives up, rewinds the partition and fetches the
@@ -419,12 +414,7 @@ func TestConsumerCountsDeferralsOfTheHeadRecord(t *testing.T) {
 	t.Parallel()
 	c, h := setup(t, retryFor(200*time.Millisecond))
 	h.seed(t, fixture{100000, 7, -3000})
-	fault := h.cluster.Fault(kfake.Fault{
-		Keys:  []kmsg.Key{kmsg.Produce},
-		Topic: kafka.TopicEvents,
-		Err:   kerr.InvalidRecord,
-		Count: -1,
-	})
+	fault := h.refuseProduce(kafka.TopicEvents)
 	sent := h.send(t, outcome(100000, 7, succeeded, ""))
 	gauge := c.m.headDeferrals.WithLabelValues(strconv.Itoa(int(sent[0].Partition)))
 
@@ -490,6 +480,17 @@ func newHarness(t *testing.T, opts ...func(*Config)) *harness {
 		t.Fatal(err)
 	}
 	return h
+}
+
+// refuseProduce makes every produce to topic fail, with an error the client
+// does not retry, until the returned fault is removed.
+func (h *harness) refuseProduce(topic string) *kfake.FaultHandle {
+	return h.cluster.Fault(kfake.Fault{
+		Keys:  []kmsg.Key{kmsg.Produce},
+		Topic: topic,
+		Err:   kerr.InvalidRecord,
+		Count: -1,
+	})
 }
 
 // seed writes each payment as the gateway leaves it: the wallet (balance

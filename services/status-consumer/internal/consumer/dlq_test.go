@@ -11,10 +11,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	"github.com/twmb/franz-go/pkg/kerr"
-	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/kmsg"
 	"google.golang.org/protobuf/testing/protocmp"
 
 	"github.com/finsvc/finance/pkg/dlq"
@@ -198,12 +195,7 @@ func TestConsumerCommitsADeadLetterOnlyOnceKafkaHasIt(t *testing.T) {
 	t.Parallel()
 	c, h := setup(t, retryFor(300*time.Millisecond))
 	h.seed(t, fixture{100000, 7, -3000})
-	fault := h.cluster.Fault(kfake.Fault{
-		Keys:  []kmsg.Key{kmsg.Produce},
-		Topic: kafka.DLQTopic(kafka.TopicOutcomes),
-		Err:   kerr.InvalidRecord,
-		Count: -1,
-	})
+	fault := h.refuseProduce(kafka.DLQTopic(kafka.TopicOutcomes))
 	h.send(t, outcome(424242, 7, succeeded, ""), outcome(100000, 7, succeeded, ""))
 
 	testkit.Eventually(t, "the dead letter to be deferred", func() bool {
