@@ -60,6 +60,12 @@ type runOptions struct {
 	metrics      string
 	localCPU     string
 	ov           scenario.Overrides
+
+	// Set by parseRun from the flags.
+	sc         scenario.Scenario
+	kind       target.Kind
+	metricURLs map[string]string // name → /metrics URL or report.ProcPrefix + command
+	secret     string
 }
 
 func runFlags(getenv func(string) string) (*flag.FlagSet, *runOptions) {
@@ -107,17 +113,49 @@ func envOr(getenv func(string) string, key, def string) string {
 	return def
 }
 
+// runCommand runs one load test, in its steps: the flags, the preflight
+// (every dependency answers), the checker of the target, the load with
+// its CPU readings, and the verdict.
 func runCommand(ctx context.Context, args []string, env Env) error {
+	o, err := parseRun(args, env)
+	if o == nil || err != nil {
+		return err // nil for --help
+	}
+	p, err := preflight(ctx, o)
+	if err != nil {
+		return err
+	}
+	defer p.close()
+
+	runID := newRunID()
+	opts := loadgen.Options{
+		RunID: runID, Workload: p.workload, Target: p.target, Sim: p.sim, FirstUser: o.firstUser, Tokens: p.tokens,
+		ExecBaseline: p.stats.ExecutionsRecorded, DrainTimeout: o.drainTimeout,
+		Workers: o.maxConns,
+	}
+	if err := setChecker(ctx, &opts, o, p); err != nil {
+		return err
+	}
+	res, cpu, runErr := runLoad(ctx, o, p, &opts, env)
+	if res == nil {
+		return runErr
+	}
+	return judge(ctx, args, o, p, res, cpu, runErr, env)
+}
+
+// parseRun reads and checks the run flags, reporting every problem at
+// once; it returns nil options after printing the help.
+func parseRun(args []string, env Env) (*runOptions, error) {
 	fs, o := runFlags(env.Getenv)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			printRunUsage(env.Stdout, fs)
-			return nil
+			return nil, nil
 		}
-		return usagef("%v (see loadtest help run)", err)
+		return nil, usagef("%v (see loadtest help run)", err)
 	}
 	if fs.NArg() > 0 {
-		return usagef("unexpected argument %q (see loadtest help run)", fs.Arg(0))
+		return nil, usagef("unexpected argument %q (see loadtest help run)", fs.Arg(0))
 	}
 	var problems []string
 	if o.scenario == "" {
@@ -127,10 +165,12 @@ func runCommand(ctx context.Context, args []string, env Env) error {
 	if o.scenario != "" && scErr != nil {
 		problems = append(problems, scErr.Error())
 	}
+	o.sc = sc
 	kind, err := target.ParseKind(o.target)
 	if err != nil {
 		problems = append(problems, "--target: "+err.Error())
 	}
+	o.kind = kind
 	if o.url == "" {
 		o.url = defaultPipelineURL
 		if kind == target.Legacy {
@@ -157,7 +197,7 @@ func runCommand(ctx context.Context, args []string, env Env) error {
 	if o.maxConns < 1 {
 		problems = append(problems, "--max-conns: want at least 1")
 	}
-	metricURLs := map[string]string{}
+	o.metricURLs = map[string]string{}
 	for _, kv := range strings.Split(o.metrics, ",") {
 		if kv = strings.TrimSpace(kv); kv == "" {
 			continue
@@ -167,7 +207,7 @@ func runCommand(ctx context.Context, args []string, env Env) error {
 			problems = append(problems, fmt.Sprintf("--metrics %q: want name=http://host:port/metrics", kv))
 			continue
 		}
-		metricURLs[name] = u
+		o.metricURLs[name] = u
 	}
 	for _, name := range strings.Split(o.localCPU, ",") {
 		if name = strings.TrimSpace(name); name == "" {
@@ -177,7 +217,7 @@ func runCommand(ctx context.Context, args []string, env Env) error {
 			problems = append(problems, fmt.Sprintf("--local-cpu %q: want a command name such as postgres", name))
 			continue
 		}
-		metricURLs[name] = report.ProcPrefix + name
+		o.metricURLs[name] = report.ProcPrefix + name
 	}
 	if o.drainTimeout < 0 {
 		problems = append(problems, "--drain-timeout: want 0 or more")
@@ -190,72 +230,98 @@ func runCommand(ctx context.Context, args []string, env Env) error {
 		}
 	}
 	if len(problems) > 0 {
-		return usagef("%s", strings.Join(problems, "; "))
+		return nil, usagef("%s", strings.Join(problems, "; "))
 	}
-	secret := env.Getenv("AUTH_JWT_SECRET")
-	if secret == "" {
-		secret = auth.DevSecret
+	o.secret = env.Getenv("AUTH_JWT_SECRET")
+	if o.secret == "" {
+		o.secret = auth.DevSecret
 	}
+	return o, nil
+}
 
-	// Preflight: every dependency answers, within a bound, or the run stops.
-	sim := simclient.New(o.simURL)
+// preflighted is what the preflight found and opened: every dependency
+// answered.
+type preflighted struct {
+	sim      *simclient.Client
+	settings simclient.Settings
+	stats    simclient.Stats // the simulator's counters before the load
+	workload scenario.Workload
+	target   *target.Client
+	pool     *pgxpool.Pool
+	lastUser int64
+	tokens   []string
+}
+
+// close closes what the preflight opened, the pool first.
+func (p *preflighted) close() {
+	if p.pool != nil {
+		p.pool.Close()
+	}
+	if p.target != nil {
+		p.target.Close()
+	}
+}
+
+// preflight checks that every dependency answers, each within
+// preflightTimeout, so that an unreachable one stops the run at once
+// instead of hanging: the simulator and its limit, the target, its
+// database and its seeded users, and a feed read with a minted token.
+func preflight(ctx context.Context, o *runOptions) (_ *preflighted, err error) {
+	p := &preflighted{sim: simclient.New(o.simURL)}
+	defer func() {
+		if err != nil {
+			p.close()
+		}
+	}()
 	pctx, cancel := context.WithTimeout(ctx, preflightTimeout)
 	defer cancel()
-	settings, err := sim.Settings(pctx)
-	if err != nil {
-		return fmt.Errorf("the processor simulator at %s is unreachable or not the simulator: %w", o.simURL, err)
+	if p.settings, err = p.sim.Settings(pctx); err != nil {
+		return nil, fmt.Errorf("the processor simulator at %s is unreachable or not the simulator: %w", o.simURL, err)
 	}
-	if !(settings.RateLimit > 0) {
-		return fmt.Errorf("the simulator at %s reports no rate limit (%v)", o.simURL, settings.RateLimit)
+	if !(p.settings.RateLimit > 0) {
+		return nil, fmt.Errorf("the simulator at %s reports no rate limit (%v)", o.simURL, p.settings.RateLimit)
 	}
-	w, err := scenario.Resolve(sc, o.ov, settings.RateLimit)
-	if err != nil {
-		return usagef("%s", strings.ReplaceAll(err.Error(), "\n", "; "))
+	if p.workload, err = scenario.Resolve(o.sc, o.ov, p.settings.RateLimit); err != nil {
+		return nil, usagef("%s", strings.ReplaceAll(err.Error(), "\n", "; "))
 	}
-	tc := target.New(kind, o.url, o.maxConns, o.timeout)
-	defer tc.Close()
-	if err := tc.Ready(pctx); err != nil {
-		return err
+	p.target = target.New(o.kind, o.url, o.maxConns, o.timeout)
+	if err := p.target.Ready(pctx); err != nil {
+		return nil, err
 	}
-	pool, err := connect(pctx, o.databaseURL)
-	if err != nil {
-		return fmt.Errorf("the %s database (--database-url) is unreachable: %w", kind, err)
+	if p.pool, err = connect(pctx, o.databaseURL); err != nil {
+		return nil, fmt.Errorf("the %s database (--database-url) is unreachable: %w", o.kind, err)
 	}
-	defer pool.Close()
-	lastUser := o.firstUser + int64(w.Users) - 1
-	if err := checkSeeded(pctx, pool, kind, o.firstUser, lastUser); err != nil {
-		return err
+	p.lastUser = o.firstUser + int64(p.workload.Users) - 1
+	if err := checkSeeded(pctx, p.pool, o.kind, o.firstUser, p.lastUser); err != nil {
+		return nil, err
 	}
-	tokens, err := mintTokens([]byte(secret), o.firstUser, w.Users, w.Duration+o.timeout+time.Hour)
-	if err != nil {
-		return err
+	if p.tokens, err = mintTokens([]byte(o.secret), o.firstUser, p.workload.Users, p.workload.Duration+o.timeout+time.Hour); err != nil {
+		return nil, err
 	}
-	if r := tc.Feed(pctx, tokens[0], o.firstUser); r.Class != target.OK {
+	if r := p.target.Feed(pctx, p.tokens[0], o.firstUser); r.Class != target.OK {
 		hint := ""
 		if r.Code == 401 || r.Code == 403 {
 			hint = " (set AUTH_JWT_SECRET to the target's secret)"
 		}
-		return fmt.Errorf("the %s target refuses a feed read of user %d: %d %s%s", kind, o.firstUser, r.Code, r.Err, hint)
+		return nil, fmt.Errorf("the %s target refuses a feed read of user %d: %d %s%s", o.kind, o.firstUser, r.Code, r.Err, hint)
 	}
-	stats, err := sim.Stats(pctx)
-	if err != nil {
-		return fmt.Errorf("simulator stats: %w", err)
+	if p.stats, err = p.sim.Stats(pctx); err != nil {
+		return nil, fmt.Errorf("simulator stats: %w", err)
 	}
-	cancel()
+	return p, nil
+}
 
-	runID := newRunID()
-	opts := loadgen.Options{
-		RunID: runID, Workload: w, Target: tc, Sim: sim, FirstUser: o.firstUser, Tokens: tokens,
-		ExecBaseline: stats.ExecutionsRecorded, DrainTimeout: o.drainTimeout,
-		Workers: o.maxConns,
-	}
-	switch kind {
+// setChecker gives opts the target's invariant checker (and, for the
+// pipeline, its backlog); the as-is checker's baseline is the highest
+// payment id before the load.
+func setChecker(ctx context.Context, opts *loadgen.Options, o *runOptions, p *preflighted) error {
+	switch o.kind {
 	case target.Pipeline:
-		pc := check.NewPipeline(pool, runID+"-", o.firstUser, lastUser)
+		pc := check.NewPipeline(p.pool, opts.RunID+"-", o.firstUser, p.lastUser)
 		opts.Backlog = pc
 		opts.Check = pc.Check
 	case target.Legacy:
-		lc := check.NewLegacy(pool, o.firstUser, lastUser)
+		lc := check.NewLegacy(p.pool, o.firstUser, p.lastUser)
 		bctx, cancel := context.WithTimeout(ctx, preflightTimeout)
 		baseline, err := lc.MaxPaymentID(bctx)
 		cancel()
@@ -266,9 +332,55 @@ func runCommand(ctx context.Context, args []string, env Env) error {
 			return lc.Check(ctx, baseline, writes, execs)
 		}
 	}
-	title := fmt.Sprintf("%s→%s", w.Scenario, kind)
+	return nil
+}
+
+// cpuMeter reads the CPU of the system's processes before the load and
+// after the drain.
+type cpuMeter struct {
+	urls          map[string]string
+	before, after report.CPUReading
+	errs          map[string]string
+	errsAfter     map[string]string
+}
+
+// startCPUMeter reads the CPU of o's processes, the target's and the
+// simulator's included, and sets opts.AfterDrain to read it again: after
+// the drain, before the checker, whose queries would otherwise count as
+// the system's work.
+func startCPUMeter(ctx context.Context, o *runOptions, opts *loadgen.Options) *cpuMeter {
+	m := &cpuMeter{urls: o.metricURLs}
+	m.urls[string(o.kind)] = strings.TrimRight(o.url, "/") + "/metrics"
+	if o.kind == target.Pipeline {
+		m.urls["gateway"] = m.urls[string(o.kind)]
+		delete(m.urls, string(o.kind))
+	}
+	m.urls["processor-sim"] = strings.TrimRight(o.simURL, "/") + "/metrics"
+	m.before, m.errs = report.ReadCPU(ctx, m.urls)
+	opts.AfterDrain = func() { m.after, m.errsAfter = report.ReadCPU(context.WithoutCancel(ctx), m.urls) }
+	return m
+}
+
+// used is the CPU each process used from before the load to after the
+// drain (or to now, when the run stopped before its drain ended).
+func (m *cpuMeter) used(ctx context.Context) []report.ProcessCPU {
+	if m.after == nil {
+		m.after, m.errsAfter = report.ReadCPU(context.WithoutCancel(ctx), m.urls)
+	}
+	for k, v := range m.errsAfter {
+		m.errs[k] = v
+	}
+	return report.CPUUsed(m.urls, m.before, m.after, m.errs)
+}
+
+// runLoad runs the load and the drain, with the progress line, the
+// generator's own CPU profile and the CPU readings; the first second's
+// connections are dialed last, right before the load.
+func runLoad(ctx context.Context, o *runOptions, p *preflighted, opts *loadgen.Options, env Env) (*loadgen.Result, *cpuMeter, error) {
+	w := p.workload
+	title := fmt.Sprintf("%s→%s", w.Scenario, o.kind)
 	fmt.Fprintf(env.Stderr, "loadtest: run %s: %s: %d users, %.1f req/s for %s (%d requests, %.0f%% reads), L=%.0f/s; target %s\n",
-		runID, title, w.Users, w.Rate, durationString(w.Duration), w.Requests(), w.ReadRatio*100, w.Limit, o.url)
+		opts.RunID, title, w.Users, w.Rate, durationString(w.Duration), w.Requests(), w.ReadRatio*100, w.Limit, o.url)
 	var line *progress.Line
 	if !o.quiet {
 		line = progress.New(env.Progress, title)
@@ -277,60 +389,44 @@ func runCommand(ctx context.Context, args []string, env Env) error {
 	if o.cpuProfile != "" {
 		f, err := os.Create(o.cpuProfile)
 		if err != nil {
-			return err
+			return nil, nil, err
 		}
 		defer f.Close()
 		if err := pprof.StartCPUProfile(f); err != nil {
-			return err
+			return nil, nil, err
 		}
 	}
-	metricURLs[string(kind)] = strings.TrimRight(o.url, "/") + "/metrics"
-	if kind == target.Pipeline {
-		metricURLs["gateway"] = metricURLs[string(kind)]
-		delete(metricURLs, string(kind))
-	}
-	metricURLs["processor-sim"] = strings.TrimRight(o.simURL, "/") + "/metrics"
-	cpuBefore, cpuErrs := report.ReadCPU(ctx, metricURLs)
-	// The second reading comes after the drain, before the checker, whose
-	// queries would otherwise count as the system's work.
-	var cpuAfter report.CPUReading
-	var errsAfter map[string]string
-	opts.AfterDrain = func() { cpuAfter, errsAfter = report.ReadCPU(context.WithoutCancel(ctx), metricURLs) }
+	cpu := startCPUMeter(ctx, o, opts)
 
-	// The first second's connections, dialed last, right before the load.
 	wctx, cancel := context.WithTimeout(ctx, preflightTimeout)
-	err = tc.Warm(wctx, min(o.maxConns, w.Requests(), int(w.Rate)+1))
+	err := p.target.Warm(wctx, min(o.maxConns, w.Requests(), int(w.Rate)+1))
 	cancel()
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
-	res, runErr := loadgen.Run(ctx, opts)
+	res, runErr := loadgen.Run(ctx, *opts)
 	if o.cpuProfile != "" {
 		pprof.StopCPUProfile()
 	}
 	if line != nil {
 		line.Finish()
 	}
-	if res == nil {
-		return runErr
-	}
+	return res, cpu, runErr
+}
 
-	if cpuAfter == nil { // the run stopped before its drain ended
-		cpuAfter, errsAfter = report.ReadCPU(context.WithoutCancel(ctx), metricURLs)
-	}
-	for k, v := range errsAfter {
-		cpuErrs[k] = v
-	}
+// judge builds the report of res, writes it and prints the verdict; a
+// failed run is errFailedRun.
+func judge(ctx context.Context, args []string, o *runOptions, p *preflighted, res *loadgen.Result, cpu *cpuMeter, runErr error, env Env) error {
 	command := "loadtest run " + strings.Join(args, " ")
-	rep := report.Judge(res, kind, o.url, settings, o.simURL, command, report.ThisMachine())
-	rep.CPU = report.CPUUsed(metricURLs, cpuBefore, cpuAfter, cpuErrs)
+	rep := report.Judge(res, o.kind, o.url, p.settings, o.simURL, command, report.ThisMachine())
+	rep.CPU = cpu.used(ctx)
 	if runErr != nil {
 		rep.Passed = false
 		rep.Failures = append(rep.Failures, "interrupted: "+runErr.Error())
 	}
 	dir := o.out
 	if dir == "" {
-		dir = defaultOutDir(w.Scenario, string(kind), res.StartedAt)
+		dir = defaultOutDir(p.workload.Scenario, string(o.kind), res.StartedAt)
 	}
 	if err := report.Write(rep, dir); err != nil {
 		return fmt.Errorf("write the report to %s: %w", dir, err)
