@@ -22,6 +22,7 @@ import (
 
 	"github.com/finsvc/finance/loadtest/internal/cli"
 	"github.com/finsvc/finance/loadtest/internal/report"
+	"github.com/finsvc/finance/pkg/entry"
 	"github.com/finsvc/finance/pkg/pgtest"
 	"github.com/finsvc/finance/pkg/stacktest"
 )
@@ -86,10 +87,11 @@ func loadtest(t *testing.T, args ...string) *report.Report {
 	t.Helper()
 	var out, errb stacktest.Buffer
 	var rep *report.Report
-	code := cli.Run(context.Background(), append(args, "--quiet", "--out", t.TempDir()), cli.Env{
+	err := cli.Env{
 		Getenv: func(string) string { return "" }, Stdout: &out, Stderr: &errb,
 		OnReport: func(r *report.Report, _ string) { rep = r },
-	})
+	}.Run(context.Background(), append(args, "--quiet", "--out", t.TempDir()))
+	code := entry.Exit("loadtest", err, &errb)
 	t.Logf("loadtest %s: exit %d\n%s%s", strings.Join(args[:3], " "), code, out.String(), errb.String())
 	if rep == nil {
 		t.Fatalf("loadtest %v wrote no report (exit %d): %s", args, code, errb.String())

@@ -19,25 +19,14 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/finsvc/finance/pkg/entry"
+
 	"github.com/finsvc/finance/loadtest/internal/report"
 	"github.com/finsvc/finance/loadtest/internal/scenario"
 )
 
-// Exit codes of Run.
-const (
-	ExitOK     = 0
-	ExitFailed = 1
-	ExitUsage  = 2
-)
-
-// usageError is a wrong invocation.
-type usageError struct{ msg string }
-
-func (e *usageError) Error() string { return e.msg }
-
-func usagef(format string, args ...any) error {
-	return &usageError{msg: fmt.Sprintf(format, args...)}
-}
+// usagef is a wrong invocation: exit 2.
+var usagef = entry.Usagef
 
 // failedRun is a run that completed and was judged failed.
 var errFailedRun = errors.New("the run failed its checks")
@@ -64,16 +53,20 @@ commands:
 
 exit codes: 0 passed, 1 failed (checks or could not run), 2 bad usage`
 
-// Run runs the command in args (without the program name) and returns the
-// exit code.
-func Run(ctx context.Context, args []string, env Env) int {
+// Run runs the command in args (without the program name). It is the
+// binary's body (pkg/entry): a wrong invocation is an *entry.UsageError
+// (exit 2), a failed run or any other failure exits 1.
+func Run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	return Env{Getenv: getenv, Stdout: stdout, Stderr: stderr}.Run(ctx, args)
+}
+
+// Run is Run with env's hooks (tests set OnReport and Progress).
+func (env Env) Run(ctx context.Context, args []string) error {
 	if env.Progress == nil {
 		env.Progress = env.Stderr
 	}
 	if len(args) == 0 {
-		fmt.Fprintln(env.Stderr, "loadtest: missing command")
-		fmt.Fprintln(env.Stderr, mainUsage)
-		return ExitUsage
+		return &entry.UsageError{Err: errors.New("missing command"), Usage: mainUsage + "\n"}
 	}
 	var err error
 	switch args[0] {
@@ -84,7 +77,7 @@ func Run(ctx context.Context, args []string, env Env) int {
 		} else {
 			fmt.Fprintln(env.Stdout, mainUsage)
 		}
-		return ExitOK
+		return nil
 	case "run":
 		err = runCommand(ctx, args[1:], env)
 	case "scenarios":
@@ -94,21 +87,12 @@ func Run(ctx context.Context, args []string, env Env) int {
 	case "report":
 		err = reportCommand(args[1:], env)
 	default:
-		err = usagef("unknown command %q\n%s", args[0], mainUsage)
+		return &entry.UsageError{Err: fmt.Errorf("unknown command %q", args[0]), Usage: mainUsage + "\n"}
 	}
-	var ue *usageError
-	switch {
-	case err == nil:
-		return ExitOK
-	case errors.As(err, &ue):
-		fmt.Fprintf(env.Stderr, "loadtest %s: %s\n", args[0], ue.msg)
-		return ExitUsage
-	case errors.Is(err, errFailedRun):
-		return ExitFailed
-	default:
-		fmt.Fprintf(env.Stderr, "loadtest %s: %v\n", args[0], err)
-		return ExitFailed
+	if err != nil {
+		return fmt.Errorf("%s: %w", args[0], err)
 	}
+	return nil
 }
 
 func scenariosCommand(args []string, env Env) error {

@@ -15,6 +15,7 @@ import (
 	"github.com/finsvc/finance/loadtest/internal/cli"
 	"github.com/finsvc/finance/loadtest/internal/fakes"
 	"github.com/finsvc/finance/loadtest/internal/report"
+	"github.com/finsvc/finance/pkg/entry"
 	"github.com/finsvc/finance/pkg/pgtest"
 )
 
@@ -33,10 +34,11 @@ func run(t *testing.T, args ...string) result {
 	var out, errb bytes.Buffer
 	var res result
 	start := time.Now()
-	res.code = cli.Run(context.Background(), args, cli.Env{
+	err := cli.Env{
 		Getenv: func(string) string { return "" }, Stdout: &out, Stderr: &errb,
 		OnReport: func(r *report.Report, dir string) { res.report, res.dir = r, dir },
-	})
+	}.Run(context.Background(), args)
+	res.code = entry.Exit("loadtest", err, &errb)
 	res.took = time.Since(start)
 	res.stdout, res.stderr = out.String(), errb.String()
 	return res
@@ -77,8 +79,8 @@ func TestBadInvocationsStopAtOnce(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			r := run(t, tc.args...)
-			if r.code != cli.ExitUsage {
-				t.Errorf("exit %d, want %d; stderr %s", r.code, cli.ExitUsage, r.stderr)
+			if r.code != exitUsage {
+				t.Errorf("exit %d, want %d; stderr %s", r.code, exitUsage, r.stderr)
 			}
 			for _, w := range tc.want {
 				if !strings.Contains(r.stderr, w) {
@@ -105,8 +107,8 @@ func TestUnreachableDependenciesStopAtOnce(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			r := run(t, append([]string{"run", "--scenario", "burst", "--target", "legacy", "--quiet"}, tc.args...)...)
-			if r.code != cli.ExitFailed || !strings.Contains(r.stderr, tc.want) {
-				t.Errorf("exit %d stderr %q, want %d mentioning %q", r.code, r.stderr, cli.ExitFailed, tc.want)
+			if r.code != exitFailed || !strings.Contains(r.stderr, tc.want) {
+				t.Errorf("exit %d stderr %q, want %d mentioning %q", r.code, r.stderr, exitFailed, tc.want)
 			}
 			// Not a hang: the preflight is bounded (5 s per step).
 			if r.took > 20*time.Second {
@@ -123,7 +125,7 @@ func TestRunRefusesUnseededUsers(t *testing.T) {
 	dbURL, _ := fakes.LegacyDB(t, 100, 5)
 	r := run(t, "run", "--scenario", "burst", "--target", "legacy", "--users", "10", "--first-user", "100", "--quiet",
 		"--url", tgt.URL, "--processor-url", sim.URL, "--database-url", dbURL)
-	if r.code != cli.ExitFailed || !strings.Contains(r.stderr, "legacy seed --users 10 --start-id 100") {
+	if r.code != exitFailed || !strings.Contains(r.stderr, "legacy seed --users 10 --start-id 100") {
 		t.Errorf("exit %d stderr %q, want a failure naming the seed command", r.code, r.stderr)
 	}
 }
@@ -155,7 +157,7 @@ func TestRunWritesTheReportAndJudgesTheMoney(t *testing.T) {
 		{
 			name:     "clean",
 			store:    func(int) (bool, int) { return true, 201 },
-			wantCode: cli.ExitOK,
+			wantCode: exitOK,
 			want:     []string{"PASSED", "| 0 | 0 | 0 | 0 |"},
 		},
 		{
@@ -166,7 +168,7 @@ func TestRunWritesTheReportAndJudgesTheMoney(t *testing.T) {
 				}
 				return true, 201
 			},
-			wantCode: cli.ExitFailed,
+			wantCode: exitFailed,
 			want:     []string{"FAILED", "lost: 5", "balance mismatch: 5", "| **executed by the processor, client told it failed** | 5 |"},
 		},
 	} {
@@ -201,7 +203,7 @@ func TestRunWritesTheReportAndJudgesTheMoney(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if back.Result.Writes.Sent != 20 || back.Passed != (tc.wantCode == cli.ExitOK) {
+			if back.Result.Writes.Sent != 20 || back.Passed != (tc.wantCode == exitOK) {
 				t.Errorf("results.json: %d writes, passed %v", back.Result.Writes.Sent, back.Passed)
 			}
 			// The report command redraws it.
@@ -216,3 +218,10 @@ func TestRunWritesTheReportAndJudgesTheMoney(t *testing.T) {
 		})
 	}
 }
+
+// The exit statuses pkg/entry gives loadtest's errors.
+const (
+	exitOK     = 0
+	exitFailed = 1
+	exitUsage  = 2
+)
