@@ -14,17 +14,24 @@ type fakeClock struct{ t time.Time }
 func (c *fakeClock) now() time.Time          { return c.t }
 func (c *fakeClock) advance(d time.Duration) { c.t = c.t.Add(d) }
 
-func newTestPacer(cfg Config) (*Pacer, *fakeClock) {
-	c := &fakeClock{t: time.Unix(1_000_000, 0)}
-	cfg.Now = c.now
-	return New(cfg), c
+// bundle is what a pacer test needs besides the pacer: its clock.
+type bundle struct {
+	clock *fakeClock
+}
+
+// setup returns a pacer with cfg on a fake clock.
+func setup(t *testing.T, cfg Config) (*Pacer, *bundle) {
+	t.Helper()
+	b := &bundle{clock: &fakeClock{t: time.Unix(1_000_000, 0)}}
+	cfg.Now = b.clock.now
+	return New(cfg), b
 }
 
 // succeed reports n successful calls made while the pacer held calls back.
-func succeed(p *Pacer, c *fakeClock, n int) {
+func succeed(p *Pacer, n int) {
 	for range n {
 		p.mu.Lock()
-		p.limitedAt = c.now()
+		p.limitedAt = p.cfg.Now()
 		p.mu.Unlock()
 		p.Observe(OK, 0)
 	}
@@ -44,7 +51,7 @@ func TestShareIsLimitTimesPartitionFraction(t *testing.T) {
 		{0, 12, 0},
 	}
 	for _, tt := range tests {
-		p, _ := newTestPacer(Config{Limit: 300})
+		p, _ := setup(t, Config{Limit: 300})
 		p.SetShare(tt.owned, tt.total)
 		if got := p.Rate(); math.Abs(got-tt.want) > 1e-9 {
 			t.Errorf("SetShare(%d, %d): rate %v, want %v", tt.owned, tt.total, got, tt.want)
@@ -57,8 +64,8 @@ func TestShareIsLimitTimesPartitionFraction(t *testing.T) {
 
 func TestSharesOfReplicasSumToLimitAcrossRebalances(t *testing.T) {
 	t.Parallel()
-	a, _ := newTestPacer(Config{Limit: 300})
-	b, _ := newTestPacer(Config{Limit: 300})
+	a, _ := setup(t, Config{Limit: 300})
+	b, _ := setup(t, Config{Limit: 300})
 	// B joins, takes some partitions, leaves again; A's share is cut
 	// (revoke) before B's grows (assign), as the group does it.
 	steps := []struct{ a, b int }{{12, 0}, {7, 0}, {7, 5}, {6, 6}, {12, 0}}
@@ -73,7 +80,7 @@ func TestSharesOfReplicasSumToLimitAcrossRebalances(t *testing.T) {
 
 func TestRateLimitedDecreasesOnceAndHolds(t *testing.T) {
 	t.Parallel()
-	p, c := newTestPacer(Config{Limit: 300})
+	p, b := setup(t, Config{Limit: 300})
 	p.SetShare(12, 12)
 	p.Observe(RateLimited, 2*time.Second)
 	if got := p.Rate(); got != 240 {
@@ -85,7 +92,7 @@ func TestRateLimitedDecreasesOnceAndHolds(t *testing.T) {
 	if got := p.Rate(); got != 240 {
 		t.Errorf("after more 429s within a second: rate %v, want still 240", got)
 	}
-	c.advance(1500 * time.Millisecond)
+	b.clock.advance(1500 * time.Millisecond)
 	p.Observe(RateLimited, time.Second)
 	if got := p.Rate(); got != 192 {
 		t.Errorf("after a 429 a second later: rate %v, want 240 x 0.8 = 192", got)
@@ -101,24 +108,24 @@ func TestRateLimitedDecreasesOnceAndHolds(t *testing.T) {
 
 func TestAdditiveIncreaseUpToShare(t *testing.T) {
 	t.Parallel()
-	p, c := newTestPacer(Config{Limit: 300})
+	p, b := setup(t, Config{Limit: 300})
 	p.SetShare(6, 12) // share 150, increase 15/s for the whole group: 7.5/s here
 	p.Observe(RateLimited, 0)
 	if got := p.Rate(); got != 120 {
 		t.Fatalf("rate %v, want 120", got)
 	}
 	// One second of calls at the current rate adds about Increase x fraction.
-	succeed(p, c, 120)
+	succeed(p, 120)
 	if got := p.Rate(); got < 127 || got > 128 {
 		t.Errorf("after one second of successes: rate %v, want about 127.5", got)
 	}
-	succeed(p, c, 100000)
+	succeed(p, 100000)
 	if got := p.Rate(); got != 150 {
 		t.Errorf("after many successes: rate %v, want capped at the share 150", got)
 	}
 	// Successes while the pacer is not what holds calls back teach nothing.
 	p.Observe(RateLimited, 0)
-	c.advance(5 * time.Second)
+	b.clock.advance(5 * time.Second)
 	before := p.Rate()
 	p.Observe(OK, 0)
 	if got := p.Rate(); got != before {
@@ -128,17 +135,17 @@ func TestAdditiveIncreaseUpToShare(t *testing.T) {
 
 func TestUnknownLimitStartsLowAndProbes(t *testing.T) {
 	t.Parallel()
-	p, c := newTestPacer(Config{StartRate: 50})
+	p, _ := setup(t, Config{StartRate: 50})
 	p.SetShare(12, 12)
 	if got := p.Rate(); got != 50 {
 		t.Fatalf("start rate %v, want 50", got)
 	}
 	// Slow start: grows by about half of each second's calls.
-	succeed(p, c, 50)
+	succeed(p, 50)
 	if got := p.Rate(); got != 75 {
 		t.Errorf("after 50 successes in slow start: rate %v, want 75", got)
 	}
-	succeed(p, c, 2000)
+	succeed(p, 2000)
 	high := p.Rate()
 	if high < 1000 {
 		t.Errorf("slow start reached only %v", high)
@@ -149,7 +156,7 @@ func TestUnknownLimitStartsLowAndProbes(t *testing.T) {
 	if after != high*0.8 {
 		t.Errorf("after the first 429: rate %v, want %v", after, high*0.8)
 	}
-	succeed(p, c, int(after))
+	succeed(p, int(after))
 	if got := p.Rate(); got-after < 19 || got-after > 21 {
 		t.Errorf("one second of successes after the 429 added %v, want about 20 (additive)", got-after)
 	}

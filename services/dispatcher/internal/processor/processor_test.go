@@ -82,10 +82,22 @@ func (f *fakeProcessor) seen() []call {
 	return append([]call(nil), f.calls...)
 }
 
-func newTestClient(t *testing.T, url string, api API, m *Metrics) Client {
+// bundle is what a client test needs besides the client: the fake
+// processor it calls and the client's metrics.
+type bundle struct {
+	fake    *fakeProcessor
+	metrics *Metrics
+}
+
+// setup returns a client of api that calls a fake processor answering with
+// steps, its metrics on a registry of their own. tune, when not nil,
+// changes the config first (the test's own limiter, breaker or timeout).
+func setup(t *testing.T, api API, tune func(*Config), steps ...step) (Client, *bundle) {
 	t.Helper()
-	c, err := New(Config{
-		BaseURL: url,
+	f, srv := newFakeProcessor(t, steps...)
+	b := &bundle{fake: f, metrics: NewMetrics(prometheus.NewRegistry())}
+	cfg := Config{
+		BaseURL: srv.URL,
 		API:     api,
 		// Generous: a call that should answer must not time out on a loaded machine.
 		Timeout:        time.Second,
@@ -93,12 +105,16 @@ func newTestClient(t *testing.T, url string, api API, m *Metrics) Client {
 		Limiter:        rate.NewLimiter(rate.Inf, 1),
 		BackoffInitial: time.Millisecond,
 		BackoffMax:     5 * time.Millisecond,
-		Metrics:        m,
-	})
+		Metrics:        b.metrics,
+	}
+	if tune != nil {
+		tune(&cfg)
+	}
+	c, err := New(cfg)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
-	return c
+	return c, b
 }
 
 const (
@@ -318,9 +334,8 @@ func TestExecute(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			f, srv := newFakeProcessor(t, tt.steps...)
-			m := NewMetrics(prometheus.NewRegistry())
-			c := newTestClient(t, srv.URL, tt.api, m)
+			c, b := setup(t, tt.api, nil, tt.steps...)
+			f, m := b.fake, b.metrics
 
 			got, err := c.Execute(t.Context(), testPayment)
 			if err != nil {
@@ -367,7 +382,7 @@ func TestExecuteUnreachableIsNotExecuted(t *testing.T) {
 	for _, api := range []API{APIProposed, APIAsIs} {
 		t.Run(string(api), func(t *testing.T) {
 			t.Parallel()
-			c := newTestClient(t, "http://"+addr, api, nil)
+			c, _ := setup(t, api, func(cfg *Config) { cfg.BaseURL = "http://" + addr })
 			got, err := c.Execute(t.Context(), testPayment)
 			if err != nil {
 				t.Fatalf("Execute: %v", err)
@@ -455,9 +470,9 @@ func TestExecuteLooksUpBeforeNotExecuted(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			f, srv := newFakeProcessor(t, refused429, refused429, refused429, tt.lookup)
-			m := NewMetrics(prometheus.NewRegistry())
-			got, err := newTestClient(t, srv.URL, APIProposed, m).Execute(t.Context(), testPayment)
+			c, b := setup(t, APIProposed, nil, refused429, refused429, refused429, tt.lookup)
+			f, m := b.fake, b.metrics
+			got, err := c.Execute(t.Context(), testPayment)
 			if err != nil {
 				t.Fatalf("Execute: %v", err)
 			}
@@ -486,33 +501,29 @@ func TestExecuteLooksUpBeforeNotExecuted(t *testing.T) {
 
 	// The as-is API has no lookup: its claim made this dispatcher the only
 	// sender, so refusals alone prove the payment was not executed.
-	f, srv := newFakeProcessor(t, replyStatus(503, `{"error":"over capacity"}`))
-	got, err := newTestClient(t, srv.URL, APIAsIs, nil).Execute(t.Context(), testPayment)
+	c, b := setup(t, APIAsIs, nil, replyStatus(503, `{"error":"over capacity"}`))
+	got, err := c.Execute(t.Context(), testPayment)
 	if err != nil || got.Status != payment.StatusFailed || !strings.HasPrefix(got.Reason, "not executed") {
 		t.Errorf("as-is: Execute = %+v, %v; want failed as not executed", got, err)
 	}
-	if n := len(f.seen()); n != 3 {
+	if n := len(b.fake.seen()); n != 3 {
 		t.Errorf("as-is: processor saw %d requests, want the 3 calls and no lookup", n)
 	}
 }
 
 func TestExecuteContextEndsBeforeAnyCall(t *testing.T) {
 	t.Parallel()
-	f, srv := newFakeProcessor(t, reply200(succeeded))
 	lim := rate.NewLimiter(rate.Every(time.Hour), 1)
 	lim.Allow() // the only token is gone; the next one is an hour away
-	c, err := New(Config{BaseURL: srv.URL, API: APIProposed, Timeout: time.Second, MaxAttempts: 3, Limiter: lim})
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, b := setup(t, APIProposed, func(cfg *Config) { cfg.Limiter = lim }, reply200(succeeded))
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 
-	_, err = c.Execute(ctx, testPayment)
+	_, err := c.Execute(ctx, testPayment)
 	if !errors.Is(err, ErrNotSent) {
 		t.Fatalf("err = %v, want ErrNotSent", err)
 	}
-	if n := len(f.seen()); n != 0 {
+	if n := len(b.fake.seen()); n != 0 {
 		t.Errorf("processor saw %d calls, want 0", n)
 	}
 }
@@ -520,11 +531,10 @@ func TestExecuteContextEndsBeforeAnyCall(t *testing.T) {
 func TestExecuteInterruptedAfterAmbiguousCallIsUnknown(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithCancel(t.Context())
-	f, srv := newFakeProcessor(t, func(w http.ResponseWriter, r *http.Request) {
+	c, b := setup(t, APIProposed, nil, func(w http.ResponseWriter, r *http.Request) {
 		cancel() // the dispatcher shuts down while the call is in flight
 		hang(w, r)
 	})
-	c := newTestClient(t, srv.URL, APIProposed, nil)
 
 	got, err := c.Execute(ctx, testPayment)
 	if err != nil {
@@ -533,7 +543,7 @@ func TestExecuteInterruptedAfterAmbiguousCallIsUnknown(t *testing.T) {
 	if got.Status != payment.StatusUnknown || got.Attempts != 1 {
 		t.Errorf("Result = %+v, want unknown after 1 call", got)
 	}
-	if n := len(f.seen()); n != 1 {
+	if n := len(b.fake.seen()); n != 1 {
 		t.Errorf("processor saw %d calls, want 1", n)
 	}
 }
@@ -548,18 +558,14 @@ func TestExecuteCancelledCallIsMaybeSentAndNoOutage(t *testing.T) {
 		t.Run(string(api), func(t *testing.T) {
 			t.Parallel()
 			ctx, cancel := context.WithCancel(t.Context())
-			f, srv := newFakeProcessor(t, func(w http.ResponseWriter, r *http.Request) {
-				cancel() // the partition is revoked while the call is in flight
-				hang(w, r)
-			})
-			m := NewMetrics(prometheus.NewRegistry())
 			// One failure, however short its span, would open this breaker.
-			b := NewBreaker(BreakerConfig{Failures: 1, MinSpan: time.Nanosecond, OpenFor: time.Hour})
-			c, err := New(Config{BaseURL: srv.URL, API: api, Timeout: time.Minute, MaxAttempts: 3,
-				Limiter: rate.NewLimiter(rate.Inf, 1), Breaker: b, Metrics: m})
-			if err != nil {
-				t.Fatal(err)
-			}
+			br := NewBreaker(BreakerConfig{Failures: 1, MinSpan: time.Nanosecond, OpenFor: time.Hour})
+			c, b := setup(t, api, func(cfg *Config) { cfg.Timeout, cfg.Breaker = time.Minute, br },
+				func(w http.ResponseWriter, r *http.Request) {
+					cancel() // the partition is revoked while the call is in flight
+					hang(w, r)
+				})
+			f, m := b.fake, b.metrics
 			got, err := c.Execute(ctx, testPayment)
 			if err != nil {
 				t.Fatalf("Execute: %v (a cancelled call may have been sent: never ErrNotSent)", err)
@@ -573,8 +579,8 @@ func TestExecuteCancelledCallIsMaybeSentAndNoOutage(t *testing.T) {
 			if v := testutil.ToFloat64(m.calls.WithLabelValues("cancelled")); v != 1 {
 				t.Errorf("calls counted as cancelled = %v, want 1", v)
 			}
-			if b.down() {
-				t.Errorf("breaker down after a cancelled call (state %v, counts %+v), want closed and no failure counted", b.cb.State(), b.cb.Counts())
+			if br.down() {
+				t.Errorf("breaker down after a cancelled call (state %v, counts %+v), want closed and no failure counted", br.cb.State(), br.cb.Counts())
 			}
 		})
 	}
