@@ -58,7 +58,11 @@ type Settings struct {
 	LostResponseRate float64 `json:"lost_response_rate"`
 }
 
-// Stats are the simulator's counters since it started (GET /sim/stats).
+// Stats are the simulator's counters since it started (GET /sim/stats):
+// the ones its clients read. The simulator's own httpapi.Stats, which
+// serves them, has these fields and more; the copy is deliberate: the
+// simulator stands in for an outside party, whose wire types its clients
+// decode with their own, as they will the real processor's.
 type Stats struct {
 	Calls              int64      `json:"calls"`
 	Executed           int64      `json:"executed"`
