@@ -25,6 +25,7 @@ import (
 	"github.com/finsvc/finance/pkg/entry"
 	"github.com/finsvc/finance/pkg/pgtest"
 	"github.com/finsvc/finance/pkg/stacktest"
+	"github.com/finsvc/finance/pkg/testkit"
 )
 
 func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
@@ -58,18 +59,14 @@ func start(t *testing.T, name string, out *stacktest.Buffer, env []string, path 
 	return exited
 }
 
-func waitFor(t *testing.T, what string, timeout time.Duration, exited <-chan error, cond func() bool) {
+// alive fails the test at once when the process behind exited (from start)
+// has ended, so that a wait on it does not run out its bound first.
+func alive(t *testing.T, name string, exited <-chan error) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		select {
-		case err := <-exited:
-			t.Fatalf("exited (%v) while waiting for %s", err, what)
-		case <-time.After(100 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("gave up waiting for %s after %v", what, timeout)
-		}
+	select {
+	case err := <-exited:
+		t.Fatalf("%s exited (%v)", name, err)
+	default:
 	}
 }
 
@@ -139,7 +136,10 @@ func TestSmokeBurstAndReadHeavy(t *testing.T) {
 		"KAFKA_PARTITIONS=4",
 		"LOG_LEVEL=warn",
 	}, filepath.Join(bin, "devstack"), "run")
-	waitFor(t, "the stack's banner", 3*time.Minute, exited, func() bool {
+	// Starting the broker and every service, and migrating, can take
+	// longer than testkit's default bound on a loaded CI machine.
+	testkit.EventuallyWithin(t, 3*time.Minute, "the stack's banner", func() bool {
+		alive(t, "devstack", exited)
 		return strings.Contains(out.String(), "Finance Service is running")
 	})
 	const users = "300"
@@ -172,7 +172,8 @@ func TestSmokeBurstAndReadHeavy(t *testing.T) {
 		var lout stacktest.Buffer
 		lexited := start(t, "legacy", &lout, append(env, "HTTP_ADDR="+addr, "PROCESSOR_URL=http://"+sim, "LOG_LEVEL=warn"),
 			filepath.Join(bin, "legacy"))
-		waitFor(t, "legacy to listen", 30*time.Second, lexited, func() bool {
+		testkit.Eventually(t, "legacy to listen", func() bool {
+			alive(t, "legacy", lexited)
 			c, err := net.Dial("tcp", addr)
 			if err == nil {
 				c.Close()
