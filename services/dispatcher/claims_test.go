@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -164,24 +165,12 @@ func TestAsIsRedeliveredPaymentIsNeverSentAgain(t *testing.T) {
 	}
 	mu.Unlock()
 	// The user's later payments went on behind the unknown one, in order.
-	wantCalls, wantOutcomes := map[int64][]int64{}, map[int64][]int64{}
-	for _, r := range reqs {
-		if r.PaymentID != redeliveredID {
-			wantCalls[r.UserID] = append(wantCalls[r.UserID], r.PaymentID)
-		}
-		wantOutcomes[r.UserID] = append(wantOutcomes[r.UserID], r.PaymentID)
-	}
+	sent := slices.DeleteFunc(slices.Clone(reqs), func(r wire.Requested) bool { return r.PaymentID == redeliveredID })
 	order, _ := fake.snapshot()
-	if diff := cmp.Diff(wantCalls, order); diff != "" {
+	if diff := cmp.Diff(byUser(sent), order); diff != "" {
 		t.Errorf("processor calls per user (-want +got):\n%s", diff)
 	}
-	gotOutcomes := map[int64][]int64{}
-	for _, o := range outcomes.got {
-		if isFinal(o) {
-			gotOutcomes[o.UserID] = append(gotOutcomes[o.UserID], o.PaymentID)
-		}
-	}
-	if diff := cmp.Diff(wantOutcomes, gotOutcomes); diff != "" {
+	if diff := cmp.Diff(byUser(reqs), finalsByUser(outcomes.got)); diff != "" {
 		t.Errorf("outcome order per user (-want +got):\n%s", diff)
 	}
 

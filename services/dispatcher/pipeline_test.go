@@ -58,10 +58,7 @@ func tryMetric(addr, name string) (float64, bool) {
 // and payments.outcomes in the order they were requested.
 func checkUserOrder(t *testing.T, fake *fakeProcessor, reader *outcomeReader, reqs []wire.Requested) {
 	t.Helper()
-	want := map[int64][]int64{}
-	for _, r := range reqs {
-		want[r.UserID] = append(want[r.UserID], r.PaymentID)
-	}
+	want := byUser(reqs)
 	order, _ := fake.snapshot()
 	// Replays repeat an id; the first call of each id is what counts.
 	firsts := map[int64][]int64{}
@@ -77,15 +74,30 @@ func checkUserOrder(t *testing.T, fake *fakeProcessor, reader *outcomeReader, re
 	if diff := cmp.Diff(want, firsts); diff != "" {
 		t.Errorf("processor call order per user (-want +got):\n%s", diff)
 	}
-	got := map[int64][]int64{}
-	for _, o := range reader.got {
-		if isFinal(o) {
-			got[o.UserID] = append(got[o.UserID], o.PaymentID)
-		}
-	}
-	if diff := cmp.Diff(want, got); diff != "" {
+	if diff := cmp.Diff(want, finalsByUser(reader.got)); diff != "" {
 		t.Errorf("outcome order per user (-want +got):\n%s", diff)
 	}
+}
+
+// byUser returns the payment ids of reqs per user, in request order.
+func byUser(reqs []wire.Requested) map[int64][]int64 {
+	m := map[int64][]int64{}
+	for _, r := range reqs {
+		m[r.UserID] = append(m[r.UserID], r.PaymentID)
+	}
+	return m
+}
+
+// finalsByUser returns the payment ids of the final outcomes in got per
+// user, in the order they were read.
+func finalsByUser(got []wire.Outcome) map[int64][]int64 {
+	m := map[int64][]int64{}
+	for _, o := range got {
+		if isFinal(o) {
+			m[o.UserID] = append(m[o.UserID], o.PaymentID)
+		}
+	}
+	return m
 }
 
 func TestUsersOfOnePartitionRunInParallelInOrder(t *testing.T) {

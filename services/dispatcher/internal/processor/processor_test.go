@@ -117,6 +117,23 @@ func setup(t *testing.T, api API, tune func(*Config), steps ...step) (Client, *b
 	return c, b
 }
 
+// checkExecute executes testPayment with c and fails unless the result is
+// want, its reason containing wantReason (want.Reason is not compared).
+func checkExecute(t *testing.T, c Client, want Result, wantReason string) {
+	t.Helper()
+	got, err := c.Execute(t.Context(), testPayment)
+	if err != nil {
+		t.Fatalf("Execute: %v", err)
+	}
+	if !strings.Contains(got.Reason, wantReason) {
+		t.Errorf("Reason = %q, want it to contain %q", got.Reason, wantReason)
+	}
+	got.Reason = ""
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("Result (-want +got):\n%s", diff)
+	}
+}
+
 const (
 	succeeded = `{"id":"ref-1","idempotency_key":"payment-0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b","user_id":7,"amount":-500,"status":"succeeded","created_at":"2026-01-01T00:00:00Z"}`
 	declined  = `{"id":"ref-2","idempotency_key":"payment-0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b","user_id":7,"amount":-500,"status":"declined","reason":"insufficient funds at issuer"}`
@@ -337,17 +354,7 @@ func TestExecute(t *testing.T) {
 			c, b := setup(t, tt.api, nil, tt.steps...)
 			f, m := b.fake, b.metrics
 
-			got, err := c.Execute(t.Context(), testPayment)
-			if err != nil {
-				t.Fatalf("Execute: %v", err)
-			}
-			if !strings.Contains(got.Reason, tt.wantReason) {
-				t.Errorf("Reason = %q, want it to contain %q", got.Reason, tt.wantReason)
-			}
-			got.Reason = ""
-			if diff := cmp.Diff(tt.want, got); diff != "" {
-				t.Errorf("Result (-want +got):\n%s", diff)
-			}
+			checkExecute(t, c, tt.want, tt.wantReason)
 			if diff := cmp.Diff(tt.wantCalls, f.seen()); diff != "" {
 				t.Errorf("processor calls (-want +got):\n%s", diff)
 			}
@@ -472,17 +479,7 @@ func TestExecuteLooksUpBeforeNotExecuted(t *testing.T) {
 			t.Parallel()
 			c, b := setup(t, APIProposed, nil, refused429, refused429, refused429, tt.lookup)
 			f, m := b.fake, b.metrics
-			got, err := c.Execute(t.Context(), testPayment)
-			if err != nil {
-				t.Fatalf("Execute: %v", err)
-			}
-			if !strings.Contains(got.Reason, tt.wantReason) {
-				t.Errorf("Reason = %q, want it to contain %q", got.Reason, tt.wantReason)
-			}
-			got.Reason = ""
-			if diff := cmp.Diff(tt.want, got); diff != "" {
-				t.Errorf("Result (-want +got):\n%s", diff)
-			}
+			checkExecute(t, c, tt.want, tt.wantReason)
 			proposedCall := call{Path: "/v2/payments", Key: "payment-0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b", Body: map[string]any{"user_id": 7.0, "amount": -500.0, "reference": "42"}}
 			if diff := cmp.Diff([]call{proposedCall, proposedCall, proposedCall, lookupCall}, f.seen()); diff != "" {
 				t.Errorf("processor calls (-want +got):\n%s", diff)
