@@ -216,21 +216,11 @@ func (f *fakeProcessor) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if f.ambiguous != nil && f.ambiguous(id) {
-		f.mu.Lock()
-		f.order[body.UserID] = append(f.order[body.UserID], id)
-		f.calls[id]++
-		f.mu.Unlock()
-		w.WriteHeader(http.StatusInternalServerError)
-		_, _ = io.WriteString(w, `{"error":"internal"}`)
+		f.answerUnexecuted(w, body.UserID, id, http.StatusInternalServerError, `{"error":"internal"}`)
 		return
 	}
 	if f.refuse != nil && f.refuse(id) {
-		f.mu.Lock()
-		f.order[body.UserID] = append(f.order[body.UserID], id)
-		f.calls[id]++
-		f.mu.Unlock()
-		w.WriteHeader(http.StatusTooManyRequests)
-		_, _ = io.WriteString(w, `{"error":"rate_limited"}`)
+		f.answerUnexecuted(w, body.UserID, id, http.StatusTooManyRequests, `{"error":"rate_limited"}`)
 		return
 	}
 	if f.outage.Load() {
@@ -326,6 +316,17 @@ func (f *fakeProcessor) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	_ = json.NewEncoder(w).Encode(map[string]any{"id": ref, "idempotency_key": key, "status": "succeeded"})
+}
+
+// answerUnexecuted records a call of payment id of userID, executes
+// nothing, and answers code with body.
+func (f *fakeProcessor) answerUnexecuted(w http.ResponseWriter, userID, id int64, code int, body string) {
+	f.mu.Lock()
+	f.order[userID] = append(f.order[userID], id)
+	f.calls[id]++
+	f.mu.Unlock()
+	w.WriteHeader(code)
+	_, _ = io.WriteString(w, body)
 }
 
 func (f *fakeProcessor) snapshot() (order map[int64][]int64, calls map[int64]int) {

@@ -15,6 +15,8 @@ type Metrics struct {
 }
 
 // NewMetrics creates the gauges and registers them with reg unless reg is nil.
+// One Opts literal per metric, alike by design: each reads as the metric's
+// documentation (name, help, labels); a constructor helper would hide them.
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		limit: prometheus.NewGauge(prometheus.GaugeOpts{

@@ -150,6 +150,7 @@ func TestExecute(t *testing.T) {
 	t.Parallel()
 	proposedCall := call{Path: "/v2/payments", Key: "payment-0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b", Body: map[string]any{"user_id": 7.0, "amount": -500.0, "reference": "42"}}
 	asIsCall := call{Path: "/payment", Body: map[string]any{"user_id": 7.0, "amount": -500.0}}
+	// The rows are alike on purpose: each case reads whole, on its own.
 	tests := []struct {
 		name        string
 		api         API
