@@ -36,6 +36,19 @@ func seedPayment(t testing.TB, pool *pgxpool.Pool, id int64, status payment.Stat
 	return uid
 }
 
+// bundle is what a guard test needs besides the guard: the database.
+type bundle struct {
+	pool *pgxpool.Pool
+}
+
+// setup returns the guard of replica-a, with claims or not, over a
+// migrated database of the test's own.
+func setup(tb testing.TB, claims bool) (*Guard, *bundle) {
+	tb.Helper()
+	b := &bundle{pool: pgtest.NewPool(tb)}
+	return New(b.pool, "replica-a", claims, nil), b
+}
+
 func admit(t *testing.T, g *Guard, id int64, uid uuid.UUID) Verdict {
 	t.Helper()
 	v, err := g.Admit(t.Context(), id, uid)
@@ -52,8 +65,8 @@ func TestAdmitOnlyOpenPaymentsOfThisDatabase(t *testing.T) {
 	for _, claims := range []bool{false, true} {
 		t.Run("claims="+strconv.FormatBool(claims), func(t *testing.T) {
 			t.Parallel()
-			pool := pgtest.NewPool(t)
-			g := New(pool, "replica-a", claims, nil)
+			g, b := setup(t, claims)
+			pool := b.pool
 			open := map[payment.Status]int64{payment.StatusAccepted: 100001, payment.StatusProcessing: 100002, payment.StatusUnknown: 100003}
 			for status, id := range open {
 				uid := seedPayment(t, pool, id, status)
@@ -128,9 +141,10 @@ func TestAdmitKeyExpired(t *testing.T) {
 
 func TestClaimOnce(t *testing.T) {
 	t.Parallel()
-	pool := pgtest.NewPool(t)
+	a, bun := setup(t, true)
+	pool := bun.pool
 	uid := seedPayment(t, pool, 100001, payment.StatusAccepted)
-	a, b := New(pool, "replica-a", true, nil), New(pool, "replica-b", true, nil)
+	b := New(pool, "replica-b", true, nil)
 	if v := admit(t, a, 100001, uid); v != Send {
 		t.Fatalf("first admit = %v; want send", v)
 	}
@@ -199,14 +213,13 @@ func TestAdmitFailureIsBoundedAndContextBound(t *testing.T) {
 func BenchmarkAdmit(b *testing.B) {
 	for _, claims := range []bool{false, true} {
 		b.Run("claims="+strconv.FormatBool(claims), func(b *testing.B) {
-			pool := pgtest.NewPool(b)
-			g := New(pool, "bench", claims, nil)
+			g, bun := setup(b, claims)
 			const n = 10000
 			ids := make([]int64, n)
 			uids := make([]uuid.UUID, n)
 			for i := range n {
 				ids[i] = int64(100000 + i)
-				uids[i] = seedPayment(b, pool, ids[i], payment.StatusAccepted)
+				uids[i] = seedPayment(b, bun.pool, ids[i], payment.StatusAccepted)
 			}
 			b.ResetTimer()
 			i := 0
