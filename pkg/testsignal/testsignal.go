@@ -4,10 +4,15 @@
 // a test did not Init costs one nil check and does nothing.
 package testsignal
 
-import (
-	"testing"
-	"time"
-)
+import "time"
+
+// TB is the part of testing.TB a signal uses. The package does not import
+// testing, so production code that carries a Signal does not link it.
+type TB interface {
+	Helper()
+	Fatal(args ...any)
+	Fatalf(format string, args ...any)
+}
 
 // bufferSize bounds the signals a test may leave unread before Signal
 // blocks the code under test; tests read what they wait for.
@@ -23,7 +28,7 @@ type Signal[T any] struct {
 }
 
 // Init turns the signal on; call it from the test before the code runs.
-func (s *Signal[T]) Init(tb testing.TB) {
+func (s *Signal[T]) Init(tb TB) {
 	tb.Helper()
 	s.ch = make(chan T, bufferSize)
 }
@@ -38,7 +43,7 @@ func (s *Signal[T]) Signal(v T) {
 
 // WaitOrTimeout returns the next value, failing the test when none comes
 // within 30 s.
-func (s *Signal[T]) WaitOrTimeout(tb testing.TB) T {
+func (s *Signal[T]) WaitOrTimeout(tb TB) T {
 	tb.Helper()
 	if s.ch == nil {
 		tb.Fatal("testsignal: WaitOrTimeout on a signal that was not Init")
