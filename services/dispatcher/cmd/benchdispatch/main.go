@@ -24,7 +24,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -37,6 +36,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/finsvc/finance/pkg/clock"
+	"github.com/finsvc/finance/pkg/entry"
 	"github.com/finsvc/finance/pkg/kafka"
 	"github.com/finsvc/finance/pkg/payment"
 	"github.com/finsvc/finance/pkg/postgres"
@@ -55,33 +55,38 @@ type options struct {
 	idlePayments    int
 	logDir          string
 	postgres        string
+	out             io.Writer // the report
 }
 
-func main() {
-	var o options
-	flag.StringVar(&o.dispatcher, "dispatcher", "bin/dispatcher", "dispatcher binary")
-	flag.StringVar(&o.sim, "sim", "bin/processor-sim", "processor-sim binary")
-	flag.IntVar(&o.payments, "payments", 50000, "payments in the burst")
-	flag.IntVar(&o.users, "users", 5000, "users the burst is spread over")
-	flag.IntVar(&o.limit, "limit", 300, "the processor's limit L (SIM_RATE_LIMIT)")
-	flag.IntVar(&o.partitions, "partitions", kafka.DefaultPartitions, "partitions of each topic")
-	flag.StringVar(&o.scenarios, "scenarios", "idle,one,two,unknown", "scenarios to run, comma separated")
-	flag.IntVar(&o.unknownPayments, "unknown-payments", 50000, "payments in the burst of the L-unknown scenario")
-	flag.IntVar(&o.idlePayments, "idle-payments", 500, "payments sent one at a time in the idle scenario")
-	flag.StringVar(&o.logDir, "logs", "", "directory for the processes' logs (default: a temporary one)")
-	flag.StringVar(&o.postgres, "postgres", "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable",
+func main() { entry.Main("benchdispatch", run) }
+
+// run parses the flags and runs the benchmark, its report on stdout.
+func run(ctx context.Context, args []string, _ func(string) string, stdout, stderr io.Writer) error {
+	o := options{out: stdout}
+	fs := flag.NewFlagSet("benchdispatch", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&o.dispatcher, "dispatcher", "bin/dispatcher", "dispatcher binary")
+	fs.StringVar(&o.sim, "sim", "bin/processor-sim", "processor-sim binary")
+	fs.IntVar(&o.payments, "payments", 50000, "payments in the burst")
+	fs.IntVar(&o.users, "users", 5000, "users the burst is spread over")
+	fs.IntVar(&o.limit, "limit", 300, "the processor's limit L (SIM_RATE_LIMIT)")
+	fs.IntVar(&o.partitions, "partitions", kafka.DefaultPartitions, "partitions of each topic")
+	fs.StringVar(&o.scenarios, "scenarios", "idle,one,two,unknown", "scenarios to run, comma separated")
+	fs.IntVar(&o.unknownPayments, "unknown-payments", 50000, "payments in the burst of the L-unknown scenario")
+	fs.IntVar(&o.idlePayments, "idle-payments", 500, "payments sent one at a time in the idle scenario")
+	fs.StringVar(&o.logDir, "logs", "", "directory for the processes' logs (default: a temporary one)")
+	fs.StringVar(&o.postgres, "postgres", "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable",
 		"a database of the PostgreSQL server to create the benchmark's own database on (and drop it after)")
-	flag.Parse()
-
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, o); err != nil {
-		fmt.Fprintln(os.Stderr, "benchdispatch:", err)
-		os.Exit(1)
+	if err := fs.Parse(args); err != nil {
+		return &entry.UsageError{Err: err}
 	}
+	if fs.NArg() > 0 {
+		return entry.Usagef("unexpected argument %q", fs.Arg(0))
+	}
+	return bench(ctx, o)
 }
 
-func run(ctx context.Context, o options) (err error) {
+func bench(ctx context.Context, o options) (err error) {
 	if o.logDir == "" {
 		d, err := os.MkdirTemp("", "benchdispatch-")
 		if err != nil {
@@ -100,7 +105,7 @@ func run(ctx context.Context, o options) (err error) {
 			err = errors.Join(err, fmt.Errorf("drop database %s: %w", db.name, derr))
 		}
 	}()
-	fmt.Printf("benchdispatch: L=%d/s, sim latency p50 100ms p99 1s, %d partitions, database %s, logs in %s\n",
+	fmt.Fprintf(o.out, "benchdispatch: L=%d/s, sim latency p50 100ms p99 1s, %d partitions, database %s, logs in %s\n",
 		o.limit, o.partitions, postgres.RedactURL(db.url), o.logDir)
 	for _, s := range strings.Split(o.scenarios, ",") {
 		var err error
@@ -148,7 +153,7 @@ func start(ctx context.Context, o options, db *database, name string, ps []bench
 	if err := db.seed(ctx, ps); err != nil {
 		return nil, err
 	}
-	fmt.Printf("seeded %d accepted payments (with uids) in %v\n", len(ps), time.Since(begin).Round(time.Millisecond))
+	fmt.Fprintf(o.out, "seeded %d accepted payments (with uids) in %v\n", len(ps), time.Since(begin).Round(time.Millisecond))
 	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(int32(o.partitions), append(kafka.Topics(), kafka.DLQTopics()...)...))
 	if err != nil {
 		return nil, err
@@ -309,7 +314,7 @@ func (e *env) executions(ctx context.Context) ([]simclient.Execution, error) {
 // drain runs one burst scenario.
 func drain(ctx context.Context, o options, db *database, title string, replicas, limit, n int) error {
 	name := fmt.Sprintf("drain-%d-%d", replicas, limit)
-	fmt.Printf("\n== %s: %d payments for %d users\n", title, n, o.users)
+	fmt.Fprintf(o.out, "\n== %s: %d payments for %d users\n", title, n, o.users)
 	e, err := start(ctx, o, db, name, burstPayments(n, o.users))
 	if err != nil {
 		return err
@@ -334,7 +339,7 @@ func drain(ctx context.Context, o options, db *database, title string, replicas,
 	if err := e.burst(ctx); err != nil {
 		return err
 	}
-	fmt.Printf("burst queued in %v\n", time.Since(begin).Round(time.Millisecond))
+	fmt.Fprintf(o.out, "burst queued in %v\n", time.Since(begin).Round(time.Millisecond))
 
 	// Progress every 10 s until every payment executed.
 	last := time.Now()
@@ -357,7 +362,7 @@ func drain(ctx context.Context, o options, db *database, title string, replicas,
 				rates = append(rates, fmt.Sprintf("rate %.0f share %.0f", r, sh))
 				peakShare = append(peakShare, sh)
 			}
-			fmt.Printf("  t=%3.0fs executed %6d  429s %5d  %s\n", time.Since(begin).Seconds(), s.Executed, s.RateLimited, strings.Join(rates, " | "))
+			fmt.Fprintf(o.out, "  t=%3.0fs executed %6d  429s %5d  %s\n", time.Since(begin).Seconds(), s.Executed, s.RateLimited, strings.Join(rates, " | "))
 		}
 		if s.Executed+s.Declined > executed {
 			executed, progressed = s.Executed+s.Declined, time.Now()
@@ -389,8 +394,8 @@ func drain(ctx context.Context, o options, db *database, title string, replicas,
 	first, lastAt := execs[0].ExecutedAt, execs[len(execs)-1].ExecutedAt
 	span := lastAt.Sub(first).Seconds()
 	tput := float64(len(execs)-1) / span
-	fmt.Printf("executed %d (declined %d) in %.1f s (first to last execution); wall clock from the burst %.1f s\n", len(execs), s.Declined, span, wall.Seconds())
-	fmt.Printf("drain throughput %.1f/s = %.3f x L\n", tput, tput/float64(o.limit))
+	fmt.Fprintf(o.out, "executed %d (declined %d) in %.1f s (first to last execution); wall clock from the burst %.1f s\n", len(execs), s.Declined, span, wall.Seconds())
+	fmt.Fprintf(o.out, "drain throughput %.1f/s = %.3f x L\n", tput, tput/float64(o.limit))
 	if limit == 0 {
 		after := first.Add(10 * time.Second)
 		k := 0
@@ -400,21 +405,21 @@ func drain(ctx context.Context, o options, db *database, title string, replicas,
 			}
 		}
 		t10 := float64(k-1) / lastAt.Sub(after).Seconds()
-		fmt.Printf("after the first 10 s: %.1f/s = %.3f x L\n", t10, t10/float64(o.limit))
+		fmt.Fprintf(o.out, "after the first 10 s: %.1f/s = %.3f x L\n", t10, t10/float64(o.limit))
 	}
-	fmt.Printf("processor calls %d, 429s %d, replays %d\n", s.Calls, s.RateLimited, s.Replayed)
-	fmt.Printf("per-user order violations %d, payments executed twice %d, executions of no benchmark payment %d\n", violations, dups, foreign)
+	fmt.Fprintf(o.out, "processor calls %d, 429s %d, replays %d\n", s.Calls, s.RateLimited, s.Replayed)
+	fmt.Fprintf(o.out, "per-user order violations %d, payments executed twice %d, executions of no benchmark payment %d\n", violations, dups, foreign)
 
 	// Every payment has exactly one committed final outcome.
 	finals, err := e.outcomes(ctx, n)
 	if err != nil {
 		return err
 	}
-	fmt.Printf("committed final outcomes %d (distinct payments %d)\n", finals.total, finals.distinct)
+	fmt.Fprintf(o.out, "committed final outcomes %d (distinct payments %d)\n", finals.total, finals.distinct)
 	if err := e.reportGuard(ops, n); err != nil {
 		return err
 	}
-	cpuAfter.report(cpuBefore, n)
+	cpuAfter.report(o.out, cpuBefore, n)
 	return nil
 }
 
@@ -429,7 +434,7 @@ func (e *env) diagnose(ops []string) {
 	for i, a := range ops {
 		m, err := metrics(a)
 		if err != nil {
-			fmt.Printf("replica %d metrics: %v\n", i, err)
+			fmt.Fprintf(e.o.out, "replica %d metrics: %v\n", i, err)
 			continue
 		}
 		var lines []string
@@ -439,7 +444,7 @@ func (e *env) diagnose(ops []string) {
 			}
 		}
 		slices.Sort(lines)
-		fmt.Printf("replica %d (%s) metrics:\n%s\n", i, a, strings.Join(lines, "\n"))
+		fmt.Fprintf(e.o.out, "replica %d (%s) metrics:\n%s\n", i, a, strings.Join(lines, "\n"))
 	}
 	for _, p := range e.dispatchers {
 		_ = p.Process.Signal(syscall.SIGQUIT)
@@ -510,7 +515,7 @@ func (e *env) reportGuard(ops []string, n int) error {
 	if verdicts["send"] != float64(n) || verdicts["stale"] != 0 {
 		verdict = fmt.Sprintf("WRONG: want send %d, stale 0", n)
 	}
-	fmt.Printf("dispatch guard (dispatcher_guard_total, all replicas): %s: %s\n", line, verdict)
+	fmt.Fprintf(e.o.out, "dispatch guard (dispatcher_guard_total, all replicas): %s: %s\n", line, verdict)
 	return nil
 }
 
@@ -538,7 +543,7 @@ func (e *env) cpu(ctx context.Context, ops []string) (cpuReading, error) {
 // report prints the CPU used from before to r per payment: the
 // dispatchers' (all of their work, the guard's client side included) and
 // their PostgreSQL backends' (nothing but the guard's statements).
-func (r cpuReading) report(before cpuReading, n int) {
+func (r cpuReading) report(w io.Writer, before cpuReading, n int) {
 	d := r.dispatcher - before.dispatcher
 	line := fmt.Sprintf("CPU from the burst to the drain's end: dispatcher %.1f s = %.3f ms per payment", d, d/float64(n)*1000)
 	if err := errors.Join(before.backendErr, r.backendErr); err != nil {
@@ -547,7 +552,7 @@ func (r cpuReading) report(before cpuReading, n int) {
 		pg := procstat.Used(before.backends, r.backends)
 		line += fmt.Sprintf("; PostgreSQL backends of the guard (%d) %.1f s = %.3f ms per payment", len(r.backends), pg, pg/float64(n)*1000)
 	}
-	fmt.Println(line)
+	fmt.Fprintln(w, line)
 }
 
 type finalCount struct{ total, distinct int }
@@ -583,7 +588,7 @@ func (e *env) outcomes(ctx context.Context, n int) (finalCount, error) {
 // produced one at a time and the simulator, with its latency off, records
 // when each call arrived.
 func idle(ctx context.Context, o options, db *database) error {
-	fmt.Printf("\n== idle: %d payments one at a time, 20 ms apart, simulator latency 0\n", o.idlePayments)
+	fmt.Fprintf(o.out, "\n== idle: %d payments one at a time, 20 ms apart, simulator latency 0\n", o.idlePayments)
 	ps := make([]benchPayment, o.idlePayments)
 	for i := range ps {
 		ps[i] = benchPayment{id: int64(i + 1), user: int64((i+1)%50 + 1), amount: -100, uid: payment.NewUID()}
@@ -648,7 +653,7 @@ func idle(ctx context.Context, o options, db *database) error {
 	}
 	slices.Sort(delays)
 	q := func(p float64) float64 { return delays[int(math.Ceil(p*float64(len(delays))))-1] }
-	fmt.Printf("delay from record available (produce acked) to processor call, %d payments: p50 %.1f ms, p99 %.1f ms, max %.1f ms\n",
+	fmt.Fprintf(o.out, "delay from record available (produce acked) to processor call, %d payments: p50 %.1f ms, p99 %.1f ms, max %.1f ms\n",
 		len(delays), q(0.5), q(0.99), delays[len(delays)-1])
 	return e.reportGuard([]string{a}, o.idlePayments)
 }
