@@ -28,6 +28,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/finsvc/finance/pkg/clock"
 	"github.com/finsvc/finance/pkg/outbox"
 )
 
@@ -370,12 +371,5 @@ func newBackoff(maxInterval time.Duration) *backoff.ExponentialBackOff {
 
 // sleep waits d or until ctx ends, and reports whether ctx is still live.
 func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
+	return clock.Sleep(ctx, d) == nil
 }

@@ -409,7 +409,10 @@ func (s *Simulator) RunSweeper(ctx context.Context, interval time.Duration) erro
 	}
 }
 
-// sleep waits d or until ctx ends.
+// sleep waits d or until ctx ends. It is not clock.Sleep on purpose: a zero
+// latency returns nil even when ctx has ended, so a simulated call with no
+// latency completes (executes) like a real processor that answered at once,
+// rather than failing because its client already gave up.
 func sleep(ctx context.Context, d time.Duration) error {
 	if d <= 0 {
 		return nil

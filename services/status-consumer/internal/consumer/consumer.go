@@ -32,14 +32,12 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/finsvc/finance/pkg/kafka"
 	"github.com/finsvc/finance/pkg/ledger"
 	"github.com/finsvc/finance/pkg/payment"
 	"github.com/finsvc/finance/pkg/postgres"
 	"github.com/finsvc/finance/pkg/wire"
-	financev1 "github.com/finsvc/finance/proto/finance/v1"
 )
 
 // Group is the consumer group of every status consumer replica.
@@ -517,28 +515,20 @@ func (c *Consumer) resetDeferrals(tp topicPartition) {
 	c.m.headDeferrals.WithLabelValues(strconv.Itoa(int(tp.partition))).Set(0)
 }
 
-// statuses maps the wire status to the payment status it moves to.
-var statuses = map[financev1.OutcomeStatus]payment.Status{
-	financev1.OutcomeStatus_OUTCOME_STATUS_PROCESSING: payment.StatusProcessing,
-	financev1.OutcomeStatus_OUTCOME_STATUS_SUCCEEDED:  payment.StatusSucceeded,
-	financev1.OutcomeStatus_OUTCOME_STATUS_FAILED:     payment.StatusFailed,
-	financev1.OutcomeStatus_OUTCOME_STATUS_UNKNOWN:    payment.StatusUnknown,
-}
-
-// decode parses a PaymentOutcome record value. An unrecognised status
-// decodes to an empty Status, which validate rejects.
+// decode parses a PaymentOutcome record value (pkg/wire). An unrecognised
+// status decodes to an empty Status, which validate rejects.
 func decode(value []byte) (Outcome, error) {
-	var pb financev1.PaymentOutcome
-	if err := proto.Unmarshal(value, &pb); err != nil {
-		return Outcome{}, fmt.Errorf("decode PaymentOutcome: %w", err)
+	w, err := wire.DecodeOutcome(value)
+	if err != nil {
+		return Outcome{}, err
 	}
 	o := Outcome{
-		PaymentID: pb.GetPaymentId(),
-		UserID:    pb.GetUserId(),
-		Status:    statuses[pb.GetStatus()],
-		Reason:    pb.GetReason(),
+		PaymentID: w.PaymentID,
+		UserID:    w.UserID,
+		Status:    w.Status,
+		Reason:    w.Reason,
 	}
-	if s := pb.GetPaymentUid(); s != "" {
+	if s := w.PaymentUID; s != "" {
 		uid, err := payment.ParseUID(s)
 		if err != nil {
 			return o, fmt.Errorf("decode PaymentOutcome: %w", err)
