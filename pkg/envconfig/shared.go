@@ -6,14 +6,7 @@ import (
 	"log/slog"
 	"strings"
 	"time"
-
-	"github.com/jackc/pgx/v5"
-
-	"github.com/finsvc/finance/pkg/postgres"
 )
-
-// DefaultDatabaseURL is the pipeline's database on a developer machine.
-const DefaultDatabaseURL = "postgres://postgres@127.0.0.1:5432/finance?sslmode=disable"
 
 // DefaultKafkaBrokers is where `make run` starts its broker.
 var DefaultKafkaBrokers = []string{"127.0.0.1:9092"}
@@ -39,41 +32,6 @@ func (r *Reader) LogLevel(def string) string {
 		r.Fail("LOG_LEVEL=%q: want %s", level, LogLevels)
 	}
 	return level
-}
-
-// Postgres is the database settings of every service that has one.
-type Postgres struct {
-	URL      Secret // DATABASE_URL; may carry a password, so logged redacted
-	MaxConns int    // DATABASE_MAX_CONNS: the size of the connection pool
-}
-
-// LoadPostgres reads DATABASE_URL and DATABASE_MAX_CONNS, with def's values as
-// defaults (def.URL empty: DefaultDatabaseURL), and checks them. A service
-// whose pool size had its own name calls r.Rename(oldName,
-// "DATABASE_MAX_CONNS") first.
-func LoadPostgres(r *Reader, def Postgres) Postgres {
-	if def.URL == "" {
-		def.URL = DefaultDatabaseURL
-	}
-	p := Postgres{
-		URL:      Secret(r.String("DATABASE_URL", string(def.URL))),
-		MaxConns: r.Int("DATABASE_MAX_CONNS", def.MaxConns),
-	}
-	if _, err := pgx.ParseConfig(p.URL.Reveal()); err != nil {
-		r.Fail("DATABASE_URL=%s: %v", postgres.RedactURL(p.URL.Reveal()), err)
-	}
-	if p.MaxConns < 1 || p.MaxConns > 1000 {
-		r.Fail("DATABASE_MAX_CONNS=%d: want 1 to 1000", p.MaxConns)
-	}
-	return p
-}
-
-// LogValue logs the settings with the password redacted.
-func (p Postgres) LogValue() slog.Value {
-	return slog.GroupValue(
-		slog.String("url", postgres.RedactURL(p.URL.Reveal())),
-		slog.Int("max_conns", p.MaxConns),
-	)
 }
 
 // Kafka is the broker settings of every service that uses Kafka.

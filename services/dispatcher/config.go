@@ -7,13 +7,14 @@ import (
 
 	"github.com/finsvc/finance/pkg/envconfig"
 	"github.com/finsvc/finance/pkg/payment"
+	"github.com/finsvc/finance/pkg/postgres"
 )
 
 // config is the dispatcher's effective configuration.
 type config struct {
 	// Postgres is the database the dispatch guard reads each payment in
 	// before its processor call (and, with PROCESSOR_API=as-is, claims it).
-	Postgres             envconfig.Postgres
+	Postgres             postgres.Config
 	Kafka                envconfig.Kafka
 	Ops                  envconfig.Ops
 	ProcessorURL         string
@@ -48,7 +49,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 	}
 	r.Rename("DISPATCHER_SHUTDOWN_GRACE", "SHUTDOWN_TIMEOUT")
 	c := config{
-		Postgres:              envconfig.LoadPostgres(r, envconfig.Postgres{MaxConns: 32}),
+		Postgres:              postgres.LoadConfig(r, postgres.Config{MaxConns: 32}),
 		Kafka:                 envconfig.LoadKafka(r, true),
 		ProcessorURL:          r.String("PROCESSOR_URL", "http://127.0.0.1:8090"),
 		ProcessorAPI:          r.String("PROCESSOR_API", "proposed"),

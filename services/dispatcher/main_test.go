@@ -27,6 +27,7 @@ import (
 	"github.com/finsvc/finance/pkg/kafkatest"
 	"github.com/finsvc/finance/pkg/payment"
 	"github.com/finsvc/finance/pkg/pgtest"
+	"github.com/finsvc/finance/pkg/postgres"
 	"github.com/finsvc/finance/pkg/testkit"
 	"github.com/finsvc/finance/pkg/wire"
 )
@@ -953,7 +954,7 @@ func TestLoadConfigDefaults(t *testing.T) {
 	}
 	got.TransactionalID = ""
 	want := config{
-		Postgres:              envconfig.Postgres{URL: envconfig.DefaultDatabaseURL, MaxConns: 32},
+		Postgres:              postgres.Config{URL: postgres.DefaultURL, MaxConns: 32},
 		Kafka:                 envconfig.Kafka{Brokers: []string{"127.0.0.1:9092"}},
 		Ops:                   envconfig.Ops{LogLevel: "info", Addr: ":9101", ShutdownTimeout: 30 * time.Second},
 		ProcessorURL:          "http://127.0.0.1:8090",

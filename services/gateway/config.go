@@ -7,12 +7,13 @@ import (
 
 	"github.com/finsvc/finance/pkg/auth"
 	"github.com/finsvc/finance/pkg/envconfig"
+	"github.com/finsvc/finance/pkg/postgres"
 )
 
 // config is the gateway's whole configuration, read from the environment.
 type config struct {
 	HTTPAddr string
-	Postgres envconfig.Postgres
+	Postgres postgres.Config
 	// Kafka enables the admin dead-letter routes; no brokers disables them.
 	Kafka envconfig.Kafka
 	// Ops has no address of its own: /healthz, /readyz and /metrics are
@@ -38,7 +39,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 	r.Rename("GATEWAY_DB_MAX_CONNS", "DATABASE_MAX_CONNS")
 	c := config{
 		HTTPAddr:       r.String("HTTP_ADDR", ":8080"),
-		Postgres:       envconfig.LoadPostgres(r, envconfig.Postgres{MaxConns: 20}),
+		Postgres:       postgres.LoadConfig(r, postgres.Config{MaxConns: 20}),
 		Kafka:          envconfig.LoadKafka(r, false),
 		JWTSecret:      r.Secret("AUTH_JWT_SECRET", ""),
 		DevMode:        r.Bool("FINANCE_DEV_MODE", false),

@@ -11,6 +11,7 @@ import (
 
 	"github.com/finsvc/finance/pkg/auth"
 	"github.com/finsvc/finance/pkg/envconfig"
+	"github.com/finsvc/finance/pkg/postgres"
 )
 
 const goodSecret = "production-secret-0123456789abcdefgh"
@@ -27,7 +28,7 @@ func TestLoadConfigDefaults(t *testing.T) {
 	}
 	want := config{
 		HTTPAddr:       ":8080",
-		Postgres:       envconfig.Postgres{URL: envconfig.DefaultDatabaseURL, MaxConns: 20},
+		Postgres:       postgres.Config{URL: postgres.DefaultURL, MaxConns: 20},
 		Ops:            envconfig.Ops{LogLevel: "info", ShutdownTimeout: 10 * time.Second},
 		JWTSecret:      goodSecret,
 		RequestTimeout: 10 * time.Second,

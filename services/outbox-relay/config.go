@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/finsvc/finance/pkg/envconfig"
+	"github.com/finsvc/finance/pkg/postgres"
 	"github.com/finsvc/finance/services/outbox-relay/internal/relay"
 )
 
@@ -12,7 +13,7 @@ import (
 type config struct {
 	// Postgres: the relay works on one dedicated connection (it holds the
 	// advisory lock); the pool of MaxConns only samples the backlog.
-	Postgres        envconfig.Postgres
+	Postgres        postgres.Config
 	Kafka           envconfig.Kafka
 	Ops             envconfig.Ops
 	PollInterval    time.Duration
@@ -27,7 +28,7 @@ type config struct {
 func loadConfig(getenv func(string) string) (config, error) {
 	r := envconfig.New(getenv)
 	cfg := config{
-		Postgres:        envconfig.LoadPostgres(r, envconfig.Postgres{MaxConns: 2}),
+		Postgres:        postgres.LoadConfig(r, postgres.Config{MaxConns: 2}),
 		Kafka:           envconfig.LoadKafka(r, true),
 		PollInterval:    r.Duration("RELAY_POLL_INTERVAL", 500*time.Millisecond),
 		BatchSize:       r.Int("RELAY_BATCH_SIZE", 500),

@@ -9,6 +9,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/finsvc/finance/pkg/envconfig"
+	"github.com/finsvc/finance/pkg/postgres"
 )
 
 func TestLoadConfig(t *testing.T) {
@@ -23,7 +24,7 @@ func TestLoadConfig(t *testing.T) {
 			name: "defaults",
 			env:  map[string]string{},
 			want: config{
-				Postgres:        envconfig.Postgres{URL: envconfig.DefaultDatabaseURL, MaxConns: 2},
+				Postgres:        postgres.Config{URL: postgres.DefaultURL, MaxConns: 2},
 				Kafka:           envconfig.Kafka{Brokers: []string{"127.0.0.1:9092"}},
 				Ops:             envconfig.Ops{LogLevel: "info", Addr: ":9102", ShutdownTimeout: 10 * time.Second},
 				PollInterval:    500 * time.Millisecond,
@@ -45,7 +46,7 @@ func TestLoadConfig(t *testing.T) {
 				"RELAY_LOCK_RETRY":    "2s",
 			},
 			want: config{
-				Postgres:        envconfig.Postgres{URL: "postgres://u:p@db:5432/x", MaxConns: 2},
+				Postgres:        postgres.Config{URL: "postgres://u:p@db:5432/x", MaxConns: 2},
 				Kafka:           envconfig.Kafka{Brokers: []string{"k1:9092", "k2:9092"}},
 				Ops:             envconfig.Ops{LogLevel: "debug", Addr: ":1", ShutdownTimeout: 10 * time.Second},
 				PollInterval:    50 * time.Millisecond,

@@ -5,12 +5,13 @@ import (
 	"time"
 
 	"github.com/finsvc/finance/pkg/envconfig"
+	"github.com/finsvc/finance/pkg/postgres"
 	"github.com/finsvc/finance/services/status-consumer/internal/consumer"
 )
 
 // config is the status consumer's effective configuration, read from the environment.
 type config struct {
-	Postgres       envconfig.Postgres
+	Postgres       postgres.Config
 	Kafka          envconfig.Kafka
 	Ops            envconfig.Ops
 	MaxPollRecords int
@@ -23,7 +24,7 @@ type config struct {
 func loadConfig(getenv func(string) string) (config, error) {
 	r := envconfig.New(getenv)
 	cfg := config{
-		Postgres:       envconfig.LoadPostgres(r, envconfig.Postgres{MaxConns: 16}),
+		Postgres:       postgres.LoadConfig(r, postgres.Config{MaxConns: 16}),
 		Kafka:          envconfig.LoadKafka(r, true),
 		MaxPollRecords: r.Int("CONSUMER_MAX_POLL_RECORDS", 500),
 		RetryTimeout:   r.Duration("CONSUMER_RETRY_TIMEOUT", 30*time.Second),

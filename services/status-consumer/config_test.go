@@ -9,6 +9,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/finsvc/finance/pkg/envconfig"
+	"github.com/finsvc/finance/pkg/postgres"
 )
 
 func TestLoadConfig(t *testing.T) {
@@ -23,7 +24,7 @@ func TestLoadConfig(t *testing.T) {
 			name: "defaults",
 			env:  map[string]string{},
 			want: config{
-				Postgres:       envconfig.Postgres{URL: envconfig.DefaultDatabaseURL, MaxConns: 16},
+				Postgres:       postgres.Config{URL: postgres.DefaultURL, MaxConns: 16},
 				Kafka:          envconfig.Kafka{Brokers: []string{"127.0.0.1:9092"}},
 				Ops:            envconfig.Ops{LogLevel: "info", Addr: ":9103", ShutdownTimeout: 10 * time.Second},
 				MaxPollRecords: 500,
@@ -43,7 +44,7 @@ func TestLoadConfig(t *testing.T) {
 				"CONSUMER_RETRY_TIMEOUT":    "1m",
 			},
 			want: config{
-				Postgres:       envconfig.Postgres{URL: "postgres://u:p@db:5432/x", MaxConns: 4},
+				Postgres:       postgres.Config{URL: "postgres://u:p@db:5432/x", MaxConns: 4},
 				Kafka:          envconfig.Kafka{Brokers: []string{"k1:9092", "k2:9092"}},
 				Ops:            envconfig.Ops{LogLevel: "debug", Addr: ":1", ShutdownTimeout: 10 * time.Second},
 				MaxPollRecords: 10,

@@ -3,11 +3,12 @@ package cli
 import (
 	"github.com/finsvc/finance/pkg/envconfig"
 	"github.com/finsvc/finance/pkg/kafka"
+	"github.com/finsvc/finance/pkg/postgres"
 )
 
 // config is financectl's environment.
 type config struct {
-	Postgres   envconfig.Postgres
+	Postgres   postgres.Config
 	Kafka      envconfig.Kafka
 	Partitions int
 	JWTSecret  envconfig.Secret
@@ -30,7 +31,7 @@ func defaultConfig() config {
 func loadConfig(getenv func(string) string) (config, error) {
 	r := envconfig.New(getenv)
 	c := config{
-		Postgres:   envconfig.LoadPostgres(r, envconfig.Postgres{MaxConns: 4}),
+		Postgres:   postgres.LoadConfig(r, postgres.Config{MaxConns: 4}),
 		Kafka:      envconfig.LoadKafka(r, true),
 		Partitions: r.Int("KAFKA_PARTITIONS", kafka.DefaultPartitions),
 		JWTSecret:  r.Secret("AUTH_JWT_SECRET", ""),

@@ -11,7 +11,6 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/finsvc/finance/pkg/envconfig"
 	"github.com/finsvc/finance/pkg/postgres"
 	"github.com/finsvc/finance/pkg/schema"
 )
@@ -20,7 +19,7 @@ import (
 // fast instead of hanging the operator's terminal.
 const connectTimeout = 15 * time.Second
 
-func connect(ctx context.Context, pg envconfig.Postgres) (*pgxpool.Pool, error) {
+func connect(ctx context.Context, pg postgres.Config) (*pgxpool.Pool, error) {
 	ctx, cancel := context.WithTimeout(ctx, connectTimeout)
 	defer cancel()
 	pool, err := postgres.Connect(ctx, pg.URL.Reveal(), int32(pg.MaxConns))

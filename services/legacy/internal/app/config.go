@@ -8,12 +8,13 @@ import (
 
 	"github.com/finsvc/finance/pkg/auth"
 	"github.com/finsvc/finance/pkg/envconfig"
+	"github.com/finsvc/finance/pkg/postgres"
 )
 
 // Config is the service's settings, all from the environment.
 type Config struct {
 	HTTPAddr         string
-	Postgres         envconfig.Postgres
+	Postgres         postgres.Config
 	Ops              envconfig.Ops // no ops address: /metrics is on HTTP_ADDR
 	ProcessorURL     string
 	ProcessorTimeout time.Duration
@@ -30,7 +31,7 @@ func loadConfig(getenv func(string) string) (Config, error) {
 	r.Rename("LEGACY_DB_MAX_CONNS", "DATABASE_MAX_CONNS")
 	c := Config{
 		HTTPAddr:         r.String("HTTP_ADDR", ":8070"),
-		Postgres:         envconfig.LoadPostgres(r, envconfig.Postgres{URL: DefaultDatabaseURL, MaxConns: 20}),
+		Postgres:         postgres.LoadConfig(r, postgres.Config{URL: DefaultDatabaseURL, MaxConns: 20}),
 		ProcessorURL:     r.String("PROCESSOR_URL", "http://127.0.0.1:8090"),
 		ProcessorTimeout: r.Duration("LEGACY_PROCESSOR_TIMEOUT", 5*time.Second),
 		JWTSecret:        r.Secret("AUTH_JWT_SECRET", ""),

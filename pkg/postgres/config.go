@@ -1,0 +1,48 @@
+package postgres
+
+import (
+	"log/slog"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/finsvc/finance/pkg/envconfig"
+)
+
+// DefaultURL is the pipeline's database on a developer machine.
+const DefaultURL = "postgres://postgres@127.0.0.1:5432/finance?sslmode=disable"
+
+// Config is the database settings of every service that has one, read from
+// the environment by LoadConfig and embedded in each service's config.
+type Config struct {
+	URL      envconfig.Secret // DATABASE_URL; may carry a password, so logged redacted
+	MaxConns int              // DATABASE_MAX_CONNS: the size of the connection pool
+}
+
+// LoadConfig reads DATABASE_URL and DATABASE_MAX_CONNS, with def's values as
+// defaults (def.URL empty: DefaultURL), and checks them. A service whose
+// pool size had its own name calls r.Rename(oldName, "DATABASE_MAX_CONNS")
+// first.
+func LoadConfig(r *envconfig.Reader, def Config) Config {
+	if def.URL == "" {
+		def.URL = DefaultURL
+	}
+	p := Config{
+		URL:      envconfig.Secret(r.String("DATABASE_URL", string(def.URL))),
+		MaxConns: r.Int("DATABASE_MAX_CONNS", def.MaxConns),
+	}
+	if _, err := pgx.ParseConfig(p.URL.Reveal()); err != nil {
+		r.Fail("DATABASE_URL=%s: %v", RedactURL(p.URL.Reveal()), err)
+	}
+	if p.MaxConns < 1 || p.MaxConns > 1000 {
+		r.Fail("DATABASE_MAX_CONNS=%d: want 1 to 1000", p.MaxConns)
+	}
+	return p
+}
+
+// LogValue logs the settings with the password redacted.
+func (p Config) LogValue() slog.Value {
+	return slog.GroupValue(
+		slog.String("url", RedactURL(p.URL.Reveal())),
+		slog.Int("max_conns", p.MaxConns),
+	)
+}
