@@ -34,8 +34,10 @@ const (
 	defaultPipelineURL = "http://127.0.0.1:8080"
 	defaultLegacyURL   = "http://127.0.0.1:8070"
 	defaultSimURL      = "http://127.0.0.1:8090"
-	defaultPipelineDB  = "postgres://postgres@127.0.0.1:5432/finance?sslmode=disable"
-	defaultLegacyDB    = "postgres://postgres@127.0.0.1:5432/finance_legacy?sslmode=disable"
+	defaultPipelineDB  = postgres.DefaultURL
+	// defaultLegacyDB is legacy's own default (services/legacy's
+	// DefaultDatabaseURL, in an internal package the load test cannot import).
+	defaultLegacyDB = "postgres://postgres@127.0.0.1:5432/finance_legacy?sslmode=disable"
 	// DefaultFirstUser is where financectl's and legacy's bulk seeds start.
 	DefaultFirstUser = 1_000_000
 )
