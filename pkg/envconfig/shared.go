@@ -1,7 +1,6 @@
 package envconfig
 
 import (
-	"context"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -68,7 +67,7 @@ type Ops struct {
 	// graceful stop after SIGTERM.
 	ShutdownTimeout time.Duration
 	// Deprecated lists the deprecated setting names the environment uses;
-	// LogStart warns about each.
+	// obs.Start warns about each.
 	Deprecated []string
 }
 
@@ -103,14 +102,4 @@ func (o Ops) LogValue() slog.Value {
 		slog.String("ops_addr", addr),
 		slog.String("shutdown_timeout", o.ShutdownTimeout.String()),
 	)
-}
-
-// LogStart is how every service logs its effective configuration at start:
-// one "starting" line with cfg (a LogValuer that masks secrets), then one
-// warning per deprecated setting name in use.
-func LogStart(ctx context.Context, logger *slog.Logger, cfg slog.LogValuer, deprecated []string) {
-	logger.InfoContext(ctx, "starting", "config", cfg)
-	for _, msg := range deprecated {
-		logger.WarnContext(ctx, msg)
-	}
 }

@@ -1,9 +1,6 @@
 package envconfig
 
 import (
-	"bytes"
-	"context"
-	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -67,18 +64,4 @@ func TestLoadOps(t *testing.T) {
 			t.Fatalf("err = %v", err)
 		}
 	})
-}
-
-func TestLogStartWarns(t *testing.T) {
-	t.Parallel()
-	var buf bytes.Buffer
-	logger := slog.New(slog.NewJSONHandler(&buf, nil))
-	o := Ops{LogLevel: "info", Addr: ":1", ShutdownTimeout: time.Second}
-	LogStart(context.Background(), logger, o, []string{"OLD is deprecated"})
-	out := buf.String()
-	for _, want := range []string{`"msg":"starting"`, `"ops_addr":":1"`, `"level":"WARN","msg":"OLD is deprecated"`} {
-		if !strings.Contains(out, want) {
-			t.Errorf("log lacks %s:\n%s", want, out)
-		}
-	}
 }

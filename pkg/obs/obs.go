@@ -16,6 +16,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/finsvc/finance/pkg/envconfig"
 )
 
 // NewLogger returns a JSON logger writing to w at level ("debug", "info",
@@ -27,6 +29,21 @@ func NewLogger(w io.Writer, level, service string) (*slog.Logger, error) {
 	}
 	h := slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l})
 	return slog.New(h).With("service", service), nil
+}
+
+// Start is how every service begins: its JSON logger at ops.LogLevel, then
+// one "starting" line with cfg, the effective configuration (a LogValuer
+// that masks secrets), and one warning per deprecated setting name in use.
+func Start(ctx context.Context, w io.Writer, service string, ops envconfig.Ops, cfg slog.LogValuer) (*slog.Logger, error) {
+	logger, err := NewLogger(w, ops.LogLevel, service)
+	if err != nil {
+		return nil, err
+	}
+	logger.InfoContext(ctx, "starting", "config", cfg)
+	for _, msg := range ops.Deprecated {
+		logger.WarnContext(ctx, msg)
+	}
+	return logger, nil
 }
 
 // NewRegistry returns a Prometheus registry with the Go and process collectors.

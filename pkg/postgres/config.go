@@ -1,9 +1,11 @@
 package postgres
 
 import (
+	"context"
 	"log/slog"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/finsvc/finance/pkg/envconfig"
 )
@@ -37,6 +39,11 @@ func LoadConfig(r *envconfig.Reader, def Config) Config {
 		r.Fail("DATABASE_MAX_CONNS=%d: want 1 to 1000", p.MaxConns)
 	}
 	return p
+}
+
+// Connect opens a pool of MaxConns connections to URL (see Connect).
+func (p Config) Connect(ctx context.Context) (*pgxpool.Pool, error) {
+	return Connect(ctx, p.URL.Reveal(), int32(p.MaxConns))
 }
 
 // LogValue logs the settings with the password redacted.

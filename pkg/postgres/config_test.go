@@ -2,7 +2,6 @@ package postgres
 
 import (
 	"bytes"
-	"context"
 	"log/slog"
 	"strings"
 	"testing"
@@ -66,8 +65,7 @@ func TestLoadConfig(t *testing.T) {
 func TestConfigLogsRedacted(t *testing.T) {
 	t.Parallel()
 	var buf bytes.Buffer
-	logger := slog.New(slog.NewJSONHandler(&buf, nil))
-	envconfig.LogStart(context.Background(), logger, Config{URL: "postgres://u:hunter2@db/finance", MaxConns: 3}, nil)
+	slog.New(slog.NewJSONHandler(&buf, nil)).Info("starting", "postgres", Config{URL: "postgres://u:hunter2@db/finance", MaxConns: 3})
 	if out := buf.String(); strings.Contains(out, "hunter2") || !strings.Contains(out, `"max_conns":3`) {
 		t.Fatalf("logged: %s", out)
 	}

@@ -14,10 +14,8 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/finsvc/finance/pkg/entry"
-	"github.com/finsvc/finance/pkg/envconfig"
 	"github.com/finsvc/finance/pkg/kafka"
 	"github.com/finsvc/finance/pkg/obs"
-	"github.com/finsvc/finance/pkg/postgres"
 	"github.com/finsvc/finance/services/dispatcher/internal/dispatcher"
 	"github.com/finsvc/finance/services/dispatcher/internal/guard"
 	"github.com/finsvc/finance/services/dispatcher/internal/pacer"
@@ -32,11 +30,10 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout, _ 
 	if err != nil {
 		return fmt.Errorf("config: %w", err)
 	}
-	logger, err := obs.NewLogger(stdout, cfg.Ops.LogLevel, "dispatcher")
+	logger, err := obs.Start(ctx, stdout, "dispatcher", cfg.Ops, cfg)
 	if err != nil {
 		return err
 	}
-	envconfig.LogStart(ctx, logger, cfg, cfg.Ops.Deprecated)
 	kafkaLogger := obs.QuietKafka(logger, cfg.Ops.LogLevel)
 	reg := obs.NewRegistry()
 
@@ -84,7 +81,7 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout, _ 
 	// is also claimed before its first call and sent only by its claimant.
 	// With the proposed API a payment that may have been sent is not sent
 	// again once its key may have expired.
-	pool, err := postgres.Connect(ctx, cfg.Postgres.URL.Reveal(), int32(cfg.Postgres.MaxConns))
+	pool, err := cfg.Postgres.Connect(ctx)
 	if err != nil {
 		return fmt.Errorf("database (dispatch guard): %w", err)
 	}

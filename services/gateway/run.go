@@ -11,9 +11,7 @@ import (
 
 	"github.com/finsvc/finance/pkg/auth"
 	"github.com/finsvc/finance/pkg/dlq"
-	"github.com/finsvc/finance/pkg/envconfig"
 	"github.com/finsvc/finance/pkg/obs"
-	"github.com/finsvc/finance/pkg/postgres"
 	"github.com/finsvc/finance/services/gateway/internal/httpapi"
 	"github.com/finsvc/finance/services/gateway/internal/store"
 )
@@ -25,17 +23,16 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout, _ 
 	if err != nil {
 		return err
 	}
-	logger, err := obs.NewLogger(stdout, cfg.Ops.LogLevel, "gateway")
+	logger, err := obs.Start(ctx, stdout, "gateway", cfg.Ops, cfg)
 	if err != nil {
 		return err
 	}
-	envconfig.LogStart(ctx, logger, cfg, cfg.Ops.Deprecated)
 	if cfg.UsingDevSecret {
 		logger.WarnContext(ctx, "FINANCE_DEV_MODE: AUTH_JWT_SECRET is unset, using the public dev secret; "+
 			"anyone can mint tokens for this gateway. Never run it like this outside a developer machine.")
 	}
 
-	pool, err := postgres.Connect(ctx, cfg.Postgres.URL.Reveal(), int32(cfg.Postgres.MaxConns))
+	pool, err := cfg.Postgres.Connect(ctx)
 	if err != nil {
 		return fmt.Errorf("connect to PostgreSQL: %w", err)
 	}

@@ -12,10 +12,8 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/finsvc/finance/pkg/entry"
-	"github.com/finsvc/finance/pkg/envconfig"
 	"github.com/finsvc/finance/pkg/kafka"
 	"github.com/finsvc/finance/pkg/obs"
-	"github.com/finsvc/finance/pkg/postgres"
 	"github.com/finsvc/finance/services/outbox-relay/internal/relay"
 )
 
@@ -29,15 +27,14 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout, _ 
 	if err != nil {
 		return fmt.Errorf("config: %w", err)
 	}
-	logger, err := obs.NewLogger(stdout, cfg.Ops.LogLevel, service)
+	logger, err := obs.Start(ctx, stdout, service, cfg.Ops, cfg)
 	if err != nil {
 		return err
 	}
-	envconfig.LogStart(ctx, logger, cfg, cfg.Ops.Deprecated)
 
 	// The pool only samples the backlog; the relay's work runs on its own
 	// dedicated connection, which holds the advisory lock.
-	pool, err := postgres.Connect(ctx, cfg.Postgres.URL.Reveal(), int32(cfg.Postgres.MaxConns))
+	pool, err := cfg.Postgres.Connect(ctx)
 	if err != nil {
 		return err
 	}

@@ -8,7 +8,6 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
-	"github.com/finsvc/finance/pkg/envconfig"
 	"github.com/finsvc/finance/pkg/obs"
 	"github.com/finsvc/finance/services/processor-sim/internal/httpapi"
 	"github.com/finsvc/finance/services/processor-sim/internal/sim"
@@ -23,11 +22,10 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout, _ 
 	if err != nil {
 		return err
 	}
-	logger, err := obs.NewLogger(stdout, cfg.Ops.LogLevel, "processor-sim")
+	logger, err := obs.Start(ctx, stdout, "processor-sim", cfg.Ops, cfg)
 	if err != nil {
 		return err
 	}
-	envconfig.LogStart(ctx, logger, cfg, cfg.Ops.Deprecated)
 
 	s, err := sim.New(sim.Options{
 		Settings: cfg.Sim, KeyTTL: cfg.KeyTTL, Seed: cfg.Seed, DataFile: cfg.DataFile, Logger: logger,

@@ -11,9 +11,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/finsvc/finance/pkg/entry"
-	"github.com/finsvc/finance/pkg/envconfig"
 	"github.com/finsvc/finance/pkg/obs"
-	"github.com/finsvc/finance/pkg/postgres"
 	"github.com/finsvc/finance/services/status-consumer/internal/consumer"
 )
 
@@ -27,13 +25,12 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout, _ 
 	if err != nil {
 		return fmt.Errorf("config: %w", err)
 	}
-	logger, err := obs.NewLogger(stdout, cfg.Ops.LogLevel, service)
+	logger, err := obs.Start(ctx, stdout, service, cfg.Ops, cfg)
 	if err != nil {
 		return err
 	}
-	envconfig.LogStart(ctx, logger, cfg, cfg.Ops.Deprecated)
 
-	pool, err := postgres.Connect(ctx, cfg.Postgres.URL.Reveal(), int32(cfg.Postgres.MaxConns))
+	pool, err := cfg.Postgres.Connect(ctx)
 	if err != nil {
 		return err
 	}

@@ -43,16 +43,15 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
-	logger, err := obs.NewLogger(stdout, cfg.LogLevel, "devkafka")
-	if err != nil {
-		return &entry.UsageError{Err: err}
-	}
 	dir, err := filepath.Abs(cfg.DataDir)
 	if err != nil {
 		return fmt.Errorf("data dir %s: %w", cfg.DataDir, err)
 	}
 	cfg.DataDir = dir
-	envconfig.LogStart(ctx, logger, cfg, nil)
+	logger, err := obs.Start(ctx, stdout, "devkafka", envconfig.Ops{LogLevel: cfg.LogLevel}, cfg)
+	if err != nil {
+		return &entry.UsageError{Err: err}
+	}
 
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("create data dir: %w", err)

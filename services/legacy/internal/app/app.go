@@ -14,7 +14,6 @@ import (
 
 	"github.com/finsvc/finance/pkg/auth"
 	"github.com/finsvc/finance/pkg/entry"
-	"github.com/finsvc/finance/pkg/envconfig"
 	"github.com/finsvc/finance/pkg/obs"
 	"github.com/finsvc/finance/pkg/postgres"
 	"github.com/finsvc/finance/services/legacy/internal/httpapi"
@@ -68,17 +67,16 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 }
 
 func serve(ctx context.Context, cfg Config, stdout io.Writer) error {
-	logger, err := obs.NewLogger(stdout, cfg.Ops.LogLevel, "legacy")
-	if err != nil {
-		return err
-	}
 	secret, err := cfg.secret()
 	if err != nil {
 		return err
 	}
-	envconfig.LogStart(ctx, logger, cfg, cfg.Ops.Deprecated)
+	logger, err := obs.Start(ctx, stdout, "legacy", cfg.Ops, cfg)
+	if err != nil {
+		return err
+	}
 
-	pool, err := postgres.Connect(ctx, cfg.Postgres.URL.Reveal(), int32(cfg.Postgres.MaxConns))
+	pool, err := cfg.Postgres.Connect(ctx)
 	if err != nil {
 		return err
 	}
