@@ -166,3 +166,23 @@ func (r *Reader) List(key string, def []string) []string {
 	}
 	return out
 }
+
+// IntIn returns key parsed as an integer, or def, recording an error when it
+// is outside min..max.
+func (r *Reader) IntIn(key string, def, min, max int) int {
+	n := r.Int(key, def)
+	if n < min || n > max {
+		r.Fail("%s=%d: want %d to %d", key, n, min, max)
+	}
+	return n
+}
+
+// PositiveDuration returns key parsed as a duration, or def, recording an
+// error unless it is positive.
+func (r *Reader) PositiveDuration(key string, def time.Duration) time.Duration {
+	d := r.Duration(key, def)
+	if d <= 0 {
+		r.Fail("%s=%s: want a positive duration", key, d)
+	}
+	return d
+}

@@ -43,3 +43,27 @@ func TestReader(t *testing.T) {
 		t.Fatalf("want both errors reported, got %v", err)
 	}
 }
+
+func TestRangeReaders(t *testing.T) {
+	t.Parallel()
+	env := map[string]string{"N": "7", "BIG": "70", "D": "2s", "ZERO": "0s", "NEG": "-1s"}
+	r := New(func(k string) string { return env[k] })
+	if got := r.IntIn("N", 1, 1, 10); got != 7 {
+		t.Errorf("IntIn = %d", got)
+	}
+	if got := r.PositiveDuration("D", time.Second); got != 2*time.Second {
+		t.Errorf("PositiveDuration = %v", got)
+	}
+	if r.Err() != nil {
+		t.Fatalf("unexpected error: %v", r.Err())
+	}
+	r.IntIn("BIG", 1, 1, 10)
+	r.PositiveDuration("ZERO", time.Second)
+	r.PositiveDuration("NEG", time.Second)
+	err := r.Err()
+	for _, want := range []string{"BIG=70: want 1 to 10", "ZERO=0s: want a positive duration", "NEG=-1s"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error %v lacks %q", err, want)
+		}
+	}
+}

@@ -79,13 +79,10 @@ func LoadOps(r *Reader, def Ops) Ops {
 	r.Rename("SHUTDOWN_GRACE", "SHUTDOWN_TIMEOUT")
 	o := Ops{
 		LogLevel:        r.LogLevel(def.LogLevel),
-		ShutdownTimeout: r.Duration("SHUTDOWN_TIMEOUT", def.ShutdownTimeout),
+		ShutdownTimeout: r.PositiveDuration("SHUTDOWN_TIMEOUT", def.ShutdownTimeout),
 	}
 	if def.Addr != "" {
 		o.Addr = r.String("OPS_ADDR", def.Addr)
-	}
-	if o.ShutdownTimeout <= 0 {
-		r.Fail("SHUTDOWN_TIMEOUT=%s: want a positive duration", o.ShutdownTimeout)
 	}
 	o.Deprecated = r.Deprecated()
 	return o

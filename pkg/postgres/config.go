@@ -30,13 +30,10 @@ func LoadConfig(r *envconfig.Reader, def Config) Config {
 	}
 	p := Config{
 		URL:      envconfig.Secret(r.String("DATABASE_URL", string(def.URL))),
-		MaxConns: r.Int("DATABASE_MAX_CONNS", def.MaxConns),
+		MaxConns: r.IntIn("DATABASE_MAX_CONNS", def.MaxConns, 1, 1000),
 	}
 	if _, err := pgx.ParseConfig(p.URL.Reveal()); err != nil {
 		r.Fail("DATABASE_URL=%s: %v", RedactURL(p.URL.Reveal()), err)
-	}
-	if p.MaxConns < 1 || p.MaxConns > 1000 {
-		r.Fail("DATABASE_MAX_CONNS=%d: want 1 to 1000", p.MaxConns)
 	}
 	return p
 }

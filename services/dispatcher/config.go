@@ -54,17 +54,17 @@ func loadConfig(getenv func(string) string) (config, error) {
 		ProcessorURL:          r.String("PROCESSOR_URL", "http://127.0.0.1:8090"),
 		ProcessorAPI:          r.String("PROCESSOR_API", "proposed"),
 		ProcessorRateLimit:    r.Float("PROCESSOR_RATE_LIMIT", 0),
-		ProcessorTimeout:      r.Duration("PROCESSOR_TIMEOUT", 2*time.Second),
-		ProcessorMaxAttempts:  r.Int("PROCESSOR_MAX_ATTEMPTS", 5),
+		ProcessorTimeout:      r.PositiveDuration("PROCESSOR_TIMEOUT", 2*time.Second),
+		ProcessorMaxAttempts:  r.IntIn("PROCESSOR_MAX_ATTEMPTS", 5, 1, 100),
 		ProcessorStartRate:    r.Float("PROCESSOR_START_RATE", 50),
-		ProcessorKeyRetention: r.Duration("PROCESSOR_KEY_RETENTION", payment.KeyRetention),
-		GuardRetryFor:         r.Duration("DISPATCHER_GUARD_RETRY_FOR", 30*time.Second),
-		BreakerFailures:       r.Int("PROCESSOR_BREAKER_FAILURES", 10),
-		BreakerOpen:           r.Duration("PROCESSOR_BREAKER_OPEN", 2*time.Second),
-		MaxInFlight:           r.Int("DISPATCHER_MAX_IN_FLIGHT", 512),
-		MaxBuffered:           r.Int("DISPATCHER_MAX_BUFFERED", 10000),
-		MaxPollRecords:        r.Int("DISPATCHER_MAX_POLL_RECORDS", 1000),
-		CommitInterval:        r.Duration("DISPATCHER_COMMIT_INTERVAL", 200*time.Millisecond),
+		ProcessorKeyRetention: r.PositiveDuration("PROCESSOR_KEY_RETENTION", payment.KeyRetention),
+		GuardRetryFor:         r.PositiveDuration("DISPATCHER_GUARD_RETRY_FOR", 30*time.Second),
+		BreakerFailures:       r.IntIn("PROCESSOR_BREAKER_FAILURES", 10, 1, 100_000),
+		BreakerOpen:           r.PositiveDuration("PROCESSOR_BREAKER_OPEN", 2*time.Second),
+		MaxInFlight:           r.IntIn("DISPATCHER_MAX_IN_FLIGHT", 512, 1, 100_000),
+		MaxBuffered:           r.IntIn("DISPATCHER_MAX_BUFFERED", 10000, 1, 10_000_000),
+		MaxPollRecords:        r.IntIn("DISPATCHER_MAX_POLL_RECORDS", 1000, 1, 1_000_000),
+		CommitInterval:        r.PositiveDuration("DISPATCHER_COMMIT_INTERVAL", 200*time.Millisecond),
 		Group:                 r.String("DISPATCHER_GROUP", "dispatcher"),
 		TransactionalID:       r.String("DISPATCHER_TRANSACTIONAL_ID", "dispatcher-"+host),
 	}
@@ -78,36 +78,6 @@ func loadConfig(getenv func(string) string) (config, error) {
 	}
 	if c.ProcessorStartRate <= 0 {
 		r.Fail("PROCESSOR_START_RATE=%v: want > 0 calls per second", c.ProcessorStartRate)
-	}
-	if c.GuardRetryFor <= 0 {
-		r.Fail("DISPATCHER_GUARD_RETRY_FOR=%v: want > 0 (how long the dispatch guard retries a failing database read)", c.GuardRetryFor)
-	}
-	if c.ProcessorKeyRetention <= 0 {
-		r.Fail("PROCESSOR_KEY_RETENTION=%v: want > 0 (how long the processor keeps an idempotency key)", c.ProcessorKeyRetention)
-	}
-	if c.BreakerFailures < 1 {
-		r.Fail("PROCESSOR_BREAKER_FAILURES=%d: want >= 1", c.BreakerFailures)
-	}
-	if c.BreakerOpen <= 0 {
-		r.Fail("PROCESSOR_BREAKER_OPEN=%v: want > 0", c.BreakerOpen)
-	}
-	if c.MaxBuffered < 1 {
-		r.Fail("DISPATCHER_MAX_BUFFERED=%d: want >= 1", c.MaxBuffered)
-	}
-	if c.CommitInterval <= 0 {
-		r.Fail("DISPATCHER_COMMIT_INTERVAL=%v: want > 0", c.CommitInterval)
-	}
-	if c.ProcessorTimeout <= 0 {
-		r.Fail("PROCESSOR_TIMEOUT=%v: want > 0", c.ProcessorTimeout)
-	}
-	if c.ProcessorMaxAttempts < 1 {
-		r.Fail("PROCESSOR_MAX_ATTEMPTS=%d: want >= 1", c.ProcessorMaxAttempts)
-	}
-	if c.MaxInFlight < 1 {
-		r.Fail("DISPATCHER_MAX_IN_FLIGHT=%d: want >= 1", c.MaxInFlight)
-	}
-	if c.MaxPollRecords < 1 {
-		r.Fail("DISPATCHER_MAX_POLL_RECORDS=%d: want >= 1", c.MaxPollRecords)
 	}
 	c.Ops = envconfig.LoadOps(r, envconfig.Ops{LogLevel: "info", Addr: ":9101", ShutdownTimeout: 30 * time.Second})
 	return c, r.Err()

@@ -43,23 +43,14 @@ func loadConfig(getenv func(string) string) (config, error) {
 		Kafka:          envconfig.LoadKafka(r, false),
 		JWTSecret:      r.Secret("AUTH_JWT_SECRET", ""),
 		DevMode:        r.Bool("FINANCE_DEV_MODE", false),
-		RequestTimeout: r.Duration("GATEWAY_REQUEST_TIMEOUT", 10*time.Second),
-		AdminTimeout:   r.Duration("GATEWAY_ADMIN_TIMEOUT", time.Minute),
+		RequestTimeout: r.PositiveDuration("GATEWAY_REQUEST_TIMEOUT", 10*time.Second),
+		AdminTimeout:   r.PositiveDuration("GATEWAY_ADMIN_TIMEOUT", time.Minute),
 		AcceptWorkers:  r.Int("GATEWAY_ACCEPT_WORKERS", 4),
-		AcceptMaxBatch: r.Int("GATEWAY_ACCEPT_MAX_BATCH", 500),
-	}
-	if c.RequestTimeout <= 0 {
-		r.Fail("GATEWAY_REQUEST_TIMEOUT=%s: must be positive", c.RequestTimeout)
+		AcceptMaxBatch: r.IntIn("GATEWAY_ACCEPT_MAX_BATCH", 500, 1, 10_000),
 	}
 	if c.AcceptWorkers < 1 || c.AcceptWorkers >= c.Postgres.MaxConns {
 		r.Fail("GATEWAY_ACCEPT_WORKERS=%d: must be from 1 to DATABASE_MAX_CONNS-1 (%d), leaving connections for reads",
 			c.AcceptWorkers, c.Postgres.MaxConns-1)
-	}
-	if c.AcceptMaxBatch < 1 || c.AcceptMaxBatch > 10_000 {
-		r.Fail("GATEWAY_ACCEPT_MAX_BATCH=%d: must be from 1 to 10000", c.AcceptMaxBatch)
-	}
-	if c.AdminTimeout <= 0 {
-		r.Fail("GATEWAY_ADMIN_TIMEOUT=%s: must be positive", c.AdminTimeout)
 	}
 	switch {
 	case c.JWTSecret == "" && c.DevMode:

@@ -30,35 +30,14 @@ func loadConfig(getenv func(string) string) (config, error) {
 	cfg := config{
 		Postgres:        postgres.LoadConfig(r, postgres.Config{MaxConns: 2}),
 		Kafka:           envconfig.LoadKafka(r, true),
-		PollInterval:    r.Duration("RELAY_POLL_INTERVAL", 500*time.Millisecond),
-		BatchSize:       r.Int("RELAY_BATCH_SIZE", 500),
-		LockRetry:       r.Duration("RELAY_LOCK_RETRY", time.Second),
-		BacklogInterval: r.Duration("RELAY_BACKLOG_SAMPLE_INTERVAL", 5*time.Second),
-		ProduceTimeout:  r.Duration("RELAY_PRODUCE_TIMEOUT", 10*time.Second),
+		PollInterval:    r.PositiveDuration("RELAY_POLL_INTERVAL", 500*time.Millisecond),
+		BatchSize:       r.IntIn("RELAY_BATCH_SIZE", 500, 1, 10000),
+		LockRetry:       r.PositiveDuration("RELAY_LOCK_RETRY", time.Second),
+		BacklogInterval: r.PositiveDuration("RELAY_BACKLOG_SAMPLE_INTERVAL", 5*time.Second),
+		ProduceTimeout:  r.PositiveDuration("RELAY_PRODUCE_TIMEOUT", 10*time.Second),
 	}
-	cfg.Validate(r)
 	cfg.Ops = envconfig.LoadOps(r, envconfig.Ops{LogLevel: "info", Addr: ":9102", ShutdownTimeout: 10 * time.Second})
 	return cfg, r.Err()
-}
-
-// Validate records every invalid setting on r.
-func (c config) Validate(r *envconfig.Reader) {
-	if c.BatchSize < 1 || c.BatchSize > 10000 {
-		r.Fail("RELAY_BATCH_SIZE=%d: want 1 to 10000", c.BatchSize)
-	}
-	for _, d := range []struct {
-		name string
-		v    time.Duration
-	}{
-		{"RELAY_POLL_INTERVAL", c.PollInterval},
-		{"RELAY_LOCK_RETRY", c.LockRetry},
-		{"RELAY_BACKLOG_SAMPLE_INTERVAL", c.BacklogInterval},
-		{"RELAY_PRODUCE_TIMEOUT", c.ProduceTimeout},
-	} {
-		if d.v <= 0 {
-			r.Fail("%s=%s: must be positive", d.name, d.v)
-		}
-	}
 }
 
 // Relay returns the relay's part of the configuration.

@@ -26,34 +26,15 @@ func loadConfig(getenv func(string) string) (config, error) {
 	cfg := config{
 		Postgres:       postgres.LoadConfig(r, postgres.Config{MaxConns: 16}),
 		Kafka:          envconfig.LoadKafka(r, true),
-		MaxPollRecords: r.Int("CONSUMER_MAX_POLL_RECORDS", 500),
-		RetryTimeout:   r.Duration("CONSUMER_RETRY_TIMEOUT", 30*time.Second),
-		AttemptTimeout: r.Duration("CONSUMER_ATTEMPT_TIMEOUT", 10*time.Second),
+		MaxPollRecords: r.IntIn("CONSUMER_MAX_POLL_RECORDS", 500, 1, 100000),
+		RetryTimeout:   r.PositiveDuration("CONSUMER_RETRY_TIMEOUT", 30*time.Second),
+		AttemptTimeout: r.PositiveDuration("CONSUMER_ATTEMPT_TIMEOUT", 10*time.Second),
 	}
-	cfg.Validate(r)
+	if cfg.Postgres.MaxConns < 2 {
+		r.Fail("DATABASE_MAX_CONNS=%d: the status consumer needs at least 2", cfg.Postgres.MaxConns)
+	}
 	cfg.Ops = envconfig.LoadOps(r, envconfig.Ops{LogLevel: "info", Addr: ":9103", ShutdownTimeout: 10 * time.Second})
 	return cfg, r.Err()
-}
-
-// Validate records every invalid setting on r.
-func (c config) Validate(r *envconfig.Reader) {
-	if c.Postgres.MaxConns < 2 {
-		r.Fail("DATABASE_MAX_CONNS=%d: the status consumer needs at least 2", c.Postgres.MaxConns)
-	}
-	if c.MaxPollRecords < 1 || c.MaxPollRecords > 100000 {
-		r.Fail("CONSUMER_MAX_POLL_RECORDS=%d: want 1 to 100000", c.MaxPollRecords)
-	}
-	for _, d := range []struct {
-		name string
-		v    time.Duration
-	}{
-		{"CONSUMER_RETRY_TIMEOUT", c.RetryTimeout},
-		{"CONSUMER_ATTEMPT_TIMEOUT", c.AttemptTimeout},
-	} {
-		if d.v <= 0 {
-			r.Fail("%s=%s: must be positive", d.name, d.v)
-		}
-	}
 }
 
 // Consumer returns the consumer's part of the configuration.

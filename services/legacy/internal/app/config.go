@@ -33,15 +33,12 @@ func loadConfig(getenv func(string) string) (Config, error) {
 		HTTPAddr:         r.String("HTTP_ADDR", ":8070"),
 		Postgres:         postgres.LoadConfig(r, postgres.Config{URL: DefaultDatabaseURL, MaxConns: 20}),
 		ProcessorURL:     r.String("PROCESSOR_URL", "http://127.0.0.1:8090"),
-		ProcessorTimeout: r.Duration("LEGACY_PROCESSOR_TIMEOUT", 5*time.Second),
+		ProcessorTimeout: r.PositiveDuration("LEGACY_PROCESSOR_TIMEOUT", 5*time.Second),
 		JWTSecret:        r.Secret("AUTH_JWT_SECRET", ""),
 		DevMode:          r.Bool("FINANCE_DEV_MODE", false),
 	}
 	if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
 		r.Fail("HTTP_ADDR=%q: want host:port", c.HTTPAddr)
-	}
-	if c.ProcessorTimeout <= 0 {
-		r.Fail("LEGACY_PROCESSOR_TIMEOUT=%s: want a positive duration", c.ProcessorTimeout)
 	}
 	if s := c.JWTSecret.Reveal(); s != "" && len(s) < auth.MinSecretLen {
 		r.Fail("AUTH_JWT_SECRET: want at least %d bytes", auth.MinSecretLen)
