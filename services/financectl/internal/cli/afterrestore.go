@@ -10,7 +10,6 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/finsvc/finance/pkg/reconcile"
-	"github.com/finsvc/finance/pkg/schema"
 )
 
 // verifyCommandLine is the financectl verify command for these flags.
@@ -78,18 +77,9 @@ func afterRestore(ctx context.Context, e *env, pool *pgxpool.Pool, rf reconcileF
 		w = e.stderr // stdout carries the report alone
 	}
 	// 1. The schema: a backup may predate the latest migrations.
-	before, err := schema.Version(ctx, pool)
-	if err != nil {
-		return fmt.Errorf("schema version: %w", err)
-	}
-	v, err := schema.Up(ctx, pool)
+	before, err := migrateUp(ctx, pool, w, "1. ")
 	if err != nil {
 		return err
-	}
-	if v == before {
-		fmt.Fprintf(w, "1. schema version %d: up to date\n", v)
-	} else {
-		fmt.Fprintf(w, "1. schema migrated from version %d to %d\n", before, v)
 	}
 
 	// 2. The restore, on record before anything else changes.

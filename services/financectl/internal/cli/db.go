@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -59,22 +60,30 @@ func migrateCommand() *command {
 				fmt.Fprintf(e.stdout, "schema version %d\n", v)
 				return nil
 			}
-			before, err := schema.Version(ctx, pool)
-			if err != nil {
-				return fmt.Errorf("schema version: %w", err)
-			}
-			v, err := schema.Up(ctx, pool)
-			if err != nil {
-				return err
-			}
-			if v == before {
-				fmt.Fprintf(e.stdout, "schema version %d: up to date\n", v)
-			} else {
-				fmt.Fprintf(e.stdout, "schema migrated from version %d to %d\n", before, v)
-			}
-			return nil
+			_, err = migrateUp(ctx, pool, e.stdout, "")
+			return err
 		},
 	}
+}
+
+// migrateUp applies the pending migrations, prints one line saying what
+// changed, after prefix (migrate and after-restore both say it), and returns
+// the schema version before.
+func migrateUp(ctx context.Context, pool *pgxpool.Pool, w io.Writer, prefix string) (before int64, err error) {
+	before, err = schema.Version(ctx, pool)
+	if err != nil {
+		return 0, fmt.Errorf("schema version: %w", err)
+	}
+	v, err := schema.Up(ctx, pool)
+	if err != nil {
+		return before, err
+	}
+	if v == before {
+		fmt.Fprintf(w, "%sschema version %d: up to date\n", prefix, v)
+	} else {
+		fmt.Fprintf(w, "%sschema migrated from version %d to %d\n", prefix, before, v)
+	}
+	return before, nil
 }
 
 func createdbCommand() *command {
