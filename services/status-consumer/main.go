@@ -19,7 +19,9 @@ const service = "status-consumer"
 
 func main() { entry.Main(service, run) }
 
-// run starts the service and runs it until ctx ends.
+// run starts the service and runs it until ctx ends. Its first steps read
+// like every service's (config, obs.Start, the pool, the registry), each one
+// call to its shared home; what repeats is only their error handling.
 func run(ctx context.Context, _ []string, getenv func(string) string, stdout, _ io.Writer) error {
 	cfg, err := loadConfig(getenv)
 	if err != nil {

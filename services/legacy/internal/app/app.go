@@ -12,6 +12,8 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/finsvc/finance/pkg/auth"
 	"github.com/finsvc/finance/pkg/entry"
 	"github.com/finsvc/finance/pkg/obs"
@@ -110,14 +112,11 @@ func migrate(ctx context.Context, cfg Config, stdout io.Writer) error {
 	if created {
 		fmt.Fprintln(stdout, "database created")
 	}
-	pool, err := postgres.Connect(ctx, cfg.Postgres.URL.Reveal(), 2)
+	pool, err := openMigrated(ctx, cfg)
 	if err != nil {
 		return err
 	}
 	defer pool.Close()
-	if err := store.Migrate(ctx, pool); err != nil {
-		return err
-	}
 	fmt.Fprintln(stdout, "tables providers and payments are in place")
 	return nil
 }
@@ -139,14 +138,11 @@ func seed(ctx context.Context, cfg Config, args []string, stdout io.Writer) erro
 	if err := o.Validate(); err != nil {
 		return usagef("seed: %s", strings.ReplaceAll(err.Error(), "\n", "; "))
 	}
-	pool, err := postgres.Connect(ctx, cfg.Postgres.URL.Reveal(), 2)
+	pool, err := openMigrated(ctx, cfg)
 	if err != nil {
 		return err
 	}
 	defer pool.Close()
-	if err := store.Migrate(ctx, pool); err != nil {
-		return err
-	}
 	res, err := store.Seed(ctx, store.New(pool), o)
 	if err != nil {
 		return err
@@ -154,4 +150,18 @@ func seed(ctx context.Context, cfg Config, args []string, stdout io.Writer) erro
 	fmt.Fprintf(stdout, "providers created %d; users created %d, skipped %d (already have payments)\n",
 		res.ProvidersCreated, res.UsersCreated, res.UsersSkipped)
 	return nil
+}
+
+// openMigrated opens a small pool (migrate and seed are one-off commands)
+// and creates the two tables if they are missing.
+func openMigrated(ctx context.Context, cfg Config) (*pgxpool.Pool, error) {
+	pool, err := postgres.Connect(ctx, cfg.Postgres.URL.Reveal(), 2)
+	if err != nil {
+		return nil, err
+	}
+	if err := store.Migrate(ctx, pool); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	return pool, nil
 }

@@ -22,7 +22,10 @@ type Provider struct {
 	Name string
 }
 
-// DemoProviders returns the providers of the demo data.
+// DemoProviders returns the providers of the demo data. The list repeats
+// financectl's demo merchants on purpose: the as-is service is the load
+// tests' baseline and shares no code with the pipeline beyond pkg helpers,
+// so that nothing the pipeline changes can change the baseline.
 func DemoProviders() []Provider {
 	return []Provider{
 		{ID: PleoID, Name: "Pleo"},
