@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/finsvc/finance/pkg/entry"
 )
 
 // Server is a binary's run function started by StartServer.
@@ -22,15 +24,13 @@ type Server struct {
 	Stop func() error
 }
 
-// RunFunc is a binary's body, as pkg/entry calls it.
-type RunFunc func(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error
-
 // StartServer runs run with args and env on its own goroutine, as main
 // would, and returns once its log says it listens. It fails tb if run
-// returns first or nothing listens within DefaultWait. The log after the
+// returns first, nothing listens within DefaultWait, or a line before the
+// listening one is not JSON (every service logs JSON). The log after the
 // listening line is drained so that the logger never blocks, and the server
 // is stopped at the end of the test if the test did not stop it.
-func StartServer(tb testing.TB, run RunFunc, args []string, env map[string]string) *Server {
+func StartServer(tb testing.TB, run entry.Run, args []string, env map[string]string) *Server {
 	tb.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	pr, pw := io.Pipe()
@@ -41,6 +41,7 @@ func StartServer(tb testing.TB, run RunFunc, args []string, env map[string]strin
 		done <- err
 	}()
 	s := &Server{}
+	var notJSON []string
 	listening := make(chan struct{})
 	go func() {
 		sc := bufio.NewScanner(pr)
@@ -48,6 +49,7 @@ func StartServer(tb testing.TB, run RunFunc, args []string, env map[string]strin
 		for s.Addr == "" && sc.Scan() {
 			var rec map[string]any
 			if json.Unmarshal(sc.Bytes(), &rec) != nil {
+				notJSON = append(notJSON, sc.Text())
 				continue
 			}
 			if rec["msg"] == "http server listening" {
@@ -77,6 +79,9 @@ func StartServer(tb testing.TB, run RunFunc, args []string, env map[string]strin
 	case <-listening:
 	case <-time.After(DefaultWait):
 		tb.Fatalf("after %s: the server's log never said it listens", DefaultWait)
+	}
+	if len(notJSON) > 0 {
+		tb.Fatalf("log lines that are not JSON: %q", notJSON)
 	}
 	if s.Addr == "" {
 		tb.Fatalf("the server stopped before it listened: %v", s.Stop())

@@ -1,17 +1,15 @@
 package main
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"io"
 	"net/http"
 	"os"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/finsvc/finance/pkg/pgtest"
+	"github.com/finsvc/finance/pkg/testkit"
 )
 
 func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
@@ -25,38 +23,18 @@ func TestRunServesAndShutsDown(t *testing.T) {
 		"HTTP_ADDR":        "127.0.0.1:0",
 		"FINANCE_DEV_MODE": "true",
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	pr, pw := io.Pipe()
-	done := make(chan error, 1)
-	go func() {
-		done <- run(ctx, nil, getenv(env), pw, io.Discard)
-		pw.Close()
-	}()
-
-	var addr string
+	srv := testkit.StartServer(t, run, nil, env)
+	addr := srv.Addr
 	var sawWarning, sawConfig bool
-	lines := bufio.NewScanner(pr)
-	for addr == "" && lines.Scan() {
-		var rec map[string]any
-		if err := json.Unmarshal(lines.Bytes(), &rec); err != nil {
-			t.Fatalf("log line is not JSON: %q", lines.Text())
-		}
-		switch rec["msg"] {
-		case "starting":
+	for _, rec := range srv.Log {
+		if rec["msg"] == "starting" {
 			cfg, _ := rec["config"].(map[string]any)
 			pg, _ := cfg["postgres"].(map[string]any)
 			sawConfig = cfg["auth_jwt_secret"] == "REDACTED" && pg["max_conns"] == float64(20)
-		case "http server listening":
-			addr, _ = rec["addr"].(string)
 		}
-		if rec["level"] == "WARN" && strings.Contains(rec["msg"].(string), "dev secret") {
+		if msg, _ := rec["msg"].(string); rec["level"] == "WARN" && strings.Contains(msg, "dev secret") {
 			sawWarning = true
 		}
-	}
-	go func() { _, _ = io.Copy(io.Discard, pr) }()
-	if addr == "" {
-		t.Fatalf("gateway never listened: %v", <-done)
 	}
 	if !sawConfig || !sawWarning {
 		t.Errorf("start-up logs: config logged redacted %v, dev-secret warning %v", sawConfig, sawWarning)
@@ -79,14 +57,8 @@ func TestRunServesAndShutsDown(t *testing.T) {
 		t.Errorf("feed without token = %d, want 401", resp.StatusCode)
 	}
 
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("run after shutdown: %v", err)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("run did not return after its context ended")
+	if err := srv.Stop(); err != nil {
+		t.Errorf("run after shutdown: %v", err)
 	}
 }
 

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"io"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/finsvc/finance/pkg/testkit"
 	"github.com/finsvc/finance/services/processor-sim/internal/sim"
 )
 
@@ -105,50 +105,13 @@ type started struct {
 // address in the log.
 func start(t *testing.T, env map[string]string) started {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	pr, pw := io.Pipe()
-	errc := make(chan error, 1)
-	go func() {
-		err := run(ctx, nil, func(k string) string { return env[k] }, pw, io.Discard)
-		pw.Close()
-		errc <- err
-	}()
-	addrc := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(pr)
-		for sc.Scan() {
-			var line struct {
-				Msg  string `json:"msg"`
-				Addr string `json:"addr"`
-			}
-			if json.Unmarshal(sc.Bytes(), &line) == nil && line.Msg == "http server listening" {
-				addrc <- line.Addr
-			}
-		}
-		_, _ = io.Copy(io.Discard, pr) // keep the logger from blocking
-	}()
-	var addr string
-	select {
-	case addr = <-addrc:
-	case err := <-errc:
-		cancel()
-		t.Fatalf("run returned before listening: %v", err)
-	}
-	var once bool
-	stop := func() error {
-		if once {
-			return nil
-		}
-		once = true
-		cancel()
-		return <-errc
-	}
+	srv := testkit.StartServer(t, run, nil, env)
 	t.Cleanup(func() {
-		if err := stop(); err != nil {
+		if err := srv.Stop(); err != nil {
 			t.Errorf("run: %v", err)
 		}
 	})
-	return started{url: "http://" + addr, stop: stop}
+	return started{url: "http://" + srv.Addr, stop: srv.Stop}
 }
 
 func post(t *testing.T, url, key, body string) *http.Response {
