@@ -1,8 +1,9 @@
 // Package envconfig reads typed settings from the environment. Each service
 // keeps one loadConfig(getenv) that uses a Reader and reports every problem at
-// once through Err. The settings every service shares (PostgreSQL, Kafka, log
-// level, ops address, shutdown timeout) are read here once, by LoadPostgres,
-// LoadKafka and LoadOps (shared.go), and embedded by each service's config.
+// once through Err. The settings every service shares are read once and
+// embedded by each service's config: Kafka and the ops settings (log level,
+// ops address, shutdown timeout) by LoadKafka and LoadOps (shared.go), the
+// database's by postgres.LoadConfig.
 package envconfig
 
 import (

@@ -25,7 +25,7 @@ import (
 func NewLogger(w io.Writer, level, service string) (*slog.Logger, error) {
 	var l slog.Level
 	if err := l.UnmarshalText([]byte(strings.ToUpper(level))); err != nil {
-		return nil, fmt.Errorf("log level %q: want debug, info, warn or error", level)
+		return nil, fmt.Errorf("log level %q: want %s", level, envconfig.LogLevels)
 	}
 	h := slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l})
 	return slog.New(h).With("service", service), nil
