@@ -1,20 +1,23 @@
 // Package consumer runs the status consumer's Kafka loop: it reads
 // PaymentOutcomes from payments.outcomes (group "status-consumer",
-// read_committed), applies each in one PostgreSQL transaction with
-// ledger.Apply (pkg/ledger, the rules the reconciler uses too), emits the
-// resulting PaymentEvent to payments.events, and only then commits the
-// record's offset. A record that can never apply (undecodable, invalid,
-// unknown payment, another user's payment, data PostgreSQL refuses) is
-// published to payments.outcomes.dlq (pkg/dlq) before its offset is
-// committed: never dropped, and never blocking its partition. So is an
-// outcome that contradicts its payment's final status (succeeded after
+// read_committed), applies all the outcomes of one poll in one PostgreSQL
+// transaction with ledger.ApplyAll (pkg/ledger, the rules the reconciler
+// uses too), emits the resulting PaymentEvents to payments.events with one
+// produce and flush, and only then commits the records' offsets (batch.go).
+// When a batch's transaction fails, the poll is applied record by record,
+// one transaction each (handle), with retries.
+//
+// A record that can never apply (undecodable, invalid, unknown payment,
+// another user's payment, data PostgreSQL refuses) is published alone to
+// payments.outcomes.dlq (pkg/dlq) before its offset is committed: never
+// dropped, never blocking its partition or failing its batch-mates. So is
+// an outcome that contradicts its payment's final status (succeeded after
 // failed, or failed after succeeded): a conflict, which changes nothing in
 // the ledger and is recorded in outcome_conflicts for verify.
 //
 // Delivery is at least once end to end: a crash anywhere re-reads the outcome,
 // the ledger recognises the redelivery, and the event is emitted again with
-// the same event_id. Partitions of one fetch are processed concurrently, the
-// records of one partition in order.
+// the same event_id. The records of one partition are applied in order.
 package consumer
 
 import (
@@ -171,8 +174,9 @@ func (c *Consumer) Run(ctx context.Context) error {
 	return nil
 }
 
-// process handles one poll: each partition in its own goroutine, then
-// commits what was done and rewinds each partition that stopped early to its
+// process handles one poll: in one batch (processBatch) or, when the
+// batch's transaction fails, record by record with each partition in its
+// own goroutine; then it commits what was done and rewinds each partition that stopped early to its
 // first unprocessed record, so that the next poll fetches it again.
 func (c *Consumer) process(ctx context.Context, fetches kgo.Fetches) {
 	work, cancel := context.WithCancel(ctx)
@@ -199,23 +203,38 @@ func (c *Consumer) process(ctx context.Context, fetches kgo.Fetches) {
 		}
 	})
 	results := make([]progress, len(parts))
-	var wg sync.WaitGroup
-	for i, p := range parts {
-		wg.Go(func() {
-			for _, rec := range p.Records {
-				if work.Err() != nil {
-					results[i].undone = rec
-					return
-				}
-				if c.handle(work, rec) != nil {
-					results[i].undone, results[i].deferred = rec, work.Err() == nil
-					return
-				}
-				results[i].done = rec
+	if work.Err() != nil { // aborted before it began: all of it waits for the next poll
+		for i, p := range parts {
+			results[i].undone = p.Records[0]
+		}
+	} else if finished, ok := c.processBatch(work, parts); ok {
+		for i, p := range parts {
+			if n := finished[i]; n > 0 {
+				results[i].done = p.Records[n-1]
 			}
-		})
+			if n := finished[i]; n < len(p.Records) {
+				results[i].undone, results[i].deferred = p.Records[n], true
+			}
+		}
+	} else {
+		var wg sync.WaitGroup
+		for i, p := range parts {
+			wg.Go(func() {
+				for _, rec := range p.Records {
+					if work.Err() != nil {
+						results[i].undone = rec
+						return
+					}
+					if c.handle(work, rec) != nil {
+						results[i].undone, results[i].deferred = rec, work.Err() == nil
+						return
+					}
+					results[i].done = rec
+				}
+			})
+		}
+		wg.Wait()
 	}
-	wg.Wait()
 
 	rewind := map[string]map[int32]kgo.EpochOffset{}
 	c.mu.Lock()
@@ -245,21 +264,15 @@ func (c *Consumer) process(ctx context.Context, fetches kgo.Fetches) {
 	c.commitPending(cctx)
 }
 
-// handle applies one record and emits its event. It returns nil when the
+// handle applies one record and emits its event, on its own: the path a
+// poll takes when its batch failed (processBatch). It returns nil when the
 // record is finished with, including when it can never apply and was
 // dead-lettered, and an error when it must be tried again later.
 func (c *Consumer) handle(ctx context.Context, rec *kgo.Record) error {
 	firstSeen := time.Now()
-	o, err := decode(rec.Value)
-	if err != nil {
-		return c.deadLetter(ctx, rec, o, rejectUndecodable, err, 1, firstSeen)
-	}
-	if err := validate(o); err != nil {
-		return c.deadLetter(ctx, rec, o, rejectInvalid, err, 1, firstSeen)
-	}
-	if o.PaymentUID == uuid.Nil {
-		return c.deadLetter(ctx, rec, o, rejectStale,
-			errors.New("outcome carries no payment_uid (made before migration 00004?): it cannot be told from another database's payment with the same id"), 1, firstSeen)
+	o, reason, cause := parse(rec)
+	if reason != "" {
+		return c.deadLetter(ctx, rec, o, reason, cause, 1, firstSeen)
 	}
 
 	res, attempts, err := c.apply(ctx, o)
@@ -287,7 +300,47 @@ func (c *Consumer) handle(ctx context.Context, rec *kgo.Record) error {
 			"payment_id", o.PaymentID, "topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset, "err", err)
 		return err
 	}
+	if err := c.applied(ctx, rec, o, res, attempts, firstSeen); err != nil {
+		return err
+	}
+	if res.Event == nil {
+		return nil
+	}
 
+	payload, err := wire.EncodeEvent(*res.Event)
+	if err == nil {
+		err = c.produceEvent(ctx, res.Event, payload)
+	}
+	if err != nil {
+		c.m.deferred.WithLabelValues("emit").Inc()
+		c.logger.ErrorContext(ctx, "emit payment event: giving up for now, the outcome will be fetched again",
+			"payment_id", o.PaymentID, "event_id", res.Event.ID(), "err", err)
+		return err
+	}
+	c.m.events.WithLabelValues(strconv.FormatBool(res.Change != ledger.Applied)).Inc()
+	return nil
+}
+
+// parse decodes rec's outcome and checks it. A record that can never apply
+// gets the reason and cause of its dead letter.
+func parse(rec *kgo.Record) (o Outcome, reason string, cause error) {
+	o, err := decode(rec.Value)
+	if err != nil {
+		return o, rejectUndecodable, err
+	}
+	if err := validate(o); err != nil {
+		return o, rejectInvalid, err
+	}
+	if o.PaymentUID == uuid.Nil {
+		return o, rejectStale, errors.New("outcome carries no payment_uid (made before migration 00004?): " +
+			"it cannot be told from another database's payment with the same id")
+	}
+	return o, "", nil
+}
+
+// applied counts and logs what applying o did (res). A conflict is
+// dead-lettered: the error says its dead letter could not be published.
+func (c *Consumer) applied(ctx context.Context, rec *kgo.Record, o Outcome, res ledger.Result, attempts int, firstSeen time.Time) error {
 	switch res.Change {
 	case ledger.Applied:
 		c.m.applied.WithLabelValues(string(o.Status)).Inc()
@@ -304,27 +357,16 @@ func (c *Consumer) handle(ctx context.Context, rec *kgo.Record) error {
 		c.logger.DebugContext(ctx, "outcome ignored: would not move the payment forward", "payment_id", o.PaymentID,
 			"current", res.From, "outcome", o.Status, "offset", rec.Offset)
 	}
-	if res.Event == nil {
-		return nil
-	}
+	return nil
+}
 
-	payload, err := wire.EncodeEvent(*res.Event)
-	if err != nil {
-		return err
-	}
-	err = c.retry(ctx, "emit", func(ctx context.Context) error {
+// produceEvent produces one event and waits for Kafka to take it, retrying.
+func (c *Consumer) produceEvent(ctx context.Context, ev *ledger.Event, payload []byte) error {
+	return c.retry(ctx, "emit", func(ctx context.Context) error {
 		// A fresh record per attempt: a record keeps the context of its first produce.
-		rec := &kgo.Record{Topic: kafka.TopicEvents, Key: kafka.UserKey(res.Event.UserID), Value: payload}
+		rec := &kgo.Record{Topic: kafka.TopicEvents, Key: kafka.UserKey(ev.UserID), Value: payload}
 		return c.cl.ProduceSync(ctx, rec).FirstErr()
 	})
-	if err != nil {
-		c.m.deferred.WithLabelValues("emit").Inc()
-		c.logger.ErrorContext(ctx, "emit payment event: giving up for now, the outcome will be fetched again",
-			"payment_id", o.PaymentID, "event_id", res.Event.ID(), "err", err)
-		return err
-	}
-	c.m.events.WithLabelValues(strconv.FormatBool(res.Change != ledger.Applied)).Inc()
-	return nil
 }
 
 // apply applies o in PostgreSQL, retrying transient errors, and returns
@@ -369,26 +411,36 @@ func (c *Consumer) apply(ctx context.Context, o Outcome) (ledger.Result, int, er
 func applyOutcome(ctx context.Context, db *pgxpool.Pool, o Outcome) (ledger.Result, error) {
 	var res ledger.Result
 	err := postgres.InTx(ctx, db, func(tx pgx.Tx) error {
+		t := transitionOf(o)
 		var err error
-		// o.UserID is never 0 here (validate), so the ledger always checks
-		// that the payment is this user's.
-		res, err = ledger.Apply(ctx, tx, ledger.Transition{
-			PaymentID: o.PaymentID, PaymentUID: o.PaymentUID, UserID: o.UserID, To: o.Status, Actor: Actor, Reason: o.Reason,
-		})
+		res, err = ledger.Apply(ctx, tx, t)
 		if err != nil || res.Change != ledger.OutOfOrder || !conflicting(res.From, o.Status) {
 			return err
 		}
-		// The payment is locked (ledger.Apply) and final, and the outcome
-		// was checked against its uid and user: o names it.
-		if _, err := tx.Exec(ctx, insertConflictSQL, o.PaymentID, o.PaymentUID, o.UserID, res.From, o.Status, o.Reason, Actor); err != nil {
-			return fmt.Errorf("record conflict of payment %d (%s, outcome %s): %w", o.PaymentID, res.From, o.Status, err)
-		}
-		return nil
+		return insertConflict(ctx, tx, t, res.From)
 	})
 	if err != nil {
 		return ledger.Result{}, err
 	}
 	return res, nil
+}
+
+// transitionOf is the ledger change o asks for. o.UserID is never 0 once
+// validated, so the ledger always checks that the payment is this user's.
+func transitionOf(o Outcome) ledger.Transition {
+	return ledger.Transition{
+		PaymentID: o.PaymentID, PaymentUID: o.PaymentUID, UserID: o.UserID, To: o.Status, Actor: Actor, Reason: o.Reason,
+	}
+}
+
+// insertConflict records in outcome_conflicts that t contradicts its
+// payment's final status from. The payment is locked by the ledger in tx
+// and t was checked against its uid and user: t names it.
+func insertConflict(ctx context.Context, tx pgx.Tx, t ledger.Transition, from payment.Status) error {
+	if _, err := tx.Exec(ctx, insertConflictSQL, t.PaymentID, t.PaymentUID, t.UserID, from, t.To, t.Reason, Actor); err != nil {
+		return fmt.Errorf("record conflict of payment %d (%s, outcome %s): %w", t.PaymentID, from, t.To, err)
+	}
+	return nil
 }
 
 // insertConflictSQL records an outcome that contradicts a final payment,

@@ -17,6 +17,8 @@ type metrics struct {
 	conflicts     *prometheus.CounterVec
 	headDeferrals *prometheus.GaugeVec // per partition: its head record deferred in a row
 	applyDuration prometheus.Histogram
+	batchSize     prometheus.Histogram
+	batchDuration prometheus.Histogram
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -55,7 +57,17 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{"partition"}),
 		applyDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "status_consumer_apply_duration_seconds",
-			Help:    "Time of one outcome's PostgreSQL transaction.",
+			Help:    "Time of one outcome's PostgreSQL transaction, on the record-by-record path (a failed batch).",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
+		}),
+		batchSize: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "status_consumer_batch_outcomes",
+			Help:    "Outcomes applied in one batch transaction (one poll).",
+			Buckets: []float64{1, 2, 5, 10, 20, 50, 100, 200, 500, 1000},
+		}),
+		batchDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "status_consumer_batch_duration_seconds",
+			Help:    "Time of one batch's PostgreSQL transaction, failed or not.",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
 		}),
 	}
@@ -80,6 +92,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	// From 0, so that the first conflict is an increase the alert sees.
 	m.conflicts.WithLabelValues(string(payment.StatusFailed), string(payment.StatusSucceeded))
 	m.conflicts.WithLabelValues(string(payment.StatusSucceeded), string(payment.StatusFailed))
-	reg.MustRegister(m.applied, m.noops, m.events, m.rejected, m.errors, m.deferred, m.conflicts, m.headDeferrals, m.applyDuration)
+	reg.MustRegister(m.applied, m.noops, m.events, m.rejected, m.errors, m.deferred, m.conflicts, m.headDeferrals, m.applyDuration,
+		m.batchSize, m.batchDuration)
 	return m
 }
