@@ -40,6 +40,9 @@ type item struct {
 // and emitted, or dead-lettered), and false when the batch's transaction
 // failed: then nothing was applied, dead-lettered or emitted.
 func (c *Consumer) processBatch(ctx context.Context, parts []kgo.FetchTopicPartition) ([]int, bool) {
+	if c.recordByRecord {
+		return nil, false
+	}
 	firstSeen := time.Now()
 	items := make([][]item, len(parts))
 	var ts []ledger.Transition

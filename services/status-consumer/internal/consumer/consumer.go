@@ -91,6 +91,10 @@ type Consumer struct {
 	deferrals map[topicPartition]headDeferrals
 	// abortPoll cancels the work of the current poll, set while one runs.
 	abortPoll context.CancelFunc
+
+	// recordByRecord turns batches off: every poll takes the path of a
+	// failed batch. Only BenchmarkConsumer sets it, to compare the two.
+	recordByRecord bool
 }
 
 type topicPartition struct {

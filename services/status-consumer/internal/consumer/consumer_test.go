@@ -456,7 +456,7 @@ type harness struct {
 	running map[*Consumer]func()
 }
 
-func newHarness(t *testing.T, opts ...func(*Config)) *harness {
+func newHarness(t testing.TB, opts ...func(*Config)) *harness {
 	t.Helper()
 	h := &harness{
 		pool:    pgtest.NewPool(t),
@@ -516,7 +516,7 @@ func (h *harness) seed(t *testing.T, fs ...fixture) {
 }
 
 // start runs a consumer on the harness until the test ends or stop.
-func (h *harness) start(t *testing.T) *Consumer {
+func (h *harness) start(t testing.TB) *Consumer {
 	t.Helper()
 	logger := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
 	cfg := Config{
@@ -552,7 +552,7 @@ func (h *harness) start(t *testing.T) *Consumer {
 	return c
 }
 
-func (h *harness) stop(t *testing.T, c *Consumer) {
+func (h *harness) stop(t testing.TB, c *Consumer) {
 	t.Helper()
 	h.mu.Lock()
 	stop := h.running[c]
@@ -562,7 +562,7 @@ func (h *harness) stop(t *testing.T, c *Consumer) {
 
 // send produces inputs in order, each keyed by its user, and returns the
 // produced records (with their partitions and offsets).
-func (h *harness) send(t *testing.T, inputs ...input) []*kgo.Record {
+func (h *harness) send(t testing.TB, inputs ...input) []*kgo.Record {
 	t.Helper()
 	var sent []*kgo.Record
 	for _, in := range inputs {
