@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"strings"
 	"time"
 
@@ -57,7 +58,7 @@ func NewRegistry() *prometheus.Registry {
 type ReadyFunc func(ctx context.Context) error
 
 // OpsMux returns a mux with /healthz (the process is alive), /readyz (ready
-// runs its checks) and /metrics (reg).
+// runs its checks), /metrics (reg) and /debug/pprof/ (see PprofRoutes).
 func OpsMux(reg *prometheus.Registry, ready ReadyFunc) *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -78,7 +79,21 @@ func OpsMux(reg *prometheus.Registry, ready ReadyFunc) *http.ServeMux {
 		_, _ = io.WriteString(w, "ready\n")
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	PprofRoutes(mux)
 	return mux
+}
+
+// PprofRoutes adds net/http/pprof's handlers under GET /debug/pprof/ to mux
+// (a CPU profile: /debug/pprof/profile?seconds=30). They are registered by
+// hand because importing net/http/pprof for its side effect would put them
+// on http.DefaultServeMux, which nothing here serves. The ops port listens
+// on loopback or inside the cluster only, as /metrics does.
+func PprofRoutes(mux *http.ServeMux) {
+	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 }
 
 // Serve runs an HTTP server for h on addr until ctx ends, then shuts it down

@@ -7,17 +7,25 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"os"
+	"path/filepath"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
-// Connect opens a pool to url and pings it.
+// Connect opens a pool to url and pings it. Its connections carry the
+// program's name (gateway, dispatcher, ...) as application_name, unless url
+// sets one, so pg_stat_activity and pg_stat_statements' users can tell the
+// services apart.
 func Connect(ctx context.Context, url string, maxConns int32) (*pgxpool.Pool, error) {
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		return nil, fmt.Errorf("parse database url: %w", err)
+	}
+	if _, ok := cfg.ConnConfig.RuntimeParams["application_name"]; !ok {
+		cfg.ConnConfig.RuntimeParams["application_name"] = filepath.Base(os.Args[0])
 	}
 	if maxConns > 0 {
 		cfg.MaxConns = maxConns

@@ -124,12 +124,36 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		go func() { _ = ctlSrv.Serve(ln) }()
 		logger.InfoContext(ctx, "control server listening", "control_addr", ln.Addr().String())
 	}
+	var pprofSrv *http.Server
+	if cfg.PprofAddr != "" {
+		ln, err := net.Listen("tcp", cfg.PprofAddr)
+		if err != nil {
+			if ctlSrv != nil {
+				_ = ctlSrv.Close()
+			}
+			cluster.Close()
+			return fmt.Errorf("pprof server on %s: %w", cfg.PprofAddr, err)
+		}
+		mux := http.NewServeMux()
+		obs.PprofRoutes(mux)
+		pprofSrv = &http.Server{
+			Handler:           mux,
+			ReadHeaderTimeout: 5 * time.Second,
+			WriteTimeout:      5 * time.Minute, // a CPU profile takes ?seconds=N to answer
+			IdleTimeout:       time.Minute,
+		}
+		go func() { _ = pprofSrv.Serve(ln) }()
+		logger.InfoContext(ctx, "pprof server listening", "pprof_addr", ln.Addr().String())
+	}
 	logger.InfoContext(ctx, "listening", "addr", addr, "brokers", addrs)
 
 	<-ctx.Done()
-	if ctlSrv != nil {
+	for _, srv := range []*http.Server{ctlSrv, pprofSrv} {
+		if srv == nil {
+			continue
+		}
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		_ = ctlSrv.Shutdown(sctx)
+		_ = srv.Shutdown(sctx)
 		cancel()
 	}
 	logger.Info("stopping: saving state to the data dir", "data_dir", dir)

@@ -38,6 +38,10 @@ type Config struct {
 	// ControlAddr, when set, is the host:port of the fault-control HTTP
 	// server (see control.go); empty means no control server.
 	ControlAddr string
+	// PprofAddr, when set, is the host:port of an HTTP server with
+	// net/http/pprof's handlers under /debug/pprof/ (CPU profiles of the
+	// broker under load); empty means none.
+	PprofAddr string
 }
 
 // loadConfig reads the environment through getenv, then lets flags in args
@@ -53,6 +57,7 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 		Brokers:    r.Int("DEVKAFKA_BROKERS", 1),
 
 		ControlAddr: r.String("DEVKAFKA_CONTROL_ADDR", ""),
+		PprofAddr:   r.String("DEVKAFKA_PPROF_ADDR", ""),
 	}
 
 	fs := flag.NewFlagSet("devkafka", flag.ContinueOnError)
@@ -64,6 +69,7 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error (env LOG_LEVEL)")
 	fs.IntVar(&c.Brokers, "brokers", c.Brokers, "number of brokers, on consecutive ports from -addr's (env DEVKAFKA_BROKERS)")
 	fs.StringVar(&c.ControlAddr, "control-addr", c.ControlAddr, "fault-control HTTP `host:port`, empty for none (loopback only; env DEVKAFKA_CONTROL_ADDR)")
+	fs.StringVar(&c.PprofAddr, "pprof-addr", c.PprofAddr, "pprof HTTP `host:port`, empty for none (loopback only; env DEVKAFKA_PPROF_ADDR)")
 	usage := func() string {
 		var b strings.Builder
 		fmt.Fprintln(&b, "usage: devkafka [flags]\n\nA development Kafka broker; flags override the environment.")
@@ -100,6 +106,11 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 			r.Fail("control addr %q: %w", c.ControlAddr, err)
 		}
 	}
+	if c.PprofAddr != "" {
+		if err := checkAddr(c.PprofAddr); err != nil {
+			r.Fail("pprof addr %q: %w", c.PprofAddr, err)
+		}
+	}
 	if err := envconfig.CheckLogLevel(c.LogLevel); err != nil {
 		r.Fail("%w", err) // -log-level may override LOG_LEVEL
 	}
@@ -119,6 +130,7 @@ func (c Config) LogValue() slog.Value {
 		slog.String("log_level", c.LogLevel),
 		slog.Int("brokers", c.Brokers),
 		slog.String("control_addr", c.ControlAddr),
+		slog.String("pprof_addr", c.PprofAddr),
 	)
 }
 
