@@ -502,12 +502,11 @@ func (d *Dispatcher) execute(ctx context.Context, it *item) (res *result, ok boo
 			"topic", r.Topic, "partition", r.Partition, "offset", r.Offset)
 		return nil, false
 	}
-	level := slog.LevelDebug
-	if pr.Status == payment.StatusFailed {
-		level = slog.LevelInfo
-	}
+	// At debug, a decline too: the gateway's request line is a payment's
+	// one line at info; what became of it is in its status, its events and
+	// dispatcher_outcomes_total.
 	if pr.Status != payment.StatusUnknown {
-		log.Log(ctx, level, "payment dispatched", "status", pr.Status, "reason", pr.Reason,
+		log.DebugContext(ctx, "payment dispatched", "status", pr.Status, "reason", pr.Reason,
 			"processor_ref", pr.Ref, "attempts", pr.Attempts)
 	}
 	res = &result{outcome: &wire.Outcome{

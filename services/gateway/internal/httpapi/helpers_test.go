@@ -44,13 +44,18 @@ func newEnv(t testing.TB) *env {
 // newEnvTimeout is newEnv with a request timeout (0: the default).
 func newEnvTimeout(t testing.TB, timeout time.Duration) *env {
 	t.Helper()
+	return newEnvLogger(t, timeout, slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})))
+}
+
+// newEnvLogger is newEnvTimeout with the gateway logging to logger.
+func newEnvLogger(t testing.TB, timeout time.Duration, logger *slog.Logger) *env {
+	t.Helper()
 	ctx := context.Background()
 	pool, err := postgres.Connect(ctx, pgtest.NewDB(t), 8)
 	if err != nil {
 		t.Fatalf("connect: %v", err)
 	}
 	t.Cleanup(pool.Close)
-	logger := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
 	// Payments are accepted in batches, as the gateway does.
 	st := store.New(pool)
 	batchCtx, stop := context.WithCancel(context.Background())

@@ -23,6 +23,9 @@ type ctxKey int
 const (
 	keyPrincipal ctxKey = iota
 	keyRequestID
+	// keyPaymentLog holds the attributes of a payment the request created,
+	// added to its request's log line: one line per payment at info.
+	keyPaymentLog
 )
 
 // metrics are the gateway's own Prometheus series.
@@ -97,6 +100,9 @@ func (a *api) observe(c *gin.Context) {
 	}
 	if p, ok := principal(c); ok {
 		attrs = append(attrs, slog.Int64("auth_user_id", p.UserID), slog.Bool("admin", p.Admin))
+	}
+	if v, ok := c.Get(keyPaymentLog); ok {
+		attrs = append(attrs, v.([]slog.Attr)...)
 	}
 	a.logger.LogAttrs(c.Request.Context(), level, "http request", attrs...)
 }

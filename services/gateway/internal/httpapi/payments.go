@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"fmt"
+	"log/slog"
 	"net/http"
 	"strings"
 	"time"
@@ -145,8 +146,10 @@ func (a *api) acceptPayment(c *gin.Context, apiName string, keyRequired bool) er
 	status := http.StatusAccepted
 	if created {
 		a.metrics.accepted.WithLabelValues(apiName).Inc()
-		a.logger.InfoContext(c.Request.Context(), "payment accepted", "payment_id", got.ID,
-			"user_id", got.UserID, "merchant_id", got.MerchantID, "amount", got.Amount, "api", apiName)
+		// On the request's own log line (observe), not a second one.
+		c.Set(keyPaymentLog, []slog.Attr{slog.Bool("payment_accepted", true), slog.Int64("payment_id", got.ID),
+			slog.String("payment_uid", got.UID.String()), slog.Int64("user_id", got.UserID),
+			slog.Int64("merchant_id", got.MerchantID), slog.Int64("amount", got.Amount), slog.String("api", apiName)})
 	} else {
 		// A replay answers the payment as it is now: 202 while it is still
 		// on its way, 200 once its outcome is final.

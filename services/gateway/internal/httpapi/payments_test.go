@@ -1,8 +1,11 @@
 package httpapi_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"strings"
 	"sync"
@@ -377,4 +380,59 @@ func TestLegacyPaymentAnswersItsKey(t *testing.T) {
 	if n := e.count(`SELECT count(*) FROM payments`); n != 1 {
 		t.Errorf("%d payments, want 1", n)
 	}
+}
+
+// TestOneInfoLinePerPayment: at info, an accepted payment gives one log
+// line, its request's, which names the payment; a replay of it gives its
+// request line only.
+func TestOneInfoLinePerPayment(t *testing.T) {
+	t.Parallel()
+	var logs syncBuffer
+	e := newEnvLogger(t, 0, slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo})))
+	e.wallet(7, 10000)
+	tok := token(t, 7, false)
+	for range 2 { // the second is a replay
+		if w := e.pay(tok, "one-line", 7, 2, -100); w.Code != http.StatusAccepted {
+			t.Fatalf("pay: %d %s", w.Code, w.Body.String())
+		}
+	}
+	var lines []map[string]any
+	for _, l := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(l), &m); err != nil {
+			t.Fatalf("log line %q: %v", l, err)
+		}
+		if m["route"] == "/v1/payments" || m["payment_id"] != nil {
+			lines = append(lines, m)
+		}
+	}
+	if len(lines) != 2 {
+		t.Fatalf("%d log lines about the payment's two requests, want 2 (one each):\n%s", len(lines), logs.String())
+	}
+	first, replay := lines[0], lines[1]
+	if first["msg"] != "http request" || first["payment_accepted"] != true || first["payment_id"] == nil ||
+		first["user_id"] != float64(7) || first["amount"] != float64(-100) {
+		t.Errorf("the accepting request's line lacks the payment: %v", first)
+	}
+	if replay["payment_id"] != nil {
+		t.Errorf("the replay's line names a payment it did not accept: %v", replay)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for the logger's concurrent writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
