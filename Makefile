@@ -85,7 +85,7 @@ bench: ## Run the Go benchmarks of every module.
 	go test -run '^$$' -bench . -benchmem $(MODULE_PKGS)
 
 .PHONY: clean
-clean: ## Remove built binaries (keeps .run/ state: broker data, private PostgreSQL).
+clean: ## Remove built binaries (keeps .run/ state: broker data, private PostgreSQL, the simulator's record).
 	rm -rf $(BIN)
 
 .PHONY: bench-dispatcher

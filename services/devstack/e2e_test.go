@@ -23,6 +23,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/finsvc/finance/pkg/auth"
+	"github.com/finsvc/finance/pkg/payment"
 	"github.com/finsvc/finance/pkg/pgtest"
 	"github.com/finsvc/finance/pkg/stacktest"
 	"github.com/finsvc/finance/pkg/testkit"
@@ -76,66 +77,117 @@ type feed struct {
 	} `json:"transactions"`
 }
 
-func TestEndToEndPaymentReachesFeed(t *testing.T) {
-	bin := stacktest.Binaries(t, services...)
-	gateway, sim := stacktest.FreeAddr(t), stacktest.FreeAddr(t)
-	var out stacktest.Buffer
-	cmd := exec.Command(filepath.Join(bin, "devstack"), "run")
-	cmd.Env = append(os.Environ(),
-		"STATE_DIR="+t.TempDir(),
-		"BIN_DIR="+bin,
-		"DATABASE_URL="+pgtest.NewDB(t),
-		"GATEWAY_ADDR="+gateway,
-		"SIM_ADDR="+sim,
-		"KAFKA_ADDR="+stacktest.FreeAddr(t),
-		"DISPATCHER_OPS_ADDR="+stacktest.FreeAddr(t),
-		"RELAY_OPS_ADDR="+stacktest.FreeAddr(t),
-		"STATUS_OPS_ADDR="+stacktest.FreeAddr(t),
-		"KAFKA_PARTITIONS=4",
-	)
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
+// devstackRun is one `devstack run` process, started as `make run` starts
+// it and stopped as Ctrl-C stops it.
+type devstackRun struct {
+	t       *testing.T
+	cmd     *exec.Cmd
+	out     stacktest.Buffer
+	exited  chan error
+	stopped bool
+}
+
+// devstackEnv is the environment of a `devstack run` from bin on free
+// ports, against a fresh test database, with its state in a new folder.
+func devstackEnv(t *testing.T, bin string) map[string]string {
+	t.Helper()
+	return map[string]string{
+		"STATE_DIR":           t.TempDir(),
+		"BIN_DIR":             bin,
+		"DATABASE_URL":        pgtest.NewDB(t),
+		"GATEWAY_ADDR":        stacktest.FreeAddr(t),
+		"SIM_ADDR":            stacktest.FreeAddr(t),
+		"KAFKA_ADDR":          stacktest.FreeAddr(t),
+		"DISPATCHER_OPS_ADDR": stacktest.FreeAddr(t),
+		"RELAY_OPS_ADDR":      stacktest.FreeAddr(t),
+		"STATUS_OPS_ADDR":     stacktest.FreeAddr(t),
+		"KAFKA_PARTITIONS":    "4",
+	}
+}
+
+// startDevstack runs `devstack run` with env added to the test's own
+// environment and waits for its banner. The test's cleanup stops it if the
+// test did not, and shows its output if the test failed.
+func startDevstack(t *testing.T, env map[string]string) *devstackRun {
+	t.Helper()
+	d := &devstackRun{t: t, exited: make(chan error, 1)}
+	d.cmd = exec.Command(filepath.Join(env["BIN_DIR"], "devstack"), "run")
+	d.cmd.Env = os.Environ()
+	for k, v := range env {
+		d.cmd.Env = append(d.cmd.Env, k+"="+v)
+	}
+	d.cmd.Stdout, d.cmd.Stderr = &d.out, &d.out
+	if err := d.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	stopped := false
+	go func() { d.exited <- d.cmd.Wait() }()
 	t.Cleanup(func() {
-		if !stopped {
-			_ = cmd.Process.Signal(syscall.SIGINT)
+		if !d.stopped {
+			_ = d.cmd.Process.Signal(syscall.SIGINT)
 			select {
-			case <-exited:
+			case <-d.exited:
 			case <-time.After(90 * time.Second):
-				_ = cmd.Process.Kill()
+				_ = d.cmd.Process.Kill()
 			}
 		}
 		if t.Failed() {
-			t.Logf("devstack output:\n%s", out.String())
+			t.Logf("devstack output:\n%s", d.out.String())
 		}
 	})
-	// running fails the test once devstack has exited: nothing a test
-	// waits for can come any more.
-	running := func() {
-		select {
-		case err := <-exited:
-			stopped = true
-			t.Fatalf("devstack exited (%v)", err)
-		default:
+	testkit.EventuallyWithin(t, 3*time.Minute, "the stack prints its banner", func() bool {
+		d.running()
+		return strings.Contains(d.out.String(), "Finance Service is running")
+	})
+	return d
+}
+
+// running fails the test once devstack has exited: nothing a test waits
+// for can come any more.
+func (d *devstackRun) running() {
+	d.t.Helper()
+	select {
+	case err := <-d.exited:
+		d.stopped = true
+		d.t.Fatalf("devstack exited (%v)", err)
+	default:
+	}
+}
+
+// stop stops devstack as Ctrl-C does and checks that it and every service
+// stopped cleanly.
+func (d *devstackRun) stop() {
+	d.t.Helper()
+	d.stopped = true
+	_ = d.cmd.Process.Signal(syscall.SIGINT)
+	select {
+	case err := <-d.exited:
+		if err != nil {
+			d.t.Errorf("devstack exited with %v", err)
+		}
+	case <-time.After(90 * time.Second):
+		_ = d.cmd.Process.Kill()
+		d.t.Fatal("devstack did not stop within 90s of SIGINT")
+	}
+	for _, s := range []string{"gateway", "dispatcher", "status-consumer", "outbox-relay", "processor-sim", "devkafka"} {
+		if !strings.Contains(d.out.String(), s+" stopped (exit 0)") {
+			d.t.Errorf("%s did not stop cleanly", s)
 		}
 	}
+}
 
-	testkit.EventuallyWithin(t, 3*time.Minute, "the stack prints its banner", func() bool {
-		running()
-		return strings.Contains(out.String(), "Finance Service is running")
-	})
+func TestEndToEndPaymentReachesFeed(t *testing.T) {
+	bin := stacktest.Binaries(t, services...)
+	env := devstackEnv(t, bin)
+	d := startDevstack(t, env)
+	running := d.running
 
 	// Where the server runs without autovacuum, the vacuum job runs in its place.
 	if autovacuumOff(t) {
 		testkit.EventuallyWithin(t, 60*time.Second, "the vacuum job makes its first pass", func() bool {
 			running()
-			return strings.Contains(out.String(), "[financectl-vacuum]") && strings.Contains(out.String(), `"msg":"vacuum pass"`)
+			return strings.Contains(d.out.String(), "[financectl-vacuum]") && strings.Contains(d.out.String(), `"msg":"vacuum pass"`)
 		})
-	} else if strings.Contains(out.String(), "financectl vacuum") {
+	} else if strings.Contains(d.out.String(), "financectl vacuum") {
 		t.Error("the vacuum job started although the server runs autovacuum")
 	}
 
@@ -143,7 +195,7 @@ func TestEndToEndPaymentReachesFeed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := client{t: t, base: "http://" + gateway, token: token}
+	c := client{t: t, base: "http://" + env["GATEWAY_ADDR"], token: token}
 
 	// The seeded feed is the challenge's example.
 	code, _, body := c.do("GET", "/v1/users/3456/feed", nil, nil)
@@ -200,7 +252,7 @@ func TestEndToEndPaymentReachesFeed(t *testing.T) {
 	}
 
 	// The processor executed it exactly once.
-	resp, err := http.Get(fmt.Sprintf("http://%s/sim/executions?user_id=3456", sim))
+	resp, err := http.Get(fmt.Sprintf("http://%s/sim/executions?user_id=3456", env["SIM_ADDR"]))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -214,21 +266,111 @@ func TestEndToEndPaymentReachesFeed(t *testing.T) {
 	}
 
 	// Ctrl-C stops everything cleanly.
-	stopped = true
-	_ = cmd.Process.Signal(syscall.SIGINT)
-	select {
-	case err := <-exited:
-		if err != nil {
-			t.Errorf("devstack exited with %v", err)
+	d.stop()
+}
+
+// After Ctrl-C and another `make run` the simulator still knows what it
+// executed, as a real processor would: its record is kept in the state
+// folder, and `financectl verify` is clean after any number of restarts.
+// Then the database is dropped by hand: the next run creates it anew,
+// drops the simulator's record with it, and verify is clean again.
+func TestRestartsKeepTheProcessorsRecord(t *testing.T) {
+	bin := stacktest.Binaries(t, services...)
+	env := devstackEnv(t, bin)
+	dbURL := env["DATABASE_URL"]
+	var all []paid
+	for run := range 2 {
+		d := startDevstack(t, env)
+		ps := payEach(t, env["GATEWAY_ADDR"], fmt.Sprintf("restart-%d-", run), 20)
+		for uid, st := range waitFinal(t, dbURL, ps) {
+			if st != payment.StatusSucceeded {
+				t.Fatalf("payment %s ended %s, want succeeded", uid, st)
+			}
 		}
-	case <-time.After(90 * time.Second):
-		_ = cmd.Process.Kill()
-		t.Fatal("devstack did not stop within 90s of SIGINT")
+		all = append(all, ps...)
+		d.stop()
 	}
-	for _, s := range []string{"gateway", "dispatcher", "status-consumer", "outbox-relay", "processor-sim", "devkafka"} {
-		if !strings.Contains(out.String(), s+" stopped (exit 0)") {
-			t.Errorf("%s did not stop cleanly", s)
+
+	d := startDevstack(t, env)
+	byUID, _ := executionsByUID(t, "http://"+env["SIM_ADDR"])
+	wrong := 0
+	for _, p := range all {
+		if len(byUID[p.UID]) != 1 {
+			wrong++
 		}
+	}
+	if wrong > 0 {
+		t.Errorf("after two restarts the processor's record lacks or doubles %d of the %d earlier payments; want each executed once", wrong, len(all))
+	}
+	financectlVerify(t, env)
+	d.stop()
+
+	// The database dropped by hand: the old executions must not show
+	// against the new one.
+	dropDatabase(t, dbURL)
+	d = startDevstack(t, env)
+	if !strings.Contains(d.out.String(), "removed the simulator's record") {
+		t.Errorf("devstack did not say it removed the simulator's record for the new database")
+	}
+	if byUID, other := executionsByUID(t, "http://"+env["SIM_ADDR"]); len(byUID) != 0 || other != 0 {
+		t.Errorf("the processor's record against a new database: %d payments executed, %d other executions; want none", len(byUID), other)
+	}
+	ps := payEach(t, env["GATEWAY_ADDR"], "after-drop-", 5)
+	waitFinal(t, dbURL, ps)
+	financectlVerify(t, env)
+	d.stop()
+}
+
+// payEach sends n debits of 10..29 over restoreUsers, one after another, and
+// returns what the gateway answered.
+func payEach(t *testing.T, gatewayAddr, keyPrefix string, n int) []paid {
+	t.Helper()
+	var out []paid
+	for i := range n {
+		user := restoreUsers[i%len(restoreUsers)]
+		token, err := auth.Mint([]byte(auth.DevSecret), user, false, time.Hour, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := postPayment("http://"+gatewayAddr, token, keyPrefix+strconv.Itoa(i), user, -int64(10+i%20))
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, p)
+	}
+	return out
+}
+
+// financectlVerify runs `financectl verify` from a second terminal, as a
+// user would, against the stack of env, and fails the test unless it is
+// clean.
+func financectlVerify(t *testing.T, env map[string]string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, filepath.Join(env["BIN_DIR"], "financectl"), "verify", "--processor-url", "http://"+env["SIM_ADDR"])
+	cmd.Env = append(os.Environ(), "DATABASE_URL="+env["DATABASE_URL"])
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Errorf("financectl verify: %v\n%s", err, out)
+	}
+}
+
+// dropDatabase drops the database of dbURL, as a user would by hand.
+func dropDatabase(t *testing.T, dbURL string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, pgtest.ServerURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	cfg, err := pgx.ParseConfig(dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Exec(ctx, "DROP DATABASE "+pgx.Identifier{cfg.Database}.Sanitize()+" WITH (FORCE)"); err != nil {
+		t.Fatal(err)
 	}
 }
 

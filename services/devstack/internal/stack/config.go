@@ -29,6 +29,10 @@ type Config struct {
 	DatabaseURL    string // empty: find or start a server
 	KafkaBrokers   string // empty: start devkafka
 	ProcessorLimit int
+	// SimDataFile is the simulator's record of executions, kept across
+	// restarts as a real processor keeps it: SIM_DATA_FILE, by default
+	// processor-sim.jsonl in StateDir.
+	SimDataFile string
 }
 
 // LoadConfig reads the stack's settings from getenv and reports every problem at once.
@@ -50,6 +54,7 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 		DatabaseURL:    r.String("DATABASE_URL", ""),
 		KafkaBrokers:   r.String("KAFKA_BROKERS", ""),
 		ProcessorLimit: r.Int("PROCESSOR_RATE_LIMIT", 300),
+		SimDataFile:    r.String("SIM_DATA_FILE", ""),
 	}
 	for name, addr := range map[string]string{
 		"GATEWAY_ADDR": c.GatewayAddr, "SIM_ADDR": c.SimAddr, "KAFKA_ADDR": c.KafkaAddr,
@@ -75,6 +80,12 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 	c.StateDir = abs
 	if c.BinDir, err = filepath.Abs(c.BinDir); err != nil {
 		return Config{}, fmt.Errorf("BIN_DIR: %w", err)
+	}
+	if c.SimDataFile == "" {
+		c.SimDataFile = filepath.Join(c.StateDir, "processor-sim.jsonl")
+	}
+	if c.SimDataFile, err = filepath.Abs(c.SimDataFile); err != nil {
+		return Config{}, fmt.Errorf("SIM_DATA_FILE: %w", err)
 	}
 	return c, nil
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
 	"net/url"
@@ -12,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -79,14 +81,16 @@ type Options struct {
 	// KafkaControlAddr turns on devkafka's fault-control API (DEVKAFKA_CONTROL_ADDR).
 	KafkaControlAddr string
 	// SimEnv is added to the processor simulator's environment, after
-	// everything else (fault rates, SIM_DATA_FILE).
+	// everything else (fault rates; a SIM_DATA_FILE here wins over
+	// Config.SimDataFile).
 	SimEnv []string
 	// Env is added to every service's environment.
 	Env []string
 	// Database names the database to use on the found or started server
 	// when DATABASE_URL is not set; empty means "finance".
 	Database string
-	// DropDatabase drops Database first (for a run that must start empty).
+	// DropDatabase drops Database first (for a run that must start empty;
+	// the simulator's record goes with it).
 	DropDatabase bool
 }
 
@@ -234,8 +238,27 @@ func Start(ctx context.Context, cfg Config, opts Options, out io.Writer) (_ *Sta
 	}
 	// financectl reconcile and verify read the processor's record.
 	st.env = append(append([]string{}, common...), "PROCESSOR_URL="+httpURL(cfg.SimAddr))
+	if err := st.Financectl(ctx, out, "createdb"); err != nil {
+		return nil, err
+	}
+	// The simulator's record goes with the database: a database without
+	// the schema yet (new, dropped, or on a new private server) has never
+	// seen a payment, so earlier executions must not show against it.
+	journal := simDataFile(cfg, opts)
+	migrated, err := hasSchema(ctx, dbURL)
+	if err != nil {
+		return nil, err
+	}
+	if !migrated {
+		removed, err := removeFile(journal)
+		if err != nil {
+			return nil, fmt.Errorf("remove the simulator's record: %w", err)
+		}
+		if removed {
+			infra.logf("new database: removed the simulator's record of earlier executions (%s)", journal)
+		}
+	}
 	for _, args := range [][]string{
-		{"createdb"},
 		{"migrate", "up"},
 		{"seed", "--demo"},
 		{"topics", "create", "--partitions", strconv.Itoa(cfg.Partitions)},
@@ -248,7 +271,8 @@ func Start(ctx context.Context, cfg Config, opts Options, out io.Writer) (_ *Sta
 	simURL := httpURL(cfg.SimAddr)
 	st.SimURL, st.GatewayURL = simURL, httpURL(cfg.GatewayAddr)
 	procs := []proc{
-		{name: "processor-sim", env: append([]string{"HTTP_ADDR=" + cfg.SimAddr, "SIM_RATE_LIMIT=" + strconv.Itoa(cfg.ProcessorLimit)}, opts.SimEnv...)},
+		{name: "processor-sim", env: append([]string{"HTTP_ADDR=" + cfg.SimAddr, "SIM_RATE_LIMIT=" + strconv.Itoa(cfg.ProcessorLimit),
+			"SIM_DATA_FILE=" + journal}, opts.SimEnv...)},
 		{name: "outbox-relay", env: []string{"OPS_ADDR=" + cfg.RelayOps}},
 		{name: "dispatcher", env: []string{"OPS_ADDR=" + cfg.DispatcherOps, "PROCESSOR_URL=" + simURL,
 			"PROCESSOR_RATE_LIMIT=" + strconv.Itoa(cfg.ProcessorLimit)}},
@@ -398,6 +422,45 @@ func autovacuumOn(ctx context.Context, dbURL string) (bool, error) {
 		return false, fmt.Errorf("read autovacuum setting: %w", err)
 	}
 	return setting == "on", nil
+}
+
+// simDataFile is the simulator's journal: the last SIM_DATA_FILE in
+// opts.SimEnv, else cfg.SimDataFile.
+func simDataFile(cfg Config, opts Options) string {
+	path := cfg.SimDataFile
+	for _, kv := range opts.SimEnv {
+		if v, ok := strings.CutPrefix(kv, "SIM_DATA_FILE="); ok {
+			path = v
+		}
+	}
+	return path
+}
+
+// hasSchema reports whether the database at dbURL was migrated before (has
+// the payments table).
+func hasSchema(ctx context.Context, dbURL string) (bool, error) {
+	conn, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		return false, fmt.Errorf("look for the schema: %w", err)
+	}
+	defer conn.Close(ctx)
+	var found bool
+	if err := conn.QueryRow(ctx, "SELECT to_regclass('payments') IS NOT NULL").Scan(&found); err != nil {
+		return false, fmt.Errorf("look for the schema: %w", err)
+	}
+	return found, nil
+}
+
+// removeFile removes path and reports whether it was there.
+func removeFile(path string) (bool, error) {
+	err := os.Remove(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return true, nil
 }
 
 // dropDatabase drops database name on the server of adminURL, if it exists.

@@ -83,6 +83,9 @@ func verifyCommand() *command {
 			if err := writeReport(e.stdout, asJSON, rep, rep.WriteText); err != nil {
 				return err
 			}
+			if f, ok := rep.Finding(verify.SucceededNotExecuted); ok && f.Count > 0 && !asJSON {
+				fmt.Fprint(e.stdout, simForgotHint)
+			}
 			if !rep.OK() {
 				return fmt.Errorf("%w: %d violations", errViolations, rep.Violations())
 			}
@@ -90,6 +93,16 @@ func verifyCommand() *command {
 		},
 	}
 }
+
+// simForgotHint follows a report with succeeded_not_executed: against
+// processor-sim, the usual cause is a record lost while the database was kept.
+const simForgotHint = `
+succeeded_not_executed: if the processor is processor-sim, it probably lost its
+record of executions while this database kept its payments: it ran without
+SIM_DATA_FILE, or its file was deleted (make run keeps it in
+.run/processor-sim.jsonl). To start over, drop the database as well; see
+services/devstack/README.md.
+`
 
 // writeReport prints v as indented JSON or through text.
 func writeReport(w io.Writer, asJSON bool, v any, text func(io.Writer) error) error {

@@ -90,6 +90,23 @@ func TestVerify(t *testing.T) {
 	if r.code != 1 || rep.Statement || rep.Count(verify.BalanceMismatch) != 1 || rep.Violations() != 1 {
 		t.Errorf("verify --json: exit %d, %+v", r.code, rep)
 	}
+	if strings.Contains(r.stdout, "SIM_DATA_FILE") {
+		t.Errorf("verify printed the hint for a lost processor record without succeeded_not_executed:\n%s", r.stdout)
+	}
+
+	// A payment succeeded here that the processor does not know: the hint
+	// for a simulator that lost its record follows the report.
+	if _, err := pool.Exec(context.Background(), `
+		INSERT INTO payments (uid, user_id, merchant_id, amount, status, idempotency_key, request_hash, hold, created_at, updated_at)
+		VALUES ($1, 1001, 4593, -500, 'succeeded', 'forgotten-1', 'h', 0, now() - interval '10 minutes', now() - interval '10 minutes')`,
+		payment.NewUID()); err != nil {
+		t.Fatal(err)
+	}
+	r = run(t, env, "verify", "--processor-url", sim)
+	if r.code != 1 || !strings.Contains(r.stdout, "succeeded_not_executed: payment") ||
+		!strings.Contains(r.stdout, "it ran without\nSIM_DATA_FILE") {
+		t.Errorf("verify with a succeeded payment the processor never executed: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
 }
 
 func TestVerifyAndReconcileUsageErrors(t *testing.T) {
