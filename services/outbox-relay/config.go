@@ -17,6 +17,7 @@ type config struct {
 	Kafka           envconfig.Kafka
 	Ops             envconfig.Ops
 	PollInterval    time.Duration
+	Linger          time.Duration
 	BatchSize       int
 	LockRetry       time.Duration
 	BacklogInterval time.Duration
@@ -31,10 +32,14 @@ func loadConfig(getenv func(string) string) (config, error) {
 		Postgres:        postgres.LoadConfig(r, postgres.Config{MaxConns: 2}),
 		Kafka:           envconfig.LoadKafka(r, true),
 		PollInterval:    r.PositiveDuration("RELAY_POLL_INTERVAL", 500*time.Millisecond),
+		Linger:          r.Duration("RELAY_LINGER", 10*time.Millisecond),
 		BatchSize:       r.IntIn("RELAY_BATCH_SIZE", 500, 1, 10000),
 		LockRetry:       r.PositiveDuration("RELAY_LOCK_RETRY", time.Second),
 		BacklogInterval: r.PositiveDuration("RELAY_BACKLOG_SAMPLE_INTERVAL", 5*time.Second),
 		ProduceTimeout:  r.PositiveDuration("RELAY_PRODUCE_TIMEOUT", 10*time.Second),
+	}
+	if cfg.Linger < 0 || cfg.Linger > time.Second {
+		r.Fail("RELAY_LINGER=%s: want 0 to 1s", cfg.Linger)
 	}
 	cfg.Ops = envconfig.LoadOps(r, envconfig.Ops{LogLevel: "info", Addr: ":9102", ShutdownTimeout: 10 * time.Second})
 	return cfg, r.Err()
@@ -46,6 +51,7 @@ func (c config) Relay() relay.Config {
 		DatabaseURL:     c.Postgres.URL.Reveal(),
 		BatchSize:       c.BatchSize,
 		PollInterval:    c.PollInterval,
+		Linger:          c.Linger,
 		LockRetry:       c.LockRetry,
 		BacklogInterval: c.BacklogInterval,
 	}
@@ -59,6 +65,7 @@ func (c config) LogValue() slog.Value {
 		slog.Any("kafka", c.Kafka),
 		slog.Any("ops", c.Ops),
 		slog.String("poll_interval", c.PollInterval.String()),
+		slog.String("linger", c.Linger.String()),
 		slog.Int("batch_size", c.BatchSize),
 		slog.String("lock_retry", c.LockRetry.String()),
 		slog.String("backlog_sample_interval", c.BacklogInterval.String()),

@@ -28,6 +28,7 @@ func TestLoadConfig(t *testing.T) {
 				Kafka:           envconfig.Kafka{Brokers: []string{"127.0.0.1:9092"}},
 				Ops:             envconfig.Ops{LogLevel: "info", Addr: ":9102", ShutdownTimeout: 10 * time.Second},
 				PollInterval:    500 * time.Millisecond,
+				Linger:          10 * time.Millisecond,
 				BatchSize:       500,
 				LockRetry:       time.Second,
 				BacklogInterval: 5 * time.Second,
@@ -42,6 +43,7 @@ func TestLoadConfig(t *testing.T) {
 				"LOG_LEVEL":           "debug",
 				"OPS_ADDR":            ":1",
 				"RELAY_POLL_INTERVAL": "50ms",
+				"RELAY_LINGER":        "0s",
 				"RELAY_BATCH_SIZE":    "10",
 				"RELAY_LOCK_RETRY":    "2s",
 			},
@@ -60,11 +62,12 @@ func TestLoadConfig(t *testing.T) {
 			name: "every problem reported",
 			env: map[string]string{
 				"RELAY_BATCH_SIZE":    "0",
+				"RELAY_LINGER":        "2s",
 				"RELAY_POLL_INTERVAL": "soon",
 				"RELAY_LOCK_RETRY":    "-1s",
 				"LOG_LEVEL":           "loud",
 			},
-			wantErr: []string{"RELAY_BATCH_SIZE", "RELAY_POLL_INTERVAL", "RELAY_LOCK_RETRY", "LOG_LEVEL"},
+			wantErr: []string{"RELAY_BATCH_SIZE", "RELAY_LINGER", "RELAY_POLL_INTERVAL", "RELAY_LOCK_RETRY", "LOG_LEVEL"},
 		},
 	}
 	for _, tt := range tests {
