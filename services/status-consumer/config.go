@@ -17,6 +17,7 @@ type config struct {
 	MaxPollRecords int
 	RetryTimeout   time.Duration
 	AttemptTimeout time.Duration
+	BatchWait      time.Duration
 }
 
 // loadConfig reads the configuration through getenv, applies the defaults and
@@ -29,6 +30,10 @@ func loadConfig(getenv func(string) string) (config, error) {
 		MaxPollRecords: r.IntIn("CONSUMER_MAX_POLL_RECORDS", 500, 1, 100000),
 		RetryTimeout:   r.PositiveDuration("CONSUMER_RETRY_TIMEOUT", 30*time.Second),
 		AttemptTimeout: r.PositiveDuration("CONSUMER_ATTEMPT_TIMEOUT", 10*time.Second),
+		BatchWait:      r.Duration("CONSUMER_BATCH_WAIT", 20*time.Millisecond),
+	}
+	if cfg.BatchWait < 0 || cfg.BatchWait > time.Second {
+		r.Fail("CONSUMER_BATCH_WAIT=%s: want 0 to 1s", cfg.BatchWait)
 	}
 	if cfg.Postgres.MaxConns < 2 {
 		r.Fail("DATABASE_MAX_CONNS=%d: the status consumer needs at least 2", cfg.Postgres.MaxConns)
@@ -44,6 +49,7 @@ func (c config) Consumer() consumer.Config {
 		MaxPollRecords: c.MaxPollRecords,
 		RetryTimeout:   c.RetryTimeout,
 		AttemptTimeout: c.AttemptTimeout,
+		BatchWait:      c.BatchWait,
 	}
 }
 
@@ -58,5 +64,6 @@ func (c config) LogValue() slog.Value {
 		slog.Int("max_poll_records", c.MaxPollRecords),
 		slog.String("retry_timeout", c.RetryTimeout.String()),
 		slog.String("attempt_timeout", c.AttemptTimeout.String()),
+		slog.String("batch_wait", c.BatchWait.String()),
 	)
 }

@@ -30,6 +30,7 @@ func TestLoadConfig(t *testing.T) {
 				MaxPollRecords: 500,
 				RetryTimeout:   30 * time.Second,
 				AttemptTimeout: 10 * time.Second,
+				BatchWait:      20 * time.Millisecond,
 			},
 		},
 		{
@@ -42,6 +43,7 @@ func TestLoadConfig(t *testing.T) {
 				"OPS_ADDR":                  ":1",
 				"CONSUMER_MAX_POLL_RECORDS": "10",
 				"CONSUMER_RETRY_TIMEOUT":    "1m",
+				"CONSUMER_BATCH_WAIT":       "0s",
 			},
 			want: config{
 				Postgres:       postgres.Config{URL: "postgres://u:p@db:5432/x", MaxConns: 4},
@@ -57,10 +59,11 @@ func TestLoadConfig(t *testing.T) {
 			env: map[string]string{
 				"CONSUMER_MAX_POLL_RECORDS": "0",
 				"CONSUMER_RETRY_TIMEOUT":    "later",
+				"CONSUMER_BATCH_WAIT":       "5s",
 				"DATABASE_MAX_CONNS":        "1",
 				"LOG_LEVEL":                 "loud",
 			},
-			wantErr: []string{"CONSUMER_MAX_POLL_RECORDS", "CONSUMER_RETRY_TIMEOUT", "DATABASE_MAX_CONNS", "LOG_LEVEL"},
+			wantErr: []string{"CONSUMER_MAX_POLL_RECORDS", "CONSUMER_RETRY_TIMEOUT", "CONSUMER_BATCH_WAIT", "DATABASE_MAX_CONNS", "LOG_LEVEL"},
 		},
 	}
 	for _, tt := range tests {

@@ -73,7 +73,16 @@ type Config struct {
 	// AttemptTimeout bounds one PostgreSQL transaction, one produce or one
 	// offset commit.
 	AttemptTimeout time.Duration
+	// BatchWait is how long the broker may hold a fetch for more outcomes
+	// (up to batchBytes) before answering with what it has: fewer, larger
+	// batches when outcomes trickle in, at most this much later. 0 answers
+	// as soon as there is one.
+	BatchWait time.Duration
 }
+
+// batchBytes is how much the broker gathers before it answers a fetch
+// within BatchWait: about 500 outcomes, the default poll's size.
+const batchBytes = 64 << 10
 
 // Consumer applies outcomes. Create it with New, run it with Run, and Close it.
 type Consumer struct {
@@ -121,11 +130,11 @@ func New(cfg Config, db *pgxpool.Pool, logger *slog.Logger, reg prometheus.Regis
 		pending:   map[topicPartition]*kgo.Record{},
 		deferrals: map[topicPartition]headDeferrals{},
 	}
-	cl, err := kafka.NewClient(cfg.Brokers, logger,
+	opts := append([]kgo.Opt{
 		kgo.ConsumerGroup(Group),
 		// A crashed member's partitions move after this long (the default
 		// is 45 s): outcomes wait no longer than that to be applied.
-		kgo.SessionTimeout(10*time.Second),
+		kgo.SessionTimeout(10 * time.Second),
 		kgo.ConsumeTopics(kafka.TopicOutcomes),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
@@ -135,15 +144,24 @@ func New(cfg Config, db *pgxpool.Pool, logger *slog.Logger, reg prometheus.Regis
 		kgo.OnPartitionsCallbackBlocked(func(context.Context, *kgo.Client) { c.abort() }),
 		kgo.OnPartitionsRevoked(c.onRevoked),
 		kgo.OnPartitionsLost(c.onLost),
-		// Events are produced one at a time and waited for: do not linger.
+		// A batch's events are flushed at once: nothing to linger for.
 		kgo.ProducerLinger(0),
 		kgo.RequiredAcks(kgo.AllISRAcks()),
-	)
+	}, fetchWait(cfg.BatchWait)...)
+	cl, err := kafka.NewClient(cfg.Brokers, logger, opts...)
 	if err != nil {
 		return nil, err
 	}
 	c.cl = cl
 	return c, nil
+}
+
+// fetchWait lets the broker hold a fetch up to wait for batchBytes.
+func fetchWait(wait time.Duration) []kgo.Opt {
+	if wait <= 0 {
+		return nil
+	}
+	return []kgo.Opt{kgo.FetchMinBytes(batchBytes), kgo.FetchMaxWait(wait)}
 }
 
 // Ping checks that a Kafka broker answers.
