@@ -12,7 +12,11 @@ type config struct {
 	Kafka      envconfig.Kafka
 	Partitions int
 	JWTSecret  envconfig.Secret
-	DevMode    bool
+	// DevMode lets `token` sign with the public dev secret when
+	// AUTH_JWT_SECRET is unset. It is on unless FINANCE_DEV_MODE=false: a
+	// token signed so is accepted only by a gateway in dev mode (make run's),
+	// never by one that has a secret of its own.
+	DevMode bool
 	// LogLevel is the level of the Kafka client's log on stderr. A CLI's
 	// stderr is for the operator, who gets each failure as one line anyway,
 	// so it defaults to error, not info.
@@ -35,7 +39,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 		Kafka:      envconfig.LoadKafka(r, true),
 		Partitions: r.Int("KAFKA_PARTITIONS", kafka.DefaultPartitions),
 		JWTSecret:  r.Secret("AUTH_JWT_SECRET", ""),
-		DevMode:    r.Bool("FINANCE_DEV_MODE", false),
+		DevMode:    r.Bool("FINANCE_DEV_MODE", true),
 		LogLevel:   r.LogLevel("error"),
 	}
 	if c.Partitions < 1 {

@@ -56,10 +56,11 @@ func jwtSecret(e *env) (string, error) {
 	s := e.cfg.JWTSecret.Reveal()
 	switch {
 	case s == "" && e.cfg.DevMode:
-		fmt.Fprintln(e.stderr, "financectl token: AUTH_JWT_SECRET unset, FINANCE_DEV_MODE=true: signing with the public dev secret")
+		fmt.Fprintln(e.stderr, "financectl token: AUTH_JWT_SECRET is not set: signed with the public dev secret, "+
+			"which only a gateway in dev mode (make run's) accepts")
 		return auth.DevSecret, nil
 	case s == "":
-		return "", fmt.Errorf("AUTH_JWT_SECRET is not set (set it to the gateway's secret, or FINANCE_DEV_MODE=true to use the dev secret)")
+		return "", fmt.Errorf("AUTH_JWT_SECRET is not set and FINANCE_DEV_MODE=false: set it to the gateway's secret")
 	case len(s) < auth.MinSecretLen:
 		return "", fmt.Errorf("AUTH_JWT_SECRET is %d bytes, want at least %d", len(s), auth.MinSecretLen)
 	}
