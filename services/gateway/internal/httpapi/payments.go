@@ -68,8 +68,11 @@ type paymentJSON struct {
 	IdempotencyKey string         `json:"idempotency_key"`
 	FailureReason  string         `json:"failure_reason,omitempty"`
 	CreatedAt      string         `json:"created_at"`
-	UpdatedAt      string         `json:"updated_at"`
-	StatusURL      string         `json:"status_url"`
+	// UpdatedAt is when the payment last changed, to the microsecond: a
+	// client (and the load test's answer→visible figure) can tell when its
+	// final status was written.
+	UpdatedAt string `json:"updated_at"`
+	StatusURL string `json:"status_url"`
 }
 
 // paymentURL is the payment's status URL. It names the uid, which never
@@ -88,7 +91,7 @@ func toPaymentJSON(p store.Payment) paymentJSON {
 		Amount:         p.Amount,
 		IdempotencyKey: p.IdempotencyKey,
 		CreatedAt:      p.CreatedAt.UTC().Format(time.RFC3339),
-		UpdatedAt:      p.UpdatedAt.UTC().Format(time.RFC3339),
+		UpdatedAt:      p.UpdatedAt.UTC().Format(time.RFC3339Nano),
 		StatusURL:      paymentURL(p.UID),
 	}
 	if p.Status == payment.StatusFailed {
