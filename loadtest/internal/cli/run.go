@@ -105,6 +105,15 @@ func runFlags(getenv func(string) string) (*flag.FlagSet, *runOptions) {
 	})
 	fs.DurationVar(&o.ov.OutageAt, "outage-at", 0, "start a processor outage this long after the start")
 	fs.DurationVar(&o.ov.OutageDuration, "outage-duration", 0, "length of the processor outage")
+	fs.Func("pollers", "clients polling every accepted payment's status URL about once a second until it is final, "+
+		"each with its own connection (pipeline only; default: the scenario's, 16 for burst-poll, else 0)", func(s string) error {
+		v, err := strconv.Atoi(s)
+		if err != nil {
+			return fmt.Errorf("want a whole number")
+		}
+		o.ov.Pollers, o.ov.PollersSet = v, true
+		return nil
+	})
 	return fs, o
 }
 
@@ -133,7 +142,7 @@ func runCommand(ctx context.Context, args []string, env Env) error {
 	opts := loadgen.Options{
 		RunID: runID, Workload: p.workload, Target: p.target, Sim: p.sim, FirstUser: o.firstUser, Tokens: p.tokens,
 		ExecBaseline: p.stats.ExecutionsRecorded, DrainTimeout: o.drainTimeout,
-		Workers: o.maxConns,
+		Workers: o.maxConns, Poller: p.poller,
 	}
 	if err := setChecker(ctx, &opts, o, p); err != nil {
 		return err
@@ -168,11 +177,20 @@ func parseRun(args []string, env Env) (*runOptions, error) {
 		problems = append(problems, scErr.Error())
 	}
 	o.sc = sc
+	maxConnsSet := false
+	fs.Visit(func(f *flag.Flag) { maxConnsSet = maxConnsSet || f.Name == "max-conns" })
+	if !maxConnsSet && sc.Conns > 0 {
+		o.maxConns = sc.Conns
+	}
 	kind, err := target.ParseKind(o.target)
 	if err != nil {
 		problems = append(problems, "--target: "+err.Error())
 	}
 	o.kind = kind
+	if kind == target.Legacy && ((o.ov.PollersSet && o.ov.Pollers > 0) || (!o.ov.PollersSet && sc.Pollers > 0)) {
+		problems = append(problems, "status polling needs --target pipeline: the as-is service answers a payment "+
+			"synchronously and has no status to poll (--pollers 0 runs the same load without polling)")
+	}
 	if o.url == "" {
 		o.url = defaultPipelineURL
 		if kind == target.Legacy {
@@ -249,6 +267,7 @@ type preflighted struct {
 	stats    simclient.Stats // the simulator's counters before the load
 	workload scenario.Workload
 	target   *target.Client
+	poller   *target.Client // the status pollers' connections; nil without pollers
 	pool     *pgxpool.Pool
 	lastUser int64
 	tokens   []string
@@ -261,6 +280,9 @@ func (p *preflighted) close() {
 	}
 	if p.target != nil {
 		p.target.Close()
+	}
+	if p.poller != nil {
+		p.poller.Close()
 	}
 }
 
@@ -289,6 +311,9 @@ func preflight(ctx context.Context, o *runOptions) (_ *preflighted, err error) {
 	p.target = target.New(o.kind, o.url, o.maxConns, o.timeout)
 	if err := p.target.Ready(pctx); err != nil {
 		return nil, err
+	}
+	if p.workload.Pollers > 0 {
+		p.poller = target.New(o.kind, o.url, p.workload.Pollers, o.timeout)
 	}
 	if p.pool, err = connect(pctx, o.databaseURL); err != nil {
 		return nil, fmt.Errorf("the %s database (--database-url) is unreachable: %w", o.kind, err)

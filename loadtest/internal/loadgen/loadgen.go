@@ -60,6 +60,9 @@ type Options struct {
 	// from their intended time.
 	Workers  int
 	Progress func(Status)
+	// Poller is the status pollers' own client (its own connections);
+	// nil polls through Target.
+	Poller *target.Client
 	// AfterDrain, when set, is called once the load and the drain are over,
 	// before the checker runs (whose own queries are not the system's work).
 	AfterDrain func()
@@ -77,6 +80,8 @@ type runner struct {
 	start    time.Time
 	rec      *Recorder
 	writes   []check.Write
+	polls    []Poll
+	pollers  *pollers
 	inflight [2]atomic.Int64
 	wg       sync.WaitGroup
 
@@ -126,6 +131,10 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 
 	// Long-lived workers send the requests: a goroutine per request would
 	// spend the generator's CPU growing fresh stacks.
+	if w.Pollers > 0 {
+		r.polls = make([]Poll, nw)
+		r.pollers = r.startPollers(ctx, w.Pollers, nw)
+	}
 	events := make(chan event, 1<<16)
 	for range min(o.Workers, w.Requests()) {
 		r.wg.Add(1)
@@ -143,10 +152,20 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	// Every request has its own timeout: the last answers come within it.
 	r.wg.Wait()
 	<-outageDone
+	if r.pollers != nil {
+		r.pollers.close()
+	}
 
 	if err == nil && o.Backlog != nil {
 		r.setPhase("drain")
 		r.drain(ctx, &res.Drain)
+	}
+	if r.pollers != nil {
+		grace := pollGrace
+		if err != nil {
+			grace = 0
+		}
+		r.pollers.wait(grace)
 	}
 	if err == nil {
 		err = ctx.Err()
@@ -176,6 +195,10 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		}
 	}
 	drainStats(res, w.Limit, o.Backlog != nil, r.start, execs)
+	if r.pollers != nil {
+		ps := pollStats(w.Pollers, r.polls, execs, r.start, w.Limit)
+		res.Poll = &ps
+	}
 	res.EndedAt = time.Now()
 	return res, err
 }
@@ -209,6 +232,9 @@ func (r *runner) schedule(ctx context.Context, events chan<- event) error {
 			// (user, amount) names one request even where the processor's
 			// as-is API carries no key.
 			amount := -(100 + writesPerUser[u])
+			if w.Credits {
+				amount = -amount
+			}
 			writesPerUser[u]++
 			ev.write = nextWrite
 			nextWrite++
@@ -244,6 +270,10 @@ func (r *runner) fire(ctx context.Context, ev event) {
 			UserID: user, MerchantID: Merchants[ev.i%len(Merchants)], Amount: wr.Amount, Key: wr.Key,
 		})
 		wr.Code, wr.Class, wr.PaymentID = resp.Code, resp.Class, resp.PaymentID
+		if r.pollers != nil && resp.Class == target.OK && resp.StatusURL != "" {
+			r.polls[ev.write] = Poll{UID: resp.PaymentUID, StatusURL: resp.StatusURL, Token: tok}
+			r.pollers.follow(ev.write)
+		}
 	} else {
 		resp = r.o.Target.Feed(ctx, tok, user)
 	}

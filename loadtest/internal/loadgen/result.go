@@ -105,6 +105,8 @@ type Result struct {
 	Samples       []Sample      `json:"samples"`
 	Outage        *OutageWindow `json:"outage,omitempty"`
 	Drain         Drain         `json:"drain"`
-	Check         check.Report  `json:"check"`
-	CheckErr      string        `json:"check_error,omitempty"`
+	// Poll is what the status pollers measured (scenarios with pollers).
+	Poll     *PollStats   `json:"poll,omitempty"`
+	Check    check.Report `json:"check"`
+	CheckErr string       `json:"check_error,omitempty"`
 }

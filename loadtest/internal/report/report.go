@@ -146,6 +146,12 @@ func goals(res *loadgen.Result, kind target.Kind) []Goal {
 		accepted = "2xx (201: executed and stored)"
 	}
 	switch {
+	case res.Poll != nil:
+		g = append(g,
+			Goal{Name: "every payment answered " + accepted, Want: fmt.Sprintf("%d of %d", w.Sent, w.Sent),
+				Got: fmt.Sprintf("%d of %d", w.ByClass[string(target.OK)], w.Sent),
+				Met: w.Sent > 0 && w.ByClass[string(target.OK)] == w.Sent})
+		g = append(g, pollGoals(*res.Poll)...)
 	case res.Workload.Burst:
 		g = append(g,
 			Goal{Name: "every payment answered " + accepted, Want: fmt.Sprintf("%d of %d", w.Sent, w.Sent),
@@ -189,6 +195,22 @@ func goals(res *loadgen.Result, kind target.Kind) []Goal {
 		g = append(g, dg)
 	}
 	return append(g, clean)
+}
+
+// pollGoals are burst-poll's targets: every payment final within
+// 1.15 × N/L of the burst's start, and its final status written (visible
+// to a poll) within 1 s of the processor's answer at p99.
+func pollGoals(ps loadgen.PollStats) []Goal {
+	drain := Goal{Name: "every payment final (drain with clients polling)",
+		Want: fmt.Sprintf("≤ %.2f × N/L = %.1f s after the burst's start", loadgen.DrainGoal, loadgen.DrainGoal*ps.IdealDrain),
+		Got: fmt.Sprintf("%d of %d final, the last at %.1f s (%.2f × N/L; N/L = %.1f s)",
+			ps.SeenFinal, ps.Followed, ps.LastFinalAt, ps.DrainOfIdeal, ps.IdealDrain),
+		Met: ps.DrainMet()}
+	visible := Goal{Name: "answer→visible p99 (server: updated_at − execution)", Want: "< 1000 ms",
+		Got: fmt.Sprintf("%.1f ms over %d executed payments (client-observed p99 %.1f ms)",
+			ps.ServerVisible.P99, ps.Executed, ps.ClientVisible.P99),
+		Met: ps.Executed > 0 && ps.ServerVisible.P99 < 1000}
+	return []Goal{drain, visible}
 }
 
 // drainState says how far the backlog drained.
@@ -365,6 +387,19 @@ func Markdown(r *Report) string {
 		p("\n## Drain\n\nBacklog peak %d at %.1f s; %s. From the peak until nothing was pending the processor executed "+
 			"%d of the run's payments at %.1f/s (%.3f × L), by the executions' own timestamps.\n",
 			d.Peak, d.PeakAt, drainState(d), d.Executions, d.ExecRate, d.RateOfLimit)
+	}
+	if ps := res.Poll; ps != nil {
+		p("\n## Status polling\n\n%d clients polled each accepted payment's status URL about once a second until it was final: "+
+			"%d payments followed, %d seen final, %d polls (%d failed). The last final status was written %.1f s after the burst's "+
+			"start (%.2f × N/L, N/L = %.1f s) and first seen by a poll at %.1f s.\n\n"+
+			"Answer→visible, from the processor's execution (the simulator's record, by key `payment-<uid>`) of the %d executed payments:\n\n"+
+			"| figure | p50 ms | p90 ms | p99 ms | max ms |\n|---|---:|---:|---:|---:|\n"+
+			"| server: `updated_at` of the final status − execution | %.1f | %.1f | %.1f | %.1f |\n"+
+			"| client: first poll that saw it final − execution (adds up to the 1 s poll interval) | %.1f | %.1f | %.1f | %.1f |\n",
+			ps.Pollers, ps.Followed, ps.SeenFinal, ps.Polls, ps.PollErrors, ps.LastFinalAt, ps.DrainOfIdeal, ps.IdealDrain, ps.LastSeenAt,
+			ps.Executed,
+			ps.ServerVisible.P50, ps.ServerVisible.P90, ps.ServerVisible.P99, ps.ServerVisible.Max,
+			ps.ClientVisible.P50, ps.ClientVisible.P90, ps.ClientVisible.P99, ps.ClientVisible.Max)
 	}
 	if res.Outage != nil {
 		p("\nProcessor outage from %.1f s to %.1f s.\n", res.Outage.Start, res.Outage.End)

@@ -19,6 +19,10 @@ func Table(reps []*Report) string {
 		if d := res.Drain; d.Applicable {
 			drain = fmt.Sprintf("%.1f/s (%.2f L); %s", d.ExecRate, d.RateOfLimit, drainState(d))
 		}
+		if ps := res.Poll; ps != nil {
+			drain += fmt.Sprintf("; polled: last final at %.1f s (%.2f × N/L), answer→visible p99 %.0f ms (client %.0f ms)",
+				ps.LastFinalAt, ps.DrainOfIdeal, ps.ServerVisible.P99, ps.ClientVisible.P99)
+		}
 		feed := "-"
 		if res.Reads.Sent > 0 {
 			feed = fmt.Sprintf("%.1f", res.Reads.Latency.P99)

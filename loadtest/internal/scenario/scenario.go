@@ -41,6 +41,15 @@ type Scenario struct {
 	Burst bool
 	// NotInCI marks a scenario too long for CI.
 	NotInCI bool
+	// Pollers are clients that poll every accepted payment's status URL
+	// about once a second until it is final (pipeline only).
+	Pollers int
+	// Credits makes the payments credits (positive amounts, adding funds)
+	// instead of payments to merchants.
+	Credits bool
+	// Conns is the scenario's default connection limit (--max-conns): the
+	// clients that send its payments.
+	Conns int
 }
 
 // All returns every scenario, by name.
@@ -55,6 +64,13 @@ func All() map[string]Scenario {
 			Name:    "burst",
 			Summary: "10,000 payments within one second, then the backlog drains at the processor's limit L",
 			Users:   10_000, Rate: 10_000, Duration: time.Second, ReadRatio: 0, Burst: true,
+		},
+		"burst-poll": {
+			Name: "burst-poll",
+			Summary: "6,000 credits over 2,000 users sent at once through 64 connections while 16 clients poll " +
+				"each pending payment once a second; every payment final within 1.15 × N/L (pipeline only)",
+			Users: 2_000, Rate: 6_000, Duration: time.Second, ReadRatio: 0, Burst: true,
+			Pollers: 16, Credits: true, Conns: 64,
 		},
 		"mixed": {
 			Name:    "mixed",
@@ -106,6 +122,9 @@ type Overrides struct {
 	ReadRatioSet   bool
 	OutageAt       time.Duration
 	OutageDuration time.Duration
+	// Pollers, when set, replaces the scenario's status pollers.
+	Pollers    int
+	PollersSet bool
 }
 
 // Workload is a scenario resolved against the overrides and the processor's
@@ -120,6 +139,8 @@ type Workload struct {
 	Outage    *Outage       `json:"outage,omitempty"`
 	Burst     bool          `json:"burst"`
 	Limit     float64       `json:"processor_limit"`
+	Pollers   int           `json:"pollers,omitempty"`
+	Credits   bool          `json:"credits,omitempty"`
 }
 
 // Requests is how many requests the workload sends.
@@ -144,7 +165,7 @@ func (w Workload) Writes() int {
 func Resolve(s Scenario, o Overrides, limit float64) (Workload, error) {
 	var errs []error
 	w := Workload{Scenario: s.Name, Users: s.Users, Rate: s.Rate, Duration: s.Duration, ReadRatio: s.ReadRatio,
-		Burst: s.Burst, Limit: limit}
+		Burst: s.Burst, Limit: limit, Pollers: s.Pollers, Credits: s.Credits}
 	if s.Outage != nil {
 		out := *s.Outage
 		w.Outage = &out
@@ -157,6 +178,12 @@ func Resolve(s Scenario, o Overrides, limit float64) (Workload, error) {
 	}
 	if o.ReadRatioSet {
 		w.ReadRatio = o.ReadRatio
+	}
+	if o.PollersSet {
+		w.Pollers = o.Pollers
+	}
+	if w.Pollers < 0 {
+		errs = append(errs, fmt.Errorf("--pollers %d: want 0 or more", w.Pollers))
 	}
 	if w.ReadRatio < 0 || w.ReadRatio > 1 {
 		errs = append(errs, fmt.Errorf("--read-ratio %v: want 0..1", w.ReadRatio))

@@ -71,6 +71,11 @@ type Response struct {
 	Class Class
 	// PaymentID is the pipeline's payment id from a 2xx payment answer.
 	PaymentID int64
+	// PaymentUID and StatusURL name the payment of a pipeline's 2xx
+	// payment answer: its uid (the processor's key is payment-<uid>) and
+	// the path to poll for its status.
+	PaymentUID string
+	StatusURL  string
 	// Balance is the balance of a 2xx feed answer.
 	Balance int64
 	Err     string
@@ -255,14 +260,46 @@ func (c *Client) Pay(ctx context.Context, tok string, p Payment) Response {
 	r, b := c.do(req)
 	if r.Class == OK && c.kind == Pipeline {
 		var v struct {
-			ID int64 `json:"id"`
+			ID        int64  `json:"id"`
+			UID       string `json:"uid"`
+			StatusURL string `json:"status_url"`
 		}
 		if err := json.Unmarshal(b, &v); err != nil || v.ID == 0 {
 			r.Err = fmt.Sprintf("2xx without a payment id: %s", truncate(b))
 		}
-		r.PaymentID = v.ID
+		r.PaymentID, r.PaymentUID, r.StatusURL = v.ID, v.UID, v.StatusURL
 	}
 	return r
+}
+
+// PaymentStatus is a payment as GET of its status URL shows it.
+type PaymentStatus struct {
+	Status string
+	// UpdatedAt is the payment's last change, as the gateway wrote it.
+	UpdatedAt time.Time
+}
+
+// Status reads the pipeline payment at statusURL (the path a 2xx payment
+// answer named) as the user whose token is tok, as a client polls it.
+func (c *Client) Status(ctx context.Context, tok, statusURL string) (PaymentStatus, Response) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+statusURL, nil)
+	if err != nil {
+		return PaymentStatus{}, Response{Class: NetError, Err: err.Error()}
+	}
+	req.Header.Set("Authorization", "Bearer "+tok)
+	r, b := c.do(req)
+	if r.Class != OK {
+		return PaymentStatus{}, r
+	}
+	var v struct {
+		Status    string    `json:"status"`
+		UpdatedAt time.Time `json:"updated_at"`
+	}
+	if err := json.Unmarshal(b, &v); err != nil || v.Status == "" {
+		r.Err = fmt.Sprintf("payment without a status: %s", truncate(b))
+		return PaymentStatus{}, r
+	}
+	return PaymentStatus{Status: v.Status, UpdatedAt: v.UpdatedAt}, r
 }
 
 // Feed reads the feed of user as the user whose token is tok.
