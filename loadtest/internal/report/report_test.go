@@ -139,3 +139,25 @@ func TestCPUSection(t *testing.T) {
 		t.Errorf("without --local-cpu the section does not say what is missing:\n%s", md)
 	}
 }
+
+func TestPollGoals(t *testing.T) {
+	t.Parallel()
+	res := burst(40, true, 299, check.Report{})
+	res.Workload.Scenario, res.Workload.Pollers = "burst-poll", 16
+	res.Poll = &loadgen.PollStats{Pollers: 16, Followed: 100, SeenFinal: 100, Executed: 100, IdealDrain: 20, LastFinalAt: 22.9,
+		DrainOfIdeal: 1.145, ServerVisible: loadgen.Percentiles{Count: 100, P99: 999}, ClientVisible: loadgen.Percentiles{Count: 100, P99: 1900}}
+	const drain, visible = "every payment final (drain with clients polling)", "answer→visible p99 (server: updated_at − execution)"
+	r := report.Judge(res, target.Pipeline, "", simclient.Settings{}, "", "", report.Machine{})
+	if diff := cmp.Diff(map[string]bool{"every payment answered 202": true, drain: true, visible: true, "invariant checker": true},
+		metOf(r)); diff != "" {
+		t.Errorf("goals (-want +got):\n%s", diff)
+	}
+	res.Poll.LastFinalAt, res.Poll.ServerVisible.P99 = 23.5, 1000
+	r = report.Judge(res, target.Pipeline, "", simclient.Settings{}, "", "", report.Machine{})
+	if m := metOf(r); m[drain] || m[visible] {
+		t.Errorf("a drain of 23.5 s against 1.15 × 20 s and a p99 of 1000 ms met the goals: %v", m)
+	}
+	if table := report.Table([]*report.Report{r}); !strings.Contains(table, "answer→visible p99 1000 ms (client 1900 ms)") {
+		t.Errorf("the table row lacks the polling figures:\n%s", table)
+	}
+}

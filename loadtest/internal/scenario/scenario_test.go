@@ -24,6 +24,17 @@ func TestResolve(t *testing.T) {
 				Duration: time.Second, Burst: true, Limit: 300},
 		},
 		{
+			name: "burst-poll defaults: 6,000 credits over 2,000 users, 16 pollers", scenario: "burst-poll",
+			want: scenario.Workload{Scenario: "burst-poll", Users: 2_000, Rate: 6_000, Think: time.Second / 3,
+				Duration: time.Second, Burst: true, Limit: 300, Pollers: 16, Credits: true},
+		},
+		{
+			name: "burst-poll with fewer pollers", scenario: "burst-poll",
+			o: scenario.Overrides{Users: 100, Rate: 300, Pollers: 2, PollersSet: true},
+			want: scenario.Workload{Scenario: "burst-poll", Users: 100, Rate: 300, Think: time.Second / 3,
+				Duration: time.Second, Burst: true, Limit: 300, Pollers: 2, Credits: true},
+		},
+		{
 			name: "read-heavy: users and think give the rate", scenario: "read-heavy",
 			o: scenario.Overrides{Users: 100, Think: time.Second, Duration: 20 * time.Second},
 			want: scenario.Workload{Scenario: "read-heavy", Users: 100, Rate: 100, Think: time.Second,
