@@ -152,6 +152,14 @@ func TestSmokeBurstAndReadHeavy(t *testing.T) {
 		rep := loadtest(t, append([]string{"run", "--scenario", "burst", "--users", users, "--rate", users}, pipeline...)...)
 		assertClean(t, rep, 300)
 	})
+	t.Run("burst-poll", func(t *testing.T) {
+		rep := loadtest(t, append([]string{"run", "--scenario", "burst-poll", "--users", "50", "--rate", "100",
+			"--pollers", "4"}, pipeline...)...)
+		assertClean(t, rep, 100)
+		if p := rep.Result.Poll; p == nil || p.Followed != 100 || p.SeenFinal != 100 || p.Executed == 0 {
+			t.Errorf("the pollers did not see every payment final: %+v", p)
+		}
+	})
 	t.Run("read-heavy", func(t *testing.T) {
 		rep := loadtest(t, append([]string{"run", "--scenario", "read-heavy", "--users", "100", "--think", "2s",
 			"--duration", "15s"}, pipeline...)...)
