@@ -10,7 +10,8 @@
 #
 # Runs: burst on both targets; the burst's 10,000 payments at 1,000, 2,000
 # and 4,000/s on the pipeline; the burst with the pipeline's workers paused
-# (the acceptance path alone); read-heavy, mixed and outage on both targets.
+# (the acceptance path alone); burst-poll on the pipeline (it has no as-is
+# form); read-heavy, mixed and outage on both targets.
 # Each run writes OUT/<name>/{results.json,summary.md,*.png}.
 set -euo pipefail
 
@@ -52,6 +53,8 @@ for _ in $(seq 600); do
 done
 kill -CONT $workers
 wait $lt_pid
+
+run burst-poll-pipeline --scenario burst-poll "${pipeline[@]}"
 
 for s in read-heavy mixed outage; do
 	run "$s-pipeline" --scenario "$s" "${pipeline[@]}"
