@@ -146,7 +146,7 @@ func goals(res *loadgen.Result, kind target.Kind) []Goal {
 		accepted = "2xx (201: executed and stored)"
 	}
 	switch {
-	case res.Poll != nil:
+	case res.Poll != nil && res.Workload.Burst:
 		g = append(g,
 			Goal{Name: "every payment answered " + accepted, Want: fmt.Sprintf("%d of %d", w.Sent, w.Sent),
 				Got: fmt.Sprintf("%d of %d", w.ByClass[string(target.OK)], w.Sent),
