@@ -68,9 +68,9 @@ type paymentJSON struct {
 	IdempotencyKey string         `json:"idempotency_key"`
 	FailureReason  string         `json:"failure_reason,omitempty"`
 	CreatedAt      string         `json:"created_at"`
-	// UpdatedAt is when the payment last changed, to the microsecond: a
-	// client (and the load test's answer→visible figure) can tell when its
-	// final status was written.
+	// CreatedAt and UpdatedAt are to the microsecond: a client (and the
+	// load test's answer→visible figure) can tell when the final status
+	// was written.
 	UpdatedAt string `json:"updated_at"`
 	StatusURL string `json:"status_url"`
 }
@@ -90,7 +90,7 @@ func toPaymentJSON(p store.Payment) paymentJSON {
 		MerchantID:     p.MerchantID,
 		Amount:         p.Amount,
 		IdempotencyKey: p.IdempotencyKey,
-		CreatedAt:      p.CreatedAt.UTC().Format(time.RFC3339),
+		CreatedAt:      p.CreatedAt.UTC().Format(time.RFC3339Nano),
 		UpdatedAt:      p.UpdatedAt.UTC().Format(time.RFC3339Nano),
 		StatusURL:      paymentURL(p.UID),
 	}
