@@ -5,7 +5,6 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
-	"time"
 
 	"github.com/gin-gonic/gin"
 	"github.com/google/uuid"
@@ -54,50 +53,28 @@ func (r paymentRequest) validate() (store.NewPayment, error) {
 	return store.NewPayment{UserID: *r.UserID, MerchantID: *r.MerchantID, Amount: *r.Amount}, nil
 }
 
-// paymentJSON is a payment as the API shows it.
-type paymentJSON struct {
-	ID int64 `json:"id"`
-	// UID is the payment's globally unique id (a UUIDv7): it never repeats,
-	// not even after a database restore, where numeric ids can. The status
-	// URL names it.
-	UID            string         `json:"uid"`
-	Status         payment.Status `json:"status"`
-	UserID         int64          `json:"user_id"`
-	MerchantID     int64          `json:"merchant_id"`
-	Amount         int64          `json:"amount"`
-	IdempotencyKey string         `json:"idempotency_key"`
-	FailureReason  string         `json:"failure_reason,omitempty"`
-	CreatedAt      string         `json:"created_at"`
-	// CreatedAt and UpdatedAt are to the microsecond: a client (and the
-	// load test's answer→visible figure) can tell when the final status
-	// was written.
-	UpdatedAt string `json:"updated_at"`
-	StatusURL string `json:"status_url"`
-}
+// paymentJSON is a payment as the API shows it; webhooks carry the same
+// encoding (payment.View).
+type paymentJSON = payment.View
 
-// paymentURL is the payment's status URL. It names the uid, which never
-// repeats; GET /v1/payments/{id} takes the numeric id too.
+// paymentURL is the payment's status URL.
 func paymentURL(uid uuid.UUID) string {
-	return "/v1/payments/" + uid.String()
+	return payment.StatusURL(uid)
 }
 
 func toPaymentJSON(p store.Payment) paymentJSON {
-	out := paymentJSON{
+	return payment.NewView(payment.Fields{
 		ID:             p.ID,
-		UID:            p.UID.String(),
+		UID:            p.UID,
 		Status:         p.Status,
 		UserID:         p.UserID,
 		MerchantID:     p.MerchantID,
 		Amount:         p.Amount,
 		IdempotencyKey: p.IdempotencyKey,
-		CreatedAt:      p.CreatedAt.UTC().Format(time.RFC3339Nano),
-		UpdatedAt:      p.UpdatedAt.UTC().Format(time.RFC3339Nano),
-		StatusURL:      paymentURL(p.UID),
-	}
-	if p.Status == payment.StatusFailed {
-		out.FailureReason = p.FailureReason
-	}
-	return out
+		FailureReason:  p.FailureReason,
+		CreatedAt:      p.CreatedAt,
+		UpdatedAt:      p.UpdatedAt,
+	})
 }
 
 // createPayment is POST /v1/payments: Idempotency-Key is required.
