@@ -115,6 +115,9 @@ func (h *Hub) acquire() bool {
 
 func (h *Hub) release() { h.open.Add(-1) }
 
+// Open returns how many long-polls and streams are open.
+func (h *Hub) Open() int64 { return h.open.Load() }
+
 // Publish routes ev to the streams of its user and the waiters of its
 // payment, and keeps it for resumption. Events may come more than once and
 // out of user_seq order; subscribers sort that out by user_seq.
