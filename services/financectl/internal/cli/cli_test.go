@@ -45,6 +45,8 @@ func TestUsageErrors(t *testing.T) {
 		{"seed zero users", nil, []string{"seed", "--users", "0"}, "user count 0 must be at least 1"},
 		{"seed negative balance", nil, []string{"seed", "--users", "1", "--balance", "-5"}, "balance -5 must not be negative"},
 		{"seed start id without users", nil, []string{"seed", "--demo", "--start-id", "5"}, "need --users"},
+		{"seed history without users", nil, []string{"seed", "--demo", "--payments-per-user", "20"}, "need --users"},
+		{"seed zero payments per user", nil, []string{"seed", "--users", "1", "--payments-per-user", "-1"}, "payments per user -1 must be from 1"},
 		{"seed positional", nil, []string{"seed", "--demo", "extra"}, `unexpected argument "extra"`},
 		{"migrate unknown action", nil, []string{"migrate", "down"}, `unknown action "down"`},
 		{"migrate two actions", nil, []string{"migrate", "up", "up"}, `unexpected argument "up"`},

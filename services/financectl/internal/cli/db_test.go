@@ -307,8 +307,8 @@ func TestSeedUsers(t *testing.T) {
 			if last := lines[len(lines)-1]; !strings.HasPrefix(last, tt.wantSummary) {
 				t.Errorf("summary = %q, want prefix %q", last, tt.wantSummary)
 			}
-			if len(lines) < 2 || !strings.HasPrefix(lines[len(lines)-2], "users ") {
-				t.Errorf("no progress line in stdout:\n%s", got.stdout)
+			if !strings.HasPrefix(got.stderr, "users ") {
+				t.Errorf("no progress line on stderr (not a terminal: plain lines):\n%s", got.stderr)
 			}
 
 			var wallets, entries int64
@@ -404,4 +404,22 @@ func snapshot(t *testing.T, pool *pgxpool.Pool) map[string][]string {
 		}
 	}
 	return out
+}
+
+// TestSeedHistoryVerifies seeds users with 20 payments each, as the read
+// benchmarks do, and requires financectl verify to be clean after it.
+func TestSeedHistoryVerifies(t *testing.T) {
+	t.Parallel()
+	url := pgtest.NewDB(t)
+	env := map[string]string{"DATABASE_URL": url}
+	got := run(t, env, "seed", "--users", "12", "--payments-per-user", "20", "--batch", "5")
+	if got.code != exitOK {
+		t.Fatalf("seed: exit %d, stderr:\n%s", got.code, got.stderr)
+	}
+	if want := "users: created 12, skipped 0 (already exist), ids 1000000..1000011, balance 100000, 240 settled payments"; !strings.HasPrefix(got.stdout, want) {
+		t.Errorf("stdout = %q, want prefix %q", got.stdout, want)
+	}
+	if got := run(t, env, "verify", "--no-statement"); got.code != exitOK {
+		t.Errorf("verify after seed: exit %d, stdout:\n%s\nstderr:\n%s", got.code, got.stdout, got.stderr)
+	}
 }

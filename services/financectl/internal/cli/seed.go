@@ -5,14 +5,66 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
+	"os"
 	"strings"
 	"time"
+
+	"github.com/schollz/progressbar/v3"
+	"golang.org/x/term"
 
 	"github.com/finsvc/finance/services/financectl/internal/seed"
 )
 
 // progressEvery limits bulk-seed progress lines to about one per interval.
 const progressEvery = time.Second
+
+// seedProgress shows how far a bulk seed has come on stderr: a progress bar
+// when stderr is a terminal, else a plain line about once a second (logs,
+// CI and pipes get no control characters).
+type seedProgress struct {
+	w           io.Writer
+	bar         *progressbar.ProgressBar // nil: plain lines
+	start       time.Time
+	last        time.Time
+	prevEntries int64
+}
+
+func newSeedProgress(w io.Writer, total int64) *seedProgress {
+	p := &seedProgress{w: w, start: time.Now()}
+	if f, ok := w.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		p.bar = progressbar.NewOptions64(total,
+			progressbar.OptionSetWriter(w),
+			progressbar.OptionSetDescription("seeding users"),
+			progressbar.OptionShowCount(),
+			progressbar.OptionShowIts(),
+			progressbar.OptionSetItsString("users"),
+			progressbar.OptionThrottle(200*time.Millisecond),
+			progressbar.OptionFullWidth(),
+		)
+	}
+	return p
+}
+
+func (p *seedProgress) update(s seed.Progress) {
+	if p.bar != nil {
+		p.bar.Describe(fmt.Sprintf("seeding users (%d settled payments)", s.Entries))
+		_ = p.bar.Set64(s.Done)
+		return
+	}
+	if now := time.Now(); now.Sub(p.last) >= progressEvery || s.Done == s.Total {
+		p.last = now
+		fmt.Fprintf(p.w, "users %d/%d: created %d, skipped %d, settled payments %d (%s)\n",
+			s.Done, s.Total, s.Created, s.Skipped, s.Entries, now.Sub(p.start).Round(time.Millisecond))
+	}
+}
+
+func (p *seedProgress) finish() {
+	if p.bar != nil {
+		_ = p.bar.Finish()
+		fmt.Fprintln(p.w)
+	}
+}
 
 func seedCommand() *command {
 	var (
@@ -21,11 +73,14 @@ func seedCommand() *command {
 		startID int64
 		balance int64
 		batch   int64
+		perUser int64
+		workers int
+		fks     bool
 	)
 	return &command{
 		name: "seed",
-		args: "--demo | --users N [--start-id S] [--balance B] [--batch K]",
-		summary: "write idempotent demo data (--demo) or N bulk users with a starting balance (--users); " +
+		args: "--demo | --users N [--payments-per-user M] [--start-id S] [--balance B] [--batch K] [--workers W] [--check-fks]",
+		summary: "write idempotent demo data (--demo) or N bulk users with M settled payments each (--users, with COPY); " +
 			"existing users are skipped, never changed",
 		flags: func(*env) *flag.FlagSet {
 			fs := newFlagSet("seed")
@@ -34,6 +89,9 @@ func seedCommand() *command {
 			fs.Int64Var(&startID, "start-id", 1_000_000, "first user id `S` of --users")
 			fs.Int64Var(&balance, "balance", 100_000, "starting balance `B` of each --users user, in minor units (0: no entries)")
 			fs.Int64Var(&batch, "batch", seed.DefaultBatchSize, "users per transaction for --users")
+			fs.IntVar(&workers, "workers", seed.DefaultWorkers, "batches written at once, each on its own connection")
+			fs.BoolVar(&fks, "check-fks", false, "keep PostgreSQL's row-by-row foreign key checks even as a superuser (4x slower)")
+			fs.Int64Var(&perUser, "payments-per-user", 1, "settled payments `M` of each --users user: the starting balance B, then debits and top-ups")
 			return fs
 		},
 		run: func(ctx context.Context, e *env, fs *flag.FlagSet) error {
@@ -45,13 +103,14 @@ func seedCommand() *command {
 			if !demo && !set["users"] {
 				return usagef("want --demo or --users N")
 			}
-			opts := seed.UsersOptions{Count: users, StartID: startID, Balance: balance, BatchSize: batch}
+			opts := seed.UsersOptions{Count: users, StartID: startID, Balance: balance, BatchSize: batch, PaymentsPerUser: perUser,
+				Workers: workers, CheckFKs: fks}
 			if set["users"] {
 				if err := opts.Validate(); err != nil {
 					return usagef("%s", strings.ReplaceAll(err.Error(), "\n", "; "))
 				}
-			} else if set["start-id"] || set["balance"] || set["batch"] {
-				return usagef("--start-id, --balance and --batch need --users")
+			} else if set["start-id"] || set["balance"] || set["batch"] || set["payments-per-user"] || set["workers"] || set["check-fks"] {
+				return usagef("--start-id, --balance, --batch, --payments-per-user, --workers and --check-fks need --users")
 			}
 
 			pool, err := connect(ctx, e.cfg.Postgres)
@@ -73,15 +132,10 @@ func seedCommand() *command {
 			}
 			if set["users"] {
 				start := time.Now()
-				last := time.Time{}
-				opts.Progress = func(p seed.Progress) {
-					if now := time.Now(); now.Sub(last) >= progressEvery || p.Done == p.Total {
-						last = now
-						fmt.Fprintf(e.stdout, "users %d/%d: created %d, skipped %d (%s)\n",
-							p.Done, p.Total, p.Created, p.Skipped, now.Sub(start).Round(time.Millisecond))
-					}
-				}
+				progress := newSeedProgress(e.stderr, opts.Count)
+				opts.Progress = progress.update
 				res, err := seed.Users(ctx, pool, opts)
+				progress.finish()
 				if err != nil {
 					if errors.Is(err, context.Canceled) {
 						fmt.Fprintf(e.stdout, "interrupted: created %d, skipped %d; committed batches stay, run again to finish\n",
@@ -89,9 +143,18 @@ func seedCommand() *command {
 					}
 					return err
 				}
-				fmt.Fprintf(e.stdout, "users: created %d, skipped %d (already exist), ids %d..%d, balance %d, in %s\n",
-					res.Created, res.Skipped, opts.StartID, opts.StartID+opts.Count-1, opts.Balance,
-					time.Since(start).Round(time.Millisecond))
+				took := time.Since(start)
+				vacuumed := ""
+				if res.Created > 0 {
+					vstart := time.Now()
+					if err := seed.Analyze(ctx, pool); err != nil {
+						return err
+					}
+					vacuumed = fmt.Sprintf(", then vacuum (analyze) in %s", time.Since(vstart).Round(time.Millisecond))
+				}
+				fmt.Fprintf(e.stdout, "users: created %d, skipped %d (already exist), ids %d..%d, balance %d, %d settled payments, in %s%s\n",
+					res.Created, res.Skipped, opts.StartID, opts.StartID+opts.Count-1, opts.Balance, res.Entries,
+					took.Round(time.Millisecond), vacuumed)
 			}
 			return nil
 		},

@@ -8,11 +8,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/finsvc/finance/pkg/payment"
 	"github.com/finsvc/finance/pkg/postgres"
@@ -26,6 +28,10 @@ const Actor = "financectl seed"
 
 // DefaultBatchSize is how many users one bulk transaction creates.
 const DefaultBatchSize = 10_000
+
+// DefaultWorkers is how many bulk transactions run at once: COPY is bound
+// by the PostgreSQL backend's CPU, one core per connection.
+const DefaultWorkers = 2
 
 // Merchant is a row of the merchants table.
 type Merchant struct {
@@ -130,8 +136,20 @@ type UsersOptions struct {
 	// Balance is each new user's starting balance in minor units; 0 makes
 	// wallets without entries.
 	Balance int64
+	// PaymentsPerUser is how many settled payments each new user gets (1 if
+	// 0): the starting balance, then a history of debits and top-ups.
+	PaymentsPerUser int64
+	// End is when the seeded histories end (now if zero); every seeded
+	// payment is made before it.
+	End time.Time
 	// BatchSize users are created per transaction (DefaultBatchSize if 0).
 	BatchSize int64
+	// Workers is how many batches are written at once, each on its own
+	// connection (DefaultWorkers if 0).
+	Workers int
+	// CheckFKs keeps PostgreSQL's row-by-row foreign key checks even when
+	// the role is a superuser and could skip them (see copyBatch).
+	CheckFKs bool
 	// Progress, if set, is called after each committed batch.
 	Progress func(Progress)
 }
@@ -140,11 +158,15 @@ type UsersOptions struct {
 type Progress struct {
 	Done, Total      int64
 	Created, Skipped int64
+	// Entries is how many settled entries (and payments) were written.
+	Entries int64
 }
 
 // UsersResult says what Users wrote.
 type UsersResult struct {
 	Created, Skipped int64
+	// Entries is how many settled entries (and payments) were written.
+	Entries int64
 }
 
 // ErrInvalidOptions marks options that Users refuses before touching the database.
@@ -169,6 +191,12 @@ func (o UsersOptions) Validate() error {
 			errs = append(errs, fmt.Errorf("%w: balance: %w", ErrInvalidOptions, err))
 		}
 	}
+	if o.PaymentsPerUser < 0 || o.PaymentsPerUser > maxPaymentsPerUser {
+		errs = append(errs, fmt.Errorf("%w: payments per user %d must be from 1 to %d", ErrInvalidOptions, o.PaymentsPerUser, maxPaymentsPerUser))
+	}
+	if o.Workers < 0 || o.Workers > 64 {
+		errs = append(errs, fmt.Errorf("%w: workers %d must be from 1 to 64", ErrInvalidOptions, o.Workers))
+	}
 	if o.BatchSize < 0 {
 		errs = append(errs, fmt.Errorf("%w: batch size %d must not be negative", ErrInvalidOptions, o.BatchSize))
 	}
@@ -177,9 +205,17 @@ func (o UsersOptions) Validate() error {
 
 const maxInt64 = int64(^uint64(0) >> 1)
 
+// maxPaymentsPerUser bounds a seeded history: its payments are an hour
+// apart, so 100,000 reach back about eleven years.
+const maxPaymentsPerUser = 100_000
+
 // Users creates o.Count users in batches, one transaction per batch, skipping
-// ids whose wallet already exists. It makes sure the Pleo merchant exists
-// first. A cancelled ctx stops it between batches; committed batches stay.
+// ids whose wallet already exists (a rerun after an interruption creates
+// the rest, and a user is never changed). Each batch is written with COPY:
+// the wallets, o.PaymentsPerUser succeeded payments per user (source
+// 'seed'), their settled entries and their one transition each. It makes
+// sure Pleo and the demo merchants exist first. A cancelled ctx stops it
+// between batches; committed batches stay.
 func Users(ctx context.Context, pool *pgxpool.Pool, o UsersOptions) (UsersResult, error) {
 	if err := o.Validate(); err != nil {
 		return UsersResult{}, err
@@ -188,35 +224,105 @@ func Users(ctx context.Context, pool *pgxpool.Pool, o UsersOptions) (UsersResult
 	if batch == 0 {
 		batch = DefaultBatchSize
 	}
-	if _, _, err := ensureMerchants(ctx, pool, []Merchant{{ID: PleoID, Name: "Pleo"}}); err != nil {
+	m := max(o.PaymentsPerUser, 1)
+	end := o.End
+	if end.IsZero() {
+		end = time.Now()
+	}
+	end = end.UTC().Truncate(time.Microsecond)
+	ms := []Merchant{{ID: PleoID, Name: "Pleo"}}
+	if m > 1 {
+		ms = DemoMerchants()
+	}
+	if _, _, err := ensureMerchants(ctx, pool, ms); err != nil {
 		return UsersResult{}, fmt.Errorf("seed users: %w", err)
 	}
-	var res UsersResult
-	last := o.StartID + (o.Count - 1)
-	for lo := o.StartID; ; {
-		hi := last
-		if last-lo >= batch {
-			hi = lo + batch - 1
+	skipFKs := false
+	if !o.CheckFKs {
+		if err := pool.QueryRow(ctx, `SELECT current_setting('is_superuser') = 'on'`).Scan(&skipFKs); err != nil {
+			return UsersResult{}, fmt.Errorf("seed users: %w", err)
 		}
-		var created int64
-		err := postgres.InTx(ctx, pool, func(tx pgx.Tx) error {
-			var err error
-			created, err = insertUserRange(ctx, tx, lo, hi, o.Balance)
-			return err
-		})
-		if err != nil {
-			return res, fmt.Errorf("seed users %d..%d: %w", lo, hi, err)
-		}
-		res.Created += created
-		res.Skipped += hi - lo + 1 - created
-		if o.Progress != nil {
-			o.Progress(Progress{Done: hi - o.StartID + 1, Total: o.Count, Created: res.Created, Skipped: res.Skipped})
-		}
-		if hi == last {
-			return res, nil
-		}
-		lo = hi + 1
 	}
+	workers := o.Workers
+	if workers == 0 {
+		workers = DefaultWorkers
+	}
+
+	// Batches go to the workers in id order and are counted as they
+	// commit. A worker reports its batch before it takes the next one, so
+	// with one worker a Progress that cancels ctx stops it right there.
+	type span struct{ lo, hi int64 }
+	spans := make(chan span)
+	var (
+		mu    sync.Mutex
+		res   UsersResult
+		users int64
+	)
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		defer close(spans)
+		last := o.StartID + (o.Count - 1)
+		for lo := o.StartID; ; lo += batch {
+			hi := last
+			if last-lo >= batch {
+				hi = lo + batch - 1
+			}
+			select {
+			case spans <- span{lo, hi}:
+			case <-gctx.Done():
+				return nil // the cause is a worker's error or ctx's
+			}
+			if hi == last {
+				return nil
+			}
+		}
+	})
+	for range workers {
+		g.Go(func() error {
+			for sp := range spans {
+				if err := gctx.Err(); err != nil {
+					return err
+				}
+				var created, entries int64
+				err := postgres.InTx(gctx, pool, func(tx pgx.Tx) error {
+					var err error
+					created, entries, err = copyBatch(gctx, tx, sp.lo, sp.hi, m, o.Balance, end, skipFKs)
+					return err
+				})
+				if err != nil {
+					return fmt.Errorf("seed users %d..%d: %w", sp.lo, sp.hi, err)
+				}
+				mu.Lock()
+				res.Created += created
+				res.Skipped += sp.hi - sp.lo + 1 - created
+				res.Entries += entries
+				users += sp.hi - sp.lo + 1
+				if o.Progress != nil {
+					o.Progress(Progress{Done: users, Total: o.Count, Created: res.Created, Skipped: res.Skipped, Entries: res.Entries})
+				}
+				mu.Unlock()
+			}
+			return nil
+		})
+	}
+	err := g.Wait()
+	if err == nil {
+		err = ctx.Err() // cancelled after the last batch was handed out
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	return res, err
+}
+
+// Analyze runs VACUUM (ANALYZE) on the tables a bulk seed fills: the
+// planner then knows their size (a feed is an index range scan, not a scan
+// of the table it believes empty), and the visibility map lets the feed
+// read its index only. The dev server runs without autovacuum.
+func Analyze(ctx context.Context, pool *pgxpool.Pool) error {
+	if _, err := pool.Exec(ctx, `VACUUM (ANALYZE) wallets, payments, entries, payment_transitions`); err != nil {
+		return fmt.Errorf("vacuum seeded tables: %w", err)
+	}
+	return nil
 }
 
 // querier is what the inserts need: a pool or a transaction.

@@ -33,6 +33,9 @@ func TestUsersOptionsValidate(t *testing.T) {
 		{"ids overflow", seed.UsersOptions{Count: 2, StartID: 1<<63 - 1}, false},
 		{"last id is max", seed.UsersOptions{Count: 1, StartID: 1<<63 - 1}, true},
 		{"negative batch", seed.UsersOptions{Count: 1, StartID: 1, BatchSize: -1}, false},
+		{"history", seed.UsersOptions{Count: 1, StartID: 1, Balance: 1, PaymentsPerUser: 20}, true},
+		{"negative payments per user", seed.UsersOptions{Count: 1, StartID: 1, PaymentsPerUser: -1}, false},
+		{"too many payments per user", seed.UsersOptions{Count: 1, StartID: 1, PaymentsPerUser: 100_001}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -62,26 +65,26 @@ func TestUsersBatches(t *testing.T) {
 		{
 			name:      "exact batches",
 			o:         seed.UsersOptions{Count: 6, StartID: 10, Balance: 500, BatchSize: 3},
-			want:      seed.UsersResult{Created: 6},
+			want:      seed.UsersResult{Created: 6, Entries: 6},
 			wantSteps: []int64{3, 6},
 		},
 		{
 			name:      "short last batch",
 			o:         seed.UsersOptions{Count: 7, StartID: 10, Balance: 500, BatchSize: 3},
-			want:      seed.UsersResult{Created: 7},
+			want:      seed.UsersResult{Created: 7, Entries: 7},
 			wantSteps: []int64{3, 6, 7},
 		},
 		{
 			name:      "overlap skips existing",
 			pre:       &seed.UsersOptions{Count: 5, StartID: 12, Balance: 500},
 			o:         seed.UsersOptions{Count: 10, StartID: 10, Balance: 500, BatchSize: 4},
-			want:      seed.UsersResult{Created: 5, Skipped: 5},
+			want:      seed.UsersResult{Created: 5, Skipped: 5, Entries: 5},
 			wantSteps: []int64{4, 8, 10},
 		},
 		{
 			name:      "one user at the top of the id range",
 			o:         seed.UsersOptions{Count: 1, StartID: 1<<63 - 1, Balance: 1},
-			want:      seed.UsersResult{Created: 1},
+			want:      seed.UsersResult{Created: 1, Entries: 1},
 			wantSteps: []int64{1},
 		},
 	}
@@ -97,6 +100,7 @@ func TestUsersBatches(t *testing.T) {
 			}
 			var steps []int64
 			o := tt.o
+			o.Workers = 1 // batches commit in order
 			o.Progress = func(p seed.Progress) {
 				steps = append(steps, p.Done)
 				if p.Total != o.Count {
@@ -146,7 +150,7 @@ func TestUsersStopsWhenCancelled(t *testing.T) {
 	t.Parallel()
 	pool := pgtest.NewPool(t)
 	ctx, cancel := context.WithCancel(context.Background())
-	o := seed.UsersOptions{Count: 10, StartID: 1, Balance: 1, BatchSize: 2,
+	o := seed.UsersOptions{Count: 10, StartID: 1, Balance: 1, BatchSize: 2, Workers: 1,
 		Progress: func(p seed.Progress) {
 			if p.Done == 4 {
 				cancel()
@@ -156,7 +160,7 @@ func TestUsersStopsWhenCancelled(t *testing.T) {
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("Users err = %v, want context.Canceled", err)
 	}
-	if diff := cmp.Diff(seed.UsersResult{Created: 4}, got); diff != "" {
+	if diff := cmp.Diff(seed.UsersResult{Created: 4, Entries: 4}, got); diff != "" {
 		t.Errorf("result (-want +got):\n%s", diff)
 	}
 	var n int
