@@ -8,6 +8,8 @@ import (
 	"github.com/finsvc/finance/pkg/auth"
 	"github.com/finsvc/finance/pkg/envconfig"
 	"github.com/finsvc/finance/pkg/postgres"
+	"github.com/finsvc/finance/services/gateway/internal/httpapi"
+	"github.com/finsvc/finance/services/gateway/internal/push"
 )
 
 // config is the gateway's whole configuration, read from the environment.
@@ -28,6 +30,14 @@ type config struct {
 	// payments may run at once; AcceptMaxBatch the most payments in one.
 	AcceptWorkers  int
 	AcceptMaxBatch int
+	// Push: the long-poll's longest wait, the SSE heartbeat, the cap on
+	// open long-polls plus streams, a stream's event buffer and the events
+	// kept for streams that resume (see internal/push).
+	WaitMax     time.Duration
+	Heartbeat   time.Duration
+	PushMaxOpen int
+	PushBuffer  int
+	PushRecent  int
 	// UsingDevSecret is set when dev mode filled in auth.DevSecret.
 	UsingDevSecret bool
 }
@@ -47,6 +57,11 @@ func loadConfig(getenv func(string) string) (config, error) {
 		AdminTimeout:   r.PositiveDuration("GATEWAY_ADMIN_TIMEOUT", time.Minute),
 		AcceptWorkers:  r.Int("GATEWAY_ACCEPT_WORKERS", 4),
 		AcceptMaxBatch: r.IntIn("GATEWAY_ACCEPT_MAX_BATCH", 500, 1, 10_000),
+		WaitMax:        r.PositiveDuration("GATEWAY_WAIT_MAX", httpapi.DefaultWaitMax),
+		Heartbeat:      r.PositiveDuration("GATEWAY_SSE_HEARTBEAT", httpapi.DefaultHeartbeat),
+		PushMaxOpen:    r.IntIn("GATEWAY_PUSH_MAX_OPEN", push.DefaultMaxSubscribers, 1, 1_000_000),
+		PushBuffer:     r.IntIn("GATEWAY_PUSH_BUFFER", push.DefaultBuffer, 1, 10_000),
+		PushRecent:     r.IntIn("GATEWAY_PUSH_RECENT_EVENTS", push.DefaultRecentEvents, 1, 10_000_000),
 	}
 	if c.AcceptWorkers < 1 || c.AcceptWorkers >= c.Postgres.MaxConns {
 		r.Fail("GATEWAY_ACCEPT_WORKERS=%d: must be from 1 to DATABASE_MAX_CONNS-1 (%d), leaving connections for reads",
@@ -84,5 +99,10 @@ func (c config) LogValue() slog.Value {
 		slog.String("admin_timeout", c.AdminTimeout.String()),
 		slog.Int("accept_workers", c.AcceptWorkers),
 		slog.Int("accept_max_batch", c.AcceptMaxBatch),
+		slog.String("wait_max", c.WaitMax.String()),
+		slog.String("sse_heartbeat", c.Heartbeat.String()),
+		slog.Int("push_max_open", c.PushMaxOpen),
+		slog.Int("push_buffer", c.PushBuffer),
+		slog.Int("push_recent_events", c.PushRecent),
 	)
 }

@@ -5,14 +5,17 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kgo"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/finsvc/finance/pkg/auth"
 	"github.com/finsvc/finance/pkg/dlq"
 	"github.com/finsvc/finance/pkg/obs"
 	"github.com/finsvc/finance/services/gateway/internal/httpapi"
+	"github.com/finsvc/finance/services/gateway/internal/push"
 	"github.com/finsvc/finance/services/gateway/internal/store"
 )
 
@@ -56,6 +59,23 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout, _ 
 		Buckets: prometheus.ExponentialBuckets(1, 2, 14),
 	})
 	reg.MustRegister(batchSize)
+
+	// Push (long-polls, event streams): each instance reads payments.events
+	// on its own, with no consumer group, so it sees every event. Without
+	// KAFKA_BROKERS long-polls answer at once and streams answer 503.
+	var (
+		hub       *push.Hub
+		hubClient *kgo.Client
+	)
+	if len(cfg.Kafka.Brokers) > 0 {
+		hub = push.New(push.Config{Logger: logger, Registry: reg, MaxSubscribers: cfg.PushMaxOpen,
+			Buffer: cfg.PushBuffer, RecentEvents: cfg.PushRecent})
+		hubClient, err = push.NewClient(cfg.Kafka.Brokers, obs.QuietKafka(logger, cfg.Ops.LogLevel), time.Now())
+		if err != nil {
+			return fmt.Errorf("kafka client for push: %w", err)
+		}
+		defer hubClient.Close()
+	}
 	st := store.New(pool)
 	// The batch workers outlive the HTTP server: requests still being
 	// drained at shutdown get their answers.
@@ -77,6 +97,9 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout, _ 
 		RequestTimeout: cfg.RequestTimeout,
 		DLQ:            dlqOp,
 		AdminTimeout:   cfg.AdminTimeout,
+		Hub:            hub,
+		WaitMax:        cfg.WaitMax,
+		Heartbeat:      cfg.Heartbeat,
 	})
 
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
@@ -87,6 +110,12 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout, _ 
 	g.Go(func() error {
 		return obs.ServeListener(gctx, logger, "http", ln, handler, cfg.Ops.ShutdownTimeout)
 	})
+	if hub != nil {
+		g.Go(func() error { return hub.Consume(gctx, hubClient) })
+		// Open long-polls answer and streams end with a retry hint as soon
+		// as shutdown begins, well before the server's grace period ends.
+		g.Go(func() error { <-gctx.Done(); hub.Drain(); return nil })
+	}
 	if err := g.Wait(); err != nil {
 		return err
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/finsvc/finance/pkg/dlq"
 	"github.com/finsvc/finance/pkg/obs"
 	"github.com/finsvc/finance/pkg/problem"
+	"github.com/finsvc/finance/services/gateway/internal/push"
 	"github.com/finsvc/finance/services/gateway/internal/store"
 )
 
@@ -42,6 +43,14 @@ type Config struct {
 	DLQ *dlq.Operator
 	// AdminTimeout bounds each admin request; DefaultAdminTimeout when zero.
 	AdminTimeout time.Duration
+	// Hub serves long-polls and event streams (push.go); nil (no
+	// KAFKA_BROKERS): long-polls answer at once, streams answer 503.
+	Hub *push.Hub
+	// WaitMax caps a long-poll's wait; DefaultWaitMax when zero.
+	WaitMax time.Duration
+	// Heartbeat is how often an idle stream sends a comment;
+	// DefaultHeartbeat when zero.
+	Heartbeat time.Duration
 }
 
 type api struct {
@@ -54,6 +63,10 @@ type api struct {
 
 	dlq          *dlq.Operator
 	adminTimeout time.Duration
+
+	hub       *push.Hub
+	waitMax   time.Duration
+	heartbeat time.Duration
 }
 
 // New returns the gateway's HTTP handler.
@@ -76,6 +89,16 @@ func newAPI(cfg Config) *api {
 
 		dlq:          cfg.DLQ,
 		adminTimeout: cfg.AdminTimeout,
+
+		hub:       cfg.Hub,
+		waitMax:   cfg.WaitMax,
+		heartbeat: cfg.Heartbeat,
+	}
+	if a.waitMax <= 0 {
+		a.waitMax = DefaultWaitMax
+	}
+	if a.heartbeat <= 0 {
+		a.heartbeat = DefaultHeartbeat
 	}
 	if a.timeout <= 0 {
 		a.timeout = DefaultRequestTimeout
@@ -110,7 +133,8 @@ func newAPI(cfg Config) *api {
 	biz := e.Group("/", a.authenticate, a.withTimeout)
 	biz.GET("/v1/users/:user_id/feed", a.handle(a.getFeed))
 	biz.POST("/v1/payments", a.handle(a.createPayment))
-	biz.GET("/v1/payments/:id", a.handle(a.getPayment))
+	biz.GET(routePayment, a.handle(a.getPaymentOrWait)) // ?wait=: a long-poll (push.go)
+	biz.GET(routeEvents, a.handle(a.streamEvents))
 	// The as-is API, kept for existing clients.
 	biz.GET("/payment_feed", a.handle(a.getLegacyFeed))
 	biz.POST("/payment", a.handle(a.createLegacyPayment))

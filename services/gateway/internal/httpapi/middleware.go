@@ -152,6 +152,10 @@ func (a *api) authenticate(c *gin.Context) {
 // withTimeout bounds the request's work, so a stuck database cannot pile up
 // goroutines and connections.
 func (a *api) withTimeout(c *gin.Context) {
+	if isPush(c) { // long-polls and streams bound each read instead
+		c.Next()
+		return
+	}
 	ctx, cancel := context.WithTimeout(c.Request.Context(), a.timeout)
 	defer cancel()
 	c.Request = c.Request.WithContext(ctx)

@@ -1,0 +1,409 @@
+package httpapi
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/finsvc/finance/pkg/ledger"
+	"github.com/finsvc/finance/pkg/payment"
+	"github.com/finsvc/finance/services/gateway/internal/store"
+)
+
+// Push defaults, used when Config leaves them zero.
+const (
+	DefaultWaitMax   = 60 * time.Second
+	DefaultHeartbeat = 15 * time.Second
+)
+
+const (
+	// shutdownRetry is the reconnection delay a stream ended by a shutdown
+	// suggests (SSE "retry:"), long enough for another instance to take it.
+	shutdownRetry = 2 * time.Second
+	// overloadedRetryAfter is the Retry-After of a refused long-poll or stream.
+	overloadedRetryAfter = "5"
+	// gapPage is how many transitions one PostgreSQL read of a gap takes.
+	gapPage = 500
+	// factsCache bounds a stream's cache of the payments it has shown.
+	factsCache = 256
+
+	typePushDisabled   = "push-disabled"
+	typePushOverloaded = "push-overloaded"
+
+	routeEvents  = "/v1/users/:user_id/events"
+	routePayment = "/v1/payments/:id"
+)
+
+// The long-poll's response headers (README: "Long poll").
+const (
+	// headerWaitResult says why a long-poll answered: changed, timeout,
+	// shutdown or unavailable (no KAFKA_BROKERS: it answered at once).
+	headerWaitResult = "Wait-Result"
+	// headerWaitClamped is set, to the wait applied, when the wait asked
+	// for was above the maximum.
+	headerWaitClamped = "Wait-Clamped"
+)
+
+// isPush reports the long-lived requests, which bound each of their reads
+// themselves instead of the whole request (withTimeout skips them).
+func isPush(c *gin.Context) bool {
+	switch c.FullPath() {
+	case routeEvents:
+		return true
+	case routePayment:
+		_, ok := c.GetQuery("wait")
+		return ok
+	}
+	return false
+}
+
+// unboundedWrites lifts the server's read and write deadlines from a
+// long-lived response: the server's write timeout would cut a stream, and
+// its read timeout would cancel the request's context once it passes.
+// Recorders in tests support neither; that is fine.
+func unboundedWrites(c *gin.Context) {
+	rc := http.NewResponseController(c.Writer)
+	_ = rc.SetWriteDeadline(time.Time{})
+	_ = rc.SetReadDeadline(time.Time{})
+}
+
+func pushDisabled() error {
+	return &apiError{http.StatusServiceUnavailable, typePushDisabled, "Push disabled",
+		"this gateway runs without KAFKA_BROKERS, so it has no event stream; poll GET /v1/payments/{id}"}
+}
+
+func pushOverloaded(c *gin.Context) error {
+	c.Header("Retry-After", overloadedRetryAfter)
+	return &apiError{http.StatusServiceUnavailable, typePushOverloaded, "Too many open waits",
+		"this gateway holds as many long-polls and streams as it may; retry after Retry-After seconds"}
+}
+
+// getPaymentOrWait is GET /v1/payments/{id}: with ?wait= a long-poll,
+// without it getPayment as always.
+func (a *api) getPaymentOrWait(c *gin.Context) error {
+	raw, ok := c.GetQuery("wait")
+	if !ok {
+		return a.getPayment(c)
+	}
+	return a.longPoll(c, raw)
+}
+
+// lookupPayment reads the payment named by param, a uid or a numeric id,
+// within the request timeout.
+func (a *api) lookupPayment(ctx context.Context, param string) (store.Payment, error) {
+	ctx, cancel := context.WithTimeout(ctx, a.timeout)
+	defer cancel()
+	if strings.Contains(param, "-") {
+		uid, err := payment.ParseUID(param)
+		if err != nil {
+			return store.Payment{}, invalid("payment id: " + err.Error() + ", or a positive integer")
+		}
+		return a.store.PaymentByUID(ctx, uid)
+	}
+	id, err := parseID(param, "payment id")
+	if err != nil {
+		return store.Payment{}, err
+	}
+	return a.store.PaymentByID(ctx, id)
+}
+
+// longPoll answers once the payment's status differs from the one it had
+// when the request arrived, or when the wait ends, with the current state.
+func (a *api) longPoll(c *gin.Context, raw string) error {
+	wait, err := time.ParseDuration(raw)
+	if err != nil || wait < 0 {
+		return invalid(fmt.Sprintf("wait %q: want a non-negative Go duration such as 30s (at most %s)", raw, a.waitMax))
+	}
+	if wait > a.waitMax {
+		wait = a.waitMax
+		c.Header(headerWaitClamped, a.waitMax.String())
+	}
+	ctx := c.Request.Context()
+	arrived, err := a.lookupPayment(ctx, c.Param("id"))
+	if err != nil {
+		return err
+	}
+	if pr, _ := principal(c); !pr.CanActFor(arrived.UserID) {
+		return fmt.Errorf("payment %d of another user: %w", arrived.ID, store.ErrPaymentNotFound)
+	}
+	if a.hub == nil {
+		c.Header(headerWaitResult, "unavailable")
+		writeJSON(c, http.StatusOK, toPaymentJSON(arrived))
+		return nil
+	}
+	// Watch first, then read: a change between the read and the watch
+	// would otherwise go unnoticed until the wait ends.
+	w, ok := a.hub.Watch(arrived.ID)
+	if !ok {
+		return pushOverloaded(c)
+	}
+	defer w.Close()
+	unboundedWrites(c)
+	idParam := strconv.FormatInt(arrived.ID, 10)
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	result := "changed"
+	for cur := arrived; ; {
+		if cur, err = a.lookupPayment(ctx, idParam); err != nil {
+			return err
+		}
+		if cur.Status != arrived.Status || result != "changed" {
+			c.Header(headerWaitResult, result)
+			writeJSON(c, http.StatusOK, toPaymentJSON(cur))
+			return nil
+		}
+		select {
+		case <-w.Changed():
+		case <-timer.C:
+			result = "timeout"
+		case <-a.hub.Draining():
+			result = "shutdown"
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// eventJSON is one SSE event's data: the payment as GET /v1/payments/{id}
+// shows it right after the change, and the change's user_seq.
+type eventJSON struct {
+	paymentJSON
+	UserSeq int64 `json:"user_seq"`
+}
+
+// lastEventID reads the stream's resume point: the Last-Event-ID header,
+// or the last_event_id parameter for clients that cannot set headers.
+func lastEventID(c *gin.Context) (int64, bool, error) {
+	raw, ok := c.Request.Header.Get("Last-Event-ID"), c.Request.Header.Get("Last-Event-ID") != ""
+	name := "Last-Event-ID"
+	if !ok {
+		raw, ok = c.GetQuery("last_event_id")
+		name = "last_event_id"
+	}
+	if !ok {
+		return 0, false, nil
+	}
+	seq, err := strconv.ParseInt(raw, 10, 64)
+	if err != nil || seq < 0 {
+		return 0, false, invalid(fmt.Sprintf("%s %q: want the id (user_seq) of the last event received, "+
+			"a non-negative integer", name, raw))
+	}
+	return seq, true, nil
+}
+
+// streamEvents is GET /v1/users/{user_id}/events: the user's payment
+// events as server-sent events, in user_seq order, each once.
+func (a *api) streamEvents(c *gin.Context) error {
+	userID, err := parseID(c.Param("user_id"), "user_id")
+	if err != nil {
+		return err
+	}
+	if p, _ := principal(c); !p.CanActFor(userID) {
+		return forbidden(fmt.Sprintf("this token may only read the events of user %d", p.UserID))
+	}
+	last, resume, err := lastEventID(c)
+	if err != nil {
+		return err
+	}
+	if a.hub == nil {
+		return pushDisabled()
+	}
+	// Subscribe, then read the user's latest user_seq: every change up to
+	// it is in PostgreSQL, every later one reaches the subscription.
+	sub, recent, ok := a.hub.Subscribe(userID)
+	if !ok {
+		return pushOverloaded(c)
+	}
+	defer sub.Close()
+	ctx := c.Request.Context()
+	rctx, cancel := context.WithTimeout(ctx, a.timeout)
+	latest, err := a.store.EventSeq(rctx, userID)
+	cancel()
+	if err != nil {
+		return err
+	}
+	if !resume {
+		last = latest
+	} else if last > latest {
+		return invalid(fmt.Sprintf("Last-Event-ID %d: user %d's latest event is %d", last, userID, latest))
+	}
+
+	unboundedWrites(c)
+	h := c.Writer.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-cache")
+	h.Set("X-Accel-Buffering", "no") // nginx: do not buffer the stream
+	c.Status(http.StatusOK)
+	c.Writer.WriteHeaderNow()
+	c.Writer.Flush()
+
+	s := &sseStream{a: a, c: c, userID: userID, last: last, facts: map[int64]store.PaymentFacts{}}
+	if err := s.catchUp(ctx, recent, latest); err != nil {
+		return s.end(err)
+	}
+	heartbeat := time.NewTicker(a.heartbeat)
+	defer heartbeat.Stop()
+	for {
+		select {
+		case ev := <-sub.Events():
+			err = s.deliver(ctx, ev)
+		case <-heartbeat.C:
+			err = s.write([]byte(": heartbeat\n\n"))
+		case <-sub.Dropped():
+			a.logger.InfoContext(ctx, "push: slow stream dropped", "user_id", userID, "user_seq", s.last)
+			return nil
+		case <-a.hub.Draining():
+			return s.end(s.write([]byte("retry: " + strconv.FormatInt(shutdownRetry.Milliseconds(), 10) +
+				"\n: the server is shutting down; reconnect with Last-Event-ID\n\n")))
+		case <-ctx.Done():
+			return nil
+		}
+		if err != nil {
+			return s.end(err)
+		}
+	}
+}
+
+// sseStream writes one client's events; last is the user_seq of the last
+// event it wrote (or the starting point).
+type sseStream struct {
+	a      *api
+	c      *gin.Context
+	userID int64
+	last   int64
+	facts  map[int64]store.PaymentFacts
+	buf    bytes.Buffer
+}
+
+// end logs why a stream ended early; the response has started, so there is
+// no problem to answer.
+func (s *sseStream) end(err error) error {
+	if err != nil && s.c.Request.Context().Err() == nil {
+		s.a.logger.WarnContext(s.c.Request.Context(), "push: stream ended", "user_id", s.userID,
+			"user_seq", s.last, "err", err)
+	}
+	return nil
+}
+
+// catchUp writes the events after s.last up to latest, from the hub's
+// recent events when they hold every one of them, else from PostgreSQL.
+func (s *sseStream) catchUp(ctx context.Context, recent []ledger.Event, latest int64) error {
+	if s.last >= latest {
+		return nil
+	}
+	var run []ledger.Event
+	for _, ev := range recent {
+		if ev.UserSeq > s.last && ev.UserSeq <= latest {
+			run = append(run, ev)
+		}
+	}
+	if int64(len(run)) == latest-s.last { // recent is sorted and unique by user_seq
+		s.a.hub.Resumed(true)
+		for _, ev := range run {
+			if err := s.deliver(ctx, ev); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	s.a.hub.Resumed(false)
+	_, err := s.fill(ctx, latest)
+	return err
+}
+
+// deliver writes ev unless it was written already, after the events before
+// it that were not: a later event may arrive first (two producers feed the
+// topic), but it is only numbered once every earlier one is committed.
+func (s *sseStream) deliver(ctx context.Context, ev ledger.Event) error {
+	if ev.UserSeq <= s.last {
+		return nil
+	}
+	if ev.UserSeq > s.last+1 {
+		n, err := s.fill(ctx, ev.UserSeq-1)
+		s.a.hub.GapFilled(n)
+		if err != nil {
+			return err
+		}
+	}
+	f, ok := s.facts[ev.PaymentID]
+	if !ok {
+		rctx, cancel := context.WithTimeout(ctx, s.a.timeout)
+		got, err := s.a.store.PaymentFacts(rctx, []int64{ev.PaymentID})
+		cancel()
+		if err != nil {
+			return err
+		}
+		if len(s.facts) >= factsCache {
+			clear(s.facts)
+		}
+		f = got[ev.PaymentID]
+		s.facts[ev.PaymentID] = f
+	}
+	return s.send(store.Transition{UserSeq: ev.UserSeq, Payment: store.Payment{
+		ID: ev.PaymentID, UID: ev.PaymentUID, UserID: ev.UserID, MerchantID: ev.MerchantID, Amount: ev.Amount,
+		Status: ev.Status, FailureReason: ev.Reason, IdempotencyKey: f.IdempotencyKey, CreatedAt: f.CreatedAt,
+		UpdatedAt: ev.OccurredAt,
+	}})
+}
+
+// fill writes the transitions after s.last up to upto from PostgreSQL and
+// returns how many it wrote.
+func (s *sseStream) fill(ctx context.Context, upto int64) (int, error) {
+	n := 0
+	for s.last < upto {
+		rctx, cancel := context.WithTimeout(ctx, s.a.timeout)
+		ts, err := s.a.store.Transitions(rctx, s.userID, s.last, upto, gapPage)
+		cancel()
+		if err != nil {
+			return n, err
+		}
+		if len(ts) == 0 {
+			// Numbers with no recorded change (none are expected): nothing to show.
+			s.last = upto
+			break
+		}
+		for _, t := range ts {
+			if err := s.send(t); err != nil {
+				return n, err
+			}
+			n++
+		}
+	}
+	return n, nil
+}
+
+// send writes one event and flushes it.
+func (s *sseStream) send(t store.Transition) error {
+	s.buf.Reset()
+	s.buf.WriteString("id: ")
+	s.buf.WriteString(strconv.FormatInt(t.UserSeq, 10))
+	s.buf.WriteString("\nevent: payment.")
+	s.buf.WriteString(string(t.Payment.Status))
+	s.buf.WriteString("\ndata: ")
+	enc := json.NewEncoder(&s.buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(eventJSON{paymentJSON: toPaymentJSON(t.Payment), UserSeq: t.UserSeq}); err != nil {
+		return fmt.Errorf("encode event %d: %w", t.UserSeq, err)
+	}
+	s.buf.WriteString("\n") // Encode ended the data line; this blank line ends the event
+	if err := s.write(s.buf.Bytes()); err != nil {
+		return err
+	}
+	s.last = t.UserSeq
+	return nil
+}
+
+func (s *sseStream) write(b []byte) error {
+	if _, err := s.c.Writer.Write(b); err != nil {
+		return fmt.Errorf("write to client: %w", err)
+	}
+	s.c.Writer.Flush()
+	return nil
+}
