@@ -14,7 +14,12 @@ require (
 	github.com/twmb/franz-go/plugin/kslog v1.0.0
 )
 
-require github.com/google/go-cmp v0.7.0
+require (
+	github.com/MicahParks/jwkset v0.11.4
+	github.com/MicahParks/keyfunc/v3 v3.9.2
+	github.com/google/go-cmp v0.7.0
+	golang.org/x/time v0.15.0
+)
 
 require (
 	github.com/beorn7/perks v1.0.1 // indirect
@@ -33,7 +38,7 @@ require (
 	github.com/sethvargo/go-retry v0.5.0 // indirect
 	github.com/twmb/franz-go/pkg/kmsg v1.15.1 // indirect
 	go.uber.org/multierr v1.11.0 // indirect
-	golang.org/x/sync v0.25.0 // indirect
+	golang.org/x/sync v0.25.0
 	golang.org/x/sys v0.50.0 // indirect
 	golang.org/x/text v0.44.0 // indirect
 	google.golang.org/protobuf v1.36.12

@@ -1,5 +1,12 @@
-// Package auth mints and verifies the HS256 bearer tokens of the Finance
-// Service. Claim sub is the user id; scope "admin" may act for any user.
+// Package auth mints and verifies the bearer tokens of the Finance Service.
+// Claim sub is the user id; scope "admin" may act for any user.
+//
+// In production tokens are RS256 or ES256, issued by an identity provider
+// and verified against its JWKS (a JSON Web Key Set fetched from a URL,
+// cached, refreshed on an interval and when a token names an unknown key
+// id, so that keys rotate without a restart); iss, aud, exp and nbf are
+// checked with a bounded clock skew. HS256 with one shared secret is for dev
+// mode only (FINANCE_DEV_MODE): outside it an HS256 token is refused.
 package auth
 
 import (
@@ -22,7 +29,12 @@ const ScopeAdmin = "admin"
 // MinSecretLen is the shortest HS256 secret accepted.
 const MinSecretLen = 32
 
-// ErrInvalidToken means the token is missing, malformed, expired or badly signed.
+// MaxTokenLen is the longest token Verify parses; a longer one is refused
+// before any decoding (a real token is well under 2 KiB).
+const MaxTokenLen = 8 << 10
+
+// ErrInvalidToken means the token is missing, malformed, expired, not yet
+// valid, for another issuer or audience, or badly signed.
 var ErrInvalidToken = errors.New("invalid token")
 
 // Principal is who a verified token speaks for.
@@ -41,50 +53,60 @@ type claims struct {
 	jwt.RegisteredClaims
 }
 
-// Mint returns a signed token for userID, valid for ttl.
+// Mint returns an HS256 token for userID signed with secret, valid for ttl:
+// the dev-mode token.
 func Mint(secret []byte, userID int64, admin bool, ttl time.Duration, now time.Time) (string, error) {
-	c := claims{RegisteredClaims: jwt.RegisteredClaims{
-		Subject:   strconv.FormatInt(userID, 10),
-		IssuedAt:  jwt.NewNumericDate(now),
-		ExpiresAt: jwt.NewNumericDate(now.Add(ttl)),
+	return Sign(secret, "", Claims{UserID: userID, Admin: admin, IssuedAt: now, ExpiresAt: now.Add(ttl)})
+}
+
+// Claims is what Sign puts in a token. Zero times and empty strings are left
+// out.
+type Claims struct {
+	UserID    int64
+	Admin     bool
+	Issuer    string
+	Audience  string
+	IssuedAt  time.Time
+	NotBefore time.Time
+	ExpiresAt time.Time
+}
+
+func (c Claims) jwt() claims {
+	out := claims{RegisteredClaims: jwt.RegisteredClaims{
+		Subject: strconv.FormatInt(c.UserID, 10),
+		Issuer:  c.Issuer,
 	}}
-	if admin {
-		c.Scope = ScopeAdmin
+	if c.Audience != "" {
+		out.Audience = jwt.ClaimStrings{c.Audience}
 	}
-	return jwt.NewWithClaims(jwt.SigningMethodHS256, c).SignedString(secret)
+	for _, t := range []struct {
+		at  time.Time
+		out **jwt.NumericDate
+	}{{c.IssuedAt, &out.IssuedAt}, {c.NotBefore, &out.NotBefore}, {c.ExpiresAt, &out.ExpiresAt}} {
+		if !t.at.IsZero() {
+			*t.out = jwt.NewNumericDate(t.at)
+		}
+	}
+	if c.Admin {
+		out.Scope = ScopeAdmin
+	}
+	return out
 }
 
-// Verifier checks tokens signed with one secret.
-type Verifier struct {
-	secret []byte
-}
-
-// NewVerifier returns a Verifier for secret.
-func NewVerifier(secret []byte) *Verifier {
-	return &Verifier{secret: secret}
-}
-
-// FromHeader verifies an "Authorization: Bearer <token>" header value.
-func (v *Verifier) FromHeader(header string) (Principal, error) {
+// parseBearer splits an "Authorization: Bearer <token>" header value.
+func parseBearer(header string) (string, error) {
 	scheme, token, ok := strings.Cut(header, " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(token) == "" {
-		return Principal{}, fmt.Errorf("%w: expected header \"Authorization: Bearer <token>\"", ErrInvalidToken)
+	token = strings.TrimSpace(token)
+	if !ok || !strings.EqualFold(scheme, "Bearer") || token == "" {
+		return "", fmt.Errorf("%w: expected header \"Authorization: Bearer <token>\"", ErrInvalidToken)
 	}
-	return v.Verify(strings.TrimSpace(token))
+	return token, nil
 }
 
-// Verify checks token and returns its principal.
-func (v *Verifier) Verify(token string) (Principal, error) {
-	var c claims
-	_, err := jwt.ParseWithClaims(token, &c, func(*jwt.Token) (any, error) { return v.secret, nil },
-		jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}),
-		jwt.WithExpirationRequired(),
-	)
-	if err != nil {
-		return Principal{}, fmt.Errorf("%w: %v", ErrInvalidToken, err)
-	}
+// principalOf turns verified claims into a Principal.
+func principalOf(c claims) (Principal, error) {
 	id, err := strconv.ParseInt(c.Subject, 10, 64)
-	if err != nil || id <= 0 {
+	if err != nil || id <= 0 || strconv.FormatInt(id, 10) != c.Subject {
 		return Principal{}, fmt.Errorf("%w: sub %q is not a user id", ErrInvalidToken, c.Subject)
 	}
 	admin := false
