@@ -35,6 +35,11 @@ func TestLoadConfigDefaults(t *testing.T) {
 		AdminTimeout:   time.Minute,
 		AcceptWorkers:  4,
 		AcceptMaxBatch: 500,
+		WaitMax:        time.Minute,
+		Heartbeat:      15 * time.Second,
+		PushMaxOpen:    20_000,
+		PushBuffer:     64,
+		PushRecent:     50_000,
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("config (-want +got):\n%s", diff)
