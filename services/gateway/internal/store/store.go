@@ -5,10 +5,12 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"time"
 
 	"github.com/google/uuid"
@@ -290,10 +292,35 @@ type Feed struct {
 	UserID  int64
 	Balance int64
 	Held    int64
-	Entries []Entry
+	// EventSeq is the wallet's event_seq in the same snapshot: every change
+	// of the balance, the holds or the user's payments bumps it, so the
+	// page cannot differ while it stays the same (the feed's ETag).
+	EventSeq int64
+	Entries  []Entry
 	// More reports whether entries older than the last one exist.
 	More bool
 }
+
+// FeedSQL is the feed page's statement: $1 the user, $2 the entry id to
+// start below, $3 the rows to read. It is exported for the test that
+// requires its plan to be one range scan of entries_feed_covering_idx,
+// with no sort and no sequential scan. The lateral subquery walks the
+// user's entries in index order and stops after $3; the merchant's name is
+// a lookup per row inside it, not a join above it, which would need a sort
+// to restore the order. Rows come out in the index's order, newest first,
+// and FeedPage does not rely on it.
+const FeedSQL = `
+		SELECT w.balance, w.held, w.event_seq, e.id, e.payment_id, e.name, e.amount, e.occurred_at
+		FROM wallets w
+		LEFT JOIN LATERAL (
+			SELECT x.id, x.payment_id, x.amount, x.occurred_at,
+			       (SELECT m.name FROM merchants m WHERE m.id = x.merchant_id) AS name
+			FROM entries x
+			WHERE x.user_id = w.user_id AND x.id < $2
+			ORDER BY x.id DESC
+			LIMIT $3
+		) e ON true
+		WHERE w.user_id = $1`
 
 // FeedPage returns up to limit entries of userID's feed with ids below
 // beforeID (0: from the newest), or ErrWalletNotFound. The wallet and the
@@ -305,21 +332,9 @@ func (s *Store) FeedPage(ctx context.Context, userID, beforeID int64, limit int)
 		beforeID = math.MaxInt64
 	}
 	// One extra row tells whether another page exists (keyset pagination
-	// on entries_feed_idx; no OFFSET, no count). A wallet without entries
-	// is one row of NULL entry columns.
-	rows, _ := s.pool.Query(ctx, `
-		SELECT w.balance, w.held, e.id, e.payment_id, m.name, e.amount, e.occurred_at
-		FROM wallets w
-		LEFT JOIN LATERAL (
-			SELECT id, payment_id, merchant_id, amount, occurred_at
-			FROM entries
-			WHERE user_id = w.user_id AND id < $2
-			ORDER BY id DESC
-			LIMIT $3
-		) e ON true
-		LEFT JOIN merchants m ON m.id = e.merchant_id
-		WHERE w.user_id = $1
-		ORDER BY e.id DESC`, userID, beforeID, limit+1)
+	// on entries_feed_covering_idx; no OFFSET, no count). A wallet without
+	// entries is one row of NULL entry columns.
+	rows, _ := s.pool.Query(ctx, FeedSQL, userID, beforeID, limit+1)
 	feed := Feed{UserID: userID}
 	found := false
 	var (
@@ -327,7 +342,7 @@ func (s *Store) FeedPage(ctx context.Context, userID, beforeID int64, limit int)
 		merchant              *string
 		occurred              *time.Time
 	)
-	_, err := pgx.ForEachRow(rows, []any{&feed.Balance, &feed.Held, &id, &paymentID, &merchant, &amount, &occurred},
+	_, err := pgx.ForEachRow(rows, []any{&feed.Balance, &feed.Held, &feed.EventSeq, &id, &paymentID, &merchant, &amount, &occurred},
 		func() error {
 			found = true
 			if id != nil {
@@ -343,6 +358,9 @@ func (s *Store) FeedPage(ctx context.Context, userID, beforeID int64, limit int)
 	if !found {
 		return Feed{}, fmt.Errorf("user %d: %w", userID, ErrWalletNotFound)
 	}
+	// Newest first. The statement yields them so; a sorted slice costs one
+	// pass to confirm.
+	slices.SortFunc(feed.Entries, func(a, b Entry) int { return cmp.Compare(b.ID, a.ID) })
 	if len(feed.Entries) > limit {
 		feed.Entries, feed.More = feed.Entries[:limit], true
 	}
