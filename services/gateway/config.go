@@ -20,8 +20,11 @@ type config struct {
 	Kafka envconfig.Kafka
 	// Ops has no address of its own: /healthz, /readyz and /metrics are
 	// served on HTTP_ADDR.
-	Ops            envconfig.Ops
-	JWTSecret      envconfig.Secret
+	Ops envconfig.Ops
+	// Auth is the token settings (auth.LoadConfig): AUTH_JWKS_URL,
+	// AUTH_ISSUER, AUTH_AUDIENCE, AUTH_CLOCK_SKEW, ..., and AUTH_JWT_SECRET
+	// in dev mode only.
+	Auth           auth.Config
 	DevMode        bool
 	RequestTimeout time.Duration
 	// AdminTimeout bounds one admin request (a paced DLQ replay can be long).
@@ -38,8 +41,6 @@ type config struct {
 	PushMaxOpen int
 	PushBuffer  int
 	PushRecent  int
-	// UsingDevSecret is set when dev mode filled in auth.DevSecret.
-	UsingDevSecret bool
 }
 
 // loadConfig reads the configuration through getenv and reports every
@@ -51,7 +52,6 @@ func loadConfig(getenv func(string) string) (config, error) {
 		HTTPAddr:       r.String("HTTP_ADDR", ":8080"),
 		Postgres:       postgres.LoadConfig(r, postgres.Config{MaxConns: 20}),
 		Kafka:          envconfig.LoadKafka(r, false),
-		JWTSecret:      r.Secret("AUTH_JWT_SECRET", ""),
 		DevMode:        r.Bool("FINANCE_DEV_MODE", false),
 		RequestTimeout: r.PositiveDuration("GATEWAY_REQUEST_TIMEOUT", 10*time.Second),
 		AdminTimeout:   r.PositiveDuration("GATEWAY_ADMIN_TIMEOUT", time.Minute),
@@ -67,17 +67,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 		r.Fail("GATEWAY_ACCEPT_WORKERS=%d: must be from 1 to DATABASE_MAX_CONNS-1 (%d), leaving connections for reads",
 			c.AcceptWorkers, c.Postgres.MaxConns-1)
 	}
-	switch {
-	case c.JWTSecret == "" && c.DevMode:
-		c.JWTSecret, c.UsingDevSecret = auth.DevSecret, true
-	case c.JWTSecret == "":
-		r.Fail("AUTH_JWT_SECRET is not set: the gateway needs the HS256 secret that signs bearer tokens "+
-			"(at least %d bytes; set FINANCE_DEV_MODE=true to use the public dev secret on a developer machine)",
-			auth.MinSecretLen)
-	case len(c.JWTSecret) < auth.MinSecretLen:
-		// A short secret is refused in dev mode too: it is a mistake, not a default.
-		r.Fail("AUTH_JWT_SECRET is %d bytes: it must be at least %d bytes", len(c.JWTSecret), auth.MinSecretLen)
-	}
+	c.Auth = auth.LoadConfig(r, c.DevMode)
 	c.Ops = envconfig.LoadOps(r, envconfig.Ops{LogLevel: "info", ShutdownTimeout: 10 * time.Second})
 	if err := r.Err(); err != nil {
 		return config{}, fmt.Errorf("gateway config: %w", err)
@@ -93,7 +83,7 @@ func (c config) LogValue() slog.Value {
 		slog.Any("postgres", c.Postgres),
 		slog.Any("kafka", c.Kafka),
 		slog.Any("ops", c.Ops),
-		slog.Any("auth_jwt_secret", c.JWTSecret),
+		slog.Any("auth", c.Auth),
 		slog.Bool("dev_mode", c.DevMode),
 		slog.String("request_timeout", c.RequestTimeout.String()),
 		slog.String("admin_timeout", c.AdminTimeout.String()),

@@ -16,21 +16,41 @@ import (
 
 const goodSecret = "production-secret-0123456789abcdefgh"
 
+// prodAuth is the token settings a production gateway needs.
+var prodAuth = map[string]string{
+	"AUTH_JWKS_URL": "https://idp.example/.well-known/jwks.json",
+	"AUTH_ISSUER":   "https://idp.example/",
+	"AUTH_AUDIENCE": "finance-api",
+}
+
+// with returns base plus the key-value pairs kv.
+func with(base map[string]string, kv ...string) map[string]string {
+	m := make(map[string]string, len(base)+len(kv)/2)
+	for k, v := range base {
+		m[k] = v
+	}
+	for i := 0; i+1 < len(kv); i += 2 {
+		m[kv[i]] = kv[i+1]
+	}
+	return m
+}
+
 func getenv(m map[string]string) func(string) string {
 	return func(k string) string { return m[k] }
 }
 
 func TestLoadConfigDefaults(t *testing.T) {
 	t.Parallel()
-	got, err := loadConfig(getenv(map[string]string{"AUTH_JWT_SECRET": goodSecret}))
+	got, err := loadConfig(getenv(prodAuth))
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := config{
-		HTTPAddr:       ":8080",
-		Postgres:       postgres.Config{URL: postgres.DefaultURL, MaxConns: 20},
-		Ops:            envconfig.Ops{LogLevel: "info", ShutdownTimeout: 10 * time.Second},
-		JWTSecret:      goodSecret,
+		HTTPAddr: ":8080",
+		Postgres: postgres.Config{URL: postgres.DefaultURL, MaxConns: 20},
+		Ops:      envconfig.Ops{LogLevel: "info", ShutdownTimeout: 10 * time.Second},
+		Auth: auth.Config{JWKSURL: prodAuth["AUTH_JWKS_URL"], Issuer: prodAuth["AUTH_ISSUER"], Audience: prodAuth["AUTH_AUDIENCE"],
+			ClockSkew: 30 * time.Second, RefreshInterval: 5 * time.Minute, MinRefreshInterval: 30 * time.Second},
 		RequestTimeout: 10 * time.Second,
 		AdminTimeout:   time.Minute,
 		AcceptWorkers:  4,
@@ -46,7 +66,7 @@ func TestLoadConfigDefaults(t *testing.T) {
 	}
 }
 
-func TestLoadConfigSecretRules(t *testing.T) {
+func TestLoadConfigTokenRules(t *testing.T) {
 	t.Parallel()
 	short := strings.Repeat("s", auth.MinSecretLen-1)
 	for _, tc := range []struct {
@@ -56,16 +76,19 @@ func TestLoadConfigSecretRules(t *testing.T) {
 		wantDev    bool
 		wantErr    string
 	}{
-		{name: "production without secret", env: map[string]string{},
-			wantErr: "AUTH_JWT_SECRET is not set"},
+		{name: "production without a JWKS URL", env: map[string]string{},
+			wantErr: "AUTH_JWKS_URL is not set: outside dev mode tokens are RS256 or ES256"},
 		{name: "dev mode off explicitly", env: map[string]string{"FINANCE_DEV_MODE": "false"},
-			wantErr: "AUTH_JWT_SECRET is not set"},
-		{name: "production with short secret", env: map[string]string{"AUTH_JWT_SECRET": short},
-			wantErr: "at least 32 bytes"},
+			wantErr: "AUTH_JWKS_URL is not set"},
+		{name: "production without an issuer", env: with(prodAuth, "AUTH_ISSUER", ""),
+			wantErr: "AUTH_ISSUER is not set"},
+		{name: "production without an audience", env: with(prodAuth, "AUTH_AUDIENCE", ""),
+			wantErr: "AUTH_AUDIENCE is not set"},
+		{name: "production with an HS256 secret", env: with(prodAuth, "AUTH_JWT_SECRET", goodSecret),
+			wantErr: "HS256 tokens are accepted in dev mode only"},
+		{name: "production with a JWKS", env: prodAuth},
 		{name: "dev mode with short secret", env: map[string]string{"AUTH_JWT_SECRET": short, "FINANCE_DEV_MODE": "true"},
 			wantErr: "at least 32 bytes"},
-		{name: "production with secret", env: map[string]string{"AUTH_JWT_SECRET": goodSecret},
-			wantSecret: goodSecret},
 		{name: "dev mode without secret", env: map[string]string{"FINANCE_DEV_MODE": "true"},
 			wantSecret: auth.DevSecret, wantDev: true},
 		{name: "dev mode with secret", env: map[string]string{"FINANCE_DEV_MODE": "1", "AUTH_JWT_SECRET": goodSecret},
@@ -85,8 +108,8 @@ func TestLoadConfigSecretRules(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if cfg.JWTSecret != tc.wantSecret || cfg.UsingDevSecret != tc.wantDev {
-				t.Errorf("secret %q (dev %v), want %q (dev %v)", cfg.JWTSecret.Reveal(), cfg.UsingDevSecret, tc.wantSecret.Reveal(), tc.wantDev)
+			if cfg.Auth.HS256Secret != tc.wantSecret || cfg.Auth.UsingDevSecret != tc.wantDev {
+				t.Errorf("secret %q (dev %v), want %q (dev %v)", cfg.Auth.HS256Secret.Reveal(), cfg.Auth.UsingDevSecret, tc.wantSecret.Reveal(), tc.wantDev)
 			}
 		})
 	}
@@ -105,7 +128,7 @@ func TestLoadConfigReportsEveryProblem(t *testing.T) {
 	if err == nil {
 		t.Fatal("no error")
 	}
-	for _, want := range []string{"DATABASE_MAX_CONNS", "SHUTDOWN_TIMEOUT", "LOG_LEVEL", "GATEWAY_REQUEST_TIMEOUT", "AUTH_JWT_SECRET",
+	for _, want := range []string{"DATABASE_MAX_CONNS", "SHUTDOWN_TIMEOUT", "LOG_LEVEL", "GATEWAY_REQUEST_TIMEOUT", "AUTH_JWKS_URL",
 		"GATEWAY_ACCEPT_WORKERS", "GATEWAY_ACCEPT_MAX_BATCH"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error does not mention %s:\n%v", want, err)
@@ -117,11 +140,7 @@ func TestLoadConfigReportsEveryProblem(t *testing.T) {
 // accepted for one more, with a warning each.
 func TestDeprecatedNamesStillWork(t *testing.T) {
 	t.Parallel()
-	cfg, err := loadConfig(getenv(map[string]string{
-		"AUTH_JWT_SECRET":      goodSecret,
-		"GATEWAY_DB_MAX_CONNS": "12",
-		"SHUTDOWN_GRACE":       "3s",
-	}))
+	cfg, err := loadConfig(getenv(with(prodAuth, "GATEWAY_DB_MAX_CONNS", "12", "SHUTDOWN_GRACE", "3s")))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,8 +155,9 @@ func TestDeprecatedNamesStillWork(t *testing.T) {
 func TestLogValueRedactsSecrets(t *testing.T) {
 	t.Parallel()
 	cfg, err := loadConfig(getenv(map[string]string{
-		"AUTH_JWT_SECRET": goodSecret,
-		"DATABASE_URL":    "postgres://app:hunter2hunter2@db:5432/finance",
+		"AUTH_JWT_SECRET":  goodSecret,
+		"FINANCE_DEV_MODE": "true",
+		"DATABASE_URL":     "postgres://app:hunter2hunter2@db:5432/finance",
 	}))
 	if err != nil {
 		t.Fatal(err)
@@ -147,7 +167,7 @@ func TestLogValueRedactsSecrets(t *testing.T) {
 	if strings.Contains(b.String(), "hunter2") || strings.Contains(b.String(), goodSecret) {
 		t.Errorf("logged config leaks a secret: %s", b.String())
 	}
-	if !strings.Contains(b.String(), `"auth_jwt_secret":"REDACTED"`) || !strings.Contains(b.String(), "app:REDACTED@db:5432") {
+	if !strings.Contains(b.String(), `"jwt_secret":"REDACTED"`) || !strings.Contains(b.String(), "app:REDACTED@db:5432") {
 		t.Errorf("logged config: %s", b.String())
 	}
 }

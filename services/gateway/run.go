@@ -30,10 +30,16 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout, _ 
 	if err != nil {
 		return err
 	}
-	if cfg.UsingDevSecret {
+	if cfg.Auth.UsingDevSecret {
 		logger.WarnContext(ctx, "FINANCE_DEV_MODE: AUTH_JWT_SECRET is unset, using the public dev secret; "+
 			"anyone can mint tokens for this gateway. Never run it like this outside a developer machine.")
 	}
+
+	verifier, err := auth.New(ctx, cfg.Auth, logger)
+	if err != nil {
+		return fmt.Errorf("token verifier: %w", err)
+	}
+	defer verifier.Close()
 
 	pool, err := cfg.Postgres.Connect(ctx)
 	if err != nil {
@@ -92,7 +98,7 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout, _ 
 	handler := httpapi.New(httpapi.Config{
 		Logger:         logger,
 		Store:          st,
-		Verifier:       auth.NewVerifier([]byte(cfg.JWTSecret.Reveal())),
+		Verifier:       verifier,
 		Registry:       reg,
 		RequestTimeout: cfg.RequestTimeout,
 		DLQ:            dlqOp,

@@ -30,7 +30,8 @@ func TestRunServesAndShutsDown(t *testing.T) {
 		if rec["msg"] == "starting" {
 			cfg, _ := rec["config"].(map[string]any)
 			pg, _ := cfg["postgres"].(map[string]any)
-			sawConfig = cfg["auth_jwt_secret"] == "REDACTED" && pg["max_conns"] == float64(20)
+			au, _ := cfg["auth"].(map[string]any)
+			sawConfig = au["jwt_secret"] == "REDACTED" && pg["max_conns"] == float64(20)
 		}
 		if msg, _ := rec["msg"].(string); rec["level"] == "WARN" && strings.Contains(msg, "dev secret") {
 			sawWarning = true
@@ -62,10 +63,10 @@ func TestRunServesAndShutsDown(t *testing.T) {
 	}
 }
 
-func TestRunRefusesToStartWithoutSecret(t *testing.T) {
+func TestRunRefusesToStartWithoutJWKS(t *testing.T) {
 	t.Parallel()
 	err := run(context.Background(), nil, getenv(map[string]string{}), io.Discard, io.Discard)
-	if err == nil || !strings.Contains(err.Error(), "AUTH_JWT_SECRET") {
-		t.Errorf("run = %v, want an AUTH_JWT_SECRET error", err)
+	if err == nil || !strings.Contains(err.Error(), "AUTH_JWKS_URL is not set") {
+		t.Errorf("run = %v, want an AUTH_JWKS_URL error", err)
 	}
 }
