@@ -66,13 +66,17 @@ type Ops struct {
 	// ShutdownTimeout (SHUTDOWN_TIMEOUT, formerly SHUTDOWN_GRACE) bounds the
 	// graceful stop after SIGTERM.
 	ShutdownTimeout time.Duration
+	// HTTP is the timeouts and header cap of the service's HTTP servers
+	// (HTTP_READ_HEADER_TIMEOUT, HTTP_READ_TIMEOUT, HTTP_WRITE_TIMEOUT,
+	// HTTP_IDLE_TIMEOUT, HTTP_MAX_HEADER_BYTES); see HTTPServer.
+	HTTP HTTPServer
 	// Deprecated lists the deprecated setting names the environment uses;
 	// obs.Start warns about each.
 	Deprecated []string
 }
 
 // LoadOps reads LOG_LEVEL, OPS_ADDR and SHUTDOWN_TIMEOUT with def's values
-// as defaults. A service without an ops listener of its own passes an empty
+// as defaults, and the HTTP_* server settings (LoadHTTPServer). A service without an ops listener of its own passes an empty
 // def.Addr, and OPS_ADDR is not read. Call it last in loadConfig: it
 // collects the deprecated names read so far.
 func LoadOps(r *Reader, def Ops) Ops {
@@ -80,6 +84,7 @@ func LoadOps(r *Reader, def Ops) Ops {
 	o := Ops{
 		LogLevel:        r.LogLevel(def.LogLevel),
 		ShutdownTimeout: r.PositiveDuration("SHUTDOWN_TIMEOUT", def.ShutdownTimeout),
+		HTTP:            LoadHTTPServer(r),
 	}
 	if def.Addr != "" {
 		o.Addr = r.String("OPS_ADDR", def.Addr)
@@ -98,5 +103,6 @@ func (o Ops) LogValue() slog.Value {
 		slog.String("log_level", o.LogLevel),
 		slog.String("ops_addr", addr),
 		slog.String("shutdown_timeout", o.ShutdownTimeout.String()),
+		slog.Any("http", o.HTTP),
 	)
 }

@@ -34,7 +34,9 @@ func TestLoadOps(t *testing.T) {
 		t.Parallel()
 		r := reader(nil)
 		got := LoadOps(r, def)
-		if diff := cmp.Diff(def, got); diff != "" || r.Err() != nil {
+		want := def
+		want.HTTP = DefaultHTTPServer
+		if diff := cmp.Diff(want, got); diff != "" || r.Err() != nil {
 			t.Fatalf("LoadOps (-want +got):\n%s\nerr: %v", diff, r.Err())
 		}
 	})

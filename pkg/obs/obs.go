@@ -97,24 +97,30 @@ func PprofRoutes(mux *http.ServeMux) {
 }
 
 // Serve runs an HTTP server for h on addr until ctx ends, then shuts it down
-// within grace. It returns once the server has stopped.
-func Serve(ctx context.Context, logger *slog.Logger, name, addr string, h http.Handler, grace time.Duration) error {
+// within grace. It returns once the server has stopped. hs sets the server's
+// timeouts and header cap (envconfig.Ops.HTTP, the HTTP_* settings).
+func Serve(ctx context.Context, logger *slog.Logger, name, addr string, h http.Handler, hs envconfig.HTTPServer, grace time.Duration) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("%s: listen %s: %w", name, addr, err)
 	}
-	return ServeListener(ctx, logger, name, ln, h, grace)
+	return ServeListener(ctx, logger, name, ln, h, hs, grace)
 }
 
 // ServeListener is Serve on an existing listener.
-func ServeListener(ctx context.Context, logger *slog.Logger, name string, ln net.Listener, h http.Handler, grace time.Duration) error {
-	srv := &http.Server{
-		Handler:           h,
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      90 * time.Second,
-		IdleTimeout:       120 * time.Second,
-	}
+//
+// Every server the project runs is made here, so every one has the four
+// timeouts of hs. WriteTimeout cuts off any response still being written
+// when it passes, streams included. A handler that streams on purpose for
+// longer (long-poll, server-sent events) calls
+// http.NewResponseController(w).SetWriteDeadline(time.Time{}) before it
+// waits, which lifts the deadline for that response only (the server sets
+// it again for the connection's next request). Such a handler bounds its
+// own wait, and ends on r.Context() (the client left) and on the service's
+// shutdown, which Shutdown does not signal to running handlers.
+// TestWriteTimeoutExemption shows both cases.
+func ServeListener(ctx context.Context, logger *slog.Logger, name string, ln net.Listener, h http.Handler, hs envconfig.HTTPServer, grace time.Duration) error {
+	srv := NewServer(h, hs)
 	logger.Info("http server listening", "server", name, "addr", ln.Addr().String())
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
@@ -132,6 +138,37 @@ func ServeListener(ctx context.Context, logger *slog.Logger, name string, ln net
 		return fmt.Errorf("%s: serve: %w", name, err)
 	}
 	return nil
+}
+
+// NewServer returns an http.Server for h with hs's timeouts and header read
+// limit (hs.HeaderReadLimit; a larger request line and headers get net/http's
+// plain 431 before any handler runs). Zero fields of hs take
+// envconfig.DefaultHTTPServer's values.
+func NewServer(h http.Handler, hs envconfig.HTTPServer) *http.Server {
+	d := envconfig.DefaultHTTPServer
+	if hs.ReadHeaderTimeout <= 0 {
+		hs.ReadHeaderTimeout = d.ReadHeaderTimeout
+	}
+	if hs.ReadTimeout <= 0 {
+		hs.ReadTimeout = d.ReadTimeout
+	}
+	if hs.WriteTimeout <= 0 {
+		hs.WriteTimeout = d.WriteTimeout
+	}
+	if hs.IdleTimeout <= 0 {
+		hs.IdleTimeout = d.IdleTimeout
+	}
+	if hs.MaxHeaderBytes <= 0 {
+		hs.MaxHeaderBytes = d.MaxHeaderBytes
+	}
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: hs.ReadHeaderTimeout,
+		ReadTimeout:       hs.ReadTimeout,
+		WriteTimeout:      hs.WriteTimeout,
+		IdleTimeout:       hs.IdleTimeout,
+		MaxHeaderBytes:    hs.HeaderReadLimit(),
+	}
 }
 
 // QuietKafka returns the logger for franz-go clients: at warn and above unless

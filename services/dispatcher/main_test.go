@@ -956,7 +956,7 @@ func TestLoadConfigDefaults(t *testing.T) {
 	want := config{
 		Postgres:              postgres.Config{URL: postgres.DefaultURL, MaxConns: 32},
 		Kafka:                 envconfig.Kafka{Brokers: []string{"127.0.0.1:9092"}},
-		Ops:                   envconfig.Ops{LogLevel: "info", Addr: ":9101", ShutdownTimeout: 30 * time.Second},
+		Ops:                   envconfig.Ops{LogLevel: "info", Addr: ":9101", ShutdownTimeout: 30 * time.Second, HTTP: envconfig.DefaultHTTPServer},
 		ProcessorURL:          "http://127.0.0.1:8090",
 		ProcessorAPI:          "proposed",
 		ProcessorTimeout:      2 * time.Second,

@@ -48,7 +48,7 @@ func TestLoadConfigDefaults(t *testing.T) {
 	want := config{
 		HTTPAddr: ":8080",
 		Postgres: postgres.Config{URL: postgres.DefaultURL, MaxConns: 20},
-		Ops:      envconfig.Ops{LogLevel: "info", ShutdownTimeout: 10 * time.Second},
+		Ops:      envconfig.Ops{LogLevel: "info", ShutdownTimeout: 10 * time.Second, HTTP: envconfig.DefaultHTTPServer},
 		Auth: auth.Config{JWKSURL: prodAuth["AUTH_JWKS_URL"], Issuer: prodAuth["AUTH_ISSUER"], Audience: prodAuth["AUTH_AUDIENCE"],
 			ClockSkew: 30 * time.Second, RefreshInterval: 5 * time.Minute, MinRefreshInterval: 30 * time.Second},
 		RequestTimeout: 10 * time.Second,

@@ -114,7 +114,7 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout, _ 
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
-		return obs.ServeListener(gctx, logger, "http", ln, handler, cfg.Ops.ShutdownTimeout)
+		return obs.ServeListener(gctx, logger, "http", ln, handler, cfg.Ops.HTTP, cfg.Ops.ShutdownTimeout)
 	})
 	if hub != nil {
 		g.Go(func() error { return hub.Consume(gctx, hubClient) })

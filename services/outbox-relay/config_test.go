@@ -26,7 +26,7 @@ func TestLoadConfig(t *testing.T) {
 			want: config{
 				Postgres:        postgres.Config{URL: postgres.DefaultURL, MaxConns: 2},
 				Kafka:           envconfig.Kafka{Brokers: []string{"127.0.0.1:9092"}},
-				Ops:             envconfig.Ops{LogLevel: "info", Addr: ":9102", ShutdownTimeout: 10 * time.Second},
+				Ops:             envconfig.Ops{LogLevel: "info", Addr: ":9102", ShutdownTimeout: 10 * time.Second, HTTP: envconfig.DefaultHTTPServer},
 				PollInterval:    500 * time.Millisecond,
 				Linger:          10 * time.Millisecond,
 				BatchSize:       500,
@@ -50,7 +50,7 @@ func TestLoadConfig(t *testing.T) {
 			want: config{
 				Postgres:        postgres.Config{URL: "postgres://u:p@db:5432/x", MaxConns: 2},
 				Kafka:           envconfig.Kafka{Brokers: []string{"k1:9092", "k2:9092"}},
-				Ops:             envconfig.Ops{LogLevel: "debug", Addr: ":1", ShutdownTimeout: 10 * time.Second},
+				Ops:             envconfig.Ops{LogLevel: "debug", Addr: ":1", ShutdownTimeout: 10 * time.Second, HTTP: envconfig.DefaultHTTPServer},
 				PollInterval:    50 * time.Millisecond,
 				BatchSize:       10,
 				LockRetry:       2 * time.Second,

@@ -41,7 +41,9 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout, _ 
 
 	h := httpapi.New(s, logger, obs.NewRegistry())
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return obs.Serve(gctx, logger, "http", cfg.HTTPAddr, h, cfg.Ops.ShutdownTimeout) })
+	g.Go(func() error {
+		return obs.Serve(gctx, logger, "http", cfg.HTTPAddr, h, cfg.Ops.HTTP, cfg.Ops.ShutdownTimeout)
+	})
 	g.Go(func() error { return s.RunSweeper(gctx, sweepEvery) })
 	if err := g.Wait(); err != nil {
 		return err

@@ -26,7 +26,7 @@ func TestLoadConfig(t *testing.T) {
 			want: config{
 				Postgres:       postgres.Config{URL: postgres.DefaultURL, MaxConns: 16},
 				Kafka:          envconfig.Kafka{Brokers: []string{"127.0.0.1:9092"}},
-				Ops:            envconfig.Ops{LogLevel: "info", Addr: ":9103", ShutdownTimeout: 10 * time.Second},
+				Ops:            envconfig.Ops{LogLevel: "info", Addr: ":9103", ShutdownTimeout: 10 * time.Second, HTTP: envconfig.DefaultHTTPServer},
 				MaxPollRecords: 500,
 				RetryTimeout:   30 * time.Second,
 				AttemptTimeout: 10 * time.Second,
@@ -48,7 +48,7 @@ func TestLoadConfig(t *testing.T) {
 			want: config{
 				Postgres:       postgres.Config{URL: "postgres://u:p@db:5432/x", MaxConns: 4},
 				Kafka:          envconfig.Kafka{Brokers: []string{"k1:9092", "k2:9092"}},
-				Ops:            envconfig.Ops{LogLevel: "debug", Addr: ":1", ShutdownTimeout: 10 * time.Second},
+				Ops:            envconfig.Ops{LogLevel: "debug", Addr: ":1", ShutdownTimeout: 10 * time.Second, HTTP: envconfig.DefaultHTTPServer},
 				MaxPollRecords: 10,
 				RetryTimeout:   time.Minute,
 				AttemptTimeout: 10 * time.Second,

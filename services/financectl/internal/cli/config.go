@@ -21,6 +21,8 @@ type config struct {
 	// stderr is for the operator, who gets each failure as one line anyway,
 	// so it defaults to error, not info.
 	LogLevel string
+	// HTTP is the HTTP_* server settings of reconcile --metrics-addr's port.
+	HTTP envconfig.HTTPServer
 }
 
 // defaultConfig is the configuration of an empty environment, for help
@@ -41,6 +43,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 		JWTSecret:  r.Secret("AUTH_JWT_SECRET", ""),
 		DevMode:    r.Bool("FINANCE_DEV_MODE", true),
 		LogLevel:   r.LogLevel("error"),
+		HTTP:       envconfig.LoadHTTPServer(r),
 	}
 	if c.Partitions < 1 {
 		r.Fail("KAFKA_PARTITIONS=%d: must be at least 1", c.Partitions)

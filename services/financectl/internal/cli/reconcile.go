@@ -144,7 +144,7 @@ func watchReconcile(ctx context.Context, e *env, logger *slog.Logger, pool *pgxp
 			logger.ErrorContext(gctx, "refresh metrics", "err", err)
 		}
 		mux := obs.OpsMux(reg, func(ctx context.Context) error { return pool.Ping(ctx) })
-		g.Go(func() error { return obs.Serve(gctx, logger, "metrics", metricsAddr, mux, 5*time.Second) })
+		g.Go(func() error { return obs.Serve(gctx, logger, "metrics", metricsAddr, mux, e.cfg.HTTP, 5*time.Second) })
 	}
 	g.Go(func() error {
 		return rc.Watch(gctx, every, func(rep reconcile.Report, err error) {

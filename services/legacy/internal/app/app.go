@@ -96,7 +96,7 @@ func serve(ctx context.Context, cfg Config, stdout io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", cfg.HTTPAddr, err)
 	}
-	err = obs.ServeListener(ctx, logger, "http", ln, h, cfg.Ops.ShutdownTimeout)
+	err = obs.ServeListener(ctx, logger, "http", ln, h, cfg.Ops.HTTP, cfg.Ops.ShutdownTimeout)
 	if err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}

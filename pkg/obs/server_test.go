@@ -1,0 +1,170 @@
+package obs
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/finsvc/finance/pkg/envconfig"
+)
+
+// serve runs ServeListener for h with hs on a free port until the test ends
+// and returns its address.
+func serve(t *testing.T, h http.Handler, hs envconfig.HTTPServer) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- ServeListener(ctx, slog.New(slog.DiscardHandler), "test", ln, h, hs, time.Second) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("ServeListener: %v", err)
+		}
+	})
+	return ln.Addr().String()
+}
+
+// TestWriteTimeoutExemption: a response still being written when
+// WriteTimeout passes is cut off, unless its handler lifted the deadline
+// with http.ResponseController.SetWriteDeadline(time.Time{}), as the
+// gateway's long-poll and server-sent events do.
+func TestWriteTimeoutExemption(t *testing.T) {
+	t.Parallel()
+	const writeTimeout = 200 * time.Millisecond
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rc := http.NewResponseController(w)
+		if r.URL.Query().Has("exempt") {
+			if err := rc.SetWriteDeadline(time.Time{}); err != nil {
+				t.Errorf("SetWriteDeadline: %v", err)
+			}
+		}
+		_, _ = io.WriteString(w, "first\n")
+		_ = rc.Flush()
+		// Stream on past the write deadline, as a long-poll waits.
+		time.Sleep(3 * writeTimeout)
+		_, _ = io.WriteString(w, "last\n")
+		_ = rc.Flush()
+	})
+	addr := serve(t, h, envconfig.HTTPServer{WriteTimeout: writeTimeout})
+	get := func(path string) (string, error) {
+		resp, err := http.Get("http://" + addr + path)
+		if err != nil {
+			return "", err
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		return string(b), err
+	}
+	for _, tc := range []struct {
+		path     string
+		wantFull bool
+	}{
+		{"/stream?exempt", true},
+		{"/stream", false},
+	} {
+		body, err := get(tc.path)
+		full := err == nil && body == "first\nlast\n"
+		if full != tc.wantFull {
+			t.Errorf("GET %s: body %q, err %v; want the whole stream: %v", tc.path, body, err, tc.wantFull)
+		}
+		if !tc.wantFull && !strings.HasPrefix(body, "first\n") {
+			t.Errorf("GET %s: body %q; the part before the deadline is lost too", tc.path, body)
+		}
+	}
+}
+
+// TestSlowlorisDisconnected: a client that sends its headers one byte at a
+// time is disconnected once ReadHeaderTimeout has passed, long before it
+// could finish, and the server goes on serving others.
+func TestSlowlorisDisconnected(t *testing.T) {
+	t.Parallel()
+	hs := envconfig.HTTPServer{ReadHeaderTimeout: 200 * time.Millisecond, ReadTimeout: time.Minute}
+	addr := serve(t, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = io.WriteString(w, "ok")
+	}), hs)
+
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	gone := make(chan []byte)
+	go func() {
+		b, _ := io.ReadAll(conn) // returns when the server closes the connection
+		gone <- b
+	}()
+	// 1,000 bytes at one per 20 ms would take 20 s: 100 times the timeout.
+	headers := "GET / HTTP/1.1\r\nHost: x\r\nX-Slow: " + strings.Repeat("a", 1000)
+	sent := 0
+	var answer []byte
+loop:
+	for sent < len(headers) {
+		select {
+		case answer = <-gone:
+			break loop
+		case <-time.After(20 * time.Millisecond):
+		}
+		if _, err := conn.Write([]byte{headers[sent]}); err != nil {
+			answer = <-gone
+			break
+		}
+		sent++
+	}
+	if sent == len(headers) {
+		t.Fatalf("the server read all %d bytes of a slowloris' headers without disconnecting it", sent)
+	}
+	// net/http may say why before it hangs up (400, Connection: close).
+	if len(answer) != 0 && !strings.HasPrefix(string(answer), "HTTP/1.1 400 ") {
+		t.Errorf("the server answered a request it never finished reading: %q", answer)
+	}
+	t.Logf("disconnected after %d of %d bytes, answer %q", sent, len(headers), answer)
+
+	resp, err := http.Get("http://" + addr + "/")
+	if err != nil {
+		t.Fatalf("a normal client after the slowloris: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("a normal client after the slowloris: %d", resp.StatusCode)
+	}
+}
+
+// TestHeaderReadLimit: the server reads at most HeaderReadLimit bytes of
+// request line and headers and refuses more with 431 before any handler
+// runs; a header block between MaxHeaderBytes and that reaches the handler,
+// which may answer it in its own format (the gateway's problem+json).
+func TestHeaderReadLimit(t *testing.T) {
+	t.Parallel()
+	hs := envconfig.HTTPServer{MaxHeaderBytes: 1 << 10}
+	var reached bool
+	addr := serve(t, http.HandlerFunc(func(http.ResponseWriter, *http.Request) { reached = true }), hs)
+	for _, tc := range []struct {
+		pad         int
+		wantStatus  int
+		wantReached bool
+	}{
+		{pad: 1500, wantStatus: http.StatusOK, wantReached: true},
+		{pad: 20 << 10, wantStatus: http.StatusRequestHeaderFieldsTooLarge},
+	} {
+		reached = false
+		req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/", nil)
+		req.Header.Set("X-Pad", strings.Repeat("a", tc.pad))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatalf("pad %d: %v", tc.pad, err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tc.wantStatus || reached != tc.wantReached {
+			t.Errorf("pad %d: status %d, handler reached %v; want %d, %v", tc.pad, resp.StatusCode, reached, tc.wantStatus, tc.wantReached)
+		}
+	}
+}
