@@ -41,6 +41,7 @@ func commands() []*command {
 		afterRestoreCommand(),
 		createdbCommand(),
 		dlqCommand(),
+		keysCommand(),
 		migrateCommand(),
 		reconcileCommand(),
 		recoverCommand(),
