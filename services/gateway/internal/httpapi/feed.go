@@ -77,9 +77,27 @@ func (a *api) serveFeed(c *gin.Context, userID int64) error {
 		before = id
 	}
 
+	// A client that already has this page asks with If-None-Match: one
+	// primary-key read of the wallet's event_seq decides it, and the page
+	// itself is read only when it changed.
+	if c.GetHeader("If-None-Match") != "" {
+		seq, err := a.store.EventSeq(c.Request.Context(), userID)
+		if err != nil {
+			return err
+		}
+		if ifNoneMatch(c.Request, feedETag(userID, seq, limit, before)) {
+			notModified(c, feedETag(userID, seq, limit, before))
+			return nil
+		}
+	}
 	feed, err := a.store.FeedPage(c.Request.Context(), userID, before, limit)
 	if err != nil {
 		return err
+	}
+	// The page may be newer than the event_seq read above; its own ETag
+	// is the one to answer with, and to match once more.
+	if notModified(c, feedETag(userID, feed.EventSeq, limit, before)) {
+		return nil
 	}
 	out := feedJSON{
 		UserID:           feed.UserID,

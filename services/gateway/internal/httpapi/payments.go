@@ -170,6 +170,9 @@ func (a *api) getPayment(c *gin.Context) error {
 	if pr, _ := principal(c); !pr.CanActFor(p.UserID) {
 		return fmt.Errorf("payment %d of another user: %w", p.ID, store.ErrPaymentNotFound)
 	}
+	if notModified(c, paymentETag(p)) { // etag.go; after the owner check
+		return nil
+	}
 	writeJSON(c, http.StatusOK, toPaymentJSON(p))
 	return nil
 }
