@@ -11,6 +11,19 @@ TOOLS        := $(CURDIR)/.run/tools
 PROTOC_GEN_GO_VERSION := v1.36.12
 PROTO_FILES  := $(shell find proto -name '*.proto')
 GO_TEST_FLAGS ?= -timeout 15m
+# Helm, built from the Go module proxy into $(TOOLS) by `make helm`.
+HELM_VERSION := v3.21.4
+HELM         := $(TOOLS)/helm
+CHART        := deploy/helm/finance
+# The cluster version the chart is rendered for: that of the schemas vendored
+# in deploy/test/k8sschema.
+KUBE_VERSION := 1.36.3
+# Images: one per service, from deploy/docker/Dockerfile.
+IMAGE_SERVICES := gateway outbox-relay dispatcher status-consumer financectl processor-sim
+# Issue 15's delivery service, once its folder exists.
+IMAGE_SERVICES += $(notdir $(wildcard services/webhook-delivery))
+IMAGE_REPO   ?= finance
+IMAGE_TAG    ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo dev)
 
 .PHONY: help
 help: ## List the targets.
@@ -26,7 +39,7 @@ run: build ## Run the whole pipeline on this machine (PostgreSQL, Kafka broker, 
 	@$(BIN)/devstack run
 
 .PHONY: test
-test: generate-check lint tidy-check build ## Vet, lint, check generated code and go.mod, then every test (unit, integration, end-to-end).
+test: generate-check lint tidy-check build chart-check ## Vet, lint, check generated code and go.mod, the Helm chart, then every test (unit, integration, end-to-end).
 	@set -e; \
 	url=$$($(BIN)/devstack ensure-postgres); \
 	trap '$(BIN)/devstack stop-postgres >/dev/null 2>&1 || true' EXIT; \
@@ -106,3 +119,34 @@ loadtest: build ## One load-test scenario against a running target: SCENARIO=bur
 .PHONY: loadtest-smoke
 loadtest-smoke: build ## The CI smoke run: small burst and read-heavy against the all-in-one stack and the as-is service; asserts the checker's counts.
 	FINANCE_BIN_DIR=$(BIN) go test ./loadtest -run TestSmoke -count=1 -v
+
+.PHONY: helm
+helm: ## Build the pinned helm (HELM_VERSION, helm.sh/helm/v3) from the Go module proxy into .run/tools, unless it is there.
+	@if [ "$$($(HELM) version --template '{{.Version}}' 2>/dev/null)" != "$(HELM_VERSION)" ]; then \
+		echo "building helm $(HELM_VERSION) into $(TOOLS) (the first time takes a few minutes)"; \
+		GOBIN=$(TOOLS) GOWORK=off GOFLAGS=-buildvcs=false go install \
+			-ldflags "-X helm.sh/helm/v3/internal/version.version=$(HELM_VERSION)" \
+			helm.sh/helm/v3/cmd/helm@$(HELM_VERSION); fi
+
+.PHONY: chart-check
+chart-check: helm ## helm lint and helm template of deploy/helm/finance with each values file of its ci/ folder (deploy/test's Go test checks the rendered manifests).
+	@set -e; for f in $(CHART)/ci/*-values.yaml; do \
+		$(HELM) lint --strict --quiet $(CHART) -f $$f >/dev/null || { $(HELM) lint --strict $(CHART) -f $$f; exit 1; }; \
+		$(HELM) template finance $(CHART) -n finance --kube-version $(KUBE_VERSION) -f $$f >/dev/null; \
+		echo "helm lint and template: $$f"; done
+
+.PHONY: images
+images: ## Build one container image per service (deploy/docker/Dockerfile) as IMAGE_REPO/<service>:IMAGE_TAG; needs a Docker engine.
+	@if ! docker info >/dev/null 2>&1; then \
+		echo "make images: no Docker engine answers here (docker info failed), so no image was built."; \
+		echo "Run it on a machine with Docker (BuildKit); see deploy/docker/README.md."; exit 1; fi
+	@set -e; for s in $(IMAGE_SERVICES); do \
+		echo "docker build $(IMAGE_REPO)/$$s:$(IMAGE_TAG)"; \
+		DOCKER_BUILDKIT=1 docker build -f deploy/docker/Dockerfile --build-arg SERVICE=$$s -t $(IMAGE_REPO)/$$s:$(IMAGE_TAG) .; done
+
+.PHONY: test-docker
+test-docker: build ## The end-to-end and crash tests against real Apache Kafka and PostgreSQL containers (testcontainers-go, build tag docker); each skips, saying why, where no Docker engine answers.
+	@set -e; \
+	url=$$($(BIN)/devstack ensure-postgres); \
+	trap '$(BIN)/devstack stop-postgres >/dev/null 2>&1 || true' EXIT; \
+	PGTEST_URL="$$url" FINANCE_BIN_DIR=$(BIN) go test -tags docker -run 'Docker' -count=1 -v -timeout 30m ./services/devstack/

@@ -73,6 +73,126 @@ Environment variables.
   value: {{ required "kafka.brokers is required" .Values.kafka.brokers | join "," | quote }}
 - name: KAFKA_PARTITIONS
   value: {{ .Values.kafka.partitions | int | quote }}
+{{- include "finance.env.kafkaSecurity" . }}
+{{- end }}
+
+{{/*
+KAFKA_SASL_* and KAFKA_TLS_* of an external Kafka (kafka.sasl, kafka.tls):
+the SASL credentials from an existing Secret, the CA from an existing Secret
+mounted at /etc/finance/kafka-ca (finance.kafka.volumes). Nothing when both
+are off.
+*/}}
+{{- define "finance.env.kafkaSecurity" -}}
+{{- $s := .Values.kafka.sasl | default dict }}
+{{- $t := .Values.kafka.tls | default dict }}
+{{- if $s.enabled }}
+{{- if not (has $s.mechanism (list "PLAIN" "SCRAM-SHA-256" "SCRAM-SHA-512")) }}
+{{- fail (printf "kafka.sasl.mechanism=%q: want PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512" $s.mechanism) }}
+{{- end }}
+- name: KAFKA_SASL_MECHANISM
+  value: {{ $s.mechanism | quote }}
+- name: KAFKA_SASL_USERNAME
+  valueFrom:
+    secretKeyRef:
+      name: {{ required "kafka.sasl.existingSecret is required: a Secret holding the SASL username and password" $s.existingSecret }}
+      key: {{ $s.usernameKey | default "username" }}
+- name: KAFKA_SASL_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ $s.existingSecret }}
+      key: {{ $s.passwordKey | default "password" }}
+{{- end }}
+{{- if $t.enabled }}
+- name: KAFKA_TLS_ENABLED
+  value: "true"
+{{- if $t.caSecret }}
+- name: KAFKA_TLS_CA_FILE
+  value: {{ printf "/etc/finance/kafka-ca/%s" ($t.caKey | default "ca.crt") | quote }}
+{{- end }}
+{{- with $t.serverName }}
+- name: KAFKA_TLS_SERVER_NAME
+  value: {{ . | quote }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* The Kafka CA volume (kafka.tls.caSecret), as a list item; empty without one. */}}
+{{- define "finance.kafka.volumes" -}}
+{{- $t := .Values.kafka.tls | default dict }}
+{{- if and $t.enabled $t.caSecret }}
+- name: kafka-ca
+  secret:
+    secretName: {{ $t.caSecret }}
+    items:
+      - key: {{ $t.caKey | default "ca.crt" }}
+        path: {{ $t.caKey | default "ca.crt" }}
+{{- end }}
+{{- end }}
+
+{{- define "finance.kafka.volumeMounts" -}}
+{{- $t := .Values.kafka.tls | default dict }}
+{{- if and $t.enabled $t.caSecret }}
+- name: kafka-ca
+  mountPath: /etc/finance/kafka-ca
+  readOnly: true
+{{- end }}
+{{- end }}
+
+{{/*
+DATABASE_READ_URL: the read DSN (a replica, or a pooler in front of the
+replicas), from database.readExistingSecret (default: database.existingSecret)
+under database.readUrlKey. Nothing when readUrlKey is empty. The services do
+not read it yet: every query goes to DATABASE_URL, the primary (see
+deploy/helm/README.md).
+*/}}
+{{- define "finance.env.databaseRead" -}}
+{{- with .Values.database.readUrlKey }}
+- name: DATABASE_READ_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ $.Values.database.readExistingSecret | default $.Values.database.existingSecret }}
+      key: {{ . }}
+{{- end }}
+{{- end }}
+
+{{/*
+A container's securityContext: the chart's securityContext, with
+runAsNonRoot and the RuntimeDefault seccomp profile always set at the
+container level too, so that they hold even when podSecurityContext is
+overridden.
+*/}}
+{{- define "finance.containerSecurityContext" -}}
+{{- $sc := deepCopy (.Values.securityContext | default dict) }}
+{{- $_ := set $sc "runAsNonRoot" true }}
+{{- if not (hasKey $sc "seccompProfile") }}
+{{- $_ := set $sc "seccompProfile" (dict "type" "RuntimeDefault") }}
+{{- end }}
+securityContext:
+  {{- toYaml $sc | nindent 2 }}
+{{- end }}
+
+{{/*
+Volumes of every pod: /tmp as an emptyDir (the root filesystem is read-only)
+and the Kafka CA when there is one. Call with the root context and
+(dict "kafka" true) when the pod talks to Kafka.
+*/}}
+{{- define "finance.volumes" -}}
+volumes:
+  - name: tmp
+    emptyDir:
+      sizeLimit: 64Mi
+  {{- if .kafka }}
+  {{- with (include "finance.kafka.volumes" .root | trim) }}{{ . | nindent 2 }}{{- end }}
+  {{- end }}
+{{- end }}
+
+{{- define "finance.volumeMounts" -}}
+volumeMounts:
+  - name: tmp
+    mountPath: /tmp
+  {{- if .kafka }}
+  {{- with (include "finance.kafka.volumeMounts" .root | trim) }}{{ . | nindent 2 }}{{- end }}
+  {{- end }}
 {{- end }}
 
 {{- define "finance.env.auth" -}}
@@ -222,9 +342,8 @@ spec:
           {{- include "finance.probes" "ops" | nindent 10 }}
           resources:
             {{- toYaml $v.resources | nindent 12 }}
-          {{- with $root.Values.securityContext }}
-          securityContext:
-            {{- toYaml . | nindent 12 }}
-          {{- end }}
+          {{- with (include "finance.containerSecurityContext" $root | trim) }}{{ . | nindent 10 }}{{- end }}
+          {{- include "finance.volumeMounts" (dict "root" $root "kafka" true) | nindent 10 }}
+      {{- include "finance.volumes" (dict "root" $root "kafka" true) | nindent 6 }}
       {{- include "finance.scheduling" $v | nindent 6 }}
 {{- end }}

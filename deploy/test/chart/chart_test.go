@@ -1,0 +1,481 @@
+// Package chart_test renders the Helm chart deploy/helm/finance with the
+// values files of its ci/ folder and checks what every install must hold:
+// every container has resource limits, runs as non-root on a read-only root
+// filesystem with no capabilities and the RuntimeDefault seccomp profile;
+// every Deployment's container has liveness and readiness probes on its
+// ops port; every worker has a PodDisruptionBudget; the dispatcher never has
+// more replicas than partitions; secrets only come from Secrets; and every
+// object is valid against the Kubernetes OpenAPI schemas of a recent release
+// (k8sschema, vendored).
+//
+// It needs helm: $HELM, or .run/tools/helm as `make helm` builds it (`make
+// test` does so first).
+package chart_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	"sigs.k8s.io/yaml"
+
+	"github.com/finsvc/finance/deploy/test/k8sschema"
+)
+
+// kubeVersion is the cluster version helm renders for: that of the vendored
+// schemas.
+var kubeVersion = strings.TrimPrefix(k8sschema.Version, "v")
+
+// obj is one rendered manifest.
+type obj = map[string]any
+
+// setup finds helm and the chart.
+func setup(t *testing.T) (helm, chart string) {
+	t.Helper()
+	out, err := exec.Command("go", "env", "GOWORK").Output()
+	root := filepath.Dir(strings.TrimSpace(string(out)))
+	if err != nil || root == "." {
+		t.Fatalf("find the repository root through go env GOWORK: %v", err)
+	}
+	helm = os.Getenv("HELM")
+	if helm == "" {
+		helm = filepath.Join(root, ".run", "tools", "helm")
+	}
+	if _, err := os.Stat(helm); err != nil {
+		t.Fatalf("helm not found at %s: run `make helm` (it builds the pinned helm from the Go module proxy) or set HELM", helm)
+	}
+	return helm, filepath.Join(root, "deploy", "helm", "finance")
+}
+
+// render runs helm template with the values files and --set pairs, and
+// returns the objects, or helm's error output.
+func render(t *testing.T, helm, chart string, files []string, sets ...string) ([]obj, error) {
+	t.Helper()
+	args := []string{"template", "finance", chart, "--namespace", "finance", "--kube-version", kubeVersion}
+	for _, f := range files {
+		args = append(args, "-f", filepath.Join(chart, "ci", f))
+	}
+	for _, s := range sets {
+		args = append(args, "--set", s)
+	}
+	var stdout, stderr bytes.Buffer
+	cmd := exec.Command(helm, args...)
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		return nil, fmt.Errorf("helm %s: %v: %s", strings.Join(args, " "), err, stderr.String())
+	}
+	var objs []obj
+	for _, doc := range strings.Split(stdout.String(), "\n---") {
+		var o obj
+		if err := yaml.Unmarshal([]byte(doc), &o); err != nil {
+			t.Fatalf("rendered YAML does not parse: %v\n%s", err, doc)
+		}
+		if len(o) > 0 {
+			objs = append(objs, o)
+		}
+	}
+	return objs, nil
+}
+
+func TestChartRendersValidManifests(t *testing.T) {
+	t.Parallel()
+	helm, chart := setup(t)
+	validator, err := k8sschema.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		file string
+		// want are kinds the install must hold, with their count.
+		want map[string]int
+	}{
+		{"default-values.yaml", map[string]int{
+			"Deployment": 6, "Job": 1, "PodDisruptionBudget": 5, "HorizontalPodAutoscaler": 1, "NetworkPolicy": 6,
+		}},
+		{"production-values.yaml", map[string]int{
+			"Deployment": 6, "Job": 1, "PodDisruptionBudget": 5, "HorizontalPodAutoscaler": 1, "NetworkPolicy": 6,
+			"ServiceMonitor": 1, "PrometheusRule": 1, "Ingress": 1,
+		}},
+		{"minimal-values.yaml", map[string]int{
+			"Deployment": 6, "Job": 1, "PodDisruptionBudget": 3, "HorizontalPodAutoscaler": 0, "NetworkPolicy": 0,
+		}},
+	} {
+		t.Run(tc.file, func(t *testing.T) {
+			t.Parallel()
+			objs, err := render(t, helm, chart, []string{tc.file})
+			if err != nil {
+				t.Fatal(err)
+			}
+			count := map[string]int{}
+			for _, o := range objs {
+				count[str(o, "kind")]++
+			}
+			for kind, n := range tc.want {
+				if count[kind] != n {
+					t.Errorf("%d %s objects, want %d", count[kind], kind, n)
+				}
+			}
+			checkSchemas(t, validator, objs)
+			checkPods(t, objs)
+			checkBudgets(t, objs)
+			checkDispatcher(t, objs)
+			checkHooks(t, objs)
+			checkHPA(t, objs)
+		})
+	}
+}
+
+// checkSchemas validates every object against the vendored Kubernetes
+// schemas. The Prometheus Operator's kinds have none there; they get a
+// check of their shape instead.
+func checkSchemas(t *testing.T, v *k8sschema.Validator, objs []obj) {
+	t.Helper()
+	for _, o := range objs {
+		apiVersion, kind := str(o, "apiVersion"), str(o, "kind")
+		if apiVersion == "monitoring.coreos.com/v1" {
+			switch kind {
+			case "ServiceMonitor":
+				if len(list(o, "spec", "endpoints")) == 0 || len(m(o, "spec", "selector", "matchLabels")) == 0 {
+					t.Errorf("ServiceMonitor %s: no endpoints or selector", name(o))
+				}
+			case "PrometheusRule":
+				if len(list(o, "spec", "groups")) == 0 {
+					t.Errorf("PrometheusRule %s: no groups", name(o))
+				}
+			default:
+				t.Errorf("%s %s: no check for this kind", kind, name(o))
+			}
+			continue
+		}
+		b, err := json.Marshal(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := v.Validate(b); err != nil {
+			t.Errorf("%s %s is not valid for Kubernetes %s: %v", kind, name(o), k8sschema.Version, err)
+		}
+	}
+}
+
+// checkPods checks every container of every Deployment and Job.
+func checkPods(t *testing.T, objs []obj) {
+	t.Helper()
+	for _, o := range objs {
+		kind := str(o, "kind")
+		if kind != "Deployment" && kind != "Job" {
+			continue
+		}
+		pod := m(o, "spec", "template", "spec")
+		podSC := m(pod, "securityContext")
+		containers := append(list(pod, "containers"), list(pod, "initContainers")...)
+		if len(containers) == 0 {
+			t.Errorf("%s %s has no containers", kind, name(o))
+		}
+		ports := map[string]bool{}
+		for _, c := range containers {
+			c := c.(obj)
+			where := fmt.Sprintf("%s %s container %s", kind, name(o), str(c, "name"))
+			for _, p := range list(c, "ports") {
+				p := p.(obj)
+				ports[str(p, "name")] = true
+				ports[fmt.Sprint(p["containerPort"])] = true
+			}
+			if str(c, "resources", "limits", "memory") == "" {
+				t.Errorf("%s: no memory limit", where)
+			}
+			if str(c, "resources", "requests", "cpu") == "" || str(c, "resources", "requests", "memory") == "" {
+				t.Errorf("%s: no cpu and memory requests", where)
+			}
+			sc := m(c, "securityContext")
+			if !(sc["runAsNonRoot"] == true || (sc["runAsNonRoot"] == nil && podSC["runAsNonRoot"] == true)) {
+				t.Errorf("%s: not runAsNonRoot", where)
+			}
+			if uid, ok := sc["runAsUser"]; ok && fmt.Sprint(uid) == "0" {
+				t.Errorf("%s: runs as user 0", where)
+			}
+			if uid, ok := podSC["runAsUser"]; ok && fmt.Sprint(uid) == "0" {
+				t.Errorf("%s: pod runs as user 0", where)
+			}
+			if sc["readOnlyRootFilesystem"] != true {
+				t.Errorf("%s: root filesystem not read-only", where)
+			}
+			if sc["allowPrivilegeEscalation"] != false {
+				t.Errorf("%s: allowPrivilegeEscalation not false", where)
+			}
+			if !slices.Contains(list(sc, "capabilities", "drop"), any("ALL")) || len(list(sc, "capabilities", "add")) > 0 {
+				t.Errorf("%s: capabilities not dropped (%v)", where, sc["capabilities"])
+			}
+			seccomp := str(sc, "seccompProfile", "type")
+			if seccomp == "" {
+				seccomp = str(podSC, "seccompProfile", "type")
+			}
+			if seccomp != "RuntimeDefault" {
+				t.Errorf("%s: seccomp profile %q, want RuntimeDefault", where, seccomp)
+			}
+			for _, e := range list(c, "env") {
+				e := e.(obj)
+				n := str(e, "name")
+				if (n == "DATABASE_URL" || n == "DATABASE_READ_URL" || n == "AUTH_JWT_SECRET" || n == "KAFKA_SASL_PASSWORD" || n == "KAFKA_SASL_USERNAME") &&
+					str(e, "valueFrom", "secretKeyRef", "name") == "" {
+					t.Errorf("%s: %s does not come from a Secret", where, n)
+				}
+			}
+		}
+		if kind != "Deployment" {
+			continue
+		}
+		for _, c := range list(pod, "containers") {
+			c := c.(obj)
+			where := fmt.Sprintf("Deployment %s container %s", name(o), str(c, "name"))
+			for probe, path := range map[string]string{"livenessProbe": "/healthz", "readinessProbe": "/readyz"} {
+				got := str(c, probe, "httpGet", "path")
+				port := fmt.Sprint(m(c, probe, "httpGet")["port"])
+				if strings.HasPrefix(name(o), "finance-processor-sim") && probe == "readinessProbe" {
+					path = "/healthz" // the simulator has no readiness of its own
+				}
+				if got != path || !ports[port] {
+					t.Errorf("%s: %s is %q on port %s, want %s on a declared port", where, probe, got, port, path)
+				}
+			}
+		}
+	}
+}
+
+// checkBudgets: every Deployment with more than one replica (or an HPA) has
+// a PodDisruptionBudget that selects its pods and lets at least one go.
+func checkBudgets(t *testing.T, objs []obj) {
+	t.Helper()
+	var pdbs []obj
+	hpa := map[string]bool{}
+	for _, o := range objs {
+		switch str(o, "kind") {
+		case "PodDisruptionBudget":
+			pdbs = append(pdbs, o)
+		case "HorizontalPodAutoscaler":
+			hpa[str(o, "spec", "scaleTargetRef", "name")] = true
+		}
+	}
+	for _, o := range objs {
+		if str(o, "kind") != "Deployment" {
+			continue
+		}
+		replicas := num(o, "spec", "replicas")
+		if replicas <= 1 && !hpa[name(o)] {
+			continue
+		}
+		labels := m(o, "spec", "template", "metadata", "labels")
+		found := false
+		for _, p := range pdbs {
+			if selects(m(p, "spec", "selector", "matchLabels"), labels) {
+				found = true
+				if num(p, "spec", "maxUnavailable") < 1 && m(p, "spec")["minAvailable"] == nil {
+					t.Errorf("PodDisruptionBudget %s lets no pod go", name(p))
+				}
+			}
+		}
+		if !found {
+			t.Errorf("Deployment %s (%d replicas) has no PodDisruptionBudget", name(o), replicas)
+		}
+	}
+}
+
+// checkDispatcher: the dispatcher's replicas never exceed the partitions
+// its pods are told the topics have.
+func checkDispatcher(t *testing.T, objs []obj) {
+	t.Helper()
+	for _, o := range objs {
+		if str(o, "kind") != "Deployment" || !strings.HasSuffix(name(o), "-dispatcher") {
+			continue
+		}
+		partitions := -1
+		for _, e := range list(list(m(o, "spec", "template", "spec"), "containers")[0].(obj), "env") {
+			if str(e.(obj), "name") == "KAFKA_PARTITIONS" {
+				partitions, _ = strconv.Atoi(str(e.(obj), "value"))
+			}
+		}
+		if replicas := num(o, "spec", "replicas"); partitions < 1 || replicas > partitions {
+			t.Errorf("dispatcher: %d replicas for %d partitions", replicas, partitions)
+		}
+		return
+	}
+	t.Error("no dispatcher Deployment")
+}
+
+// checkHooks: the migrate Job runs before install and upgrade, migrates in
+// an init container, then creates the topics.
+func checkHooks(t *testing.T, objs []obj) {
+	t.Helper()
+	for _, o := range objs {
+		if str(o, "kind") != "Job" {
+			continue
+		}
+		if got := str(o, "metadata", "annotations", "helm.sh/hook"); got != "pre-install,pre-upgrade" {
+			t.Errorf("Job %s: hook %q", name(o), got)
+		}
+		pod := m(o, "spec", "template", "spec")
+		var args []string
+		for _, c := range append(list(pod, "initContainers"), list(pod, "containers")...) {
+			args = append(args, fmt.Sprint(m(c.(obj))["args"]))
+		}
+		if want := []string{"[migrate up]", "[topics create]"}; !slices.Equal(args, want) {
+			t.Errorf("Job %s runs %v, want %v", name(o), args, want)
+		}
+	}
+}
+
+// checkHPA: the gateway's HPA targets its Deployment, which then leaves
+// replicas to it.
+func checkHPA(t *testing.T, objs []obj) {
+	t.Helper()
+	for _, o := range objs {
+		if str(o, "kind") != "HorizontalPodAutoscaler" {
+			continue
+		}
+		target := str(o, "spec", "scaleTargetRef", "name")
+		if !strings.HasSuffix(target, "-gateway") {
+			t.Errorf("HPA %s scales %s", name(o), target)
+		}
+		for _, d := range objs {
+			if str(d, "kind") == "Deployment" && name(d) == target && m(d, "spec")["replicas"] != nil {
+				t.Errorf("Deployment %s sets replicas although the HPA owns them", target)
+			}
+		}
+	}
+}
+
+// The production values wire the external Kafka's SASL and TLS into every
+// container that talks to Kafka, and the read DSN into the gateway.
+func TestProductionValuesReachTheContainers(t *testing.T) {
+	t.Parallel()
+	helm, chart := setup(t)
+	objs, err := render(t, helm, chart, []string{"production-values.yaml"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	kafkaContainers := 0
+	for _, o := range objs {
+		kind := str(o, "kind")
+		if kind != "Deployment" && kind != "Job" {
+			continue
+		}
+		pod := m(o, "spec", "template", "spec")
+		for _, c := range append(list(pod, "containers"), list(pod, "initContainers")...) {
+			c := c.(obj)
+			env := map[string]obj{}
+			for _, e := range list(c, "env") {
+				env[str(e.(obj), "name")] = e.(obj)
+			}
+			if _, ok := env["KAFKA_BROKERS"]; !ok {
+				continue
+			}
+			kafkaContainers++
+			where := name(o) + "/" + str(c, "name")
+			if got := str(env["KAFKA_BROKERS"], "value"); got != "b-1.kafka.example.com:9096,b-2.kafka.example.com:9096,b-3.kafka.example.com:9096" {
+				t.Errorf("%s: KAFKA_BROKERS=%q", where, got)
+			}
+			if str(env["KAFKA_SASL_MECHANISM"], "value") != "SCRAM-SHA-512" ||
+				str(env["KAFKA_SASL_PASSWORD"], "valueFrom", "secretKeyRef", "name") != "finance-kafka" ||
+				str(env["KAFKA_TLS_ENABLED"], "value") != "true" ||
+				str(env["KAFKA_TLS_CA_FILE"], "value") != "/etc/finance/kafka-ca/ca.crt" {
+				t.Errorf("%s: SASL/TLS settings missing: %v", where, env)
+			}
+			mounted := false
+			for _, vm := range list(c, "volumeMounts") {
+				mounted = mounted || str(vm.(obj), "mountPath") == "/etc/finance/kafka-ca"
+			}
+			if !mounted {
+				t.Errorf("%s: the Kafka CA is not mounted", where)
+			}
+			if strings.HasSuffix(name(o), "-gateway") && str(env["DATABASE_READ_URL"], "valueFrom", "secretKeyRef", "key") != "DATABASE_READ_URL" {
+				t.Errorf("%s: no DATABASE_READ_URL from the Secret", where)
+			}
+		}
+	}
+	// gateway, outbox-relay, dispatcher, status-consumer, webhook-delivery,
+	// and the hook's topics container.
+	if kafkaContainers != 6 {
+		t.Errorf("%d containers talk to Kafka, want 6", kafkaContainers)
+	}
+}
+
+// Values that would break an invariant fail the render with a message
+// that says which.
+func TestChartRefusesBrokenValues(t *testing.T) {
+	t.Parallel()
+	helm, chart := setup(t)
+	for _, tc := range []struct {
+		name string
+		sets []string
+		want string
+	}{
+		{"more dispatchers than partitions", []string{"dispatcher.replicaCount=13"}, "dispatcher.replicaCount=13 exceeds kafka.partitions=12"},
+		{"no processor", []string{"processor.url="}, "processor.url is required"},
+		{"unknown SASL mechanism", []string{"kafka.sasl.enabled=true", "kafka.sasl.mechanism=GSSAPI", "kafka.sasl.existingSecret=k"}, `kafka.sasl.mechanism="GSSAPI"`},
+		{"SASL without a Secret", []string{"kafka.sasl.enabled=true"}, "kafka.sasl.existingSecret is required"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			_, err := render(t, helm, chart, []string{"default-values.yaml"}, tc.sets...)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("render = %v, want an error containing %q", err, tc.want)
+			}
+		})
+	}
+	// At the bound it renders.
+	if _, err := render(t, helm, chart, []string{"default-values.yaml"}, "dispatcher.replicaCount=12"); err != nil {
+		t.Errorf("12 dispatchers on 12 partitions: %v", err)
+	}
+}
+
+// selects reports whether selector's labels are all in labels.
+func selects(selector, labels obj) bool {
+	if len(selector) == 0 {
+		return false
+	}
+	for k, v := range selector {
+		if labels[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+// m walks o by keys and returns the map there, or an empty one.
+func m(o obj, keys ...string) obj {
+	cur := o
+	for _, k := range keys {
+		next, ok := cur[k].(obj)
+		if !ok {
+			return obj{}
+		}
+		cur = next
+	}
+	return cur
+}
+
+func str(o obj, keys ...string) string {
+	v, ok := m(o, keys[:len(keys)-1]...)[keys[len(keys)-1]]
+	if !ok || v == nil {
+		return ""
+	}
+	return fmt.Sprint(v)
+}
+
+func num(o obj, keys ...string) int {
+	n, _ := strconv.Atoi(str(o, keys...))
+	return n
+}
+
+func list(o obj, keys ...string) []any {
+	l, _ := m(o, keys[:len(keys)-1]...)[keys[len(keys)-1]].([]any)
+	return l
+}
+
+func name(o obj) string { return str(o, "metadata", "name") }
