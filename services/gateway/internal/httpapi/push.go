@@ -166,7 +166,7 @@ func (a *api) longPoll(c *gin.Context, raw string) error {
 		case <-a.hub.Draining():
 			result = "shutdown"
 		case <-ctx.Done():
-			return ctx.Err()
+			return nil // the client left: nobody reads an answer, and it is no fault
 		}
 	}
 }
@@ -253,7 +253,7 @@ func (a *api) streamEvents(c *gin.Context) error {
 	for {
 		select {
 		case ev := <-sub.Events():
-			err = s.deliver(ctx, ev)
+			err = s.deliver(ctx, *ev)
 		case <-heartbeat.C:
 			err = s.write([]byte(": heartbeat\n\n"))
 		case <-sub.Dropped():

@@ -61,7 +61,7 @@ type pushOpts struct {
 	skipRecent bool
 }
 
-func setupPush(t *testing.T, o pushOpts) *pushEnv {
+func setupPush(t testing.TB, o pushOpts) *pushEnv {
 	t.Helper()
 	dbURL := pgtest.NewDB(t)
 	pool, err := postgres.Connect(context.Background(), dbURL, 6)
@@ -90,7 +90,7 @@ func quietLogger(t testing.TB) *slog.Logger {
 
 // startGateway starts another gateway instance on the same database and
 // broker, with a hub of its own (empty memory, as after a restart).
-func (e *pushEnv) startGateway(t *testing.T, o pushOpts) *gateway {
+func (e *pushEnv) startGateway(t testing.TB, o pushOpts) *gateway {
 	t.Helper()
 	logger := quietLogger(t)
 	st := store.New(e.pool)
@@ -181,7 +181,7 @@ func (e *pushEnv) payN(tok string, userID int64, n int, prefix string) []payment
 }
 
 // get does a GET over TCP against gateway g.
-func get(t *testing.T, g *gateway, path, tok string, header map[string]string) *http.Response {
+func get(t testing.TB, g *gateway, path, tok string, header map[string]string) *http.Response {
 	t.Helper()
 	r, _ := http.NewRequest(http.MethodGet, g.srv.URL+path, nil)
 	r.Header.Set("Authorization", "Bearer "+tok)
@@ -195,7 +195,7 @@ func get(t *testing.T, g *gateway, path, tok string, header map[string]string) *
 	return resp
 }
 
-func readPayment(t *testing.T, resp *http.Response) paymentResp {
+func readPayment(t testing.TB, resp *http.Response) paymentResp {
 	t.Helper()
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
@@ -221,22 +221,22 @@ type sseEvent struct {
 
 // stream is an open event stream.
 type stream struct {
-	t      *testing.T
+	t      testing.TB
 	resp   *http.Response
 	events chan sseEvent
 }
 
-func openStream(t *testing.T, g *gateway, userID int64, tok string, header map[string]string) *stream {
+func openStream(t testing.TB, g *gateway, userID int64, tok string, header map[string]string) *stream {
 	t.Helper()
 	return openStreamHeader(t, g, "/v1/users/"+strconv.FormatInt(userID, 10)+"/events", tok, header)
 }
 
-func openStreamPath(t *testing.T, g *gateway, path, tok string) *stream {
+func openStreamPath(t testing.TB, g *gateway, path, tok string) *stream {
 	t.Helper()
 	return openStreamHeader(t, g, path, tok, nil)
 }
 
-func openStreamHeader(t *testing.T, g *gateway, path, tok string, header map[string]string) *stream {
+func openStreamHeader(t testing.TB, g *gateway, path, tok string, header map[string]string) *stream {
 	t.Helper()
 	resp := get(t, g, path, tok, header)
 	if resp.StatusCode != http.StatusOK {
@@ -313,7 +313,7 @@ func seqRange(from, to int) []string {
 	return out
 }
 
-func counter(t *testing.T, reg *prometheus.Registry, name, label string) float64 {
+func counter(t testing.TB, reg *prometheus.Registry, name, label string) float64 {
 	t.Helper()
 	mfs, err := reg.Gather()
 	if err != nil {

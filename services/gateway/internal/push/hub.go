@@ -131,9 +131,10 @@ func (h *Hub) Publish(ev ledger.Event) {
 		h.users[ev.UserID] = u
 	}
 	h.keep(u, ev)
+	shared := &ev // one copy for every stream: 8 bytes a buffered slot, not a whole event
 	for s := range u.streams {
 		select {
-		case s.c <- ev:
+		case s.c <- shared:
 		default:
 			// Too slow: a stream that cannot take events as fast as they
 			// come is ended rather than buffered without bound. Its client
@@ -197,14 +198,14 @@ func (h *Hub) forget(u *user) {
 type Stream struct {
 	hub     *Hub
 	userID  int64
-	c       chan ledger.Event
+	c       chan *ledger.Event
 	dropped chan struct{}
 	closed  bool
 }
 
 // Events delivers the user's events as the hub receives them: possibly
-// repeated, possibly out of user_seq order.
-func (s *Stream) Events() <-chan ledger.Event { return s.c }
+// repeated, possibly out of user_seq order. They are shared: read only.
+func (s *Stream) Events() <-chan *ledger.Event { return s.c }
 
 // Dropped is closed when the hub dropped the stream for being too slow.
 func (s *Stream) Dropped() <-chan struct{} { return s.dropped }
@@ -217,7 +218,7 @@ func (h *Hub) Subscribe(userID int64) (s *Stream, recent []ledger.Event, ok bool
 	if !h.acquire() {
 		return nil, nil, false
 	}
-	s = &Stream{hub: h, userID: userID, c: make(chan ledger.Event, h.cfg.Buffer), dropped: make(chan struct{})}
+	s = &Stream{hub: h, userID: userID, c: make(chan *ledger.Event, h.cfg.Buffer), dropped: make(chan struct{})}
 	h.mu.Lock()
 	u := h.users[userID]
 	if u == nil {
