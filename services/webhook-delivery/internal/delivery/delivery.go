@@ -1,0 +1,485 @@
+// Package delivery is the webhook-delivery service: it consumes
+// payments.events, writes one message per matching enabled endpoint to the
+// webhook_messages queue in PostgreSQL before it commits the records'
+// offsets, and sends the due messages, each (endpoint, user) lane in order,
+// with retries scheduled in the queue, a concurrency bound and a circuit
+// breaker per endpoint. See the service's README.
+package delivery
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/sony/gobreaker/v2"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/finsvc/finance/pkg/kafka"
+	"github.com/finsvc/finance/pkg/ledger"
+	"github.com/finsvc/finance/pkg/webhook"
+	"github.com/finsvc/finance/pkg/wire"
+)
+
+// Group is the service's consumer group on payments.events.
+const Group = "webhook-delivery"
+
+// DefaultDLQTopic receives the messages whose retries are spent.
+const DefaultDLQTopic = "payments.webhooks.dlq"
+
+// DefaultSchedule is the delay before each attempt: immediately, then 5 s,
+// 5 min, 30 min, 2 h, 5 h, 10 h and 10 h (about 28 hours in all).
+func DefaultSchedule() []time.Duration {
+	return []time.Duration{0, 5 * time.Second, 5 * time.Minute, 30 * time.Minute, 2 * time.Hour, 5 * time.Hour, 10 * time.Hour, 10 * time.Hour}
+}
+
+// Config is the service's part of the configuration.
+type Config struct {
+	Brokers        []string
+	DLQTopic       string
+	MaxPollRecords int
+	// Schedule is the delay before each attempt; its length is the number
+	// of attempts.
+	Schedule []time.Duration
+	// Timeout bounds one attempt: a 2xx within it is a success.
+	Timeout time.Duration
+	// Lease is how long a claimed message stays with this replica; it must
+	// exceed Timeout. A message of a replica that died is sent again after it.
+	Lease               time.Duration
+	MaxInFlight         int
+	EndpointConcurrency int
+	BreakerFailures     uint32
+	BreakerOpen         time.Duration
+	PollInterval        time.Duration
+	ResponseLogBytes    int
+	Policy              webhook.Policy
+}
+
+// Service consumes payments.events and delivers webhooks.
+type Service struct {
+	cfg    Config
+	q      queue
+	cl     *kgo.Client
+	http   *http.Client
+	logger *slog.Logger
+	m      *metrics
+	wake   chan struct{}
+
+	mu        sync.Mutex
+	inFlight  int
+	endpoints map[uuid.UUID]*endpointState
+	wg        sync.WaitGroup
+}
+
+// endpointState is one endpoint's isolation: its in-flight count and its
+// circuit breaker.
+type endpointState struct {
+	inFlight int
+	cb       *gobreaker.TwoStepCircuitBreaker[struct{}]
+}
+
+// New returns a service on db; Close it after Run.
+func New(cfg Config, db *pgxpool.Pool, logger *slog.Logger, reg prometheus.Registerer) (*Service, error) {
+	if len(cfg.Schedule) == 0 {
+		return nil, errors.New("webhook delivery: empty retry schedule")
+	}
+	s := &Service{
+		cfg:       cfg,
+		q:         queue{db: db},
+		http:      cfg.Policy.Client(cfg.Timeout, cfg.EndpointConcurrency),
+		logger:    logger,
+		m:         newMetrics(reg),
+		wake:      make(chan struct{}, 1),
+		endpoints: map[uuid.UUID]*endpointState{},
+	}
+	cl, err := kafka.NewClient(cfg.Brokers, logger,
+		kgo.ConsumerGroup(Group),
+		kgo.ConsumeTopics(kafka.TopicEvents),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.DisableAutoCommit(),
+		kgo.BlockRebalanceOnPoll(),
+		kgo.SessionTimeout(10*time.Second),
+		kgo.RequiredAcks(kgo.AllISRAcks()),
+	)
+	if err != nil {
+		return nil, err
+	}
+	s.cl = cl
+	return s, nil
+}
+
+// Close leaves the group.
+func (s *Service) Close() { s.cl.Close() }
+
+// Ping checks the broker.
+func (s *Service) Ping(ctx context.Context) error { return kafka.Ping(ctx, s.cl) }
+
+// Run consumes and delivers until ctx ends, then lets the attempts in
+// flight finish and record their outcome.
+func (s *Service) Run(ctx context.Context) error {
+	if err := kafka.EnsureTopics(ctx, s.cl, 1, s.cfg.DLQTopic); err != nil {
+		s.logger.WarnContext(ctx, "webhook dlq topic", "topic", s.cfg.DLQTopic, "err", err)
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- s.consume(ctx) }()
+	s.schedule(ctx)
+	s.wg.Wait()
+	return <-errc
+}
+
+// consume writes each polled batch's messages to the queue, then commits
+// the batch's offsets: an event is in PostgreSQL before Kafka forgets it.
+func (s *Service) consume(ctx context.Context) error {
+	for {
+		fetches := s.cl.PollRecords(ctx, s.cfg.MaxPollRecords)
+		if fetches.IsClientClosed() || ctx.Err() != nil {
+			s.cl.AllowRebalance()
+			return nil
+		}
+		fetches.EachError(func(topic string, partition int32, err error) {
+			s.logger.ErrorContext(ctx, "fetch", "topic", topic, "partition", partition, "err", err)
+		})
+		recs := fetches.Records()
+		if len(recs) > 0 {
+			err := backoff.Retry(func() error { return s.enqueue(ctx, recs) },
+				backoff.WithContext(backoff.NewExponentialBackOff(backoff.WithMaxElapsedTime(0)), ctx))
+			if err != nil {
+				// Only a stop ends the retries: the batch is not committed
+				// and comes again.
+				s.cl.AllowRebalance()
+				return nil
+			}
+			if err := s.cl.CommitRecords(ctx, recs...); err != nil {
+				s.logger.ErrorContext(ctx, "commit offsets", "err", err)
+			}
+			s.signal()
+		}
+		s.cl.AllowRebalance()
+	}
+}
+
+// enqueue turns records into messages and inserts them.
+func (s *Service) enqueue(ctx context.Context, recs []*kgo.Record) error {
+	decoded := make([]ledgerEvent, 0, len(recs))
+	for _, r := range recs {
+		ev, err := wire.DecodeEvent(r.Value)
+		if err != nil {
+			s.m.undecodable.Inc()
+			s.logger.ErrorContext(ctx, "undecodable payments.events record", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "err", err)
+			continue
+		}
+		t, ok := webhook.TypeOf(ev)
+		if !ok {
+			continue
+		}
+		decoded = append(decoded, ledgerEvent{ev: ev, t: t})
+	}
+	if len(decoded) == 0 {
+		return nil
+	}
+	subs, err := s.q.subscriptions(ctx)
+	if err != nil {
+		return err
+	}
+	if len(subs) == 0 {
+		return nil
+	}
+	ids := make([]int64, 0, len(decoded))
+	for _, d := range decoded {
+		ids = append(ids, d.ev.PaymentID)
+	}
+	stored, err := s.q.stored(ctx, ids)
+	if err != nil {
+		return err
+	}
+	var msgs []newMessage
+	for _, d := range decoded {
+		var body []byte
+		for _, sub := range subs {
+			if !sub.wants(d.t, d.ev.UserID) {
+				continue
+			}
+			if body == nil {
+				if body, err = webhook.NewPayload(d.t, d.ev, stored[d.ev.PaymentID]).Encode(); err != nil {
+					return err
+				}
+			}
+			msgs = append(msgs, newMessage{Endpoint: sub.ID, Event: d.ev, Type: d.t, Payload: body})
+		}
+	}
+	n, err := s.q.enqueue(ctx, msgs)
+	if err != nil {
+		return err
+	}
+	s.m.enqueued.Add(float64(n))
+	return nil
+}
+
+// ledgerEvent is a decoded event and its webhook type.
+type ledgerEvent struct {
+	ev ledger.Event
+	t  webhook.Type
+}
+
+// signal wakes the scheduler.
+func (s *Service) signal() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// claimBatch bounds one claim.
+const claimBatch = 500
+
+// schedule claims due messages while there is room and starts their
+// attempts, until ctx ends.
+func (s *Service) schedule(ctx context.Context) {
+	t := time.NewTimer(s.cfg.PollInterval)
+	defer t.Stop()
+	for {
+		full := false
+		if free, skip := s.room(); free > 0 {
+			n := min(free, claimBatch)
+			got, err := s.q.claim(ctx, n, skip, s.cfg.Lease)
+			if err != nil && ctx.Err() == nil {
+				s.logger.ErrorContext(ctx, "claim webhook messages", "err", err)
+			}
+			s.start(ctx, got)
+			full = len(got) == n
+		}
+		if full {
+			continue
+		}
+		t.Reset(s.cfg.PollInterval)
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.wake:
+		case <-t.C:
+		}
+	}
+}
+
+// room returns how many attempts may start and the endpoints that may not
+// take one now (at their bound, or their breaker open).
+func (s *Service) room() (int, []uuid.UUID) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var skip []uuid.UUID
+	for id, st := range s.endpoints {
+		if st.inFlight >= s.cfg.EndpointConcurrency || st.cb.State() == gobreaker.StateOpen {
+			skip = append(skip, id)
+		}
+	}
+	return s.cfg.MaxInFlight - s.inFlight, skip
+}
+
+func (s *Service) endpoint(id uuid.UUID) *endpointState {
+	st, ok := s.endpoints[id]
+	if !ok {
+		failures := s.cfg.BreakerFailures
+		st = &endpointState{cb: gobreaker.NewTwoStepCircuitBreaker[struct{}](gobreaker.Settings{
+			Name:        id.String(),
+			MaxRequests: 1,
+			Timeout:     s.cfg.BreakerOpen,
+			ReadyToTrip: func(c gobreaker.Counts) bool { return c.ConsecutiveFailures >= failures },
+			OnStateChange: func(name string, from, to gobreaker.State) {
+				s.logger.Info("webhook endpoint breaker", "endpoint_id", name, "from", from.String(), "to", to.String())
+				s.m.breaker.WithLabelValues(to.String()).Inc()
+			},
+		})}
+		s.endpoints[id] = st
+	}
+	return st
+}
+
+// start launches an attempt for each claimed message whose endpoint has
+// room and a closed (or probing) breaker, and gives the others back.
+func (s *Service) start(ctx context.Context, got []claimed) {
+	var back []int64
+	for _, c := range got {
+		s.mu.Lock()
+		st := s.endpoint(c.EndpointID)
+		var done func(error)
+		var err error
+		if st.inFlight < s.cfg.EndpointConcurrency {
+			done, err = st.cb.Allow()
+		}
+		if done == nil || err != nil {
+			s.mu.Unlock()
+			back = append(back, c.ID)
+			continue
+		}
+		st.inFlight++
+		s.inFlight++
+		s.mu.Unlock()
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.deliver(ctx, c, done)
+			s.mu.Lock()
+			st.inFlight--
+			s.inFlight--
+			s.mu.Unlock()
+			s.signal()
+		}()
+	}
+	if len(back) > 0 {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		if err := s.q.release(rctx, back); err != nil {
+			s.logger.ErrorContext(ctx, "release webhook messages", "err", err)
+		}
+	}
+}
+
+// errNotSuccess tells the breaker an attempt failed.
+var errNotSuccess = errors.New("not a 2xx")
+
+// deliver makes one attempt of c and records it. A stop of ctx does not
+// cut the attempt short: it ends within Timeout and its outcome is kept.
+func (s *Service) deliver(ctx context.Context, c claimed, done func(error)) {
+	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.Timeout)
+	a := s.send(actx, c)
+	cancel()
+	ok := a.Err == "" && a.Status >= 200 && a.Status < 300
+	if ok {
+		done(nil)
+	} else {
+		done(errNotSuccess)
+	}
+	v, next := s.decide(c, a, ok)
+	if v == givenUp {
+		if err := s.deadLetter(ctx, c, a); err != nil {
+			s.logger.ErrorContext(ctx, "webhook dlq", "message_id", c.ID, "endpoint_id", c.EndpointID, "err", err)
+			v, next = retry, time.Now().Add(s.cfg.Timeout)
+		}
+	}
+	fctx, fcancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer fcancel()
+	var disabled bool
+	err := backoff.Retry(func() error {
+		var err error
+		disabled, err = s.q.finish(fctx, c, a, v, next)
+		return err
+	}, backoff.WithContext(backoff.NewExponentialBackOff(), fctx))
+	if err != nil {
+		// The lease runs out and the message is sent again: at least once.
+		s.logger.ErrorContext(ctx, "record webhook attempt", "message_id", c.ID, "endpoint_id", c.EndpointID, "err", err)
+		return
+	}
+	s.m.attempts.WithLabelValues(v.String()).Inc()
+	s.m.latency.Observe(a.Latency.Seconds())
+	if disabled {
+		// The operational event: an endpoint was switched off by the service.
+		s.m.disabled.WithLabelValues(v.String()).Inc()
+		s.logger.WarnContext(ctx, "webhook endpoint disabled", "endpoint_id", c.EndpointID, "reason", disableReason(v),
+			"event_id", c.EventID, "status", a.Status, "err", a.Err)
+	}
+}
+
+func disableReason(v verdict) string {
+	if v == gone {
+		return "gone: the endpoint answered 410"
+	}
+	return "failing: retries spent and nothing delivered since the message was made"
+}
+
+func (v verdict) String() string {
+	switch v {
+	case delivered:
+		return "delivered"
+	case retry:
+		return "retry"
+	case givenUp:
+		return "given_up"
+	default:
+		return "gone"
+	}
+}
+
+// decide returns what attempt a means for c.
+func (s *Service) decide(c claimed, a attempt, ok bool) (verdict, time.Time) {
+	switch {
+	case ok:
+		return delivered, time.Time{}
+	case a.Status == http.StatusGone:
+		return gone, time.Time{}
+	case c.Attempts+1 >= len(s.cfg.Schedule):
+		return givenUp, time.Time{}
+	}
+	return retry, time.Now().Add(s.cfg.Schedule[c.Attempts+1])
+}
+
+// drainLimit bounds what is read of an answer beyond the logged bytes, so
+// that the connection can be reused; a longer answer closes it.
+const drainLimit = 64 << 10
+
+// send makes the HTTP request.
+func (s *Service) send(ctx context.Context, c claimed) attempt {
+	start := time.Now()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.URL, bytes.NewReader(c.Payload))
+	if err != nil {
+		return attempt{Err: fmt.Sprintf("request: %v", err)}
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("User-Agent", "finance-webhooks/1")
+	webhook.SetHeaders(req.Header, c.EventID, start, c.Payload, c.Secrets...)
+	resp, err := s.http.Do(req)
+	if err != nil {
+		return attempt{Latency: time.Since(start), Err: errText(err)}
+	}
+	defer resp.Body.Close()
+	head, _ := io.ReadAll(io.LimitReader(resp.Body, int64(s.cfg.ResponseLogBytes)))
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, drainLimit))
+	return attempt{Status: resp.StatusCode, Latency: time.Since(start), Response: string(head)}
+}
+
+// errText is an attempt's error without the request's URL, which may carry
+// a token of the receiver's in its query.
+func errText(err error) string {
+	var ue interface{ Unwrap() error }
+	if errors.As(err, &ue) {
+		if inner := ue.Unwrap(); inner != nil {
+			return inner.Error()
+		}
+	}
+	return err.Error()
+}
+
+// deadLetter publishes a given-up message to the webhook DLQ topic.
+func (s *Service) deadLetter(ctx context.Context, c claimed, a attempt) error {
+	v, err := json.Marshal(struct {
+		MessageID  int64           `json:"message_id"`
+		EndpointID uuid.UUID       `json:"endpoint_id"`
+		UserID     int64           `json:"user_id"`
+		EventID    string          `json:"event_id"`
+		Type       string          `json:"type"`
+		Attempts   int             `json:"attempts"`
+		LastError  string          `json:"last_error"`
+		Payload    json.RawMessage `json:"payload"`
+	}{c.ID, c.EndpointID, c.UserID, c.EventID, c.EventType, c.Attempts + 1, a.errText(), c.Payload})
+	if err != nil {
+		return err
+	}
+	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	rec := &kgo.Record{Topic: s.cfg.DLQTopic, Key: kafka.UserKey(c.UserID), Value: v}
+	if err := s.cl.ProduceSync(pctx, rec).FirstErr(); err != nil {
+		return fmt.Errorf("produce %s: %w", s.cfg.DLQTopic, err)
+	}
+	s.m.dlq.Inc()
+	return nil
+}

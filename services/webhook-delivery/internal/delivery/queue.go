@@ -1,0 +1,283 @@
+package delivery
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/finsvc/finance/pkg/ledger"
+	"github.com/finsvc/finance/pkg/postgres"
+	"github.com/finsvc/finance/pkg/webhook"
+)
+
+// queue is the service's SQL: the webhook_messages queue and the delivery
+// log (migration 00010).
+type queue struct {
+	db *pgxpool.Pool
+}
+
+// subscription is an enabled endpoint's filter.
+type subscription struct {
+	ID     uuid.UUID
+	Types  []string
+	UserID *int64
+}
+
+func (s subscription) wants(t webhook.Type, userID int64) bool {
+	if s.UserID != nil && *s.UserID != userID {
+		return false
+	}
+	if len(s.Types) == 0 {
+		return true
+	}
+	for _, x := range s.Types {
+		if x == string(t) {
+			return true
+		}
+	}
+	return false
+}
+
+func (q queue) subscriptions(ctx context.Context) ([]subscription, error) {
+	rows, err := q.db.Query(ctx, `SELECT id, event_types, user_id FROM webhook_endpoints WHERE enabled`)
+	if err != nil {
+		return nil, fmt.Errorf("select endpoints: %w", err)
+	}
+	subs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (subscription, error) {
+		var s subscription
+		err := r.Scan(&s.ID, &s.Types, &s.UserID)
+		return s, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("select endpoints: %w", err)
+	}
+	return subs, nil
+}
+
+// stored reads what the events do not carry of their payments.
+func (q queue) stored(ctx context.Context, ids []int64) (map[int64]webhook.Stored, error) {
+	out := make(map[int64]webhook.Stored, len(ids))
+	if len(ids) == 0 {
+		return out, nil
+	}
+	rows, err := q.db.Query(ctx, `SELECT id, idempotency_key, created_at FROM payments WHERE id = ANY($1)`, ids)
+	if err != nil {
+		return nil, fmt.Errorf("select payments: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id int64
+		var s webhook.Stored
+		if err := rows.Scan(&id, &s.IdempotencyKey, &s.CreatedAt); err != nil {
+			return nil, fmt.Errorf("select payments: %w", err)
+		}
+		out[id] = s
+	}
+	return out, rows.Err()
+}
+
+// newMessage is a message to enqueue.
+type newMessage struct {
+	Endpoint uuid.UUID
+	Event    ledger.Event
+	Type     webhook.Type
+	Payload  []byte
+}
+
+// enqueue inserts messages in one statement; a message already there (a
+// redelivered event) is left as it is. It returns how many were new.
+func (q queue) enqueue(ctx context.Context, msgs []newMessage) (int64, error) {
+	if len(msgs) == 0 {
+		return 0, nil
+	}
+	var (
+		eps      = make([]uuid.UUID, len(msgs))
+		users    = make([]int64, len(msgs))
+		events   = make([]string, len(msgs))
+		types    = make([]string, len(msgs))
+		payments = make([]int64, len(msgs))
+		payloads = make([][]byte, len(msgs))
+	)
+	for i, m := range msgs {
+		eps[i], users[i], events[i], types[i], payments[i], payloads[i] =
+			m.Endpoint, m.Event.UserID, m.Event.ID(), string(m.Type), m.Event.PaymentID, m.Payload
+	}
+	// WITH ORDINALITY keeps the batch's order in the ids: a lane is sent in
+	// id order.
+	tag, err := q.db.Exec(ctx, `
+		INSERT INTO webhook_messages (endpoint_id, user_id, event_id, event_type, payment_id, payload)
+		SELECT e, u, ev, t, p, b
+		FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::text[], $5::bigint[], $6::bytea[])
+			WITH ORDINALITY AS x(e, u, ev, t, p, b, n)
+		ORDER BY n
+		ON CONFLICT (endpoint_id, event_id) DO NOTHING`,
+		eps, users, events, types, payments, payloads)
+	if err != nil {
+		return 0, fmt.Errorf("insert webhook messages: %w", err)
+	}
+	return tag.RowsAffected(), nil
+}
+
+// claimed is a message taken for one attempt, with its endpoint.
+type claimed struct {
+	ID         int64
+	EndpointID uuid.UUID
+	UserID     int64
+	EventID    string
+	EventType  string
+	Payload    []byte
+	Attempts   int
+	CreatedAt  time.Time
+	URL        string
+	Secrets    []webhook.Secret
+}
+
+// claim leases up to n due messages, each the head of its (endpoint, user)
+// lane, of enabled endpoints not in skip, for lease.
+func (q queue) claim(ctx context.Context, n int, skip []uuid.UUID, lease time.Duration) ([]claimed, error) {
+	if skip == nil {
+		skip = []uuid.UUID{}
+	}
+	rows, err := q.db.Query(ctx, `
+		WITH due AS (
+			SELECT c.id
+			FROM webhook_messages c
+			JOIN webhook_endpoints w ON w.id = c.endpoint_id AND w.enabled
+			WHERE c.state = 'pending' AND c.next_attempt_at <= now()
+			  AND (c.leased_until IS NULL OR c.leased_until < now())
+			  AND NOT (c.endpoint_id = ANY($2::uuid[]))
+			  AND NOT EXISTS (
+				SELECT 1 FROM webhook_messages e
+				WHERE e.endpoint_id = c.endpoint_id AND e.user_id = c.user_id
+				  AND e.state = 'pending' AND e.id < c.id)
+			ORDER BY c.next_attempt_at, c.id
+			LIMIT $1
+			FOR UPDATE OF c SKIP LOCKED)
+		UPDATE webhook_messages m
+		SET leased_until = now() + $3::bigint * interval '1 millisecond', updated_at = now()
+		FROM due, webhook_endpoints w
+		WHERE m.id = due.id AND w.id = m.endpoint_id
+		RETURNING m.id, m.endpoint_id, m.user_id, m.event_id, m.event_type, m.payload, m.attempts, m.created_at,
+			w.url, w.secret,
+			CASE WHEN w.previous_secret_expires_at > now() THEN w.previous_secret ELSE NULL END`,
+		n, skip, lease.Milliseconds())
+	if err != nil {
+		return nil, fmt.Errorf("claim webhook messages: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (claimed, error) {
+		var c claimed
+		var secret string
+		var prev *string
+		if err := r.Scan(&c.ID, &c.EndpointID, &c.UserID, &c.EventID, &c.EventType, &c.Payload, &c.Attempts, &c.CreatedAt,
+			&c.URL, &secret, &prev); err != nil {
+			return c, err
+		}
+		s, err := webhook.ParseSecret(secret)
+		if err != nil {
+			return c, fmt.Errorf("endpoint %s: %w", c.EndpointID, err)
+		}
+		c.Secrets = []webhook.Secret{s}
+		if prev != nil {
+			if p, err := webhook.ParseSecret(*prev); err == nil {
+				c.Secrets = append(c.Secrets, p)
+			}
+		}
+		return c, nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("claim webhook messages: %w", err)
+	}
+	return out, nil
+}
+
+// release gives leased messages back untried (their endpoint was busy).
+func (q queue) release(ctx context.Context, ids []int64) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	_, err := q.db.Exec(ctx, `UPDATE webhook_messages SET leased_until = NULL WHERE id = ANY($1) AND state = 'pending'`, ids)
+	if err != nil {
+		return fmt.Errorf("release webhook messages: %w", err)
+	}
+	return nil
+}
+
+// attempt is one delivery attempt's record.
+type attempt struct {
+	Status   int
+	Latency  time.Duration
+	Response string
+	Err      string
+}
+
+// verdict is what an attempt decided for its message.
+type verdict int
+
+const (
+	delivered verdict = iota
+	retry             // again at next
+	givenUp           // retries spent: to the DLQ
+	gone              // 410: the endpoint is disabled
+)
+
+// finish records the attempt and the message's new state in one
+// transaction. For givenUp it disables the endpoint when it delivered
+// nothing since the message was made (it keeps failing) and reports it.
+func (q queue) finish(ctx context.Context, c claimed, a attempt, v verdict, next time.Time) (disabled bool, err error) {
+	err = postgres.InTx(ctx, q.db, func(tx pgx.Tx) error {
+		disabled = false
+		n := c.Attempts + 1
+		if _, err := tx.Exec(ctx, `
+			INSERT INTO webhook_attempts (message_id, endpoint_id, user_id, event_id, attempt, status_code, latency_ms, response, error)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+			c.ID, c.EndpointID, c.UserID, c.EventID, n, a.Status, a.Latency.Milliseconds(), a.Response, a.Err); err != nil {
+			return fmt.Errorf("insert webhook attempt: %w", err)
+		}
+		var err error
+		switch v {
+		case delivered:
+			_, err = tx.Exec(ctx, `UPDATE webhook_messages SET state = 'delivered', attempts = $2, leased_until = NULL,
+				last_error = '', updated_at = now() WHERE id = $1`, c.ID, n)
+		case retry:
+			_, err = tx.Exec(ctx, `UPDATE webhook_messages SET attempts = $2, next_attempt_at = $3, leased_until = NULL,
+				last_error = $4, updated_at = now() WHERE id = $1`, c.ID, n, next, a.errText())
+		case givenUp, gone:
+			_, err = tx.Exec(ctx, `UPDATE webhook_messages SET state = 'failed', attempts = $2, leased_until = NULL,
+				last_error = $3, updated_at = now() WHERE id = $1`, c.ID, n, a.errText())
+		}
+		if err != nil {
+			return fmt.Errorf("update webhook message %d: %w", c.ID, err)
+		}
+		switch v {
+		case gone:
+			tag, err := tx.Exec(ctx, `UPDATE webhook_endpoints SET enabled = false, disabled_reason = 'gone', updated_at = now()
+				WHERE id = $1 AND enabled`, c.EndpointID)
+			if err != nil {
+				return fmt.Errorf("disable endpoint %s: %w", c.EndpointID, err)
+			}
+			disabled = tag.RowsAffected() == 1
+		case givenUp:
+			tag, err := tx.Exec(ctx, `UPDATE webhook_endpoints SET enabled = false, disabled_reason = 'failing', updated_at = now()
+				WHERE id = $1 AND enabled AND NOT EXISTS (
+					SELECT 1 FROM webhook_messages WHERE endpoint_id = $1 AND state = 'delivered' AND updated_at >= $2)`,
+				c.EndpointID, c.CreatedAt)
+			if err != nil {
+				return fmt.Errorf("disable endpoint %s: %w", c.EndpointID, err)
+			}
+			disabled = tag.RowsAffected() == 1
+		}
+		return nil
+	})
+	return disabled, err
+}
+
+func (a attempt) errText() string {
+	if a.Err != "" {
+		return a.Err
+	}
+	return fmt.Sprintf("status %d", a.Status)
+}

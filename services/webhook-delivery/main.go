@@ -1,0 +1,65 @@
+// Command webhook-delivery sends signed webhooks of payment changes: it
+// consumes payments.events, queues one message per matching endpoint in
+// PostgreSQL and delivers each (endpoint, user) lane in order, with retries
+// over about a day. See README.md.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/finsvc/finance/pkg/entry"
+	"github.com/finsvc/finance/pkg/obs"
+	"github.com/finsvc/finance/services/webhook-delivery/internal/delivery"
+)
+
+const service = "webhook-delivery"
+
+func main() { entry.Main(service, run) }
+
+// run starts the service and runs it until ctx ends.
+func run(ctx context.Context, _ []string, getenv func(string) string, stdout, _ io.Writer) error {
+	cfg, err := loadConfig(getenv)
+	if err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	logger, err := obs.Start(ctx, stdout, service, cfg.Ops, cfg)
+	if err != nil {
+		return err
+	}
+
+	pool, err := cfg.Postgres.Connect(ctx)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+
+	reg := obs.NewRegistry()
+	svc, err := delivery.New(cfg.Delivery(), pool, logger, reg)
+	if err != nil {
+		return err
+	}
+	defer svc.Close()
+
+	ready := func(ctx context.Context) error {
+		if err := pool.Ping(ctx); err != nil {
+			return fmt.Errorf("postgres: %w", err)
+		}
+		if err := svc.Ping(ctx); err != nil {
+			return fmt.Errorf("kafka: %w", err)
+		}
+		return nil
+	}
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		return obs.Serve(gctx, logger, "ops", cfg.Ops.Addr, obs.OpsMux(reg, ready), cfg.Ops.HTTP, cfg.Ops.ShutdownTimeout)
+	})
+	g.Go(func() error { return svc.Run(gctx) })
+	err = g.Wait()
+	logger.InfoContext(ctx, "stopped", "err", err)
+	return err
+}
