@@ -5,7 +5,7 @@ SHELL := /bin/bash
 # Every module of the workspace (go.work), by directory and by import path.
 MODULE_DIRS  := $(shell go list -m -f '{{.Dir}}')
 MODULE_PKGS  := $(shell go list -m -f '{{.Path}}/...')
-SERVICES     := devkafka devstack dispatcher financectl gateway legacy outbox-relay processor-sim status-consumer
+SERVICES     := devkafka devstack dispatcher financectl gateway legacy outbox-relay processor-sim status-consumer webhook-delivery
 BIN          := $(CURDIR)/bin
 TOOLS        := $(CURDIR)/.run/tools
 PROTOC_GEN_GO_VERSION := v1.36.12

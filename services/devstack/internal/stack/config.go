@@ -25,6 +25,7 @@ type Config struct {
 	DispatcherOps  string
 	RelayOps       string
 	StatusOps      string
+	WebhookOps     string
 	PrivatePGPort  int
 	DatabaseURL    string // empty: find or start a server
 	KafkaBrokers   string // empty: start devkafka
@@ -50,6 +51,7 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 		DispatcherOps:  r.String("DISPATCHER_OPS_ADDR", "127.0.0.1:9101"),
 		RelayOps:       r.String("RELAY_OPS_ADDR", "127.0.0.1:9102"),
 		StatusOps:      r.String("STATUS_OPS_ADDR", "127.0.0.1:9103"),
+		WebhookOps:     r.String("WEBHOOK_OPS_ADDR", "127.0.0.1:9104"),
 		PrivatePGPort:  r.Int("PRIVATE_PG_PORT", 5433),
 		DatabaseURL:    r.String("DATABASE_URL", ""),
 		KafkaBrokers:   r.String("KAFKA_BROKERS", ""),
@@ -59,6 +61,7 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 	for name, addr := range map[string]string{
 		"GATEWAY_ADDR": c.GatewayAddr, "SIM_ADDR": c.SimAddr, "KAFKA_ADDR": c.KafkaAddr,
 		"DISPATCHER_OPS_ADDR": c.DispatcherOps, "RELAY_OPS_ADDR": c.RelayOps, "STATUS_OPS_ADDR": c.StatusOps,
+		"WEBHOOK_OPS_ADDR": c.WebhookOps,
 	} {
 		if _, _, err := net.SplitHostPort(addr); err != nil {
 			r.Fail("%s=%q: want host:port", name, addr)

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -281,6 +282,14 @@ func Start(ctx context.Context, cfg Config, opts Options, out io.Writer) (_ *Sta
 		// The periodic reconciliation job: resolves unknown payments, reports mismatches.
 		{name: "financectl", args: []string{"reconcile", "--watch", "30s", "--processor-url", simURL}},
 	}
+	// Webhooks (issue 15), when its binary was built (make build does; the
+	// end-to-end tests that do not name it run without it). Receivers on
+	// this machine are allowed: the delivery service refuses private and
+	// loopback addresses otherwise.
+	if _, err := os.Stat(filepath.Join(cfg.BinDir, "webhook-delivery")); err == nil {
+		procs = append(procs, proc{name: "webhook-delivery", env: []string{"OPS_ADDR=" + cfg.WebhookOps,
+			"WEBHOOK_ALLOW_PRIVATE=127.0.0.0/8,::1/128"}})
+	}
 	// Some shared development servers run with autovacuum off; there the
 	// outbox and the wallets bloat with dead rows until every read of them
 	// slows down. The vacuum job does autovacuum's work for our tables.
@@ -315,13 +324,17 @@ func Start(ctx context.Context, cfg Config, opts Options, out io.Writer) (_ *Sta
 // HealthURLs maps each service to the URL that answers 200 once it is up.
 func (st *Stack) HealthURLs() map[string]string {
 	cfg := st.cfg
-	return map[string]string{
+	urls := map[string]string{
 		"processor-sim":   st.SimURL + "/healthz",
 		"outbox-relay":    httpURL(cfg.RelayOps) + "/healthz",
 		"dispatcher":      httpURL(cfg.DispatcherOps) + "/healthz",
 		"status-consumer": httpURL(cfg.StatusOps) + "/healthz",
 		"gateway":         st.GatewayURL + "/readyz",
 	}
+	if slices.Contains(st.Services, "webhook-delivery") {
+		urls["webhook-delivery"] = httpURL(cfg.WebhookOps) + "/healthz"
+	}
+	return urls
 }
 
 func printBanner(out io.Writer, cfg Config, simURL string) error {
@@ -339,6 +352,7 @@ Finance Service is running (dev mode: tokens are signed with the documented dev 
   dispatcher ops   %s/metrics
   relay ops        %s/metrics
   status ops       %s/metrics
+  webhooks ops     %s/metrics  (when bin/webhook-delivery is built)
   Kafka            %s
   logs             %s
 
@@ -353,7 +367,7 @@ Pay Apple 5.00 and watch it settle:
 
 Ctrl-C stops everything.
 ================================================================================
-`, gw, simURL, httpURL(cfg.DispatcherOps), httpURL(cfg.RelayOps), httpURL(cfg.StatusOps), cfg.brokers(),
+`, gw, simURL, httpURL(cfg.DispatcherOps), httpURL(cfg.RelayOps), httpURL(cfg.StatusOps), httpURL(cfg.WebhookOps), cfg.brokers(),
 		filepath.Join(cfg.StateDir, "logs"), DemoUser, token, gw, token, DemoUser, gw, DemoUser, token)
 	return nil
 }
