@@ -108,3 +108,16 @@ func Used[K comparable](before, after map[K]float64) float64 {
 	}
 	return sec
 }
+
+// PIDs returns the CPU seconds (user and system) of each of pids under dir
+// (Dir) that exists, by pid: what Used compares. A benchmark reads its own
+// process and its database connections' backends with it.
+func PIDs(dir string, pids ...int) map[int]float64 {
+	out := make(map[int]float64, len(pids))
+	for _, pid := range pids {
+		if sec, err := PID(dir, pid); err == nil {
+			out[pid] = sec
+		}
+	}
+	return out
+}

@@ -94,3 +94,12 @@ func TestUsed(t *testing.T) {
 		t.Errorf("Used = %v, want 3.5: 1.5 of pid 10 and 2 of the new pid 12, none of the exited 11", got)
 	}
 }
+
+func TestPIDs(t *testing.T) {
+	t.Parallel()
+	dir := fakeProc(t, stats)
+	got := procstat.PIDs(dir, 10, 99)
+	if diff := cmp.Diff(map[int]float64{10: 1.5}, got); diff != "" {
+		t.Errorf("PIDs(10, 99) (-want +got):\n%s", diff)
+	}
+}
