@@ -19,6 +19,7 @@ import (
 	"github.com/finsvc/finance/pkg/dlq"
 	"github.com/finsvc/finance/pkg/obs"
 	"github.com/finsvc/finance/pkg/problem"
+	"github.com/finsvc/finance/pkg/webhook"
 	"github.com/finsvc/finance/services/gateway/internal/push"
 	"github.com/finsvc/finance/services/gateway/internal/store"
 )
@@ -32,6 +33,12 @@ const DefaultAdminTimeout = time.Minute
 
 // Config is what the API needs. Every field but RequestTimeout is required.
 type Config struct {
+	// Webhooks stores webhook endpoints and their delivery log; nil
+	// disables the /v1/webhooks routes (503). WebhookPolicy checks the
+	// endpoints' URLs.
+	Webhooks      *webhook.Store
+	WebhookPolicy webhook.Policy
+
 	Logger   *slog.Logger
 	Store    *store.Store
 	Verifier *auth.Verifier
@@ -51,9 +58,16 @@ type Config struct {
 	// Heartbeat is how often an idle stream sends a comment;
 	// DefaultHeartbeat when zero.
 	Heartbeat time.Duration
+	// Limits is the per-client rate limits and the header cap (limits.go);
+	// the zero value limits no rate.
+	Limits Limits
 }
 
 type api struct {
+	// webhooks is the endpoints API's store (webhooks.go); nil answers 503.
+	webhooks      *webhook.Store
+	webhookPolicy webhook.Policy
+
 	logger   *slog.Logger
 	store    *store.Store
 	verifier *auth.Verifier
@@ -67,6 +81,8 @@ type api struct {
 	hub       *push.Hub
 	waitMax   time.Duration
 	heartbeat time.Duration
+
+	limits *limiters
 }
 
 // New returns the gateway's HTTP handler.
@@ -81,6 +97,9 @@ func newAPI(cfg Config) *api {
 		gin.SetMode(gin.ReleaseMode)
 	}
 	a := &api{
+		webhooks:      cfg.Webhooks,
+		webhookPolicy: cfg.WebhookPolicy,
+
 		logger:   cfg.Logger,
 		store:    cfg.Store,
 		verifier: cfg.Verifier,
@@ -93,6 +112,8 @@ func newAPI(cfg Config) *api {
 		hub:       cfg.Hub,
 		waitMax:   cfg.WaitMax,
 		heartbeat: cfg.Heartbeat,
+
+		limits: newLimiters(cfg.Limits, cfg.Registry),
 	}
 	if a.waitMax <= 0 {
 		a.waitMax = DefaultWaitMax
@@ -116,8 +137,11 @@ func newAPI(cfg Config) *api {
 	// Client addresses are only logged; without a configured proxy list
 	// X-Forwarded-For is a client's claim, so log the peer address.
 	_ = e.SetTrustedProxies(nil) // nil cannot fail to parse
-	e.Use(a.observe, a.recoverPanics)
-	e.NoRoute(a.handle(func(c *gin.Context) error {
+	e.Use(a.observe, a.recoverPanics, a.checkSize)
+	// Requests limited per address (limits.go) come before the token check,
+	// so that bad tokens and scans of unknown routes count too; /healthz,
+	// /readyz and /metrics are not limited.
+	e.NoRoute(a.limitIP, a.handle(func(c *gin.Context) error {
 		return notFound("no route " + c.Request.Method + " " + c.Request.URL.Path)
 	}))
 	e.NoMethod(a.handle(func(c *gin.Context) error {
@@ -130,7 +154,7 @@ func newAPI(cfg Config) *api {
 	e.GET("/readyz", ops)
 	e.GET("/metrics", ops)
 
-	biz := e.Group("/", a.authenticate, a.withTimeout)
+	biz := e.Group("/", a.limitIP, a.authenticate, a.limitUser, a.withTimeout)
 	biz.GET("/v1/users/:user_id/feed", a.handle(a.getFeed))
 	biz.POST("/v1/payments", a.handle(a.createPayment))
 	biz.GET(routePayment, a.handle(a.getPaymentOrWait)) // ?wait=: a long-poll (push.go)
@@ -138,8 +162,9 @@ func newAPI(cfg Config) *api {
 	// The as-is API, kept for existing clients.
 	biz.GET("/payment_feed", a.handle(a.getLegacyFeed))
 	biz.POST("/payment", a.handle(a.createLegacyPayment))
+	a.webhookRoutes(biz)
 
-	admin := e.Group("/v1/admin", a.authenticate, a.requireAdmin, a.withAdminTimeout)
+	admin := e.Group("/v1/admin", a.limitIP, a.authenticate, a.limitUser, a.requireAdmin, a.withAdminTimeout)
 	admin.GET("/dlq", a.handle(a.listDLQ))
 	admin.GET("/dlq/:topic/:partition/:offset", a.handle(a.getDLQ))
 	admin.POST("/dlq/replay", a.handle(a.replayDLQ))
