@@ -25,12 +25,20 @@ import (
 func TestCrashEveryServiceMidTrafficKeepsTheMoneyRight(t *testing.T) {
 	t.Parallel()
 	bin := stacktest.Binaries(t, services...)
-	env := map[string]string{
+	crashEveryServiceMidTraffic(t, map[string]string{
 		"STATE_DIR":        t.TempDir(),
 		"BIN_DIR":          bin,
 		"DATABASE_URL":     pgtest.NewDB(t),
 		"KAFKA_PARTITIONS": "4",
-	}
+	})
+}
+
+// crashEveryServiceMidTraffic is the body of the crash test, against the
+// PostgreSQL and Kafka env names: with KAFKA_BROKERS set it uses that
+// cluster and injects no broker faults (only devkafka has them), as
+// docker_test.go does against real Apache Kafka.
+func crashEveryServiceMidTraffic(t *testing.T, env map[string]string) {
+	t.Helper()
 	scfg, err := chaos.StackConfig(func(k string) string { return env[k] })
 	if err != nil {
 		t.Fatal(err)

@@ -176,8 +176,13 @@ func (d *devstackRun) stop() {
 }
 
 func TestEndToEndPaymentReachesFeed(t *testing.T) {
-	bin := stacktest.Binaries(t, services...)
-	env := devstackEnv(t, bin)
+	endToEndPaymentReachesFeed(t, devstackEnv(t, stacktest.Binaries(t, services...)))
+}
+
+// endToEndPaymentReachesFeed is the body of TestEndToEndPaymentReachesFeed,
+// run against whatever PostgreSQL and Kafka env names (docker_test.go runs
+// it against containers).
+func endToEndPaymentReachesFeed(t *testing.T, env map[string]string) {
 	d := startDevstack(t, env)
 	running := d.running
 
