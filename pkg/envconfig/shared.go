@@ -36,6 +36,9 @@ func (r *Reader) LogLevel(def string) string {
 // Kafka is the broker settings of every service that uses Kafka.
 type Kafka struct {
 	Brokers []string // KAFKA_BROKERS: comma-separated host:port list
+	// Security is SASL and TLS to an external cluster (KAFKA_SASL_*,
+	// KAFKA_TLS_*; kafkasecurity.go); zero: plaintext, as devkafka speaks.
+	Security KafkaSecurity
 }
 
 // LoadKafka reads KAFKA_BROKERS. A required setting defaults to
@@ -45,7 +48,7 @@ func LoadKafka(r *Reader, required bool) Kafka {
 	if required {
 		def = DefaultKafkaBrokers
 	}
-	k := Kafka{Brokers: r.List("KAFKA_BROKERS", def)}
+	k := Kafka{Brokers: r.List("KAFKA_BROKERS", def), Security: LoadKafkaSecurity(r)}
 	if required && len(k.Brokers) == 0 {
 		r.Fail("KAFKA_BROKERS: want at least one broker")
 	}
@@ -54,7 +57,7 @@ func LoadKafka(r *Reader, required bool) Kafka {
 
 // LogValue logs the broker list.
 func (k Kafka) LogValue() slog.Value {
-	return slog.GroupValue(slog.String("brokers", strings.Join(k.Brokers, ",")))
+	return slog.GroupValue(slog.String("brokers", strings.Join(k.Brokers, ",")), slog.Any("security", k.Security))
 }
 
 // Ops is the operational settings every long-running service has.
