@@ -1,0 +1,331 @@
+package httpapi
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/google/uuid"
+
+	"github.com/finsvc/finance/pkg/auth"
+	"github.com/finsvc/finance/pkg/webhook"
+)
+
+// The webhook endpoints API (issue 15). An admin manages every endpoint
+// and may leave user_id empty (every user's events); a user manages only
+// its own, whose user filter is always itself.
+
+// typeInvalidWebhookEndpoint is a 422 for an endpoint that cannot be stored:
+// an invalid, non-https or private URL, an unknown event type, an oversized
+// description. Nothing is stored.
+const typeInvalidWebhookEndpoint = "invalid-webhook-endpoint"
+
+// DefaultSecretOverlap is how long the previous secret still signs after a
+// rotation, unless the request says otherwise.
+const DefaultSecretOverlap = 24 * time.Hour
+
+// maxSecretOverlap bounds a rotation's overlap.
+const maxSecretOverlap = 7 * 24 * time.Hour
+
+func (a *api) webhookRoutes(g *gin.RouterGroup) {
+	g.POST("/v1/webhooks/endpoints", a.handle(a.createWebhookEndpoint))
+	g.GET("/v1/webhooks/endpoints", a.handle(a.listWebhookEndpoints))
+	g.GET("/v1/webhooks/endpoints/:id", a.handle(a.getWebhookEndpoint))
+	g.PATCH("/v1/webhooks/endpoints/:id", a.handle(a.patchWebhookEndpoint))
+	g.DELETE("/v1/webhooks/endpoints/:id", a.handle(a.deleteWebhookEndpoint))
+	g.POST("/v1/webhooks/endpoints/:id/rotate-secret", a.handle(a.rotateWebhookSecret))
+	g.GET("/v1/webhooks/endpoints/:id/attempts", a.handle(a.listWebhookAttempts))
+	g.POST("/v1/webhooks/endpoints/:id/messages/:event_id/resend", a.handle(a.resendWebhookMessage))
+	g.POST("/v1/webhooks/endpoints/:id/recover", a.handle(a.recoverWebhookMessages))
+}
+
+func webhooksDisabled() error {
+	return &apiError{http.StatusServiceUnavailable, typeInternal, "Webhooks disabled", "this gateway has no webhook store"}
+}
+
+func invalidEndpoint(err error) error {
+	return &apiError{http.StatusUnprocessableEntity, typeInvalidWebhookEndpoint, "Invalid webhook endpoint", err.Error()}
+}
+
+// endpointRequest is the body of POST (all fields) and PATCH (those sent).
+type endpointRequest struct {
+	URL         *string   `json:"url"`
+	EventTypes  *[]string `json:"event_types"`
+	UserID      *int64    `json:"user_id"`
+	Description *string   `json:"description"`
+	Enabled     *bool     `json:"enabled"`
+}
+
+const endpointFields = "url, event_types, user_id, description and enabled"
+
+// createWebhookEndpoint is POST /v1/webhooks/endpoints: 201 with the
+// endpoint and its secret, shown this once.
+func (a *api) createWebhookEndpoint(c *gin.Context) error {
+	if a.webhooks == nil {
+		return webhooksDisabled()
+	}
+	var req endpointRequest
+	if err := decodeJSON(c, &req, endpointFields); err != nil {
+		return err
+	}
+	p, _ := principal(c)
+	sp := webhook.Spec{Enabled: true, CreatedBy: subject(p)}
+	if req.URL == nil {
+		return invalidEndpoint(errors.New("url is required"))
+	}
+	sp.URL = *req.URL
+	if req.EventTypes != nil {
+		sp.EventTypes = *req.EventTypes
+	}
+	if req.Description != nil {
+		sp.Description = *req.Description
+	}
+	if req.Enabled != nil {
+		sp.Enabled = *req.Enabled
+	}
+	switch {
+	case p.Admin:
+		sp.UserID = req.UserID
+	case req.UserID != nil && *req.UserID != p.UserID:
+		return forbidden(fmt.Sprintf("this token may only subscribe to the events of user %d", p.UserID))
+	default:
+		uid := p.UserID
+		sp.UserID = &uid
+	}
+	if err := a.webhookPolicy.Validate(c.Request.Context(), sp); err != nil {
+		return invalidEndpoint(err)
+	}
+	e, err := a.webhooks.Create(c.Request.Context(), sp)
+	if err != nil {
+		return err
+	}
+	c.Header("Location", "/v1/webhooks/endpoints/"+e.ID.String())
+	writeJSON(c, http.StatusCreated, e)
+	return nil
+}
+
+// listWebhookEndpoints is GET /v1/webhooks/endpoints: a user's own; an
+// admin's every endpoint, or one user's with ?user_id=.
+func (a *api) listWebhookEndpoints(c *gin.Context) error {
+	if a.webhooks == nil {
+		return webhooksDisabled()
+	}
+	p, _ := principal(c)
+	var user *int64
+	if raw, ok := c.GetQuery("user_id"); ok {
+		id, err := parseID(raw, "user_id")
+		if err != nil {
+			return err
+		}
+		if !p.CanActFor(id) {
+			return forbidden(fmt.Sprintf("this token may only list the endpoints of user %d", p.UserID))
+		}
+		user = &id
+	} else if !p.Admin {
+		user = &p.UserID
+	}
+	eps, err := a.webhooks.List(c.Request.Context(), user)
+	if err != nil {
+		return err
+	}
+	writeJSON(c, http.StatusOK, gin.H{"endpoints": eps})
+	return nil
+}
+
+// endpointFor loads the :id endpoint if the token may manage it; another
+// user's endpoint is a 404, as if it did not exist.
+func (a *api) endpointFor(c *gin.Context) (webhook.Endpoint, error) {
+	if a.webhooks == nil {
+		return webhook.Endpoint{}, webhooksDisabled()
+	}
+	id, err := uuid.Parse(c.Param("id"))
+	if err != nil {
+		return webhook.Endpoint{}, notFound("no such webhook endpoint")
+	}
+	e, err := a.webhooks.Get(c.Request.Context(), id)
+	if errors.Is(err, webhook.ErrNotFound) {
+		return e, notFound("no such webhook endpoint")
+	}
+	if err != nil {
+		return e, err
+	}
+	if p, _ := principal(c); !p.Admin && (e.UserID == nil || *e.UserID != p.UserID) {
+		return e, notFound("no such webhook endpoint")
+	}
+	return e, nil
+}
+
+// getWebhookEndpoint is GET /v1/webhooks/endpoints/{id}.
+func (a *api) getWebhookEndpoint(c *gin.Context) error {
+	e, err := a.endpointFor(c)
+	if err != nil {
+		return err
+	}
+	writeJSON(c, http.StatusOK, e)
+	return nil
+}
+
+// patchWebhookEndpoint is PATCH /v1/webhooks/endpoints/{id}: the fields
+// sent replace the stored ones; user_id cannot change.
+func (a *api) patchWebhookEndpoint(c *gin.Context) error {
+	e, err := a.endpointFor(c)
+	if err != nil {
+		return err
+	}
+	var req endpointRequest
+	if err := decodeJSON(c, &req, endpointFields); err != nil {
+		return err
+	}
+	if req.UserID != nil && (e.UserID == nil || *req.UserID != *e.UserID) {
+		return invalidEndpoint(errors.New("user_id cannot change: delete the endpoint and create another"))
+	}
+	sp := webhook.Spec{URL: e.URL, EventTypes: e.EventTypes, UserID: e.UserID, Description: e.Description, Enabled: e.Enabled}
+	if req.URL != nil {
+		sp.URL = *req.URL
+	}
+	if req.EventTypes != nil {
+		sp.EventTypes = *req.EventTypes
+	}
+	if req.Description != nil {
+		sp.Description = *req.Description
+	}
+	if req.Enabled != nil {
+		sp.Enabled = *req.Enabled
+	}
+	if err := a.webhookPolicy.Validate(c.Request.Context(), sp); err != nil {
+		return invalidEndpoint(err)
+	}
+	up, err := a.webhooks.Update(c.Request.Context(), e.ID, sp)
+	if err != nil {
+		return err
+	}
+	writeJSON(c, http.StatusOK, up)
+	return nil
+}
+
+// deleteWebhookEndpoint is DELETE /v1/webhooks/endpoints/{id}: the
+// endpoint goes with its queue and delivery log.
+func (a *api) deleteWebhookEndpoint(c *gin.Context) error {
+	e, err := a.endpointFor(c)
+	if err != nil {
+		return err
+	}
+	if err := a.webhooks.Delete(c.Request.Context(), e.ID); err != nil && !errors.Is(err, webhook.ErrNotFound) {
+		return err
+	}
+	c.Status(http.StatusNoContent)
+	return nil
+}
+
+// rotateWebhookSecret is POST /v1/webhooks/endpoints/{id}/rotate-secret
+// ?overlap=24h: a new secret, shown this once; the previous one also signs
+// until the overlap ends.
+func (a *api) rotateWebhookSecret(c *gin.Context) error {
+	e, err := a.endpointFor(c)
+	if err != nil {
+		return err
+	}
+	overlap := DefaultSecretOverlap
+	if raw, ok := c.GetQuery("overlap"); ok {
+		d, err := time.ParseDuration(raw)
+		if err != nil || d < 0 || d > maxSecretOverlap {
+			return invalid(fmt.Sprintf("overlap=%q: want a duration from 0s to %s", raw, maxSecretOverlap))
+		}
+		overlap = d
+	}
+	rot, err := a.webhooks.RotateSecret(c.Request.Context(), e.ID, overlap)
+	if err != nil {
+		return err
+	}
+	writeJSON(c, http.StatusOK, rot)
+	return nil
+}
+
+// listWebhookAttempts is GET /v1/webhooks/endpoints/{id}/attempts
+// ?event_id=&since=&until=&limit=: the delivery log, newest first.
+func (a *api) listWebhookAttempts(c *gin.Context) error {
+	e, err := a.endpointFor(c)
+	if err != nil {
+		return err
+	}
+	f := webhook.LogFilter{EndpointID: e.ID, EventID: c.Query("event_id"), Limit: 100}
+	if f.Since, err = queryTime(c, "since"); err != nil {
+		return err
+	}
+	if f.Until, err = queryTime(c, "until"); err != nil {
+		return err
+	}
+	if raw, ok := c.GetQuery("limit"); ok {
+		n, err := strconv.Atoi(raw)
+		if err != nil || n < 1 || n > 1000 {
+			return invalid(fmt.Sprintf("limit=%q: want 1 to 1000", raw))
+		}
+		f.Limit = n
+	}
+	log, err := a.webhooks.Log(c.Request.Context(), f)
+	if err != nil {
+		return err
+	}
+	writeJSON(c, http.StatusOK, gin.H{"attempts": log})
+	return nil
+}
+
+// resendWebhookMessage is POST /v1/webhooks/endpoints/{id}/messages/{event_id}/resend.
+func (a *api) resendWebhookMessage(c *gin.Context) error {
+	e, err := a.endpointFor(c)
+	if err != nil {
+		return err
+	}
+	switch err := a.webhooks.Resend(c.Request.Context(), e.ID, c.Param("event_id")); {
+	case errors.Is(err, webhook.ErrNotFound):
+		return notFound("this endpoint has no message of that event")
+	case err != nil:
+		return err
+	}
+	writeJSON(c, http.StatusAccepted, gin.H{"requeued": 1})
+	return nil
+}
+
+// recoverWebhookMessages is POST /v1/webhooks/endpoints/{id}/recover?since=:
+// every failed message of the endpoint queued since then is sent again.
+func (a *api) recoverWebhookMessages(c *gin.Context) error {
+	e, err := a.endpointFor(c)
+	if err != nil {
+		return err
+	}
+	since, err := queryTime(c, "since")
+	if err != nil {
+		return err
+	}
+	if since.IsZero() {
+		return invalid("the query parameter since (RFC 3339) is required")
+	}
+	n, err := a.webhooks.Recover(c.Request.Context(), e.ID, since)
+	if err != nil {
+		return err
+	}
+	writeJSON(c, http.StatusAccepted, gin.H{"requeued": n})
+	return nil
+}
+
+func queryTime(c *gin.Context, name string) (time.Time, error) {
+	raw, ok := c.GetQuery(name)
+	if !ok || raw == "" {
+		return time.Time{}, nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, raw)
+	if err != nil {
+		return time.Time{}, invalid(fmt.Sprintf("%s=%q: want an RFC 3339 time", name, raw))
+	}
+	return t, nil
+}
+
+func subject(p auth.Principal) string {
+	if p.Admin {
+		return "admin:" + strconv.FormatInt(p.UserID, 10)
+	}
+	return strconv.FormatInt(p.UserID, 10)
+}
