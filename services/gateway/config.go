@@ -3,11 +3,13 @@ package main
 import (
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"time"
 
 	"github.com/finsvc/finance/pkg/auth"
 	"github.com/finsvc/finance/pkg/envconfig"
 	"github.com/finsvc/finance/pkg/postgres"
+	"github.com/finsvc/finance/pkg/webhook"
 	"github.com/finsvc/finance/services/gateway/internal/httpapi"
 	"github.com/finsvc/finance/services/gateway/internal/push"
 )
@@ -41,6 +43,17 @@ type config struct {
 	PushMaxOpen int
 	PushBuffer  int
 	PushRecent  int
+	// WebhookAllowPrivate lists the private networks webhook endpoints may
+	// point at (WEBHOOK_ALLOW_PRIVATE, as the delivery service's), as
+	// set and parsed.
+	WebhookAllowPrivate string
+	WebhookAllow        []netip.Prefix
+}
+
+// WebhookPolicy is how endpoint URLs are checked at registration: https
+// outside dev mode, no private address unless allowed.
+func (c config) WebhookPolicy() webhook.Policy {
+	return webhook.Policy{AllowHTTP: c.DevMode, Allow: c.WebhookAllow}
 }
 
 // loadConfig reads the configuration through getenv and reports every
@@ -49,20 +62,26 @@ func loadConfig(getenv func(string) string) (config, error) {
 	r := envconfig.New(getenv)
 	r.Rename("GATEWAY_DB_MAX_CONNS", "DATABASE_MAX_CONNS")
 	c := config{
-		HTTPAddr:       r.String("HTTP_ADDR", ":8080"),
-		Postgres:       postgres.LoadConfig(r, postgres.Config{MaxConns: 20}),
-		Kafka:          envconfig.LoadKafka(r, false),
-		DevMode:        r.Bool("FINANCE_DEV_MODE", false),
-		RequestTimeout: r.PositiveDuration("GATEWAY_REQUEST_TIMEOUT", 10*time.Second),
-		AdminTimeout:   r.PositiveDuration("GATEWAY_ADMIN_TIMEOUT", time.Minute),
-		AcceptWorkers:  r.Int("GATEWAY_ACCEPT_WORKERS", 4),
-		AcceptMaxBatch: r.IntIn("GATEWAY_ACCEPT_MAX_BATCH", 500, 1, 10_000),
-		WaitMax:        r.PositiveDuration("GATEWAY_WAIT_MAX", httpapi.DefaultWaitMax),
-		Heartbeat:      r.PositiveDuration("GATEWAY_SSE_HEARTBEAT", httpapi.DefaultHeartbeat),
-		PushMaxOpen:    r.IntIn("GATEWAY_PUSH_MAX_OPEN", push.DefaultMaxSubscribers, 1, 1_000_000),
-		PushBuffer:     r.IntIn("GATEWAY_PUSH_BUFFER", push.DefaultBuffer, 1, 10_000),
-		PushRecent:     r.IntIn("GATEWAY_PUSH_RECENT_EVENTS", push.DefaultRecentEvents, 1, 10_000_000),
+		HTTPAddr:            r.String("HTTP_ADDR", ":8080"),
+		Postgres:            postgres.LoadConfig(r, postgres.Config{MaxConns: 20}),
+		Kafka:               envconfig.LoadKafka(r, false),
+		DevMode:             r.Bool("FINANCE_DEV_MODE", false),
+		RequestTimeout:      r.PositiveDuration("GATEWAY_REQUEST_TIMEOUT", 10*time.Second),
+		AdminTimeout:        r.PositiveDuration("GATEWAY_ADMIN_TIMEOUT", time.Minute),
+		AcceptWorkers:       r.Int("GATEWAY_ACCEPT_WORKERS", 4),
+		AcceptMaxBatch:      r.IntIn("GATEWAY_ACCEPT_MAX_BATCH", 500, 1, 10_000),
+		WaitMax:             r.PositiveDuration("GATEWAY_WAIT_MAX", httpapi.DefaultWaitMax),
+		Heartbeat:           r.PositiveDuration("GATEWAY_SSE_HEARTBEAT", httpapi.DefaultHeartbeat),
+		PushMaxOpen:         r.IntIn("GATEWAY_PUSH_MAX_OPEN", push.DefaultMaxSubscribers, 1, 1_000_000),
+		PushBuffer:          r.IntIn("GATEWAY_PUSH_BUFFER", push.DefaultBuffer, 1, 10_000),
+		PushRecent:          r.IntIn("GATEWAY_PUSH_RECENT_EVENTS", push.DefaultRecentEvents, 1, 10_000_000),
+		WebhookAllowPrivate: r.String("WEBHOOK_ALLOW_PRIVATE", ""),
 	}
+	allow, err := webhook.ParseAllowlist(c.WebhookAllowPrivate)
+	if err != nil {
+		r.Fail("WEBHOOK_ALLOW_PRIVATE: %v", err)
+	}
+	c.WebhookAllow = allow
 	if c.AcceptWorkers < 1 || c.AcceptWorkers >= c.Postgres.MaxConns {
 		r.Fail("GATEWAY_ACCEPT_WORKERS=%d: must be from 1 to DATABASE_MAX_CONNS-1 (%d), leaving connections for reads",
 			c.AcceptWorkers, c.Postgres.MaxConns-1)
@@ -94,5 +113,6 @@ func (c config) LogValue() slog.Value {
 		slog.Int("push_max_open", c.PushMaxOpen),
 		slog.Int("push_buffer", c.PushBuffer),
 		slog.Int("push_recent_events", c.PushRecent),
+		slog.String("webhook_allow_private", c.WebhookAllowPrivate),
 	)
 }

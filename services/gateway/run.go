@@ -14,6 +14,7 @@ import (
 	"github.com/finsvc/finance/pkg/auth"
 	"github.com/finsvc/finance/pkg/dlq"
 	"github.com/finsvc/finance/pkg/obs"
+	"github.com/finsvc/finance/pkg/webhook"
 	"github.com/finsvc/finance/services/gateway/internal/httpapi"
 	"github.com/finsvc/finance/services/gateway/internal/push"
 	"github.com/finsvc/finance/services/gateway/internal/store"
@@ -106,6 +107,8 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout, _ 
 		Hub:            hub,
 		WaitMax:        cfg.WaitMax,
 		Heartbeat:      cfg.Heartbeat,
+		Webhooks:       webhook.NewStore(pool),
+		WebhookPolicy:  cfg.WebhookPolicy(),
 	})
 
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
