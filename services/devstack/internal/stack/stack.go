@@ -278,7 +278,7 @@ func Start(ctx context.Context, cfg Config, opts Options, out io.Writer) (_ *Sta
 		{name: "dispatcher", env: []string{"OPS_ADDR=" + cfg.DispatcherOps, "PROCESSOR_URL=" + simURL,
 			"PROCESSOR_RATE_LIMIT=" + strconv.Itoa(cfg.ProcessorLimit)}},
 		{name: "status-consumer", env: []string{"OPS_ADDR=" + cfg.StatusOps}},
-		{name: "gateway", env: []string{"HTTP_ADDR=" + cfg.GatewayAddr}},
+		{name: "gateway", env: []string{"HTTP_ADDR=" + cfg.GatewayAddr, "WEBHOOK_ALLOW_PRIVATE=127.0.0.0/8,::1/128"}},
 		// The periodic reconciliation job: resolves unknown payments, reports mismatches.
 		{name: "financectl", args: []string{"reconcile", "--watch", "30s", "--processor-url", simURL}},
 	}
