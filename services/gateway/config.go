@@ -43,6 +43,9 @@ type config struct {
 	PushMaxOpen int
 	PushBuffer  int
 	PushRecent  int
+	// Limits is the per-client rate limits (GATEWAY_RATE_LIMIT_*, limits.go)
+	// and the header cap (HTTP_MAX_HEADER_BYTES).
+	Limits httpapi.Limits
 	// WebhookAllowPrivate lists the private networks webhook endpoints may
 	// point at (WEBHOOK_ALLOW_PRIVATE, as the delivery service's), as
 	// set and parsed.
@@ -87,7 +90,9 @@ func loadConfig(getenv func(string) string) (config, error) {
 			c.AcceptWorkers, c.Postgres.MaxConns-1)
 	}
 	c.Auth = auth.LoadConfig(r, c.DevMode)
+	c.Limits = loadLimits(r)
 	c.Ops = envconfig.LoadOps(r, envconfig.Ops{LogLevel: "info", ShutdownTimeout: 10 * time.Second})
+	c.Limits.MaxHeaderBytes = c.Ops.HTTP.MaxHeaderBytes
 	if err := r.Err(); err != nil {
 		return config{}, fmt.Errorf("gateway config: %w", err)
 	}
@@ -102,6 +107,7 @@ func (c config) LogValue() slog.Value {
 		slog.Any("postgres", c.Postgres),
 		slog.Any("kafka", c.Kafka),
 		slog.Any("ops", c.Ops),
+		slog.Any("limits", limitsLogValue(c.Limits)),
 		slog.Any("auth", c.Auth),
 		slog.Bool("dev_mode", c.DevMode),
 		slog.String("request_timeout", c.RequestTimeout.String()),

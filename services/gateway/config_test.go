@@ -12,6 +12,7 @@ import (
 	"github.com/finsvc/finance/pkg/auth"
 	"github.com/finsvc/finance/pkg/envconfig"
 	"github.com/finsvc/finance/pkg/postgres"
+	"github.com/finsvc/finance/services/gateway/internal/httpapi"
 )
 
 const goodSecret = "production-secret-0123456789abcdefgh"
@@ -60,7 +61,9 @@ func TestLoadConfigDefaults(t *testing.T) {
 		PushMaxOpen:    20_000,
 		PushBuffer:     64,
 		PushRecent:     50_000,
+		Limits:         httpapi.DefaultLimits,
 	}
+	want.Limits.MaxHeaderBytes = envconfig.DefaultHTTPServer.MaxHeaderBytes
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("config (-want +got):\n%s", diff)
 	}

@@ -107,6 +107,7 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout, _ 
 		Hub:            hub,
 		WaitMax:        cfg.WaitMax,
 		Heartbeat:      cfg.Heartbeat,
+		Limits:         cfg.Limits,
 		Webhooks:       webhook.NewStore(pool),
 		WebhookPolicy:  cfg.WebhookPolicy(),
 	})
