@@ -51,6 +51,7 @@ func commands() []*command {
 		vacuumCommand(),
 		verifyCommand(),
 		versionCommand(),
+		webhooksCommand(),
 	}
 }
 
