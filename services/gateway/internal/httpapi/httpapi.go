@@ -61,6 +61,9 @@ type Config struct {
 	// Limits is the per-client rate limits and the header cap (limits.go);
 	// the zero value limits no rate.
 	Limits Limits
+	// Log says which requests are logged (logsample.go); the zero value
+	// logs every request.
+	Log LogPolicy
 }
 
 type api struct {
@@ -83,6 +86,7 @@ type api struct {
 	heartbeat time.Duration
 
 	limits *limiters
+	logs   *logSampler
 }
 
 // New returns the gateway's HTTP handler.
@@ -114,6 +118,7 @@ func newAPI(cfg Config) *api {
 		heartbeat: cfg.Heartbeat,
 
 		limits: newLimiters(cfg.Limits, cfg.Registry),
+		logs:   newLogSampler(cfg.Log),
 	}
 	if a.waitMax <= 0 {
 		a.waitMax = DefaultWaitMax
@@ -183,17 +188,16 @@ func (a *api) handle(fn func(c *gin.Context) error) gin.HandlerFunc {
 	}
 }
 
-// fail answers err as a problem and stops the handler chain. Server faults
-// are logged here, once; client errors show in the request log only.
+// fail answers err as a problem and stops the handler chain. A server
+// fault's error, or the client's leaving, goes on the request's one log
+// line (observe); client errors show there by their status.
 func (a *api) fail(c *gin.Context, err error) {
 	p := problemFor(err)
 	switch {
 	case errors.Is(err, context.Canceled) && c.Request.Context().Err() != nil:
-		a.logger.InfoContext(c.Request.Context(), "client went away",
-			"method", c.Request.Method, "path", c.Request.URL.Path, "request_id", requestID(c))
+		c.Set(keyErrorLog, failure{slog.LevelInfo, []slog.Attr{slog.Bool("client_gone", true)}})
 	case p.Status >= http.StatusInternalServerError:
-		a.logger.ErrorContext(c.Request.Context(), "request failed",
-			"method", c.Request.Method, "path", c.Request.URL.Path, "request_id", requestID(c), "err", err)
+		c.Set(keyErrorLog, failure{slog.LevelError, []slog.Attr{slog.String("err", err.Error())}})
 	}
 	writeProblem(c, p)
 }

@@ -41,20 +41,25 @@ func newLimitedEnv(t *testing.T, l httpapi.Limits) (*env, *fakeClock) {
 	t.Helper()
 	clock := &fakeClock{t: time.Date(2026, 5, 4, 10, 0, 0, 0, time.UTC)}
 	l.Now = clock.now
+	logger := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
+	return newEnvWith(t, logger, func(c *httpapi.Config) { c.Limits = l }), clock
+}
+
+// newEnvWith is a gateway over its own database, with wallets 1 and 2 and
+// the Config that set makes; it accepts no payments.
+func newEnvWith(t *testing.T, logger *slog.Logger, set func(*httpapi.Config)) *env {
+	t.Helper()
 	pool, err := postgres.Connect(context.Background(), pgtest.NewDB(t), 4)
 	if err != nil {
 		t.Fatalf("connect: %v", err)
 	}
 	t.Cleanup(pool.Close)
-	logger := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
-	h := httpapi.New(httpapi.Config{
-		Logger: logger, Store: store.New(pool), Verifier: auth.NewVerifier(testSecret),
-		Registry: obs.NewRegistry(), Limits: l,
-	})
-	e := &env{t: t, pool: pool, h: h}
+	cfg := httpapi.Config{Logger: logger, Store: store.New(pool), Verifier: auth.NewVerifier(testSecret), Registry: obs.NewRegistry()}
+	set(&cfg)
+	e := &env{t: t, pool: pool, h: httpapi.New(cfg)}
 	e.wallet(1, 100)
 	e.wallet(2, 100)
-	return e, clock
+	return e
 }
 
 // from sends a GET of path with tok (none when empty) from the peer addr.

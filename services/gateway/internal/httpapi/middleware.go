@@ -26,6 +26,9 @@ const (
 	// keyPaymentLog holds the attributes of a payment the request created,
 	// added to its request's log line: one line per payment at info.
 	keyPaymentLog
+	// keyErrorLog holds the attributes of a failure (a server fault, a
+	// panic, a client gone), added to the request's one log line.
+	keyErrorLog
 )
 
 // metrics are the gateway's own Prometheus series.
@@ -60,7 +63,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	return m
 }
 
-// observe assigns the request id, and logs and measures every request.
+// observe assigns the request id, measures every request and logs it in
+// one line, unless the log policy samples it out (logsample.go).
 func (a *api) observe(c *gin.Context) {
 	start := time.Now()
 	id := c.GetHeader("X-Request-Id")
@@ -82,6 +86,10 @@ func (a *api) observe(c *gin.Context) {
 	a.metrics.requests.WithLabelValues(route, c.Request.Method, code).Inc()
 	a.metrics.latency.WithLabelValues(route, c.Request.Method, code).Observe(elapsed.Seconds())
 
+	keep, sample := a.logs.keep(c, status, elapsed)
+	if !keep {
+		return
+	}
 	level := slog.LevelInfo
 	switch {
 	case status >= http.StatusInternalServerError:
@@ -104,6 +112,14 @@ func (a *api) observe(c *gin.Context) {
 	if v, ok := c.Get(keyPaymentLog); ok {
 		attrs = append(attrs, v.([]slog.Attr)...)
 	}
+	if v, ok := c.Get(keyErrorLog); ok {
+		f := v.(failure)
+		attrs = append(attrs, f.attrs...)
+		level = max(level, f.level)
+	}
+	if sample > 0 {
+		attrs = append(attrs, slog.Int("sample", sample))
+	}
 	a.logger.LogAttrs(c.Request.Context(), level, "http request", attrs...)
 }
 
@@ -118,9 +134,8 @@ func (a *api) recoverPanics(c *gin.Context) {
 		if r == http.ErrAbortHandler { //nolint:errorlint // the sentinel is compared as net/http does
 			panic(r)
 		}
-		a.logger.ErrorContext(c.Request.Context(), "panic serving request",
-			"method", c.Request.Method, "path", c.Request.URL.Path, "request_id", requestID(c),
-			"panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+		// On the request's one line, logged by observe at error level.
+		c.Set(keyErrorLog, failure{slog.LevelError, []slog.Attr{slog.String("panic", fmt.Sprint(r)), slog.String("stack", string(debug.Stack()))}})
 		if c.Writer.Written() {
 			c.Abort()
 			return

@@ -38,7 +38,11 @@ func TestRecoverPanics(t *testing.T) {
 	if strings.Contains(w.Body.String(), "kaboom") {
 		t.Errorf("the panic value leaked to the client: %s", w.Body.String())
 	}
-	for _, want := range []string{`"msg":"panic serving request"`, `"panic":"kaboom"`, `"msg":"http request"`, `"status":500`} {
+	// One line for the request, with the panic and its stack on it.
+	if n := strings.Count(strings.TrimSpace(logs.String()), "\n") + 1; n != 1 {
+		t.Errorf("%d log lines for one request, want 1:\n%s", n, logs.String())
+	}
+	for _, want := range []string{`"msg":"http request"`, `"level":"ERROR"`, `"panic":"kaboom"`, `"stack":"goroutine `, `"status":500`} {
 		if !strings.Contains(logs.String(), want) {
 			t.Errorf("logs lack %s:\n%s", want, logs.String())
 		}
