@@ -46,6 +46,8 @@ type config struct {
 	// Limits is the per-client rate limits (GATEWAY_RATE_LIMIT_*, limits.go)
 	// and the header cap (HTTP_MAX_HEADER_BYTES).
 	Limits httpapi.Limits
+	// Log is which requests are logged (LOG_READ_SAMPLE, LOG_SLOW_REQUEST).
+	Log httpapi.LogPolicy
 	// WebhookAllowPrivate lists the private networks webhook endpoints may
 	// point at (WEBHOOK_ALLOW_PRIVATE, as the delivery service's), as
 	// set and parsed.
@@ -91,6 +93,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 	}
 	c.Auth = auth.LoadConfig(r, c.DevMode)
 	c.Limits = loadLimits(r)
+	c.Log = loadLogPolicy(r)
 	c.Ops = envconfig.LoadOps(r, envconfig.Ops{LogLevel: "info", ShutdownTimeout: 10 * time.Second})
 	c.Limits.MaxHeaderBytes = c.Ops.HTTP.MaxHeaderBytes
 	if err := r.Err(); err != nil {
@@ -108,6 +111,8 @@ func (c config) LogValue() slog.Value {
 		slog.Any("kafka", c.Kafka),
 		slog.Any("ops", c.Ops),
 		slog.Any("limits", limitsLogValue(c.Limits)),
+		slog.Int("log_read_sample", c.Log.ReadSample),
+		slog.String("log_slow_request", c.Log.Slow.String()),
 		slog.Any("auth", c.Auth),
 		slog.Bool("dev_mode", c.DevMode),
 		slog.String("request_timeout", c.RequestTimeout.String()),

@@ -62,6 +62,7 @@ func TestLoadConfigDefaults(t *testing.T) {
 		PushBuffer:     64,
 		PushRecent:     50_000,
 		Limits:         httpapi.DefaultLimits,
+		Log:            httpapi.LogPolicy{ReadSample: 10, Slow: httpapi.DefaultSlowRequest},
 	}
 	want.Limits.MaxHeaderBytes = envconfig.DefaultHTTPServer.MaxHeaderBytes
 	if diff := cmp.Diff(want, got); diff != "" {

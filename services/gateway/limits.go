@@ -52,3 +52,13 @@ func limitsLogValue(l httpapi.Limits) slog.Value {
 		slog.Int("max_header_bytes", l.MaxHeaderBytes),
 	)
 }
+
+// loadLogPolicy reads which requests the request log keeps:
+// LOG_READ_SAMPLE (10: one in ten successful reads and 429s; 1 logs every
+// one) and LOG_SLOW_REQUEST (500ms: slower requests are always logged).
+func loadLogPolicy(r *envconfig.Reader) httpapi.LogPolicy {
+	return httpapi.LogPolicy{
+		ReadSample: r.IntIn("LOG_READ_SAMPLE", 10, 1, 1_000_000),
+		Slow:       r.PositiveDuration("LOG_SLOW_REQUEST", httpapi.DefaultSlowRequest),
+	}
+}

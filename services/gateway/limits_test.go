@@ -3,6 +3,7 @@ package main
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -64,5 +65,20 @@ func TestLoadConfigHeaderCap(t *testing.T) {
 	}
 	if c.Limits.MaxHeaderBytes != 4096 || c.Ops.HTTP.MaxHeaderBytes != 4096 {
 		t.Errorf("header caps: API %d, server %d; want 4096", c.Limits.MaxHeaderBytes, c.Ops.HTTP.MaxHeaderBytes)
+	}
+}
+
+func TestLoadLogPolicy(t *testing.T) {
+	t.Parallel()
+	r := envconfig.New(getenv(map[string]string{"LOG_READ_SAMPLE": "1", "LOG_SLOW_REQUEST": "2s"}))
+	if got := loadLogPolicy(r); got != (httpapi.LogPolicy{ReadSample: 1, Slow: 2 * time.Second}) || r.Err() != nil {
+		t.Errorf("loadLogPolicy = %+v, err %v", got, r.Err())
+	}
+	r = envconfig.New(getenv(map[string]string{"LOG_READ_SAMPLE": "0", "LOG_SLOW_REQUEST": "-1s"}))
+	loadLogPolicy(r)
+	for _, want := range []string{"LOG_READ_SAMPLE=0", "LOG_SLOW_REQUEST=-1s"} {
+		if err := r.Err(); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error %v lacks %q", err, want)
+		}
 	}
 }

@@ -108,6 +108,7 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout, _ 
 		WaitMax:        cfg.WaitMax,
 		Heartbeat:      cfg.Heartbeat,
 		Limits:         cfg.Limits,
+		Log:            cfg.Log,
 		Webhooks:       webhook.NewStore(pool),
 		WebhookPolicy:  cfg.WebhookPolicy(),
 	})
