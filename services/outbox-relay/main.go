@@ -42,7 +42,11 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout, _ 
 	}
 	defer pool.Close()
 
-	kc, err := kafka.NewClient(cfg.Kafka.Brokers, logger, relay.ProducerOpts(cfg.ProduceTimeout)...)
+	sec, err := kafka.SecurityOpts(cfg.Kafka.Security)
+	if err != nil {
+		return err
+	}
+	kc, err := kafka.NewClient(cfg.Kafka.Brokers, logger, append(relay.ProducerOpts(cfg.ProduceTimeout), sec...)...)
 	if err != nil {
 		return err
 	}

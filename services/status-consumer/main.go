@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/finsvc/finance/pkg/entry"
+	"github.com/finsvc/finance/pkg/kafka"
 	"github.com/finsvc/finance/pkg/obs"
 	"github.com/finsvc/finance/services/status-consumer/internal/consumer"
 )
@@ -39,7 +40,11 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout, _ 
 	defer pool.Close()
 
 	reg := obs.NewRegistry()
-	c, err := consumer.New(cfg.Consumer(), pool, logger, reg)
+	cc := cfg.Consumer()
+	if cc.KafkaOpts, err = kafka.SecurityOpts(cfg.Kafka.Security); err != nil {
+		return err
+	}
+	c, err := consumer.New(cc, pool, logger, reg)
 	if err != nil {
 		return err
 	}

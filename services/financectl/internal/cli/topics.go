@@ -57,7 +57,11 @@ func topicsCommand() *command {
 			if err != nil {
 				return usagef("%v", err)
 			}
-			cl, err := kafka.NewClient(e.cfg.Kafka.Brokers, logger, kgo.RetryTimeout(timeout))
+			sec, err := kafka.SecurityOpts(e.cfg.Kafka.Security)
+			if err != nil {
+				return err
+			}
+			cl, err := kafka.NewClient(e.cfg.Kafka.Brokers, logger, append(sec, kgo.RetryTimeout(timeout))...)
 			if err != nil {
 				return err
 			}

@@ -64,6 +64,9 @@ type Outcome struct {
 type Config struct {
 	// Brokers are the Kafka seed brokers.
 	Brokers []string
+	// KafkaOpts are more client options: an external cluster's SASL and
+	// TLS (kafka.SecurityOpts).
+	KafkaOpts []kgo.Opt
 	// MaxPollRecords bounds the records taken in one poll.
 	MaxPollRecords int
 	// RetryTimeout is how long one record is retried (PostgreSQL or Kafka
@@ -148,6 +151,7 @@ func New(cfg Config, db *pgxpool.Pool, logger *slog.Logger, reg prometheus.Regis
 		kgo.ProducerLinger(0),
 		kgo.RequiredAcks(kgo.AllISRAcks()),
 	}, fetchWait(cfg.BatchWait)...)
+	opts = append(opts, cfg.KafkaOpts...)
 	cl, err := kafka.NewClient(cfg.Brokers, logger, opts...)
 	if err != nil {
 		return nil, err
