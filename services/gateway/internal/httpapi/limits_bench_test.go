@@ -1,0 +1,72 @@
+package httpapi
+
+import (
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/finsvc/finance/pkg/auth"
+	"github.com/finsvc/finance/pkg/obs"
+	"github.com/finsvc/finance/services/gateway/internal/store"
+)
+
+// BenchmarkMiddleware is the CPU cost of one request through the gateway's
+// middleware (observe with sampled logging, size checks, per-address
+// limit, token check, per-user limit) to a handler that writes "ok", with
+// the limits off and at their defaults, over 10,000 users' tokens from 100
+// addresses. docs/security.md reports it:
+//
+//	go test -run '^$' -bench BenchmarkMiddleware -benchmem ./services/gateway/internal/httpapi/
+func BenchmarkMiddleware(b *testing.B) {
+	secret := []byte("bench-secret-0123456789abcdefghijklmnop")
+	const users, addrs = 10_000, 100
+	reqs := make([]*http.Request, users)
+	for i := range reqs {
+		tok, err := auth.Mint(secret, int64(i+1), false, time.Hour, time.Now())
+		if err != nil {
+			b.Fatal(err)
+		}
+		r := httptest.NewRequest(http.MethodGet, "/bench", nil)
+		r.Header.Set("Authorization", "Bearer "+tok)
+		r.RemoteAddr = "10.0.0." + strconv.Itoa(i%addrs) + ":40000"
+		reqs[i] = r
+	}
+	for _, bc := range []struct {
+		name   string
+		limits Limits
+	}{
+		{"limits=off", Limits{}},
+		{"limits=default", DefaultLimits},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			a := newAPI(Config{
+				Logger:   slog.New(slog.NewJSONHandler(io.Discard, nil)),
+				Store:    store.New(nil), // never reached
+				Verifier: auth.NewVerifier(secret),
+				Registry: obs.NewRegistry(),
+				Limits:   bc.limits,
+				Log:      LogPolicy{ReadSample: 10},
+			})
+			g := a.engine.Group("/", a.limitIP, a.authenticate, a.limitUser)
+			g.GET("/bench", func(c *gin.Context) { c.String(http.StatusOK, "ok") })
+			w := httptest.NewRecorder()
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; b.Loop(); i++ {
+				w.Body.Reset()
+				clear(w.Header())
+				a.engine.ServeHTTP(w, reqs[i%users])
+			}
+			b.StopTimer()
+			if w.Code != http.StatusOK {
+				b.Fatalf("status %d: %s", w.Code, w.Body)
+			}
+		})
+	}
+}
