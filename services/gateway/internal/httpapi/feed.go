@@ -3,7 +3,6 @@ package httpapi
 import (
 	"encoding/base64"
 	"fmt"
-	"net/http"
 	"strconv"
 	"strings"
 
@@ -77,47 +76,7 @@ func (a *api) serveFeed(c *gin.Context, userID int64) error {
 		before = id
 	}
 
-	// A client that already has this page asks with If-None-Match: one
-	// primary-key read of the wallet's event_seq decides it, and the page
-	// itself is read only when it changed.
-	if c.GetHeader("If-None-Match") != "" {
-		seq, err := a.store.EventSeq(c.Request.Context(), userID)
-		if err != nil {
-			return err
-		}
-		if ifNoneMatch(c.Request, feedETag(userID, seq, limit, before)) {
-			notModified(c, feedETag(userID, seq, limit, before))
-			return nil
-		}
-	}
-	feed, err := a.store.FeedPage(c.Request.Context(), userID, before, limit)
-	if err != nil {
-		return err
-	}
-	// The page may be newer than the event_seq read above; its own ETag
-	// is the one to answer with, and to match once more.
-	if notModified(c, feedETag(userID, feed.EventSeq, limit, before)) {
-		return nil
-	}
-	out := feedJSON{
-		UserID:           feed.UserID,
-		Balance:          feed.Balance,
-		AvailableBalance: feed.Balance - feed.Held,
-		Transactions:     make([]transactionJSON, 0, len(feed.Entries)),
-	}
-	for _, e := range feed.Entries {
-		out.Transactions = append(out.Transactions, transactionJSON{
-			ID:        e.PaymentID,
-			Name:      e.MerchantName,
-			Amount:    e.Amount,
-			Timestamp: e.OccurredAt.Unix(),
-		})
-	}
-	if feed.More {
-		out.NextCursor = encodeCursor(feed.Entries[len(feed.Entries)-1].ID)
-	}
-	writeJSON(c, http.StatusOK, out)
-	return nil
+	return a.serveFeedPage(c, userID, limit, before)
 }
 
 // Cursors are opaque to clients: the id of the last entry shown, versioned

@@ -20,6 +20,7 @@ import (
 	"github.com/finsvc/finance/pkg/obs"
 	"github.com/finsvc/finance/pkg/problem"
 	"github.com/finsvc/finance/pkg/webhook"
+	"github.com/finsvc/finance/services/gateway/internal/cache"
 	"github.com/finsvc/finance/services/gateway/internal/push"
 	"github.com/finsvc/finance/services/gateway/internal/store"
 )
@@ -58,6 +59,9 @@ type Config struct {
 	// Heartbeat is how often an idle stream sends a comment;
 	// DefaultHeartbeat when zero.
 	Heartbeat time.Duration
+	// Cache keeps encoded first feed pages and balances (reads.go); nil
+	// keeps none. With a Hub, its events evict their user's documents.
+	Cache *cache.Cache
 	// Limits is the per-client rate limits and the header cap (limits.go);
 	// the zero value limits no rate.
 	Limits Limits
@@ -84,6 +88,9 @@ type api struct {
 	hub       *push.Hub
 	waitMax   time.Duration
 	heartbeat time.Duration
+
+	cache       *cache.Cache
+	readMetrics *readMetrics
 
 	limits *limiters
 	logs   *logSampler
@@ -117,9 +124,13 @@ func newAPI(cfg Config) *api {
 		waitMax:   cfg.WaitMax,
 		heartbeat: cfg.Heartbeat,
 
+		cache:       cfg.Cache,
+		readMetrics: newReadMetrics(cfg.Registry),
+
 		limits: newLimiters(cfg.Limits, cfg.Registry),
 		logs:   newLogSampler(cfg.Log),
 	}
+	evictOnEvents(cfg.Hub, cfg.Cache)
 	if a.waitMax <= 0 {
 		a.waitMax = DefaultWaitMax
 	}
@@ -161,6 +172,7 @@ func newAPI(cfg Config) *api {
 
 	biz := e.Group("/", a.limitIP, a.authenticate, a.limitUser, a.withTimeout)
 	biz.GET("/v1/users/:user_id/feed", a.handle(a.getFeed))
+	biz.GET("/v1/users/:user_id/balance", a.handle(a.getBalance))
 	biz.POST("/v1/payments", a.handle(a.createPayment))
 	biz.GET(routePayment, a.handle(a.getPaymentOrWait)) // ?wait=: a long-poll (push.go)
 	biz.GET(routeEvents, a.handle(a.streamEvents))

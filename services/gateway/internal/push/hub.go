@@ -59,6 +59,8 @@ type Hub struct {
 	lru     *list.List // of *user holding recent events, most recent first
 	kept    int        // recent events over all users
 	waiters map[int64]map[*Waiter]struct{}
+	// listeners see every published event (Listen).
+	listeners []func(ledger.Event)
 }
 
 type user struct {
@@ -118,6 +120,16 @@ func (h *Hub) release() { h.open.Add(-1) }
 // Open returns how many long-polls and streams are open.
 func (h *Hub) Open() int64 { return h.open.Load() }
 
+// Listen makes fn see every event the hub publishes, from the one
+// consumer of payments.events that feeds the hub (the read cache evicts
+// with it). fn runs under the hub's lock: it must be quick and must not
+// call the hub.
+func (h *Hub) Listen(fn func(ledger.Event)) {
+	h.mu.Lock()
+	h.listeners = append(h.listeners, fn)
+	h.mu.Unlock()
+}
+
 // Publish routes ev to the streams of its user and the waiters of its
 // payment, and keeps it for resumption. Events may come more than once and
 // out of user_seq order; subscribers sort that out by user_seq.
@@ -125,6 +137,9 @@ func (h *Hub) Publish(ev ledger.Event) {
 	h.m.consumed.Inc()
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	for _, fn := range h.listeners {
+		fn(ev)
+	}
 	u := h.users[ev.UserID]
 	if u == nil {
 		u = &user{id: ev.UserID}

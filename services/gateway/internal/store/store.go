@@ -49,6 +49,8 @@ const Actor = "gateway"
 // Store runs the gateway's queries on a pool.
 type Store struct {
 	pool *pgxpool.Pool
+	// read serves feed pages when set (replica.go); nil reads the primary.
+	read *pgxpool.Pool
 	// calls feeds the batch workers; nil until StartBatching.
 	calls chan *acceptCall
 	// testSignals tell tests what the batching did; off in production.
@@ -331,10 +333,15 @@ func (s *Store) FeedPage(ctx context.Context, userID, beforeID int64, limit int)
 	if beforeID <= 0 {
 		beforeID = math.MaxInt64
 	}
+	return feedPage(ctx, s.pool, userID, beforeID, limit)
+}
+
+// feedPage is FeedPage on pool, the primary's or a replica's.
+func feedPage(ctx context.Context, pool *pgxpool.Pool, userID, beforeID int64, limit int) (Feed, error) {
 	// One extra row tells whether another page exists (keyset pagination
 	// on entries_feed_covering_idx; no OFFSET, no count). A wallet without
 	// entries is one row of NULL entry columns.
-	rows, _ := s.pool.Query(ctx, FeedSQL, userID, beforeID, limit+1)
+	rows, _ := pool.Query(ctx, FeedSQL, userID, beforeID, limit+1)
 	feed := Feed{UserID: userID}
 	found := false
 	var (

@@ -1,0 +1,95 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// Reads that a replica may serve (docs/reads.md).
+//
+// Every feed or balance read starts with Wallet, one primary-key read of
+// the wallet on the PRIMARY: its event_seq is bumped in the same
+// transaction by every change of the user's balance, holds or payments, so
+// it names the newest state a client can have been told about (a 202, a
+// succeeded status, an event). A page read on the replica returns the
+// replica's event_seq of the same wallet in the same snapshot; when it is
+// lower, the replica has not replayed that change yet, and the page is read
+// again from the primary. No LSN is tracked, nothing is remembered between
+// requests, and it holds across gateway instances, because the comparison is
+// made against the primary at read time.
+
+// Wallet is a user's wallet row as the primary has it now.
+type Wallet struct {
+	UserID   int64
+	Balance  int64
+	Held     int64
+	EventSeq int64
+}
+
+// Source says which server answered a page.
+type Source string
+
+// Sources of a page.
+const (
+	// SourcePrimary: no replica is configured, or the page was not asked of one.
+	SourcePrimary Source = "primary"
+	// SourceReplica: the replica had replayed the wallet's event_seq.
+	SourceReplica Source = "replica"
+	// SourceLagging: the replica's event_seq was behind; read from the primary.
+	SourceLagging Source = "replica_behind"
+	// SourceReplicaFailed: the replica failed; read from the primary.
+	SourceReplicaFailed Source = "replica_failed"
+)
+
+// SetReplica makes read, a pool on a streaming replica of the primary,
+// serve feed pages (FeedPageAtLeast). Call it before serving.
+func (s *Store) SetReplica(read *pgxpool.Pool) { s.read = read }
+
+// HasReplica reports whether a replica serves feed pages.
+func (s *Store) HasReplica() bool { return s.read != nil }
+
+// Wallet returns userID's wallet from the primary, or ErrWalletNotFound.
+func (s *Store) Wallet(ctx context.Context, userID int64) (Wallet, error) {
+	w := Wallet{UserID: userID}
+	err := s.pool.QueryRow(ctx, `SELECT balance, held, event_seq FROM wallets WHERE user_id = $1`, userID).
+		Scan(&w.Balance, &w.Held, &w.EventSeq)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Wallet{}, fmt.Errorf("user %d: %w", userID, ErrWalletNotFound)
+	}
+	if err != nil {
+		return Wallet{}, fmt.Errorf("read wallet of user %d: %w", userID, err)
+	}
+	return w, nil
+}
+
+// FeedPageAtLeast is FeedPage read from the replica when one is set, as
+// long as the replica's wallet has replayed event_seq minSeq (read from the
+// primary by Wallet just before); otherwise, or when the replica fails or
+// does not know the user yet, from the primary. It says which answered.
+func (s *Store) FeedPageAtLeast(ctx context.Context, userID, beforeID int64, limit int, minSeq int64) (Feed, Source, error) {
+	if beforeID <= 0 {
+		beforeID = math.MaxInt64
+	}
+	if s.read == nil {
+		f, err := feedPage(ctx, s.pool, userID, beforeID, limit)
+		return f, SourcePrimary, err
+	}
+	f, err := feedPage(ctx, s.read, userID, beforeID, limit)
+	switch {
+	case err == nil && f.EventSeq >= minSeq:
+		return f, SourceReplica, nil
+	case ctx.Err() != nil:
+		return Feed{}, SourceReplica, err
+	}
+	src := SourceLagging
+	if err != nil && !errors.Is(err, ErrWalletNotFound) { // an unknown user may just be a new one not replayed yet
+		src = SourceReplicaFailed
+	}
+	f, err = feedPage(ctx, s.pool, userID, beforeID, limit)
+	return f, src, err
+}
