@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"net/url"
@@ -233,8 +234,13 @@ func parseRetryAfter(v string) time.Duration {
 		return 0
 	}
 	if s, err := strconv.Atoi(v); err == nil {
-		if s < 0 {
+		switch {
+		case s < 0:
 			return 0
+		case s > int(math.MaxInt64/time.Second):
+			// Past ~292 years the product wraps negative (found by
+			// FuzzParseRetryAfter); the caller caps it at MaxRetryAfter.
+			return math.MaxInt64
 		}
 		return time.Duration(s) * time.Second
 	}
