@@ -21,6 +21,7 @@ import (
 
 	"github.com/finsvc/finance/pkg/entry"
 
+	"github.com/finsvc/finance/loadtest/internal/reads"
 	"github.com/finsvc/finance/loadtest/internal/report"
 	"github.com/finsvc/finance/loadtest/internal/scenario"
 )
@@ -40,6 +41,8 @@ type Env struct {
 	Progress io.Writer
 	// OnReport, if set, receives the run's report (tests read it).
 	OnReport func(*report.Report, string)
+	// OnReads, if set, receives a read run's report.
+	OnReads func(*reads.Report, string)
 }
 
 const mainUsage = `usage: loadtest <command> [flags]
@@ -79,6 +82,10 @@ func (env Env) Run(ctx context.Context, args []string) error {
 		}
 		return nil
 	case "run":
+		if reads.IsScenario(scenarioArg(args[1:])) {
+			err = readsCommand(ctx, args[1:], env)
+			break
+		}
 		err = runCommand(ctx, args[1:], env)
 	case "scenarios":
 		err = scenariosCommand(args[1:], env)
@@ -112,6 +119,10 @@ func scenariosCommand(args []string, env Env) error {
 			o = fmt.Sprintf("%s at %s", s.Outage.Duration, s.Outage.At)
 		}
 		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%.0f%%\t%s\t%s\n", n, s.Users, r, s.Duration, s.ReadRatio*100, o, s.Summary)
+	}
+	for _, n := range []string{reads.ReadUsers, reads.ReadMax, reads.SSELatency} {
+		d := reads.Defaults(n)
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t-\t%s\n", n, max(d.VUs, d.Conns, d.Streams), "-", d.Duration, "100%", reads.Scenarios()[n])
 	}
 	return tw.Flush()
 }
