@@ -53,6 +53,37 @@ func (r paymentRequest) validate() (store.NewPayment, error) {
 	return store.NewPayment{UserID: *r.UserID, MerchantID: *r.MerchantID, Amount: *r.Amount}, nil
 }
 
+// readPaymentRequest decodes a payment request: its Idempotency-Key
+// (generated when absent and !keyRequired) and its body. Every refusal is an
+// *apiError of status 4xx (FuzzPaymentRequest).
+func readPaymentRequest(c *gin.Context, keyRequired bool) (store.NewPayment, error) {
+	key, hasKey, err := idempotencyKey(c)
+	if err != nil {
+		return store.NewPayment{}, err
+	}
+	if !hasKey {
+		if keyRequired {
+			return store.NewPayment{}, invalid(fmt.Sprintf("the Idempotency-Key header is required: 1 to %d printable ASCII characters, "+
+				"unique per payment and reused when retrying it", maxIdempotencyKeyLen))
+		}
+		key = "legacy-" + randomHex(16)
+	}
+	// Every answer names the payment's key, so a client that got an
+	// ambiguous answer (a timeout, a 503) retries with it and never makes
+	// a second payment; the as-is route's old clients sent none.
+	c.Header("Idempotency-Key", key)
+	var req paymentRequest
+	if err := decodeJSON(c, &req, paymentFields); err != nil {
+		return store.NewPayment{}, err
+	}
+	np, err := req.validate()
+	if err != nil {
+		return store.NewPayment{}, err
+	}
+	np.IdempotencyKey = key
+	return np, nil
+}
+
 // paymentJSON is a payment as the API shows it; webhooks carry the same
 // encoding (payment.View).
 type paymentJSON = payment.View
@@ -90,30 +121,10 @@ func (a *api) createLegacyPayment(c *gin.Context) error {
 }
 
 func (a *api) acceptPayment(c *gin.Context, apiName string, keyRequired bool) error {
-	key, hasKey, err := idempotencyKey(c)
+	np, err := readPaymentRequest(c, keyRequired)
 	if err != nil {
 		return err
 	}
-	if !hasKey {
-		if keyRequired {
-			return invalid(fmt.Sprintf("the Idempotency-Key header is required: 1 to %d printable ASCII characters, "+
-				"unique per payment and reused when retrying it", maxIdempotencyKeyLen))
-		}
-		key = "legacy-" + randomHex(16)
-	}
-	// Every answer names the payment's key, so a client that got an
-	// ambiguous answer (a timeout, a 503) retries with it and never makes
-	// a second payment; the as-is route's old clients sent none.
-	c.Header("Idempotency-Key", key)
-	var req paymentRequest
-	if err := decodeJSON(c, &req, paymentFields); err != nil {
-		return err
-	}
-	np, err := req.validate()
-	if err != nil {
-		return err
-	}
-	np.IdempotencyKey = key
 	if p, _ := principal(c); !p.CanActFor(np.UserID) {
 		return forbidden(fmt.Sprintf("this token may only pay as user %d", p.UserID))
 	}

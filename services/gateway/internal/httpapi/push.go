@@ -114,15 +114,26 @@ func (a *api) lookupPayment(ctx context.Context, param string) (store.Payment, e
 	return a.store.PaymentByID(ctx, id)
 }
 
+// parseWait reads ?wait=, a non-negative duration clamped to max.
+func parseWait(raw string, max time.Duration) (wait time.Duration, clamped bool, err error) {
+	wait, err = time.ParseDuration(raw)
+	if err != nil || wait < 0 {
+		return 0, false, invalid(fmt.Sprintf("wait %q: want a non-negative Go duration such as 30s (at most %s)", raw, max))
+	}
+	if wait > max {
+		return max, true, nil
+	}
+	return wait, false, nil
+}
+
 // longPoll answers once the payment's status differs from the one it had
 // when the request arrived, or when the wait ends, with the current state.
 func (a *api) longPoll(c *gin.Context, raw string) error {
-	wait, err := time.ParseDuration(raw)
-	if err != nil || wait < 0 {
-		return invalid(fmt.Sprintf("wait %q: want a non-negative Go duration such as 30s (at most %s)", raw, a.waitMax))
+	wait, clamped, err := parseWait(raw, a.waitMax)
+	if err != nil {
+		return err
 	}
-	if wait > a.waitMax {
-		wait = a.waitMax
+	if clamped {
 		c.Header(headerWaitClamped, a.waitMax.String())
 	}
 	ctx := c.Request.Context()
