@@ -6,10 +6,13 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/finsvc/finance/pkg/auth"
 	"github.com/finsvc/finance/pkg/envconfig"
 	"github.com/finsvc/finance/pkg/postgres"
 	"github.com/finsvc/finance/pkg/webhook"
+	"github.com/finsvc/finance/services/gateway/internal/cache"
 	"github.com/finsvc/finance/services/gateway/internal/httpapi"
 	"github.com/finsvc/finance/services/gateway/internal/push"
 )
@@ -53,6 +56,14 @@ type config struct {
 	// set and parsed.
 	WebhookAllowPrivate string
 	WebhookAllow        []netip.Prefix
+	// ReadPostgres is a read-only pool on a streaming replica
+	// (DATABASE_READ_URL, DATABASE_READ_MAX_CONNS) serving feed pages;
+	// ReadPostgres.URL empty: every query goes to the primary.
+	ReadPostgres postgres.Config
+	// CacheMaxBytes and CacheMaxEntries bound the read cache
+	// (internal/cache); 0 turns it off.
+	CacheMaxBytes   int
+	CacheMaxEntries int
 }
 
 // WebhookPolicy is how endpoint URLs are checked at registration: https
@@ -81,6 +92,17 @@ func loadConfig(getenv func(string) string) (config, error) {
 		PushBuffer:          r.IntIn("GATEWAY_PUSH_BUFFER", push.DefaultBuffer, 1, 10_000),
 		PushRecent:          r.IntIn("GATEWAY_PUSH_RECENT_EVENTS", push.DefaultRecentEvents, 1, 10_000_000),
 		WebhookAllowPrivate: r.String("WEBHOOK_ALLOW_PRIVATE", ""),
+		CacheMaxBytes:       r.IntIn("GATEWAY_CACHE_MAX_BYTES", cache.DefaultMaxBytes, 0, 1<<40),
+		CacheMaxEntries:     r.IntIn("GATEWAY_CACHE_MAX_ENTRIES", cache.DefaultMaxEntries, 0, 100_000_000),
+	}
+	c.ReadPostgres = postgres.Config{
+		URL:      r.Secret("DATABASE_READ_URL", ""),
+		MaxConns: r.IntIn("DATABASE_READ_MAX_CONNS", 20, 1, 1000),
+	}
+	if u := c.ReadPostgres.URL.Reveal(); u != "" {
+		if _, err := pgx.ParseConfig(u); err != nil {
+			r.Fail("DATABASE_READ_URL=%s: %v", postgres.RedactURL(u), err)
+		}
 	}
 	allow, err := webhook.ParseAllowlist(c.WebhookAllowPrivate)
 	if err != nil {
@@ -125,5 +147,16 @@ func (c config) LogValue() slog.Value {
 		slog.Int("push_buffer", c.PushBuffer),
 		slog.Int("push_recent_events", c.PushRecent),
 		slog.String("webhook_allow_private", c.WebhookAllowPrivate),
+		slog.Any("read_postgres", readPostgresLogValue(c.ReadPostgres)),
+		slog.Int("cache_max_bytes", c.CacheMaxBytes),
+		slog.Int("cache_max_entries", c.CacheMaxEntries),
 	)
+}
+
+// readPostgresLogValue logs the read pool, or "primary only" without one.
+func readPostgresLogValue(p postgres.Config) slog.Value {
+	if p.URL.Reveal() == "" {
+		return slog.StringValue("none (primary only)")
+	}
+	return p.LogValue()
 }

@@ -63,6 +63,10 @@ func TestLoadConfigDefaults(t *testing.T) {
 		PushRecent:     50_000,
 		Limits:         httpapi.DefaultLimits,
 		Log:            httpapi.LogPolicy{ReadSample: 10, Slow: httpapi.DefaultSlowRequest},
+		// No replica: every query goes to the primary.
+		ReadPostgres:    postgres.Config{MaxConns: 20},
+		CacheMaxBytes:   64 << 20,
+		CacheMaxEntries: 100_000,
 	}
 	want.Limits.MaxHeaderBytes = envconfig.DefaultHTTPServer.MaxHeaderBytes
 	if diff := cmp.Diff(want, got); diff != "" {

@@ -15,6 +15,7 @@ import (
 	"github.com/finsvc/finance/pkg/dlq"
 	"github.com/finsvc/finance/pkg/obs"
 	"github.com/finsvc/finance/pkg/webhook"
+	"github.com/finsvc/finance/services/gateway/internal/cache"
 	"github.com/finsvc/finance/services/gateway/internal/httpapi"
 	"github.com/finsvc/finance/services/gateway/internal/push"
 	"github.com/finsvc/finance/services/gateway/internal/store"
@@ -84,6 +85,17 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout, _ 
 		defer hubClient.Close()
 	}
 	st := store.New(pool)
+	// A replica serves feed pages once it has replayed the user's
+	// event_seq (internal/store/replica.go); without one, the primary.
+	if cfg.ReadPostgres.URL.Reveal() != "" {
+		readPool, err := cfg.ReadPostgres.Connect(ctx)
+		if err != nil {
+			return fmt.Errorf("connect to the read replica (DATABASE_READ_URL): %w", err)
+		}
+		defer readPool.Close()
+		st.SetReplica(readPool)
+	}
+	readCache := cache.New(cache.Config{MaxBytes: int64(cfg.CacheMaxBytes), MaxEntries: cfg.CacheMaxEntries, Registry: reg})
 	// The batch workers outlive the HTTP server: requests still being
 	// drained at shutdown get their answers.
 	batchCtx, stopBatching := context.WithCancel(context.WithoutCancel(ctx))
@@ -107,6 +119,7 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout, _ 
 		Hub:            hub,
 		WaitMax:        cfg.WaitMax,
 		Heartbeat:      cfg.Heartbeat,
+		Cache:          readCache,
 		Limits:         cfg.Limits,
 		Log:            cfg.Log,
 		Webhooks:       webhook.NewStore(pool),
