@@ -40,7 +40,11 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout, _ 
 	// The early client publishes best-effort PROCESSING outcomes outside the
 	// transaction; it also answers /readyz and reads the group's lag. Topics
 	// are created by financectl, not by every replica at boot.
-	early, err := kafka.NewClient(cfg.Kafka.Brokers, kafkaLogger, kgo.ClientID("dispatcher-early"))
+	sec, err := kafka.SecurityOpts(cfg.Kafka.Security)
+	if err != nil {
+		return err
+	}
+	early, err := kafka.NewClient(cfg.Kafka.Brokers, kafkaLogger, append(sec, kgo.ClientID("dispatcher-early"))...)
 	if err != nil {
 		return err
 	}
@@ -91,6 +95,7 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout, _ 
 	admit.RetryFor = cfg.GuardRetryFor
 	d, err := dispatcher.New(dispatcher.Config{
 		Brokers:         cfg.Kafka.Brokers,
+		KafkaOpts:       sec,
 		Group:           cfg.Group,
 		TransactionalID: cfg.TransactionalID,
 		MaxInFlight:     cfg.MaxInFlight,

@@ -49,6 +49,9 @@ type Config struct {
 	Brokers         []string
 	Group           string
 	TransactionalID string
+	// KafkaOpts are more client options for the session: an external
+	// cluster's SASL and TLS (kafka.SecurityOpts).
+	KafkaOpts []kgo.Opt
 	// MaxInFlight bounds the concurrent processor calls (= users served at
 	// once). It should exceed L × processor latency.
 	MaxInFlight int
@@ -135,7 +138,7 @@ func New(cfg Config, early *kgo.Client, proc processor.Client, share Share, kafk
 	}
 	d := &Dispatcher{early: early, proc: proc, share: share, log: logger, m: m, cfg: cfg, st: newState(), room: make(chan struct{}, 1)}
 	d.idle = sync.NewCond(&d.mu)
-	sess, err := newSession(cfg.Brokers, kafkaLogger, cfg.Group, cfg.TransactionalID, d.assigned, d.revoked)
+	sess, err := newSession(cfg.Brokers, cfg.KafkaOpts, kafkaLogger, cfg.Group, cfg.TransactionalID, d.assigned, d.revoked)
 	if err != nil {
 		return nil, err
 	}

@@ -17,10 +17,10 @@ import (
 // it consumes payments.requested in group with read_committed isolation and
 // produces under transactionalID. assigned and revoked keep the pipeline
 // and the pacer's share in step with the group.
-func newSession(brokers []string, logger *slog.Logger, group, transactionalID string,
+func newSession(brokers []string, extra []kgo.Opt, logger *slog.Logger, group, transactionalID string,
 	assigned, revoked func(context.Context, *kgo.Client, map[string][]int32),
 ) (*kgo.GroupTransactSession, error) {
-	sess, err := kgo.NewGroupTransactSession(append(kafka.BaseOpts(brokers, logger),
+	sess, err := kgo.NewGroupTransactSession(append(append(kafka.BaseOpts(brokers, logger), extra...),
 		kgo.TransactionalID(transactionalID),
 		// Transactions end every commit interval; this only bounds a stuck one.
 		kgo.TransactionTimeout(time.Minute),
