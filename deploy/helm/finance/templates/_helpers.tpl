@@ -141,9 +141,8 @@ are off.
 {{/*
 DATABASE_READ_URL: the read DSN (a replica, or a pooler in front of the
 replicas), from database.readExistingSecret (default: database.existingSecret)
-under database.readUrlKey. Nothing when readUrlKey is empty. The services do
-not read it yet: every query goes to DATABASE_URL, the primary (see
-deploy/helm/README.md).
+under database.readUrlKey, for the gateway's read pool (feed pages). Nothing
+when readUrlKey is empty: every query then goes to DATABASE_URL, the primary.
 */}}
 {{- define "finance.env.databaseRead" -}}
 {{- with .Values.database.readUrlKey }}
