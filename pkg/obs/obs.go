@@ -22,13 +22,16 @@ import (
 )
 
 // NewLogger returns a JSON logger writing to w at level ("debug", "info",
-// "warn", "error"), tagged with the service name.
+// "warn", "error"), tagged with the service name. Its level can be changed
+// while the process runs (LevelOf; WithLogLevel serves it on the ops port).
 func NewLogger(w io.Writer, level, service string) (*slog.Logger, error) {
 	var l slog.Level
 	if err := l.UnmarshalText([]byte(strings.ToUpper(level))); err != nil {
 		return nil, fmt.Errorf("log level %q: want %s", level, envconfig.LogLevels)
 	}
-	h := slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l})
+	lv := new(slog.LevelVar)
+	lv.Set(l)
+	h := levelHandler{Handler: slog.NewJSONHandler(w, &slog.HandlerOptions{Level: lv}), level: lv}
 	return slog.New(h).With("service", service), nil
 }
 
@@ -58,9 +61,13 @@ func NewRegistry() *prometheus.Registry {
 type ReadyFunc func(ctx context.Context) error
 
 // OpsMux returns a mux with /healthz (the process is alive), /readyz (ready
-// runs its checks), /metrics (reg) and /debug/pprof/ (see PprofRoutes).
-func OpsMux(reg *prometheus.Registry, ready ReadyFunc) *http.ServeMux {
+// runs its checks), /metrics (reg) and /debug/pprof/ (see PprofRoutes), and
+// the routes opts add (WithLogLevel: /loglevel).
+func OpsMux(reg *prometheus.Registry, ready ReadyFunc, opts ...OpsOption) *http.ServeMux {
 	mux := http.NewServeMux()
+	for _, o := range opts {
+		o(mux)
+	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain")
 		_, _ = io.WriteString(w, "ok\n")
@@ -172,29 +179,33 @@ func NewServer(h http.Handler, hs envconfig.HTTPServer) *http.Server {
 }
 
 // QuietKafka returns the logger for franz-go clients: at warn and above unless
-// level is "debug", since at info franz-go logs every transaction it begins
-// and ends and every group rebalance step.
+// level is "debug", or the level was set to debug at runtime (PUT
+// /loglevel), since at info franz-go logs every transaction it begins and
+// ends and every group rebalance step.
 func QuietKafka(logger *slog.Logger, level string) *slog.Logger {
 	if level == "debug" {
 		return logger
 	}
-	return slog.New(minLevel{Handler: logger.Handler(), min: slog.LevelWarn})
+	return slog.New(minLevel{Handler: logger.Handler(), min: slog.LevelWarn, follow: LevelOf(logger)})
 }
 
-// minLevel drops records below min, whatever its handler's own level.
+// minLevel drops records below min, whatever its handler's own level,
+// unless follow (the process's level, when known) is at debug.
 type minLevel struct {
 	slog.Handler
-	min slog.Level
+	min    slog.Level
+	follow *slog.LevelVar
 }
 
 func (h minLevel) Enabled(ctx context.Context, l slog.Level) bool {
-	return l >= h.min && h.Handler.Enabled(ctx, l)
+	debug := h.follow != nil && h.follow.Level() <= slog.LevelDebug
+	return (l >= h.min || debug) && h.Handler.Enabled(ctx, l)
 }
 
 func (h minLevel) WithAttrs(attrs []slog.Attr) slog.Handler {
-	return minLevel{Handler: h.Handler.WithAttrs(attrs), min: h.min}
+	return minLevel{Handler: h.Handler.WithAttrs(attrs), min: h.min, follow: h.follow}
 }
 
 func (h minLevel) WithGroup(name string) slog.Handler {
-	return minLevel{Handler: h.Handler.WithGroup(name), min: h.min}
+	return minLevel{Handler: h.Handler.WithGroup(name), min: h.min, follow: h.follow}
 }

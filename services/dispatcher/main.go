@@ -114,7 +114,7 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout, _ 
 	ready := func(ctx context.Context) error { return kafka.Ping(ctx, early) }
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
-		return obs.Serve(gctx, logger, "ops", cfg.Ops.Addr, obs.OpsMux(reg, ready), cfg.Ops.HTTP, 5*time.Second)
+		return obs.Serve(gctx, logger, "ops", cfg.Ops.Addr, obs.OpsMux(reg, ready, obs.WithLogLevel(logger)), cfg.Ops.HTTP, 5*time.Second)
 	})
 	g.Go(func() error {
 		d.ReportBacklog(gctx, kadm.NewClient(early), 5*time.Second, pace.Rate)

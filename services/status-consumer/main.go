@@ -64,7 +64,7 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout, _ 
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
-		return obs.Serve(gctx, logger, "ops", cfg.Ops.Addr, obs.OpsMux(reg, ready), cfg.Ops.HTTP, cfg.Ops.ShutdownTimeout)
+		return obs.Serve(gctx, logger, "ops", cfg.Ops.Addr, obs.OpsMux(reg, ready, obs.WithLogLevel(logger)), cfg.Ops.HTTP, cfg.Ops.ShutdownTimeout)
 	})
 	g.Go(func() error { return c.Run(gctx) })
 	err = g.Wait()

@@ -143,7 +143,7 @@ func watchReconcile(ctx context.Context, e *env, logger *slog.Logger, pool *pgxp
 		if err := metrics.refreshOpen(gctx, pool); err != nil {
 			logger.ErrorContext(gctx, "refresh metrics", "err", err)
 		}
-		mux := obs.OpsMux(reg, func(ctx context.Context) error { return pool.Ping(ctx) })
+		mux := obs.OpsMux(reg, func(ctx context.Context) error { return pool.Ping(ctx) }, obs.WithLogLevel(logger))
 		g.Go(func() error { return obs.Serve(gctx, logger, "metrics", metricsAddr, mux, e.cfg.HTTP, 5*time.Second) })
 	}
 	g.Go(func() error {

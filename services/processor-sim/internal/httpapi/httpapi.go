@@ -49,8 +49,8 @@ func New(s *sim.Simulator, logger *slog.Logger, reg *prometheus.Registry) http.H
 	mux.HandleFunc("POST /sim/outage", h.startOutage)
 	mux.HandleFunc("DELETE /sim/outage", h.endOutage)
 	mux.HandleFunc("POST /sim/expire-keys", h.expireKeys)
-	ops := obs.OpsMux(reg, nil)
-	for _, p := range []string{"GET /healthz", "GET /readyz", "GET /metrics"} {
+	ops := obs.OpsMux(reg, nil, obs.WithLogLevel(logger))
+	for _, p := range []string{"GET /healthz", "GET /readyz", "GET /metrics", "GET /loglevel", "PUT /loglevel"} {
 		mux.Handle(p, ops)
 	}
 	return mux
