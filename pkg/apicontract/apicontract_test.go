@@ -1,0 +1,107 @@
+package apicontract_test
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/finsvc/finance/pkg/apicontract"
+)
+
+const doc = `openapi: 3.1.0
+info: {title: t, version: "1"}
+paths:
+  /things/{id}:
+    get:
+      parameters:
+        - {name: id, in: path, required: true, schema: {type: integer, minimum: 1}}
+      responses:
+        "200":
+          description: the thing
+          headers:
+            ETag: {required: true, schema: {type: string}}
+          content:
+            application/json:
+              schema:
+                type: object
+                required: [id]
+                additionalProperties: false
+                properties: {id: {type: integer}}
+        "400":
+          description: bad id
+          content:
+            application/problem+json:
+              schema: {type: object, required: [status], properties: {status: {type: integer}}}
+`
+
+func load(t *testing.T) *apicontract.Contract {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "openapi.yaml")
+	if err := os.WriteFile(p, []byte(doc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return apicontract.Load(t, p)
+}
+
+// TestCheck: each way an exchange can break the contract is caught, and a
+// kept one passes, so the suites that rely on Check cannot pass vacuously.
+func TestCheck(t *testing.T) {
+	t.Parallel()
+	c := load(t)
+	if got := strings.Join(c.Operations(), ","); got != "GET /things/{id}" {
+		t.Errorf("Operations = %s", got)
+	}
+	json := http.Header{"Content-Type": {"application/json"}, "Etag": {`"1"`}}
+	problem := http.Header{"Content-Type": {"application/problem+json"}}
+	tests := []struct {
+		name, method, path string
+		status             int
+		header             http.Header
+		body, wantErr      string
+	}{
+		{"kept", "GET", "/things/1", 200, json, `{"id":1}`, ""},
+		{"refused request answered 400", "GET", "/things/x", 400, problem, `{"status":400}`, ""},
+		{"undocumented route answered 404", "GET", "/nowhere", 404, problem, `{}`, ""},
+		{"undocumented route served", "GET", "/nowhere", 200, json, `{}`, "not in the document"},
+		{"refused request served", "GET", "/things/0", 200, json, `{"id":0}`, "refuses the request"},
+		{"undocumented status", "GET", "/things/1", 404, problem, `{"status":404}`, "404"},
+		{"body off schema", "GET", "/things/1", 200, json, `{"id":1,"extra":2}`, "extra"},
+		{"missing header", "GET", "/things/1", 200, http.Header{"Content-Type": {"application/json"}}, `{"id":1}`, "ETag"},
+		{"wrong media type", "GET", "/things/1", 400, json, `{"status":400}`, "application/json"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := c.Check(context.Background(), apicontract.Exchange{
+				Request: httptest.NewRequest(tt.method, tt.path, nil),
+				Status:  tt.status, Header: tt.header, Response: []byte(tt.body),
+			})
+			switch {
+			case tt.wantErr == "" && err != nil:
+				t.Errorf("Check: %v", err)
+			case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
+				t.Errorf("Check = %v, want an error saying %q", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+// TestHandlerPassesThrough: the wrapped handler's answer reaches the
+// client unchanged.
+func TestHandlerPassesThrough(t *testing.T) {
+	t.Parallel()
+	c := load(t)
+	h := c.Handler(t, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("ETag", `"1"`)
+		_, _ = w.Write([]byte(`{"id":1}`))
+	}))
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, httptest.NewRequest("GET", "/things/1", nil))
+	if w.Code != 200 || w.Body.String() != `{"id":1}` || w.Header().Get("ETag") != `"1"` {
+		t.Errorf("got %d %v %s", w.Code, w.Header(), w.Body)
+	}
+}
