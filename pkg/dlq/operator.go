@@ -19,22 +19,24 @@ import (
 // use. Create it with NewOperator and Close it.
 type Operator struct {
 	brokers []string
+	opts    []kgo.Opt // every client's extra options: an external cluster's SASL and TLS
 	logger  *slog.Logger
 	cl      *kgo.Client   // admin requests and replay produces
 	db      *pgxpool.Pool // replay audit; nil: List shows no replay times and Replay fails
 }
 
 // NewOperator returns an Operator on brokers that audits replays in db
-// (migrations 00002 and 00006 applied).
-func NewOperator(brokers []string, db *pgxpool.Pool, logger *slog.Logger) (*Operator, error) {
-	cl, err := kafka.NewClient(brokers, logger,
+// (migrations 00002 and 00006 applied). opts go to every client it makes:
+// an external cluster's SASL and TLS (kafka.SecurityOpts).
+func NewOperator(brokers []string, db *pgxpool.Pool, logger *slog.Logger, opts ...kgo.Opt) (*Operator, error) {
+	cl, err := kafka.NewClient(brokers, logger, append([]kgo.Opt{
 		kgo.RequiredAcks(kgo.AllISRAcks()),
 		kgo.ProducerLinger(0),
-	)
+	}, opts...)...)
 	if err != nil {
 		return nil, err
 	}
-	return &Operator{brokers: brokers, logger: logger, cl: cl, db: db}, nil
+	return &Operator{brokers: brokers, opts: opts, logger: logger, cl: cl, db: db}, nil
 }
 
 // Close closes the Operator's Kafka client.
@@ -111,14 +113,14 @@ func (o *Operator) read(ctx context.Context, spans []span, fn func(*kgo.Record) 
 		parts[s.topic][s.partition] = kgo.NewOffset().At(s.start)
 		left[s.topic][s.partition] = s.end - 1
 	}
-	cl, err := kafka.NewClient(o.brokers, o.logger,
+	cl, err := kafka.NewClient(o.brokers, o.logger, append([]kgo.Opt{
 		kgo.ConsumePartitions(parts),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		// Control records make the last offset before the stable end
 		// visible even when it closes a transaction, so a partition
 		// is known to be read to its end.
 		kgo.KeepControlRecords(),
-	)
+	}, o.opts...)...)
 	if err != nil {
 		return err
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/finsvc/finance/pkg/auth"
 	"github.com/finsvc/finance/pkg/dlq"
+	"github.com/finsvc/finance/pkg/kafka"
 	"github.com/finsvc/finance/pkg/obs"
 	"github.com/finsvc/finance/pkg/webhook"
 	"github.com/finsvc/finance/services/gateway/internal/cache"
@@ -51,9 +52,13 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout, _ 
 
 	// The admin dead-letter routes need Kafka; without KAFKA_BROKERS they
 	// answer 503 and the gateway runs as before.
+	kafkaSec, err := kafka.SecurityOpts(cfg.Kafka.Security)
+	if err != nil {
+		return err
+	}
 	var dlqOp *dlq.Operator
 	if len(cfg.Kafka.Brokers) > 0 {
-		dlqOp, err = dlq.NewOperator(cfg.Kafka.Brokers, pool, logger)
+		dlqOp, err = dlq.NewOperator(cfg.Kafka.Brokers, pool, logger, kafkaSec...)
 		if err != nil {
 			return fmt.Errorf("kafka client for the admin DLQ routes: %w", err)
 		}
@@ -78,7 +83,7 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout, _ 
 	if len(cfg.Kafka.Brokers) > 0 {
 		hub = push.New(push.Config{Logger: logger, Registry: reg, MaxSubscribers: cfg.PushMaxOpen,
 			Buffer: cfg.PushBuffer, RecentEvents: cfg.PushRecent})
-		hubClient, err = push.NewClient(cfg.Kafka.Brokers, obs.QuietKafka(logger, cfg.Ops.LogLevel), time.Now())
+		hubClient, err = push.NewClient(cfg.Kafka.Brokers, obs.QuietKafka(logger, cfg.Ops.LogLevel), time.Now(), kafkaSec...)
 		if err != nil {
 			return fmt.Errorf("kafka client for push: %w", err)
 		}

@@ -113,7 +113,11 @@ func dlqCommand() *command {
 				return err
 			}
 			defer pool.Close()
-			op, err := dlq.NewOperator(e.cfg.Kafka.Brokers, pool, logger)
+			sec, err := kafka.SecurityOpts(e.cfg.Kafka.Security)
+			if err != nil {
+				return err
+			}
+			op, err := dlq.NewOperator(e.cfg.Kafka.Brokers, pool, logger, sec...)
 			if err != nil {
 				return err
 			}

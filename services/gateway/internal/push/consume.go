@@ -22,16 +22,17 @@ const StartLookback = 10 * time.Second
 // NewClient returns the hub's Kafka client: it reads every partition of
 // payments.events with no consumer group, so every gateway instance sees
 // every event, from the records stamped StartLookback before now (in
-// effect, the end of each partition). It commits nothing.
-func NewClient(brokers []string, logger *slog.Logger, now time.Time) (*kgo.Client, error) {
-	return kafka.NewClient(brokers, logger,
+// effect, the end of each partition). It commits nothing. opts are more
+// client options: an external cluster's SASL and TLS (kafka.SecurityOpts).
+func NewClient(brokers []string, logger *slog.Logger, now time.Time, opts ...kgo.Opt) (*kgo.Client, error) {
+	return kafka.NewClient(brokers, logger, append([]kgo.Opt{
 		kgo.ConsumeTopics(kafka.TopicEvents),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AfterMilli(now.Add(-StartLookback).UnixMilli())),
 		// The status consumer's events are plain produces; transactional
 		// producers' aborted records must not reach clients either way.
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.FetchMaxWait(500*time.Millisecond),
-	)
+		kgo.FetchMaxWait(500 * time.Millisecond),
+	}, opts...)...)
 }
 
 // Consume feeds the hub from cl until ctx ends. Records that do not decode
