@@ -159,6 +159,9 @@ func tableCommand(args []string, env Env) error {
 		if st, err := os.Stat(a); err == nil && st.IsDir() {
 			a = filepath.Join(a, "results.json")
 		}
+		if _, err := reads.ReadReport(a); err == nil {
+			return fmt.Errorf("%s is a read run's (its summary.md is its table)", a)
+		}
 		r, err := report.Read(a)
 		if err != nil {
 			return err
@@ -183,6 +186,11 @@ func reportCommand(args []string, env Env) error {
 		return err
 	}
 	for _, dir := range args {
+		// A read run's results.json is another shape: redrawing it as a
+		// money run would overwrite it with an empty report.
+		if _, err := reads.ReadReport(dir); err == nil {
+			return fmt.Errorf("%s is a read run: its summary.md is written by the run itself", dir)
+		}
 		r, err := report.Read(filepath.Join(dir, "results.json"))
 		if err != nil {
 			return err
