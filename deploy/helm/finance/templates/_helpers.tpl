@@ -195,11 +195,14 @@ volumeMounts:
 {{- end }}
 
 {{- define "finance.env.auth" -}}
-- name: AUTH_JWT_SECRET
-  valueFrom:
-    secretKeyRef:
-      name: {{ required "auth.existingSecret is required: a Secret holding AUTH_JWT_SECRET" .Values.auth.existingSecret }}
-      key: {{ .Values.auth.jwtSecretKey | default "AUTH_JWT_SECRET" }}
+- name: AUTH_JWKS_URL
+  value: {{ required "auth.jwksURL is required: the identity provider's JWKS (https://...), against which the gateway verifies RS256/ES256 tokens" .Values.auth.jwksURL | quote }}
+- name: AUTH_ISSUER
+  value: {{ required "auth.issuer is required: the iss of the identity provider's tokens" .Values.auth.issuer | quote }}
+- name: AUTH_AUDIENCE
+  value: {{ required "auth.audience is required: the aud the identity provider gives tokens for this API" .Values.auth.audience | quote }}
+- name: AUTH_CLOCK_SKEW
+  value: {{ .Values.auth.clockSkew | default "30s" | quote }}
 - name: FINANCE_DEV_MODE
   value: "false"
 {{- end }}
