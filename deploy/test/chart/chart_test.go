@@ -128,6 +128,7 @@ func TestChartRendersValidManifests(t *testing.T) {
 			checkDispatcher(t, objs)
 			checkHooks(t, objs)
 			checkHPA(t, objs)
+			checkPolicies(t, objs)
 		})
 	}
 }
@@ -350,6 +351,61 @@ func checkHPA(t *testing.T, objs []obj) {
 	}
 }
 
+// checkPolicies: where NetworkPolicies are rendered, every Deployment's
+// pods are selected by one, which admits traffic to each port the pod
+// declares (its API or metrics) and lets it resolve names (DNS on 53).
+func checkPolicies(t *testing.T, objs []obj) {
+	t.Helper()
+	var policies []obj
+	for _, o := range objs {
+		if str(o, "kind") == "NetworkPolicy" {
+			policies = append(policies, o)
+		}
+	}
+	if len(policies) == 0 {
+		return
+	}
+	for _, d := range objs {
+		if str(d, "kind") != "Deployment" {
+			continue
+		}
+		labels := m(d, "spec", "template", "metadata", "labels")
+		var selecting []obj
+		for _, p := range policies {
+			if selects(m(p, "spec", "podSelector", "matchLabels"), labels) {
+				selecting = append(selecting, p)
+			}
+		}
+		if len(selecting) != 1 {
+			t.Errorf("Deployment %s is selected by %d NetworkPolicies, want 1", name(d), len(selecting))
+			continue
+		}
+		p := selecting[0]
+		admitted := map[string]bool{}
+		for _, rule := range list(p, "spec", "ingress") {
+			for _, port := range list(rule.(obj), "ports") {
+				admitted[fmt.Sprint(port.(obj)["port"])] = true
+			}
+		}
+		for _, c := range list(m(d, "spec", "template", "spec"), "containers") {
+			for _, port := range list(c.(obj), "ports") {
+				if n := fmt.Sprint(port.(obj)["containerPort"]); !admitted[n] {
+					t.Errorf("NetworkPolicy %s does not admit port %s of Deployment %s", name(p), n, name(d))
+				}
+			}
+		}
+		dns := false
+		for _, rule := range list(p, "spec", "egress") {
+			for _, port := range list(rule.(obj), "ports") {
+				dns = dns || fmt.Sprint(port.(obj)["port"]) == "53"
+			}
+		}
+		if !dns {
+			t.Errorf("NetworkPolicy %s lets %s resolve no names", name(p), name(d))
+		}
+	}
+}
+
 // The production values wire the external Kafka's SASL and TLS into every
 // container that talks to Kafka, and the read DSN into the gateway.
 func TestProductionValuesReachTheContainers(t *testing.T) {
@@ -419,6 +475,8 @@ func TestChartRefusesBrokenValues(t *testing.T) {
 		{"no processor", []string{"processor.url="}, "processor.url is required"},
 		{"unknown SASL mechanism", []string{"kafka.sasl.enabled=true", "kafka.sasl.mechanism=GSSAPI", "kafka.sasl.existingSecret=k"}, `kafka.sasl.mechanism="GSSAPI"`},
 		{"SASL without a Secret", []string{"kafka.sasl.enabled=true"}, "kafka.sasl.existingSecret is required"},
+		{"no JWKS URL", []string{"auth.jwksURL="}, "auth.jwksURL is required"},
+		{"no audience", []string{"auth.audience="}, "auth.audience is required"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
