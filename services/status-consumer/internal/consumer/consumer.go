@@ -370,6 +370,7 @@ func (c *Consumer) applied(ctx context.Context, rec *kgo.Record, o Outcome, res 
 	switch res.Change {
 	case ledger.Applied:
 		c.m.applied.WithLabelValues(string(o.Status)).Inc()
+		c.m.observeFinal(o.Status, res.Event)
 		c.logger.DebugContext(ctx, "outcome applied", "payment_id", o.PaymentID, "user_id", o.UserID,
 			"from", res.From, "to", o.Status, "offset", rec.Offset)
 	case ledger.Duplicate:

@@ -1,8 +1,11 @@
 package consumer
 
 import (
+	"time"
+
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/finsvc/finance/pkg/ledger"
 	"github.com/finsvc/finance/pkg/payment"
 )
 
@@ -19,7 +22,14 @@ type metrics struct {
 	applyDuration prometheus.Histogram
 	batchSize     prometheus.Histogram
 	batchDuration prometheus.Histogram
+	timeToFinal   *prometheus.HistogramVec
 }
+
+// TimeToFinalBuckets are the buckets of
+// status_consumer_payment_time_to_final_seconds. The SLO's threshold (10 s,
+// docs/operations.md "The SLO") and the liveness bound (120 s) are bucket
+// bounds, so the alert rules read them exactly.
+var TimeToFinalBuckets = []float64{.05, .1, .25, .5, 1, 2, 5, 10, 30, 60, 120, 300, 900, 3600}
 
 func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
@@ -70,6 +80,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help:    "Time of one batch's PostgreSQL transaction, failed or not.",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
 		}),
+		timeToFinal: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "status_consumer_payment_time_to_final_seconds",
+			Help:    "Seconds from a payment's acceptance (the time in its UUIDv7 uid) to the outcome that made it final (succeeded or failed), observed once, when the status consumer applies that outcome. The SLO on time to final state reads it.",
+			Buckets: TimeToFinalBuckets,
+		}, []string{"status"}),
 	}
 	for _, s := range []payment.Status{payment.StatusProcessing, payment.StatusSucceeded, payment.StatusFailed, payment.StatusUnknown} {
 		m.applied.WithLabelValues(string(s))
@@ -92,7 +107,24 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	// From 0, so that the first conflict is an increase the alert sees.
 	m.conflicts.WithLabelValues(string(payment.StatusFailed), string(payment.StatusSucceeded))
 	m.conflicts.WithLabelValues(string(payment.StatusSucceeded), string(payment.StatusFailed))
+	for _, s := range []payment.Status{payment.StatusSucceeded, payment.StatusFailed} {
+		m.timeToFinal.WithLabelValues(string(s))
+	}
 	reg.MustRegister(m.applied, m.noops, m.events, m.rejected, m.errors, m.deferred, m.conflicts, m.headDeferrals, m.applyDuration,
-		m.batchSize, m.batchDuration)
+		m.batchSize, m.batchDuration, m.timeToFinal)
 	return m
+}
+
+// observeFinal records, for an outcome that made a payment final, the time
+// from its acceptance to the change: the uid is a UUIDv7 made at
+// acceptance, whose time is that moment to the millisecond; the change's
+// time is the event's. A payment whose uid carries no time (not v7) is not
+// observed; clock skew between the gateway and PostgreSQL counts as 0.
+func (m *metrics) observeFinal(status payment.Status, ev *ledger.Event) {
+	if ev == nil || (status != payment.StatusSucceeded && status != payment.StatusFailed) || ev.PaymentUID.Version() != 7 {
+		return
+	}
+	sec, nsec := ev.PaymentUID.Time().UnixTime()
+	d := ev.OccurredAt.Sub(time.Unix(sec, nsec))
+	m.timeToFinal.WithLabelValues(string(status)).Observe(max(d, 0).Seconds())
 }
