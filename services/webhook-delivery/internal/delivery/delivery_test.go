@@ -43,7 +43,10 @@ type bundle struct {
 
 // setup starts a migrated database, a broker and, unless start is false, the
 // service with a short retry schedule; mod changes the configuration first.
-func setup(t *testing.T, mod func(*delivery.Config)) *bundle {
+func setup(t *testing.T, mod func(*delivery.Config)) *bundle { return setupB(t, mod) }
+
+// setupB is setup for tests and benchmarks.
+func setupB(t testing.TB, mod func(*delivery.Config)) *bundle {
 	t.Helper()
 	b := &bundle{db: pgtest.NewPool(t), cluster: kafkatest.New(t, 4, []string{kafka.TopicEvents, dlqTopic})}
 	b.cfg = delivery.Config{
@@ -85,6 +88,10 @@ func setup(t *testing.T, mod func(*delivery.Config)) *bundle {
 // endpoint registers url for the given types (all when none) and user
 // filter (0 = every user) and returns its id and secret.
 func (b *bundle) endpoint(t *testing.T, url string, user int64, types ...string) (uuid.UUID, webhook.Secret) {
+	return b.endpointB(t, url, user, types...)
+}
+
+func (b *bundle) endpointB(t testing.TB, url string, user int64, types ...string) (uuid.UUID, webhook.Secret) {
 	t.Helper()
 	s := webhook.NewSecret()
 	var uf *int64
@@ -104,7 +111,9 @@ func (b *bundle) endpoint(t *testing.T, url string, user int64, types ...string)
 }
 
 // publish produces events as the status consumer does.
-func (b *bundle) publish(t *testing.T, evs ...ledger.Event) {
+func (b *bundle) publish(t *testing.T, evs ...ledger.Event) { b.publishB(t, evs...) }
+
+func (b *bundle) publishB(t testing.TB, evs ...ledger.Event) {
 	t.Helper()
 	recs := make([]*kgo.Record, len(evs))
 	for i, ev := range evs {
