@@ -51,27 +51,37 @@ func RepoFile(name string) string {
 // is not a valid document.
 func Load(tb testing.TB, path string) *Contract {
 	tb.Helper()
+	c, err := LoadFile(path)
+	if err != nil {
+		tb.Fatalf("apicontract: %v", err)
+	}
+	return c
+}
+
+// LoadFile is Load for callers without a testing.TB (a package's shared,
+// once-loaded contract).
+func LoadFile(path string) (*Contract, error) {
 	registerOnce.Do(func() {
 		// Server-sent events are text; their body is checked as a string.
 		openapi3filter.RegisterBodyDecoder("text/event-stream", openapi3filter.PlainBodyDecoder)
 	})
 	data, err := os.ReadFile(path)
 	if err != nil {
-		tb.Fatalf("apicontract: %v", err)
+		return nil, err
 	}
 	loader := openapi3.NewLoader()
 	doc, err := loader.LoadFromData(data)
 	if err != nil {
-		tb.Fatalf("apicontract: load %s: %v", path, err)
+		return nil, fmt.Errorf("load %s: %w", path, err)
 	}
 	if err := doc.Validate(loader.Context); err != nil {
-		tb.Fatalf("apicontract: %s is not a valid OpenAPI document: %v", path, err)
+		return nil, fmt.Errorf("%s is not a valid OpenAPI document: %w", path, err)
 	}
 	router, err := gorillamux.NewRouter(doc)
 	if err != nil {
-		tb.Fatalf("apicontract: router of %s: %v", path, err)
+		return nil, fmt.Errorf("router of %s: %w", path, err)
 	}
-	return &Contract{doc: doc, router: router}
+	return &Contract{doc: doc, router: router}, nil
 }
 
 // Version is the document's openapi field.
