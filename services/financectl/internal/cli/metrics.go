@@ -32,6 +32,7 @@ GROUP BY status`
 // how long the oldest has waited) and what the reconciler's passes did.
 type reconcileMetrics struct {
 	nonfinal    *prometheus.GaugeVec
+	oldestBy    *prometheus.GaugeVec
 	passes      *prometheus.CounterVec
 	resolved    *prometheus.CounterVec
 	left        prometheus.Gauge
@@ -53,6 +54,10 @@ func newReconcileMetrics(reg prometheus.Registerer) *reconcileMetrics {
 		nonfinal: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "finance_nonfinal_payments",
 			Help: "Payments not final (accepted, processing, unknown), by status, as of the reconciler's last pass.",
+		}, []string{"status"}),
+		oldestBy: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "finance_oldest_payment_age_by_status_seconds",
+			Help: "Seconds since the oldest payment in each non-final status (accepted, processing, unknown) was accepted, as of the reconciler's last pass; 0 when none is in it.",
 		}, []string{"status"}),
 		passes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "finance_reconcile_passes_total",
@@ -83,9 +88,10 @@ func newReconcileMetrics(reg prometheus.Registerer) *reconcileMetrics {
 		Name: "finance_oldest_nonfinal_payment_age_seconds",
 		Help: "Seconds since the oldest payment that is not final was accepted; 0 when every payment is final.",
 	}, m.oldestAgeSeconds)
-	reg.MustRegister(m.nonfinal, m.passes, m.resolved, m.left, m.lost, m.mismatches, m.lastSuccess, age)
+	reg.MustRegister(m.nonfinal, m.oldestBy, m.passes, m.resolved, m.left, m.lost, m.mismatches, m.lastSuccess, age)
 	for _, s := range openStatuses {
 		m.nonfinal.WithLabelValues(string(s))
+		m.oldestBy.WithLabelValues(string(s))
 	}
 	for _, r := range []string{"ok", "failed"} {
 		m.passes.WithLabelValues(r)
@@ -129,6 +135,7 @@ func (m *reconcileMetrics) refreshOpen(ctx context.Context, db *pgxpool.Pool) er
 		return fmt.Errorf("count open payments: %w", err)
 	}
 	counts := map[payment.Status]int64{}
+	ages := map[payment.Status]float64{}
 	var (
 		status  payment.Status
 		n       int64
@@ -138,6 +145,7 @@ func (m *reconcileMetrics) refreshOpen(ctx context.Context, db *pgxpool.Pool) er
 	readAt := time.Now()
 	if _, err := pgx.ForEachRow(rows, []any{&status, &n, &ageSecs}, func() error {
 		counts[status] = n
+		ages[status] = ageSecs
 		oldest = max(oldest, ageSecs)
 		return nil
 	}); err != nil {
@@ -145,6 +153,7 @@ func (m *reconcileMetrics) refreshOpen(ctx context.Context, db *pgxpool.Pool) er
 	}
 	for _, s := range openStatuses {
 		m.nonfinal.WithLabelValues(string(s)).Set(float64(counts[s]))
+		m.oldestBy.WithLabelValues(string(s)).Set(ages[s])
 	}
 	m.mu.Lock()
 	m.anyOpen = len(counts) > 0

@@ -8,6 +8,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/finsvc/finance/pkg/kafka"
@@ -66,6 +67,7 @@ func reconcileCommand() *command {
 		rf          reconcileFlags
 		watch       time.Duration
 		metricsAddr string
+		lagGroups   string
 		asJSON      bool
 	)
 	return &command{
@@ -81,6 +83,8 @@ func reconcileCommand() *command {
 			fs.DurationVar(&watch, "watch", 0, "run a pass every `interval` until stopped (the periodic job); 0 runs once")
 			fs.StringVar(&metricsAddr, "metrics-addr", "",
 				"with --watch: serve Prometheus /metrics, /healthz and /readyz on this `address`, e.g. :9104 (empty: none)")
+			fs.StringVar(&lagGroups, "lag-groups", DefaultLagGroups,
+				"with --metrics-addr: the consumer `groups` (comma-separated) whose lag is reported, with the dead-letter topics' depth, from KAFKA_BROKERS (empty: no Kafka metrics)")
 			fs.BoolVar(&asJSON, "json", false, "print each report as JSON")
 			return fs
 		},
@@ -123,7 +127,7 @@ func reconcileCommand() *command {
 			logger.InfoContext(ctx, "reconciler watching", "interval", watch.String(), "api", rf.api,
 				"processor_url", proc.url, "dry_run", cfg.DryRun, "safety_bound", cfg.SafetyBound.String(),
 				"key_retention", cfg.KeyRetention.String(), "stuck_after", cfg.StuckAfter.String(), "metrics_addr", metricsAddr)
-			return watchReconcile(ctx, e, logger, pool, rc, watch, metricsAddr, asJSON)
+			return watchReconcile(ctx, e, logger, pool, rc, watch, metricsAddr, parseGroups(lagGroups), asJSON)
 		},
 	}
 }
@@ -133,15 +137,35 @@ func reconcileCommand() *command {
 // every pass (failed passes included: the payments' liveness is read from
 // the database alone).
 func watchReconcile(ctx context.Context, e *env, logger *slog.Logger, pool *pgxpool.Pool, rc *reconcile.Reconciler,
-	every time.Duration, metricsAddr string, asJSON bool,
+	every time.Duration, metricsAddr string, lagGroups []string, asJSON bool,
 ) error {
 	g, gctx := errgroup.WithContext(ctx)
-	var metrics *reconcileMetrics
+	var (
+		metrics  *reconcileMetrics
+		kmetrics *kafkaMetrics
+		adm      *kadm.Client
+	)
 	if metricsAddr != "" {
 		reg := obs.NewRegistry()
 		metrics = newReconcileMetrics(reg)
 		if err := metrics.refreshOpen(gctx, pool); err != nil {
 			logger.ErrorContext(gctx, "refresh metrics", "err", err)
+		}
+		if len(lagGroups) > 0 && len(e.cfg.Kafka.Brokers) > 0 {
+			sec, err := kafka.SecurityOpts(e.cfg.Kafka.Security)
+			if err != nil {
+				return err
+			}
+			cl, err := kafka.NewClient(e.cfg.Kafka.Brokers, obs.QuietKafka(logger, "info"), sec...)
+			if err != nil {
+				return err
+			}
+			defer cl.Close()
+			adm = kadm.NewClient(cl)
+			kmetrics = newKafkaMetrics(reg, lagGroups)
+			if err := kmetrics.refresh(gctx, adm, pool); err != nil {
+				logger.ErrorContext(gctx, "refresh kafka metrics", "err", err)
+			}
 		}
 		mux := obs.OpsMux(reg, func(ctx context.Context) error { return pool.Ping(ctx) }, obs.WithLogLevel(logger))
 		g.Go(func() error { return obs.Serve(gctx, logger, "metrics", metricsAddr, mux, e.cfg.HTTP, 5*time.Second) })
@@ -152,6 +176,11 @@ func watchReconcile(ctx context.Context, e *env, logger *slog.Logger, pool *pgxp
 				metrics.pass(rep, err)
 				if err := metrics.refreshOpen(gctx, pool); err != nil {
 					logger.ErrorContext(gctx, "refresh metrics", "err", err)
+				}
+			}
+			if kmetrics != nil {
+				if err := kmetrics.refresh(gctx, adm, pool); err != nil {
+					logger.ErrorContext(gctx, "refresh kafka metrics", "err", err)
 				}
 			}
 			if err != nil {
