@@ -54,6 +54,7 @@ FUZZ_TARGETS := \
 	./services/gateway/internal/httpapi:FuzzPaymentRequest \
 	./services/gateway/internal/httpapi:FuzzQueryParams \
 	./services/gateway/internal/httpapi:FuzzCursor \
+	./services/gateway/internal/httpapi:FuzzDuplicateKey \
 	./services/dispatcher/internal/processor:FuzzReplyProposed \
 	./services/dispatcher/internal/processor:FuzzReplyAsIs \
 	./services/dispatcher/internal/processor:FuzzLookup \

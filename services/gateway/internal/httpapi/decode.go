@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -30,7 +31,16 @@ func decodeJSON(c *gin.Context, dst any, fields string) error {
 	if c.Request.ContentLength > maxBodyBytes {
 		return tooLarge()
 	}
-	dec := json.NewDecoder(http.MaxBytesReader(c.Writer, c.Request.Body, maxBodyBytes))
+	body, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, maxBodyBytes))
+	if err != nil {
+		return decodeError(err, fields)
+	}
+	// A key sent twice is refused, not resolved to its last value: a proxy
+	// or WAF in front that reads the first one would see another request.
+	if key, dup := duplicateKey(body); dup {
+		return invalid(fmt.Sprintf("the key %q appears twice in one JSON object", key))
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(dst); err != nil {
 		return decodeError(err, fields)
@@ -46,6 +56,50 @@ func decodeJSON(c *gin.Context, dst any, fields string) error {
 		}
 	}
 	return invalid("the body must hold exactly one JSON object; found data after it")
+}
+
+// duplicateKey reports the first key that appears twice in one object of
+// the JSON in body, at any depth. Malformed JSON reports none: the decoder
+// explains it.
+func duplicateKey(body []byte) (string, bool) {
+	type frame struct {
+		keys    map[string]bool // nil for an array
+		wantKey bool
+	}
+	var stack []*frame
+	dec := json.NewDecoder(bytes.NewReader(body))
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return "", false
+		}
+		switch v := tok.(type) {
+		case json.Delim:
+			switch v {
+			case '{':
+				stack = append(stack, &frame{keys: map[string]bool{}, wantKey: true})
+				continue
+			case '[':
+				stack = append(stack, &frame{})
+				continue
+			default:
+				stack = stack[:len(stack)-1]
+			}
+		case string:
+			if n := len(stack); n > 0 && stack[n-1].keys != nil && stack[n-1].wantKey {
+				f := stack[n-1]
+				if f.keys[v] {
+					return v, true
+				}
+				f.keys[v], f.wantKey = true, false
+				continue
+			}
+		}
+		// A value ended: its object, if any, wants a key next.
+		if n := len(stack); n > 0 && stack[n-1].keys != nil {
+			stack[n-1].wantKey = true
+		}
+	}
 }
 
 func checkContentType(ct string) error {

@@ -230,3 +230,38 @@ func FuzzCursor(f *testing.F) {
 		}
 	})
 }
+
+// FuzzDuplicateKey: for any JSON object, its canonical re-encoding (which
+// cannot repeat a key) has no duplicate, and the same with one of its keys
+// sent again, at the top or nested one level down, has exactly that one.
+func FuzzDuplicateKey(f *testing.F) {
+	for _, s := range []string{`{"a":1,"a":2}`, `{"a":{"b":1,"b":2}}`, `{"a":[1,{"c":1}],"b":"a"}`,
+		`{"user_id":5,"user_\u0069d":6}`, `{"a":"a","b":{"a":"a"}}`, `{}`, `{"x":[[],{}]}`} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		var m map[string]any
+		if json.Unmarshal([]byte(s), &m) != nil || m == nil {
+			return
+		}
+		canon, err := json.Marshal(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if k, dup := duplicateKey(canon); dup {
+			t.Fatalf("duplicate %q reported in %s", k, canon)
+		}
+		for k := range m {
+			kj, _ := json.Marshal(k)
+			again := append(append([]byte{}, canon[:len(canon)-1]...), ","+string(kj)+":null}"...)
+			if got, dup := duplicateKey(again); !dup || got != k {
+				t.Fatalf("duplicateKey(%s) = %q, %v; want %q", again, got, dup, k)
+			}
+			nested := []byte(`{"outer":` + string(again) + `}`)
+			if got, dup := duplicateKey(nested); !dup || got != k {
+				t.Fatalf("duplicateKey(%s) = %q, %v; want %q", nested, got, dup, k)
+			}
+			break
+		}
+	})
+}
