@@ -2,11 +2,14 @@ package apicontract_test
 
 import (
 	"context"
+	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/finsvc/finance/pkg/apicontract"
@@ -104,4 +107,62 @@ func TestHandlerPassesThrough(t *testing.T) {
 	if w.Code != 200 || w.Body.String() != `{"id":1}` || w.Header().Get("ETag") != `"1"` {
 		t.Errorf("got %d %v %s", w.Code, w.Header(), w.Body)
 	}
+}
+
+// TestHandlerHijack: a handler that takes the connection and answers on
+// it itself gets the connection through the wrapper, and its request is
+// still checked (a refused request answered by a hijacker fails).
+func TestHandlerHijack(t *testing.T) {
+	t.Parallel()
+	c := load(t)
+	for _, tc := range []struct {
+		path    string
+		wantErr bool
+	}{{"/things/1", false}, {"/things/abc", true}} {
+		rec := &recordTB{TB: t}
+		srv := httptest.NewServer(c.Handler(rec, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			conn, brw, err := http.NewResponseController(w).Hijack()
+			if err != nil {
+				t.Errorf("hijack: %v", err)
+				return
+			}
+			_, _ = brw.WriteString("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n{\"id\":1}")
+			_ = brw.Flush()
+			_ = conn.Close()
+		})))
+		resp, err := http.Get(srv.URL + tc.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		srv.Close()
+		if string(body) != `{"id":1}` {
+			t.Errorf("%s: body %q", tc.path, body)
+		}
+		if got := rec.failed(); got != tc.wantErr {
+			t.Errorf("%s: check failed = %v, want %v (%v)", tc.path, got, tc.wantErr, rec.msgs)
+		}
+	}
+}
+
+// recordTB keeps the errors reported to it instead of failing the test.
+type recordTB struct {
+	testing.TB
+	mu   sync.Mutex
+	msgs []string
+}
+
+func (r *recordTB) Helper() {}
+
+func (r *recordTB) Errorf(format string, args ...any) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.msgs = append(r.msgs, fmt.Sprintf(format, args...))
+}
+
+func (r *recordTB) failed() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.msgs) > 0
 }
