@@ -93,8 +93,9 @@ func (c Claims) jwt() claims {
 	return out
 }
 
-// parseBearer splits an "Authorization: Bearer <token>" header value.
-func parseBearer(header string) (string, error) {
+// BearerToken returns the token of an "Authorization: Bearer <token>"
+// header value; a refusal wraps ErrInvalidToken.
+func BearerToken(header string) (string, error) {
 	scheme, token, ok := strings.Cut(header, " ")
 	token = strings.TrimSpace(token)
 	if !ok || !strings.EqualFold(scheme, "Bearer") || token == "" {

@@ -87,7 +87,7 @@ func FuzzVerify(f *testing.F) {
 		if p.UserID <= 0 {
 			t.Fatalf("accepted %q for user %d", header, p.UserID)
 		}
-		tok, _ := parseBearer(header)
+		tok, _ := BearerToken(header)
 		rawHeader, err := base64.RawURLEncoding.DecodeString(strings.SplitN(tok, ".", 2)[0])
 		var h struct {
 			Alg string `json:"alg"`

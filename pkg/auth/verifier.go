@@ -263,7 +263,7 @@ func (v *Verifier) Close() { v.stop() }
 
 // FromHeader verifies an "Authorization: Bearer <token>" header value.
 func (v *Verifier) FromHeader(header string) (Principal, error) {
-	token, err := parseBearer(header)
+	token, err := BearerToken(header)
 	if err != nil {
 		return Principal{}, err
 	}
@@ -273,14 +273,60 @@ func (v *Verifier) FromHeader(header string) (Principal, error) {
 // Verify checks token and returns its principal. Every refusal wraps
 // ErrInvalidToken and says why.
 func (v *Verifier) Verify(token string) (Principal, error) {
+	t, err := v.VerifyToken(token)
+	return t.Principal, err
+}
+
+// Verified is what a verified token says, beyond its principal: how long
+// it stays valid and which key signed it, so that a cache of verified
+// tokens keeps one no longer than the token and its key.
+type Verified struct {
+	Principal
+	// ExpiresAt is the token's exp (without the clock skew's leeway).
+	ExpiresAt time.Time
+	// Alg and KeyID are the token's alg and kid; KeyID is empty for HS256.
+	Alg   string
+	KeyID string
+}
+
+// VerifyToken is Verify, also returning the token's expiry and key.
+func (v *Verifier) VerifyToken(token string) (Verified, error) {
 	if len(token) > MaxTokenLen {
-		return Principal{}, fmt.Errorf("%w: token is %d bytes, longer than %d", ErrInvalidToken, len(token), MaxTokenLen)
+		return Verified{}, fmt.Errorf("%w: token is %d bytes, longer than %d", ErrInvalidToken, len(token), MaxTokenLen)
 	}
 	var c claims
-	if _, err := v.parser.ParseWithClaims(token, &c, v.keyFor); err != nil {
-		return Principal{}, fmt.Errorf("%w: %s", ErrInvalidToken, reason(err))
+	t, err := v.parser.ParseWithClaims(token, &c, v.keyFor)
+	if err != nil {
+		return Verified{}, fmt.Errorf("%w: %s", ErrInvalidToken, reason(err))
 	}
-	return principalOf(c)
+	p, err := principalOf(c)
+	if err != nil {
+		return Verified{}, err
+	}
+	out := Verified{Principal: p, ExpiresAt: c.ExpiresAt.Time, Alg: t.Method.Alg()} // exp is required by the parser
+	if kid, ok := t.Header["kid"].(string); ok && out.Alg != AlgHS256 {
+		out.KeyID = kid
+	}
+	return out, nil
+}
+
+// KeyPublished reports whether a token verified earlier with alg and kid
+// would still find its key: the dev secret for HS256 (fixed for the
+// process's life), else kid in the key set as last fetched (no fetch). A
+// key the identity provider removed is unpublished once the periodic
+// refresh has seen it gone.
+func (v *Verifier) KeyPublished(alg, kid string) bool {
+	switch alg {
+	case AlgHS256:
+		return v.hs256 != nil
+	case AlgRS256, AlgES256:
+		if v.cached == nil {
+			return false
+		}
+		_, err := v.cached.KeyRead(context.Background(), kid)
+		return err == nil
+	}
+	return false
 }
 
 // keyError is a refusal of keyFor, whose message is the client's detail.
