@@ -19,6 +19,7 @@ type config struct {
 	DevMode             bool
 	AllowPrivate        string
 	DLQTopic            string
+	OpsTopic            string
 	MaxPollRecords      int
 	Schedule            []time.Duration
 	Timeout             time.Duration
@@ -42,6 +43,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 		DevMode:             r.Bool("FINANCE_DEV_MODE", false),
 		AllowPrivate:        r.String("WEBHOOK_ALLOW_PRIVATE", ""),
 		DLQTopic:            r.String("WEBHOOK_DLQ_TOPIC", delivery.DefaultDLQTopic),
+		OpsTopic:            r.String("WEBHOOK_OPS_TOPIC", delivery.DefaultOpsTopic),
 		MaxPollRecords:      r.IntIn("CONSUMER_MAX_POLL_RECORDS", 500, 1, 100000),
 		Timeout:             r.PositiveDuration("WEBHOOK_TIMEOUT", 15*time.Second),
 		Lease:               r.PositiveDuration("WEBHOOK_LEASE", time.Minute),
@@ -81,6 +83,7 @@ func (c config) Delivery() delivery.Config {
 	return delivery.Config{
 		Brokers:             c.Kafka.Brokers,
 		DLQTopic:            c.DLQTopic,
+		OpsTopic:            c.OpsTopic,
 		MaxPollRecords:      c.MaxPollRecords,
 		Schedule:            c.Schedule,
 		Timeout:             c.Timeout,
@@ -110,6 +113,7 @@ func (c config) LogValue() slog.Value {
 		slog.Bool("dev_mode", c.DevMode),
 		slog.String("allow_private", c.AllowPrivate),
 		slog.String("dlq_topic", c.DLQTopic),
+		slog.String("ops_topic", c.OpsTopic),
 		slog.String("retry_schedule", strings.Join(sched, ",")),
 		slog.String("timeout", c.Timeout.String()),
 		slog.String("lease", c.Lease.String()),

@@ -37,6 +37,28 @@ const Group = "webhook-delivery"
 // DefaultDLQTopic receives the messages whose retries are spent.
 const DefaultDLQTopic = "payments.webhooks.dlq"
 
+// DefaultOpsTopic receives the service's operational events: an endpoint
+// it disabled (OpsEvent).
+const DefaultOpsTopic = "payments.webhooks.ops"
+
+// OpsEvent is a record on the ops topic, JSON, keyed by the endpoint id:
+// the operational event of an endpoint the service disabled, for whoever
+// must tell its owner.
+type OpsEvent struct {
+	Type       string    `json:"type"` // "endpoint.disabled"
+	EndpointID uuid.UUID `json:"endpoint_id"`
+	// Reason is the endpoint's disabled_reason: "gone" (it answered 410)
+	// or "failing" (retries spent, nothing delivered since).
+	Reason    string    `json:"reason"`
+	EventID   string    `json:"event_id"` // the message whose attempt disabled it
+	Status    int       `json:"status,omitempty"`
+	LastError string    `json:"last_error"`
+	At        time.Time `json:"at"`
+}
+
+// OpsEndpointDisabled is OpsEvent.Type of a disabled endpoint.
+const OpsEndpointDisabled = "endpoint.disabled"
+
 // DefaultSchedule is the delay before each attempt: immediately, then 5 s,
 // 5 min, 30 min, 2 h, 5 h, 10 h and 10 h (about 28 hours in all).
 func DefaultSchedule() []time.Duration {
@@ -47,6 +69,7 @@ func DefaultSchedule() []time.Duration {
 type Config struct {
 	Brokers        []string
 	DLQTopic       string
+	OpsTopic       string
 	MaxPollRecords int
 	// Schedule is the delay before each attempt; its length is the number
 	// of attempts.
@@ -111,6 +134,7 @@ func New(cfg Config, db *pgxpool.Pool, logger *slog.Logger, reg prometheus.Regis
 		kgo.BlockRebalanceOnPoll(),
 		kgo.SessionTimeout(10*time.Second),
 		kgo.RequiredAcks(kgo.AllISRAcks()),
+		kafka.Metrics(reg, "webhook-delivery"),
 	)
 	if err != nil {
 		return nil, err
@@ -128,8 +152,10 @@ func (s *Service) Ping(ctx context.Context) error { return kafka.Ping(ctx, s.cl)
 // Run consumes and delivers until ctx ends, then lets the attempts in
 // flight finish and record their outcome.
 func (s *Service) Run(ctx context.Context) error {
-	if err := kafka.EnsureTopics(ctx, s.cl, 1, s.cfg.DLQTopic); err != nil {
-		s.logger.WarnContext(ctx, "webhook dlq topic", "topic", s.cfg.DLQTopic, "err", err)
+	for _, topic := range []string{s.cfg.DLQTopic, s.cfg.OpsTopic} {
+		if err := kafka.EnsureTopics(ctx, s.cl, 1, topic); err != nil {
+			s.logger.WarnContext(ctx, "webhook topic", "topic", topic, "err", err)
+		}
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- s.consume(ctx) }()
@@ -387,6 +413,28 @@ func (s *Service) deliver(ctx context.Context, c claimed, done func(error)) {
 		s.m.disabled.WithLabelValues(v.String()).Inc()
 		s.logger.WarnContext(ctx, "webhook endpoint disabled", "endpoint_id", c.EndpointID, "reason", disableReason(v),
 			"event_id", c.EventID, "status", a.Status, "err", a.Err)
+		s.opsEvent(ctx, c, a, v)
+	}
+}
+
+// opsEvent publishes the operational event of an endpoint disabled by
+// attempt a of c. The endpoint is already disabled: a record that cannot be
+// produced within its retries is logged, and the log line and metric stand.
+func (s *Service) opsEvent(ctx context.Context, c claimed, a attempt, v verdict) {
+	reason := "failing"
+	if v == gone {
+		reason = "gone"
+	}
+	b, err := json.Marshal(OpsEvent{Type: OpsEndpointDisabled, EndpointID: c.EndpointID, Reason: reason,
+		EventID: c.EventID, Status: a.Status, LastError: a.errText(), At: time.Now().UTC()})
+	if err != nil {
+		return
+	}
+	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	rec := &kgo.Record{Topic: s.cfg.OpsTopic, Key: []byte(c.EndpointID.String()), Value: b}
+	if err := s.cl.ProduceSync(pctx, rec).FirstErr(); err != nil {
+		s.logger.ErrorContext(ctx, "webhook ops event", "topic", s.cfg.OpsTopic, "endpoint_id", c.EndpointID, "err", err)
 	}
 }
 

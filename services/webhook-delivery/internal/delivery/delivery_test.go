@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
@@ -32,7 +34,10 @@ import (
 
 func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
 
-const dlqTopic = "payments.webhooks.dlq"
+const (
+	dlqTopic = "payments.webhooks.dlq"
+	opsTopic = "payments.webhooks.ops"
+)
 
 type bundle struct {
 	db       *pgxpool.Pool
@@ -48,10 +53,11 @@ func setup(t *testing.T, mod func(*delivery.Config)) *bundle { return setupB(t, 
 // setupB is setup for tests and benchmarks.
 func setupB(t testing.TB, mod func(*delivery.Config)) *bundle {
 	t.Helper()
-	b := &bundle{db: pgtest.NewPool(t), cluster: kafkatest.New(t, 4, []string{kafka.TopicEvents, dlqTopic})}
+	b := &bundle{db: pgtest.NewPool(t), cluster: kafkatest.New(t, 4, []string{kafka.TopicEvents, dlqTopic, opsTopic})}
 	b.cfg = delivery.Config{
 		Brokers:             b.cluster.Brokers(),
 		DLQTopic:            dlqTopic,
+		OpsTopic:            opsTopic,
 		MaxPollRecords:      500,
 		Schedule:            []time.Duration{0, 20 * time.Millisecond, 20 * time.Millisecond, 20 * time.Millisecond},
 		Timeout:             2 * time.Second,
@@ -381,6 +387,67 @@ func TestGoneDisablesTheEndpoint(t *testing.T) {
 	if n := b.count(t, `SELECT count(*) FROM webhook_messages WHERE endpoint_id = $1 AND state = 'failed' AND attempts = 1`, id); n != 1 {
 		t.Errorf("%d failed messages, want 1", n)
 	}
+	got := b.opsEvents(t, 1)
+	want := []delivery.OpsEvent{{Type: delivery.OpsEndpointDisabled, EndpointID: id, Reason: "gone", EventID: "3000:accepted",
+		Status: http.StatusGone, LastError: "status 410"}}
+	if diff := cmp.Diff(want, got, cmpopts.IgnoreFields(delivery.OpsEvent{}, "At")); diff != "" {
+		t.Errorf("ops events (-want +got):\n%s", diff)
+	}
+}
+
+// TestFailingEndpointDisabledWithAnOpsEvent: an endpoint that never
+// answers 2xx is disabled once a message's retries are spent, and the
+// operational event is on the ops topic, keyed by the endpoint.
+func TestFailingEndpointDisabledWithAnOpsEvent(t *testing.T) {
+	t.Parallel()
+	b := setup(t, nil)
+	rcv := newReceiver(t, func(int, webhook.Payload) int { return http.StatusInternalServerError })
+	id, _ := b.endpoint(t, rcv.URL, 0)
+	b.publish(t, event(3100, 11, 1, payment.StatusAccepted))
+	testkit.Eventually(t, "the endpoint disabled as failing", func() bool {
+		return b.count(t, `SELECT count(*) FROM webhook_endpoints WHERE id = $1 AND NOT enabled AND disabled_reason = 'failing'`, id) == 1
+	})
+	got := b.opsEvents(t, 1)
+	want := []delivery.OpsEvent{{Type: delivery.OpsEndpointDisabled, EndpointID: id, Reason: "failing", EventID: "3100:accepted",
+		Status: http.StatusInternalServerError, LastError: "status 500"}}
+	if diff := cmp.Diff(want, got, cmpopts.IgnoreFields(delivery.OpsEvent{}, "At")); diff != "" {
+		t.Errorf("ops events (-want +got):\n%s", diff)
+	}
+	if got[0].At.IsZero() {
+		t.Error("ops event without a time")
+	}
+}
+
+// opsEvents reads the ops topic from its start until it has n records,
+// each keyed by its endpoint id.
+func (b *bundle) opsEvents(t *testing.T, n int) []delivery.OpsEvent {
+	t.Helper()
+	cl, err := kafka.NewClient(b.cluster.Brokers(), slog.New(slog.DiscardHandler),
+		kgo.ConsumeTopics(opsTopic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var out []delivery.OpsEvent
+	for len(out) < n {
+		fs := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatalf("ops topic: %d records, want %d", len(out), n)
+		}
+		fs.EachRecord(func(r *kgo.Record) {
+			var e delivery.OpsEvent
+			if err := json.Unmarshal(r.Value, &e); err != nil {
+				t.Errorf("ops record %s: %v", r.Value, err)
+			}
+			if string(r.Key) != e.EndpointID.String() {
+				t.Errorf("ops record key %q, want the endpoint id %s", r.Key, e.EndpointID)
+			}
+			out = append(out, e)
+		})
+	}
+	return out
 }
 
 // Without an allowlist, the dialer refuses a loopback receiver at connect
