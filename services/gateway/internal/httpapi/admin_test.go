@@ -47,13 +47,13 @@ func newDLQEnv(t *testing.T) dlqEnv {
 		t.Fatal(err)
 	}
 	t.Cleanup(op.Close)
-	h := httpapi.New(httpapi.Config{
+	h := checked(t, httpapi.New(httpapi.Config{
 		Logger:   logger,
 		Store:    store.New(pool),
 		Verifier: auth.NewVerifier(testSecret),
 		Registry: obs.NewRegistry(),
 		DLQ:      op,
-	})
+	}))
 	cl, err := kgo.NewClient(kgo.SeedBrokers(cluster.Brokers()...))
 	if err != nil {
 		t.Fatal(err)

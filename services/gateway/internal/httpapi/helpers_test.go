@@ -61,14 +61,14 @@ func newEnvLogger(t testing.TB, timeout time.Duration, logger *slog.Logger) *env
 	batchCtx, stop := context.WithCancel(context.Background())
 	wait := st.StartBatching(batchCtx, store.BatchConfig{Workers: 2, MaxBatch: 32, Logger: logger})
 	t.Cleanup(func() { stop(); wait() })
-	h := httpapi.New(httpapi.Config{
+	h := checked(t, httpapi.New(httpapi.Config{
 		Logger:   logger,
 		Store:    st,
 		Verifier: auth.NewVerifier(testSecret),
 		Registry: obs.NewRegistry(),
 
 		RequestTimeout: timeout,
-	})
+	}))
 	e := &env{t: t, pool: pool, h: h}
 	e.exec(`INSERT INTO merchants (id, name) VALUES (1, 'Pleo'), (2, 'Apple'), (4593, 'Amazon')`)
 	return e

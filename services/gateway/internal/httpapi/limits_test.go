@@ -56,7 +56,7 @@ func newEnvWith(t *testing.T, logger *slog.Logger, set func(*httpapi.Config)) *e
 	t.Cleanup(pool.Close)
 	cfg := httpapi.Config{Logger: logger, Store: store.New(pool), Verifier: auth.NewVerifier(testSecret), Registry: obs.NewRegistry()}
 	set(&cfg)
-	e := &env{t: t, pool: pool, h: httpapi.New(cfg)}
+	e := &env{t: t, pool: pool, h: checked(t, httpapi.New(cfg))}
 	e.wallet(1, 100)
 	e.wallet(2, 100)
 	return e

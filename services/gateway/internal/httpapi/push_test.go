@@ -110,10 +110,10 @@ func (e *pushEnv) startGateway(t testing.TB, o pushOpts) *gateway {
 		go func() { defer close(done); _ = g.hub.Consume(ctx, cl) }()
 		t.Cleanup(func() { cancel(); <-done; cl.Close() })
 	}
-	h := httpapi.New(httpapi.Config{
+	h := checked(t, httpapi.New(httpapi.Config{
 		Logger: logger, Store: st, Verifier: auth.NewVerifier(testSecret), Registry: g.reg,
 		Hub: g.hub, WaitMax: o.waitMax, Heartbeat: o.heartbeat,
-	})
+	}))
 	g.srv = httptest.NewServer(h)
 	t.Cleanup(g.srv.Close)
 	return g

@@ -49,10 +49,10 @@ func newReadGateway(t testing.TB, pool, read *pgxpool.Pool) *readGateway {
 		hub:   push.New(push.Config{}),
 		reg:   obs.NewRegistry(),
 	}
-	g.env = &env{t: t, pool: pool, h: httpapi.New(httpapi.Config{
+	g.env = &env{t: t, pool: pool, h: checked(t, httpapi.New(httpapi.Config{
 		Logger: logger, Store: st, Verifier: auth.NewVerifier(testSecret), Registry: g.reg,
 		Hub: g.hub, Cache: g.cache,
-	})}
+	}))}
 	return g
 }
 

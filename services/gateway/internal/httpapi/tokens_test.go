@@ -62,7 +62,7 @@ func newProdEnv(t *testing.T) (*env, crypto.Signer, crypto.Signer) {
 	batchCtx, stop := context.WithCancel(context.Background())
 	wait := st.StartBatching(batchCtx, store.BatchConfig{Workers: 1, MaxBatch: 8, Logger: logger})
 	t.Cleanup(func() { stop(); wait() })
-	e := &env{t: t, pool: pool, h: httpapi.New(httpapi.Config{Logger: logger, Store: st, Verifier: v, Registry: obs.NewRegistry()})}
+	e := &env{t: t, pool: pool, h: checked(t, httpapi.New(httpapi.Config{Logger: logger, Store: st, Verifier: v, Registry: obs.NewRegistry()}))}
 	e.exec(`INSERT INTO merchants (id, name) VALUES (4593, 'Amazon')`)
 	e.wallet(5, 10_000)
 	return e, rsaKey, ecKey

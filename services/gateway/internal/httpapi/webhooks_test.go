@@ -32,14 +32,14 @@ func newWebhookEnv(t *testing.T, dev bool) *env {
 	if dev {
 		policy = webhook.Policy{AllowHTTP: true, Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}}
 	}
-	h := httpapi.New(httpapi.Config{
+	h := checked(t, httpapi.New(httpapi.Config{
 		Logger:        slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})),
 		Store:         store.New(pool),
 		Verifier:      auth.NewVerifier(testSecret),
 		Registry:      obs.NewRegistry(),
 		Webhooks:      webhook.NewStore(pool),
 		WebhookPolicy: policy,
-	})
+	}))
 	return &env{t: t, pool: pool, h: h}
 }
 
