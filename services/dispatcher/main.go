@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"slices"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -44,7 +45,8 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout, _ 
 	if err != nil {
 		return err
 	}
-	early, err := kafka.NewClient(cfg.Kafka.Brokers, kafkaLogger, append(sec, kgo.ClientID("dispatcher-early"))...)
+	early, err := kafka.NewClient(cfg.Kafka.Brokers, kafkaLogger,
+		slices.Concat(sec, []kgo.Opt{kgo.ClientID("dispatcher-early"), kafka.Metrics(reg, "dispatcher-early")})...)
 	if err != nil {
 		return err
 	}
@@ -95,7 +97,7 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout, _ 
 	admit.RetryFor = cfg.GuardRetryFor
 	d, err := dispatcher.New(dispatcher.Config{
 		Brokers:         cfg.Kafka.Brokers,
-		KafkaOpts:       sec,
+		KafkaOpts:       slices.Concat(sec, []kgo.Opt{kafka.Metrics(reg, "dispatcher")}),
 		Group:           cfg.Group,
 		TransactionalID: cfg.TransactionalID,
 		MaxInFlight:     cfg.MaxInFlight,

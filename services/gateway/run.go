@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -83,7 +84,8 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout, _ 
 	if len(cfg.Kafka.Brokers) > 0 {
 		hub = push.New(push.Config{Logger: logger, Registry: reg, MaxSubscribers: cfg.PushMaxOpen,
 			Buffer: cfg.PushBuffer, RecentEvents: cfg.PushRecent})
-		hubClient, err = push.NewClient(cfg.Kafka.Brokers, obs.QuietKafka(logger, cfg.Ops.LogLevel), time.Now(), kafkaSec...)
+		hubClient, err = push.NewClient(cfg.Kafka.Brokers, obs.QuietKafka(logger, cfg.Ops.LogLevel), time.Now(),
+			slices.Concat(kafkaSec, []kgo.Opt{kafka.Metrics(reg, "gateway-push")})...)
 		if err != nil {
 			return fmt.Errorf("kafka client for push: %w", err)
 		}

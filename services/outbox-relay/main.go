@@ -46,13 +46,14 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout, _ 
 	if err != nil {
 		return err
 	}
-	kc, err := kafka.NewClient(cfg.Kafka.Brokers, logger, append(relay.ProducerOpts(cfg.ProduceTimeout), sec...)...)
+	reg := obs.NewRegistry()
+	kc, err := kafka.NewClient(cfg.Kafka.Brokers, logger,
+		append(relay.ProducerOpts(cfg.ProduceTimeout), append(sec, kafka.Metrics(reg, service))...)...)
 	if err != nil {
 		return err
 	}
 	defer kc.Close()
 
-	reg := obs.NewRegistry()
 	r := relay.New(cfg.Relay(), pool, kc, logger, reg)
 	ready := func(ctx context.Context) error {
 		if err := r.Ready(ctx); err != nil {

@@ -44,6 +44,7 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout, _ 
 	if cc.KafkaOpts, err = kafka.SecurityOpts(cfg.Kafka.Security); err != nil {
 		return err
 	}
+	cc.KafkaOpts = append(cc.KafkaOpts, kafka.Metrics(reg, service))
 	c, err := consumer.New(cc, pool, logger, reg)
 	if err != nil {
 		return err

@@ -156,7 +156,8 @@ func watchReconcile(ctx context.Context, e *env, logger *slog.Logger, pool *pgxp
 			if err != nil {
 				return err
 			}
-			cl, err := kafka.NewClient(e.cfg.Kafka.Brokers, obs.QuietKafka(logger, "info"), sec...)
+			cl, err := kafka.NewClient(e.cfg.Kafka.Brokers, obs.QuietKafka(logger, "info"),
+				append(sec, kafka.Metrics(reg, "reconciler"))...)
 			if err != nil {
 				return err
 			}
