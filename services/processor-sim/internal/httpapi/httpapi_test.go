@@ -43,7 +43,7 @@ func newFixture(t *testing.T, dataFile string, mod func(*sim.Settings)) fixture 
 	// No connection reuse: Go's transport silently retries a request that
 	// carries an Idempotency-Key when a reused connection dies, which would
 	// hide the lost responses these tests inject.
-	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	client := &http.Client{Transport: checked(t, &http.Transport{DisableKeepAlives: true})}
 	t.Cleanup(func() {
 		srv.Close()
 		if err := s.Close(); err != nil {
@@ -82,6 +82,9 @@ func (f fixture) tryDo(t *testing.T, method, path string, header map[string]stri
 	req, err := http.NewRequestWithContext(t.Context(), method, f.url+path, rd)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json") // as docs/processor-openapi.yaml asks
 	}
 	for k, v := range header {
 		req.Header.Set(k, v)
