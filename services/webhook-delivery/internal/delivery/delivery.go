@@ -93,10 +93,12 @@ type Service struct {
 	cfg    Config
 	q      queue
 	cl     *kgo.Client
-	http   *http.Client
 	logger *slog.Logger
 	m      *metrics
 	wake   chan struct{}
+	// results carries finished attempts to the writer, which records them
+	// in batches (writeResults).
+	results chan *result
 
 	mu        sync.Mutex
 	inFlight  int
@@ -104,11 +106,14 @@ type Service struct {
 	wg        sync.WaitGroup
 }
 
-// endpointState is one endpoint's isolation: its in-flight count and its
-// circuit breaker.
+// endpointState is one endpoint's isolation: its in-flight count, its
+// circuit breaker and its own HTTP client, whose transport holds at most
+// EndpointConcurrency connections (idle ones closed after 90 s), so that
+// endpoints on one host never share or wait for each other's connections.
 type endpointState struct {
 	inFlight int
 	cb       *gobreaker.TwoStepCircuitBreaker[struct{}]
+	http     *http.Client
 }
 
 // New returns a service on db; Close it after Run.
@@ -119,7 +124,7 @@ func New(cfg Config, db *pgxpool.Pool, logger *slog.Logger, reg prometheus.Regis
 	s := &Service{
 		cfg:       cfg,
 		q:         queue{db: db},
-		http:      cfg.Policy.Client(cfg.Timeout, cfg.EndpointConcurrency),
+		results:   make(chan *result, cfg.MaxInFlight),
 		logger:    logger,
 		m:         newMetrics(reg),
 		wake:      make(chan struct{}, 1),
@@ -159,8 +164,12 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- s.consume(ctx) }()
+	writerDone := make(chan struct{})
+	go func() { defer close(writerDone); s.writeResults(ctx) }()
 	s.schedule(ctx)
-	s.wg.Wait()
+	s.wg.Wait() // every attempt recorded: the writer has nothing left
+	close(s.results)
+	<-writerDone
 	return <-errc
 }
 
@@ -325,7 +334,7 @@ func (s *Service) endpoint(id uuid.UUID) *endpointState {
 				s.logger.Info("webhook endpoint breaker", "endpoint_id", name, "from", from.String(), "to", to.String())
 				s.m.breaker.WithLabelValues(to.String()).Inc()
 			},
-		})}
+		}), http: s.cfg.Policy.Client(s.cfg.Timeout, s.cfg.EndpointConcurrency)}
 		s.endpoints[id] = st
 	}
 	return st
@@ -354,7 +363,7 @@ func (s *Service) start(ctx context.Context, got []claimed) {
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
-			s.deliver(ctx, c, done)
+			s.deliver(ctx, c, st.http, done)
 			s.mu.Lock()
 			st.inFlight--
 			s.inFlight--
@@ -374,11 +383,13 @@ func (s *Service) start(ctx context.Context, got []claimed) {
 // errNotSuccess tells the breaker an attempt failed.
 var errNotSuccess = errors.New("not a 2xx")
 
-// deliver makes one attempt of c and records it. A stop of ctx does not
-// cut the attempt short: it ends within Timeout and its outcome is kept.
-func (s *Service) deliver(ctx context.Context, c claimed, done func(error)) {
+// deliver makes one attempt of c and has it recorded. A stop of ctx does
+// not cut the attempt short: it ends within Timeout and its outcome is
+// kept. It returns once the writer recorded it (or gave up: the lease then
+// runs out and the message is sent again, at least once).
+func (s *Service) deliver(ctx context.Context, c claimed, client *http.Client, done func(error)) {
 	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.Timeout)
-	a := s.send(actx, c)
+	a := s.send(actx, client, c)
 	cancel()
 	ok := a.Err == "" && a.Status >= 200 && a.Status < 300
 	if ok {
@@ -393,27 +404,82 @@ func (s *Service) deliver(ctx context.Context, c claimed, done func(error)) {
 			v, next = retry, time.Now().Add(s.cfg.Timeout)
 		}
 	}
+	r := &result{c: c, a: a, v: v, next: next, done: make(chan struct{})}
+	s.results <- r
+	<-r.done
+}
+
+// result is a finished attempt on its way to the database.
+type result struct {
+	c    claimed
+	a    attempt
+	v    verdict
+	next time.Time
+	// disabled and err are set by the writer before it closes done.
+	disabled bool
+	err      error
+	done     chan struct{}
+}
+
+// maxWriteBatch bounds the attempts recorded in one transaction.
+const maxWriteBatch = 256
+
+// writeResults records finished attempts until results is closed: it
+// takes one, then whatever else has finished meanwhile (up to
+// maxWriteBatch), and writes them in one transaction, so that a burst of
+// attempts costs a few transactions instead of one each. Under light load
+// a batch is one attempt, written at once.
+func (s *Service) writeResults(ctx context.Context) {
+	batch := make([]*result, 0, maxWriteBatch)
+	for r := range s.results {
+		batch = append(batch[:0], r)
+	fill:
+		for len(batch) < maxWriteBatch {
+			select {
+			case r, ok := <-s.results:
+				if !ok {
+					break fill
+				}
+				batch = append(batch, r)
+			default:
+				break fill
+			}
+		}
+		s.record(ctx, batch)
+	}
+}
+
+// record writes batch with bounded retries and reports each result.
+func (s *Service) record(ctx context.Context, batch []*result) {
 	fctx, fcancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer fcancel()
-	var disabled bool
+	fin := make([]finished, len(batch))
+	for i, r := range batch {
+		fin[i] = finished{c: r.c, a: r.a, v: r.v, next: r.next}
+	}
+	var disabled []bool
 	err := backoff.Retry(func() error {
 		var err error
-		disabled, err = s.q.finish(fctx, c, a, v, next)
+		disabled, err = s.q.finish(fctx, fin)
 		return err
 	}, backoff.WithContext(backoff.NewExponentialBackOff(), fctx))
-	if err != nil {
-		// The lease runs out and the message is sent again: at least once.
-		s.logger.ErrorContext(ctx, "record webhook attempt", "message_id", c.ID, "endpoint_id", c.EndpointID, "err", err)
-		return
-	}
-	s.m.attempts.WithLabelValues(v.String()).Inc()
-	s.m.latency.Observe(a.Latency.Seconds())
-	if disabled {
-		// The operational event: an endpoint was switched off by the service.
-		s.m.disabled.WithLabelValues(v.String()).Inc()
-		s.logger.WarnContext(ctx, "webhook endpoint disabled", "endpoint_id", c.EndpointID, "reason", disableReason(v),
-			"event_id", c.EventID, "status", a.Status, "err", a.Err)
-		s.opsEvent(ctx, c, a, v)
+	for i, r := range batch {
+		if err != nil {
+			// The lease runs out and the message is sent again: at least once.
+			s.logger.ErrorContext(ctx, "record webhook attempt", "message_id", r.c.ID, "endpoint_id", r.c.EndpointID, "err", err)
+			close(r.done)
+			continue
+		}
+		s.m.attempts.WithLabelValues(r.v.String()).Inc()
+		s.m.latency.Observe(r.a.Latency.Seconds())
+		if disabled[i] {
+			// The operational event: an endpoint was switched off by the service.
+			s.m.disabled.WithLabelValues(r.v.String()).Inc()
+			s.logger.WarnContext(ctx, "webhook endpoint disabled", "endpoint_id", r.c.EndpointID, "reason", disableReason(r.v),
+				"event_id", r.c.EventID, "status", r.a.Status, "err", r.a.Err)
+			s.opsEvent(ctx, r.c, r.a, r.v)
+		}
+		close(r.done)
 	}
 }
 
@@ -476,7 +542,7 @@ func (s *Service) decide(c claimed, a attempt, ok bool) (verdict, time.Time) {
 const drainLimit = 64 << 10
 
 // send makes the HTTP request.
-func (s *Service) send(ctx context.Context, c claimed) attempt {
+func (s *Service) send(ctx context.Context, client *http.Client, c claimed) attempt {
 	start := time.Now()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.URL, bytes.NewReader(c.Payload))
 	if err != nil {
@@ -485,7 +551,7 @@ func (s *Service) send(ctx context.Context, c claimed) attempt {
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "finance-webhooks/1")
 	webhook.SetHeaders(req.Header, c.EventID, start, c.Payload, c.Secrets...)
-	resp, err := s.http.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		return attempt{Latency: time.Since(start), Err: errText(err)}
 	}

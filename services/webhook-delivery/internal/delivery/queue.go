@@ -7,6 +7,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/finsvc/finance/pkg/ledger"
@@ -224,51 +225,86 @@ const (
 	gone              // 410: the endpoint is disabled
 )
 
-// finish records the attempt and the message's new state in one
-// transaction. For givenUp it disables the endpoint when it delivered
-// nothing since the message was made (it keeps failing) and reports it.
-func (q queue) finish(ctx context.Context, c claimed, a attempt, v verdict, next time.Time) (disabled bool, err error) {
+// finished is an attempt to record with the message's new state.
+type finished struct {
+	c    claimed
+	a    attempt
+	v    verdict
+	next time.Time // retry: when the next attempt is due
+}
+
+// finish records attempts and their messages' new states in one
+// transaction: one INSERT of the attempts and one UPDATE of the messages
+// for the whole batch. For givenUp it disables the endpoint when it
+// delivered nothing since the message was made (it keeps failing), for
+// gone always; disabled[i] reports whether fs[i] did.
+func (q queue) finish(ctx context.Context, fs []finished) (disabled []bool, err error) {
+	n := len(fs)
+	var (
+		ids      = make([]int64, n)
+		eps      = make([]uuid.UUID, n)
+		users    = make([]int64, n)
+		events   = make([]string, n)
+		numbers  = make([]int32, n)
+		statuses = make([]int32, n)
+		latency  = make([]int64, n)
+		answers  = make([]string, n)
+		errs     = make([]string, n)
+		states   = make([]string, n)
+		nexts    = make([]*time.Time, n)
+		lastErrs = make([]string, n)
+	)
+	for i, f := range fs {
+		ids[i], eps[i], users[i], events[i] = f.c.ID, f.c.EndpointID, f.c.UserID, f.c.EventID
+		numbers[i], statuses[i], latency[i] = int32(f.c.Attempts+1), int32(f.a.Status), f.a.Latency.Milliseconds()
+		answers[i], errs[i] = f.a.Response, f.a.Err
+		switch f.v {
+		case delivered:
+			states[i] = "delivered"
+		case retry:
+			states[i], lastErrs[i] = "pending", f.a.errText()
+			next := f.next
+			nexts[i] = &next
+		default:
+			states[i], lastErrs[i] = "failed", f.a.errText()
+		}
+	}
 	err = postgres.InTx(ctx, q.db, func(tx pgx.Tx) error {
-		disabled = false
-		n := c.Attempts + 1
+		disabled = make([]bool, n)
 		if _, err := tx.Exec(ctx, `
 			INSERT INTO webhook_attempts (message_id, endpoint_id, user_id, event_id, attempt, status_code, latency_ms, response, error)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
-			c.ID, c.EndpointID, c.UserID, c.EventID, n, a.Status, a.Latency.Milliseconds(), a.Response, a.Err); err != nil {
-			return fmt.Errorf("insert webhook attempt: %w", err)
+			SELECT * FROM unnest($1::bigint[], $2::uuid[], $3::bigint[], $4::text[], $5::int[], $6::int[], $7::bigint[], $8::text[], $9::text[])`,
+			ids, eps, users, events, numbers, statuses, latency, answers, errs); err != nil {
+			return fmt.Errorf("insert webhook attempts: %w", err)
 		}
-		var err error
-		switch v {
-		case delivered:
-			_, err = tx.Exec(ctx, `UPDATE webhook_messages SET state = 'delivered', attempts = $2, leased_until = NULL,
-				last_error = '', updated_at = now() WHERE id = $1`, c.ID, n)
-		case retry:
-			_, err = tx.Exec(ctx, `UPDATE webhook_messages SET attempts = $2, next_attempt_at = $3, leased_until = NULL,
-				last_error = $4, updated_at = now() WHERE id = $1`, c.ID, n, next, a.errText())
-		case givenUp, gone:
-			_, err = tx.Exec(ctx, `UPDATE webhook_messages SET state = 'failed', attempts = $2, leased_until = NULL,
-				last_error = $3, updated_at = now() WHERE id = $1`, c.ID, n, a.errText())
+		if _, err := tx.Exec(ctx, `
+			UPDATE webhook_messages m
+			SET state = x.state, attempts = x.n, next_attempt_at = COALESCE(x.next, m.next_attempt_at),
+				leased_until = NULL, last_error = x.err, updated_at = now()
+			FROM unnest($1::bigint[], $2::text[], $3::int[], $4::timestamptz[], $5::text[]) AS x(id, state, n, next, err)
+			WHERE m.id = x.id`,
+			ids, states, numbers, nexts, lastErrs); err != nil {
+			return fmt.Errorf("update webhook messages: %w", err)
 		}
-		if err != nil {
-			return fmt.Errorf("update webhook message %d: %w", c.ID, err)
-		}
-		switch v {
-		case gone:
-			tag, err := tx.Exec(ctx, `UPDATE webhook_endpoints SET enabled = false, disabled_reason = 'gone', updated_at = now()
-				WHERE id = $1 AND enabled`, c.EndpointID)
-			if err != nil {
-				return fmt.Errorf("disable endpoint %s: %w", c.EndpointID, err)
+		for i, f := range fs {
+			var tag pgconn.CommandTag
+			var err error
+			switch f.v {
+			case gone:
+				tag, err = tx.Exec(ctx, `UPDATE webhook_endpoints SET enabled = false, disabled_reason = 'gone', updated_at = now()
+					WHERE id = $1 AND enabled`, f.c.EndpointID)
+			case givenUp:
+				tag, err = tx.Exec(ctx, `UPDATE webhook_endpoints SET enabled = false, disabled_reason = 'failing', updated_at = now()
+					WHERE id = $1 AND enabled AND NOT EXISTS (
+						SELECT 1 FROM webhook_messages WHERE endpoint_id = $1 AND state = 'delivered' AND updated_at >= $2)`,
+					f.c.EndpointID, f.c.CreatedAt)
+			default:
+				continue
 			}
-			disabled = tag.RowsAffected() == 1
-		case givenUp:
-			tag, err := tx.Exec(ctx, `UPDATE webhook_endpoints SET enabled = false, disabled_reason = 'failing', updated_at = now()
-				WHERE id = $1 AND enabled AND NOT EXISTS (
-					SELECT 1 FROM webhook_messages WHERE endpoint_id = $1 AND state = 'delivered' AND updated_at >= $2)`,
-				c.EndpointID, c.CreatedAt)
 			if err != nil {
-				return fmt.Errorf("disable endpoint %s: %w", c.EndpointID, err)
+				return fmt.Errorf("disable endpoint %s: %w", f.c.EndpointID, err)
 			}
-			disabled = tag.RowsAffected() == 1
+			disabled[i] = tag.RowsAffected() == 1
 		}
 		return nil
 	})
