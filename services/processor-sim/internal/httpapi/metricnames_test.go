@@ -1,0 +1,17 @@
+package httpapi
+
+import (
+	"testing"
+
+	"github.com/finsvc/finance/pkg/testkit"
+)
+
+// TestExportedMetricNames keeps deploy/observability/metrics/processor-sim.txt,
+// the metrics this package exports, true: the dashboard and alert rules
+// are checked against it (go test ./deploy/observability/...).
+func TestExportedMetricNames(t *testing.T) {
+	t.Parallel()
+	rec := testkit.NewNameRecorder()
+	newMeter(rec)
+	testkit.CheckMetricNames(t, "processor-sim", rec)
+}
