@@ -4,16 +4,23 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
+	"runtime/debug"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/gin-gonic/gin"
 
 	"github.com/finsvc/finance/pkg/ledger"
 	"github.com/finsvc/finance/pkg/payment"
+	"github.com/finsvc/finance/pkg/problem"
+	"github.com/finsvc/finance/services/gateway/internal/push"
 	"github.com/finsvc/finance/services/gateway/internal/store"
 )
 
@@ -155,30 +162,113 @@ func (a *api) longPoll(c *gin.Context, raw string) error {
 	if !ok {
 		return pushOverloaded(c)
 	}
-	defer w.Close()
-	unboundedWrites(c)
-	idParam := strconv.FormatInt(arrived.ID, 10)
-	timer := time.NewTimer(wait)
-	defer timer.Stop()
-	result := "changed"
-	for cur := arrived; ; {
-		if cur, err = a.lookupPayment(ctx, idParam); err != nil {
-			return err
+	parked := false
+	defer func() {
+		if !parked {
+			w.Close()
 		}
-		if cur.Status != arrived.Status || result != "changed" {
-			c.Header(headerWaitResult, result)
-			writeJSON(c, http.StatusOK, toPaymentJSON(cur))
+	}()
+	idParam := strconv.FormatInt(arrived.ID, 10)
+	cur, err := a.lookupPayment(ctx, idParam)
+	if err != nil {
+		return err
+	}
+	timer := time.NewTimer(wait)
+	if cur.Status == arrived.Status {
+		// Park it out of net/http (push_conn.go): the goroutine answers.
+		if d, ok := a.detach(c); ok {
+			parked = true
+			go a.answerDetached(context.WithoutCancel(ctx), d, c.Request.URL.Path, w, timer, arrived, cur, idParam)
 			return nil
+		}
+	}
+	defer timer.Stop()
+	unboundedWrites(c)
+	cur, result, err := a.awaitChange(ctx, w, timer.C, arrived, cur, idParam)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil // the client left: nobody reads an answer, and it is no fault
+		}
+		return err
+	}
+	c.Header(headerWaitResult, result)
+	c.Header("ETag", paymentETag(cur))
+	writeJSON(c, http.StatusOK, toPaymentJSON(cur))
+	return nil
+}
+
+// awaitChange waits until the payment's status differs from the one it had
+// on arrival (cur is its state read after the watch), the wait ends, or
+// the gateway drains, and returns the current state (re-read, so a late
+// stale event never shows an older status) and why it answers.
+func (a *api) awaitChange(ctx context.Context, w *push.Waiter, timeout <-chan time.Time,
+	arrived, cur store.Payment, idParam string,
+) (store.Payment, string, error) {
+	for result := "changed"; ; {
+		if cur.Status != arrived.Status || result != "changed" {
+			return cur, result, nil
 		}
 		select {
 		case <-w.Changed():
-		case <-timer.C:
+		case <-timeout:
 			result = "timeout"
 		case <-a.hub.Draining():
 			result = "shutdown"
 		case <-ctx.Done():
-			return nil // the client left: nobody reads an answer, and it is no fault
+			return cur, "", ctx.Err()
 		}
+		var err error
+		if cur, err = a.lookupPayment(ctx, idParam); err != nil {
+			return cur, "", err
+		}
+	}
+}
+
+// answerDetached waits for a parked long-poll's answer and writes it on its
+// connection, then closes it. A client that left is noticed only here, when
+// the write fails: its slot is held until its wait ends.
+func (a *api) answerDetached(ctx context.Context, d *detached, path string, w *push.Waiter, timer *time.Timer,
+	arrived, cur store.Payment, idParam string,
+) {
+	defer d.Close()
+	defer w.Close()
+	defer timer.Stop()
+	defer a.recoverDetached(ctx, path)
+	cur, result, err := a.awaitChange(ctx, w, timer.C, arrived, cur, idParam)
+	var body bytes.Buffer
+	enc := json.NewEncoder(&body)
+	enc.SetEscapeHTML(false)
+	status := http.StatusOK
+	if err != nil {
+		p := problemFor(err)
+		p.Instance = path
+		if p.Status >= http.StatusInternalServerError {
+			a.logger.ErrorContext(ctx, "push: long-poll failed", "path", path, "payment_id", arrived.ID, "err", err)
+		}
+		if p.RetryAfter > 0 {
+			d.header.Set("Retry-After", strconv.Itoa(p.RetryAfter))
+		}
+		d.header.Set("Content-Type", problem.ContentType)
+		status = p.Status
+		_ = enc.Encode(p)
+	} else {
+		d.header.Set(headerWaitResult, result)
+		d.header.Set("ETag", paymentETag(cur))
+		d.header.Set("Content-Type", "application/json")
+		_ = enc.Encode(toPaymentJSON(cur))
+	}
+	var out bytes.Buffer
+	d.writeHead(&out, status, body.Len())
+	out.Write(body.Bytes())
+	_, _ = d.Write(out.Bytes()) // a failure means the client left; nothing to do
+}
+
+// recoverDetached keeps a panic in a detached connection's goroutine from
+// taking the process down, as recoverPanics does for handlers.
+func (a *api) recoverDetached(ctx context.Context, path string) {
+	if r := recover(); r != nil {
+		a.logger.ErrorContext(ctx, "push: panic on a detached connection", "path", path,
+			"panic", fmt.Sprint(r), "stack", string(debug.Stack()))
 	}
 }
 
@@ -232,7 +322,12 @@ func (a *api) streamEvents(c *gin.Context) error {
 	if !ok {
 		return pushOverloaded(c)
 	}
-	defer sub.Close()
+	parked := false
+	defer func() {
+		if !parked {
+			sub.Close()
+		}
+	}()
 	ctx := c.Request.Context()
 	rctx, cancel := context.WithTimeout(ctx, a.timeout)
 	latest, err := a.store.EventSeq(rctx, userID)
@@ -246,21 +341,55 @@ func (a *api) streamEvents(c *gin.Context) error {
 		return invalid(fmt.Sprintf("Last-Event-ID %d: user %d's latest event is %d", last, userID, latest))
 	}
 
+	s := &sseStream{a: a, userID: userID, last: last, facts: map[int64]store.PaymentFacts{}}
+	// Park it out of net/http (push_conn.go): the goroutine streams.
+	if d, ok := a.detach(c); ok {
+		parked = true
+		setStreamHeaders(d.header)
+		var head bytes.Buffer
+		d.writeHead(&head, http.StatusOK, -1) // the body ends when the connection closes
+		s.out = d
+		ctx, path := context.WithoutCancel(ctx), c.Request.URL.Path
+		go func() {
+			defer d.Close()
+			defer sub.Close()
+			defer a.recoverDetached(ctx, path)
+			if err := s.write(head.Bytes()); err != nil {
+				return // the client left
+			}
+			s.run(ctx, sub, recent, latest)
+		}()
+		return nil
+	}
 	unboundedWrites(c)
-	h := c.Writer.Header()
-	h.Set("Content-Type", "text/event-stream")
-	h.Set("Cache-Control", "no-cache")
-	h.Set("X-Accel-Buffering", "no") // nginx: do not buffer the stream
+	setStreamHeaders(c.Writer.Header())
 	c.Status(http.StatusOK)
 	c.Writer.WriteHeaderNow()
 	c.Writer.Flush()
+	s.out = c.Writer
+	s.run(ctx, sub, recent, latest)
+	return nil
+}
 
-	s := &sseStream{a: a, c: c, userID: userID, last: last, facts: map[int64]store.PaymentFacts{}}
+func setStreamHeaders(h http.Header) {
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-cache")
+	h.Set("X-Accel-Buffering", "no") // nginx: do not buffer the stream
+}
+
+// run writes the events after s.last up to latest, then the stream's live
+// events and heartbeats, until the client leaves (a failed write, or ctx
+// while the stream is served by net/http), the hub drops it as too slow,
+// or the gateway drains.
+func (s *sseStream) run(ctx context.Context, sub *push.Stream, recent []ledger.Event, latest int64) {
+	a := s.a
 	if err := s.catchUp(ctx, recent, latest); err != nil {
-		return s.end(err)
+		s.end(ctx, err)
+		return
 	}
 	heartbeat := time.NewTicker(a.heartbeat)
 	defer heartbeat.Stop()
+	var err error
 	for {
 		select {
 		case ev := <-sub.Events():
@@ -268,16 +397,18 @@ func (a *api) streamEvents(c *gin.Context) error {
 		case <-heartbeat.C:
 			err = s.write([]byte(": heartbeat\n\n"))
 		case <-sub.Dropped():
-			a.logger.InfoContext(ctx, "push: slow stream dropped", "user_id", userID, "user_seq", s.last)
-			return nil
+			a.logger.InfoContext(ctx, "push: slow stream dropped", "user_id", s.userID, "user_seq", s.last)
+			return
 		case <-a.hub.Draining():
-			return s.end(s.write([]byte("retry: " + strconv.FormatInt(shutdownRetry.Milliseconds(), 10) +
+			s.end(ctx, s.write([]byte("retry: "+strconv.FormatInt(shutdownRetry.Milliseconds(), 10)+
 				"\n: the server is shutting down; reconnect with Last-Event-ID\n\n")))
+			return
 		case <-ctx.Done():
-			return nil
+			return
 		}
 		if err != nil {
-			return s.end(err)
+			s.end(ctx, err)
+			return
 		}
 	}
 }
@@ -286,21 +417,27 @@ func (a *api) streamEvents(c *gin.Context) error {
 // event it wrote (or the starting point).
 type sseStream struct {
 	a      *api
-	c      *gin.Context
+	out    flushWriter
 	userID int64
 	last   int64
 	facts  map[int64]store.PaymentFacts
 	buf    bytes.Buffer
 }
 
+// flushWriter is where a stream writes: gin's writer, or a detached
+// connection.
+type flushWriter interface {
+	io.Writer
+	http.Flusher
+}
+
 // end logs why a stream ended early; the response has started, so there is
 // no problem to answer.
-func (s *sseStream) end(err error) error {
-	if err != nil && s.c.Request.Context().Err() == nil {
-		s.a.logger.WarnContext(s.c.Request.Context(), "push: stream ended", "user_id", s.userID,
-			"user_seq", s.last, "err", err)
+func (s *sseStream) end(ctx context.Context, err error) {
+	if err != nil && ctx.Err() == nil && !errors.Is(err, net.ErrClosed) && !errors.Is(err, syscall.EPIPE) &&
+		!errors.Is(err, syscall.ECONNRESET) {
+		s.a.logger.WarnContext(ctx, "push: stream ended", "user_id", s.userID, "user_seq", s.last, "err", err)
 	}
-	return nil
 }
 
 // catchUp writes the events after s.last up to latest, from the hub's
@@ -412,9 +549,9 @@ func (s *sseStream) send(t store.Transition) error {
 }
 
 func (s *sseStream) write(b []byte) error {
-	if _, err := s.c.Writer.Write(b); err != nil {
+	if _, err := s.out.Write(b); err != nil {
 		return fmt.Errorf("write to client: %w", err)
 	}
-	s.c.Writer.Flush()
+	s.out.Flush()
 	return nil
 }

@@ -12,6 +12,7 @@ import (
 	"sort"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -23,6 +24,9 @@ const (
 	DefaultMaxSubscribers = 20_000
 	DefaultBuffer         = 64
 	DefaultRecentEvents   = 50_000
+	// DefaultDrainWait bounds how long Drain waits for the open long-polls
+	// and streams to end.
+	DefaultDrainWait = 5 * time.Second
 	// RecentPerUser is how many of a user's latest events (by user_seq)
 	// the hub keeps: enough for a client that reconnects after a blip.
 	RecentPerUser = 32
@@ -41,6 +45,9 @@ type Config struct {
 	// RecentEvents caps the events kept for resumption, over all users;
 	// the users least recently active are forgotten first.
 	RecentEvents int
+	// DrainWait bounds how long Drain waits for open long-polls and
+	// streams to write their last answer and close.
+	DrainWait time.Duration
 }
 
 // Hub routes events to the waiters and streams that subscribed to them. All
@@ -53,6 +60,8 @@ type Hub struct {
 	open     atomic.Int64 // waiters + streams, against MaxSubscribers
 	draining chan struct{}
 	drain    sync.Once
+	idle     chan struct{} // closed once draining with nothing open
+	idleOnce sync.Once
 
 	mu      sync.Mutex
 	users   map[int64]*user
@@ -81,6 +90,9 @@ func New(cfg Config) *Hub {
 	if cfg.RecentEvents <= 0 {
 		cfg.RecentEvents = DefaultRecentEvents
 	}
+	if cfg.DrainWait <= 0 {
+		cfg.DrainWait = DefaultDrainWait
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -92,6 +104,7 @@ func New(cfg Config) *Hub {
 		cfg:      cfg,
 		m:        newMetrics(cfg.Registry),
 		draining: make(chan struct{}),
+		idle:     make(chan struct{}),
 		users:    map[int64]*user{},
 		lru:      list.New(),
 		waiters:  map[int64]map[*Waiter]struct{}{},
@@ -102,8 +115,23 @@ func New(cfg Config) *Hub {
 // current state and streams end with a retry hint.
 func (h *Hub) Draining() <-chan struct{} { return h.draining }
 
-// Drain closes Draining. It is idempotent.
-func (h *Hub) Drain() { h.drain.Do(func() { close(h.draining) }) }
+// Drain closes Draining, then waits until every open long-poll and stream
+// has answered and closed, or DrainWait has passed. The HTTP layer answers
+// them on connections taken out of net/http, which the server's own
+// graceful shutdown does not wait for: this does. It is idempotent.
+func (h *Hub) Drain() {
+	h.drain.Do(func() { close(h.draining) })
+	if h.open.Load() == 0 {
+		h.idleOnce.Do(func() { close(h.idle) })
+	}
+	t := time.NewTimer(h.cfg.DrainWait)
+	defer t.Stop()
+	select {
+	case <-h.idle:
+	case <-t.C:
+		h.logger.Warn("push: drain wait ended with connections open", "open", h.open.Load())
+	}
+}
 
 // acquire takes one of MaxSubscribers slots.
 func (h *Hub) acquire() bool {
@@ -115,7 +143,15 @@ func (h *Hub) acquire() bool {
 	return true
 }
 
-func (h *Hub) release() { h.open.Add(-1) }
+func (h *Hub) release() {
+	if h.open.Add(-1) == 0 {
+		select {
+		case <-h.draining:
+			h.idleOnce.Do(func() { close(h.idle) })
+		default:
+		}
+	}
+}
 
 // Open returns how many long-polls and streams are open.
 func (h *Hub) Open() int64 { return h.open.Load() }

@@ -2,6 +2,7 @@ package push_test
 
 import (
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -131,4 +132,24 @@ func TestDrain(t *testing.T) {
 	h.Drain()
 	h.Drain()
 	<-h.Draining()
+}
+
+// TestDrainWaitsForOpen: Drain returns once the last open waiter and
+// stream closed, not before.
+func TestDrainWaitsForOpen(t *testing.T) {
+	t.Parallel()
+	h := push.New(push.Config{DrainWait: time.Hour})
+	w, _ := h.Watch(1)
+	s, _, _ := h.Subscribe(7)
+	done := make(chan struct{})
+	go func() { defer close(done); h.Drain() }()
+	<-h.Draining()
+	w.Close()
+	select {
+	case <-done:
+		t.Fatal("Drain returned with a stream open")
+	default:
+	}
+	s.Close()
+	<-done
 }
