@@ -143,18 +143,28 @@ func (q queue) claim(ctx context.Context, n int, skip []uuid.UUID, lease time.Du
 	if skip == nil {
 		skip = []uuid.UUID{}
 	}
+	// The lanes' heads are found by a loose index scan of the pending
+	// lane index (endpoint_id, user_id, id): one probe per lane for its
+	// lowest pending id, never reading the messages queued behind it. A
+	// head that is leased (in flight) or not due holds its lane.
 	rows, err := q.db.Query(ctx, `
-		WITH due AS (
+		WITH RECURSIVE heads AS (
+			(SELECT endpoint_id, user_id, id FROM webhook_messages
+			 WHERE state = 'pending' ORDER BY endpoint_id, user_id, id LIMIT 1)
+			UNION ALL
+			SELECT nx.endpoint_id, nx.user_id, nx.id
+			FROM heads h, LATERAL (
+				SELECT endpoint_id, user_id, id FROM webhook_messages m
+				WHERE m.state = 'pending' AND (m.endpoint_id, m.user_id) > (h.endpoint_id, h.user_id)
+				ORDER BY m.endpoint_id, m.user_id, m.id LIMIT 1) nx),
+		due AS (
 			SELECT c.id
-			FROM webhook_messages c
+			FROM heads h
+			JOIN webhook_messages c ON c.id = h.id
 			JOIN webhook_endpoints w ON w.id = c.endpoint_id AND w.enabled
 			WHERE c.state = 'pending' AND c.next_attempt_at <= now()
 			  AND (c.leased_until IS NULL OR c.leased_until < now())
 			  AND NOT (c.endpoint_id = ANY($2::uuid[]))
-			  AND NOT EXISTS (
-				SELECT 1 FROM webhook_messages e
-				WHERE e.endpoint_id = c.endpoint_id AND e.user_id = c.user_id
-				  AND e.state = 'pending' AND e.id < c.id)
 			ORDER BY c.next_attempt_at, c.id
 			LIMIT $1
 			FOR UPDATE OF c SKIP LOCKED)
