@@ -31,7 +31,7 @@ import (
 
 func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
 
-var services = []string{"devkafka", "devstack", "dispatcher", "financectl", "gateway", "outbox-relay", "processor-sim", "status-consumer"}
+var services = []string{"devkafka", "devstack", "dispatcher", "financectl", "gateway", "outbox-relay", "processor-sim", "status-consumer", "webhook-delivery"}
 
 type client struct {
 	t     *testing.T

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -61,7 +62,7 @@ func Command(ctx context.Context, args []string, getenv func(string) string, std
 // `make run`.
 func StackConfig(getenv func(string) string) (stack.Config, error) {
 	free := map[string]string{}
-	for _, k := range []string{"GATEWAY_ADDR", "SIM_ADDR", "DISPATCHER_OPS_ADDR", "RELAY_OPS_ADDR", "STATUS_OPS_ADDR"} {
+	for _, k := range []string{"GATEWAY_ADDR", "SIM_ADDR", "DISPATCHER_OPS_ADDR", "RELAY_OPS_ADDR", "STATUS_OPS_ADDR", "WEBHOOK_OPS_ADDR"} {
 		if getenv(k) == "" {
 			a, err := freeAddrs(1)
 			if err != nil {
@@ -163,6 +164,7 @@ func Run(ctx context.Context, cfg Config, scfg stack.Config, out io.Writer) (*Re
 		KafkaBrokers:     cfg.Brokers,
 		KafkaControlAddr: controlAddr,
 		SimEnv:           simEnv,
+		Env:              webhookEnv,
 		Database:         "finance_chaos",
 		DropDatabase:     true,
 	}, out)
@@ -170,6 +172,16 @@ func Run(ctx context.Context, cfg Config, scfg stack.Config, out io.Writer) (*Re
 		return nil, err
 	}
 	defer st.Close()
+	// Every run also checks the webhooks: the delivery service must run.
+	if !slices.Contains(st.Services, webhookService) {
+		return nil, fmt.Errorf("%s is not running: build bin/%s (make build)", webhookService, webhookService)
+	}
+	recv, err := startReceiver(ctx, st.GatewayURL)
+	if err != nil {
+		return nil, err
+	}
+	defer recv.close()
+	logf("webhook receiver registered (endpoint %s, every event type of every user)", recv.endpoint)
 
 	logf("seeding %d users from %d with %d each", cfg.Users, cfg.StartID, cfg.Balance)
 	if err := st.Financectl(ctx, io.Discard, "seed", "--users", strconv.Itoa(cfg.Users),
@@ -300,6 +312,9 @@ func Run(ctx context.Context, cfg Config, scfg stack.Config, out io.Writer) (*Re
 		return nil, err
 	}
 	if err := check(ctx, pool, st, tr, rep); err != nil {
+		return nil, err
+	}
+	if err := checkWebhooks(ctx, pool, strings.Split(st.Brokers, ","), recv, rep, cfg.DrainTimeout, logf); err != nil {
 		return nil, err
 	}
 	rep.FinishedAt = time.Now()

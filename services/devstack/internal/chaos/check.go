@@ -85,6 +85,15 @@ type Report struct {
 	IdempotencyViolations int64    `json:"idempotency_violations"`
 	KillsShort            []string `json:"kills_short,omitempty"` // planned kills not carried out, as "service kind done/planned"
 
+	// Webhooks: every event of the run's payments that maps to a webhook
+	// type reached the run's receiver at least once, signed (checkWebhooks).
+	WebhooksChecked      bool `json:"webhooks_checked"`
+	WebhookEvents        int  `json:"webhook_events"`
+	WebhookMissing       int  `json:"webhook_missing"`
+	WebhookDeliveries    int  `json:"webhook_deliveries"`
+	WebhookDistinct      int  `json:"webhook_distinct"`
+	WebhookBadSignatures int  `json:"webhook_bad_signatures"`
+
 	// Examples of what went wrong, for a human to follow up.
 	Examples []string       `json:"examples,omitempty"`
 	Verify   *verify.Report `json:"verify,omitempty"`
@@ -114,7 +123,8 @@ func (r *Report) OK() bool {
 	return r.Lost == 0 && r.PaidTwice == 0 && r.BalanceMismatches == 0 && r.Overdrafts == 0 &&
 		r.Stuck == 0 && r.Unknown == 0 && r.IdempotencyViolations == 0 && r.Unexpected == 0 &&
 		len(r.KillsShort) == 0 && !r.DrainTimedOut && r.LivenessChecked && r.NonFinalAtDeadline == 0 &&
-		r.Verify != nil && r.Verify.OK()
+		r.Verify != nil && r.Verify.OK() &&
+		r.WebhooksChecked && r.WebhookMissing == 0 && r.WebhookBadSignatures == 0
 }
 
 // reconcileResult is the part of `financectl reconcile --json` we read.
@@ -382,6 +392,7 @@ func (r *Report) WriteText(w io.Writer) {
 	line("stuck", "%d", r.Stuck)
 	line("unknown", "%d", r.Unknown)
 	line("idempotency", "%d violations", r.IdempotencyViolations)
+	line("webhooks", "%s", r.webhookLine())
 	if len(r.KillsShort) > 0 {
 		line("kills short", "planned kills not carried out: %s", strings.Join(r.KillsShort, ", "))
 	}
@@ -396,7 +407,7 @@ func (r *Report) WriteText(w io.Writer) {
 		fmt.Fprintln(w, "  ", e)
 	}
 	if r.OK() {
-		fmt.Fprintf(w, "\nCHAOS RUN PASSED: 0 lost, 0 paid twice, 0 balance mismatches, 0 overdrafts, every payment final within %v of the last kill\n", c.Liveness)
+		fmt.Fprintf(w, "\nCHAOS RUN PASSED: 0 lost, 0 paid twice, 0 balance mismatches, 0 overdrafts, every payment final within %v of the last kill, every webhook delivered\n", c.Liveness)
 	} else {
 		fmt.Fprintln(w, "\nCHAOS RUN FAILED")
 	}

@@ -77,11 +77,14 @@ func TestReportOK(t *testing.T) {
 		{"liveness not checked", func(r *Report) { r.LivenessChecked = false }, false},
 		{"drain timed out", func(r *Report) { r.DrainTimedOut = true }, false},
 		{"checker not run", func(r *Report) { r.Verify = nil }, false},
+		{"webhooks not checked", func(r *Report) { r.WebhooksChecked = false }, false},
+		{"webhook missing", func(r *Report) { r.WebhookMissing = 1 }, false},
+		{"webhook signature refused", func(r *Report) { r.WebhookBadSignatures = 1 }, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			r := &Report{Verify: &verifyReportOK, LivenessChecked: true}
+			r := &Report{Verify: &verifyReportOK, LivenessChecked: true, WebhooksChecked: true}
 			tt.mod(r)
 			if got := r.OK(); got != tt.want {
 				t.Errorf("OK() = %t, want %t", got, tt.want)

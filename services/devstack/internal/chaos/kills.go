@@ -39,9 +39,9 @@ type Target struct {
 	Group string // the consumer group of a RoleConsumer
 }
 
-// Targets are the processes of ours that may be killed. A new consumer
-// (webhook delivery, push) is one more line here, with its group, once the
-// stack starts it and gives it a health URL; --kill then takes its name.
+// Targets are the processes of ours that may be killed. A new consumer is
+// one more line here, with its group, once the stack starts it and gives it
+// a health URL; --kill then takes its name.
 // devkafka is not a target: a SIGKILLed kfake loses open transactions (see
 // docs/chaos.md).
 var Targets = []Target{
@@ -50,6 +50,7 @@ var Targets = []Target{
 	{Name: "dispatcher", Role: RoleConsumer, Group: "dispatcher"},
 	{Name: "status-consumer", Role: RoleConsumer, Group: "status-consumer"},
 	{Name: "processor-sim", Role: RoleProcessor},
+	{Name: webhookService, Role: RoleConsumer, Group: "webhook-delivery"},
 }
 
 // TargetNames returns the names of ts.
