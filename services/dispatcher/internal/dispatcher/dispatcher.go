@@ -351,11 +351,9 @@ func (d *Dispatcher) work(work, ctx context.Context, u *userQueue, it *item) {
 		// Not sent (shutdown): the record stays unfinished and is
 		// redelivered; the user's later records must wait behind it.
 	default:
-		if res != nil {
-			d.produce(it, res)
-		}
 		it.entry.done = true
 		it.entry.res = res
+		d.emitLocked(it.part)
 		it.part.buffered--
 		s.buffered--
 		d.freedLocked()
@@ -389,6 +387,26 @@ func (d *Dispatcher) work(work, ctx context.Context, u *userQueue, it *item) {
 		d.sess.Client().ResumeFetchPartitions(map[string][]int32{kafka.TopicRequested: {it.rec.Partition}})
 	}
 	d.mu.Unlock()
+}
+
+// emitLocked puts into the open transaction the results of partition p's
+// records that are finished and no longer behind an unfinished record;
+// txnMu is read-held and d.mu held.
+//
+// A result waits for the records below it: the transaction commits the
+// partition's offset at its lowest unfinished record, and everything from
+// there is consumed again after an abort, a rebalance or a crash. An
+// outcome committed for a record above that offset would be produced a
+// second time by whoever dispatches the record again (this replica reusing
+// the result it kept, or the partition's next owner), so two final outcomes
+// of one payment would be committed. Produced in offset order, an outcome
+// commits exactly when the offset past its record does.
+func (d *Dispatcher) emitLocked(p *partState) {
+	for _, e := range p.finished() {
+		if e.res != nil {
+			d.produce(e.rec, e.res)
+		}
+	}
 }
 
 // freedLocked tells a poller waiting on a full buffer that records were let

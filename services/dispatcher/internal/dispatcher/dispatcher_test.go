@@ -3,6 +3,8 @@ package dispatcher
 import (
 	"testing"
 
+	"github.com/google/go-cmp/cmp"
+
 	"github.com/finsvc/finance/pkg/payment"
 )
 
@@ -61,6 +63,73 @@ func TestWatermarkIsLowestUnfinishedRecord(t *testing.T) {
 	}
 	if got := p.watermark(); got != 15 {
 		t.Errorf("after trim: watermark %d, want 15", got)
+	}
+}
+
+// A finished record's result goes into the transaction only once every
+// record below it has finished: the results in the transaction are then
+// exactly those of the records below the offset it commits (the
+// watermark), so a record consumed again from that offset never had its
+// outcome committed before.
+func TestResultsGoOutBelowTheWatermarkOnly(t *testing.T) {
+	t.Parallel()
+	p := newPart()
+	for off := int64(10); off < 16; off++ {
+		p.pending = append(p.pending, &entry{offset: off})
+		p.next = off + 1
+	}
+	var out []int64
+	steps := []struct {
+		finish int64
+		want   []int64 // offsets put in by this step
+	}{
+		{11, nil}, // behind 10, unfinished: held
+		{13, nil},
+		{10, []int64{10, 11}},
+		{12, []int64{12, 13}},
+		{15, nil},
+		{14, []int64{14, 15}},
+	}
+	for _, s := range steps {
+		for _, e := range p.live() {
+			if e.offset == s.finish {
+				e.done = true
+			}
+		}
+		var got []int64
+		for _, e := range p.finished() {
+			got = append(got, e.offset)
+		}
+		if diff := cmp.Diff(s.want, got); diff != "" {
+			t.Errorf("after finishing %d, put in (-want +got):\n%s", s.finish, diff)
+		}
+		out = append(out, got...)
+		for _, o := range out {
+			if o >= p.watermark() {
+				t.Errorf("after finishing %d: result of %d put in, at or above the watermark %d", s.finish, o, p.watermark())
+			}
+		}
+	}
+
+	// Trimming, compaction included, keeps the place.
+	q := newPart()
+	for off := range int64(3000) {
+		q.pending = append(q.pending, &entry{offset: off, done: off < 2500})
+		q.next = off + 1
+	}
+	if n := len(q.finished()); n != 2500 {
+		t.Fatalf("put in %d, want 2500", n)
+	}
+	q.trim(2500) // compacts: head 2500 > 1024 and more than half
+	if q.head != 0 || len(q.live()) != 500 {
+		t.Fatalf("after trim: head %d, %d live, want 0 and 500", q.head, len(q.live()))
+	}
+	if n := len(q.finished()); n != 0 {
+		t.Errorf("after trim, %d put in again, want 0", n)
+	}
+	q.live()[0].done = true
+	if got := q.finished(); len(got) != 1 || got[0].offset != 2500 {
+		t.Errorf("after finishing 2500, put in %d records, want just 2500", len(got))
 	}
 }
 

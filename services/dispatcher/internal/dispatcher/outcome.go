@@ -28,13 +28,12 @@ type result struct {
 // produce adds a record's outcome and dead letter to the open transaction,
 // so both commit or abort with the offsets past the record; txnMu is
 // read-held and d.mu held.
-func (d *Dispatcher) produce(it *item, res *result) {
+func (d *Dispatcher) produce(rec *kgo.Record, res *result) {
 	if out := res.outcome; out != nil {
 		d.produceOutcome(out)
 	}
 	if l := res.letter; l != nil {
 		d.st.lettered[l.Reason]++
-		rec := it.rec
 		// Never cancelled: the flush before the commit bounds the wait.
 		d.sess.Produce(context.Background(), dlq.Record(rec, *l), func(_ *kgo.Record, err error) {
 			if err != nil {

@@ -60,6 +60,11 @@ type salvageKey struct {
 type partState struct {
 	pending []*entry
 	head    int
+	// out indexes pending: the first record whose result is not in the
+	// open transaction yet. Results go in in offset order only (see
+	// emitLocked), so a transaction never holds the outcome of a record at
+	// or above the offset it commits.
+	out int
 	// next is the offset after the last record taken, -1 before any.
 	next     int64
 	buffered int
@@ -68,6 +73,7 @@ type partState struct {
 
 type entry struct {
 	offset int64
+	rec    *kgo.Record
 	done   bool
 	res    *result
 }
@@ -95,8 +101,21 @@ func (p *partState) trim(offset int64) {
 	}
 	if p.head > 1024 && p.head*2 > len(p.pending) {
 		p.pending = append([]*entry(nil), p.pending[p.head:]...)
+		p.out = max(p.out-p.head, 0)
 		p.head = 0
 	}
+}
+
+// finished returns the finished records not yet in the transaction that
+// are no longer behind an unfinished one, in offset order, and takes them
+// as put in: the records below the watermark.
+func (p *partState) finished() []*entry {
+	p.out = max(p.out, p.head)
+	start := p.out
+	for p.out < len(p.pending) && p.pending[p.out].done {
+		p.out++
+	}
+	return p.pending[start:p.out]
 }
 
 // item is one record on its way through the pipeline.
@@ -180,7 +199,7 @@ func (d *Dispatcher) enqueue(gen uint64, recs []*kgo.Record, now time.Time) []in
 		if ps.next >= 0 && r.Offset < ps.next {
 			continue // already taken
 		}
-		e := &entry{offset: r.Offset}
+		e := &entry{offset: r.Offset, rec: r}
 		ps.pending = append(ps.pending, e)
 		ps.next = r.Offset + 1
 		ps.buffered++
