@@ -15,6 +15,7 @@ import (
 	"github.com/finsvc/finance/services/gateway/internal/cache"
 	"github.com/finsvc/finance/services/gateway/internal/httpapi"
 	"github.com/finsvc/finance/services/gateway/internal/push"
+	"github.com/finsvc/finance/services/gateway/internal/tokencache"
 )
 
 // config is the gateway's whole configuration, read from the environment.
@@ -64,6 +65,10 @@ type config struct {
 	// (internal/cache); 0 turns it off.
 	CacheMaxBytes   int
 	CacheMaxEntries int
+	// TokenCacheMaxEntries and TokenCacheTTL bound the cache of verified
+	// bearer tokens (internal/tokencache); 0 turns it off.
+	TokenCacheMaxEntries int
+	TokenCacheTTL        time.Duration
 }
 
 // WebhookPolicy is how endpoint URLs are checked at registration: https
@@ -94,6 +99,12 @@ func loadConfig(getenv func(string) string) (config, error) {
 		WebhookAllowPrivate: r.String("WEBHOOK_ALLOW_PRIVATE", ""),
 		CacheMaxBytes:       r.IntIn("GATEWAY_CACHE_MAX_BYTES", cache.DefaultMaxBytes, 0, 1<<40),
 		CacheMaxEntries:     r.IntIn("GATEWAY_CACHE_MAX_ENTRIES", cache.DefaultMaxEntries, 0, 100_000_000),
+
+		TokenCacheMaxEntries: r.IntIn("GATEWAY_TOKEN_CACHE_MAX_ENTRIES", tokencache.DefaultMaxEntries, 0, 10_000_000),
+		TokenCacheTTL:        r.Duration("GATEWAY_TOKEN_CACHE_TTL", tokencache.DefaultTTL),
+	}
+	if c.TokenCacheTTL < 0 || c.TokenCacheTTL > tokencache.MaxTTL {
+		r.Fail("GATEWAY_TOKEN_CACHE_TTL=%s: must be from 0 (off) to %s", c.TokenCacheTTL, tokencache.MaxTTL)
 	}
 	c.ReadPostgres = postgres.Config{
 		URL:      r.Secret("DATABASE_READ_URL", ""),
@@ -150,6 +161,8 @@ func (c config) LogValue() slog.Value {
 		slog.Any("read_postgres", readPostgresLogValue(c.ReadPostgres)),
 		slog.Int("cache_max_bytes", c.CacheMaxBytes),
 		slog.Int("cache_max_entries", c.CacheMaxEntries),
+		slog.Int("token_cache_max_entries", c.TokenCacheMaxEntries),
+		slog.String("token_cache_ttl", c.TokenCacheTTL.String()),
 	)
 }
 

@@ -67,6 +67,9 @@ func TestLoadConfigDefaults(t *testing.T) {
 		ReadPostgres:    postgres.Config{MaxConns: 20},
 		CacheMaxBytes:   64 << 20,
 		CacheMaxEntries: 100_000,
+		// Verified tokens are remembered for a minute at most.
+		TokenCacheMaxEntries: 50_000,
+		TokenCacheTTL:        time.Minute,
 	}
 	want.Limits.MaxHeaderBytes = envconfig.DefaultHTTPServer.MaxHeaderBytes
 	if diff := cmp.Diff(want, got); diff != "" {

@@ -21,6 +21,7 @@ import (
 	"github.com/finsvc/finance/services/gateway/internal/httpapi"
 	"github.com/finsvc/finance/services/gateway/internal/push"
 	"github.com/finsvc/finance/services/gateway/internal/store"
+	"github.com/finsvc/finance/services/gateway/internal/tokencache"
 )
 
 // run starts the gateway and serves until ctx ends, then drains in-flight
@@ -102,6 +103,7 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout, _ 
 		defer readPool.Close()
 		st.SetReplica(readPool)
 	}
+	tokens := tokencache.New(verifier, tokencache.Config{MaxEntries: cfg.TokenCacheMaxEntries, TTL: cfg.TokenCacheTTL, Registry: reg})
 	readCache := cache.New(cache.Config{MaxBytes: int64(cfg.CacheMaxBytes), MaxEntries: cfg.CacheMaxEntries, Registry: reg})
 	// The batch workers outlive the HTTP server: requests still being
 	// drained at shutdown get their answers.
@@ -119,6 +121,7 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout, _ 
 		Logger:         logger,
 		Store:          st,
 		Verifier:       verifier,
+		Tokens:         tokens,
 		Registry:       reg,
 		RequestTimeout: cfg.RequestTimeout,
 		DLQ:            dlqOp,

@@ -6,8 +6,10 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"path/filepath"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -18,6 +20,7 @@ import (
 	"github.com/finsvc/finance/services/gateway/internal/cache"
 	"github.com/finsvc/finance/services/gateway/internal/httpapi"
 	"github.com/finsvc/finance/services/gateway/internal/store"
+	"github.com/finsvc/finance/services/gateway/internal/tokencache"
 )
 
 // BenchmarkFeed serves GET /v1/users/{id}/feed through the gateway's whole
@@ -28,7 +31,9 @@ import (
 // process (gateway side, pgx included) and the database's backends spent
 // per request. The balance-* cases are GET /v1/users/{id}/balance, and the
 // cache-hit cases go through a gateway whose read cache holds every user's
-// page and balance. services/legacy's BenchmarkFeed is its as-is counterpart:
+// page and balance; the *-tokencache cases check tokens through the cache
+// of verified tokens, the *-es256 ones use production ES256 tokens from a
+// JWKS instead of dev HS256 ones. services/legacy's BenchmarkFeed is its as-is counterpart:
 //
 //	go test ./services/gateway/internal/httpapi -run '^$' -bench BenchmarkFeed -benchtime 5000x -count 3
 func BenchmarkFeed(b *testing.B) {
@@ -45,6 +50,7 @@ func BenchmarkFeed(b *testing.B) {
 	} {
 		e.exec(sql)
 	}
+	var getWith func(h http.Handler, token, doc string, u int, inm string) *httptest.ResponseRecorder
 	tokens := make([]string, users)
 	for i := range tokens {
 		tokens[i] = token(b, int64(i+1), false)
@@ -56,8 +62,11 @@ func BenchmarkFeed(b *testing.B) {
 		Registry: obs.NewRegistry(), Cache: cache.New(cache.Config{MaxBytes: 64 << 20, MaxEntries: 10_000}),
 	})
 	get := func(h http.Handler, doc string, u int, inm string) *httptest.ResponseRecorder {
+		return getWith(h, tokens[u], doc, u, inm)
+	}
+	getWith = func(h http.Handler, token, doc string, u int, inm string) *httptest.ResponseRecorder {
 		r := httptest.NewRequest(http.MethodGet, "/v1/users/"+strconv.Itoa(u+1)+"/"+doc, nil)
-		r.Header.Set("Authorization", "Bearer "+tokens[u])
+		r.Header.Set("Authorization", "Bearer "+token)
 		if inm != "" {
 			r.Header.Set("If-None-Match", inm)
 		}
@@ -65,6 +74,23 @@ func BenchmarkFeed(b *testing.B) {
 		h.ServeHTTP(w, r)
 		return w
 	}
+	// The same cached gateway with production tokens: ES256 from a JWKS
+	// (file://), verified every time or through the token cache; and
+	// dev HS256 tokens through the token cache.
+	es256 := es256Tokens(b, users)
+	esCached := func(tokens *tokencache.Cache) http.Handler {
+		return httpapi.New(httpapi.Config{
+			Logger: slog.New(slog.DiscardHandler), Store: store.New(e.pool), Verifier: es256.verifier, Tokens: tokens,
+			Registry: obs.NewRegistry(), Cache: cache.New(cache.Config{MaxBytes: 64 << 20, MaxEntries: 10_000}),
+		})
+	}
+	tokenCache := tokencache.Config{MaxEntries: 10_000, TTL: time.Minute}
+	esVerify, esTokenCache := esCached(nil), esCached(tokencache.New(es256.verifier, tokenCache))
+	hsTokenCache := httpapi.New(httpapi.Config{
+		Logger: slog.New(slog.DiscardHandler), Store: store.New(e.pool), Verifier: auth.NewVerifier(testSecret),
+		Tokens:   tokencache.New(auth.NewVerifier(testSecret), tokenCache),
+		Registry: obs.NewRegistry(), Cache: cache.New(cache.Config{MaxBytes: 64 << 20, MaxEntries: 10_000}),
+	})
 	etags := map[string][]string{"feed": make([]string, users), "balance": make([]string, users)}
 	for doc, tags := range etags {
 		for u := range tags {
@@ -75,6 +101,17 @@ func BenchmarkFeed(b *testing.B) {
 			tags[u] = w.Header().Get("ETag")
 		}
 	}
+	for u := range users { // warms the other gateways' caches, and the token caches
+		for _, w := range []*httptest.ResponseRecorder{
+			getWith(hsTokenCache, tokens[u], "balance", u, ""),
+			getWith(esVerify, es256.tokens[u], "balance", u, ""),
+			getWith(esTokenCache, es256.tokens[u], "balance", u, ""),
+		} {
+			if w.Code != http.StatusOK {
+				b.Fatalf("user %d: %d %s", u+1, w.Code, w.Body.String())
+			}
+		}
+	}
 	// "full": no cache (a miss costs the same: the wallet's primary-key
 	// read, then the page); "cache-hit": the wallet read, then the cached
 	// bytes; "if-none-match": the wallet read, then 304.
@@ -83,13 +120,17 @@ func BenchmarkFeed(b *testing.B) {
 		h         http.Handler
 		inm       bool
 		want      int
+		es256     bool
 	}{
-		{"full", "feed", e.h, false, http.StatusOK},
-		{"cache-hit", "feed", cached, false, http.StatusOK},
-		{"if-none-match", "feed", e.h, true, http.StatusNotModified},
-		{"balance-full", "balance", e.h, false, http.StatusOK},
-		{"balance-cache-hit", "balance", cached, false, http.StatusOK},
-		{"balance-if-none-match", "balance", e.h, true, http.StatusNotModified},
+		{"full", "feed", e.h, false, http.StatusOK, false},
+		{"cache-hit", "feed", cached, false, http.StatusOK, false},
+		{"if-none-match", "feed", e.h, true, http.StatusNotModified, false},
+		{"balance-full", "balance", e.h, false, http.StatusOK, false},
+		{"balance-cache-hit", "balance", cached, false, http.StatusOK, false},
+		{"balance-if-none-match", "balance", e.h, true, http.StatusNotModified, false},
+		{"balance-cache-hit-tokencache", "balance", hsTokenCache, false, http.StatusOK, false},
+		{"balance-cache-hit-es256", "balance", esVerify, false, http.StatusOK, true},
+		{"balance-cache-hit-es256-tokencache", "balance", esTokenCache, false, http.StatusOK, true},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			b.ReportAllocs()
@@ -102,13 +143,59 @@ func BenchmarkFeed(b *testing.B) {
 				if bc.inm {
 					inm = etags[bc.doc][u]
 				}
-				if w := get(bc.h, bc.doc, u, inm); w.Code != bc.want {
+				tok := tokens[u]
+				if bc.es256 {
+					tok = es256.tokens[u]
+				}
+				if w := getWith(bc.h, tok, bc.doc, u, inm); w.Code != bc.want {
 					b.Fatalf("user %d: status %d, want %d", u+1, w.Code, bc.want)
 				}
 			}
 			cpu.report(b, i)
 		})
 	}
+}
+
+// es256 is a production verifier (ES256 keys from a file:// JWKS) and a
+// token of it for each user.
+type es256 struct {
+	verifier *auth.Verifier
+	tokens   []string
+}
+
+func es256Tokens(b *testing.B, users int) es256 {
+	b.Helper()
+	key, err := auth.GenerateKey(auth.AlgES256)
+	if err != nil {
+		b.Fatal(err)
+	}
+	kid, err := auth.KeyID(key.Public())
+	if err != nil {
+		b.Fatal(err)
+	}
+	raw, err := auth.PublicJWKS(nil, key)
+	if err != nil {
+		b.Fatal(err)
+	}
+	path := filepath.Join(b.TempDir(), "jwks.json")
+	if err := os.WriteFile(path, raw, 0o600); err != nil {
+		b.Fatal(err)
+	}
+	const iss, aud = "https://idp.test/", "finance-api"
+	v, err := auth.New(context.Background(), auth.Config{JWKSURL: "file://" + path, Issuer: iss, Audience: aud}, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(v.Close)
+	out := es256{verifier: v, tokens: make([]string, users)}
+	now := time.Now()
+	for i := range out.tokens {
+		if out.tokens[i], err = auth.Sign(key, kid, auth.Claims{UserID: int64(i + 1), Issuer: iss, Audience: aud,
+			IssuedAt: now, ExpiresAt: now.Add(time.Hour)}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return out
 }
 
 // cpuMeter measures the CPU this process and the database's backends use.

@@ -23,6 +23,7 @@ import (
 	"github.com/finsvc/finance/services/gateway/internal/cache"
 	"github.com/finsvc/finance/services/gateway/internal/push"
 	"github.com/finsvc/finance/services/gateway/internal/store"
+	"github.com/finsvc/finance/services/gateway/internal/tokencache"
 )
 
 // DefaultRequestTimeout bounds the work of one business request when
@@ -43,6 +44,9 @@ type Config struct {
 	Logger   *slog.Logger
 	Store    *store.Store
 	Verifier *auth.Verifier
+	// Tokens, when set, checks bearer tokens instead of Verifier,
+	// remembering the verified ones (internal/tokencache).
+	Tokens *tokencache.Cache
 	// Registry receives the API's metrics and is served on /metrics.
 	Registry *prometheus.Registry
 	// RequestTimeout bounds each business request's database work.
@@ -77,7 +81,7 @@ type api struct {
 
 	logger   *slog.Logger
 	store    *store.Store
-	verifier *auth.Verifier
+	verifier tokenVerifier
 	metrics  *metrics
 	timeout  time.Duration
 	engine   *gin.Engine
@@ -94,6 +98,12 @@ type api struct {
 
 	limits *limiters
 	logs   *logSampler
+}
+
+// tokenVerifier checks an Authorization header: the auth.Verifier, or the
+// cache of verified tokens in front of it.
+type tokenVerifier interface {
+	FromHeader(header string) (auth.Principal, error)
 }
 
 // New returns the gateway's HTTP handler.
@@ -129,6 +139,9 @@ func newAPI(cfg Config) *api {
 
 		limits: newLimiters(cfg.Limits, cfg.Registry),
 		logs:   newLogSampler(cfg.Log),
+	}
+	if cfg.Tokens != nil {
+		a.verifier = cfg.Tokens
 	}
 	evictOnEvents(cfg.Hub, cfg.Cache)
 	if a.waitMax <= 0 {

@@ -43,6 +43,11 @@ import (
 const (
 	DefaultMaxEntries = 50_000
 	DefaultTTL        = time.Minute
+	// MaxTTL bounds Config.TTL: an entry outlives no removal of its key
+	// (checked on every hit) but would outlive a restart's new
+	// AUTH_ISSUER/AUTH_AUDIENCE no longer than the process anyway; a bound
+	// keeps the cache's promise short and explainable.
+	MaxTTL = time.Hour
 )
 
 // Config bounds the cache. MaxEntries or TTL of 0 or less turn it off:
