@@ -19,6 +19,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/uuid"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"golang.org/x/time/rate"
 
@@ -853,6 +854,108 @@ func TestRebalanceKeepsOneOutcomePerPayment(t *testing.T) {
 	t.Logf("%d payments were dispatched again after an aborted transaction (replays under the same key)", redispatched)
 }
 
+// An outcome is committed only with the offset past its record. Here one
+// partition holds x (its call held at the processor) then y (answered at
+// once): y finishes first, and the transactions that follow commit the
+// partition's offset at x. Had y's outcome gone into them, whoever consumes
+// the partition again from x after the rebalance below (this replica after
+// its aborted transaction, or the partition's new owner) would commit a
+// second outcome of y.
+func TestOutcomeAboveUnfinishedRecordIsNotCommittedTwice(t *testing.T) {
+	t.Parallel()
+	cluster := kafkatest.New(t, 4, testTopics)
+	fake, url := newFakeProcessor(t, nil)
+	x, y, v := request(34, 34001), request(37, 37001), request(31, 31001)
+	fake.holdUser, fake.holdGate = x.UserID, make(chan struct{})
+	releaseX := sync.OnceFunc(func() { close(fake.holdGate) })
+	t.Cleanup(releaseX) // runs before the fake server closes
+	// v, on another partition, is held too, so that a commit after y
+	// finished can be told by v's offset.
+	vCalled, vGate := make(chan struct{}), make(chan struct{})
+	calledV, releaseV := sync.OnceFunc(func() { close(vCalled) }), sync.OnceFunc(func() { close(vGate) })
+	t.Cleanup(releaseV)
+	fake.onCall = func(id int64) {
+		if id == v.PaymentID {
+			calledV()
+			<-vGate
+		}
+	}
+	opsA, opsB := freeAddr(t), freeAddr(t)
+	envA := dispatcherEnv(t, cluster.Brokers(), url, "proposed", opsA)
+	envB := dispatcherEnv(t, cluster.Brokers(), url, "proposed", opsB)
+	envB["DATABASE_URL"] = envA["DATABASE_URL"]
+	envB["DISPATCHER_TRANSACTIONAL_ID"] = "dispatcher-test-b"
+	reader := newOutcomeReader(t, cluster.Brokers())
+
+	seedPayments(t, openPool(t, envA["DATABASE_URL"]), x, y, v)
+	prod := newProducer(t, cluster.Brokers())
+	parts := map[int64]int32{}
+	for _, r := range []wire.Requested{x, y, v} {
+		rec := &kgo.Record{Topic: kafka.TopicRequested, Key: kafka.UserKey(r.UserID), Value: mustEncode(t, r)}
+		if err := prod.ProduceSync(t.Context(), rec).FirstErr(); err != nil {
+			t.Fatalf("produce requests: %v", err)
+		}
+		parts[r.PaymentID] = rec.Partition
+	}
+	if parts[x.PaymentID] != parts[y.PaymentID] || parts[v.PaymentID] == parts[x.PaymentID] {
+		t.Fatalf("partitions %v: the test needs x and y in one partition, v in another", parts)
+	}
+
+	startDispatcher(t, envA)
+	<-vCalled
+	// x and v held, y answered: y's dispatch is over once two remain.
+	testkit.Eventually(t, "y answered", func() bool {
+		_, calls := fake.snapshot()
+		return calls[y.PaymentID] == 1
+	})
+	testkit.Eventually(t, "x and v in flight, y's dispatch over", func() bool {
+		return showsMetric(opsA, "dispatcher_payments_in_flight 2")
+	})
+	// v finishes; the transaction that commits past it knows y finished.
+	releaseV()
+	adm := kadm.NewClient(prod)
+	testkit.Eventually(t, "the offset past v committed", func() bool {
+		offs, err := adm.FetchOffsets(t.Context(), "dispatcher")
+		if err != nil {
+			return false
+		}
+		o, ok := offs.Lookup(kafka.TopicRequested, parts[v.PaymentID])
+		return ok && o.Err == nil && o.At == 1
+	})
+
+	// A second replica joins: partitions move, A's transaction aborts,
+	// and x's partition is consumed again from x.
+	startDispatcher(t, envB)
+	testkit.Eventually(t, "the second replica to own its partitions", func() bool {
+		return showsMetric(opsB, "dispatcher_partitions_owned 2")
+	})
+	releaseX()
+
+	more := []wire.Requested{request(34, 34101), request(37, 37101), request(31, 31101)}
+	produceRequests(t, envA, prod, more...)
+	reader.waitUntil(t, "every outcome", func(got []wire.Outcome) bool {
+		seen := map[int64]bool{}
+		for _, o := range got {
+			if isFinal(o) {
+				seen[o.PaymentID] = true
+			}
+		}
+		for _, r := range append([]wire.Requested{x, y, v}, more...) {
+			if !seen[r.PaymentID] {
+				return false
+			}
+		}
+		return true
+	})
+	got := finals(t, reader.got) // fails on a second final outcome
+	for _, r := range append([]wire.Requested{x, y, v}, more...) {
+		status, ref := wantOutcome(r.PaymentID)
+		if o := got[r.PaymentID]; o.Status != status || o.ProcessorRef != ref {
+			t.Errorf("payment %d outcome = %v, want %v %q", r.PaymentID, o, status, ref)
+		}
+	}
+}
+
 // When the group revokes a partition, its in-flight processor calls are
 // cancelled before the rebalance completes, so the revoked owner never calls
 // the processor for a payment while its new owner does (issue 11). The
@@ -1018,6 +1121,18 @@ func waitMetrics(t *testing.T, addr string, wants ...string) {
 		}
 		return len(missing) == 0
 	})
+}
+
+// showsMetric reports whether the ops server at addr is up and its
+// /metrics has the sample want.
+func showsMetric(addr, want string) bool {
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		return false
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return err == nil && strings.Contains(string(b), want+"\n")
 }
 
 func scrape(t *testing.T, addr string) string {
