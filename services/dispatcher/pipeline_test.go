@@ -267,6 +267,10 @@ func TestBreakerHoldsCallsDuringOutage(t *testing.T) {
 	t.Logf("%d calls answered 503 during the outage", outaged)
 }
 
+// While the record at offset 0 is unfinished, the records behind it are
+// dispatched but neither their offsets nor their outcomes are committed: an
+// outcome goes into the transaction only with the offset past its record,
+// so the final outcomes come out in the order of their records.
 func TestCommitsOnlyUpToLowestUnfinishedRecord(t *testing.T) {
 	t.Parallel()
 	cluster := kafkatest.New(t, 1, testTopics)
@@ -274,26 +278,30 @@ func TestCommitsOnlyUpToLowestUnfinishedRecord(t *testing.T) {
 	// User 301's first payment (offset 0) hangs at the processor while
 	// every other user's payments finish behind it.
 	fake.holdUser, fake.holdGate = 301, make(chan struct{})
-	t.Cleanup(func() {
-		select {
-		case <-fake.holdGate:
-		default:
-			close(fake.holdGate)
-		}
-	})
-	env := dispatcherEnv(t, cluster.Brokers(), url, "proposed", freeAddr(t))
+	release := sync.OnceFunc(func() { close(fake.holdGate) })
+	t.Cleanup(release)
+	opsAddr := freeAddr(t)
+	env := dispatcherEnv(t, cluster.Brokers(), url, "proposed", opsAddr)
 	stop := startDispatcher(t, env)
 
 	reqs := requestsFor([]int64{301, 302, 303, 304}, 0, 3) // 301's first is offset 0
 	produceRequests(t, env, newProducer(t, cluster.Brokers()), reqs...)
 	reader := newOutcomeReader(t, cluster.Brokers())
-	others := 0
-	for _, r := range reqs {
-		if r.UserID != 301 {
-			others++
+	// Every other user's payments are called (301's later ones wait for
+	// its first) and their dispatches are over: only 301's first is in
+	// flight.
+	testkit.Eventually(t, "the other users' calls", func() bool {
+		_, calls := fake.snapshot()
+		for _, r := range reqs {
+			if r.UserID != 301 && calls[r.PaymentID] == 0 {
+				return false
+			}
 		}
-	}
-	reader.waitUntil(t, "the other users' outcomes", func(got []wire.Outcome) bool { return countFinals(got) >= others })
+		return true
+	})
+	testkit.Eventually(t, "only the held call in flight", func() bool {
+		return showsMetric(opsAddr, "dispatcher_payments_in_flight 1")
+	})
 
 	adm := kadm.NewClient(newProducer(t, cluster.Brokers()))
 	committed := func() int64 {
@@ -307,15 +315,27 @@ func TestCommitsOnlyUpToLowestUnfinishedRecord(t *testing.T) {
 		}
 		return o.At
 	}
-	// Those outcomes are committed (read_committed), so the transaction
-	// that carried them committed offsets too: never past offset 0.
-	if got := committed(); got > 0 {
-		t.Fatalf("committed offset %d while the record at offset 0 is unfinished, want 0 at most", got)
-	}
+	// Transactions commit meanwhile (the other dispatches finished), but
+	// never past offset 0.
+	testkit.Eventually(t, "a transaction to commit offset 0", func() bool { return committed() == 0 })
 
-	close(fake.holdGate)
+	release()
 	reader.waitUntil(t, "every outcome", func(got []wire.Outcome) bool { return countFinals(got) >= len(reqs) })
 	checkUserOrder(t, fake, reader, reqs)
+	// One partition: the outcomes are in the order of their records,
+	// 301's first before all the others that finished earlier.
+	var want, got []int64
+	for _, r := range reqs {
+		want = append(want, r.PaymentID)
+	}
+	for _, o := range reader.got {
+		if isFinal(o) {
+			got = append(got, o.PaymentID)
+		}
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("final outcomes not in the order of their records (-want +got):\n%s", diff)
+	}
 	stop()
 	if got := committed(); got != int64(len(reqs)) {
 		t.Errorf("committed offset %d after everything finished, want %d", got, len(reqs))
