@@ -36,6 +36,10 @@ const (
 	shutdownRetry = 2 * time.Second
 	// overloadedRetryAfter is the Retry-After of a refused long-poll or stream.
 	overloadedRetryAfter = "5"
+	// minDetachWait is the shortest long-poll taken out of net/http: a
+	// shorter one is answered in its handler and keeps its connection alive,
+	// which costs the client less than a new connection (docs/push.md).
+	minDetachWait = time.Second
 	// gapPage is how many transitions one PostgreSQL read of a gap takes.
 	gapPage = 500
 	// factsCache bounds a stream's cache of the payments it has shown.
@@ -174,7 +178,7 @@ func (a *api) longPoll(c *gin.Context, raw string) error {
 		return err
 	}
 	timer := time.NewTimer(wait)
-	if cur.Status == arrived.Status {
+	if cur.Status == arrived.Status && wait >= minDetachWait {
 		// Park it out of net/http (push_conn.go): the goroutine answers.
 		if d, ok := a.detach(c); ok {
 			parked = true

@@ -24,9 +24,10 @@ import (
 // detached is a connection taken out of net/http, with the headers the
 // middleware set (X-Request-Id, RateLimit-*) for its answer.
 type detached struct {
-	conn    net.Conn
-	header  http.Header
-	timeout time.Duration // bounds each write
+	conn     net.Conn
+	header   http.Header
+	timeout  time.Duration // bounds each write
+	deadline time.Time     // the write deadline set on conn
 }
 
 // detach hijacks c's connection; ok is false when the connection cannot be
@@ -69,9 +70,14 @@ func (d *detached) writeHead(buf *bytes.Buffer, status int, contentLength int) {
 }
 
 // Write writes b within the write timeout: a client that takes nothing for
-// that long is gone or stuck, and the connection is given up.
+// that long is gone or stuck, and the connection is given up. The deadline
+// is moved only once half of it is used (each write gets at least half the
+// timeout): moving it costs a timer update per event.
 func (d *detached) Write(b []byte) (int, error) {
-	_ = d.conn.SetWriteDeadline(time.Now().Add(d.timeout))
+	if now := time.Now(); d.deadline.Sub(now) < d.timeout/2 {
+		d.deadline = now.Add(d.timeout)
+		_ = d.conn.SetWriteDeadline(d.deadline)
+	}
 	return d.conn.Write(b)
 }
 
