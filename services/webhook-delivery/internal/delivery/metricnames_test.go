@@ -1,0 +1,17 @@
+package delivery
+
+import (
+	"testing"
+
+	"github.com/finsvc/finance/pkg/testkit"
+)
+
+// TestExportedMetricNames keeps deploy/observability/metrics/webhook-delivery.txt,
+// the metrics this package exports, true: the dashboard and alert rules
+// are checked against it (go test ./deploy/observability/...).
+func TestExportedMetricNames(t *testing.T) {
+	t.Parallel()
+	rec := testkit.NewNameRecorder()
+	newMetrics(rec)
+	testkit.CheckMetricNames(t, "webhook-delivery", rec)
+}
