@@ -122,6 +122,28 @@ func (c *Cache) Feed(userID int64, limit int, seq int64) ([]byte, bool) {
 	return body, body != nil
 }
 
+// HasFeed reports whether a first page of userID's feed with limit is kept,
+// whatever its event_seq, without counting a lookup or refreshing the
+// user's place in the LRU: the reader then knows a read of the wallet's
+// event_seq could let it serve that page.
+func (c *Cache) HasFeed(userID int64, limit int) bool {
+	if c.off() {
+		return false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	b, ok := c.users.Peek(userID)
+	if !ok {
+		return false
+	}
+	for _, f := range b.feeds {
+		if f.limit == limit {
+			return true
+		}
+	}
+	return false
+}
+
 // Balance returns userID's balance document when one built at seq is kept.
 func (c *Cache) Balance(userID, seq int64) ([]byte, bool) {
 	if c.off() {

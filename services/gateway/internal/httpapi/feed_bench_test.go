@@ -74,6 +74,13 @@ func BenchmarkFeed(b *testing.B) {
 		h.ServeHTTP(w, r)
 		return w
 	}
+	// A gateway without the read cache and without the contract check
+	// that e.h (newEnv's handler) does on every exchange: "miss" is the
+	// read path alone.
+	plain := httpapi.New(httpapi.Config{
+		Logger: slog.New(slog.DiscardHandler), Store: store.New(e.pool), Verifier: auth.NewVerifier(testSecret),
+		Registry: obs.NewRegistry(),
+	})
 	// The same cached gateway with production tokens: ES256 from a JWKS
 	// (file://), verified every time or through the token cache; and
 	// dev HS256 tokens through the token cache.
@@ -112,8 +119,8 @@ func BenchmarkFeed(b *testing.B) {
 			}
 		}
 	}
-	// "full": no cache (a miss costs the same: the wallet's primary-key
-	// read, then the page); "cache-hit": the wallet read, then the cached
+	// "full": no cache, through e.h's contract check; "miss": no cache, no
+	// contract check; "cache-hit": the wallet read, then the cached
 	// bytes; "if-none-match": the wallet read, then 304.
 	for _, bc := range []struct {
 		name, doc string
@@ -123,6 +130,7 @@ func BenchmarkFeed(b *testing.B) {
 		es256     bool
 	}{
 		{"full", "feed", e.h, false, http.StatusOK, false},
+		{"miss", "feed", plain, false, http.StatusOK, false},
 		{"cache-hit", "feed", cached, false, http.StatusOK, false},
 		{"if-none-match", "feed", e.h, true, http.StatusNotModified, false},
 		{"balance-full", "balance", e.h, false, http.StatusOK, false},
