@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 
 	"github.com/finsvc/finance/pkg/kafka"
 )
@@ -19,6 +20,17 @@ import (
 // (--lag-groups): the dispatcher's (DISPATCHER_GROUP's default), the status
 // consumer's and webhook delivery's. The gateway's push consumer has no group.
 const DefaultLagGroups = "dispatcher,status-consumer,webhook-delivery"
+
+// WebhooksDLQTopic is webhook delivery's dead-letter topic
+// (WEBHOOK_DLQ_TOPIC's default), whose depth the reconciler reports beside
+// kafka.DLQTopics.
+const WebhooksDLQTopic = "payments.webhooks.dlq"
+
+// DefaultDLQTopics are the dead-letter topics whose depth the reconciler
+// reports (--dlq-topics).
+func DefaultDLQTopics() string {
+	return strings.Join(append(kafka.DLQTopics(), WebhooksDLQTopic), ",")
+}
 
 // kafkaMetrics are the pipeline's Kafka gauges, computed in one place (the
 // reconciler, one process, so no replica doubles them) from the brokers'
@@ -31,9 +43,10 @@ type kafkaMetrics struct {
 	dlqDepth   *prometheus.GaugeVec
 	unreplayed *prometheus.GaugeVec
 	groups     []string
+	dlqTopics  []string
 }
 
-func newKafkaMetrics(reg prometheus.Registerer, groups []string) *kafkaMetrics {
+func newKafkaMetrics(reg prometheus.Registerer, groups, dlqTopics []string) *kafkaMetrics {
 	m := &kafkaMetrics{
 		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "finance_consumer_group_lag_records",
@@ -47,10 +60,11 @@ func newKafkaMetrics(reg prometheus.Registerer, groups []string) *kafkaMetrics {
 			Name: "finance_dlq_unreplayed_records",
 			Help: "Dead letters retained and never replayed (finance_dlq_depth_records less those dlq_replayed_records holds as replayed).",
 		}, []string{"topic"}),
-		groups: groups,
+		groups:    groups,
+		dlqTopics: dlqTopics,
 	}
 	reg.MustRegister(m.lag, m.dlqDepth, m.unreplayed)
-	for _, t := range kafka.DLQTopics() {
+	for _, t := range dlqTopics {
 		m.dlqDepth.WithLabelValues(t)
 		m.unreplayed.WithLabelValues(t)
 	}
@@ -79,7 +93,8 @@ GROUP BY l.topic, l.part`
 
 // refresh reads the offsets and sets the gauges. A group that cannot be
 // described keeps its last values and is reported in the error; the others
-// are set.
+// are set. A dead-letter topic that does not exist (yet: nothing was ever
+// dead-lettered there, or it is created on first use) counts as empty.
 func (m *kafkaMetrics) refresh(ctx context.Context, adm *kadm.Client, db *pgxpool.Pool) error {
 	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
@@ -99,7 +114,7 @@ func (m *kafkaMetrics) refresh(ctx context.Context, adm *kadm.Client, db *pgxpoo
 		}
 	}
 
-	topics := kafka.DLQTopics()
+	topics := m.dlqTopics
 	starts, err := adm.ListStartOffsets(ctx, topics...)
 	if err != nil {
 		return errors.Join(append(errs, fmt.Errorf("dead-letter start offsets: %w", err))...)
@@ -113,6 +128,9 @@ func (m *kafkaMetrics) refresh(ctx context.Context, adm *kadm.Client, db *pgxpoo
 	var qParts []int32
 	var qStarts []int64
 	ends.Each(func(e kadm.ListedOffset) {
+		if errors.Is(e.Err, kerr.UnknownTopicOrPartition) {
+			return
+		}
 		if e.Err != nil {
 			errs = append(errs, fmt.Errorf("end offset of %s/%d: %w", e.Topic, e.Partition, e.Err))
 			return

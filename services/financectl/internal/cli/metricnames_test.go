@@ -13,6 +13,6 @@ func TestExportedMetricNames(t *testing.T) {
 	t.Parallel()
 	rec := testkit.NewNameRecorder()
 	newReconcileMetrics(rec)
-	newKafkaMetrics(rec, parseGroups(DefaultLagGroups))
+	newKafkaMetrics(rec, parseGroups(DefaultLagGroups), parseGroups(DefaultDLQTopics()))
 	testkit.CheckMetricNames(t, "reconciler", rec)
 }

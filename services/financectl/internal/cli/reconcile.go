@@ -68,6 +68,7 @@ func reconcileCommand() *command {
 		watch       time.Duration
 		metricsAddr string
 		lagGroups   string
+		dlqTopics   string
 		asJSON      bool
 	)
 	return &command{
@@ -85,6 +86,8 @@ func reconcileCommand() *command {
 				"with --watch: serve Prometheus /metrics, /healthz and /readyz on this `address`, e.g. :9104 (empty: none)")
 			fs.StringVar(&lagGroups, "lag-groups", DefaultLagGroups,
 				"with --metrics-addr: the consumer `groups` (comma-separated) whose lag is reported, with the dead-letter topics' depth, from KAFKA_BROKERS (empty: no Kafka metrics)")
+			fs.StringVar(&dlqTopics, "dlq-topics", DefaultDLQTopics(),
+				"with --metrics-addr: the dead-letter `topics` (comma-separated) whose depth is reported (empty: none)")
 			fs.BoolVar(&asJSON, "json", false, "print each report as JSON")
 			return fs
 		},
@@ -127,7 +130,8 @@ func reconcileCommand() *command {
 			logger.InfoContext(ctx, "reconciler watching", "interval", watch.String(), "api", rf.api,
 				"processor_url", proc.url, "dry_run", cfg.DryRun, "safety_bound", cfg.SafetyBound.String(),
 				"key_retention", cfg.KeyRetention.String(), "stuck_after", cfg.StuckAfter.String(), "metrics_addr", metricsAddr)
-			return watchReconcile(ctx, e, logger, pool, rc, watch, metricsAddr, parseGroups(lagGroups), asJSON)
+			return watchReconcile(ctx, e, logger, pool, rc, watch, metricsAddr,
+				parseGroups(lagGroups), parseGroups(dlqTopics), asJSON)
 		},
 	}
 }
@@ -137,7 +141,7 @@ func reconcileCommand() *command {
 // every pass (failed passes included: the payments' liveness is read from
 // the database alone).
 func watchReconcile(ctx context.Context, e *env, logger *slog.Logger, pool *pgxpool.Pool, rc *reconcile.Reconciler,
-	every time.Duration, metricsAddr string, lagGroups []string, asJSON bool,
+	every time.Duration, metricsAddr string, lagGroups, dlqTopics []string, asJSON bool,
 ) error {
 	g, gctx := errgroup.WithContext(ctx)
 	var (
@@ -151,7 +155,7 @@ func watchReconcile(ctx context.Context, e *env, logger *slog.Logger, pool *pgxp
 		if err := metrics.refreshOpen(gctx, pool); err != nil {
 			logger.ErrorContext(gctx, "refresh metrics", "err", err)
 		}
-		if len(lagGroups) > 0 && len(e.cfg.Kafka.Brokers) > 0 {
+		if len(lagGroups)+len(dlqTopics) > 0 && len(e.cfg.Kafka.Brokers) > 0 {
 			sec, err := kafka.SecurityOpts(e.cfg.Kafka.Security)
 			if err != nil {
 				return err
@@ -163,7 +167,7 @@ func watchReconcile(ctx context.Context, e *env, logger *slog.Logger, pool *pgxp
 			}
 			defer cl.Close()
 			adm = kadm.NewClient(cl)
-			kmetrics = newKafkaMetrics(reg, lagGroups)
+			kmetrics = newKafkaMetrics(reg, lagGroups, dlqTopics)
 			if err := kmetrics.refresh(gctx, adm, pool); err != nil {
 				logger.ErrorContext(gctx, "refresh kafka metrics", "err", err)
 			}
