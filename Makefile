@@ -13,6 +13,8 @@ PROTO_FILES  := $(shell find proto -name '*.proto')
 GO_TEST_FLAGS ?= -timeout 15m
 # Helm, built from the Go module proxy into $(TOOLS) by `make helm`.
 HELM_VERSION := v3.21.4
+# govulncheck, built from the Go module proxy into $(TOOLS) by `make vulncheck`.
+GOVULNCHECK_VERSION := v1.10.0
 HELM         := $(TOOLS)/helm
 CHART        := deploy/helm/finance
 # The cluster version the chart is rendered for: that of the schemas vendored
@@ -165,6 +167,12 @@ chart-check: helm ## helm lint and helm template of deploy/helm/finance with eac
 		$(HELM) lint --strict --quiet $(CHART) -f $$f >/dev/null || { $(HELM) lint --strict $(CHART) -f $$f; exit 1; }; \
 		$(HELM) template finance $(CHART) -n finance --kube-version $(KUBE_VERSION) -f $$f >/dev/null; \
 		echo "helm lint and template: $$f"; done
+
+.PHONY: vulncheck
+vulncheck: ## govulncheck (GOVULNCHECK_VERSION, built from the Go module proxy) over every module, against vuln.go.dev (GOVULNDB); needs the network beyond the module proxy, so it is not part of make test (docs/security.md).
+	@if [ "$$($(TOOLS)/govulncheck -version 2>/dev/null | sed -n 's/^Scanner: govulncheck@//p')" != "$(GOVULNCHECK_VERSION)" ]; then \
+		GOBIN=$(TOOLS) GOWORK=off go install golang.org/x/vuln/cmd/govulncheck@$(GOVULNCHECK_VERSION); fi
+	@set -e; for d in $(MODULE_DIRS); do echo "govulncheck: $$d"; (cd $$d && $(TOOLS)/govulncheck $(if $(GOVULNDB),-db $(GOVULNDB)) ./...); done
 
 .PHONY: images
 images: ## Build one container image per service (deploy/docker/Dockerfile) as IMAGE_REPO/<service>:IMAGE_TAG; needs a Docker engine.
