@@ -491,3 +491,55 @@ func TestKeysRoundTrip(t *testing.T) {
 		t.Errorf("RFC 7638 thumbprint = %s", kid)
 	}
 }
+
+// VerifyToken says how long a token stays valid and which key signed it;
+// KeyPublished whether that key still verifies: what a cache of verified
+// tokens needs to keep one no longer than the token and its key.
+func TestVerifyTokenAndKeyPublished(t *testing.T) {
+	t.Parallel()
+	b := setup(t, nil)
+	kid := kidOf(t, b.ec)
+	c := b.claims(4)
+	got, err := b.v.VerifyToken(sign(t, b.ec, kid, c))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Verified{Principal: Principal{UserID: 4}, ExpiresAt: c.ExpiresAt, Alg: AlgES256, KeyID: kid}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("VerifyToken (-want +got):\n%s", diff)
+	}
+	for _, k := range []struct {
+		alg, kid string
+		want     bool
+	}{
+		{AlgES256, kid, true},
+		{AlgRS256, kidOf(t, b.rsa), true},
+		{AlgES256, "unknown", false},
+		{AlgHS256, "", false}, // not dev mode
+		{"none", "", false},
+	} {
+		if got := b.v.KeyPublished(k.alg, k.kid); got != k.want {
+			t.Errorf("KeyPublished(%s, %q) = %v, want %v", k.alg, k.kid, got, k.want)
+		}
+	}
+
+	dev := NewVerifier([]byte(DevSecret))
+	now := time.Now().Truncate(time.Second)
+	tok, err := Sign([]byte(DevSecret), "some-kid", Claims{UserID: 5, Admin: true, ExpiresAt: now.Add(time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err = dev.VerifyToken(tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// HS256 has one key, the dev secret: a kid in its header names nothing.
+	want = Verified{Principal: Principal{UserID: 5, Admin: true}, ExpiresAt: now.Add(time.Hour), Alg: AlgHS256}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("dev VerifyToken (-want +got):\n%s", diff)
+	}
+	if !dev.KeyPublished(AlgHS256, "") || dev.KeyPublished(AlgES256, kid) {
+		t.Errorf("dev KeyPublished: HS256 %v (want true), ES256 %v (want false)",
+			dev.KeyPublished(AlgHS256, ""), dev.KeyPublished(AlgES256, kid))
+	}
+}
