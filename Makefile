@@ -189,3 +189,7 @@ test-docker: build ## The end-to-end and crash tests against real Apache Kafka a
 	url=$$($(BIN)/devstack ensure-postgres); \
 	trap '$(BIN)/devstack stop-postgres >/dev/null 2>&1 || true' EXIT; \
 	PGTEST_URL="$$url" FINANCE_BIN_DIR=$(BIN) go test -tags docker -run 'Docker' -count=1 -v -timeout 30m ./services/devstack/
+
+.PHONY: docs-check
+docs-check: ## Check docs/*.md and README.md: every relative link and image resolves, every #anchor names a heading, Mermaid blocks pass a light check (not a full parser). Not part of make test yet.
+	@cd tools/docscheck && GOWORK=off go test -count=1 ./... && GOWORK=off go run . -root $(CURDIR)

@@ -1,0 +1,80 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func write(t *testing.T, dir, name, text string) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestCheckFindsBrokenLinksAndAnchors(t *testing.T) {
+	dir := t.TempDir()
+	write(t, dir, "runs/a/results.json", "{}")
+	write(t, dir, "other.md", "# Other\n\n## Burst: 10,000 payments\n\n## Burst: 10,000 payments\n")
+	doc := write(t, dir, "doc.md", strings.Join([]string{
+		"# Doc",
+		"[ok](runs/a/results.json) [ok](other.md#burst-10000-payments-1) [ok](#doc) [web](https://example.com/x)",
+		"[gone](runs/b/results.json)",
+		"[bad anchor](other.md#nope)",
+		"`[in code](missing.md)`",
+		"```sh",
+		"[in a fence](missing.md)",
+		"```",
+	}, "\n"))
+	problems, links, _ := Check([]string{doc})
+	if links != 5 {
+		t.Errorf("links checked = %d, want 5", links)
+	}
+	if len(problems) != 2 || !strings.Contains(problems[0], "runs/b/results.json") || !strings.Contains(problems[1], "other.md#nope") {
+		t.Errorf("problems = %q, want the missing run and the bad anchor", problems)
+	}
+}
+
+func TestSlug(t *testing.T) {
+	for in, want := range map[string]string{
+		"Earlier sessions (m1–m4): one transaction per payment, on a shared machine": "earlier-sessions-m1m4-one-transaction-per-payment-on-a-shared-machine",
+		"Tables (`pkg/schema/migrations`)":                                           "tables-pkgschemamigrations",
+		"Phase 0: the as-is service":                                                 "phase-0-the-as-is-service",
+		"A [linked](x.md) heading":                                                   "a-linked-heading",
+		"After the fix (transport per end)":                                          "after-the-fix-transport-per-end",
+	} {
+		if got := Slug(strings.ReplaceAll(in, "`", "")); got != want {
+			t.Errorf("Slug(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestCheckMermaid(t *testing.T) {
+	good := []string{
+		"flowchart LR\n    a[\"x (y]\"] -->|\"p\"| b{{\"Kafka\"}}\n",
+		"erDiagram\n    a ||--o{ b : \"has\"\n    a {\n        bigint id PK\n    }\n",
+		"stateDiagram-v2\n    [*] --> accepted\n",
+	}
+	for _, g := range good {
+		if err := CheckMermaid(g); err != nil {
+			t.Errorf("CheckMermaid(%q) = %v, want nil", g, err)
+		}
+	}
+	bad := []string{
+		"flowchat LR\n    a --> b\n",
+		"flowchart LR\n    a[\"x\" --> b\n",
+		"flowchart LR\n    a[\"x] --> b\n",
+	}
+	for _, b := range bad {
+		if err := CheckMermaid(b); err == nil {
+			t.Errorf("CheckMermaid(%q) = nil, want an error", b)
+		}
+	}
+}
