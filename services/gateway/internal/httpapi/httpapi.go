@@ -183,7 +183,9 @@ func newAPI(cfg Config) *api {
 	e.GET("/readyz", ops)
 	e.GET("/metrics", ops)
 
-	biz := e.Group("/", a.limitIP, a.authenticate, a.limitUser, a.withTimeout)
+	// audit records admin actions (audit.go): webhook endpoint changes here,
+	// every admin route below, refused attempts included.
+	biz := e.Group("/", a.limitIP, a.authenticate, a.limitUser, a.audit, a.withTimeout)
 	biz.GET("/v1/users/:user_id/feed", a.handle(a.getFeed))
 	biz.GET("/v1/users/:user_id/balance", a.handle(a.getBalance))
 	biz.POST("/v1/payments", a.handle(a.createPayment))
@@ -194,7 +196,7 @@ func newAPI(cfg Config) *api {
 	biz.POST("/payment", a.handle(a.createLegacyPayment))
 	a.webhookRoutes(biz)
 
-	admin := e.Group("/v1/admin", a.limitIP, a.authenticate, a.limitUser, a.requireAdmin, a.withAdminTimeout)
+	admin := e.Group("/v1/admin", a.limitIP, a.authenticate, a.limitUser, a.audit, a.requireAdmin, a.withAdminTimeout)
 	admin.GET("/dlq", a.handle(a.listDLQ))
 	admin.GET("/dlq/:topic/:partition/:offset", a.handle(a.getDLQ))
 	admin.POST("/dlq/replay", a.handle(a.replayDLQ))
