@@ -144,27 +144,34 @@ func (q queue) claim(ctx context.Context, n int, skip []uuid.UUID, lease time.Du
 		skip = []uuid.UUID{}
 	}
 	// The lanes' heads are found by a loose index scan of the pending
-	// lane index (endpoint_id, user_id, id): one probe per lane for its
-	// lowest pending id, never reading the messages queued behind it. A
+	// lane index (endpoint_id, user_id, id), one endpoint at a time: one
+	// probe per lane for its lowest pending id, never reading the messages
+	// queued behind it. Only the lanes of enabled endpoints not in skip
+	// are walked: the lanes of an endpoint at its bound or behind an open
+	// breaker (a dead one, whose lanes stay full) cost the claim nothing,
+	// so a dead endpoint does not slow the claims of the healthy ones. A
 	// head that is leased (in flight) or not due holds its lane.
 	rows, err := q.db.Query(ctx, `
 		WITH RECURSIVE heads AS (
-			(SELECT endpoint_id, user_id, id FROM webhook_messages
-			 WHERE state = 'pending' ORDER BY endpoint_id, user_id, id LIMIT 1)
+			SELECT e.id AS endpoint_id, f.user_id, f.id
+			FROM webhook_endpoints e
+			CROSS JOIN LATERAL (
+				SELECT m.user_id, m.id FROM webhook_messages m
+				WHERE m.state = 'pending' AND m.endpoint_id = e.id
+				ORDER BY m.user_id, m.id LIMIT 1) f
+			WHERE e.enabled AND NOT (e.id = ANY($2::uuid[]))
 			UNION ALL
-			SELECT nx.endpoint_id, nx.user_id, nx.id
+			SELECT h.endpoint_id, nx.user_id, nx.id
 			FROM heads h, LATERAL (
-				SELECT endpoint_id, user_id, id FROM webhook_messages m
-				WHERE m.state = 'pending' AND (m.endpoint_id, m.user_id) > (h.endpoint_id, h.user_id)
-				ORDER BY m.endpoint_id, m.user_id, m.id LIMIT 1) nx),
+				SELECT m.user_id, m.id FROM webhook_messages m
+				WHERE m.state = 'pending' AND m.endpoint_id = h.endpoint_id AND m.user_id > h.user_id
+				ORDER BY m.user_id, m.id LIMIT 1) nx),
 		due AS (
 			SELECT c.id
 			FROM heads h
 			JOIN webhook_messages c ON c.id = h.id
-			JOIN webhook_endpoints w ON w.id = c.endpoint_id AND w.enabled
 			WHERE c.state = 'pending' AND c.next_attempt_at <= now()
 			  AND (c.leased_until IS NULL OR c.leased_until < now())
-			  AND NOT (c.endpoint_id = ANY($2::uuid[]))
 			ORDER BY c.next_attempt_at, c.id
 			LIMIT $1
 			FOR UPDATE OF c SKIP LOCKED)
