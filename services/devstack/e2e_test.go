@@ -80,7 +80,7 @@ type feed struct {
 // devstackRun is one `devstack run` process, started as `make run` starts
 // it and stopped as Ctrl-C stops it.
 type devstackRun struct {
-	t       *testing.T
+	t       testing.TB
 	cmd     *exec.Cmd
 	out     stacktest.Buffer
 	exited  chan error
@@ -89,7 +89,7 @@ type devstackRun struct {
 
 // devstackEnv is the environment of a `devstack run` from bin on free
 // ports, against a fresh test database, with its state in a new folder.
-func devstackEnv(t *testing.T, bin string) map[string]string {
+func devstackEnv(t testing.TB, bin string) map[string]string {
 	t.Helper()
 	return map[string]string{
 		"STATE_DIR":           t.TempDir(),
@@ -108,7 +108,7 @@ func devstackEnv(t *testing.T, bin string) map[string]string {
 // startDevstack runs `devstack run` with env added to the test's own
 // environment and waits for its banner. The test's cleanup stops it if the
 // test did not, and shows its output if the test failed.
-func startDevstack(t *testing.T, env map[string]string) *devstackRun {
+func startDevstack(t testing.TB, env map[string]string) *devstackRun {
 	t.Helper()
 	d := &devstackRun{t: t, exited: make(chan error, 1)}
 	d.cmd = exec.Command(filepath.Join(env["BIN_DIR"], "devstack"), "run")
