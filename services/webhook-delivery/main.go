@@ -9,8 +9,6 @@ import (
 	"fmt"
 	"io"
 
-	"golang.org/x/sync/errgroup"
-
 	"github.com/finsvc/finance/pkg/entry"
 	"github.com/finsvc/finance/pkg/obs"
 	"github.com/finsvc/finance/services/webhook-delivery/internal/delivery"
@@ -54,12 +52,5 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout, _ 
 		return nil
 	}
 
-	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error {
-		return obs.Serve(gctx, logger, "ops", cfg.Ops.Addr, obs.OpsMux(reg, ready, obs.WithLogLevel(logger)), cfg.Ops.HTTP, cfg.Ops.ShutdownTimeout)
-	})
-	g.Go(func() error { return svc.Run(gctx) })
-	err = g.Wait()
-	logger.InfoContext(ctx, "stopped", "err", err)
-	return err
+	return obs.RunWorker(ctx, logger, cfg.Ops, reg, ready, svc.Run)
 }
