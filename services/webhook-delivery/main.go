@@ -10,6 +10,7 @@ import (
 	"io"
 
 	"github.com/finsvc/finance/pkg/entry"
+	"github.com/finsvc/finance/pkg/kafka"
 	"github.com/finsvc/finance/pkg/obs"
 	"github.com/finsvc/finance/services/webhook-delivery/internal/delivery"
 )
@@ -36,7 +37,11 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout, _ 
 	defer pool.Close()
 
 	reg := obs.NewRegistry()
-	svc, err := delivery.New(cfg.Delivery(), pool, logger, reg)
+	dc := cfg.Delivery()
+	if dc.KafkaOpts, err = kafka.SecurityOpts(cfg.Kafka.Security); err != nil {
+		return err
+	}
+	svc, err := delivery.New(dc, pool, logger, reg)
 	if err != nil {
 		return err
 	}

@@ -67,7 +67,10 @@ func DefaultSchedule() []time.Duration {
 
 // Config is the service's part of the configuration.
 type Config struct {
-	Brokers        []string
+	Brokers []string
+	// KafkaOpts are more client options: an external cluster's SASL and
+	// TLS (kafka.SecurityOpts).
+	KafkaOpts      []kgo.Opt
 	DLQTopic       string
 	OpsTopic       string
 	MaxPollRecords int
@@ -130,17 +133,17 @@ func New(cfg Config, db *pgxpool.Pool, logger *slog.Logger, reg prometheus.Regis
 		wake:      make(chan struct{}, 1),
 		endpoints: map[uuid.UUID]*endpointState{},
 	}
-	cl, err := kafka.NewClient(cfg.Brokers, logger,
+	cl, err := kafka.NewClient(cfg.Brokers, logger, append([]kgo.Opt{
 		kgo.ConsumerGroup(Group),
 		kgo.ConsumeTopics(kafka.TopicEvents),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.DisableAutoCommit(),
 		kgo.BlockRebalanceOnPoll(),
-		kgo.SessionTimeout(10*time.Second),
+		kgo.SessionTimeout(10 * time.Second),
 		kgo.RequiredAcks(kgo.AllISRAcks()),
 		kafka.Metrics(reg, "webhook-delivery"),
-	)
+	}, cfg.KafkaOpts...)...)
 	if err != nil {
 		return nil, err
 	}
