@@ -391,19 +391,10 @@ func (s *Service) start(ctx context.Context, got []claimed) {
 // errNotSuccess tells the breaker an attempt failed.
 var errNotSuccess = errors.New("not a 2xx")
 
-// deliver makes one attempt of c and hands it to the writer. A stop of ctx
-// does not cut the attempt short: it ends within Timeout and its outcome
-// is kept. It returns once the writer has the result, not once it is
-// recorded: the attempt's slot (MaxInFlight and the endpoint's bound) is
-// for the request, and a slot held through the writer's batch made the
-// slots, not the receivers, bound the rate, so that a dead endpoint's
-// hung attempts (80 of 256 slots with 10 dead endpoints at a bound of 8)
-// cut the healthy endpoints' rate by a third. The message stays leased
-// until the writer records it, so its lane cannot be claimed again
-// meanwhile; if the writer gives up, the lease runs out and the message
-// is sent again (at least once). The writer's queue holds at most
-// MaxInFlight results, and a full one blocks the attempts that finish,
-// holding their slots, so what waits unrecorded stays bounded.
+// deliver makes one attempt of c and has it recorded. A stop of ctx does
+// not cut the attempt short: it ends within Timeout and its outcome is
+// kept. It returns once the writer recorded it (or gave up: the lease then
+// runs out and the message is sent again, at least once).
 func (s *Service) deliver(ctx context.Context, c claimed, client *http.Client, done func(error)) {
 	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.Timeout)
 	a := s.send(actx, client, c)
@@ -421,7 +412,9 @@ func (s *Service) deliver(ctx context.Context, c claimed, client *http.Client, d
 			v, next = retry, time.Now().Add(s.cfg.Timeout)
 		}
 	}
-	s.results <- &result{c: c, a: a, v: v, next: next}
+	r := &result{c: c, a: a, v: v, next: next, done: make(chan struct{})}
+	s.results <- r
+	<-r.done
 }
 
 // result is a finished attempt on its way to the database.
@@ -430,6 +423,8 @@ type result struct {
 	a    attempt
 	v    verdict
 	next time.Time
+	// done is closed once the writer recorded it (or gave up).
+	done chan struct{}
 }
 
 // maxWriteBatch bounds the attempts recorded in one transaction.
@@ -478,6 +473,7 @@ func (s *Service) record(ctx context.Context, batch []*result) {
 		if err != nil {
 			// The lease runs out and the message is sent again: at least once.
 			s.logger.ErrorContext(ctx, "record webhook attempt", "message_id", r.c.ID, "endpoint_id", r.c.EndpointID, "err", err)
+			close(r.done)
 			continue
 		}
 		s.m.attempts.WithLabelValues(r.v.String()).Inc()
@@ -489,6 +485,7 @@ func (s *Service) record(ctx context.Context, batch []*result) {
 				"event_id", r.c.EventID, "status", r.a.Status, "err", r.a.Err)
 			s.opsEvent(ctx, r.c, r.a, r.v)
 		}
+		close(r.done)
 	}
 }
 
