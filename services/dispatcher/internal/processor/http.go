@@ -297,9 +297,10 @@ type paymentBody struct {
 }
 
 func readPayment(body []byte, wantKey string) reply {
+	// Unmarshal reads the whole body: a valid answer followed by anything
+	// (a corrupted or concatenated body) is not an answer to trust.
 	var b paymentBody
-	dec := json.NewDecoder(bytes.NewReader(body))
-	if err := dec.Decode(&b); err != nil {
+	if err := json.Unmarshal(body, &b); err != nil {
 		return unparsable("%v", err)
 	}
 	if wantKey != "" && b.IdempotencyKey != "" && b.IdempotencyKey != wantKey {
