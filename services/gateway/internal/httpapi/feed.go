@@ -75,15 +75,20 @@ func (a *api) serveFeed(c *gin.Context, userID int64) error {
 	return a.serveFeedPage(c, userID, limit, before)
 }
 
-// parseLimit reads ?limit=, defaultFeedLimit when absent.
+// parseLimit reads the feed's ?limit=, defaultFeedLimit when absent.
 func parseLimit(c *gin.Context) (int, error) {
+	return queryLimit(c, defaultFeedLimit, maxFeedLimit)
+}
+
+// queryLimit reads ?limit=, an integer from 1 to max; def when absent.
+func queryLimit(c *gin.Context, def, max int) (int, error) {
 	raw, ok := c.GetQuery("limit")
 	if !ok {
-		return defaultFeedLimit, nil
+		return def, nil
 	}
 	n, err := strconv.Atoi(raw)
-	if err != nil || n < 1 || n > maxFeedLimit {
-		return 0, invalid(fmt.Sprintf("limit must be an integer from 1 to %d, got %q", maxFeedLimit, raw))
+	if err != nil || n < 1 || n > max {
+		return 0, invalid(fmt.Sprintf("limit must be an integer from 1 to %d, got %q", max, raw))
 	}
 	return n, nil
 }

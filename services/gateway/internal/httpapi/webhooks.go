@@ -251,19 +251,15 @@ func (a *api) listWebhookAttempts(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
-	f := webhook.LogFilter{EndpointID: e.ID, EventID: c.Query("event_id"), Limit: 100}
+	f := webhook.LogFilter{EndpointID: e.ID, EventID: c.Query("event_id")}
 	if f.Since, err = queryTime(c, "since"); err != nil {
 		return err
 	}
 	if f.Until, err = queryTime(c, "until"); err != nil {
 		return err
 	}
-	if raw, ok := c.GetQuery("limit"); ok {
-		n, err := strconv.Atoi(raw)
-		if err != nil || n < 1 || n > 1000 {
-			return invalid(fmt.Sprintf("limit=%q: want 1 to 1000", raw))
-		}
-		f.Limit = n
+	if f.Limit, err = queryLimit(c, 100, 1000); err != nil {
+		return err
 	}
 	log, err := a.webhooks.Log(c.Request.Context(), f)
 	if err != nil {
