@@ -47,7 +47,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 		MaxPollRecords:      r.IntIn("CONSUMER_MAX_POLL_RECORDS", 500, 1, 100000),
 		Timeout:             r.PositiveDuration("WEBHOOK_TIMEOUT", 15*time.Second),
 		Lease:               r.PositiveDuration("WEBHOOK_LEASE", time.Minute),
-		MaxInFlight:         r.IntIn("WEBHOOK_MAX_IN_FLIGHT", 256, 1, 100000),
+		MaxInFlight:         r.IntIn("WEBHOOK_MAX_IN_FLIGHT", 1024, 1, 100000),
 		EndpointConcurrency: r.IntIn("WEBHOOK_ENDPOINT_CONCURRENCY", 8, 1, 1000),
 		BreakerFailures:     r.IntIn("WEBHOOK_BREAKER_FAILURES", 5, 1, 1000),
 		BreakerOpen:         r.PositiveDuration("WEBHOOK_BREAKER_OPEN", 30*time.Second),

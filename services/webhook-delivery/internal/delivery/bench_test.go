@@ -45,7 +45,7 @@ func benchDelivery(b *testing.B, dead int) {
 	bd := setupB(b, func(c *delivery.Config) {
 		c.Timeout = 15 * time.Second
 		c.Lease = time.Minute
-		c.MaxInFlight = 256
+		c.MaxInFlight = 1024 // WEBHOOK_MAX_IN_FLIGHT's default (docs/webhooks.md, "Isolation: the global bound")
 		c.EndpointConcurrency = 8
 		c.Schedule = delivery.DefaultSchedule()
 		c.BreakerFailures = 5
