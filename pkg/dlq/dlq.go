@@ -280,6 +280,16 @@ type Filter struct {
 	// Limit bounds the entries returned, oldest first: DefaultLimit when 0,
 	// at most MaxLimit.
 	Limit int `json:"limit,omitempty"`
+	// At, when set, selects only the dead letter at this partition and
+	// offset of Topic's DLQ (Topic is then required): the console replays
+	// one letter by its address. No letter there selects nothing.
+	At *Address `json:"at,omitempty"`
+}
+
+// Address is a dead letter's partition and offset in its DLQ topic.
+type Address struct {
+	Partition int32 `json:"partition"`
+	Offset    int64 `json:"offset"`
 }
 
 // Validate reports what is wrong with f, wrapping ErrInvalidFilter or ErrUnknownTopic.
@@ -302,6 +312,14 @@ func (f Filter) Validate() error {
 	}
 	if f.Limit < 0 || f.Limit > MaxLimit {
 		errs = append(errs, fmt.Errorf("%w: limit %d is not between 1 and %d", ErrInvalidFilter, f.Limit, MaxLimit))
+	}
+	if f.At != nil {
+		if f.Topic == "" {
+			errs = append(errs, fmt.Errorf("%w: an address (partition %d, offset %d) needs its topic", ErrInvalidFilter, f.At.Partition, f.At.Offset))
+		}
+		if f.At.Partition < 0 || f.At.Offset < 0 {
+			errs = append(errs, fmt.Errorf("%w: partition %d and offset %d must not be negative", ErrInvalidFilter, f.At.Partition, f.At.Offset))
+		}
 	}
 	return errors.Join(errs...)
 }

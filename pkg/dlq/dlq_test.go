@@ -129,6 +129,10 @@ func TestPublishListGet(t *testing.T) {
 		{"until the past", dlq.Filter{Until: time.Now().Add(-time.Hour)}, []string{}},
 		{"time window", dlq.Filter{Since: time.Now().Add(-time.Hour), Until: time.Now().Add(time.Hour)}, []string{"a", "b", "c"}},
 		{"limit", dlq.Filter{Limit: 2}, []string{"a", "b"}},
+		{"by address", dlq.Filter{Topic: a.Topic, At: &dlq.Address{Partition: a.Partition, Offset: a.Offset}}, []string{"a"}},
+		{"by address and user", dlq.Filter{Topic: a.Topic, UserID: 8, At: &dlq.Address{Partition: a.Partition, Offset: a.Offset}}, []string{}},
+		{"by an address past the end", dlq.Filter{Topic: a.Topic, At: &dlq.Address{Partition: a.Partition, Offset: a.Offset + 100}}, []string{}},
+		{"by an address of another partition", dlq.Filter{Topic: a.Topic, At: &dlq.Address{Partition: a.Partition + 1, Offset: a.Offset}}, []string{}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -156,7 +160,8 @@ func TestPublishListGet(t *testing.T) {
 		t.Errorf("Get of an unknown topic: err = %v, want ErrUnknownTopic", err)
 	}
 	for _, bad := range []dlq.Filter{{Topic: "x"}, {Limit: -1}, {Limit: dlq.MaxLimit + 1}, {UserID: -1},
-		{Since: time.Now(), Until: time.Now().Add(-time.Second)}} {
+		{Since: time.Now(), Until: time.Now().Add(-time.Second)}, {At: &dlq.Address{}},
+		{Topic: a.Topic, At: &dlq.Address{Partition: -1}}, {Topic: a.Topic, At: &dlq.Address{Offset: -1}}} {
 		if _, err := f.op.List(ctx(t), bad); err == nil {
 			t.Errorf("List(%+v): want an error", bad)
 		}

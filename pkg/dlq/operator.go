@@ -53,7 +53,8 @@ type span struct {
 }
 
 // spans returns, per partition of topics, the committed records from the
-// log start (or the first one at or after since) to the last stable offset.
+// log start (or the first one at or after since) to the last stable offset;
+// with f.At, only that record's span.
 // Topics that do not exist have no spans.
 func (o *Operator) spans(ctx context.Context, topics []string, f Filter) ([]span, error) {
 	adm := kadm.NewClient(o.cl)
@@ -89,6 +90,13 @@ func (o *Operator) spans(ctx context.Context, topics []string, f Filter) ([]span
 		sp := span{topic: s.Topic, partition: s.Partition, start: s.Offset, end: e.Offset}
 		if a, ok := after.Lookup(s.Topic, s.Partition); ok && a.Err == nil && a.Offset > sp.start {
 			sp.start = a.Offset
+		}
+		if at := f.At; at != nil {
+			// One letter: only its own offset, if the partition still holds it.
+			if at.Partition != sp.partition || at.Offset < sp.start || at.Offset >= sp.end {
+				return
+			}
+			sp.start, sp.end = at.Offset, at.Offset+1
 		}
 		if sp.start < sp.end {
 			out = append(out, sp)
