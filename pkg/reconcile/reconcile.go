@@ -80,6 +80,9 @@ type Config struct {
 	StuckLookups int
 	// DryRun decides and reports without changing anything.
 	DryRun bool
+	// PaymentID, when set, limits the pass to that one payment (the
+	// operator console's "resolve from processor"); 0 examines them all.
+	PaymentID int64
 	// BatchSize is how many unknown payments are read per query.
 	BatchSize int
 	// Verify tunes the mismatch report (its statement invariants).
@@ -266,7 +269,8 @@ type candidate struct {
 }
 
 // The candidates are the unknown payments and, when $7, the accepted or
-// processing ones created more than $8 ago. The window of a payment q is
+// processing ones created more than $8 ago; only payment $9 unless it is 0.
+// The window of a payment q is
 // [created_at − skew, updated_at + safety + skew]: an execution for it
 // cannot be earlier than its acceptance, nor later than the safety bound
 // after its last change. Stuck payments use the keyed evidence only.
@@ -280,6 +284,7 @@ WITH o AS MATERIALIZED (
 	FROM payments
 	WHERE status NOT IN ('succeeded', 'failed') AND id > $1
 	  AND (status = 'unknown' OR ($7 AND created_at < now() - $8 * interval '1 microsecond'))
+	  AND ($9::bigint = 0 OR id = $9)
 ), u AS (
 	SELECT * FROM o ORDER BY id LIMIT $2
 )
@@ -346,7 +351,7 @@ func (rc *Reconciler) Run(ctx context.Context) (Report, error) {
 	for {
 		rows, err := conn.Query(ctx, candidatesSQL, after, rc.cfg.BatchSize,
 			rc.cfg.SafetyBound.Microseconds(), loaded.At, rc.cfg.ClockSkew.Microseconds(), rc.cfg.KeyRetention.Microseconds(),
-			rc.cfg.StuckAfter > 0, rc.cfg.StuckAfter.Microseconds())
+			rc.cfg.StuckAfter > 0, rc.cfg.StuckAfter.Microseconds(), rc.cfg.PaymentID)
 		if err != nil {
 			return rep, fmt.Errorf("read unknown and stuck payments: %w", err)
 		}

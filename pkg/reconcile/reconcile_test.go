@@ -655,3 +655,29 @@ func TestReportListsExecutionsWithoutPayment(t *testing.T) {
 		t.Errorf("mismatch execution_without_payment = %d, want 1\n%s", f.Count, out)
 	}
 }
+
+// TestOnePayment: Config.PaymentID resolves that payment alone; the others
+// stay as they were and are not even looked up.
+func TestOnePayment(t *testing.T) {
+	t.Parallel()
+	old := 10 * time.Minute
+	pool := seed(t, []unknownPayment{{101, -3000, old, old, ""}, {102, -500, old, old, ""}})
+	proc := &fakeProcessor{resources: map[string]reconcile.Resource{
+		keyOf(101): {ID: "pay_1", UserID: user, Amount: -3000, Status: "succeeded"},
+		keyOf(102): {ID: "pay_2", UserID: user, Amount: -500, Status: "succeeded"},
+	}}
+	cfg := reconcile.DefaultConfig()
+	cfg.PaymentID = 102
+	rep, err := reconcile.New(pool, nil, &reconcile.HTTPLookup{BaseURL: proc.serve(t)}, cfg).Run(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Unknown != 1 || rep.Succeeded != 1 || len(rep.Resolved) != 1 || rep.Resolved[0].PaymentID != 102 || proc.lookups.Load() != 1 {
+		t.Errorf("one-payment pass (%d lookups):\n%s", proc.lookups.Load(), text(rep))
+	}
+	got := readState(t, pool).Payments
+	if got[101].Status != "unknown" || got[102].Status != "succeeded" {
+		t.Errorf("payments after resolving 102 alone: %+v", got)
+	}
+	ledgerOK(t, pool, nil)
+}

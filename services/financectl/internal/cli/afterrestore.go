@@ -105,7 +105,7 @@ func afterRestore(ctx context.Context, e *env, pool *pgxpool.Pool, rf reconcileF
 	// settled are resolved; those it never saw are left, since their
 	// requests may still be in Kafka.
 	cfg := rf.cfg
-	cfg.Emit = emitEvent
+	cfg.Emit = reconcile.EmitToOutbox
 	rep, err := reconcile.New(pool, rf.proc.statement(), lookup, cfg).Run(ctx)
 	if err != nil {
 		return fmt.Errorf("reconcile: %w (the restore is recorded as restores row %d; run after-restore again)", err, id)

@@ -6,17 +6,13 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/finsvc/finance/pkg/kafka"
-	"github.com/finsvc/finance/pkg/ledger"
 	"github.com/finsvc/finance/pkg/obs"
-	"github.com/finsvc/finance/pkg/outbox"
 	"github.com/finsvc/finance/pkg/reconcile"
-	"github.com/finsvc/finance/pkg/wire"
 )
 
 // reconcileFlags are the flags of a reconciliation pass, shared by
@@ -106,7 +102,7 @@ func reconcileCommand() *command {
 				return usagef("--metrics-addr needs --watch")
 			}
 			cfg, proc := rf.cfg, rf.proc
-			cfg.Emit = emitEvent
+			cfg.Emit = reconcile.EmitToOutbox
 			pool, err := connect(ctx, e.cfg.Postgres)
 			if err != nil {
 				return err
@@ -207,16 +203,4 @@ func watchReconcile(ctx context.Context, e *env, logger *slog.Logger, pool *pgxp
 		})
 	})
 	return g.Wait()
-}
-
-// emitEvent writes a resolution's PaymentEvent to the outbox in the
-// resolution's transaction, exactly as the status consumer's events look
-// (event id "<payment_id>:<status>"), so the relay publishes it to
-// payments.events: no dual write.
-func emitEvent(ctx context.Context, tx pgx.Tx, ev ledger.Event) error {
-	payload, err := wire.EncodeEvent(ev)
-	if err != nil {
-		return err
-	}
-	return outbox.Insert(ctx, tx, kafka.TopicEvents, kafka.UserKey(ev.UserID), payload)
 }

@@ -109,7 +109,7 @@ func recoverCommand() *command {
 			}
 			defer pool.Close()
 			rep, err := reconcile.Recover(ctx, pool, proc.statement(), reconcile.RecoverOptions{
-				Keys: keys, Amount: amount, MerchantID: merchantID, Actor: cliActor(), Apply: apply, Emit: emitEvent,
+				Keys: keys, Amount: amount, MerchantID: merchantID, Actor: cliActor(), Apply: apply, Emit: reconcile.EmitToOutbox,
 			})
 			if errors.Is(err, reconcile.ErrRecoverRefused) {
 				return err // exit 1, the reasons on one line
