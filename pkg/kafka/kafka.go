@@ -69,8 +69,9 @@ func ParseUserKey(key []byte) (int64, error) {
 }
 
 // BaseOpts are the options every client of the service starts from: seed
-// brokers, logging through logger, and the key partitioner every producer
-// must share. Constructors that do not return a plain client (e.g.
+// brokers, logging through logger, the key partitioner every producer
+// must share, and traces (kotel: the trace context in every record's
+// headers, see traceHooks). Constructors that do not return a plain client (e.g.
 // kgo.NewGroupTransactSession) use them directly.
 func BaseOpts(brokers []string, logger *slog.Logger) []kgo.Opt {
 	return []kgo.Opt{
@@ -78,6 +79,7 @@ func BaseOpts(brokers []string, logger *slog.Logger) []kgo.Opt {
 		kgo.WithLogger(kslog.New(logger.With("component", "kafka"))),
 		kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)), // murmur2 by key, as the Java client
 		kgo.ProducerLinger(2 * time.Millisecond),
+		traceHooks(),
 	}
 }
 

@@ -24,6 +24,8 @@ import (
 // NewLogger returns a JSON logger writing to w at level ("debug", "info",
 // "warn", "error"), tagged with the service name. Its level can be changed
 // while the process runs (LevelOf; WithLogLevel serves it on the ops port).
+// A line logged with a context that holds a span (InfoContext, LogAttrs)
+// carries the span's trace_id and span_id.
 func NewLogger(w io.Writer, level, service string) (*slog.Logger, error) {
 	var l slog.Level
 	if err := l.UnmarshalText([]byte(strings.ToUpper(level))); err != nil {
@@ -31,7 +33,7 @@ func NewLogger(w io.Writer, level, service string) (*slog.Logger, error) {
 	}
 	lv := new(slog.LevelVar)
 	lv.Set(l)
-	h := levelHandler{Handler: slog.NewJSONHandler(w, &slog.HandlerOptions{Level: lv}), level: lv}
+	h := levelHandler{Handler: traceHandler{slog.NewJSONHandler(w, &slog.HandlerOptions{Level: lv})}, level: lv}
 	return slog.New(h).With("service", service), nil
 }
 

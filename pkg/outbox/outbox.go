@@ -9,6 +9,8 @@ import (
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/finsvc/finance/pkg/obs"
 )
 
 // Channel is the LISTEN/NOTIFY channel that wakes the relay when a record is
@@ -21,12 +23,27 @@ type Record struct {
 	Topic   string
 	Key     []byte
 	Payload []byte
+	// TraceParent is the W3C traceparent of the span that wrote the
+	// record (obs.TraceParent), nil when there was none. The relay
+	// produces the record as a child of it, so the trace goes on in Kafka.
+	TraceParent *string
 }
 
-// Insert adds a record to the outbox inside tx and notifies the relay.
+// traceParent is obs.TraceParent of ctx as the column's value: NULL
+// when ctx holds no span.
+func traceParent(ctx context.Context) *string {
+	if tp := obs.TraceParent(ctx); tp != "" {
+		return &tp
+	}
+	return nil
+}
+
+// Insert adds a record to the outbox inside tx and notifies the relay. The
+// record keeps the trace context of ctx (Record.TraceParent).
 func Insert(ctx context.Context, tx pgx.Tx, topic string, key, payload []byte) error {
 	if _, err := tx.Exec(ctx,
-		`INSERT INTO outbox (topic, key, payload) VALUES ($1, $2, $3)`, topic, key, payload); err != nil {
+		`INSERT INTO outbox (topic, key, payload, traceparent) VALUES ($1, $2, $3, $4)`,
+		topic, key, payload, traceParent(ctx)); err != nil {
 		return fmt.Errorf("insert outbox record for %s: %w", topic, err)
 	}
 	if _, err := tx.Exec(ctx, `SELECT pg_notify($1, '')`, Channel); err != nil {
@@ -35,21 +52,30 @@ func Insert(ctx context.Context, tx pgx.Tx, topic string, key, payload []byte) e
 	return nil
 }
 
+// NewTraceParent is the TraceParent of a record written on behalf of ctx
+// (the request whose payment a batch accepts): nil when ctx holds no span.
+func NewTraceParent(ctx context.Context) *string {
+	return traceParent(ctx)
+}
+
 // InsertMany adds recs to the outbox inside tx in one statement, their ids
 // ascending in slice order (the relay publishes in id order), and notifies
-// the relay once. The records' IDs are ignored.
+// the relay once. The records' IDs are ignored; each keeps its own
+// TraceParent (a batch holds the records of many requests), which the
+// caller sets with NewTraceParent.
 func InsertMany(ctx context.Context, tx pgx.Tx, recs []Record) error {
 	topics := make([]string, len(recs))
 	keys := make([][]byte, len(recs))
 	payloads := make([][]byte, len(recs))
+	parents := make([]*string, len(recs))
 	for i, r := range recs {
-		topics[i], keys[i], payloads[i] = r.Topic, r.Key, r.Payload
+		topics[i], keys[i], payloads[i], parents[i] = r.Topic, r.Key, r.Payload, r.TraceParent
 	}
 	if _, err := tx.Exec(ctx, `
-		INSERT INTO outbox (topic, key, payload)
-		SELECT topic, key, payload
-		FROM unnest($1::text[], $2::bytea[], $3::bytea[]) WITH ORDINALITY AS r(topic, key, payload, n)
-		ORDER BY n`, topics, keys, payloads); err != nil {
+		INSERT INTO outbox (topic, key, payload, traceparent)
+		SELECT topic, key, payload, traceparent
+		FROM unnest($1::text[], $2::bytea[], $3::bytea[], $4::text[]) WITH ORDINALITY AS r(topic, key, payload, traceparent, n)
+		ORDER BY n`, topics, keys, payloads, parents); err != nil {
 		return fmt.Errorf("insert %d outbox records: %w", len(recs), err)
 	}
 	if _, err := tx.Exec(ctx, `SELECT pg_notify($1, '')`, Channel); err != nil {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/jackc/pgx/v5"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/finsvc/finance/pkg/outbox"
 	"github.com/finsvc/finance/pkg/pgtest"
@@ -51,5 +52,51 @@ func TestInsertManyKeepsOrder(t *testing.T) {
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("records (-want +got):\n%s", diff)
+	}
+}
+
+// TestRecordsKeepTheirTraceParent: Insert stores the traceparent of the
+// span in its context, InsertMany each record's own, and a context without
+// a span stores NULL; the relay continues the trace from this column.
+func TestRecordsKeepTheirTraceParent(t *testing.T) {
+	t.Parallel()
+	pool := pgtest.NewPool(t)
+	ctx := context.Background()
+	sc := trace.NewSpanContext(trace.SpanContextConfig{
+		TraceID:    trace.TraceID{0x4b, 0xf9, 0x2f, 0x35, 0x77, 0xb3, 0x4d, 0xa6, 0xa3, 0xce, 0x92, 0x9d, 0x0e, 0x0e, 0x47, 0x36},
+		SpanID:     trace.SpanID{0x00, 0xf0, 0x67, 0xaa, 0x0b, 0xa9, 0x02, 0xb7},
+		TraceFlags: trace.FlagsSampled,
+	})
+	spanCtx := trace.ContextWithSpanContext(ctx, sc)
+	const want = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx) //nolint:errcheck // a no-op after Commit
+	if err := outbox.Insert(spanCtx, tx, "t", []byte("1"), []byte("with span")); err != nil {
+		t.Fatal(err)
+	}
+	if err := outbox.Insert(ctx, tx, "t", []byte("1"), []byte("without")); err != nil {
+		t.Fatal(err)
+	}
+	if err := outbox.InsertMany(ctx, tx, []outbox.Record{
+		{Topic: "t", Key: []byte("1"), Payload: []byte("many with span"), TraceParent: outbox.NewTraceParent(spanCtx)},
+		{Topic: "t", Key: []byte("1"), Payload: []byte("many without"), TraceParent: outbox.NewTraceParent(ctx)},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	rows, _ := pool.Query(ctx, `SELECT coalesce(traceparent, 'NULL') FROM outbox ORDER BY id`)
+	got, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]string{want, "NULL", want, "NULL"}, got); diff != "" {
+		t.Errorf("traceparent per record (-want +got):\n%s", diff)
 	}
 }

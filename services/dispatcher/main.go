@@ -35,6 +35,11 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout, _ 
 	if err != nil {
 		return err
 	}
+	stopTracing, err := obs.StartTracing(ctx, logger, "dispatcher", getenv)
+	if err != nil {
+		return err
+	}
+	defer stopTracing()
 	kafkaLogger := obs.QuietKafka(logger, cfg.Ops.LogLevel)
 	reg := obs.NewRegistry()
 

@@ -31,6 +31,11 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout, _ 
 	if err != nil {
 		return err
 	}
+	stopTracing, err := obs.StartTracing(ctx, logger, service, getenv)
+	if err != nil {
+		return err
+	}
+	defer stopTracing()
 
 	// The pool only samples the backlog; the relay's work runs on its own
 	// dedicated connection, which holds the advisory lock.

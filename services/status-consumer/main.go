@@ -30,6 +30,11 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout, _ 
 	if err != nil {
 		return err
 	}
+	stopTracing, err := obs.StartTracing(ctx, logger, service, getenv)
+	if err != nil {
+		return err
+	}
+	defer stopTracing()
 
 	pool, err := cfg.Postgres.Connect(ctx)
 	if err != nil {

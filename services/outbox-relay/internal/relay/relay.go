@@ -29,6 +29,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/finsvc/finance/pkg/clock"
+	"github.com/finsvc/finance/pkg/obs"
 	"github.com/finsvc/finance/pkg/outbox"
 )
 
@@ -255,7 +256,7 @@ func drainNotifications(ctx context.Context, conn *pgx.Conn) {
 	}
 }
 
-const selectBatchSQL = `SELECT id, topic, key, payload FROM outbox ORDER BY id LIMIT $1`
+const selectBatchSQL = `SELECT id, topic, key, payload, traceparent FROM outbox ORDER BY id LIMIT $1`
 
 const deletePublishedSQL = `DELETE FROM outbox WHERE id = ANY($1)`
 
@@ -323,7 +324,14 @@ func (r *Relay) produce(ctx context.Context, recs []outbox.Record) []error {
 			continue
 		}
 		wg.Add(1)
-		r.kc.Produce(ctx, &kgo.Record{Topic: rec.Topic, Key: rec.Key, Value: rec.Payload}, func(_ *kgo.Record, err error) {
+		kr := &kgo.Record{Topic: rec.Topic, Key: rec.Key, Value: rec.Payload, Context: ctx}
+		if rec.TraceParent != nil {
+			// The record continues the trace of the request that wrote
+			// it: its "publish" span (kafka.BaseOpts' kotel hooks) is a
+			// child of the stored context and goes into its headers.
+			kr.Context = obs.WithTraceParent(ctx, *rec.TraceParent)
+		}
+		r.kc.Produce(ctx, kr, func(_ *kgo.Record, err error) {
 			if err != nil {
 				failed.Store(true)
 			}

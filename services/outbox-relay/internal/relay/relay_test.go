@@ -22,6 +22,7 @@ import (
 
 	"github.com/finsvc/finance/pkg/kafka"
 	"github.com/finsvc/finance/pkg/kafkatest"
+	"github.com/finsvc/finance/pkg/obs"
 	"github.com/finsvc/finance/pkg/outbox"
 	"github.com/finsvc/finance/pkg/pgtest"
 	"github.com/finsvc/finance/pkg/postgres"
@@ -364,5 +365,48 @@ func BenchmarkIdleLatency(b *testing.B) {
 			fs := cl.PollFetches(ctx)
 			n = fs.NumRecords()
 		}
+	}
+}
+
+// TestRelayCarriesTheTraceIntoHeaders: a row written inside a traced
+// request is produced with that trace's traceparent header (kotel's publish
+// span; without a tracer provider it is the stored context itself), and a
+// row written without one gets no header.
+func TestRelayCarriesTheTraceIntoHeaders(t *testing.T) {
+	t.Parallel()
+	_, b := setup(t, 1)
+	const tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	traced := obs.WithTraceParent(context.Background(), tp)
+	for _, ctx := range []context.Context{traced, context.Background()} {
+		err := postgres.InTx(ctx, b.pool, func(tx pgx.Tx) error {
+			return outbox.Insert(ctx, tx, kafka.TopicRequested, kafka.UserKey(1), []byte("p"))
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	cl, err := kgo.NewClient(kgo.SeedBrokers(b.cluster.Brokers()...), kgo.ConsumeTopics(kafka.TopicRequested),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), testkit.DefaultWait)
+	defer cancel()
+	var headers []string
+	for len(headers) < 2 && ctx.Err() == nil {
+		cl.PollFetches(ctx).EachRecord(func(r *kgo.Record) {
+			h := "none"
+			for _, kv := range r.Headers {
+				if kv.Key == "traceparent" {
+					h = string(kv.Value)
+				}
+			}
+			headers = append(headers, h)
+		})
+	}
+	if diff := cmp.Diff([]string{tp, "none"}, headers); diff != "" {
+		t.Errorf("traceparent headers (-want +got):\n%s", diff)
 	}
 }
