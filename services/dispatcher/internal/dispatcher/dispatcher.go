@@ -29,6 +29,8 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/finsvc/finance/pkg/dlq"
 	"github.com/finsvc/finance/pkg/kafka"
@@ -102,6 +104,9 @@ type Dispatcher struct {
 	log   *slog.Logger
 	m     *Metrics
 	cfg   Config
+	// tracer starts the dispatch span of each record (OpenTelemetry's
+	// global provider, see obs.StartTracing).
+	tracer trace.Tracer
 
 	// txnMu: RLock to poll or produce, Lock to end and begin a transaction.
 	txnMu sync.RWMutex
@@ -136,7 +141,8 @@ func New(cfg Config, early *kgo.Client, proc processor.Client, share Share, kafk
 	if m == nil {
 		m = NewMetrics(nil)
 	}
-	d := &Dispatcher{early: early, proc: proc, share: share, log: logger, m: m, cfg: cfg, st: newState(), room: make(chan struct{}, 1)}
+	d := &Dispatcher{early: early, proc: proc, share: share, log: logger, m: m, cfg: cfg, st: newState(), room: make(chan struct{}, 1),
+		tracer: otel.Tracer("github.com/finsvc/finance/services/dispatcher")}
 	d.idle = sync.NewCond(&d.mu)
 	sess, err := newSession(cfg.Brokers, cfg.KafkaOpts, kafkaLogger, cfg.Group, cfg.TransactionalID, d.assigned, d.revoked)
 	if err != nil {
@@ -329,7 +335,16 @@ func (d *Dispatcher) dispatchLocked(work context.Context) {
 // work dispatches one record in ctx, the item's own context (derived from
 // work, the pipeline's), and produces its outcome.
 func (d *Dispatcher) work(work, ctx context.Context, u *userQueue, it *item) {
+	// The dispatch span continues the payment's trace from the record's
+	// headers (kotel's receive span in it.rec.Context); the processor call
+	// is its child, and so is the outcome record (result.trace).
+	ctx, span := d.tracer.Start(trace.ContextWithSpanContext(ctx, trace.SpanContextFromContext(it.rec.Context)),
+		"dispatch payment", trace.WithSpanKind(trace.SpanKindInternal))
 	res, ok := d.execute(ctx, it)
+	if res != nil {
+		res.trace = span.SpanContext()
+	}
+	span.End()
 	close(it.executed)
 	it.cancel(nil)
 

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/finsvc/finance/pkg/dlq"
 	"github.com/finsvc/finance/pkg/kafka"
@@ -23,6 +24,10 @@ import (
 type result struct {
 	outcome *wire.Outcome
 	letter  *dlq.Letter
+	// trace is the span that dispatched the record: the outcome record is
+	// produced as its child, so the payment's trace goes on in
+	// payments.outcomes.
+	trace trace.SpanContext
 }
 
 // produce adds a record's outcome and dead letter to the open transaction,
@@ -30,7 +35,7 @@ type result struct {
 // read-held and d.mu held.
 func (d *Dispatcher) produce(rec *kgo.Record, res *result) {
 	if out := res.outcome; out != nil {
-		d.produceOutcome(out)
+		d.produceOutcome(out, res.trace)
 	}
 	if l := res.letter; l != nil {
 		d.st.lettered[l.Reason]++
@@ -45,8 +50,9 @@ func (d *Dispatcher) produce(rec *kgo.Record, res *result) {
 	}
 }
 
-// produceOutcome adds an outcome to the open transaction.
-func (d *Dispatcher) produceOutcome(out *wire.Outcome) {
+// produceOutcome adds an outcome to the open transaction, as a child of
+// parent (the dispatch's span; none: the record starts its own trace).
+func (d *Dispatcher) produceOutcome(out *wire.Outcome, parent trace.SpanContext) {
 	val, err := wire.EncodeOutcome(*out)
 	if err != nil {
 		d.st.produceErr = errors.Join(d.st.produceErr, err)
@@ -54,7 +60,11 @@ func (d *Dispatcher) produceOutcome(out *wire.Outcome) {
 	}
 	d.st.produced[out.Status]++
 	// Never cancelled: the flush before the commit bounds the wait.
-	d.sess.Produce(context.Background(), &kgo.Record{Topic: kafka.TopicOutcomes, Key: kafka.UserKey(out.UserID), Value: val},
+	rec := &kgo.Record{Topic: kafka.TopicOutcomes, Key: kafka.UserKey(out.UserID), Value: val}
+	if parent.IsValid() {
+		rec.Context = trace.ContextWithSpanContext(context.Background(), parent)
+	}
+	d.sess.Produce(context.Background(), rec,
 		func(_ *kgo.Record, err error) {
 			if err != nil {
 				d.mu.Lock()

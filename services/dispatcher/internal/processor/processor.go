@@ -17,6 +17,7 @@ import (
 
 	"github.com/cenkalti/backoff/v4"
 	"github.com/google/uuid"
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 	"golang.org/x/time/rate"
 
 	"github.com/finsvc/finance/pkg/clock"
@@ -192,8 +193,10 @@ func New(cfg Config) (Client, error) {
 		conns := max(cfg.MaxConns, 100)
 		tr.MaxIdleConns = conns
 		tr.MaxIdleConnsPerHost = conns
-		// The per-call timeout comes from the request context.
-		hc = &http.Client{Transport: tr}
+		// The per-call timeout comes from the request context. otelhttp
+		// makes each call a client span, child of the dispatch's, and
+		// sends its traceparent to the processor.
+		hc = &http.Client{Transport: otelhttp.NewTransport(tr)}
 	}
 	base := strings.TrimRight(cfg.BaseURL, "/")
 	var d dialect
