@@ -16,6 +16,9 @@ HELM_VERSION := v3.21.4
 # govulncheck, built from the Go module proxy into $(TOOLS) by `make vulncheck`.
 GOVULNCHECK_VERSION := v1.10.0
 HELM         := $(TOOLS)/helm
+# Mermaid's parser for make docs-check, installed from the npm registry by
+# `make mermaidcheck` (tools/mermaidcheck's package-lock.json).
+MERMAIDCHECK := $(TOOLS)/mermaidcheck
 CHART        := deploy/helm/finance
 # The cluster version the chart is rendered for: that of the schemas vendored
 # in deploy/test/k8sschema.
@@ -190,6 +193,19 @@ test-docker: build ## The end-to-end and crash tests against real Apache Kafka a
 	trap '$(BIN)/devstack stop-postgres >/dev/null 2>&1 || true' EXIT; \
 	PGTEST_URL="$$url" FINANCE_BIN_DIR=$(BIN) go test -tags docker -run 'Docker' -count=1 -v -timeout 30m ./services/devstack/
 
+.PHONY: mermaidcheck
+mermaidcheck: ## Install Mermaid's parser (tools/mermaidcheck: mermaid and jsdom, pinned in its package-lock.json) into .run/tools/mermaidcheck with npm ci, unless it is there.
+	@command -v node >/dev/null && command -v npm >/dev/null || { \
+		echo "make docs-check needs Node.js and npm for Mermaid's parser (Debian: apt-get install nodejs npm)"; exit 1; }
+	@mkdir -p $(MERMAIDCHECK)
+	@cp tools/mermaidcheck/parse.mjs $(MERMAIDCHECK)/parse.mjs
+	@if ! cmp -s tools/mermaidcheck/package-lock.json $(MERMAIDCHECK)/node_modules/.docscheck-lock.json; then \
+		echo "npm ci: Mermaid's parser into $(MERMAIDCHECK) (the first time takes a minute)"; \
+		cp tools/mermaidcheck/package.json tools/mermaidcheck/package-lock.json $(MERMAIDCHECK)/ && \
+		(cd $(MERMAIDCHECK) && npm ci --no-audit --no-fund --loglevel=error) && \
+		cp tools/mermaidcheck/package-lock.json $(MERMAIDCHECK)/node_modules/.docscheck-lock.json; fi
+
 .PHONY: docs-check
-docs-check: ## Check docs/*.md and README.md: every relative link and image resolves, every #anchor names a heading, Mermaid blocks pass a light check (not a full parser). Not part of make test yet.
-	@cd tools/docscheck && GOWORK=off go test -count=1 ./... && GOWORK=off go run . -root $(CURDIR)
+docs-check: mermaidcheck ## Check docs/*.md and every README.md: links and #anchors resolve, every Mermaid block passes Mermaid's own parser (tools/docscheck). Not part of make test yet.
+	@cd tools/docscheck && DOCSCHECK_MERMAID=$(MERMAIDCHECK)/parse.mjs GOWORK=off go test -count=1 ./... && \
+		GOWORK=off go run . -root $(CURDIR) -mermaid $(MERMAIDCHECK)/parse.mjs

@@ -1,10 +1,18 @@
-// Command docscheck verifies the repository's Markdown documentation: every
-// relative link and image in docs/*.md and README.md must name a file or
-// directory that exists, and a link with a #fragment into a Markdown file
-// must name one of that file's headings (GitHub's anchor rules). Mermaid
-// blocks get a light check only: the first line must name a diagram type
-// GitHub renders, and brackets and quotes must balance. It is not a Mermaid
-// parser.
+// Command docscheck verifies the repository's Markdown documentation
+// (docs/*.md and every README.md). It fails on any of these:
+//
+//   - Links: a relative link or image that names no existing file or
+//     folder, or a #fragment into a Markdown file that names none of that
+//     file's headings (GitHub's anchor rules).
+//   - Mermaid: a ```mermaid block that Mermaid's own parser refuses
+//     (mermaid.parse, run in Node.js by tools/mermaidcheck/parse.mjs, all
+//     blocks in one process). It is reported at the block's first line with
+//     the parser's message.
+//
+// The Mermaid parser needs Node.js and the npm packages pinned in
+// tools/mermaidcheck/package-lock.json; make docs-check installs them into
+// .run/tools/mermaidcheck with npm ci (only when missing or changed),
+// tests this command, and runs it:
 //
 //	cd tools/docscheck && GOWORK=off go run . -root ../..
 //
@@ -15,6 +23,7 @@ import (
 	"bufio"
 	"flag"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -25,27 +34,76 @@ import (
 
 func main() {
 	root := flag.String("root", ".", "the repository's root")
+	node := flag.String("node", "node", "the Node.js executable that runs the Mermaid parser")
+	parser := flag.String("mermaid", "", "tools/mermaidcheck/parse.mjs as installed with its node_modules (default: ROOT/.run/tools/mermaidcheck/parse.mjs)")
 	flag.Parse()
-	files, err := filepath.Glob(filepath.Join(*root, "docs", "*.md"))
+	if *parser == "" {
+		*parser = filepath.Join(*root, ".run", "tools", "mermaidcheck", "parse.mjs")
+	}
+	files, err := MarkdownFiles(*root)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
 	}
-	files = append(files, filepath.Join(*root, "README.md"))
-	sort.Strings(files)
-	problems, links, diagrams := Check(files)
+	problems, links, blocks := Check(files)
+	mermaid, err := ParseMermaid(*node, *parser, blocks)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "docscheck:", err)
+		os.Exit(2)
+	}
+	problems = append(problems, mermaid...)
 	for _, p := range problems {
 		fmt.Println(p)
 	}
-	fmt.Fprintf(os.Stderr, "docscheck: %d files, %d relative links, %d Mermaid blocks, %d problems\n", len(files), links, diagrams, len(problems))
+	fmt.Fprintf(os.Stderr, "docscheck: %d files, %d relative links, %d Mermaid blocks parsed, %d problems\n",
+		len(files), links, len(blocks), len(problems))
 	if len(problems) > 0 {
 		os.Exit(1)
 	}
 }
 
-// Check returns the problems found in files, and how many relative links
-// and Mermaid blocks it checked.
-func Check(files []string) (problems []string, links, diagrams int) {
+// MarkdownFiles returns docs/*.md and every README.md under root, sorted.
+// Folders whose name starts with a dot (.git, .run), node_modules and bin
+// are skipped.
+func MarkdownFiles(root string) ([]string, error) {
+	files, err := filepath.Glob(filepath.Join(root, "docs", "*.md"))
+	if err != nil {
+		return nil, err
+	}
+	err = filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		name := d.Name()
+		if d.IsDir() {
+			if path != root && (strings.HasPrefix(name, ".") || name == "node_modules" || name == "bin") {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if name == "README.md" {
+			files = append(files, path)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	sort.Strings(files)
+	return files, nil
+}
+
+// MermaidBlock is a Mermaid block of a Markdown file: the file, the line of
+// the block's first line of text, and its text.
+type MermaidBlock struct {
+	File string
+	Line int
+	Text string
+}
+
+// Check returns the link problems found in files, how many relative links
+// it checked, and the files' Mermaid blocks (for ParseMermaid).
+func Check(files []string) (problems []string, links int, blocks []MermaidBlock) {
 	anchors := map[string]map[string]bool{}
 	anchorsOf := func(path string) (map[string]bool, error) {
 		if a, ok := anchors[path]; ok {
@@ -67,10 +125,7 @@ func Check(files []string) (problems []string, links, diagrams int) {
 		}
 		doc := Parse(string(b))
 		for _, m := range doc.Mermaid {
-			diagrams++
-			if err := CheckMermaid(m.Text); err != nil {
-				problems = append(problems, fmt.Sprintf("%s:%d: mermaid: %v", f, m.Line, err))
-			}
+			blocks = append(blocks, MermaidBlock{File: f, Line: m.Line, Text: m.Text})
 		}
 		for _, l := range doc.Links {
 			if isExternal(l.Target) {
@@ -99,7 +154,7 @@ func Check(files []string) (problems []string, links, diagrams int) {
 			}
 		}
 	}
-	return problems, links, diagrams
+	return problems, links, blocks
 }
 
 func isExternal(t string) bool {
@@ -215,87 +270,4 @@ func Slug(h string) string {
 		}
 	}
 	return b.String()
-}
-
-var diagramTypes = []string{
-	"flowchart", "graph", "sequenceDiagram", "classDiagram", "stateDiagram", "stateDiagram-v2",
-	"erDiagram", "journey", "gantt", "pie", "quadrantChart", "requirementDiagram", "gitGraph",
-	"C4Context", "mindmap", "timeline", "sankey-beta", "xychart-beta", "block-beta",
-}
-
-// CheckMermaid is a light check of a Mermaid block: a known diagram type on
-// its first line, and balanced brackets and double quotes on every line.
-func CheckMermaid(text string) error {
-	lines := strings.Split(text, "\n")
-	first := ""
-	for _, l := range lines {
-		if t := strings.TrimSpace(l); t != "" && !strings.HasPrefix(t, "%%") {
-			first = t
-			break
-		}
-	}
-	kind, _, _ := strings.Cut(first, " ")
-	known := false
-	for _, t := range diagramTypes {
-		if kind == t {
-			known = true
-		}
-	}
-	if !known {
-		return fmt.Errorf("unknown diagram type %q", kind)
-	}
-	var all strings.Builder
-	for i, l := range lines {
-		if strings.Count(l, `"`)%2 != 0 {
-			return fmt.Errorf("line %d: unbalanced double quote", i+1)
-		}
-		l = stripQuoted(l)
-		if kind == "erDiagram" {
-			l = erRelationRE.ReplaceAllString(l, " ")
-		}
-		all.WriteString(l)
-		all.WriteByte('\n')
-	}
-	return balanced(all.String())
-}
-
-// erRelationRE matches an entity-relationship diagram's cardinality marks
-// (||--o{, }|..|{), whose braces are not brackets.
-var erRelationRE = regexp.MustCompile(`[|}o]{1,2}(--|\.\.)[|{o]{1,2}`)
-
-// stripQuoted removes the double-quoted labels of a line, where any
-// character is allowed.
-func stripQuoted(l string) string {
-	var b strings.Builder
-	in := false
-	for _, r := range l {
-		if r == '"' {
-			in = !in
-			continue
-		}
-		if !in {
-			b.WriteRune(r)
-		}
-	}
-	return b.String()
-}
-
-func balanced(l string) error {
-	pairs := map[rune]rune{')': '(', ']': '[', '}': '{'}
-	var stack []rune
-	for _, r := range l {
-		switch r {
-		case '(', '[', '{':
-			stack = append(stack, r)
-		case ')', ']', '}':
-			if len(stack) == 0 || stack[len(stack)-1] != pairs[r] {
-				return fmt.Errorf("unbalanced %q", r)
-			}
-			stack = stack[:len(stack)-1]
-		}
-	}
-	if len(stack) > 0 {
-		return fmt.Errorf("unclosed %q", stack[len(stack)-1])
-	}
-	return nil
 }

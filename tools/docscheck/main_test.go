@@ -55,26 +55,3 @@ func TestSlug(t *testing.T) {
 		}
 	}
 }
-
-func TestCheckMermaid(t *testing.T) {
-	good := []string{
-		"flowchart LR\n    a[\"x (y]\"] -->|\"p\"| b{{\"Kafka\"}}\n",
-		"erDiagram\n    a ||--o{ b : \"has\"\n    a {\n        bigint id PK\n    }\n",
-		"stateDiagram-v2\n    [*] --> accepted\n",
-	}
-	for _, g := range good {
-		if err := CheckMermaid(g); err != nil {
-			t.Errorf("CheckMermaid(%q) = %v, want nil", g, err)
-		}
-	}
-	bad := []string{
-		"flowchat LR\n    a --> b\n",
-		"flowchart LR\n    a[\"x\" --> b\n",
-		"flowchart LR\n    a[\"x] --> b\n",
-	}
-	for _, b := range bad {
-		if err := CheckMermaid(b); err == nil {
-			t.Errorf("CheckMermaid(%q) = nil, want an error", b)
-		}
-	}
-}
