@@ -16,6 +16,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/finsvc/finance/pkg/kafka"
 	"github.com/finsvc/finance/pkg/ledger"
@@ -26,7 +27,11 @@ import (
 // item is one record of a batch.
 type item struct {
 	rec *kgo.Record
-	o   Outcome
+	// span is the record's apply span (spanApply): child of its receive
+	// span, linked to the batch's, from the batch's start to its event's
+	// flush. Its logs and its event carry the payment's trace.
+	span trace.Span
+	o    Outcome
 	// reason and cause, when reason is set, dead-letter the record unapplied.
 	reason string
 	cause  error
@@ -46,10 +51,35 @@ func (c *Consumer) processBatch(ctx context.Context, parts []kgo.FetchTopicParti
 	firstSeen := time.Now()
 	items := make([][]item, len(parts))
 	var ts []ledger.Transition
+
+	// The batch's span links every record's trace (they are many
+	// payments' traces, so none is its parent); each record's own apply
+	// span continues its payment's trace and links back to the batch.
+	var links []trace.Link
+	for _, p := range parts {
+		for _, rec := range p.Records {
+			if sc := trace.SpanContextFromContext(rec.Context); sc.IsSampled() {
+				links = append(links, trace.Link{SpanContext: sc})
+			}
+		}
+	}
+	ctx, batchSpan := c.tracer.Start(ctx, spanApplyBatch, trace.WithLinks(links...))
+	defer batchSpan.End()
+	batchLink := trace.WithLinks(trace.Link{SpanContext: batchSpan.SpanContext()})
+	start := trace.WithTimestamp(firstSeen)
+	defer func() {
+		for i := range items {
+			for j := range items[i] {
+				items[i][j].span.End()
+			}
+		}
+	}()
+
 	for i, p := range parts {
 		items[i] = make([]item, len(p.Records))
 		for j, rec := range p.Records {
 			it := item{rec: rec}
+			_, it.span = c.tracer.Start(recordContext(ctx, rec), spanApply, start, batchLink)
 			it.o, it.reason, it.cause = parse(rec)
 			if it.reason == "" {
 				it.tx = len(ts)
@@ -86,13 +116,14 @@ func (c *Consumer) processBatch(ctx context.Context, parts []kgo.FetchTopicParti
 	for i := range items {
 		finished[i] = len(items[i])
 		for j := range items[i] {
-			ev, err := c.settle(ctx, &items[i][j], firstSeen)
+			it := &items[i][j]
+			ev, err := c.settle(trace.ContextWithSpan(ctx, it.span), it, firstSeen)
 			if err != nil {
 				finished[i] = j
 				break
 			}
 			if ev != nil {
-				emits = append(emits, emit{part: i, index: j, ev: ev, replay: items[i][j].res.Change != ledger.Applied})
+				emits = append(emits, emit{part: i, index: j, ev: ev, replay: it.res.Change != ledger.Applied, span: it.span})
 			}
 		}
 	}
@@ -147,11 +178,15 @@ func (c *Consumer) settle(ctx context.Context, it *item, firstSeen time.Time) (*
 	return it.res.Event, nil
 }
 
+// spanApplyBatch names the span of one batch transaction.
+const spanApplyBatch = "apply outcomes batch"
+
 // emit is one event to produce, of record index of partition part.
 type emit struct {
 	part, index int
 	ev          *ledger.Event
-	replay      bool // ev was rebuilt for a redelivered outcome
+	span        trace.Span // the record's apply span, the event's parent
+	replay      bool       // ev was rebuilt for a redelivered outcome
 	err         error
 }
 
@@ -174,7 +209,8 @@ func (c *Consumer) emitAll(ctx context.Context, emits []emit) []emit {
 		}
 		payloads[i] = payload
 		wg.Add(1)
-		rec := &kgo.Record{Topic: kafka.TopicEvents, Key: kafka.UserKey(emits[i].ev.UserID), Value: payload}
+		rec := &kgo.Record{Topic: kafka.TopicEvents, Key: kafka.UserKey(emits[i].ev.UserID), Value: payload,
+			Context: trace.ContextWithSpan(actx, emits[i].span)}
 		c.cl.Produce(actx, rec, func(_ *kgo.Record, err error) {
 			emits[i].err = err
 			wg.Done()
@@ -189,11 +225,11 @@ func (c *Consumer) emitAll(ctx context.Context, emits []emit) []emit {
 		e := &emits[i]
 		if e.err != nil && payloads[i] != nil {
 			c.m.errors.WithLabelValues("emit").Inc()
-			e.err = c.produceEvent(ctx, e.ev, payloads[i])
+			e.err = c.produceEvent(trace.ContextWithSpan(ctx, e.span), e.ev, payloads[i])
 		}
 		if e.err != nil {
 			c.m.deferred.WithLabelValues("emit").Inc()
-			c.logger.ErrorContext(ctx, "emit payment event: giving up for now, the outcome will be fetched again",
+			c.logger.ErrorContext(trace.ContextWithSpan(ctx, e.span), "emit payment event: giving up for now, the outcome will be fetched again",
 				"payment_id", e.ev.PaymentID, "event_id", e.ev.ID(), "err", e.err)
 			continue
 		}

@@ -35,6 +35,8 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/finsvc/finance/pkg/kafka"
 	"github.com/finsvc/finance/pkg/ledger"
@@ -107,6 +109,10 @@ type Consumer struct {
 	// recordByRecord turns batches off: every poll takes the path of a
 	// failed batch. Only BenchmarkConsumer sets it, to compare the two.
 	recordByRecord bool
+
+	// tracer starts the apply spans (OpenTelemetry's global provider, see
+	// obs.StartTracing).
+	tracer trace.Tracer
 }
 
 type topicPartition struct {
@@ -132,6 +138,7 @@ func New(cfg Config, db *pgxpool.Pool, logger *slog.Logger, reg prometheus.Regis
 		m:         newMetrics(reg),
 		pending:   map[topicPartition]*kgo.Record{},
 		deferrals: map[topicPartition]headDeferrals{},
+		tracer:    otel.Tracer("github.com/finsvc/finance/services/status-consumer"),
 	}
 	opts := append([]kgo.Opt{
 		kgo.ConsumerGroup(Group),
@@ -296,6 +303,8 @@ func (c *Consumer) process(ctx context.Context, fetches kgo.Fetches) {
 // dead-lettered, and an error when it must be tried again later.
 func (c *Consumer) handle(ctx context.Context, rec *kgo.Record) error {
 	firstSeen := time.Now()
+	ctx, span := c.tracer.Start(recordContext(ctx, rec), spanApply)
+	defer span.End()
 	o, reason, cause := parse(rec)
 	if reason != "" {
 		return c.deadLetter(ctx, rec, o, reason, cause, 1, firstSeen)
@@ -347,6 +356,17 @@ func (c *Consumer) handle(ctx context.Context, rec *kgo.Record) error {
 	return nil
 }
 
+// spanApply names the span of one outcome's application, child of the
+// record's receive span (kotel): the payment's trace goes on through it to
+// the event it emits.
+const spanApply = "apply outcome"
+
+// recordContext is ctx (its deadline, its cancellation) with the span of
+// rec's Context, which kotel's receive hook set from the record's headers.
+func recordContext(ctx context.Context, rec *kgo.Record) context.Context {
+	return trace.ContextWithSpanContext(ctx, trace.SpanContextFromContext(rec.Context))
+}
+
 // parse decodes rec's outcome and checks it. A record that can never apply
 // gets the reason and cause of its dead letter.
 func parse(rec *kgo.Record) (o Outcome, reason string, cause error) {
@@ -390,7 +410,9 @@ func (c *Consumer) applied(ctx context.Context, rec *kgo.Record, o Outcome, res 
 // produceEvent produces one event and waits for Kafka to take it, retrying.
 func (c *Consumer) produceEvent(ctx context.Context, ev *ledger.Event, payload []byte) error {
 	return c.retry(ctx, "emit", func(ctx context.Context) error {
-		// A fresh record per attempt: a record keeps the context of its first produce.
+		// A fresh record per attempt: a record keeps the context of its
+		// first produce. ctx holds the apply span: the event's publish
+		// span (kotel) is its child.
 		rec := &kgo.Record{Topic: kafka.TopicEvents, Key: kafka.UserKey(ev.UserID), Value: payload}
 		return c.cl.ProduceSync(ctx, rec).FirstErr()
 	})
