@@ -21,6 +21,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/finsvc/finance/loadtest/internal/cli"
+	"github.com/finsvc/finance/loadtest/internal/reads"
 	"github.com/finsvc/finance/loadtest/internal/report"
 	"github.com/finsvc/finance/pkg/entry"
 	"github.com/finsvc/finance/pkg/pgtest"
@@ -166,6 +167,45 @@ func TestSmokeBurstAndReadHeavy(t *testing.T) {
 		assertClean(t, rep, int64(rep.Result.Workload.Writes()))
 		if rep.Result.Reads.ByClass["ok"] == 0 {
 			t.Errorf("no feed read succeeded: %v", rep.Result.Reads.ByClass)
+		}
+	})
+	t.Run("hostile", func(t *testing.T) {
+		// A few seconds: victims at 50/s, the hostile at 400/s from
+		// 127.0.0.2 in the second of two 2 s phases. Speed is not judged
+		// here; that no victim was refused, and that every abuse was, is.
+		var out, errb stacktest.Buffer
+		var rep *reads.HostileReport
+		err := cli.Env{Getenv: func(string) string { return "" }, Stdout: &out, Stderr: &errb,
+			OnHostile: func(r *reads.HostileReport, _ string) { rep = r },
+		}.Run(context.Background(), []string{"run", "--scenario", "hostile", "--url", "http://" + gateway,
+			"--database-url", dbURL, "--users", "50", "--rate", "50", "--hostile-rate", "400", "--hostile-accounts", "4",
+			"--phases", "2", "--phase", "2s", "--warmup", "1s", "--quiet", "--out", t.TempDir()})
+		t.Logf("loadtest run --scenario hostile: %v\n%s%s", err, out.String(), errb.String())
+		if rep == nil {
+			t.Fatalf("no report: %v", err)
+		}
+		res := rep.Result
+		if res.VictimErrors != nil || res.VictimOK == 0 {
+			t.Errorf("victims: %d ok, errors %v (%s)", res.VictimOK, res.VictimErrors, res.VictimFirstError)
+		}
+		want := map[string][]string{
+			reads.KindOwnFeed: {"429"}, reads.KindOwnPayment: {"429"}, reads.KindForgedToken: {"401"},
+			reads.KindExpiredToken: {"401"}, reads.KindForeignFeed: {"403"}, reads.KindForeignPayment: {"403", "404"},
+			reads.KindOversized: {"413"}, reads.KindBadJSON: {"400"},
+		}
+		for kind, statuses := range want {
+			var refused int64
+			for _, s := range statuses {
+				refused += res.HostileAnswers[kind][s]
+			}
+			if refused == 0 {
+				t.Errorf("%s: no %v answer: %v", kind, statuses, res.HostileAnswers[kind])
+			}
+			for s := range res.HostileAnswers[kind] {
+				if s[0] == '5' || s == "net_error" || s == "timeout" {
+					t.Errorf("%s: %d answered %s", kind, res.HostileAnswers[kind][s], s)
+				}
+			}
 		}
 	})
 

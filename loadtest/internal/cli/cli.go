@@ -43,6 +43,8 @@ type Env struct {
 	OnReport func(*report.Report, string)
 	// OnReads, if set, receives a read run's report.
 	OnReads func(*reads.Report, string)
+	// OnHostile, if set, receives a hostile run's report.
+	OnHostile func(*reads.HostileReport, string)
 }
 
 const mainUsage = `usage: loadtest <command> [flags]
@@ -82,6 +84,10 @@ func (env Env) Run(ctx context.Context, args []string) error {
 		}
 		return nil
 	case "run":
+		if scenarioArg(args[1:]) == reads.Hostile {
+			err = hostileCommand(ctx, args[1:], env)
+			break
+		}
 		if reads.IsScenario(scenarioArg(args[1:])) {
 			err = readsCommand(ctx, args[1:], env)
 			break
@@ -124,6 +130,9 @@ func scenariosCommand(args []string, env Env) error {
 		d := reads.Defaults(n)
 		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t-\t%s\n", n, max(d.VUs, d.Conns, d.Streams), "-", d.Duration, "100%", reads.Scenarios()[n])
 	}
+	h := reads.HostileDefaults()
+	fmt.Fprintf(tw, "%s\t%d\t%.0f/s\t%s\t%.0f%%\t-\t%s\n", reads.Hostile, h.Users, h.Rate,
+		durationString(h.Warmup+time.Duration(h.Phases)*h.Phase), (1-h.PaymentRatio)*100, reads.HostileSummary)
 	return tw.Flush()
 }
 
@@ -159,7 +168,7 @@ func tableCommand(args []string, env Env) error {
 		if st, err := os.Stat(a); err == nil && st.IsDir() {
 			a = filepath.Join(a, "results.json")
 		}
-		if _, err := reads.ReadReport(a); err == nil {
+		if _, err := reads.ReadReport(a); err == nil || reads.IsHostileReport(a) {
 			return fmt.Errorf("%s is a read run's (its summary.md is its table)", a)
 		}
 		r, err := report.Read(a)
@@ -188,7 +197,7 @@ func reportCommand(args []string, env Env) error {
 	for _, dir := range args {
 		// A read run's results.json is another shape: redrawing it as a
 		// money run would overwrite it with an empty report.
-		if _, err := reads.ReadReport(dir); err == nil {
+		if _, err := reads.ReadReport(dir); err == nil || reads.IsHostileReport(dir) {
 			return fmt.Errorf("%s is a read run: its summary.md is written by the run itself", dir)
 		}
 		r, err := report.Read(filepath.Join(dir, "results.json"))

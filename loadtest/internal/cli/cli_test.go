@@ -77,6 +77,8 @@ func TestBadInvocationsStopAtOnce(t *testing.T) {
 		{"pollers on the as-is service", []string{"run", "--scenario", "burst", "--target", "legacy", "--pollers", "2"},
 			[]string{"status polling needs --target pipeline"}},
 		{"negative pollers", []string{"run", "--scenario", "burst-poll", "--pollers", "-1"}, []string{"--pollers -1"}},
+		{"hostile against the as-is service, odd phases", []string{"run", "--scenario", "hostile", "--target", "legacy",
+			"--phases", "3", "--hostile-source", "nowhere"}, []string{"pipeline only", "--phases 3", "--hostile-source"}},
 		{"table without files", []string{"table"}, []string{"results.json"}},
 		{"table with a flag", []string{"table", "--sort", "x"}, []string{`unknown flag "--sort"`}},
 		{"report with a flag", []string{"report", "-o", "x"}, []string{`unknown flag "-o"`}},

@@ -114,7 +114,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}
 	r.rec = NewRecorder(r.start, width)
 	res := &Result{RunID: o.RunID, StartedAt: r.start, Workload: w}
-	cpu0 := cpuSeconds()
+	cpu0 := CPUSeconds()
 
 	sampleCtx, stopSampling := context.WithCancel(context.WithoutCancel(ctx))
 	samplerDone := make(chan struct{})
@@ -176,7 +176,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	res.Writes, res.Reads, res.Seconds, res.SendLag = r.rec.Summary(w.Duration)
 	res.Samples = r.samples
 	res.BucketSeconds = width.Seconds()
-	res.GeneratorCPU = math.Round((cpuSeconds()-cpu0)*100) / 100
+	res.GeneratorCPU = math.Round((CPUSeconds()-cpu0)*100) / 100
 	if o.AfterDrain != nil {
 		o.AfterDrain()
 	}
@@ -307,8 +307,8 @@ func (r *runner) setPhase(p string) {
 	r.mu.Unlock()
 }
 
-// cpuSeconds is the CPU time this process has used.
-func cpuSeconds() float64 {
+// CPUSeconds is the CPU time this process (the generator) has used.
+func CPUSeconds() float64 {
 	var ru syscall.Rusage
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
 		return 0
