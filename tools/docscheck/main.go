@@ -1,5 +1,6 @@
 // Command docscheck verifies the repository's Markdown documentation
-// (docs/*.md and every README.md). It fails on any of these:
+// (docs/*.md and every README.md) and the load-test runs it quotes
+// (issue 19, point 6). It fails on any of these:
 //
 //   - Links: a relative link or image that names no existing file or
 //     folder, or a #fragment into a Markdown file that names none of that
@@ -8,6 +9,32 @@
 //     (mermaid.parse, run in Node.js by tools/mermaidcheck/parse.mjs, all
 //     blocks in one process). It is reported at the block's first line with
 //     the parser's message.
+//   - Numbers: a row, list item or paragraph of docs/design.md that states
+//     a measurement and links to no kept run and no measurement record.
+//     The rule, precisely (CheckNumbers):
+//     1. The units checked are each table row, each list item with its
+//     continuation lines, and each paragraph, outside code fences;
+//     headings are not checked.
+//     2. A unit states a measurement when its text, less code spans, link
+//     targets and images, has a number with a unit of time, rate, size,
+//     share or ratio: ms, µs, ns, s, min, h (and seconds, minutes, hours),
+//     /s or <word>/s ("300/s", "644.9 deliveries/s"), %, × (or x), bytes,
+//     kB, KiB, MB, MiB, GB, GiB; or a count out of a total, "N of M".
+//     3. Not measurements: a number right after <, ≤, >, ≥ (a bound or a
+//     target), after ~ (an estimate), and the limit's setting "L = 300/s".
+//     Units in the sections of ExemptSections (Terminology, Capacity
+//     estimate, Proposed processor API changes: definitions, the first
+//     assumptions, what we ask of the processor) are not checked.
+//     4. Such a unit must link to a kept run, loadtest/runs/<run>/... (its
+//     results.json or summary.md), or to a measurement record, one of
+//     MeasurementDocs (loadtest.md, loadtest-history.md, dispatcher.md,
+//     chaos.md, reads.md, push.md, webhooks.md, writes.md, security.md,
+//     scaling.md), each of which gives its numbers with their commands and
+//     runs. One such link covers the whole unit.
+//   - Kept runs (CheckRuns): each entry of docs/loadtest/runs is a run
+//     folder with a results.json, holding only results.json, summary.md and
+//     plots (.png, .svg), no file over 256 KiB, all of them together at
+//     most 5 MiB. Anything else (profiles, raw output) can be made again.
 //
 // The Mermaid parser needs Node.js and the npm packages pinned in
 // tools/mermaidcheck/package-lock.json; make docs-check installs them into
@@ -52,11 +79,16 @@ func main() {
 		os.Exit(2)
 	}
 	problems = append(problems, mermaid...)
+	design := filepath.Join(*root, "docs", "design.md")
+	numbers, measured := CheckNumbers(design)
+	problems = append(problems, numbers...)
+	runs, runBytes := CheckRuns(filepath.Join(*root, "docs", "loadtest", "runs"))
+	problems = append(problems, runs...)
 	for _, p := range problems {
 		fmt.Println(p)
 	}
-	fmt.Fprintf(os.Stderr, "docscheck: %d files, %d relative links, %d Mermaid blocks parsed, %d problems\n",
-		len(files), links, len(blocks), len(problems))
+	fmt.Fprintf(os.Stderr, "docscheck: %d files, %d relative links, %d Mermaid blocks parsed, %d measurements of design.md (rows, items, paragraphs), kept runs %.1f of %d MiB, %d problems\n",
+		len(files), links, len(blocks), measured, float64(runBytes)/(1<<20), MaxRunsBytes>>20, len(problems))
 	if len(problems) > 0 {
 		os.Exit(1)
 	}
