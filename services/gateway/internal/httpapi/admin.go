@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/url"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -60,7 +58,7 @@ func (a *api) listDLQ(c *gin.Context) error {
 	}
 	q := c.Request.URL.Query()
 	var problems []string
-	f := parseFilter(q, filterParams, &problems)
+	f := dlq.ParseFilter(q, filterParams, &problems)
 	if len(problems) > 0 {
 		return invalid(strings.Join(problems, "; "))
 	}
@@ -111,8 +109,8 @@ func (a *api) replayDLQ(c *gin.Context) error {
 	}
 	q := c.Request.URL.Query()
 	var problems []string
-	f := parseFilter(q, replayParams, &problems)
-	allTopics := parseBool(q, "all_topics", &problems)
+	f := dlq.ParseFilter(q, replayParams, &problems)
+	allTopics := dlq.ParseBool(q, "all_topics", &problems)
 	switch {
 	case q.Get("topic") == "" && !allTopics:
 		problems = append(problems, fmt.Sprintf("a replay needs topic (one of %s, or its %s topic) or all_topics=true: "+
@@ -120,8 +118,8 @@ func (a *api) replayDLQ(c *gin.Context) error {
 	case q.Get("topic") != "" && allTopics:
 		problems = append(problems, fmt.Sprintf("topic=%s and all_topics=true contradict each other: give one", q.Get("topic")))
 	}
-	dryRun := parseBool(q, "dry_run", &problems)
-	force := parseBool(q, "force", &problems)
+	dryRun := dlq.ParseBool(q, "dry_run", &problems)
+	force := dlq.ParseBool(q, "force", &problems)
 	keyRetention := payment.KeyRetention
 	if v := q.Get("key_retention"); v != "" {
 		d, err := time.ParseDuration(v)
@@ -160,78 +158,4 @@ func (a *api) replayDLQ(c *gin.Context) error {
 	}
 	writeJSON(c, http.StatusOK, res)
 	return nil
-}
-
-// parseFilter reads the filter parameters of q, appending every problem to
-// problems; parameters outside allowed are problems too.
-func parseFilter(q url.Values, allowed []string, problems *[]string) dlq.Filter {
-	var unknown []string
-	for k := range q {
-		ok := false
-		for _, a := range allowed {
-			ok = ok || k == a
-		}
-		if !ok {
-			unknown = append(unknown, k)
-		}
-	}
-	sort.Strings(unknown)
-	for _, k := range unknown {
-		*problems = append(*problems, fmt.Sprintf("unknown query parameter %q (allowed: %s)", k, strings.Join(allowed, ", ")))
-	}
-	for k, vs := range q {
-		if len(vs) > 1 {
-			*problems = append(*problems, fmt.Sprintf("query parameter %q is given %d times", k, len(vs)))
-		}
-	}
-	f := dlq.Filter{Topic: q.Get("topic"), Error: q.Get("error")}
-	id := func(name string) int64 {
-		v := q.Get(name)
-		if v == "" {
-			return 0
-		}
-		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil || n <= 0 {
-			*problems = append(*problems, fmt.Sprintf("%s must be a positive integer, got %q", name, v))
-		}
-		return n
-	}
-	f.PaymentID, f.UserID = id("payment_id"), id("user_id")
-	when := func(name string) time.Time {
-		v := q.Get(name)
-		if v == "" {
-			return time.Time{}
-		}
-		t, err := time.Parse(time.RFC3339Nano, v)
-		if err != nil {
-			*problems = append(*problems, fmt.Sprintf("%s must be an RFC 3339 time such as 2026-05-04T10:00:00Z, got %q", name, v))
-		}
-		return t
-	}
-	f.Since, f.Until = when("since"), when("until")
-	if v := q.Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > dlq.MaxLimit {
-			*problems = append(*problems, fmt.Sprintf("limit must be an integer from 1 to %d, got %q", dlq.MaxLimit, v))
-		}
-		f.Limit = n
-	}
-	if len(*problems) == 0 {
-		if err := f.Validate(); err != nil {
-			*problems = append(*problems, strings.ReplaceAll(err.Error(), "\n", "; "))
-		}
-	}
-	return f
-}
-
-func parseBool(q url.Values, name string, problems *[]string) bool {
-	switch v := q.Get(name); v {
-	case "", "false":
-		return false
-	case "true":
-		return true
-	default:
-		*problems = append(*problems, fmt.Sprintf("%s must be true or false, got %q", name, v))
-		return false
-	}
 }
