@@ -24,9 +24,14 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sony/gobreaker/v2"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/finsvc/finance/pkg/kafka"
 	"github.com/finsvc/finance/pkg/ledger"
+	"github.com/finsvc/finance/pkg/obs"
 	"github.com/finsvc/finance/pkg/webhook"
 	"github.com/finsvc/finance/pkg/wire"
 )
@@ -99,6 +104,9 @@ type Service struct {
 	logger *slog.Logger
 	m      *metrics
 	wake   chan struct{}
+	// tracer starts the attempt spans (OpenTelemetry's global provider,
+	// see obs.StartTracing).
+	tracer trace.Tracer
 	// results carries finished attempts to the writer, which records them
 	// in batches (writeResults).
 	results chan *result
@@ -132,6 +140,7 @@ func New(cfg Config, db *pgxpool.Pool, logger *slog.Logger, reg prometheus.Regis
 		m:         newMetrics(reg),
 		wake:      make(chan struct{}, 1),
 		endpoints: map[uuid.UUID]*endpointState{},
+		tracer:    otel.Tracer("github.com/finsvc/finance/services/webhook-delivery"),
 	}
 	cl, err := kafka.NewClient(cfg.Brokers, logger, append([]kgo.Opt{
 		kgo.ConsumerGroup(Group),
@@ -221,7 +230,7 @@ func (s *Service) enqueue(ctx context.Context, recs []*kgo.Record) error {
 		if !ok {
 			continue
 		}
-		decoded = append(decoded, ledgerEvent{ev: ev, t: t})
+		decoded = append(decoded, ledgerEvent{ev: ev, t: t, trace: traceParent(r)})
 	}
 	if len(decoded) == 0 {
 		return nil
@@ -253,7 +262,7 @@ func (s *Service) enqueue(ctx context.Context, recs []*kgo.Record) error {
 					return err
 				}
 			}
-			msgs = append(msgs, newMessage{Endpoint: sub.ID, Event: d.ev, Type: d.t, Payload: body})
+			msgs = append(msgs, newMessage{Endpoint: sub.ID, Event: d.ev, Type: d.t, Payload: body, TraceParent: d.trace})
 		}
 	}
 	n, err := s.q.enqueue(ctx, msgs)
@@ -266,8 +275,22 @@ func (s *Service) enqueue(ctx context.Context, recs []*kgo.Record) error {
 
 // ledgerEvent is a decoded event and its webhook type.
 type ledgerEvent struct {
-	ev ledger.Event
-	t  webhook.Type
+	ev    ledger.Event
+	t     webhook.Type
+	trace *string // the record's traceparent (traceParent)
+}
+
+// traceParent is the traceparent of rec's receive span (kotel's, from the
+// record's headers), which the message keeps for its attempts; nil when
+// there is none.
+func traceParent(rec *kgo.Record) *string {
+	if rec.Context == nil {
+		return nil
+	}
+	if tp := obs.TraceParent(rec.Context); tp != "" {
+		return &tp
+	}
+	return nil
 }
 
 // signal wakes the scheduler.
@@ -396,10 +419,27 @@ var errNotSuccess = errors.New("not a 2xx")
 // kept. It returns once the writer recorded it (or gave up: the lease then
 // runs out and the message is sent again, at least once).
 func (s *Service) deliver(ctx context.Context, c claimed, client *http.Client, done func(error)) {
+	// One span per attempt, child of the event's stored trace context, so
+	// a payment's trace ends with its webhooks, retries included (an
+	// attempt a day later is still the same payment's). The request does
+	// not carry a traceparent: our trace ids stay ours.
+	if c.TraceParent != nil {
+		ctx = obs.WithTraceParent(ctx, *c.TraceParent)
+	}
+	ctx, span := s.tracer.Start(ctx, spanAttempt, trace.WithSpanKind(trace.SpanKindClient))
+	defer span.End()
 	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.Timeout)
 	a := s.send(actx, client, c)
 	cancel()
 	ok := a.Err == "" && a.Status >= 200 && a.Status < 300
+	if span.IsRecording() {
+		span.SetAttributes(attribute.Int64("webhook.message_id", c.ID), attribute.String("webhook.endpoint_id", c.EndpointID.String()),
+			attribute.String("webhook.event_id", c.EventID), attribute.Int("webhook.attempt", c.Attempts+1),
+			attribute.Int("http.response.status_code", a.Status))
+		if !ok {
+			span.SetStatus(codes.Error, a.errText())
+		}
+	}
 	if ok {
 		done(nil)
 	} else {
@@ -416,6 +456,9 @@ func (s *Service) deliver(ctx context.Context, c claimed, client *http.Client, d
 	s.results <- r
 	<-r.done
 }
+
+// spanAttempt names the span of one webhook attempt.
+const spanAttempt = "webhook attempt"
 
 // result is a finished attempt on its way to the database.
 type result struct {

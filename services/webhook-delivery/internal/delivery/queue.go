@@ -87,6 +87,9 @@ type newMessage struct {
 	Event    ledger.Event
 	Type     webhook.Type
 	Payload  []byte
+	// TraceParent is the trace context of the event's record (its
+	// receive span), nil without one: each attempt is its child.
+	TraceParent *string
 }
 
 // enqueue inserts messages in one statement; a message already there (a
@@ -102,21 +105,22 @@ func (q queue) enqueue(ctx context.Context, msgs []newMessage) (int64, error) {
 		types    = make([]string, len(msgs))
 		payments = make([]int64, len(msgs))
 		payloads = make([][]byte, len(msgs))
+		parents  = make([]*string, len(msgs))
 	)
 	for i, m := range msgs {
-		eps[i], users[i], events[i], types[i], payments[i], payloads[i] =
-			m.Endpoint, m.Event.UserID, m.Event.ID(), string(m.Type), m.Event.PaymentID, m.Payload
+		eps[i], users[i], events[i], types[i], payments[i], payloads[i], parents[i] =
+			m.Endpoint, m.Event.UserID, m.Event.ID(), string(m.Type), m.Event.PaymentID, m.Payload, m.TraceParent
 	}
 	// WITH ORDINALITY keeps the batch's order in the ids: a lane is sent in
 	// id order.
 	tag, err := q.db.Exec(ctx, `
-		INSERT INTO webhook_messages (endpoint_id, user_id, event_id, event_type, payment_id, payload)
-		SELECT e, u, ev, t, p, b
-		FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::text[], $5::bigint[], $6::bytea[])
-			WITH ORDINALITY AS x(e, u, ev, t, p, b, n)
+		INSERT INTO webhook_messages (endpoint_id, user_id, event_id, event_type, payment_id, payload, traceparent)
+		SELECT e, u, ev, t, p, b, tp
+		FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::text[], $5::bigint[], $6::bytea[], $7::text[])
+			WITH ORDINALITY AS x(e, u, ev, t, p, b, tp, n)
 		ORDER BY n
 		ON CONFLICT (endpoint_id, event_id) DO NOTHING`,
-		eps, users, events, types, payments, payloads)
+		eps, users, events, types, payments, payloads, parents)
 	if err != nil {
 		return 0, fmt.Errorf("insert webhook messages: %w", err)
 	}
@@ -135,6 +139,8 @@ type claimed struct {
 	CreatedAt  time.Time
 	URL        string
 	Secrets    []webhook.Secret
+	// TraceParent is the stored trace context of the event (newMessage).
+	TraceParent *string
 }
 
 // claim leases up to n due messages, each the head of its (endpoint, user)
@@ -180,7 +186,7 @@ func (q queue) claim(ctx context.Context, n int, skip []uuid.UUID, lease time.Du
 		FROM due, webhook_endpoints w
 		WHERE m.id = due.id AND w.id = m.endpoint_id
 		RETURNING m.id, m.endpoint_id, m.user_id, m.event_id, m.event_type, m.payload, m.attempts, m.created_at,
-			w.url, w.secret,
+			m.traceparent, w.url, w.secret,
 			CASE WHEN w.previous_secret_expires_at > now() THEN w.previous_secret ELSE NULL END`,
 		n, skip, lease.Milliseconds())
 	if err != nil {
@@ -191,7 +197,7 @@ func (q queue) claim(ctx context.Context, n int, skip []uuid.UUID, lease time.Du
 		var secret string
 		var prev *string
 		if err := r.Scan(&c.ID, &c.EndpointID, &c.UserID, &c.EventID, &c.EventType, &c.Payload, &c.Attempts, &c.CreatedAt,
-			&c.URL, &secret, &prev); err != nil {
+			&c.TraceParent, &c.URL, &secret, &prev); err != nil {
 			return c, err
 		}
 		s, err := webhook.ParseSecret(secret)
