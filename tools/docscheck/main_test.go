@@ -55,3 +55,27 @@ func TestSlug(t *testing.T) {
 		}
 	}
 }
+
+func TestMarkdownFiles(t *testing.T) {
+	root := t.TempDir()
+	for _, f := range []string{
+		"README.md", "docs/design.md", "docs/loadtest/runs/m1/summary.md", "services/gateway/README.md",
+		".run/tools/mermaidcheck/node_modules/x/README.md", "tools/mermaidcheck/node_modules/y/README.md",
+		"bin/README.md", "services/gateway/NOTES.md",
+	} {
+		write(t, root, f, "# x\n")
+	}
+	files, err := MarkdownFiles(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, f := range files {
+		rel, _ := filepath.Rel(root, f)
+		got = append(got, filepath.ToSlash(rel))
+	}
+	want := []string{"README.md", "docs/design.md", "services/gateway/README.md"}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("MarkdownFiles = %q, want %q", got, want)
+	}
+}

@@ -37,6 +37,7 @@ var measurementRE = regexp.MustCompile(`(?:^|[^\p{L}\p{N}_.,])(\d{1,3}(?:,\d{3})
 	`(ms|µs|μs|us|ns|seconds?|s|min|minutes?|h|hours?|%|×|x|bytes|kB|KB|KiB|MB|MiB|GB|GiB|TB|TiB|(?:\p{L}+ ?)?/s)` +
 	`(?:$|[^\p{L}\p{N}_])`)
 
+// countRE matches a count out of a total, "28,800 of 28,800".
 var countRE = regexp.MustCompile(`(?:^|[^\p{L}\p{N}_.,])(\d{1,3}(?:,\d{3})+|\d+) of (\d{1,3}(?:,\d{3})+|\d+)(?:$|[^\p{L}\p{N}_.,])`)
 
 // boundRE matches the end of the text before a number that makes it no
@@ -52,9 +53,9 @@ var settingRE = regexp.MustCompile(`\bL\s*=\s*$`)
 // and the target.
 var mdLinkRE = regexp.MustCompile(`(!?)\[([^\]]*)\]\(\s*<?([^)\s>]+)>?(?:\s+"[^"]*")?\s*\)`)
 
-// Measurements returns the measurements stated in a Markdown line or
-// paragraph, outside code spans and link targets, less bounds and the
-// limit's setting.
+// Measurements returns the measurements stated in a Markdown row, item or
+// paragraph, outside code spans, link targets and images, less bounds,
+// estimates and the limit's setting.
 func Measurements(text string) []string {
 	// A code span becomes a word, so that "0 `429`s" is no "0 s".
 	plain := codeRE.ReplaceAllString(text, "CODE")
