@@ -230,7 +230,7 @@ func (c *Consumer) emitAll(ctx context.Context, emits []emit) []emit {
 		if e.err != nil {
 			c.m.deferred.WithLabelValues("emit").Inc()
 			c.logger.ErrorContext(trace.ContextWithSpan(ctx, e.span), "emit payment event: giving up for now, the outcome will be fetched again",
-				"payment_id", e.ev.PaymentID, "event_id", e.ev.ID(), "err", e.err)
+				"payment_id", e.ev.PaymentID, "user_id", e.ev.UserID, "event_id", e.ev.ID(), "err", e.err)
 			continue
 		}
 		c.m.events.WithLabelValues(strconv.FormatBool(e.replay)).Inc()

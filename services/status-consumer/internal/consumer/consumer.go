@@ -325,14 +325,14 @@ func (c *Consumer) handle(ctx context.Context, rec *kgo.Record) error {
 			Reason: fmt.Sprintf("outcome %s dead-lettered: %v", o.Status, err)}
 		res, _, err = c.apply(ctx, o)
 		if permanentReason(err) != "" {
-			c.logger.ErrorContext(ctx, "mark dead-lettered payment unknown", "payment_id", o.PaymentID, "err", err)
+			c.logger.ErrorContext(ctx, "mark dead-lettered payment unknown", "payment_id", o.PaymentID, "user_id", o.UserID, "err", err)
 			return nil
 		}
 	}
 	if err != nil {
 		c.m.deferred.WithLabelValues("apply").Inc()
 		c.logger.ErrorContext(ctx, "apply outcome: giving up for now, the record will be fetched again",
-			"payment_id", o.PaymentID, "topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset, "err", err)
+			"payment_id", o.PaymentID, "user_id", o.UserID, "topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset, "err", err)
 		return err
 	}
 	if err := c.applied(ctx, rec, o, res, attempts, firstSeen); err != nil {
@@ -349,7 +349,7 @@ func (c *Consumer) handle(ctx context.Context, rec *kgo.Record) error {
 	if err != nil {
 		c.m.deferred.WithLabelValues("emit").Inc()
 		c.logger.ErrorContext(ctx, "emit payment event: giving up for now, the outcome will be fetched again",
-			"payment_id", o.PaymentID, "event_id", res.Event.ID(), "err", err)
+			"payment_id", o.PaymentID, "user_id", o.UserID, "event_id", res.Event.ID(), "err", err)
 		return err
 	}
 	c.m.events.WithLabelValues(strconv.FormatBool(res.Change != ledger.Applied)).Inc()
@@ -395,13 +395,13 @@ func (c *Consumer) applied(ctx context.Context, rec *kgo.Record, o Outcome, res 
 			"from", res.From, "to", o.Status, "offset", rec.Offset)
 	case ledger.Duplicate:
 		c.m.noops.WithLabelValues("duplicate").Inc()
-		c.logger.DebugContext(ctx, "outcome already applied", "payment_id", o.PaymentID, "status", o.Status, "offset", rec.Offset)
+		c.logger.DebugContext(ctx, "outcome already applied", "payment_id", o.PaymentID, "user_id", o.UserID, "status", o.Status, "offset", rec.Offset)
 	case ledger.OutOfOrder:
 		if conflicting(res.From, o.Status) {
 			return c.conflict(ctx, rec, o, res.From, attempts, firstSeen)
 		}
 		c.m.noops.WithLabelValues("out_of_order").Inc()
-		c.logger.DebugContext(ctx, "outcome ignored: would not move the payment forward", "payment_id", o.PaymentID,
+		c.logger.DebugContext(ctx, "outcome ignored: would not move the payment forward", "payment_id", o.PaymentID, "user_id", o.UserID,
 			"current", res.From, "outcome", o.Status, "offset", rec.Offset)
 	}
 	return nil

@@ -118,7 +118,7 @@ func (c *Consumer) deadLetter(ctx context.Context, rec *kgo.Record, o Outcome, r
 	if err != nil {
 		c.m.deferred.WithLabelValues("dlq").Inc()
 		c.logger.ErrorContext(ctx, "dead-letter outcome: giving up for now, the record will be fetched again",
-			"reason", reason, "payment_id", o.PaymentID, "topic", rec.Topic, "partition", rec.Partition,
+			"reason", reason, "payment_id", o.PaymentID, "user_id", o.UserID, "topic", rec.Topic, "partition", rec.Partition,
 			"offset", rec.Offset, "err", err)
 		return err
 	}

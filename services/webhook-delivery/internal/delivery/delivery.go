@@ -433,7 +433,8 @@ func (s *Service) deliver(ctx context.Context, c claimed, client *http.Client, d
 	cancel()
 	ok := a.Err == "" && a.Status >= 200 && a.Status < 300
 	if span.IsRecording() {
-		span.SetAttributes(attribute.Int64("webhook.message_id", c.ID), attribute.String("webhook.endpoint_id", c.EndpointID.String()),
+		span.SetAttributes(attribute.Int64("payment_id", c.PaymentID), attribute.Int64("user_id", c.UserID),
+			attribute.Int64("webhook.message_id", c.ID), attribute.String("webhook.endpoint_id", c.EndpointID.String()),
 			attribute.String("webhook.event_id", c.EventID), attribute.Int("webhook.attempt", c.Attempts+1),
 			attribute.Int("http.response.status_code", a.Status))
 		if !ok {
@@ -448,7 +449,8 @@ func (s *Service) deliver(ctx context.Context, c claimed, client *http.Client, d
 	v, next := s.decide(c, a, ok)
 	if v == givenUp {
 		if err := s.deadLetter(ctx, c, a); err != nil {
-			s.logger.ErrorContext(ctx, "webhook dlq", "message_id", c.ID, "endpoint_id", c.EndpointID, "err", err)
+			s.logger.ErrorContext(ctx, "webhook dlq", "message_id", c.ID, "endpoint_id", c.EndpointID,
+				"payment_id", c.PaymentID, "user_id", c.UserID, "err", err)
 			v, next = retry, time.Now().Add(s.cfg.Timeout)
 		}
 	}
@@ -515,7 +517,8 @@ func (s *Service) record(ctx context.Context, batch []*result) {
 	for i, r := range batch {
 		if err != nil {
 			// The lease runs out and the message is sent again: at least once.
-			s.logger.ErrorContext(ctx, "record webhook attempt", "message_id", r.c.ID, "endpoint_id", r.c.EndpointID, "err", err)
+			s.logger.ErrorContext(ctx, "record webhook attempt", "message_id", r.c.ID, "endpoint_id", r.c.EndpointID,
+				"payment_id", r.c.PaymentID, "user_id", r.c.UserID, "err", err)
 			close(r.done)
 			continue
 		}

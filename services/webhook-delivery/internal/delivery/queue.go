@@ -132,6 +132,7 @@ type claimed struct {
 	ID         int64
 	EndpointID uuid.UUID
 	UserID     int64
+	PaymentID  int64
 	EventID    string
 	EventType  string
 	Payload    []byte
@@ -185,7 +186,7 @@ func (q queue) claim(ctx context.Context, n int, skip []uuid.UUID, lease time.Du
 		SET leased_until = now() + $3::bigint * interval '1 millisecond', updated_at = now()
 		FROM due, webhook_endpoints w
 		WHERE m.id = due.id AND w.id = m.endpoint_id
-		RETURNING m.id, m.endpoint_id, m.user_id, m.event_id, m.event_type, m.payload, m.attempts, m.created_at,
+		RETURNING m.id, m.endpoint_id, m.user_id, m.payment_id, m.event_id, m.event_type, m.payload, m.attempts, m.created_at,
 			m.traceparent, w.url, w.secret,
 			CASE WHEN w.previous_secret_expires_at > now() THEN w.previous_secret ELSE NULL END`,
 		n, skip, lease.Milliseconds())
@@ -196,7 +197,7 @@ func (q queue) claim(ctx context.Context, n int, skip []uuid.UUID, lease time.Du
 		var c claimed
 		var secret string
 		var prev *string
-		if err := r.Scan(&c.ID, &c.EndpointID, &c.UserID, &c.EventID, &c.EventType, &c.Payload, &c.Attempts, &c.CreatedAt,
+		if err := r.Scan(&c.ID, &c.EndpointID, &c.UserID, &c.PaymentID, &c.EventID, &c.EventType, &c.Payload, &c.Attempts, &c.CreatedAt,
 			&c.TraceParent, &c.URL, &secret, &prev); err != nil {
 			return c, err
 		}
