@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
 	"time"
 
@@ -24,8 +25,10 @@ type config struct {
 	Postgres postgres.Config
 	// Kafka enables the admin dead-letter routes; no brokers disables them.
 	Kafka envconfig.Kafka
-	// Ops has no address of its own: /healthz, /readyz and /metrics are
-	// served on HTTP_ADDR.
+	// Ops.Addr is OPS_ADDR, optional: when set, an ops listener there
+	// serves /loglevel (GET and PUT), /metrics, /healthz, /readyz and
+	// /debug/pprof/, as every other service's ops port does. /healthz,
+	// /readyz and /metrics stay on HTTP_ADDR as well, with or without it.
 	Ops envconfig.Ops
 	// Auth is the token settings (auth.LoadConfig): AUTH_JWKS_URL,
 	// AUTH_ISSUER, AUTH_AUDIENCE, AUTH_CLOCK_SKEW, ..., and AUTH_JWT_SECRET
@@ -69,6 +72,8 @@ type config struct {
 	// bearer tokens (internal/tokencache); 0 turns it off.
 	TokenCacheMaxEntries int
 	TokenCacheTTL        time.Duration
+	// Console is the operator console's settings (console.go).
+	Console consoleConfig
 }
 
 // WebhookPolicy is how endpoint URLs are checked at registration: https
@@ -127,7 +132,16 @@ func loadConfig(getenv func(string) string) (config, error) {
 	c.Auth = auth.LoadConfig(r, c.DevMode)
 	c.Limits = loadLimits(r)
 	c.Log = loadLogPolicy(r)
+	c.Console = loadConsoleConfig(r)
 	c.Ops = envconfig.LoadOps(r, envconfig.Ops{LogLevel: "info", ShutdownTimeout: 10 * time.Second})
+	// LoadOps reads OPS_ADDR only for a service that always has an ops
+	// port; the gateway's is optional, empty by default.
+	c.Ops.Addr = r.String("OPS_ADDR", "")
+	if c.Ops.Addr != "" {
+		if _, _, err := net.SplitHostPort(c.Ops.Addr); err != nil {
+			r.Fail("OPS_ADDR=%q: want host:port or :port", c.Ops.Addr)
+		}
+	}
 	c.Limits.MaxHeaderBytes = c.Ops.HTTP.MaxHeaderBytes
 	if err := r.Err(); err != nil {
 		return config{}, fmt.Errorf("gateway config: %w", err)
@@ -163,6 +177,7 @@ func (c config) LogValue() slog.Value {
 		slog.Int("cache_max_entries", c.CacheMaxEntries),
 		slog.Int("token_cache_max_entries", c.TokenCacheMaxEntries),
 		slog.String("token_cache_ttl", c.TokenCacheTTL.String()),
+		slog.Any("console", c.Console),
 	)
 }
 

@@ -18,6 +18,7 @@ import (
 	"github.com/finsvc/finance/pkg/obs"
 	"github.com/finsvc/finance/pkg/webhook"
 	"github.com/finsvc/finance/services/gateway/internal/cache"
+	"github.com/finsvc/finance/services/gateway/internal/console"
 	"github.com/finsvc/finance/services/gateway/internal/httpapi"
 	"github.com/finsvc/finance/services/gateway/internal/push"
 	"github.com/finsvc/finance/services/gateway/internal/store"
@@ -35,6 +36,11 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout, _ 
 	if err != nil {
 		return err
 	}
+	stopTracing, err := obs.StartTracing(ctx, logger, "gateway", getenv)
+	if err != nil {
+		return err
+	}
+	defer stopTracing()
 	if cfg.Auth.UsingDevSecret {
 		logger.WarnContext(ctx, "FINANCE_DEV_MODE: AUTH_JWT_SECRET is unset, using the public dev secret; "+
 			"anyone can mint tokens for this gateway. Never run it like this outside a developer machine.")
@@ -117,6 +123,24 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout, _ 
 	})
 	defer func() { stopBatching(); waitBatching() }()
 
+	// The operator console (/console): the same token check as the API,
+	// the DLQ operator, the webhook store, and the processor for resolving.
+	reconcilePool, closeReconcile, err := cfg.Console.connectReconcile(ctx)
+	if err != nil {
+		return err
+	}
+	defer closeReconcile()
+	webhooks := webhook.NewStore(pool)
+	con, err := console.New(console.Config{
+		Logger: logger, Pool: pool, ReconcilePool: reconcilePool, Verify: tokens.FromHeader,
+		DLQ: dlqOp, Webhooks: webhooks, ProcessorURL: cfg.Console.ProcessorURL,
+		ProcessorStatementURL: cfg.Console.ProcessorStatementURL, RateLimit: cfg.Console.RateLimit,
+		InsecureCookie: cfg.DevMode,
+	})
+	if err != nil {
+		return err
+	}
+
 	handler := httpapi.New(httpapi.Config{
 		Logger:         logger,
 		Store:          st,
@@ -132,18 +156,35 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout, _ 
 		Cache:          readCache,
 		Limits:         cfg.Limits,
 		Log:            cfg.Log,
-		Webhooks:       webhook.NewStore(pool),
+		Webhooks:       webhooks,
 		WebhookPolicy:  cfg.WebhookPolicy(),
+		Console:        con,
 	})
 
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
 		return fmt.Errorf("listen on HTTP_ADDR %s: %w", cfg.HTTPAddr, err)
 	}
+	// The ops port (OPS_ADDR, optional): /loglevel to change the log level
+	// at runtime, pprof, and the same /metrics, /healthz and /readyz as
+	// the public port, off the API's listener, its limits and its logs.
+	var opsLn net.Listener
+	if cfg.Ops.Addr != "" {
+		if opsLn, err = net.Listen("tcp", cfg.Ops.Addr); err != nil {
+			ln.Close()
+			return fmt.Errorf("listen on OPS_ADDR %s: %w", cfg.Ops.Addr, err)
+		}
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
 		return obs.ServeListener(gctx, logger, "http", ln, handler, cfg.Ops.HTTP, cfg.Ops.ShutdownTimeout)
 	})
+	if opsLn != nil {
+		ops := obs.OpsMux(reg, st.Ping, obs.WithLogLevel(logger))
+		g.Go(func() error {
+			return obs.ServeListener(gctx, logger, "ops", opsLn, ops, cfg.Ops.HTTP, cfg.Ops.ShutdownTimeout)
+		})
+	}
 	if hub != nil {
 		g.Go(func() error { return hub.Consume(gctx, hubClient) })
 		// Open long-polls answer and streams end with a retry hint as soon
