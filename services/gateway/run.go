@@ -18,7 +18,6 @@ import (
 	"github.com/finsvc/finance/pkg/obs"
 	"github.com/finsvc/finance/pkg/webhook"
 	"github.com/finsvc/finance/services/gateway/internal/cache"
-	"github.com/finsvc/finance/services/gateway/internal/console"
 	"github.com/finsvc/finance/services/gateway/internal/httpapi"
 	"github.com/finsvc/finance/services/gateway/internal/push"
 	"github.com/finsvc/finance/services/gateway/internal/store"
@@ -36,11 +35,6 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout, _ 
 	if err != nil {
 		return err
 	}
-	stopTracing, err := obs.StartTracing(ctx, logger, "gateway", getenv)
-	if err != nil {
-		return err
-	}
-	defer stopTracing()
 	if cfg.Auth.UsingDevSecret {
 		logger.WarnContext(ctx, "FINANCE_DEV_MODE: AUTH_JWT_SECRET is unset, using the public dev secret; "+
 			"anyone can mint tokens for this gateway. Never run it like this outside a developer machine.")
@@ -123,24 +117,6 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout, _ 
 	})
 	defer func() { stopBatching(); waitBatching() }()
 
-	// The operator console (/console): the same token check as the API,
-	// the DLQ operator, the webhook store, and the processor for resolving.
-	reconcilePool, closeReconcile, err := cfg.Console.connectReconcile(ctx)
-	if err != nil {
-		return err
-	}
-	defer closeReconcile()
-	webhooks := webhook.NewStore(pool)
-	con, err := console.New(console.Config{
-		Logger: logger, Pool: pool, ReconcilePool: reconcilePool, Verify: tokens.FromHeader,
-		DLQ: dlqOp, Webhooks: webhooks, ProcessorURL: cfg.Console.ProcessorURL,
-		ProcessorStatementURL: cfg.Console.ProcessorStatementURL, RateLimit: cfg.Console.RateLimit,
-		InsecureCookie: cfg.DevMode,
-	})
-	if err != nil {
-		return err
-	}
-
 	handler := httpapi.New(httpapi.Config{
 		Logger:         logger,
 		Store:          st,
@@ -156,9 +132,8 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout, _ 
 		Cache:          readCache,
 		Limits:         cfg.Limits,
 		Log:            cfg.Log,
-		Webhooks:       webhooks,
+		Webhooks:       webhook.NewStore(pool),
 		WebhookPolicy:  cfg.WebhookPolicy(),
-		Console:        con,
 	})
 
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
