@@ -29,7 +29,15 @@ import (
 	"github.com/finsvc/finance/pkg/testkit"
 )
 
-func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
+func TestMain(m *testing.M) {
+	// The hostile scenario starts the loadtest binary's hostile-client
+	// command in a process of its own: here the test binary stands in.
+	if os.Getenv("LOADTEST_SMOKE_AS_BINARY") == "1" {
+		err := cli.Run(context.Background(), os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
+		os.Exit(entry.Exit("loadtest", err, os.Stderr))
+	}
+	os.Exit(pgtest.Main(m))
+}
 
 var binaryNames = []string{"devkafka", "devstack", "dispatcher", "financectl", "gateway", "outbox-relay",
 	"processor-sim", "status-consumer", "legacy"}
@@ -173,6 +181,8 @@ func TestSmokeBurstAndReadHeavy(t *testing.T) {
 		// A few seconds: victims at 50/s, the hostile at 400/s from
 		// 127.0.0.2 in the second of two 2 s phases. Speed is not judged
 		// here; that no victim was refused, and that every abuse was, is.
+		// The hostile client runs in its own process (TestMain).
+		t.Setenv("LOADTEST_SMOKE_AS_BINARY", "1")
 		var out, errb stacktest.Buffer
 		var rep *reads.HostileReport
 		err := cli.Env{Getenv: func(string) string { return "" }, Stdout: &out, Stderr: &errb,
@@ -185,6 +195,9 @@ func TestSmokeBurstAndReadHeavy(t *testing.T) {
 			t.Fatalf("no report: %v", err)
 		}
 		res := rep.Result
+		if res.GeneratorCPUHostile == 0 {
+			t.Errorf("the hostile client did not run in a process of its own")
+		}
 		if res.VictimErrors != nil || res.VictimOK == 0 {
 			t.Errorf("victims: %d ok, errors %v (%s)", res.VictimOK, res.VictimErrors, res.VictimFirstError)
 		}

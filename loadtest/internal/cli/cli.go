@@ -93,6 +93,8 @@ func (env Env) Run(ctx context.Context, args []string) error {
 			break
 		}
 		err = runCommand(ctx, args[1:], env)
+	case "hostile-client": // started by run --scenario hostile, not by hand
+		err = hostileClientCommand(ctx, args[1:], env)
 	case "scenarios":
 		err = scenariosCommand(args[1:], env)
 	case "table":

@@ -19,7 +19,16 @@ import (
 	"github.com/finsvc/finance/pkg/pgtest"
 )
 
-func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
+func TestMain(m *testing.M) {
+	// The hostile scenario starts this binary's hostile-client command in
+	// a process of its own; in TestHostileProcess the test binary stands
+	// in for the loadtest binary.
+	if os.Getenv("LOADTEST_CLI_TEST_AS_BINARY") == "1" {
+		err := cli.Run(context.Background(), os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
+		os.Exit(entry.Exit("loadtest", err, os.Stderr))
+	}
+	os.Exit(pgtest.Main(m))
+}
 
 type result struct {
 	code           int

@@ -2,13 +2,17 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"net"
 	"net/url"
+	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -26,6 +30,8 @@ type hostileOptions struct {
 	quiet       bool
 	metrics     string
 	localCPU    string
+	// process runs the hostile client in a process of its own.
+	process bool
 }
 
 func hostileFlags() (*flag.FlagSet, *hostileOptions) {
@@ -46,6 +52,11 @@ func hostileFlags() (*flag.FlagSet, *hostileOptions) {
 	fs.IntVar(&c.Accounts, "hostile-accounts", c.Accounts, "the hostile's own seeded users, after the victims")
 	fs.StringVar(&c.Source, "hostile-source", c.Source, "the hostile's source `address` (127.0.0.0/8 is all loopback on Linux; "+
 		"empty: the kernel's choice, the victims' address)")
+	fs.Func("hostile-kinds", "the hostile's requests, `kind,...`, sent in turn (default all: "+
+		strings.Join(reads.HostileKinds, ",")+")", func(v string) error {
+		c.Kinds = strings.Split(v, ",")
+		return nil
+	})
 	fs.IntVar(&c.HostileConns, "hostile-conns", c.HostileConns, "the hostile's connections at most (a request due while all are busy is skipped)")
 	fs.IntVar(&c.Phases, "phases", c.Phases, "phases, quiet and hostile in turn, starting quiet (even)")
 	fs.DurationVar(&c.Phase, "phase", c.Phase, "each phase's length")
@@ -56,6 +67,8 @@ func hostileFlags() (*flag.FlagSet, *hostileOptions) {
 	fs.StringVar(&o.localCPU, "local-cpu", "", "`names,...` of local processes whose CPU to report (e.g. postgres)")
 	fs.StringVar(&o.out, "out", "", "output `directory` (default loadtest/out/hostile-pipeline-<time>)")
 	fs.BoolVar(&o.quiet, "quiet", false, "no progress line")
+	fs.BoolVar(&o.process, "hostile-process", true, "run the hostile client in a process of its own (this binary's "+
+		"hostile-client command), as a real one would not share the victims' Go scheduler; false: in this process")
 	return fs, o
 }
 
@@ -143,6 +156,15 @@ func hostileCommand(ctx context.Context, args []string, env Env) error {
 		return r["gateway"], nil
 	}
 	cfg.RunID = newRunID()
+	if o.process {
+		exe, err := os.Executable()
+		if err != nil {
+			return fmt.Errorf("--hostile-process: %w", err)
+		}
+		cfg.Hostile = func(ctx context.Context, measured time.Time) (*reads.HostileSide, error) {
+			return runHostileProcess(ctx, exe, *cfg, measured, env.Stderr)
+		}
+	}
 	if !o.quiet {
 		cfg.Progress = func(el time.Duration, p int, hostile bool, n int64, p99 float64) {
 			phase := "warm-up"
@@ -219,4 +241,61 @@ func dialFrom(ctx context.Context, source, targetURL string) error {
 		return fmt.Errorf("--hostile-source %s cannot reach %s: %w", source, host, err)
 	}
 	return conn.Close()
+}
+
+// hostileClientArgs are the hostile-client command's arguments for cfg.
+func hostileClientArgs(cfg reads.HostileConfig, measured time.Time) []string {
+	f := func(v float64) string { return strconv.FormatFloat(v, 'f', -1, 64) }
+	return []string{"hostile-client", "--url", cfg.URL, "--first-user", strconv.FormatInt(cfg.FirstUser, 10),
+		"--users", strconv.Itoa(cfg.Users), "--hostile-rate", f(cfg.HostileRate),
+		"--hostile-accounts", strconv.Itoa(cfg.Accounts), "--hostile-source", cfg.Source,
+		"--hostile-conns", strconv.Itoa(cfg.HostileConns), "--hostile-kinds", strings.Join(cfg.Kinds, ","), "--phases", strconv.Itoa(cfg.Phases),
+		"--phase", cfg.Phase.String(), "--timeout", cfg.Timeout.String(), "--run-id", cfg.RunID,
+		"--measured", strconv.FormatInt(measured.UnixNano(), 10)}
+}
+
+// runHostileProcess runs cfg's hostile client as exe's hostile-client
+// command and reads what it did from its output.
+func runHostileProcess(ctx context.Context, exe string, cfg reads.HostileConfig, measured time.Time, stderr io.Writer) (*reads.HostileSide, error) {
+	cmd := exec.CommandContext(ctx, exe, hostileClientArgs(cfg, measured)...)
+	cmd.Env = append(os.Environ(), "AUTH_JWT_SECRET="+string(cfg.Secret))
+	cmd.Stderr = stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("%s hostile-client: %w", exe, err)
+	}
+	var side reads.HostileSide
+	if err := json.Unmarshal(out, &side); err != nil {
+		return nil, fmt.Errorf("%s hostile-client's output: %w", exe, err)
+	}
+	return &side, nil
+}
+
+// hostileClientCommand is the hostile client of a hostile run, in a
+// process of its own: `loadtest run --scenario hostile` starts it with its
+// settings and the measurement's start (--measured, Unix nanoseconds), and
+// reads what it did (reads.HostileSide, JSON) from its standard output.
+func hostileClientCommand(ctx context.Context, args []string, env Env) error {
+	fs, o := hostileFlags()
+	measured := fs.Int64("measured", 0, "the measurement's start, Unix `nanoseconds`")
+	fs.StringVar(&o.cfg.RunID, "run-id", "", "the run's id, for the payments' Idempotency-Keys")
+	if err := fs.Parse(args); err != nil {
+		return usagef("hostile-client: %v", err)
+	}
+	if *measured == 0 || o.cfg.RunID == "" {
+		return usagef("hostile-client: --measured and --run-id are required (loadtest run --scenario hostile starts it)")
+	}
+	o.cfg.Merchants = loadgen.Merchants
+	o.cfg.Secret = []byte(env.Getenv("AUTH_JWT_SECRET"))
+	if len(o.cfg.Secret) == 0 {
+		o.cfg.Secret = []byte(auth.DevSecret)
+	}
+	side, err := reads.RunHostileSide(ctx, o.cfg, time.Unix(0, *measured))
+	if side == nil {
+		return err
+	}
+	if jerr := json.NewEncoder(env.Stdout).Encode(side); jerr != nil {
+		return jerr
+	}
+	return err
 }

@@ -19,6 +19,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -77,8 +78,10 @@ type HostileConfig struct {
 	// from Source (an address of this machine; "" leaves it to the
 	// kernel) over at most HostileConns connections; a request due while
 	// all of them are busy is skipped and counted.
-	Accounts     int
-	HostileRate  float64
+	Accounts    int
+	HostileRate float64
+	// Kinds are the hostile's requests, sent in turn (HostileKinds: all).
+	Kinds        []string
 	Source       string
 	HostileConns int
 	// Phases alternate quiet (even) and hostile (odd), each Phase long,
@@ -92,6 +95,9 @@ type HostileConfig struct {
 	// RunID prefixes the payments' Idempotency-Keys.
 	RunID string
 	Seed  uint64
+	// Hostile, if set, runs the hostile client (RunHostileSide) elsewhere,
+	// its phases counted from measured; nil runs it in this process.
+	Hostile func(ctx context.Context, measured time.Time) (*HostileSide, error)
 	// CPU, if set, returns the target's CPU seconds so far; it is read at
 	// every phase boundary.
 	CPU func(ctx context.Context) (float64, error)
@@ -110,7 +116,7 @@ type HostileConfig struct {
 // minutes, and 24,000 victim requests, so a p99 rests on 240 of them.
 func HostileDefaults() HostileConfig {
 	return HostileConfig{Users: 2_000, Rate: 400, PaymentRatio: 0.05, BalanceRatio: 0.5,
-		Accounts: 100, HostileRate: 3_000, Source: "127.0.0.2", HostileConns: 256,
+		Accounts: 100, HostileRate: 3_000, Kinds: HostileKinds, Source: "127.0.0.2", HostileConns: 256,
 		Phases: 8, Phase: 15 * time.Second, Warmup: 5 * time.Second, MaxConns: 1_000,
 		Timeout: 10 * time.Second, Seed: 1}
 }
@@ -132,6 +138,14 @@ func (c HostileConfig) Validate() error {
 	}
 	if c.Accounts < 2 {
 		errs = append(errs, fmt.Errorf("--hostile-accounts %d: want at least 2 (one hammers, the others trespass)", c.Accounts))
+	}
+	if len(c.Kinds) == 0 {
+		errs = append(errs, errors.New("--hostile-kinds: want at least one"))
+	}
+	for _, k := range c.Kinds {
+		if !slices.Contains(HostileKinds, k) {
+			errs = append(errs, fmt.Errorf("--hostile-kinds: unknown kind %q (want some of %s)", k, strings.Join(HostileKinds, ",")))
+		}
 	}
 	if c.Source != "" && net.ParseIP(c.Source) == nil {
 		errs = append(errs, fmt.Errorf("--hostile-source %q: want an IP address of this machine", c.Source))
@@ -214,6 +228,9 @@ type HostileResult struct {
 	// second of hostile phase.
 	HostileRate float64 `json:"hostile_rate"`
 	SendLagP99  float64 `json:"victim_send_lag_p99_ms,omitempty"`
+	// GeneratorCPUHostile is the CPU seconds of the hostile client's own
+	// process, when it ran in one.
+	GeneratorCPUHostile float64 `json:"generator_cpu_seconds_hostile,omitempty"`
 }
 
 // phaseRec collects one phase's victims and hostile counts.
@@ -408,10 +425,10 @@ func (c *hostileClient) victimRequest(ctx context.Context, i int64, rnd *rand.Ra
 	return req
 }
 
-// hostileRequest is hostile request j, of kind HostileKinds[j mod 8].
+// hostileRequest is hostile request j, of kind Kinds[j mod len(Kinds)].
 func (c *hostileClient) hostileRequest(ctx context.Context, j int64) (string, *http.Request) {
-	kind := HostileKinds[j%int64(len(HostileKinds))]
-	round := j / int64(len(HostileKinds))
+	kind := c.cfg.Kinds[j%int64(len(c.cfg.Kinds))]
+	round := j / int64(len(c.cfg.Kinds))
 	// The other accounts take turns, so each stays below its user limit
 	// and reaches the check that should refuse it.
 	other := 1 + int(round%int64(c.cfg.Accounts-1))
@@ -471,7 +488,9 @@ func waitUntil(ctx context.Context, t time.Time) bool {
 	}
 }
 
-// RunHostile runs cfg's phases and returns what both sides saw.
+// RunHostile runs cfg's phases and returns what both sides saw: the
+// victims here, the hostile client through cfg.Hostile (another process)
+// or, when that is nil, here too.
 func RunHostile(ctx context.Context, cfg HostileConfig) (*HostileResult, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -482,7 +501,8 @@ func RunHostile(ctx context.Context, cfg HostileConfig) (*HostileResult, error) 
 	}
 	defer c.close()
 	rec := newHostileRec(cfg.Phases)
-	start := time.Now().Add(100 * time.Millisecond)
+	// The hostile side, in another process, needs time to start.
+	start := time.Now().Add(100*time.Millisecond + map[bool]time.Duration{true: time.Second}[cfg.Hostile != nil])
 	measured := start.Add(cfg.Warmup)
 	end := measured.Add(time.Duration(cfg.Phases) * cfg.Phase)
 	lctx, cancel := context.WithDeadline(ctx, end.Add(cfg.Timeout))
@@ -520,52 +540,16 @@ func RunHostile(ctx context.Context, cfg HostileConfig) (*HostileResult, error) 
 		}
 	}()
 
-	// The hostile: in each hostile phase, one dispatcher feeding a fixed
-	// pool of workers, one a connection.
-	work := make(chan int64, cfg.HostileConns)
-	var workers sync.WaitGroup
-	for range cfg.HostileConns {
-		workers.Add(1)
-		go func() {
-			defer workers.Done()
-			for j := range work {
-				kind, req := c.hostileRequest(lctx, j)
-				status, _ := send(c.hostile, req)
-				if lctx.Err() != nil && status[0] != '2' && status[0] != '4' {
-					continue
-				}
-				rec.hostile(kind, status)
-			}
-		}()
-	}
+	var side *HostileSide
+	var sideErr error
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		defer close(work)
-		j := int64(0)
-		for p := 1; p < cfg.Phases; p += 2 {
-			from := measured.Add(time.Duration(p) * cfg.Phase)
-			for k := int64(0); ; k++ {
-				due := from.Add(time.Duration(float64(k) / cfg.HostileRate * float64(time.Second)))
-				if !due.Before(from.Add(cfg.Phase)) || !waitUntil(lctx, due) {
-					break
-				}
-				select {
-				case work <- j:
-					rec.mu.Lock()
-					rec.phases[p].sent++
-					rec.mu.Unlock()
-				default:
-					rec.mu.Lock()
-					rec.phases[p].skipped++
-					rec.mu.Unlock()
-				}
-				j++
-			}
-			if lctx.Err() != nil {
-				return
-			}
+		if cfg.Hostile != nil {
+			side, sideErr = cfg.Hostile(lctx, measured)
+			return
 		}
+		side, sideErr = runHostileSide(lctx, c, cfg, measured)
 	}()
 
 	// The target's CPU at every phase boundary, and the progress line.
@@ -602,23 +586,31 @@ func RunHostile(ctx context.Context, cfg HostileConfig) (*HostileResult, error) 
 		}
 	}()
 	wg.Wait()
-	workers.Wait()
-	res := &HostileResult{StartedAt: start, Elapsed: time.Since(start)}
+	if sideErr != nil && ctx.Err() == nil {
+		return nil, fmt.Errorf("the hostile client: %w", sideErr)
+	}
+	if side == nil {
+		side = &HostileSide{}
+	}
+	res := &HostileResult{StartedAt: start, Elapsed: time.Since(start), HostileAnswers: side.Answers,
+		GeneratorCPUHostile: side.CPUSeconds}
 	rec.mu.Lock()
 	defer rec.mu.Unlock()
 	quiet, hostile := hdrhistogram.New(histMin, histMax, 3), hdrhistogram.New(histMin, histMax, 3)
 	var hostileSeconds float64
 	for i, ph := range rec.phases {
 		pr := PhaseResult{Index: i, Hostile: IsHostilePhase(i), Victims: latencyOf(ph.lat), VictimErrors: ph.errs,
-			SendLagP99:  latencyOf(ph.lag).P99,
-			HostileSent: ph.sent, HostileSkipped: ph.skipped}
+			SendLagP99: latencyOf(ph.lag).P99}
+		if i < len(side.Sent) && i < len(side.Skipped) {
+			pr.HostileSent, pr.HostileSkipped = side.Sent[i], side.Skipped[i]
+		}
 		if len(pr.VictimErrors) == 0 {
 			pr.VictimErrors = nil
 		}
 		if pr.Hostile {
-			pr.HostileRate = round1(float64(ph.sent) / cfg.Phase.Seconds())
-			res.HostileSent += ph.sent
-			res.HostileSkipped += ph.skipped
+			pr.HostileRate = round1(float64(pr.HostileSent) / cfg.Phase.Seconds())
+			res.HostileSent += pr.HostileSent
+			res.HostileSkipped += pr.HostileSkipped
 			hostileSeconds += cfg.Phase.Seconds()
 			hostile.Merge(ph.lat)
 		} else {
@@ -639,10 +631,91 @@ func RunHostile(ctx context.Context, cfg HostileConfig) (*HostileResult, error) 
 	if len(res.VictimErrors) == 0 {
 		res.VictimErrors = nil
 	}
-	res.HostileAnswers = rec.answers
 	if hostileSeconds > 0 {
 		res.HostileRate = round1(float64(res.HostileSent) / hostileSeconds)
 	}
 	res.SendLagP99 = latencyOf(rec.lag).P99
 	return res, ctx.Err()
+}
+
+// HostileSide is what the hostile client did: per phase the requests it
+// sent and skipped, its answers by kind and status, and the CPU seconds
+// its process used (when it ran in its own).
+type HostileSide struct {
+	Sent       []int64                     `json:"sent"`
+	Skipped    []int64                     `json:"skipped"`
+	Answers    map[string]map[string]int64 `json:"answers"`
+	CPUSeconds float64                     `json:"cpu_seconds,omitempty"`
+}
+
+// RunHostileSide runs cfg's hostile client alone, its phases counted from
+// measured: the body of the process `loadtest run --scenario hostile`
+// starts for it (so that the victims' generator does not share its Go
+// scheduler with the hostile's hundreds of connections, as a real hostile
+// client would not).
+func RunHostileSide(ctx context.Context, cfg HostileConfig, measured time.Time) (*HostileSide, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	c, err := newHostileClient(cfg)
+	if err != nil {
+		return nil, err
+	}
+	defer c.close()
+	end := measured.Add(time.Duration(cfg.Phases) * cfg.Phase)
+	lctx, cancel := context.WithDeadline(ctx, end.Add(cfg.Timeout))
+	defer cancel()
+	cpu0 := loadgen.CPUSeconds()
+	side, err := runHostileSide(lctx, c, cfg, measured)
+	if side != nil {
+		side.CPUSeconds = round2(loadgen.CPUSeconds() - cpu0)
+	}
+	return side, err
+}
+
+// runHostileSide sends the hostile's requests: in each hostile phase, one
+// dispatcher feeding a fixed pool of workers, one a connection.
+func runHostileSide(ctx context.Context, c *hostileClient, cfg HostileConfig, measured time.Time) (*HostileSide, error) {
+	rec := newHostileRec(cfg.Phases)
+	work := make(chan int64, cfg.HostileConns)
+	var workers sync.WaitGroup
+	for range cfg.HostileConns {
+		workers.Add(1)
+		go func() {
+			defer workers.Done()
+			for j := range work {
+				kind, req := c.hostileRequest(ctx, j)
+				status, _ := send(c.hostile, req)
+				if ctx.Err() != nil && status[0] != '2' && status[0] != '4' {
+					continue
+				}
+				rec.hostile(kind, status)
+			}
+		}()
+	}
+	j := int64(0)
+	for p := 1; p < cfg.Phases && ctx.Err() == nil; p += 2 {
+		from := measured.Add(time.Duration(p) * cfg.Phase)
+		for k := int64(0); ; k++ {
+			due := from.Add(time.Duration(float64(k) / cfg.HostileRate * float64(time.Second)))
+			if !due.Before(from.Add(cfg.Phase)) || !waitUntil(ctx, due) {
+				break
+			}
+			select {
+			case work <- j:
+				rec.phases[p].sent++
+			default:
+				rec.phases[p].skipped++
+			}
+			j++
+		}
+	}
+	close(work)
+	workers.Wait()
+	side := &HostileSide{Answers: rec.answers}
+	for _, ph := range rec.phases {
+		side.Sent = append(side.Sent, ph.sent)
+		side.Skipped = append(side.Skipped, ph.skipped)
+	}
+	return side, ctx.Err()
 }

@@ -39,25 +39,26 @@ type HostileReport struct {
 
 // HostileSettings are the run's resolved settings.
 type HostileSettings struct {
-	FirstUser       int64   `json:"first_user"`
-	Users           int     `json:"users"`
-	Rate            float64 `json:"rate"`
-	PaymentRatio    float64 `json:"payment_ratio"`
-	BalanceRatio    float64 `json:"balance_ratio"`
-	HostileAccounts int     `json:"hostile_accounts"`
-	HostileRate     float64 `json:"hostile_rate"`
-	HostileSource   string  `json:"hostile_source"`
-	HostileConns    int     `json:"hostile_conns"`
-	Phases          int     `json:"phases"`
-	Phase           string  `json:"phase"`
-	Warmup          string  `json:"warmup"`
+	FirstUser       int64    `json:"first_user"`
+	Users           int      `json:"users"`
+	Rate            float64  `json:"rate"`
+	PaymentRatio    float64  `json:"payment_ratio"`
+	BalanceRatio    float64  `json:"balance_ratio"`
+	HostileAccounts int      `json:"hostile_accounts"`
+	HostileRate     float64  `json:"hostile_rate"`
+	HostileSource   string   `json:"hostile_source"`
+	HostileConns    int      `json:"hostile_conns"`
+	HostileKinds    []string `json:"hostile_kinds"`
+	Phases          int      `json:"phases"`
+	Phase           string   `json:"phase"`
+	Warmup          string   `json:"warmup"`
 }
 
 // HostileSettingsOf returns cfg's settings for the report.
 func HostileSettingsOf(cfg HostileConfig) HostileSettings {
 	return HostileSettings{FirstUser: cfg.FirstUser, Users: cfg.Users, Rate: cfg.Rate, PaymentRatio: cfg.PaymentRatio,
 		BalanceRatio: cfg.BalanceRatio, HostileAccounts: cfg.Accounts, HostileRate: cfg.HostileRate,
-		HostileSource: cfg.Source, HostileConns: cfg.HostileConns, Phases: cfg.Phases, Phase: cfg.Phase.String(),
+		HostileSource: cfg.Source, HostileConns: cfg.HostileConns, HostileKinds: cfg.Kinds, Phases: cfg.Phases, Phase: cfg.Phase.String(),
 		Warmup: cfg.Warmup.String()}
 }
 
@@ -147,10 +148,10 @@ func (r *HostileReport) Summary() string {
 	fmt.Fprintf(&b, "Machine: %d CPUs %s, %.0f GiB, %s, load average at the end %s.\n\n",
 		r.Machine.CPUs, r.Machine.CPUModel, r.Machine.MemGiB, r.Machine.Go, r.Machine.LoadAvg)
 	fmt.Fprintf(&b, "Victims: %d users (%d..) at %.0f requests/s, %.0f%% payments, reads %.0f%% balances. "+
-		"Hostile: %.0f requests/s from %s over at most %d connections, %d accounts of its own, in phases %s. "+
+		"Hostile: %.0f requests/s from %s over at most %d connections, %d accounts of its own, in phases %s, kinds %s. "+
 		"%d phases of %s after a %s warm-up.\n\n",
 		s.Users, s.FirstUser, s.Rate, s.PaymentRatio*100, s.BalanceRatio*100, s.HostileRate, orKernel(s.HostileSource),
-		s.HostileConns, s.HostileAccounts, hostilePhaseList(s.Phases), s.Phases, s.Phase, s.Warmup)
+		s.HostileConns, s.HostileAccounts, hostilePhaseList(s.Phases), strings.Join(s.HostileKinds, ", "), s.Phases, s.Phase, s.Warmup)
 	b.WriteString("| goal | want | got | met |\n|---|---|---|---|\n")
 	for _, g := range r.Goals {
 		m := "yes"
@@ -187,6 +188,9 @@ func (r *HostileReport) Summary() string {
 	b.WriteString("| kind | answers |\n|---|---|\n")
 	for _, k := range HostileKinds {
 		fmt.Fprintf(&b, "| %s | %s |\n", k, formatCounts(res.HostileAnswers[k]))
+	}
+	if res.GeneratorCPUHostile > 0 {
+		fmt.Fprintf(&b, "\nThe hostile client ran in a process of its own: %.2f CPU s.\n", res.GeneratorCPUHostile)
 	}
 	b.WriteString("\n| process | CPU s (whole run) |\n|---|---|\n")
 	for _, c := range r.CPU {
