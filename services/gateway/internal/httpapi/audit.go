@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -16,14 +17,18 @@ import (
 const auditTimeout = 5 * time.Second
 
 // audited reports whether a request on route (gin's full path) with method
-// is an admin action: anything under /v1/admin, and every change to a
-// webhook endpoint (its secret, its URL, its deliveries).
+// is an admin action: anything under /v1/admin, every change to a
+// webhook endpoint (its secret, its URL, its deliveries), and every form
+// the operator console posts.
 func audited(method, route string) bool {
 	switch {
 	case strings.HasPrefix(route, "/v1/admin/"):
 		return true
 	case strings.HasPrefix(route, "/v1/webhooks/"):
 		return method != http.MethodGet && method != http.MethodHead
+	case route == "/console" || strings.HasPrefix(route, "/console/"):
+		// Every console form: sign-in and out, replays, resolutions.
+		return method == http.MethodPost
 	}
 	return false
 }
@@ -42,9 +47,12 @@ func (a *api) audit(c *gin.Context) {
 		return
 	}
 	c.Next()
-	p, _ := principal(c)
+	actor := "anonymous" // a console sign-in with a token that was refused
+	if p, ok := principal(c); ok {
+		actor = subject(p)
+	}
 	act := store.AdminAction{
-		Actor:     subject(p),
+		Actor:     actor,
 		Action:    c.Request.Method + " " + route,
 		Target:    auditTarget(c),
 		Status:    c.Writer.Status(),
@@ -69,6 +77,20 @@ func (a *api) audit(c *gin.Context) {
 // ("id=...", "topic=... partition=... offset=..."), else the Location of
 // what it created, else nothing (a replay's filter is in dlq_replays).
 func auditTarget(c *gin.Context) string {
+	if strings.HasPrefix(c.FullPath(), "/console/") {
+		// A console form: its fields (a replay's address or filter), never
+		// the sign-in's token.
+		f := url.Values{}
+		for k, v := range c.Request.PostForm {
+			if k != "token" && len(v) > 0 && v[0] != "" {
+				f[k] = v
+			}
+		}
+		for _, p := range c.Params {
+			f.Set(p.Key, p.Value)
+		}
+		return f.Encode()
+	}
 	if len(c.Params) > 0 {
 		parts := make([]string, len(c.Params))
 		for i, p := range c.Params {

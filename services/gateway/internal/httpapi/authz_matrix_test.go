@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -27,6 +28,7 @@ import (
 	"github.com/finsvc/finance/pkg/postgres"
 	"github.com/finsvc/finance/pkg/problem"
 	"github.com/finsvc/finance/pkg/webhook"
+	"github.com/finsvc/finance/services/gateway/internal/console"
 	"github.com/finsvc/finance/services/gateway/internal/httpapi"
 	"github.com/finsvc/finance/services/gateway/internal/push"
 	"github.com/finsvc/finance/services/gateway/internal/store"
@@ -61,6 +63,7 @@ const (
 type matrixEnv struct {
 	*env
 	srv      *httptest.Server
+	html     *httptest.Server // the same handler, unchecked: the console
 	tokens   [callers]string
 	webhooks *webhook.Store
 	letter   dlq.Entry // user 7's dead letter
@@ -144,14 +147,22 @@ func newMatrixEnv(t *testing.T) *matrixEnv {
 	t.Cleanup(func() { cancelHub(); <-hubDone; hubClient.Close() })
 
 	wh := webhook.NewStore(pool)
+	// The console, without a processor: resolving answers 503.
+	con, err := console.New(console.Config{Logger: logger, Pool: pool, Verify: v.FromHeader, DLQ: op, Webhooks: wh})
+	if err != nil {
+		t.Fatal(err)
+	}
 	h := httpapi.New(httpapi.Config{
 		Logger: logger, Store: st, Verifier: v, Registry: reg,
-		DLQ: op, Hub: hub, Webhooks: wh, WebhookPolicy: webhook.Policy{},
+		DLQ: op, Hub: hub, Webhooks: wh, WebhookPolicy: webhook.Policy{}, Console: con,
 		// Limits: the zero value, no rate limit, so that no cell is a 429.
 	})
 	m := &matrixEnv{env: &env{t: t, pool: pool, h: h}, webhooks: wh}
 	m.srv = httptest.NewServer(checked(t, h))
 	t.Cleanup(m.srv.Close)
+	// The console's pages are HTML, not the API of docs/openapi.yaml.
+	m.html = httptest.NewServer(h)
+	t.Cleanup(m.html.Close)
 
 	m.tokens = [callers]string{
 		noToken:       "",
@@ -220,6 +231,11 @@ type matrixRow struct {
 	request       func(m *matrixEnv) cell
 	self, other   int
 	admin         int
+	// console: an operator console route, its answers HTML; the token goes
+	// in the session cookie or, with form, in the sign-in form's token
+	// field. noneTo is the no-token caller's answer when it is not 401.
+	console, form bool
+	noneTo        int
 }
 
 func matrixRows() []matrixRow {
@@ -273,6 +289,30 @@ func matrixRows() []matrixRow {
 			return cell{path: "/v1/admin/dlq/" + l.Topic + "/" + strconv.Itoa(int(l.Partition)) + "/" + strconv.FormatInt(l.Offset, 10)}
 		}, self: 403, other: 403, admin: 200},
 		{method: "POST", route: "/v1/admin/dlq/replay", request: at("/v1/admin/dlq/replay?topic=payments.outcomes&user_id=7&dry_run=true"), self: 403, other: 403, admin: 200},
+
+		// The operator console: admins only, signed in by cookie.
+		{method: "GET", route: "/console/static/*file", console: true, public: true, request: at("/console/static/console.css"), self: 200, other: 200, admin: 200},
+		{method: "GET", route: "/console/login", console: true, public: true, request: at("/console/login"), self: 200, other: 200, admin: 200},
+		{method: "POST", route: "/console/login", console: true, form: true, request: at("/console/login"),
+			noneTo: 400, self: 403, other: 403, admin: 303},
+		{method: "POST", route: "/console/logout", console: true, request: at("/console/logout"), self: 403, other: 403, admin: 303},
+		{method: "GET", route: "/console", console: true, request: at("/console"), self: 403, other: 403, admin: 200},
+		{method: "GET", route: "/console/overview", console: true, request: at("/console/overview"), self: 403, other: 403, admin: 200},
+		{method: "GET", route: "/console/dlq", console: true, request: at("/console/dlq?user_id=7"), self: 403, other: 403, admin: 200},
+		{method: "GET", route: "/console/dlq/:topic/:partition/:offset", console: true, request: func(m *matrixEnv) cell {
+			l := m.letter
+			return cell{path: "/console/dlq/" + l.Topic + "/" + strconv.Itoa(int(l.Partition)) + "/" + strconv.FormatInt(l.Offset, 10)}
+		}, self: 403, other: 403, admin: 200},
+		{method: "POST", route: "/console/dlq/replay", console: true, request: func(m *matrixEnv) cell {
+			l := m.letter
+			return cell{path: "/console/dlq/replay", body: url.Values{"topic": {l.Topic}, "partition": {strconv.Itoa(int(l.Partition))},
+				"offset": {strconv.FormatInt(l.Offset, 10)}, "dry_run": {"true"}}.Encode()}
+		}, self: 403, other: 403, admin: 200},
+		{method: "GET", route: "/console/unknown", console: true, request: at("/console/unknown"), self: 403, other: 403, admin: 200},
+		{method: "POST", route: "/console/unknown/:id/resolve", console: true, request: at("/console/unknown/100/resolve"), self: 403, other: 403, admin: 503},
+		{method: "GET", route: "/console/reconcile", console: true, request: at("/console/reconcile"), self: 403, other: 403, admin: 200},
+		{method: "POST", route: "/console/reconcile", console: true, request: at("/console/reconcile"), self: 403, other: 403, admin: 503},
+		{method: "GET", route: "/console/webhooks", console: true, request: at("/console/webhooks"), self: 403, other: 403, admin: 200},
 	}
 }
 
@@ -288,6 +328,9 @@ func (r matrixRow) want(c caller) int {
 	}
 	if r.public {
 		return http.StatusOK
+	}
+	if c == noToken && r.noneTo != 0 {
+		return r.noneTo
 	}
 	return http.StatusUnauthorized
 }
@@ -346,20 +389,37 @@ func (m *matrixEnv) check(t *testing.T, r matrixRow, c caller) {
 	if cl.body != "" {
 		body = strings.NewReader(cl.body)
 	}
-	req, err := http.NewRequestWithContext(ctx, r.method, m.srv.URL+cl.path, body)
+	srv := m.srv
+	if r.console {
+		srv = m.html
+		if r.form {
+			body = strings.NewReader(url.Values{"token": {m.tokens[c]}}.Encode())
+		}
+	}
+	req, err := http.NewRequestWithContext(ctx, r.method, srv.URL+cl.path, body)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if cl.body != "" {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	if tok := m.tokens[c]; tok != "" {
+	switch tok := m.tokens[c]; {
+	case r.console:
+		// A browser on the console's own pages: a same-origin form post,
+		// the token in the session cookie.
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("Sec-Fetch-Site", "same-origin")
+		if tok != "" && !r.form {
+			req.AddCookie(&http.Cookie{Name: console.CookieName, Value: tok})
+		}
+	case tok != "":
 		req.Header.Set("Authorization", "Bearer "+tok)
 	}
 	for k, v := range cl.header {
 		req.Header.Set(k, v)
 	}
-	resp, err := m.srv.Client().Do(req)
+	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := client.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -379,6 +439,16 @@ func (m *matrixEnv) check(t *testing.T, r matrixRow, c caller) {
 		t.Fatalf("%s %s as %s: %d, want %d; body %s", r.method, cl.path, callerNames[c], resp.StatusCode, want, data)
 	}
 	if want < 400 {
+		return
+	}
+	if r.console {
+		// A page that says what went wrong, not a problem document.
+		if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/html") || !strings.Contains(string(data), `class="error"`) {
+			t.Errorf("console refusal: Content-Type %q, body %s; want an HTML page with the error", ct, data)
+		}
+		if after := m.count(writes); after != before {
+			t.Errorf("a refused request changed payments, endpoints, outbox or holds (%d → %d)", before, after)
+		}
 		return
 	}
 	if ct := resp.Header.Get("Content-Type"); ct != problem.ContentType {

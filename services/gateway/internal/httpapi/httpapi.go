@@ -1,6 +1,6 @@
 // Package httpapi is the gateway's HTTP API: the v1 feed and payment routes,
 // the as-is routes existing clients use, the admin dead-letter routes, and
-// the ops endpoints. It is the
+// the ops endpoints, and mounts the operator console. It is the
 // only package that knows about gin; New returns a plain http.Handler.
 package httpapi
 
@@ -21,6 +21,7 @@ import (
 	"github.com/finsvc/finance/pkg/problem"
 	"github.com/finsvc/finance/pkg/webhook"
 	"github.com/finsvc/finance/services/gateway/internal/cache"
+	"github.com/finsvc/finance/services/gateway/internal/console"
 	"github.com/finsvc/finance/services/gateway/internal/push"
 	"github.com/finsvc/finance/services/gateway/internal/store"
 	"github.com/finsvc/finance/services/gateway/internal/tokencache"
@@ -72,6 +73,9 @@ type Config struct {
 	// Log says which requests are logged (logsample.go); the zero value
 	// logs every request.
 	Log LogPolicy
+	// Console is the operator console, served under /console (console.go);
+	// nil serves none.
+	Console *console.Console
 }
 
 type api struct {
@@ -98,6 +102,9 @@ type api struct {
 
 	limits *limiters
 	logs   *logSampler
+
+	console     *console.Console
+	crossOrigin *http.CrossOriginProtection
 }
 
 // tokenVerifier checks an Authorization header: the auth.Verifier, or the
@@ -139,6 +146,8 @@ func newAPI(cfg Config) *api {
 
 		limits: newLimiters(cfg.Limits, cfg.Registry),
 		logs:   newLogSampler(cfg.Log),
+
+		console: cfg.Console,
 	}
 	if cfg.Tokens != nil {
 		a.verifier = cfg.Tokens
@@ -200,6 +209,8 @@ func newAPI(cfg Config) *api {
 	admin.GET("/dlq", a.handle(a.listDLQ))
 	admin.GET("/dlq/:topic/:partition/:offset", a.handle(a.getDLQ))
 	admin.POST("/dlq/replay", a.handle(a.replayDLQ))
+
+	a.consoleRoutes(e)
 
 	a.engine = e
 	return a
