@@ -35,6 +35,11 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout, _ 
 	if err != nil {
 		return err
 	}
+	stopTracing, err := obs.StartTracing(ctx, logger, "gateway", getenv)
+	if err != nil {
+		return err
+	}
+	defer stopTracing()
 	if cfg.Auth.UsingDevSecret {
 		logger.WarnContext(ctx, "FINANCE_DEV_MODE: AUTH_JWT_SECRET is unset, using the public dev secret; "+
 			"anyone can mint tokens for this gateway. Never run it like this outside a developer machine.")

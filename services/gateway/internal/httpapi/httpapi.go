@@ -175,7 +175,7 @@ func newAPI(cfg Config) *api {
 	// Client addresses are only logged; without a configured proxy list
 	// X-Forwarded-For is a client's claim, so log the peer address.
 	_ = e.SetTrustedProxies(nil) // nil cannot fail to parse
-	e.Use(a.observe, a.recoverPanics, a.checkSize)
+	e.Use(a.traceRequest, a.observe, a.recoverPanics, a.checkSize)
 	// Requests limited per address (limits.go) come before the token check,
 	// so that bad tokens and scans of unknown routes count too; /healthz,
 	// /readyz and /metrics are not limited.

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
 
 	"github.com/finsvc/finance/pkg/kafka"
 	"github.com/finsvc/finance/pkg/wire"
@@ -35,6 +37,13 @@ func NewClient(brokers []string, logger *slog.Logger, now time.Time, opts ...kgo
 	}, opts...)...)
 }
 
+// spanPush names the span of one event's push to the hub's streams.
+const spanPush = "push event"
+
+// tracer starts the push spans from OpenTelemetry's global provider
+// (obs.StartTracing), which it follows even when set later.
+var tracer = otel.Tracer("github.com/finsvc/finance/services/gateway/internal/push")
+
 // Consume feeds the hub from cl until ctx ends. Records that do not decode
 // are counted and skipped: they concern no client the hub could name. Fetch
 // errors are logged; the client retries by itself.
@@ -61,7 +70,16 @@ func (h *Hub) Consume(ctx context.Context, cl *kgo.Client) error {
 					"partition", r.Partition, "offset", r.Offset, "err", err)
 				return
 			}
+			// The payment's trace reaches the push through the record's
+			// headers (kotel's receive span in r.Context): one span per
+			// event, around waking its user's streams and long-polls.
+			_, span := tracer.Start(r.Context, spanPush)
+			if span.IsRecording() {
+				span.SetAttributes(attribute.Int64("payment_id", ev.PaymentID), attribute.Int64("user_id", ev.UserID),
+					attribute.String("status", string(ev.Status)))
+			}
 			h.Publish(ev)
+			span.End()
 		})
 	}
 }

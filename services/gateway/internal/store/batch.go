@@ -391,9 +391,12 @@ func (s *Store) acceptMany(ctx context.Context, batch []*acceptCall) ([]acceptRe
 			return nil, err
 		}
 		key := kafka.UserKey(p.UserID)
+		// Each payment's records carry its own request's trace, not the
+		// batch's: the payment's trace goes on from the outbox.
+		tp := outbox.NewTraceParent(batch[i].ctx)
 		records = append(records,
-			outbox.Record{Topic: kafka.TopicRequested, Key: key, Payload: requested},
-			outbox.Record{Topic: kafka.TopicEvents, Key: key, Payload: event})
+			outbox.Record{Topic: kafka.TopicRequested, Key: key, Payload: requested, TraceParent: tp},
+			outbox.Record{Topic: kafka.TopicEvents, Key: key, Payload: event, TraceParent: tp})
 		results[i] = acceptResult{got: p, created: true}
 	}
 	b = pgx.Batch{}
