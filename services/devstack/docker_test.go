@@ -63,6 +63,10 @@ func startPostgres(t *testing.T) string {
 	c, err := testcontainers.Run(ctx, postgresImage,
 		testcontainers.WithEnv(map[string]string{
 			"POSTGRES_USER": "finance", "POSTGRES_PASSWORD": "finance", "POSTGRES_DB": "finance",
+			// The services connect as their own roles (migration 00012),
+			// which have no password: trusted here, as on a developer's
+			// server (docs/security.md, "Least privilege").
+			"POSTGRES_HOST_AUTH_METHOD": "trust",
 		}),
 		testcontainers.WithExposedPorts("5432/tcp"),
 		testcontainers.WithWaitStrategy(

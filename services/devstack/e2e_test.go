@@ -101,7 +101,11 @@ func devstackEnv(t testing.TB, bin string) map[string]string {
 		"DISPATCHER_OPS_ADDR": stacktest.FreeAddr(t),
 		"RELAY_OPS_ADDR":      stacktest.FreeAddr(t),
 		"STATUS_OPS_ADDR":     stacktest.FreeAddr(t),
-		"KAFKA_PARTITIONS":    "4",
+		"WEBHOOK_OPS_ADDR":    stacktest.FreeAddr(t),
+		"GATEWAY_OPS_ADDR":    stacktest.FreeAddr(t),
+		// financectl reconcile --watch's --metrics-addr.
+		"RECONCILER_METRICS_ADDR": stacktest.FreeAddr(t),
+		"KAFKA_PARTITIONS":        "4",
 	}
 }
 
@@ -270,8 +274,99 @@ func endToEndPaymentReachesFeed(t *testing.T, env map[string]string) {
 		t.Errorf("processor executions for user 3456 = %d, want 1", execs.Count)
 	}
 
+	// Each service connected as its own role, financectl as the URL's user.
+	servicesUseTheirRoles(t, env["DATABASE_URL"], running)
+	// The gateway's log level is changed on its ops port; the reconciler
+	// serves its metrics, the Kafka ones too (it has KAFKA_BROKERS).
+	gatewayOps := "http://" + env["GATEWAY_OPS_ADDR"]
+	if got := httpBody(t, "PUT", gatewayOps+"/loglevel", "warn"); !strings.Contains(got, `"level":"warn"`) {
+		t.Errorf("PUT /loglevel on the gateway's ops port answered %q", got)
+	}
+	testkit.EventuallyWithin(t, 60*time.Second, "the reconciler serves its metrics, the dead-letter depth included", func() bool {
+		running()
+		m := httpBody(t, "GET", "http://"+env["RECONCILER_METRICS_ADDR"]+"/metrics", "")
+		return strings.Contains(m, "finance_nonfinal_payments") && strings.Contains(m, "finance_dlq_depth_records")
+	})
+
 	// Ctrl-C stops everything cleanly.
 	d.stop()
+}
+
+// serviceRoles is the PostgreSQL role each service connects as under
+// devstack (migration 00012's, docs/security.md "Least privilege").
+var serviceRoles = map[string]string{
+	"gateway":          "finance_gateway",
+	"outbox-relay":     "finance_outbox_relay",
+	"dispatcher":       "finance_dispatcher",
+	"status-consumer":  "finance_status_consumer",
+	"webhook-delivery": "finance_webhook_delivery",
+}
+
+// servicesUseTheirRoles reads pg_stat_activity of the database of dbURL
+// (each service's connections carry its name as application_name) and
+// fails the test unless every service has connections there, all as its
+// own role, and financectl's (the reconciler's) are the URL's user.
+func servicesUseTheirRoles(t *testing.T, dbURL string, running func()) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	cfg, err := pgx.ParseConfig(dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	var seen map[string][]string // application_name -> its sessions' users
+	testkit.EventuallyWithin(t, 60*time.Second, "every service has a connection to the database", func() bool {
+		running()
+		seen = map[string][]string{}
+		rows, _ := conn.Query(ctx, `SELECT application_name, usename FROM pg_stat_activity
+			WHERE datname = $1 AND pid <> pg_backend_pid()`, cfg.Database)
+		var app, user string
+		if _, err := pgx.ForEachRow(rows, []any{&app, &user}, func() error {
+			seen[app] = append(seen[app], user)
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		for service := range serviceRoles {
+			if len(seen[service]) == 0 {
+				return false
+			}
+		}
+		return true
+	})
+	for service, role := range serviceRoles {
+		for _, user := range seen[service] {
+			if user != role {
+				t.Errorf("%s has a connection as %q, want %q", service, user, role)
+			}
+		}
+	}
+	for _, user := range seen["financectl"] {
+		if user != cfg.User {
+			t.Errorf("financectl has a connection as %q, want the URL's user %q", user, cfg.User)
+		}
+	}
+}
+
+// httpBody sends one request and returns the answer's body.
+func httpBody(t *testing.T, method, u, body string) string {
+	t.Helper()
+	req, err := http.NewRequest(method, u, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, u, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
 }
 
 // After Ctrl-C and another `make run` the simulator still knows what it

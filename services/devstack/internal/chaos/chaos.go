@@ -62,7 +62,8 @@ func Command(ctx context.Context, args []string, getenv func(string) string, std
 // `make run`.
 func StackConfig(getenv func(string) string) (stack.Config, error) {
 	free := map[string]string{}
-	for _, k := range []string{"GATEWAY_ADDR", "SIM_ADDR", "DISPATCHER_OPS_ADDR", "RELAY_OPS_ADDR", "STATUS_OPS_ADDR", "WEBHOOK_OPS_ADDR"} {
+	for _, k := range []string{"GATEWAY_ADDR", "SIM_ADDR", "GATEWAY_OPS_ADDR", "DISPATCHER_OPS_ADDR", "RELAY_OPS_ADDR", "STATUS_OPS_ADDR",
+		"WEBHOOK_OPS_ADDR", "RECONCILER_METRICS_ADDR"} {
 		if getenv(k) == "" {
 			a, err := freeAddrs(1)
 			if err != nil {

@@ -19,17 +19,25 @@ type Config struct {
 	// through devstack to the terminal as well (cheaper under load).
 	Quiet bool
 
-	GatewayAddr    string
-	SimAddr        string
-	KafkaAddr      string // where devkafka listens, unless KafkaBrokers is set
-	DispatcherOps  string
-	RelayOps       string
-	StatusOps      string
-	WebhookOps     string
-	PrivatePGPort  int
-	DatabaseURL    string // empty: find or start a server
-	KafkaBrokers   string // empty: start devkafka
-	ProcessorLimit int
+	GatewayAddr   string
+	SimAddr       string
+	KafkaAddr     string // where devkafka listens, unless KafkaBrokers is set
+	GatewayOps    string // the gateway's ops port: /loglevel, /metrics, pprof
+	DispatcherOps string
+	RelayOps      string
+	StatusOps     string
+	WebhookOps    string
+	// ReconcilerMetrics is where `financectl reconcile --watch` serves its
+	// metrics (--metrics-addr).
+	ReconcilerMetrics string
+	PrivatePGPort     int
+	DatabaseURL       string // empty: find or start a server
+	KafkaBrokers      string // empty: start devkafka
+	ProcessorLimit    int
+	// ServiceRoles connects each service to PostgreSQL as its own role
+	// (migration 00012: finance_gateway, ...), not as the URL's user:
+	// DEVSTACK_SERVICE_ROLES, true unless set to false.
+	ServiceRoles bool
 	// SimDataFile is the simulator's record of executions, kept across
 	// restarts as a real processor keeps it: SIM_DATA_FILE, by default
 	// processor-sim.jsonl in StateDir.
@@ -40,28 +48,31 @@ type Config struct {
 func LoadConfig(getenv func(string) string) (Config, error) {
 	r := envconfig.New(getenv)
 	c := Config{
-		StateDir:       r.String("STATE_DIR", ".run"),
-		BinDir:         r.String("BIN_DIR", "bin"),
-		LogLevel:       r.LogLevel("info"),
-		Quiet:          r.Bool("DEVSTACK_QUIET", false),
-		Partitions:     r.Int("KAFKA_PARTITIONS", 12),
-		GatewayAddr:    r.String("GATEWAY_ADDR", "127.0.0.1:8080"),
-		SimAddr:        r.String("SIM_ADDR", "127.0.0.1:8090"),
-		KafkaAddr:      r.String("KAFKA_ADDR", "127.0.0.1:9092"),
-		DispatcherOps:  r.String("DISPATCHER_OPS_ADDR", "127.0.0.1:9101"),
-		RelayOps:       r.String("RELAY_OPS_ADDR", "127.0.0.1:9102"),
-		StatusOps:      r.String("STATUS_OPS_ADDR", "127.0.0.1:9103"),
-		WebhookOps:     r.String("WEBHOOK_OPS_ADDR", "127.0.0.1:9104"),
-		PrivatePGPort:  r.Int("PRIVATE_PG_PORT", 5433),
-		DatabaseURL:    r.String("DATABASE_URL", ""),
-		KafkaBrokers:   r.String("KAFKA_BROKERS", ""),
-		ProcessorLimit: r.Int("PROCESSOR_RATE_LIMIT", 300),
-		SimDataFile:    r.String("SIM_DATA_FILE", ""),
+		StateDir:          r.String("STATE_DIR", ".run"),
+		BinDir:            r.String("BIN_DIR", "bin"),
+		LogLevel:          r.LogLevel("info"),
+		Quiet:             r.Bool("DEVSTACK_QUIET", false),
+		Partitions:        r.Int("KAFKA_PARTITIONS", 12),
+		GatewayAddr:       r.String("GATEWAY_ADDR", "127.0.0.1:8080"),
+		SimAddr:           r.String("SIM_ADDR", "127.0.0.1:8090"),
+		KafkaAddr:         r.String("KAFKA_ADDR", "127.0.0.1:9092"),
+		GatewayOps:        r.String("GATEWAY_OPS_ADDR", "127.0.0.1:9105"),
+		DispatcherOps:     r.String("DISPATCHER_OPS_ADDR", "127.0.0.1:9101"),
+		RelayOps:          r.String("RELAY_OPS_ADDR", "127.0.0.1:9102"),
+		StatusOps:         r.String("STATUS_OPS_ADDR", "127.0.0.1:9103"),
+		WebhookOps:        r.String("WEBHOOK_OPS_ADDR", "127.0.0.1:9104"),
+		ReconcilerMetrics: r.String("RECONCILER_METRICS_ADDR", "127.0.0.1:9106"),
+		PrivatePGPort:     r.Int("PRIVATE_PG_PORT", 5433),
+		DatabaseURL:       r.String("DATABASE_URL", ""),
+		KafkaBrokers:      r.String("KAFKA_BROKERS", ""),
+		ProcessorLimit:    r.Int("PROCESSOR_RATE_LIMIT", 300),
+		ServiceRoles:      r.Bool("DEVSTACK_SERVICE_ROLES", true),
+		SimDataFile:       r.String("SIM_DATA_FILE", ""),
 	}
 	for name, addr := range map[string]string{
 		"GATEWAY_ADDR": c.GatewayAddr, "SIM_ADDR": c.SimAddr, "KAFKA_ADDR": c.KafkaAddr,
 		"DISPATCHER_OPS_ADDR": c.DispatcherOps, "RELAY_OPS_ADDR": c.RelayOps, "STATUS_OPS_ADDR": c.StatusOps,
-		"WEBHOOK_OPS_ADDR": c.WebhookOps,
+		"WEBHOOK_OPS_ADDR": c.WebhookOps, "GATEWAY_OPS_ADDR": c.GatewayOps, "RECONCILER_METRICS_ADDR": c.ReconcilerMetrics,
 	} {
 		if _, _, err := net.SplitHostPort(addr); err != nil {
 			r.Fail("%s=%q: want host:port", name, addr)

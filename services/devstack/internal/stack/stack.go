@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"net"
 	"net/http"
 	"net/url"
@@ -230,15 +231,16 @@ func Start(ctx context.Context, cfg Config, opts Options, out io.Writer) (_ *Sta
 	st.Brokers = cfg.brokers()
 	infra.logf("Kafka: %s", st.Brokers)
 
+	// common is every child's environment but DATABASE_URL, which is the
+	// URL's user's for financectl and a service's own role's for a service.
 	common := []string{
-		"DATABASE_URL=" + dbURL,
 		"KAFKA_BROKERS=" + cfg.brokers(),
 		"KAFKA_PARTITIONS=" + strconv.Itoa(cfg.Partitions),
 		"LOG_LEVEL=" + cfg.LogLevel,
 		"FINANCE_DEV_MODE=true",
 	}
 	// financectl reconcile and verify read the processor's record.
-	st.env = append(append([]string{}, common...), "PROCESSOR_URL="+httpURL(cfg.SimAddr))
+	st.env = append(append([]string{}, common...), "DATABASE_URL="+dbURL, "PROCESSOR_URL="+httpURL(cfg.SimAddr))
 	if err := st.Financectl(ctx, out, "createdb"); err != nil {
 		return nil, err
 	}
@@ -269,6 +271,23 @@ func Start(ctx context.Context, cfg Config, opts Options, out io.Writer) (_ *Sta
 		}
 	}
 
+	// Each service connects as its own role (migration 00012 made them
+	// with the grants its SQL needs); financectl stays the URL's user,
+	// the schema's owner.
+	roleURLs := map[string]string{}
+	if cfg.ServiceRoles {
+		if roleURLs, err = serviceRoleURLs(dbURL); err != nil {
+			return nil, err
+		}
+		if err := checkRoleLogins(ctx, roleURLs); err != nil {
+			return nil, err
+		}
+		infra.logf("PostgreSQL: each service connects as its own role (%s); financectl as the URL's user",
+			strings.Join(slices.Sorted(maps.Values(serviceRoles)), ", "))
+	} else {
+		infra.logf("PostgreSQL: DEVSTACK_SERVICE_ROLES=false: every service connects as the URL's user")
+	}
+
 	simURL := httpURL(cfg.SimAddr)
 	st.SimURL, st.GatewayURL = simURL, httpURL(cfg.GatewayAddr)
 	procs := []proc{
@@ -278,9 +297,14 @@ func Start(ctx context.Context, cfg Config, opts Options, out io.Writer) (_ *Sta
 		{name: "dispatcher", env: []string{"OPS_ADDR=" + cfg.DispatcherOps, "PROCESSOR_URL=" + simURL,
 			"PROCESSOR_RATE_LIMIT=" + strconv.Itoa(cfg.ProcessorLimit)}},
 		{name: "status-consumer", env: []string{"OPS_ADDR=" + cfg.StatusOps}},
-		{name: "gateway", env: []string{"HTTP_ADDR=" + cfg.GatewayAddr, "WEBHOOK_ALLOW_PRIVATE=127.0.0.0/8,::1/128"}},
-		// The periodic reconciliation job: resolves unknown payments, reports mismatches.
-		{name: "financectl", args: []string{"reconcile", "--watch", "30s", "--processor-url", simURL}},
+		{name: "gateway", env: []string{"HTTP_ADDR=" + cfg.GatewayAddr, "OPS_ADDR=" + cfg.GatewayOps,
+			"WEBHOOK_ALLOW_PRIVATE=127.0.0.0/8,::1/128"}},
+		// The periodic reconciliation job: resolves unknown payments, reports
+		// mismatches, and serves its metrics (the payments not final yet,
+		// its passes, the consumer groups' lag and the dead-letter topics'
+		// depth from KAFKA_BROKERS) as the cluster's reconciler does.
+		{name: "financectl", args: []string{"reconcile", "--watch", "30s", "--processor-url", simURL,
+			"--metrics-addr", cfg.ReconcilerMetrics}},
 	}
 	// Webhooks (issue 15), when its binary was built (make build does; the
 	// end-to-end tests that do not name it run without it). Receivers on
@@ -306,7 +330,11 @@ func Start(ctx context.Context, cfg Config, opts Options, out io.Writer) (_ *Sta
 		if p.path == "" {
 			p.path = filepath.Join(cfg.BinDir, p.name)
 		}
-		p.env = append(append(append([]string{}, common...), opts.Env...), p.env...)
+		db := dbURL
+		if u, ok := roleURLs[p.name]; ok {
+			db = u
+		}
+		p.env = append(append(append(append([]string{}, common...), "DATABASE_URL="+db), opts.Env...), p.env...)
 		p.stopGrace = 20 * time.Second
 		if err := services.start(svcCtx, p); err != nil {
 			return nil, err
@@ -330,6 +358,8 @@ func (st *Stack) HealthURLs() map[string]string {
 		"dispatcher":      httpURL(cfg.DispatcherOps) + "/healthz",
 		"status-consumer": httpURL(cfg.StatusOps) + "/healthz",
 		"gateway":         st.GatewayURL + "/readyz",
+		"gateway ops":     httpURL(cfg.GatewayOps) + "/readyz",
+		"financectl":      httpURL(cfg.ReconcilerMetrics) + "/healthz",
 	}
 	if slices.Contains(st.Services, "webhook-delivery") {
 		urls["webhook-delivery"] = httpURL(cfg.WebhookOps) + "/healthz"
@@ -349,10 +379,12 @@ Finance Service is running (dev mode: tokens are signed with the documented dev 
 
   gateway          %s        (feeds, payments, /metrics, /healthz, /readyz)
   processor-sim    %s        (/sim/executions, /sim/stats, /sim/config)
+  gateway ops      %s/metrics  (and /loglevel, /debug/pprof/, as every ops port)
   dispatcher ops   %s/metrics
   relay ops        %s/metrics
   status ops       %s/metrics
   webhooks ops     %s/metrics  (when bin/webhook-delivery is built)
+  reconciler       %s/metrics  (financectl reconcile --watch 30s)
   Kafka            %s
   logs             %s
 
@@ -367,7 +399,8 @@ Pay Apple 5.00 and watch it settle:
 
 Ctrl-C stops everything.
 ================================================================================
-`, gw, simURL, httpURL(cfg.DispatcherOps), httpURL(cfg.RelayOps), httpURL(cfg.StatusOps), httpURL(cfg.WebhookOps), cfg.brokers(),
+`, gw, simURL, httpURL(cfg.GatewayOps), httpURL(cfg.DispatcherOps), httpURL(cfg.RelayOps), httpURL(cfg.StatusOps),
+		httpURL(cfg.WebhookOps), httpURL(cfg.ReconcilerMetrics), cfg.brokers(),
 		filepath.Join(cfg.StateDir, "logs"), DemoUser, token, gw, token, DemoUser, gw, DemoUser, token)
 	return nil
 }
