@@ -161,6 +161,15 @@ func TestComposeRunsEveryServiceWithItsSettings(t *testing.T) {
 		if u := s.Environment["DATABASE_URL"]; u != "" && !strings.Contains(u, "@postgres:5432/finance") {
 			t.Errorf("%s: DATABASE_URL=%q, want the postgres service", name, u)
 		}
+		// Least privilege: a service connects as its own role (migration
+		// 00012), financectl as the owner.
+		user := "finance"
+		if role, ok := serviceRoles[name]; ok {
+			user = role
+		}
+		if u := s.Environment["DATABASE_URL"]; u != "" && !strings.HasPrefix(u, "postgres://"+user+":") {
+			t.Errorf("%s: DATABASE_URL=%q, want the user %s", name, u, user)
+		}
 		if s.User != "65532:65532" || !s.ReadOnly || !slices.Contains(s.CapDrop, "ALL") {
 			t.Errorf("%s: user %q, read_only %t, cap_drop %v: want non-root, read-only, ALL dropped", name, s.User, s.ReadOnly, s.CapDrop)
 		}
@@ -196,6 +205,29 @@ func TestComposeRunsEveryServiceWithItsSettings(t *testing.T) {
 	if got := svcs["dispatcher"].DependsOn["processor-sim"].Condition; got == "" {
 		t.Error("dispatcher does not wait for the processor simulator")
 	}
+	// The roles' passwords are set after the migration made the roles,
+	// and before the services connect with them.
+	roles := svcs["roles"]
+	if roles.DependsOn["migrate"].Condition != "service_completed_successfully" {
+		t.Error("roles does not wait for migrate")
+	}
+	for name := range serviceRoles {
+		if svcs[name].DependsOn["roles"].Condition != "service_completed_successfully" {
+			t.Errorf("%s does not wait for roles", name)
+		}
+		if !strings.Contains(strings.Join(roles.Command, " "), "ALTER ROLE "+serviceRoles[name]+" PASSWORD") {
+			t.Errorf("roles does not set %s's password", serviceRoles[name])
+		}
+	}
+}
+
+// serviceRoles is each service's PostgreSQL role (migration 00012).
+var serviceRoles = map[string]string{
+	"gateway":          "finance_gateway",
+	"outbox-relay":     "finance_outbox_relay",
+	"dispatcher":       "finance_dispatcher",
+	"status-consumer":  "finance_status_consumer",
+	"webhook-delivery": "finance_webhook_delivery",
 }
 
 // The Dockerfile pins both base images by digest, runs as the non-root
