@@ -44,7 +44,7 @@ run: build ## Run the whole pipeline on this machine (PostgreSQL, Kafka broker, 
 	@$(BIN)/devstack run
 
 .PHONY: test
-test: generate-check lint tidy-check build chart-check fuzz-short ## Vet, lint, check generated code and go.mod, the Helm chart, each fuzz target for 3 s, then every test (unit, integration, end-to-end).
+test: generate-check lint tidy-check build chart-check docs-check fuzz-short ## Vet, lint, check generated code and go.mod, the Helm chart, the docs, each fuzz target for 3 s, then every test (unit, integration, end-to-end).
 	@set -e; \
 	url=$$($(BIN)/devstack ensure-postgres); \
 	trap '$(BIN)/devstack stop-postgres >/dev/null 2>&1 || true' EXIT; \
