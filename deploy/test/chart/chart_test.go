@@ -455,9 +455,101 @@ func TestProductionValuesReachTheContainers(t *testing.T) {
 		}
 	}
 	// gateway, outbox-relay, dispatcher, status-consumer, webhook-delivery,
-	// and the hook's topics container.
-	if kafkaContainers != 6 {
-		t.Errorf("%d containers talk to Kafka, want 6", kafkaContainers)
+	// the reconciler (lag and dead-letter depth), and the hook's topics
+	// container.
+	if kafkaContainers != 7 {
+		t.Errorf("%d containers talk to Kafka, want 7", kafkaContainers)
+	}
+}
+
+// Least privilege: with database.serviceUrlKeys (the production values set
+// them) each service's DATABASE_URL is its own key of the Secret, its own
+// role's URL; the migrate Job and the reconciler, financectl, keep the
+// owner's (urlKey). Without them (the default values) every one is urlKey.
+func TestServicesGetTheirOwnDatabaseURL(t *testing.T) {
+	t.Parallel()
+	helm, chart := setup(t)
+	for file, want := range map[string]map[string]string{
+		"production-values.yaml": {
+			"gateway": "DATABASE_URL_GATEWAY", "outbox-relay": "DATABASE_URL_OUTBOX_RELAY",
+			"dispatcher": "DATABASE_URL_DISPATCHER", "status-consumer": "DATABASE_URL_STATUS_CONSUMER",
+			"webhook-delivery": "DATABASE_URL_WEBHOOK_DELIVERY", "reconciler": "DATABASE_URL", "migrate": "DATABASE_URL",
+		},
+		"default-values.yaml": {
+			"gateway": "DATABASE_URL", "outbox-relay": "DATABASE_URL", "dispatcher": "DATABASE_URL",
+			"status-consumer": "DATABASE_URL", "webhook-delivery": "DATABASE_URL", "reconciler": "DATABASE_URL",
+		},
+	} {
+		objs, err := render(t, helm, chart, []string{file})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]string{}
+		for _, o := range objs {
+			if kind := str(o, "kind"); kind != "Deployment" && kind != "Job" {
+				continue
+			}
+			component := str(o, "metadata", "labels", "app.kubernetes.io/component")
+			pod := m(o, "spec", "template", "spec")
+			for _, c := range append(list(pod, "containers"), list(pod, "initContainers")...) {
+				for _, e := range list(c.(obj), "env") {
+					if str(e.(obj), "name") == "DATABASE_URL" {
+						got[component] = str(e.(obj), "valueFrom", "secretKeyRef", "key")
+					}
+				}
+			}
+		}
+		for component, key := range want {
+			if got[component] != key {
+				t.Errorf("%s: %s's DATABASE_URL is key %q of the Secret, want %q", file, component, got[component], key)
+			}
+		}
+	}
+}
+
+// The gateway's ops port (gateway.opsPort): OPS_ADDR, a declared port, an
+// ops Service that the ServiceMonitor scrapes, and the pod's scrape
+// annotations on it; its API Service is then not scraped as well. With
+// opsPort 0 (the minimal values) none of it, and /metrics on the API port.
+func TestGatewayOpsPort(t *testing.T) {
+	t.Parallel()
+	helm, chart := setup(t)
+	for file, ops := range map[string]string{"production-values.yaml": "9105", "minimal-values.yaml": ""} {
+		objs, err := render(t, helm, chart, []string{file})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var opsAddr, scrapePort, opsService string
+		dropped := false
+		for _, o := range objs {
+			switch {
+			case str(o, "kind") == "Deployment" && strings.HasSuffix(name(o), "-gateway"):
+				scrapePort = str(o, "spec", "template", "metadata", "annotations", "prometheus.io/port")
+				for _, e := range list(list(m(o, "spec", "template", "spec"), "containers")[0].(obj), "env") {
+					if str(e.(obj), "name") == "OPS_ADDR" {
+						opsAddr = str(e.(obj), "value")
+					}
+				}
+			case str(o, "kind") == "Service" && strings.HasSuffix(name(o), "-gateway-ops"):
+				opsService = fmt.Sprint(list(o, "spec", "ports")[0].(obj)["port"])
+			case str(o, "kind") == "ServiceMonitor":
+				for _, ep := range list(o, "spec", "endpoints") {
+					if str(ep.(obj), "port") == "http" {
+						dropped = len(list(ep.(obj), "relabelings")) > 0
+					}
+				}
+			}
+		}
+		if ops == "" {
+			if opsAddr != "" || opsService != "" || scrapePort != "8080" {
+				t.Errorf("%s: OPS_ADDR %q, ops Service port %q, scraped on %q; want none, none, 8080", file, opsAddr, opsService, scrapePort)
+			}
+			continue
+		}
+		if opsAddr != ":"+ops || opsService != ops || scrapePort != ops || !dropped {
+			t.Errorf("%s: OPS_ADDR %q, ops Service port %q, scraped on %q, API Service dropped from the ServiceMonitor %v; want :%s, %s, %s, true",
+				file, opsAddr, opsService, scrapePort, dropped, ops, ops, ops)
+		}
 	}
 }
 

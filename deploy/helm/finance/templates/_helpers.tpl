@@ -68,6 +68,21 @@ Environment variables.
       key: {{ .Values.database.urlKey | default "DATABASE_URL" }}
 {{- end }}
 
+{{/*
+DATABASE_URL of one service: database.serviceUrlKeys.<service> of the
+database Secret, its own role's URL (least privilege), else urlKey. Call
+with (dict "root" $ "service" "gateway"); service is the key under
+serviceUrlKeys.
+*/}}
+{{- define "finance.env.serviceDatabase" -}}
+{{- $keys := .root.Values.database.serviceUrlKeys | default dict }}
+- name: DATABASE_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ required "database.existingSecret is required: a Secret holding DATABASE_URL" .root.Values.database.existingSecret }}
+      key: {{ get $keys .service | default .root.Values.database.urlKey | default "DATABASE_URL" }}
+{{- end }}
+
 {{- define "finance.env.kafka" -}}
 - name: KAFKA_BROKERS
   value: {{ required "kafka.brokers is required" .Values.kafka.brokers | join "," | quote }}
