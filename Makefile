@@ -49,7 +49,33 @@ test: generate-check lint tidy-check build chart-check docs-check fuzz-short ## 
 	url=$$($(BIN)/devstack ensure-postgres); \
 	trap '$(BIN)/devstack stop-postgres >/dev/null 2>&1 || true' EXIT; \
 	echo "PostgreSQL for tests: $$url"; \
-	PGTEST_URL="$$url" FINANCE_BIN_DIR=$(BIN) go test $(GO_TEST_FLAGS) $(MODULE_PKGS)
+	PGTEST_URL="$$url" FINANCE_BIN_DIR=$(BIN) go test $(GO_TEST_FLAGS) $(MODULE_PKGS); \
+	$(MAKE) --no-print-directory test-browser PGTEST_URL="$$url"
+
+# The operator console in headless Chromium (Debian's chromium, driven by
+# chromedp; the gateway's tests under the build tag browser). Installs
+# chromium with apt-get when root and it is missing; without it and not
+# root, says so and skips. Screenshots go to BROWSER_OUT.
+BROWSER_OUT ?= $(CURDIR)/.run/browser-test
+.PHONY: test-browser
+test-browser: build ## The operator console's test in headless Chromium (installs chromium with apt-get when root); screenshots in .run/browser-test
+	@set -e; \
+	if ! command -v chromium >/dev/null 2>&1; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			echo "test-browser: installing chromium (apt-get, once)"; \
+			apt-get install -y chromium >/dev/null || { apt-get update >/dev/null && apt-get install -y chromium >/dev/null; }; \
+		else \
+			echo "test-browser: skipped: no chromium, and not root to install it (apt-get install chromium)"; exit 0; \
+		fi; \
+	fi; \
+	url="$(PGTEST_URL)"; \
+	if [ -z "$$url" ]; then \
+		url=$$($(BIN)/devstack ensure-postgres); \
+		trap '$(BIN)/devstack stop-postgres >/dev/null 2>&1 || true' EXIT; \
+	fi; \
+	mkdir -p $(BROWSER_OUT); \
+	cd services/gateway && PGTEST_URL="$$url" go test -count=1 -tags browser -run 'InBrowser' -artifacts -outputdir $(BROWSER_OUT) ./internal/httpapi/; \
+	echo "test-browser: screenshots in $(BROWSER_OUT)/_artifacts"
 
 # The fuzz targets of every decoder of outside input (docs/security.md),
 # as package:target.

@@ -297,8 +297,11 @@ func Start(ctx context.Context, cfg Config, opts Options, out io.Writer) (_ *Sta
 		{name: "dispatcher", env: []string{"OPS_ADDR=" + cfg.DispatcherOps, "PROCESSOR_URL=" + simURL,
 			"PROCESSOR_RATE_LIMIT=" + strconv.Itoa(cfg.ProcessorLimit)}},
 		{name: "status-consumer", env: []string{"OPS_ADDR=" + cfg.StatusOps}},
+		// The console (/console) resolves unknown payments from the
+		// simulator and measures utilization against the same L.
 		{name: "gateway", env: []string{"HTTP_ADDR=" + cfg.GatewayAddr, "OPS_ADDR=" + cfg.GatewayOps,
-			"WEBHOOK_ALLOW_PRIVATE=127.0.0.0/8,::1/128"}},
+			"WEBHOOK_ALLOW_PRIVATE=127.0.0.0/8,::1/128", "GATEWAY_PROCESSOR_URL=" + simURL,
+			"GATEWAY_PROCESSOR_RATE_LIMIT=" + strconv.Itoa(cfg.ProcessorLimit)}},
 		// The periodic reconciliation job: resolves unknown payments, reports
 		// mismatches, and serves its metrics (the payments not final yet,
 		// its passes, the consumer groups' lag and the dead-letter topics'
@@ -372,12 +375,17 @@ func printBanner(out io.Writer, cfg Config, simURL string) error {
 	if err != nil {
 		return err
 	}
+	admin, err := auth.Mint([]byte(auth.DevSecret), 1, true, 24*time.Hour, time.Now())
+	if err != nil {
+		return err
+	}
 	gw := httpURL(cfg.GatewayAddr)
 	fmt.Fprintf(out, `
 ================================================================================
 Finance Service is running (dev mode: tokens are signed with the documented dev secret).
 
   gateway          %s        (feeds, payments, /metrics, /healthz, /readyz)
+  console          %s/console  (operators: sign in with the admin token below)
   processor-sim    %s        (/sim/executions, /sim/stats, /sim/config)
   gateway ops      %s/metrics  (and /loglevel, /debug/pprof/, as every ops port)
   dispatcher ops   %s/metrics
@@ -392,6 +400,10 @@ A token for user %d, valid 24 h:
 
   TOKEN=%s
 
+An admin token for the console (user 1, valid 24 h):
+
+  %s
+
 Pay Apple 5.00 and watch it settle:
 
   curl -s -i -X POST %s/v1/payments -H "Authorization: Bearer %s" -H 'Content-Type: application/json' -H "Idempotency-Key: demo-$(date +%%s%%N)" -d '{"user_id":%d,"merchant_id":4593,"amount":-500}'
@@ -399,9 +411,9 @@ Pay Apple 5.00 and watch it settle:
 
 Ctrl-C stops everything.
 ================================================================================
-`, gw, simURL, httpURL(cfg.GatewayOps), httpURL(cfg.DispatcherOps), httpURL(cfg.RelayOps), httpURL(cfg.StatusOps),
+`, gw, gw, simURL, httpURL(cfg.GatewayOps), httpURL(cfg.DispatcherOps), httpURL(cfg.RelayOps), httpURL(cfg.StatusOps),
 		httpURL(cfg.WebhookOps), httpURL(cfg.ReconcilerMetrics), cfg.brokers(),
-		filepath.Join(cfg.StateDir, "logs"), DemoUser, token, gw, token, DemoUser, gw, DemoUser, token)
+		filepath.Join(cfg.StateDir, "logs"), DemoUser, token, admin, gw, token, DemoUser, gw, DemoUser, token)
 	return nil
 }
 
