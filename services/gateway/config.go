@@ -72,6 +72,8 @@ type config struct {
 	// bearer tokens (internal/tokencache); 0 turns it off.
 	TokenCacheMaxEntries int
 	TokenCacheTTL        time.Duration
+	// Console is the operator console's settings (console.go).
+	Console consoleConfig
 }
 
 // WebhookPolicy is how endpoint URLs are checked at registration: https
@@ -130,6 +132,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 	c.Auth = auth.LoadConfig(r, c.DevMode)
 	c.Limits = loadLimits(r)
 	c.Log = loadLogPolicy(r)
+	c.Console = loadConsoleConfig(r)
 	c.Ops = envconfig.LoadOps(r, envconfig.Ops{LogLevel: "info", ShutdownTimeout: 10 * time.Second})
 	// LoadOps reads OPS_ADDR only for a service that always has an ops
 	// port; the gateway's is optional, empty by default.
@@ -174,6 +177,7 @@ func (c config) LogValue() slog.Value {
 		slog.Int("cache_max_entries", c.CacheMaxEntries),
 		slog.Int("token_cache_max_entries", c.TokenCacheMaxEntries),
 		slog.String("token_cache_ttl", c.TokenCacheTTL.String()),
+		slog.Any("console", c.Console),
 	)
 }
 

@@ -18,6 +18,7 @@ import (
 	"github.com/finsvc/finance/pkg/obs"
 	"github.com/finsvc/finance/pkg/webhook"
 	"github.com/finsvc/finance/services/gateway/internal/cache"
+	"github.com/finsvc/finance/services/gateway/internal/console"
 	"github.com/finsvc/finance/services/gateway/internal/httpapi"
 	"github.com/finsvc/finance/services/gateway/internal/push"
 	"github.com/finsvc/finance/services/gateway/internal/store"
@@ -122,6 +123,24 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout, _ 
 	})
 	defer func() { stopBatching(); waitBatching() }()
 
+	// The operator console (/console): the same token check as the API,
+	// the DLQ operator, the webhook store, and the processor for resolving.
+	reconcilePool, closeReconcile, err := cfg.Console.connectReconcile(ctx)
+	if err != nil {
+		return err
+	}
+	defer closeReconcile()
+	webhooks := webhook.NewStore(pool)
+	con, err := console.New(console.Config{
+		Logger: logger, Pool: pool, ReconcilePool: reconcilePool, Verify: tokens.FromHeader,
+		DLQ: dlqOp, Webhooks: webhooks, ProcessorURL: cfg.Console.ProcessorURL,
+		ProcessorStatementURL: cfg.Console.ProcessorStatementURL, RateLimit: cfg.Console.RateLimit,
+		InsecureCookie: cfg.DevMode,
+	})
+	if err != nil {
+		return err
+	}
+
 	handler := httpapi.New(httpapi.Config{
 		Logger:         logger,
 		Store:          st,
@@ -137,8 +156,9 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout, _ 
 		Cache:          readCache,
 		Limits:         cfg.Limits,
 		Log:            cfg.Log,
-		Webhooks:       webhook.NewStore(pool),
+		Webhooks:       webhooks,
 		WebhookPolicy:  cfg.WebhookPolicy(),
+		Console:        con,
 	})
 
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
