@@ -58,6 +58,25 @@ Environment variables.
 {{- define "finance.env.logLevel" -}}
 - name: LOG_LEVEL
   value: {{ .Values.logLevel | quote }}
+{{- include "finance.env.traces" . }}
+{{- end }}
+
+{{/*
+The traces' settings (docs/operations.md#traces-issue-17), beside LOG_LEVEL
+in every process: OTEL_EXPORTER_OTLP_ENDPOINT only when traces.otlpEndpoint
+is set (no endpoint: nothing exported, IDs still in the logs).
+*/}}
+{{- define "finance.env.traces" -}}
+{{- with .Values.traces }}
+{{- if .otlpEndpoint }}
+- name: OTEL_EXPORTER_OTLP_ENDPOINT
+  value: {{ .otlpEndpoint | quote }}
+{{- end }}
+- name: OTEL_TRACES_SAMPLER
+  value: {{ .sampler | default "parentbased_traceidratio" | quote }}
+- name: OTEL_TRACES_SAMPLER_ARG
+  value: {{ .samplerArg | default "0.01" | quote }}
+{{- end }}
 {{- end }}
 
 {{- define "finance.env.database" -}}
