@@ -48,6 +48,13 @@ func TestReplicaFallback(t *testing.T) {
 	}
 	caughtUp := func() bool { return seqOn(replica) == seqOn(primary) }
 	testkit.Eventually(t, "the replica has the wallet", caughtUp)
+	// The fixture's entries do not move the wallet's event_seq: wait for
+	// them too, or the first page may be read before they are replayed.
+	testkit.Eventually(t, "the replica has the entries", func() bool {
+		var n int
+		_ = replica.QueryRow(ctx, `SELECT count(*) FROM entries WHERE user_id = 42`).Scan(&n)
+		return n == 3
+	})
 
 	// Reads go to the replica: a first page (then cached) and a cursor page.
 	first := decodeBody[feedPage](t, g.conditional("/v1/users/42/feed?limit=2", tok, ""))
