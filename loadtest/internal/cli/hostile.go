@@ -20,7 +20,6 @@ import (
 	"github.com/finsvc/finance/loadtest/internal/reads"
 	"github.com/finsvc/finance/loadtest/internal/report"
 	"github.com/finsvc/finance/loadtest/internal/target"
-	"github.com/finsvc/finance/pkg/auth"
 )
 
 type hostileOptions struct {
@@ -102,11 +101,7 @@ func parseHostile(args []string, env Env) (*hostileOptions, error) {
 	if o.databaseURL == "" {
 		o.databaseURL = envOr(env.Getenv, "DATABASE_URL", defaultPipelineDB)
 	}
-	secret := env.Getenv("AUTH_JWT_SECRET")
-	if secret == "" {
-		secret = auth.DevSecret
-	}
-	o.cfg.Secret = []byte(secret)
+	o.cfg.Secret = []byte(jwtSecret(env))
 	return o, nil
 }
 
@@ -286,10 +281,7 @@ func hostileClientCommand(ctx context.Context, args []string, env Env) error {
 		return usagef("hostile-client: --measured and --run-id are required (loadtest run --scenario hostile starts it)")
 	}
 	o.cfg.Merchants = loadgen.Merchants
-	o.cfg.Secret = []byte(env.Getenv("AUTH_JWT_SECRET"))
-	if len(o.cfg.Secret) == 0 {
-		o.cfg.Secret = []byte(auth.DevSecret)
-	}
+	o.cfg.Secret = []byte(jwtSecret(env))
 	side, err := reads.RunHostileSide(ctx, o.cfg, time.Unix(0, *measured))
 	if side == nil {
 		return err

@@ -14,7 +14,6 @@ import (
 	"github.com/finsvc/finance/loadtest/internal/reads"
 	"github.com/finsvc/finance/loadtest/internal/report"
 	"github.com/finsvc/finance/loadtest/internal/target"
-	"github.com/finsvc/finance/pkg/auth"
 	"github.com/finsvc/finance/pkg/simclient"
 )
 
@@ -130,11 +129,7 @@ func parseReads(args []string, env Env) (*readOptions, error) {
 	if len(problems) > 0 {
 		return nil, usagef("%s", strings.Join(problems, "; "))
 	}
-	secret := env.Getenv("AUTH_JWT_SECRET")
-	if secret == "" {
-		secret = auth.DevSecret
-	}
-	o.cfg.Secret = []byte(secret)
+	o.cfg.Secret = []byte(jwtSecret(env))
 	return o, nil
 }
 

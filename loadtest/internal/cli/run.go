@@ -252,11 +252,17 @@ func parseRun(args []string, env Env) (*runOptions, error) {
 	if len(problems) > 0 {
 		return nil, usagef("%s", strings.Join(problems, "; "))
 	}
-	o.secret = env.Getenv("AUTH_JWT_SECRET")
-	if o.secret == "" {
-		o.secret = auth.DevSecret
-	}
+	o.secret = jwtSecret(env)
 	return o, nil
+}
+
+// jwtSecret is the HS256 secret the virtual users' tokens are signed
+// with: AUTH_JWT_SECRET, or the dev secret of dev mode when it is unset.
+func jwtSecret(env Env) string {
+	if s := env.Getenv("AUTH_JWT_SECRET"); s != "" {
+		return s
+	}
+	return auth.DevSecret
 }
 
 // preflighted is what the preflight found and opened: every dependency

@@ -126,19 +126,7 @@ func IsHostileReport(path string) bool {
 }
 
 // Write writes results.json and summary.md into dir.
-func (r *HostileReport) Write(dir string) error {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
-	b, err := json.MarshalIndent(r, "", "  ")
-	if err != nil {
-		return err
-	}
-	if err := os.WriteFile(filepath.Join(dir, "results.json"), append(b, '\n'), 0o644); err != nil {
-		return err
-	}
-	return os.WriteFile(filepath.Join(dir, "summary.md"), []byte(r.Summary()), 0o644)
-}
+func (r *HostileReport) Write(dir string) error { return writeRun(dir, r, r.Summary()) }
 
 // Summary is the run as Markdown.
 func (r *HostileReport) Summary() string {

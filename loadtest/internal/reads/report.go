@@ -151,18 +151,22 @@ func ReadReport(path string) (*Report, error) {
 }
 
 // Write writes results.json and summary.md into dir.
-func (r *Report) Write(dir string) error {
+func (r *Report) Write(dir string) error { return writeRun(dir, r, r.Summary()) }
+
+// writeRun writes a run's report into dir: v as results.json (indented)
+// and summary as summary.md. Every read scenario's report is written so.
+func writeRun(dir string, v any, summary string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	b, err := json.MarshalIndent(r, "", "  ")
+	b, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
 		return err
 	}
 	if err := os.WriteFile(filepath.Join(dir, "results.json"), append(b, '\n'), 0o644); err != nil {
 		return err
 	}
-	return os.WriteFile(filepath.Join(dir, "summary.md"), []byte(r.Summary()), 0o644)
+	return os.WriteFile(filepath.Join(dir, "summary.md"), []byte(summary), 0o644)
 }
 
 // Summary is the run as Markdown.
