@@ -174,6 +174,15 @@ func postPayment(gateway, token, key string, user, amount int64) (paid, error) {
 		case http.StatusServiceUnavailable:
 			last = fmt.Errorf("503 %s", b)
 			time.Sleep(200 * time.Millisecond)
+		case http.StatusTooManyRequests:
+			// The gateway's per-user limit (20/s): a client waits as told
+			// and sends again with the same key, as the chaos client does.
+			last = fmt.Errorf("429 %s", b)
+			wait, err := strconv.Atoi(resp.Header.Get("Retry-After"))
+			if err != nil || wait < 1 {
+				wait = 1
+			}
+			time.Sleep(time.Duration(wait) * time.Second)
 		default:
 			return paid{}, fmt.Errorf("payment %s: %d %s", key, resp.StatusCode, b)
 		}
