@@ -142,6 +142,9 @@ func TestSmokeBurstAndReadHeavy(t *testing.T) {
 		"DISPATCHER_OPS_ADDR=" + stacktest.FreeAddr(t),
 		"RELAY_OPS_ADDR=" + stacktest.FreeAddr(t),
 		"STATUS_OPS_ADDR=" + stacktest.FreeAddr(t),
+		"GATEWAY_OPS_ADDR=" + stacktest.FreeAddr(t),
+		"WEBHOOK_OPS_ADDR=" + stacktest.FreeAddr(t),
+		"RECONCILER_METRICS_ADDR=" + stacktest.FreeAddr(t),
 		"KAFKA_PARTITIONS=4",
 		"LOG_LEVEL=warn",
 	}, filepath.Join(bin, "devstack"), "run")
