@@ -13,6 +13,7 @@ import (
 	"github.com/finsvc/finance/pkg/envconfig"
 	"github.com/finsvc/finance/pkg/postgres"
 	"github.com/finsvc/finance/pkg/webhook"
+	"github.com/finsvc/finance/services/gateway/internal/abuse"
 	"github.com/finsvc/finance/services/gateway/internal/cache"
 	"github.com/finsvc/finance/services/gateway/internal/httpapi"
 	"github.com/finsvc/finance/services/gateway/internal/push"
@@ -53,6 +54,9 @@ type config struct {
 	// Limits is the per-client rate limits (GATEWAY_RATE_LIMIT_*, limits.go)
 	// and the header cap (HTTP_MAX_HEADER_BYTES).
 	Limits httpapi.Limits
+	// Block is when an address that keeps getting refused is shut out
+	// (GATEWAY_BLOCK_*, limits.go).
+	Block abuse.Policy
 	// Log is which requests are logged (LOG_READ_SAMPLE, LOG_SLOW_REQUEST).
 	Log httpapi.LogPolicy
 	// WebhookAllowPrivate lists the private networks webhook endpoints may
@@ -131,6 +135,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 	}
 	c.Auth = auth.LoadConfig(r, c.DevMode)
 	c.Limits = loadLimits(r)
+	c.Block = loadBlockPolicy(r)
 	c.Log = loadLogPolicy(r)
 	c.Console = loadConsoleConfig(r)
 	c.Ops = envconfig.LoadOps(r, envconfig.Ops{LogLevel: "info", ShutdownTimeout: 10 * time.Second})
@@ -158,6 +163,7 @@ func (c config) LogValue() slog.Value {
 		slog.Any("kafka", c.Kafka),
 		slog.Any("ops", c.Ops),
 		slog.Any("limits", limitsLogValue(c.Limits)),
+		slog.Any("block", blockLogValue(c.Block)),
 		slog.Int("log_read_sample", c.Log.ReadSample),
 		slog.String("log_slow_request", c.Log.Slow.String()),
 		slog.Any("auth", c.Auth),

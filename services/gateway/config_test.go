@@ -12,6 +12,7 @@ import (
 	"github.com/finsvc/finance/pkg/auth"
 	"github.com/finsvc/finance/pkg/envconfig"
 	"github.com/finsvc/finance/pkg/postgres"
+	"github.com/finsvc/finance/services/gateway/internal/abuse"
 	"github.com/finsvc/finance/services/gateway/internal/httpapi"
 )
 
@@ -62,6 +63,7 @@ func TestLoadConfigDefaults(t *testing.T) {
 		PushBuffer:     64,
 		PushRecent:     50_000,
 		Limits:         httpapi.DefaultLimits,
+		Block:          abuse.DefaultPolicy,
 		Log:            httpapi.LogPolicy{ReadSample: 10, Slow: httpapi.DefaultSlowRequest},
 		// No replica: every query goes to the primary.
 		ReadPostgres:    postgres.Config{MaxConns: 20},

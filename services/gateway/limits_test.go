@@ -8,6 +8,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/finsvc/finance/pkg/envconfig"
+	"github.com/finsvc/finance/services/gateway/internal/abuse"
 	"github.com/finsvc/finance/services/gateway/internal/httpapi"
 	"github.com/finsvc/finance/services/gateway/internal/ratelimit"
 )
@@ -50,6 +51,45 @@ func TestLoadLimits(t *testing.T) {
 	}))
 	loadLimits(r)
 	for _, want := range []string{"GATEWAY_RATE_LIMIT_USER_RATE=-1", "GATEWAY_RATE_LIMIT_MAX_KEYS=0", `GATEWAY_RATE_LIMIT="maybe"`} {
+		if err := r.Err(); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error %v lacks %q", err, want)
+		}
+	}
+}
+
+func TestLoadBlockPolicy(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		env  map[string]string
+		want abuse.Policy
+	}{
+		{name: "defaults", want: abuse.DefaultPolicy},
+		{
+			name: "set",
+			env: map[string]string{
+				"GATEWAY_BLOCK_REFUSALS_RATE": "5", "GATEWAY_BLOCK_REFUSALS_BURST": "20",
+				"GATEWAY_BLOCK_FOR": "1s", "GATEWAY_BLOCK_MAX": "1m", "GATEWAY_BLOCK_PROBATION": "2m",
+				"GATEWAY_BLOCK_HOLD_PER_ADDRESS": "0", "GATEWAY_BLOCK_HOLD_MAX": "10", "GATEWAY_BLOCK_HOLD_FOR": "5s",
+			},
+			want: abuse.Policy{
+				Refusals: ratelimit.Policy{Rate: 5, Burst: 20},
+				Block:    time.Second, MaxBlock: time.Minute, Probation: 2 * time.Minute,
+				HoldMax: 10, HoldFor: 5 * time.Second,
+			},
+		},
+		{name: "off", env: map[string]string{"GATEWAY_BLOCK": "false"}},
+		{name: "every limit off", env: map[string]string{"GATEWAY_RATE_LIMIT": "false"}},
+	} {
+		r := envconfig.New(getenv(tc.env))
+		got := loadBlockPolicy(r)
+		if diff := cmp.Diff(tc.want, got); diff != "" || r.Err() != nil {
+			t.Errorf("%s: loadBlockPolicy (-want +got):\n%s\nerr: %v", tc.name, diff, r.Err())
+		}
+	}
+	r := envconfig.New(getenv(map[string]string{"GATEWAY_BLOCK_REFUSALS_BURST": "-1", "GATEWAY_BLOCK_FOR": "0s"}))
+	loadBlockPolicy(r)
+	for _, want := range []string{"GATEWAY_BLOCK_REFUSALS_RATE=50, _BURST=-1", "GATEWAY_BLOCK_FOR=0s"} {
 		if err := r.Err(); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("error %v lacks %q", err, want)
 		}

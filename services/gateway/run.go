@@ -17,6 +17,7 @@ import (
 	"github.com/finsvc/finance/pkg/kafka"
 	"github.com/finsvc/finance/pkg/obs"
 	"github.com/finsvc/finance/pkg/webhook"
+	"github.com/finsvc/finance/services/gateway/internal/abuse"
 	"github.com/finsvc/finance/services/gateway/internal/cache"
 	"github.com/finsvc/finance/services/gateway/internal/console"
 	"github.com/finsvc/finance/services/gateway/internal/httpapi"
@@ -141,6 +142,9 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout, _ 
 		return err
 	}
 
+	// An address that keeps getting refused is shut out for a while, at
+	// the listener and in the first middleware (internal/abuse).
+	guard := abuse.New(cfg.Block, cfg.Limits.MaxKeys, nil, reg)
 	handler := httpapi.New(httpapi.Config{
 		Logger:         logger,
 		Store:          st,
@@ -155,6 +159,7 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout, _ 
 		Heartbeat:      cfg.Heartbeat,
 		Cache:          readCache,
 		Limits:         cfg.Limits,
+		Guard:          guard,
 		Log:            cfg.Log,
 		Webhooks:       webhooks,
 		WebhookPolicy:  cfg.WebhookPolicy(),
@@ -177,7 +182,7 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout, _ 
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
-		return obs.ServeListener(gctx, logger, "http", ln, handler, cfg.Ops.HTTP, cfg.Ops.ShutdownTimeout)
+		return obs.ServeListener(gctx, logger, "http", guard.Listener(ln), handler, cfg.Ops.HTTP, cfg.Ops.ShutdownTimeout)
 	})
 	if opsLn != nil {
 		ops := obs.OpsMux(reg, st.Ping, obs.WithLogLevel(logger))

@@ -53,7 +53,7 @@ func ReadCPU(ctx context.Context, urls map[string]string) (CPUReading, map[strin
 			}
 			continue
 		}
-		v, err := scrapeCPU(ctx, client, u)
+		v, err := ScrapeMetric(ctx, client, u, "process_cpu_seconds_total")
 		if err != nil {
 			errs[name] = err.Error()
 			continue
@@ -63,7 +63,9 @@ func ReadCPU(ctx context.Context, urls map[string]string) (CPUReading, map[strin
 	return out, errs
 }
 
-func scrapeCPU(ctx context.Context, client *http.Client, u string) (float64, error) {
+// ScrapeMetric reads the value of the metric name, a series without
+// labels, from the Prometheus text at u.
+func ScrapeMetric(ctx context.Context, client *http.Client, u, name string) (float64, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return 0, err
@@ -80,14 +82,14 @@ func scrapeCPU(ctx context.Context, client *http.Client, u string) (float64, err
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
 		line := sc.Text()
-		if rest, ok := strings.CutPrefix(line, "process_cpu_seconds_total "); ok {
+		if rest, ok := strings.CutPrefix(line, name+" "); ok {
 			return strconv.ParseFloat(strings.TrimSpace(rest), 64)
 		}
 	}
 	if err := sc.Err(); err != nil {
 		return 0, err
 	}
-	return 0, fmt.Errorf("%s has no process_cpu_seconds_total", u)
+	return 0, fmt.Errorf("%s has no %s", u, name)
 }
 
 // localUsed is the CPU the processes of name used between two readings

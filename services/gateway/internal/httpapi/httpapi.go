@@ -20,6 +20,7 @@ import (
 	"github.com/finsvc/finance/pkg/obs"
 	"github.com/finsvc/finance/pkg/problem"
 	"github.com/finsvc/finance/pkg/webhook"
+	"github.com/finsvc/finance/services/gateway/internal/abuse"
 	"github.com/finsvc/finance/services/gateway/internal/cache"
 	"github.com/finsvc/finance/services/gateway/internal/console"
 	"github.com/finsvc/finance/services/gateway/internal/push"
@@ -70,6 +71,9 @@ type Config struct {
 	// Limits is the per-client rate limits and the header cap (limits.go);
 	// the zero value limits no rate.
 	Limits Limits
+	// Guard shuts out an address that keeps getting refused (guard.go);
+	// nil shuts out none.
+	Guard *abuse.Guard
 	// Log says which requests are logged (logsample.go); the zero value
 	// logs every request.
 	Log LogPolicy
@@ -101,6 +105,7 @@ type api struct {
 	readMetrics *readMetrics
 
 	limits *limiters
+	guard  *abuse.Guard
 	logs   *logSampler
 
 	console     *console.Console
@@ -145,6 +150,7 @@ func newAPI(cfg Config) *api {
 		readMetrics: newReadMetrics(cfg.Registry),
 
 		limits: newLimiters(cfg.Limits, cfg.Registry),
+		guard:  cfg.Guard,
 		logs:   newLogSampler(cfg.Log),
 
 		console: cfg.Console,
@@ -175,7 +181,8 @@ func newAPI(cfg Config) *api {
 	// Client addresses are only logged; without a configured proxy list
 	// X-Forwarded-For is a client's claim, so log the peer address.
 	_ = e.SetTrustedProxies(nil) // nil cannot fail to parse
-	e.Use(a.traceRequest, a.observe, a.recoverPanics, a.checkSize)
+	// A blocked address is answered first, before any other work.
+	e.Use(a.refuseBlocked, a.traceRequest, a.observe, a.recoverPanics, a.checkSize)
 	// Requests limited per address (limits.go) come before the token check,
 	// so that bad tokens and scans of unknown routes count too; /healthz,
 	// /readyz and /metrics are not limited.

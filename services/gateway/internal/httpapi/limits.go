@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"math"
 	"net/http"
-	"net/netip"
 	"strconv"
 	"time"
 
@@ -96,7 +95,7 @@ func (a *api) limitIP(c *gin.Context) {
 		c.Next()
 		return
 	}
-	a.limit(c, "ip", a.limits.ip, addrKey(c.RemoteIP()))
+	a.limit(c, "ip", a.limits.ip, ratelimit.AddrKey(c.RemoteIP()))
 }
 
 // limitUser applies the per-user limit, or the admin one to admin tokens;
@@ -157,23 +156,6 @@ func ceilSeconds(d time.Duration) int {
 		return 0
 	}
 	return int(math.Ceil(d.Seconds()))
-}
-
-// addrKey is the bucket of a peer address: the address itself for IPv4, its
-// /64 for IPv6 (one subscriber's usual allocation, which a client could
-// otherwise walk through).
-func addrKey(ip string) string {
-	a, err := netip.ParseAddr(ip)
-	if err != nil {
-		return ip
-	}
-	a = a.Unmap()
-	if a.Is6() {
-		if p, err := a.Prefix(64); err == nil {
-			return p.String()
-		}
-	}
-	return a.String()
 }
 
 // checkSize answers 431 when the request line and headers exceed

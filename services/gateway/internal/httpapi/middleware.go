@@ -85,6 +85,7 @@ func (a *api) observe(c *gin.Context) {
 	code := strconv.Itoa(status)
 	a.metrics.requests.WithLabelValues(route, c.Request.Method, code).Inc()
 	a.metrics.latency.WithLabelValues(route, c.Request.Method, code).Observe(elapsed.Seconds())
+	a.countRefusal(c, status)
 
 	keep, sample := a.logs.keep(c, status, elapsed)
 	if !keep {

@@ -12,6 +12,7 @@ package ratelimit
 
 import (
 	"math"
+	"net/netip"
 	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
@@ -95,4 +96,21 @@ func (l *Limiter) Allow(key string, now time.Time) Decision {
 	d.Remaining = int(tokens)
 	d.Reset = time.Duration((float64(l.policy.Burst) - tokens) / l.policy.Rate * float64(time.Second))
 	return d
+}
+
+// AddrKey is the key of a peer address: the address itself for IPv4, its
+// /64 for IPv6 (one subscriber's usual allocation, which a client could
+// otherwise walk through). A string that is no address is its own key.
+func AddrKey(ip string) string {
+	a, err := netip.ParseAddr(ip)
+	if err != nil {
+		return ip
+	}
+	a = a.Unmap()
+	if a.Is6() {
+		if p, err := a.Prefix(64); err == nil {
+			return p.String()
+		}
+	}
+	return a.String()
 }
