@@ -224,10 +224,15 @@ type HostileResult struct {
 	HostileAnswers map[string]map[string]int64 `json:"hostile_answers"`
 	HostileSent    int64                       `json:"hostile_sent"`
 	HostileSkipped int64                       `json:"hostile_skipped"`
-	// HostileRate is what the hostile achieved in its phases, sent per
-	// second of hostile phase.
-	HostileRate float64 `json:"hostile_rate"`
-	SendLagP99  float64 `json:"victim_send_lag_p99_ms,omitempty"`
+	// HostileRate is what the hostile sent in its phases, per second of
+	// hostile phase; HostileOffered what fell due (sent, or skipped while
+	// every connection waited on the gateway); HostileLagP99 how late its
+	// schedule ran (p99, ms): a hostile client short of CPU offered less
+	// than its rate.
+	HostileRate    float64 `json:"hostile_rate"`
+	HostileOffered float64 `json:"hostile_offered"`
+	HostileLagP99  float64 `json:"hostile_schedule_lag_p99_ms"`
+	SendLagP99     float64 `json:"victim_send_lag_p99_ms,omitempty"`
 	// GeneratorCPUHostile is the CPU seconds of the hostile client's own
 	// process, when it ran in one.
 	GeneratorCPUHostile float64 `json:"generator_cpu_seconds_hostile,omitempty"`
@@ -546,7 +551,12 @@ func RunHostile(ctx context.Context, cfg HostileConfig) (*HostileResult, error) 
 	go func() {
 		defer wg.Done()
 		if cfg.Hostile != nil {
-			side, sideErr = cfg.Hostile(lctx, measured)
+			// The hostile process ends itself at the same deadline, its
+			// requests held by the gateway cancelled; the grace lets it
+			// report before it is killed.
+			hctx, cancel := context.WithDeadline(ctx, end.Add(cfg.Timeout+hostileExitGrace))
+			defer cancel()
+			side, sideErr = cfg.Hostile(hctx, measured)
 			return
 		}
 		side, sideErr = runHostileSide(lctx, c, cfg, measured)
@@ -593,7 +603,7 @@ func RunHostile(ctx context.Context, cfg HostileConfig) (*HostileResult, error) 
 		side = &HostileSide{}
 	}
 	res := &HostileResult{StartedAt: start, Elapsed: time.Since(start), HostileAnswers: side.Answers,
-		GeneratorCPUHostile: side.CPUSeconds}
+		GeneratorCPUHostile: side.CPUSeconds, HostileLagP99: side.LagP99}
 	rec.mu.Lock()
 	defer rec.mu.Unlock()
 	quiet, hostile := hdrhistogram.New(histMin, histMax, 3), hdrhistogram.New(histMin, histMax, 3)
@@ -633,17 +643,24 @@ func RunHostile(ctx context.Context, cfg HostileConfig) (*HostileResult, error) 
 	}
 	if hostileSeconds > 0 {
 		res.HostileRate = round1(float64(res.HostileSent) / hostileSeconds)
+		res.HostileOffered = round1(float64(res.HostileSent+res.HostileSkipped) / hostileSeconds)
 	}
 	res.SendLagP99 = latencyOf(rec.lag).P99
 	return res, ctx.Err()
 }
 
+// hostileExitGrace is how long the hostile client's process has, after
+// its own deadline, to report what it did.
+const hostileExitGrace = 10 * time.Second
+
 // HostileSide is what the hostile client did: per phase the requests it
-// sent and skipped, its answers by kind and status, and the CPU seconds
-// its process used (when it ran in its own).
+// sent and skipped, how late its schedule ran (p99, ms), its answers by
+// kind and status, and the CPU seconds its process used (when it ran in
+// its own).
 type HostileSide struct {
 	Sent       []int64                     `json:"sent"`
 	Skipped    []int64                     `json:"skipped"`
+	LagP99     float64                     `json:"schedule_lag_p99_ms"`
 	Answers    map[string]map[string]int64 `json:"answers"`
 	CPUSeconds float64                     `json:"cpu_seconds,omitempty"`
 }
@@ -694,6 +711,7 @@ func runHostileSide(ctx context.Context, c *hostileClient, cfg HostileConfig, me
 		}()
 	}
 	j := int64(0)
+	lag := hdrhistogram.New(histMin, histMax, 3)
 	for p := 1; p < cfg.Phases && ctx.Err() == nil; p += 2 {
 		from := measured.Add(time.Duration(p) * cfg.Phase)
 		for k := int64(0); ; k++ {
@@ -701,6 +719,7 @@ func runHostileSide(ctx context.Context, c *hostileClient, cfg HostileConfig, me
 			if !due.Before(from.Add(cfg.Phase)) || !waitUntil(ctx, due) {
 				break
 			}
+			_ = lag.RecordValue(min(max(time.Since(due).Microseconds(), histMin), histMax))
 			select {
 			case work <- j:
 				rec.phases[p].sent++
@@ -710,12 +729,15 @@ func runHostileSide(ctx context.Context, c *hostileClient, cfg HostileConfig, me
 			j++
 		}
 	}
+	// Ended before its last phase did: the run was cut short. Requests
+	// still held by the gateway after that are cancelled at ctx's deadline.
+	interrupted := ctx.Err()
 	close(work)
 	workers.Wait()
-	side := &HostileSide{Answers: rec.answers}
+	side := &HostileSide{Answers: rec.answers, LagP99: latencyOf(lag).P99}
 	for _, ph := range rec.phases {
 		side.Sent = append(side.Sent, ph.sent)
 		side.Skipped = append(side.Skipped, ph.skipped)
 	}
-	return side, ctx.Err()
+	return side, interrupted
 }

@@ -45,20 +45,23 @@ func TestHostileJudge(t *testing.T) {
 		name        string
 		quiet, host reads.Latency
 		errs        map[string]int64
-		rate        float64
+		offered     float64
+		lag         float64
 		want        []bool // p99, errors, rate
 	}{
-		{"within 20%", lat(10), lat(12), nil, 3000, []bool{true, true, true}},
-		{"above 20%", lat(10), lat(12.1), nil, 3000, []bool{false, true, true}},
-		{"faster when hostile", lat(10), lat(8), nil, 2700, []bool{true, true, true}},
-		{"a victim refused", lat(10), lat(10), map[string]int64{"429": 1}, 3000, []bool{true, false, true}},
-		{"hostile fell behind", lat(10), lat(10), nil, 2699, []bool{true, true, false}},
-		{"no quiet sample", reads.Latency{}, lat(10), nil, 3000, []bool{false, true, true}},
+		{"within 20%", lat(10), lat(12), nil, 3000, 1, []bool{true, true, true}},
+		{"above 20%", lat(10), lat(12.1), nil, 3000, 1, []bool{false, true, true}},
+		{"faster when hostile", lat(10), lat(8), nil, 2700, 100, []bool{true, true, true}},
+		{"a victim refused", lat(10), lat(10), map[string]int64{"429": 1}, 3000, 1, []bool{true, false, true}},
+		{"hostile offered too little", lat(10), lat(10), nil, 2699, 1, []bool{true, true, false}},
+		{"hostile's schedule late", lat(10), lat(10), nil, 3000, 100.1, []bool{true, true, false}},
+		{"no quiet sample", reads.Latency{}, lat(10), nil, 3000, 1, []bool{false, true, true}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			r := &reads.HostileReport{Settings: reads.HostileSettings{HostileRate: 3000},
-				Result: &reads.HostileResult{Quiet: tc.quiet, Hostile: tc.host, VictimErrors: tc.errs, HostileRate: tc.rate}}
+				Result: &reads.HostileResult{Quiet: tc.quiet, Hostile: tc.host, VictimErrors: tc.errs,
+					HostileOffered: tc.offered, HostileLagP99: tc.lag}}
 			r.Judge()
 			if len(r.Goals) != len(tc.want) {
 				t.Fatalf("%d goals, want %d: %+v", len(r.Goals), len(tc.want), r.Goals)
