@@ -143,7 +143,7 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout, _ 
 	}
 
 	// An address that keeps getting refused is shut out for a while, at
-	// the listener and in the first middleware (internal/abuse).
+	// the listener and in front of the API (internal/abuse).
 	guard := abuse.New(cfg.Block, cfg.Limits.MaxKeys, nil, reg)
 	handler := httpapi.New(httpapi.Config{
 		Logger:         logger,
@@ -182,7 +182,7 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout, _ 
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
-		return obs.ServeListener(gctx, logger, "http", guard.Listener(ln), handler, cfg.Ops.HTTP, cfg.Ops.ShutdownTimeout)
+		return obs.ServeListener(gctx, logger, "http", guard.Listener(ln), guard.Handler(handler), cfg.Ops.HTTP, cfg.Ops.ShutdownTimeout)
 	})
 	if opsLn != nil {
 		ops := obs.OpsMux(reg, st.Ping, obs.WithLogLevel(logger))

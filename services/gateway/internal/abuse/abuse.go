@@ -21,13 +21,18 @@
 package abuse
 
 import (
+	"fmt"
+	"math"
 	"net"
+	"net/http"
+	"strconv"
 	"sync"
 	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/finsvc/finance/pkg/problem"
 	"github.com/finsvc/finance/services/gateway/internal/ratelimit"
 )
 
@@ -128,7 +133,7 @@ func New(p Policy, maxKeys int, now func() time.Time, reg prometheus.Registerer)
 		}),
 		refused: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "gateway_blocked_requests_total",
-			Help: "Requests from a blocked address on a connection opened before the block, answered 429 and the connection closed.",
+			Help: "Requests from a blocked address answered 429 and their connection closed, where it could not be held.",
 		}),
 	}
 	reg.MustRegister(g.started, g.closed, g.refused, g.holds)
@@ -175,11 +180,47 @@ func (g *Guard) BlockedFor(key string) time.Duration {
 	return max(0, b.until.Sub(g.now()))
 }
 
-// RefusedRequest counts a request answered because its address is blocked.
-func (g *Guard) RefusedRequest() {
-	if g != nil {
-		g.refused.Inc()
+// TypeBlocked is the problem type of a request from a blocked address.
+const TypeBlocked = "blocked"
+
+// Handler returns next behind the guard: a request from a blocked address
+// never reaches next (it is not traced, measured, logged or
+// authenticated). Its connection is taken from the server and held
+// unanswered until the block ends, as the listener holds new ones; when no
+// more can be held, or the connection cannot be taken (HTTP/2, a test's
+// recorder), the request gets 429 "blocked" and the connection is closed.
+// next itself when g is nil.
+func (g *Guard) Handler(next http.Handler) http.Handler {
+	if g == nil {
+		return next
 	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		key := peerKey(r.RemoteAddr)
+		wait := g.BlockedFor(key)
+		if wait <= 0 {
+			next.ServeHTTP(w, r)
+			return
+		}
+		if conn, _, err := http.NewResponseController(w).Hijack(); err == nil {
+			if !g.Hold(conn, key) {
+				reset(conn)
+				g.closed.Inc()
+			}
+			return
+		}
+		g.refused.Inc()
+		retry := int(math.Ceil(wait.Seconds()))
+		budget := g.policy.Refusals
+		h := w.Header()
+		h.Set("RateLimit-Policy", fmt.Sprintf("%q;q=%d;w=%d", TypeBlocked, budget.Burst, budget.Window()))
+		h.Set("RateLimit", fmt.Sprintf("%q;r=0;t=%d", TypeBlocked, retry))
+		h.Set("Retry-After", strconv.Itoa(retry))
+		h.Set("Connection", "close")
+		p := problem.New(http.StatusTooManyRequests, TypeBlocked, "Client address blocked",
+			fmt.Sprintf("too many refused requests from this address; it is blocked for %d s", retry))
+		p.Instance = r.URL.Path
+		problem.Write(w, p)
+	})
 }
 
 // Listener returns ln with the connections of blocked addresses held or
@@ -203,12 +244,12 @@ func (l *listener) Accept() (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
-		key := connKey(c)
+		key := peerKey(c.RemoteAddr().String())
 		wait := l.g.BlockedFor(key)
 		if wait == 0 {
 			return c, nil
 		}
-		if !l.g.hold(c, key, min(wait, l.g.policy.HoldFor)) {
+		if !l.g.Hold(c, key) {
 			reset(c)
 			l.g.closed.Inc()
 		}
@@ -225,11 +266,20 @@ func (l *listener) Close() error {
 	return err
 }
 
-// hold keeps c open for d, reading and dropping what it sends, unless
+// Hold keeps c, a connection of the blocked address key, open until the
+// block ends (HoldFor at most), reading and dropping what it sends, unless
 // that would hold more than the policy allows; it reports whether c is
-// held. A held connection the client closes is let go at once, so that the
-// bound counts the connections a client still waits on.
-func (g *Guard) hold(c net.Conn, key string, d time.Duration) bool {
+// held (false: the caller closes it). A held connection the client closes
+// is let go at once, so that the bound counts the connections a client
+// still waits on.
+func (g *Guard) Hold(c net.Conn, key string) bool {
+	if g == nil {
+		return false
+	}
+	d := min(g.BlockedFor(key), g.policy.HoldFor)
+	if d <= 0 {
+		return false
+	}
 	g.heldMu.Lock()
 	defer g.heldMu.Unlock()
 	if len(g.held) >= g.policy.HoldMax || g.heldBy[key] >= g.policy.HoldPerAddress {
@@ -273,11 +323,11 @@ func reset(c net.Conn) {
 	_ = c.Close()
 }
 
-// connKey is the address key of c's peer.
-func connKey(c net.Conn) string {
-	host, _, err := net.SplitHostPort(c.RemoteAddr().String())
+// peerKey is the address key (ratelimit.AddrKey) of a peer's "host:port".
+func peerKey(remote string) string {
+	host, _, err := net.SplitHostPort(remote)
 	if err != nil {
-		host = c.RemoteAddr().String()
+		host = remote
 	}
 	return ratelimit.AddrKey(host)
 }

@@ -3,12 +3,17 @@ package abuse_test
 import (
 	"errors"
 	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/finsvc/finance/pkg/problem"
 	"github.com/finsvc/finance/pkg/testkit"
 	"github.com/finsvc/finance/services/gateway/internal/abuse"
 	"github.com/finsvc/finance/services/gateway/internal/ratelimit"
@@ -198,6 +203,70 @@ func TestListenerHoldsThenResetsBlockedConnections(t *testing.T) {
 	}
 }
 
+// TestHandlerHoldsOrRefusesBlockedRequests: a request from a blocked
+// address never reaches the API: over a real connection it is held
+// unanswered; where the connection cannot be taken (a recorder) it gets
+// 429 "blocked" with Retry-After, the RateLimit fields and Connection:
+// close. Another address's requests pass.
+func TestHandlerHoldsOrRefusesBlockedRequests(t *testing.T) {
+	t.Parallel()
+	c := &clock{t: time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC)}
+	p := policy
+	p.HoldPerAddress, p.HoldMax, p.HoldFor = 4, 10, time.Minute
+	g := abuse.New(p, 100, c.now, prometheus.NewRegistry())
+	var reached atomic.Int64
+	h := g.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		reached.Add(1)
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	for range 4 {
+		g.Refused("203.0.113.7")
+	}
+
+	rec := httptest.NewRecorder()
+	req := httptest.NewRequest(http.MethodGet, "/v1/users/1/feed", nil)
+	req.RemoteAddr = "203.0.113.7:1234"
+	h.ServeHTTP(rec, req)
+	if rec.Code != http.StatusTooManyRequests || !strings.Contains(rec.Body.String(), problem.TypeBase+"blocked") {
+		t.Fatalf("blocked, not hijackable: %d %s", rec.Code, rec.Body)
+	}
+	for header, want := range map[string]string{
+		"Retry-After": "10", "Connection": "close", "Content-Type": problem.ContentType,
+		"RateLimit-Policy": `"blocked";q=3;w=3`, "RateLimit": `"blocked";r=0;t=10`,
+	} {
+		if got := rec.Header().Get(header); got != want {
+			t.Errorf("%s = %q, want %q", header, got, want)
+		}
+	}
+	req.RemoteAddr = "203.0.113.8:1234"
+	rec = httptest.NewRecorder()
+	if h.ServeHTTP(rec, req); rec.Code != http.StatusNoContent {
+		t.Errorf("another address: %d", rec.Code)
+	}
+
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	client := &http.Client{Timeout: 300 * time.Millisecond}
+	resp, err := client.Get(srv.URL)
+	if err != nil {
+		t.Fatalf("127.0.0.1 not blocked yet: %v", err)
+	}
+	resp.Body.Close()
+	for range 4 {
+		g.Refused("127.0.0.1")
+	}
+	before := reached.Load()
+	if resp, err := client.Get(srv.URL); err == nil {
+		resp.Body.Close()
+		t.Fatalf("blocked over a real connection: answered %d, want it held unanswered", resp.StatusCode)
+	} else if ne := net.Error(nil); !errors.As(err, &ne) || !ne.Timeout() {
+		t.Fatalf("blocked over a real connection: %v, want a timeout (held)", err)
+	}
+	if reached.Load() != before {
+		t.Error("a blocked request reached the API")
+	}
+}
+
 // TestOffAndNil: a policy with no budget or no block is off, and a nil
 // guard blocks nothing and hands the listener back as it is.
 func TestOffAndNil(t *testing.T) {
@@ -209,7 +278,10 @@ func TestOffAndNil(t *testing.T) {
 	}
 	var g *abuse.Guard
 	g.Refused("203.0.113.7")
-	g.RefusedRequest()
+	next := http.NewServeMux()
+	if h := g.Handler(next); h != http.Handler(next) {
+		t.Error("nil guard: Handler wrapped the handler")
+	}
 	if d := g.BlockedFor("203.0.113.7"); d != 0 {
 		t.Errorf("nil guard: blocked for %v", d)
 	}

@@ -71,8 +71,9 @@ type Config struct {
 	// Limits is the per-client rate limits and the header cap (limits.go);
 	// the zero value limits no rate.
 	Limits Limits
-	// Guard shuts out an address that keeps getting refused (guard.go);
-	// nil shuts out none.
+	// Guard is told of every refusal (guard.go), and shuts out an address
+	// that keeps getting refused, in front of this handler
+	// (Guard.Handler) and at the listener; nil shuts out none.
 	Guard *abuse.Guard
 	// Log says which requests are logged (logsample.go); the zero value
 	// logs every request.
@@ -181,8 +182,7 @@ func newAPI(cfg Config) *api {
 	// Client addresses are only logged; without a configured proxy list
 	// X-Forwarded-For is a client's claim, so log the peer address.
 	_ = e.SetTrustedProxies(nil) // nil cannot fail to parse
-	// A blocked address is answered first, before any other work.
-	e.Use(a.refuseBlocked, a.traceRequest, a.observe, a.recoverPanics, a.checkSize)
+	e.Use(a.traceRequest, a.observe, a.recoverPanics, a.checkSize)
 	// Requests limited per address (limits.go) come before the token check,
 	// so that bad tokens and scans of unknown routes count too; /healthz,
 	// /readyz and /metrics are not limited.
