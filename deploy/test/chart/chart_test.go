@@ -553,6 +553,35 @@ func TestGatewayOpsPort(t *testing.T) {
 	}
 }
 
+// The address block (GATEWAY_BLOCK) is off unless gateway.blockAddresses
+// is set: behind the chart's Ingress every client has the proxy's address.
+func TestGatewayBlockOffBehindAProxy(t *testing.T) {
+	t.Parallel()
+	helm, chart := setup(t)
+	for _, tc := range []struct {
+		sets []string
+		want string
+	}{{nil, "false"}, {[]string{"gateway.blockAddresses=true"}, "true"}} {
+		objs, err := render(t, helm, chart, []string{"production-values.yaml"}, tc.sets...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := "unset"
+		for _, o := range objs {
+			if str(o, "kind") == "Deployment" && strings.HasSuffix(name(o), "-gateway") {
+				for _, e := range list(list(m(o, "spec", "template", "spec"), "containers")[0].(obj), "env") {
+					if str(e.(obj), "name") == "GATEWAY_BLOCK" {
+						got = str(e.(obj), "value")
+					}
+				}
+			}
+		}
+		if got != tc.want {
+			t.Errorf("--set %v: GATEWAY_BLOCK = %s, want %s", tc.sets, got, tc.want)
+		}
+	}
+}
+
 // Values that would break an invariant fail the render with a message
 // that says which.
 func TestChartRefusesBrokenValues(t *testing.T) {
