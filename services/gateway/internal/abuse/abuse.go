@@ -6,9 +6,14 @@
 // requests a second therefore takes CPU from everyone else, even though
 // each of its requests is refused (docs/security.md, "Hostile client").
 // So each address has a budget of refusals (a token bucket); an address
-// that overdraws it is blocked for a while: its new connections are closed
-// as soon as they are accepted, before a byte is read, and a request on a
-// connection it already holds gets a short 429 and the connection closed.
+// that overdraws it is blocked for a while. Its requests then no longer
+// reach the API (Handler) and its new connections are not served
+// (Listener): both are held unanswered, read and dropped, until the client
+// gives up or HoldFor passes (a tarpit). Closing them instead makes a
+// client open the next one at once, and each TCP handshake costs both
+// sides more than the refusal did. Held connections are bounded per
+// address and in all; beyond that a new connection is reset as soon as it
+// is accepted and a request gets a short 429 with its connection closed.
 //
 // An address that is refused again within Probation after a block ends is
 // blocked again at once, for twice as long each time (up to MaxBlock): a
@@ -48,8 +53,9 @@ type Policy struct {
 	// Probation is how long after a block ends one more refusal blocks
 	// the address again, whatever its budget.
 	Probation time.Duration
-	// HoldPerAddress and HoldMax bound the connections held unread (per
-	// blocked address, and in all); HoldFor bounds how long each is held.
+	// HoldPerAddress and HoldMax bound the connections held unanswered
+	// (per blocked address, and in all); HoldFor is how long each is held
+	// unless the client gives up first.
 	HoldPerAddress, HoldMax int
 	HoldFor                 time.Duration
 }
@@ -266,20 +272,20 @@ func (l *listener) Close() error {
 	return err
 }
 
-// Hold keeps c, a connection of the blocked address key, open until the
-// block ends (HoldFor at most), reading and dropping what it sends, unless
-// that would hold more than the policy allows; it reports whether c is
-// held (false: the caller closes it). A held connection the client closes
-// is let go at once, so that the bound counts the connections a client
-// still waits on.
+// Hold keeps c, a connection of the blocked address key, open for HoldFor,
+// reading and dropping what it sends, unless that would hold more than the
+// policy allows; it reports whether c is held (false: the caller closes
+// it). A held connection the client closes is let go at once, so that the
+// bound counts the connections a client still waits on. The hold outlasts
+// a shorter block: let go when the block ends, a client's connections would
+// all come back at once, each with a request, before one more refusal
+// blocks the address again; held, they come back one by one as the client
+// gives up on them.
 func (g *Guard) Hold(c net.Conn, key string) bool {
-	if g == nil {
+	if g == nil || g.BlockedFor(key) <= 0 {
 		return false
 	}
-	d := min(g.BlockedFor(key), g.policy.HoldFor)
-	if d <= 0 {
-		return false
-	}
+	d := g.policy.HoldFor
 	g.heldMu.Lock()
 	defer g.heldMu.Unlock()
 	if len(g.held) >= g.policy.HoldMax || g.heldBy[key] >= g.policy.HoldPerAddress {
