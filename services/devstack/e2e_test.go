@@ -302,10 +302,17 @@ var serviceRoles = map[string]string{
 	"webhook-delivery": "finance_webhook_delivery",
 }
 
+// gatewayReconcileApp is the application_name of the gateway console's
+// connection for resolving unknown payments (GATEWAY_RECONCILE_DATABASE_URL):
+// it settles, so devstack gives it financectl reconcile's user, not the
+// gateway's role.
+const gatewayReconcileApp = "gateway-reconcile"
+
 // servicesUseTheirRoles reads pg_stat_activity of the database of dbURL
 // (each service's connections carry its name as application_name) and
 // fails the test unless every service has connections there, all as its
-// own role, and financectl's (the reconciler's) are the URL's user.
+// own role, and financectl's (the reconciler's) and the gateway console's
+// reconcile connection are the URL's user.
 func servicesUseTheirRoles(t *testing.T, dbURL string, running func()) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
@@ -320,7 +327,7 @@ func servicesUseTheirRoles(t *testing.T, dbURL string, running func()) {
 	}
 	defer conn.Close(ctx)
 	var seen map[string][]string // application_name -> its sessions' users
-	testkit.EventuallyWithin(t, 60*time.Second, "every service has a connection to the database", func() bool {
+	testkit.EventuallyWithin(t, 60*time.Second, "every service, and the console's reconcile pool, has a connection to the database", func() bool {
 		running()
 		seen = map[string][]string{}
 		rows, _ := conn.Query(ctx, `SELECT application_name, usename FROM pg_stat_activity
@@ -337,7 +344,7 @@ func servicesUseTheirRoles(t *testing.T, dbURL string, running func()) {
 				return false
 			}
 		}
-		return true
+		return len(seen[gatewayReconcileApp]) > 0
 	})
 	for service, role := range serviceRoles {
 		for _, user := range seen[service] {
@@ -346,9 +353,11 @@ func servicesUseTheirRoles(t *testing.T, dbURL string, running func()) {
 			}
 		}
 	}
-	for _, user := range seen["financectl"] {
-		if user != cfg.User {
-			t.Errorf("financectl has a connection as %q, want the URL's user %q", user, cfg.User)
+	for _, app := range []string{"financectl", gatewayReconcileApp} {
+		for _, user := range seen[app] {
+			if user != cfg.User {
+				t.Errorf("%s has a connection as %q, want the URL's user %q", app, user, cfg.User)
+			}
 		}
 	}
 }

@@ -24,6 +24,30 @@ var serviceRoles = map[string]string{
 	"webhook-delivery": "finance_webhook_delivery",
 }
 
+// GatewayReconcileApp is the application_name of the connection the
+// gateway's console resolves unknown payments with
+// (GATEWAY_RECONCILE_DATABASE_URL), so that pg_stat_activity tells it from
+// the gateway's own connections, which carry "gateway".
+const GatewayReconcileApp = "gateway-reconcile"
+
+// gatewayReconcileURL returns the gateway's GATEWAY_RECONCILE_DATABASE_URL
+// under service roles: dbURL, financectl reconcile's connection (the URL's
+// user, the schema's owner), since a resolution settles (status, entries,
+// balances) and finance_gateway may not; with application_name
+// GatewayReconcileApp in place of any the URL sets. dbURL must be a
+// postgres:// URL, as for roleURL.
+func gatewayReconcileURL(dbURL string) (string, error) {
+	u, err := url.Parse(dbURL)
+	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
+		return "", fmt.Errorf("DATABASE_URL %s: the service roles need a postgres:// URL "+
+			"(or DEVSTACK_SERVICE_ROLES=false to run every service as the URL's user)", postgres.RedactURL(dbURL))
+	}
+	q := u.Query()
+	q.Set("application_name", GatewayReconcileApp)
+	u.RawQuery = q.Encode()
+	return u.String(), nil
+}
+
 // serviceRoleURLs returns, for each service of serviceRoles, dbURL with
 // the service's role as its user (roleURL).
 func serviceRoleURLs(dbURL string) (map[string]string, error) {

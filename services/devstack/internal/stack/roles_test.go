@@ -43,3 +43,24 @@ func TestServiceRolesCoverTheServices(t *testing.T) {
 		t.Error("financectl must connect as the URL's user, the schema's owner")
 	}
 }
+
+// The console's reconcile URL is financectl's (the URL's user and
+// password: it settles, which finance_gateway may not) with an
+// application_name of its own, whatever the URL named.
+func TestGatewayReconcileURL(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"postgres://postgres@127.0.0.1:5432/finance", "postgres://postgres@127.0.0.1:5432/finance?application_name=gateway-reconcile"},
+		{"postgres://owner:s3cret@db.example:6432/finance?sslmode=require&application_name=x",
+			"postgres://owner:s3cret@db.example:6432/finance?application_name=gateway-reconcile&sslmode=require"},
+	}
+	for _, tt := range tests {
+		got, err := gatewayReconcileURL(tt.in)
+		if err != nil || got != tt.want {
+			t.Errorf("gatewayReconcileURL(%q) = %q, %v; want %q", tt.in, got, err, tt.want)
+		}
+	}
+	_, err := gatewayReconcileURL("host=127.0.0.1 user=postgres password=s3cret dbname=finance")
+	if err == nil || strings.Contains(err.Error(), "s3cret") {
+		t.Errorf("gatewayReconcileURL of a keyword/value string: %v; want a refusal without the password", err)
+	}
+}

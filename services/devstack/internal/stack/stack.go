@@ -275,15 +275,26 @@ func Start(ctx context.Context, cfg Config, opts Options, out io.Writer) (_ *Sta
 	// with the grants its SQL needs); financectl stays the URL's user,
 	// the schema's owner.
 	roleURLs := map[string]string{}
+	// The console's "resolve from processor" settles, which the gateway's
+	// role may not: under service roles it writes as financectl reconcile
+	// does (the URL's user), on a connection of its own name. Without
+	// them the gateway is the URL's user already.
+	var gatewayEnv []string
 	if cfg.ServiceRoles {
 		if roleURLs, err = serviceRoleURLs(dbURL); err != nil {
 			return nil, err
 		}
+		reconcileURL, err := gatewayReconcileURL(dbURL)
+		if err != nil {
+			return nil, err
+		}
+		gatewayEnv = append(gatewayEnv, "GATEWAY_RECONCILE_DATABASE_URL="+reconcileURL)
 		if err := checkRoleLogins(ctx, roleURLs); err != nil {
 			return nil, err
 		}
-		infra.logf("PostgreSQL: each service connects as its own role (%s); financectl as the URL's user",
-			strings.Join(slices.Sorted(maps.Values(serviceRoles)), ", "))
+		infra.logf("PostgreSQL: each service connects as its own role (%s); financectl, and the gateway console's "+
+			"resolutions (application_name %s), as the URL's user",
+			strings.Join(slices.Sorted(maps.Values(serviceRoles)), ", "), GatewayReconcileApp)
 	} else {
 		infra.logf("PostgreSQL: DEVSTACK_SERVICE_ROLES=false: every service connects as the URL's user")
 	}
@@ -299,9 +310,9 @@ func Start(ctx context.Context, cfg Config, opts Options, out io.Writer) (_ *Sta
 		{name: "status-consumer", env: []string{"OPS_ADDR=" + cfg.StatusOps}},
 		// The console (/console) resolves unknown payments from the
 		// simulator and measures utilization against the same L.
-		{name: "gateway", env: []string{"HTTP_ADDR=" + cfg.GatewayAddr, "OPS_ADDR=" + cfg.GatewayOps,
+		{name: "gateway", env: append([]string{"HTTP_ADDR=" + cfg.GatewayAddr, "OPS_ADDR=" + cfg.GatewayOps,
 			"WEBHOOK_ALLOW_PRIVATE=127.0.0.0/8,::1/128", "GATEWAY_PROCESSOR_URL=" + simURL,
-			"GATEWAY_PROCESSOR_RATE_LIMIT=" + strconv.Itoa(cfg.ProcessorLimit)}},
+			"GATEWAY_PROCESSOR_RATE_LIMIT=" + strconv.Itoa(cfg.ProcessorLimit)}, gatewayEnv...)},
 		// The periodic reconciliation job: resolves unknown payments, reports
 		// mismatches, and serves its metrics (the payments not final yet,
 		// its passes, the consumer groups' lag and the dead-letter topics'
