@@ -72,6 +72,9 @@ func TestLoadConfigDefaults(t *testing.T) {
 		// Verified tokens are remembered for a minute at most.
 		TokenCacheMaxEntries: 50_000,
 		TokenCacheTTL:        time.Minute,
+		// The operator console is served, resolving nothing until
+		// GATEWAY_PROCESSOR_URL is set.
+		Console: consoleConfig{Enabled: true},
 	}
 	want.Limits.MaxHeaderBytes = envconfig.DefaultHTTPServer.MaxHeaderBytes
 	if diff := cmp.Diff(want, got); diff != "" {

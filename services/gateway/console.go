@@ -15,6 +15,10 @@ import (
 
 // consoleConfig is the operator console's settings (internal/console).
 type consoleConfig struct {
+	// Enabled (GATEWAY_CONSOLE, true unless "false") serves /console;
+	// off, nothing of the console runs and /console is a 404, for a
+	// gateway whose operators use financectl and the admin API only.
+	Enabled bool
 	// ProcessorURL (GATEWAY_PROCESSOR_URL) enables "resolve from
 	// processor" and the dry-run reconciliation; empty: both say how to
 	// enable them. ProcessorStatementURL (GATEWAY_PROCESSOR_STATEMENT_URL)
@@ -29,14 +33,15 @@ type consoleConfig struct {
 	// Reconcile (GATEWAY_RECONCILE_DATABASE_URL) is the connection the
 	// console resolves unknown payments with: a role that may settle, as
 	// financectl reconcile's (finance_gateway may not). Empty: the
-	// gateway's DATABASE_URL, enough where that is the schema's owner
-	// (make run).
+	// gateway's DATABASE_URL, enough only where that is the schema's
+	// owner (make run sets it: services/devstack).
 	Reconcile postgres.Config
 }
 
 // loadConsoleConfig reads the console's settings through r.
 func loadConsoleConfig(r *envconfig.Reader) consoleConfig {
 	c := consoleConfig{
+		Enabled:               r.Bool("GATEWAY_CONSOLE", true),
 		ProcessorURL:          r.String("GATEWAY_PROCESSOR_URL", ""),
 		ProcessorStatementURL: r.String("GATEWAY_PROCESSOR_STATEMENT_URL", ""),
 		RateLimit:             r.Float("GATEWAY_PROCESSOR_RATE_LIMIT", 0),
@@ -69,6 +74,7 @@ func (c consoleConfig) LogValue() slog.Value {
 		rec = postgres.RedactURL(c.Reconcile.URL.Reveal())
 	}
 	return slog.GroupValue(
+		slog.Bool("enabled", c.Enabled),
 		slog.String("processor_url", c.ProcessorURL),
 		slog.String("processor_statement_url", c.ProcessorStatementURL),
 		slog.Float64("processor_rate_limit", c.RateLimit),
@@ -77,9 +83,9 @@ func (c consoleConfig) LogValue() slog.Value {
 }
 
 // connectReconcile opens GATEWAY_RECONCILE_DATABASE_URL's pool; nil, and a
-// no-op close, when it is unset.
+// no-op close, when it is unset or the console is off.
 func (c consoleConfig) connectReconcile(ctx context.Context) (*pgxpool.Pool, func(), error) {
-	if c.Reconcile.URL.Reveal() == "" {
+	if !c.Enabled || c.Reconcile.URL.Reveal() == "" {
 		return nil, func() {}, nil
 	}
 	pool, err := c.Reconcile.Connect(ctx)

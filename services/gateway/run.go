@@ -132,14 +132,17 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout, _ 
 	}
 	defer closeReconcile()
 	webhooks := webhook.NewStore(pool)
-	con, err := console.New(console.Config{
-		Logger: logger, Pool: pool, ReconcilePool: reconcilePool, Verify: tokens.FromHeader,
-		DLQ: dlqOp, Webhooks: webhooks, ProcessorURL: cfg.Console.ProcessorURL,
-		ProcessorStatementURL: cfg.Console.ProcessorStatementURL, RateLimit: cfg.Console.RateLimit,
-		InsecureCookie: cfg.DevMode,
-	})
-	if err != nil {
-		return err
+	var con *console.Console // nil: GATEWAY_CONSOLE=false, no /console routes
+	if cfg.Console.Enabled {
+		con, err = console.New(console.Config{
+			Logger: logger, Pool: pool, ReconcilePool: reconcilePool, Verify: tokens.FromHeader,
+			DLQ: dlqOp, Webhooks: webhooks, ProcessorURL: cfg.Console.ProcessorURL,
+			ProcessorStatementURL: cfg.Console.ProcessorStatementURL, RateLimit: cfg.Console.RateLimit,
+			InsecureCookie: cfg.DevMode,
+		})
+		if err != nil {
+			return err
+		}
 	}
 
 	// An address that keeps getting refused is shut out for a while, at

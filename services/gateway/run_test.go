@@ -70,3 +70,35 @@ func TestRunRefusesToStartWithoutJWKS(t *testing.T) {
 		t.Errorf("run = %v, want an AUTH_JWKS_URL error", err)
 	}
 }
+
+// GATEWAY_CONSOLE=false takes the operator console's routes away (404);
+// by default /console is there and asks an operator to sign in (401).
+func TestRunConsoleSwitch(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		setting string
+		want    int
+	}{{"", http.StatusUnauthorized}, {"false", http.StatusNotFound}} {
+		t.Run("GATEWAY_CONSOLE="+tt.setting, func(t *testing.T) {
+			t.Parallel()
+			env := map[string]string{
+				"DATABASE_URL":     pgtest.NewDB(t),
+				"HTTP_ADDR":        "127.0.0.1:0",
+				"FINANCE_DEV_MODE": "true",
+				"GATEWAY_CONSOLE":  tt.setting,
+			}
+			srv := testkit.StartServer(t, run, nil, env)
+			resp, err := http.Get("http://" + srv.Addr + "/console")
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != tt.want {
+				t.Errorf("GET /console = %d, want %d", resp.StatusCode, tt.want)
+			}
+			if err := srv.Stop(); err != nil {
+				t.Errorf("run after shutdown: %v", err)
+			}
+		})
+	}
+}
