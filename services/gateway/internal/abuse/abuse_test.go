@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -19,18 +18,6 @@ import (
 	"github.com/finsvc/finance/services/gateway/internal/ratelimit"
 )
 
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 // policy: 3 refusals, then one a second; blocks of 10 s doubling to 40 s;
 // a minute's probation.
 var policy = abuse.Policy{
@@ -40,11 +27,11 @@ var policy = abuse.Policy{
 	Probation: time.Minute,
 }
 
-func newGuard(t *testing.T) (*abuse.Guard, *clock, *prometheus.Registry) {
+func newGuard(t *testing.T) (*abuse.Guard, *testkit.Clock, *prometheus.Registry) {
 	t.Helper()
-	c := &clock{t: time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC)}
+	c := testkit.NewClock(time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC))
 	reg := prometheus.NewRegistry()
-	return abuse.New(policy, 100, c.now, reg), c, reg
+	return abuse.New(policy, 100, c.Now, reg), c, reg
 }
 
 // TestBlockAfterBudgetThenDoubling: an address is blocked when it overdraws
@@ -72,19 +59,19 @@ func TestBlockAfterBudgetThenDoubling(t *testing.T) {
 	if d := g.BlockedFor(a); d != 10*time.Second {
 		t.Fatalf("refused while blocked: blocked for %v, want still 10s", d)
 	}
-	c.add(10 * time.Second)
+	c.Add(10 * time.Second)
 	if d := g.BlockedFor(a); d != 0 {
 		t.Fatalf("after the block: blocked for %v", d)
 	}
 	for _, want := range []time.Duration{20 * time.Second, 40 * time.Second, 40 * time.Second} {
-		c.add(time.Second) // within the probation; the budget has tokens again
+		c.Add(time.Second) // within the probation; the budget has tokens again
 		g.Refused(a)
 		if d := g.BlockedFor(a); d != want {
 			t.Fatalf("refused on probation: blocked for %v, want %v", d, want)
 		}
-		c.add(want)
+		c.Add(want)
 	}
-	c.add(policy.Probation)
+	c.Add(policy.Probation)
 	g.Refused(a)
 	if d := g.BlockedFor(a); d != 0 {
 		t.Fatalf("refused after a clean probation, within the budget: blocked for %v", d)
@@ -99,11 +86,11 @@ func TestBlockAfterBudgetThenDoubling(t *testing.T) {
 // once the block ends; closing the listener closes the held ones.
 func TestListenerHoldsThenResetsBlockedConnections(t *testing.T) {
 	t.Parallel()
-	c := &clock{t: time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC)}
+	c := testkit.NewClock(time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC))
 	reg := prometheus.NewRegistry()
 	p := policy
 	p.HoldPerAddress, p.HoldMax, p.HoldFor = 1, 10, time.Minute
-	g := abuse.New(p, 100, c.now, reg)
+	g := abuse.New(p, 100, c.Now, reg)
 	inner, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -194,7 +181,7 @@ func TestListenerHoldsThenResetsBlockedConnections(t *testing.T) {
 		t.Fatalf("the next connection of a blocked address was not held: read err %v", err)
 	}
 
-	c.add(policy.Block)
+	c.Add(policy.Block)
 	wantAccepted("127.0.0.1")
 
 	ln.Close()
@@ -210,10 +197,10 @@ func TestListenerHoldsThenResetsBlockedConnections(t *testing.T) {
 // close. Another address's requests pass.
 func TestHandlerHoldsOrRefusesBlockedRequests(t *testing.T) {
 	t.Parallel()
-	c := &clock{t: time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC)}
+	c := testkit.NewClock(time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC))
 	p := policy
 	p.HoldPerAddress, p.HoldMax, p.HoldFor = 4, 10, time.Minute
-	g := abuse.New(p, 100, c.now, prometheus.NewRegistry())
+	g := abuse.New(p, 100, c.Now, prometheus.NewRegistry())
 	var reached atomic.Int64
 	h := g.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		reached.Add(1)

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/finsvc/finance/pkg/obs"
+	"github.com/finsvc/finance/pkg/testkit"
 	"github.com/finsvc/finance/services/gateway/internal/abuse"
 	"github.com/finsvc/finance/services/gateway/internal/httpapi"
 	"github.com/finsvc/finance/services/gateway/internal/ratelimit"
@@ -21,13 +22,13 @@ import (
 // the block ends on time.
 func TestBlockedAddress(t *testing.T) {
 	t.Parallel()
-	clock := &fakeClock{t: time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC)}
+	clock := testkit.NewClock(time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC))
 	policy := abuse.Policy{
 		Refusals: ratelimit.Policy{Rate: 1, Burst: 4},
 		Block:    10 * time.Second, MaxBlock: time.Minute, Probation: time.Minute,
 	}
 	logger := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
-	guard := abuse.New(policy, 10, clock.now, obs.NewRegistry())
+	guard := abuse.New(policy, 10, clock.Now, obs.NewRegistry())
 	e := newEnvWith(t, logger, func(c *httpapi.Config) { c.Guard = guard })
 	e.h = checked(t, guard.Handler(e.h)) // as run.go serves it
 	const hostile, other = "203.0.113.7:1", "203.0.113.8:1"
@@ -60,7 +61,7 @@ func TestBlockedAddress(t *testing.T) {
 	if w := e.from(other, "/v1/users/1/balance", own); w.Code != http.StatusOK {
 		t.Errorf("another address while one is blocked: %d: %s", w.Code, w.Body)
 	}
-	clock.add(10 * time.Second)
+	clock.Add(10 * time.Second)
 	if w := e.from(hostile, "/v1/users/1/balance", own); w.Code != http.StatusOK {
 		t.Errorf("after the block: %d: %s", w.Code, w.Body)
 	}

@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,29 +17,17 @@ import (
 	"github.com/finsvc/finance/pkg/pgtest"
 	"github.com/finsvc/finance/pkg/postgres"
 	"github.com/finsvc/finance/pkg/problem"
+	"github.com/finsvc/finance/pkg/testkit"
 	"github.com/finsvc/finance/services/gateway/internal/httpapi"
 	"github.com/finsvc/finance/services/gateway/internal/ratelimit"
 	"github.com/finsvc/finance/services/gateway/internal/store"
 )
 
-// fakeClock is the limiters' clock in these tests.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *fakeClock) add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 // newLimitedEnv is newEnv with limits and a fake clock for them.
-func newLimitedEnv(t *testing.T, l httpapi.Limits) (*env, *fakeClock) {
+func newLimitedEnv(t *testing.T, l httpapi.Limits) (*env, *testkit.Clock) {
 	t.Helper()
-	clock := &fakeClock{t: time.Date(2026, 5, 4, 10, 0, 0, 0, time.UTC)}
-	l.Now = clock.now
+	clock := testkit.NewClock(time.Date(2026, 5, 4, 10, 0, 0, 0, time.UTC))
+	l.Now = clock.Now
 	logger := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
 	return newEnvWith(t, logger, func(c *httpapi.Config) { c.Limits = l }), clock
 }
@@ -112,11 +99,11 @@ func TestRateLimitPerUser(t *testing.T) {
 	}
 	// Retry-After is honest: a moment before it user 1 is still refused,
 	// at it user 1 is served.
-	clock.add(time.Second - time.Millisecond)
+	clock.Add(time.Second - time.Millisecond)
 	if w := e.from(addr, "/v1/users/1/feed", tok1); w.Code != http.StatusTooManyRequests {
 		t.Fatalf("user 1 before Retry-After = %d, want 429", w.Code)
 	}
-	clock.add(time.Millisecond)
+	clock.Add(time.Millisecond)
 	if w := e.from(addr, "/v1/users/1/feed", tok1); w.Code != http.StatusOK {
 		t.Fatalf("user 1 after Retry-After = %d, want 200: %s", w.Code, w.Body)
 	}

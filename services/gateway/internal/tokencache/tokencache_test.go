@@ -6,7 +6,6 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -23,24 +22,11 @@ const (
 	audience = "finance-api"
 )
 
-// clock is a settable clock shared by the verifier and the cache.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 type bundle struct {
 	cache    *tokencache.Cache
 	verifier *auth.Verifier
 	reg      *prometheus.Registry
-	clock    *clock
+	clock    *testkit.Clock
 	key      crypto.Signer
 	kid      string
 	// publish replaces the JWKS the identity provider serves.
@@ -74,23 +60,23 @@ func setup(t testing.TB, maxEntries int, ttl time.Duration) bundle {
 		_, _ = w.Write(*body.Load())
 	}))
 	t.Cleanup(srv.Close)
-	clk := &clock{t: time.Unix(1_800_000_000, 0)}
+	clk := testkit.NewClock(time.Unix(1_800_000_000, 0))
 	v, err := auth.New(context.Background(), auth.Config{
 		JWKSURL: srv.URL, Issuer: issuer, Audience: audience,
-		RefreshInterval: 20 * time.Millisecond, MinRefreshInterval: time.Hour, Now: clk.now,
+		RefreshInterval: 20 * time.Millisecond, MinRefreshInterval: time.Hour, Now: clk.Now,
 	}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(v.Close)
 	reg := prometheus.NewRegistry()
-	c := tokencache.New(v, tokencache.Config{MaxEntries: maxEntries, TTL: ttl, Registry: reg, Now: clk.now})
+	c := tokencache.New(v, tokencache.Config{MaxEntries: maxEntries, TTL: ttl, Registry: reg, Now: clk.Now})
 	return bundle{cache: c, verifier: v, reg: reg, clock: clk, key: key, kid: kid, publish: publish}
 }
 
 func (b bundle) token(t testing.TB, user int64, ttl time.Duration) string {
 	t.Helper()
-	now := b.clock.now()
+	now := b.clock.Now()
 	tok, err := auth.Sign(b.key, b.kid, auth.Claims{UserID: user, Issuer: issuer, Audience: audience, IssuedAt: now, ExpiresAt: now.Add(ttl)})
 	if err != nil {
 		t.Fatal(err)
@@ -154,13 +140,13 @@ func TestEntryEndsAtExpOrTTL(t *testing.T) {
 	short, long := b.token(t, 1, 30*time.Second), b.token(t, 2, time.Hour)
 	b.want(t, 1, short)
 	b.want(t, 2, long)
-	b.clock.add(29 * time.Second)
+	b.clock.Add(29 * time.Second)
 	b.want(t, 1, short) // hit
 	b.want(t, 2, long)  // hit
-	b.clock.add(2 * time.Second)
+	b.clock.Add(2 * time.Second)
 	b.refused(t, short) // past exp: verified again, refused
 	b.want(t, 2, long)  // hit: within the TTL
-	b.clock.add(30 * time.Second)
+	b.clock.Add(30 * time.Second)
 	b.want(t, 2, long) // past the TTL: verified again
 	b.want(t, 2, long) // and cached again
 	if got, want := b.counts(t), [3]int{4, 3, 1}; got != want {
@@ -201,7 +187,7 @@ func TestRefusalsAreNotCached(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	now := b.clock.now()
+	now := b.clock.Now()
 	forged, err := auth.Sign(forger, b.kid, auth.Claims{UserID: 9, Issuer: issuer, Audience: audience, ExpiresAt: now.Add(time.Hour)})
 	if err != nil {
 		t.Fatal(err)

@@ -22,24 +22,6 @@ func baseSettings() Settings {
 	return Settings{API: APIProposed, RateLimit: 1e6, RateBurst: 1e6}
 }
 
-// fakeClock is a settable clock for key expiry.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 func newSim(t *testing.T, opts Options) *Simulator {
 	t.Helper()
 	if opts.Settings == (Settings{}) {
@@ -169,8 +151,8 @@ func TestApplyResetsBurstWithLimit(t *testing.T) {
 
 func TestKeyExpiresAfterTTL(t *testing.T) {
 	t.Parallel()
-	clock := &fakeClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
-	s := newSim(t, Options{KeyTTL: 24 * time.Hour, Now: clock.now})
+	clock := testkit.NewClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	s := newSim(t, Options{KeyTTL: 24 * time.Hour, Now: clock.Now})
 	ctx := context.Background()
 	call := Call{API: APIProposed, Key: "k", UserID: 1, Amount: 100}
 
@@ -178,18 +160,18 @@ func TestKeyExpiresAfterTTL(t *testing.T) {
 	if err != nil || !first.Executed {
 		t.Fatalf("first Pay = %+v, %v; want executed", first, err)
 	}
-	clock.advance(24*time.Hour - time.Nanosecond)
+	clock.Add(24*time.Hour - time.Nanosecond)
 	if r, err := s.Pay(ctx, call); err != nil || !r.Replayed {
 		t.Fatalf("Pay just before the TTL = %+v, %v; want a replay", r, err)
 	}
 	if _, err := s.Lookup("k"); err != nil {
 		t.Fatalf("Lookup before the TTL: %v", err)
 	}
-	clock.advance(time.Nanosecond)
+	clock.Add(time.Nanosecond)
 	if _, err := s.Lookup("k"); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("Lookup at the TTL = %v, want ErrNotFound", err)
 	}
-	if n := s.keys.sweep(clock.now()); n != 1 {
+	if n := s.keys.sweep(clock.Now()); n != 1 {
 		t.Errorf("sweep dropped %d keys, want 1", n)
 	}
 	if r, err := s.Pay(ctx, call); err != nil || !r.Executed {
@@ -202,10 +184,10 @@ func TestKeyExpiresAfterTTL(t *testing.T) {
 
 func TestRateLimitRejectsWithoutExecuting(t *testing.T) {
 	t.Parallel()
-	clock := &fakeClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	clock := testkit.NewClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
 	st := baseSettings()
 	st.RateLimit, st.RateBurst = 0.5, 2 // two at once, then one every 2 s
-	s := newSim(t, Options{Settings: st, Now: clock.now})
+	s := newSim(t, Options{Settings: st, Now: clock.Now})
 	ctx := context.Background()
 	pay := func(key string) error {
 		_, err := s.Pay(ctx, Call{API: APIProposed, Key: key, UserID: 1, Amount: 1})
@@ -224,7 +206,7 @@ func TestRateLimitRejectsWithoutExecuting(t *testing.T) {
 		t.Errorf("executions %d, keys %d after the rejected call; want 2 and 2", s.ExecutionCount(), s.KeyCount())
 	}
 	// The rejected call took no token: after the advertised wait it passes.
-	clock.advance(2 * time.Second)
+	clock.Add(2 * time.Second)
 	if err := pay("c"); err != nil {
 		t.Fatalf("pay c after Retry-After: %v", err)
 	}
