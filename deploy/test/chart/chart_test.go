@@ -582,6 +582,110 @@ func TestGatewayBlockOffBehindAProxy(t *testing.T) {
 	}
 }
 
+// The operator console's settings (gateway.console) reach the gateway as
+// services/gateway/console.go reads them: on or off, the processor it
+// resolves against (the pipeline's while processor.api is proposed; none
+// with as-is, whose processor offers no lookup by key), its statement (as
+// the reconciler's), L, and GATEWAY_RECONCILE_DATABASE_URL from the Secret
+// (the reconciler's urlKey once the gateway runs as finance_gateway, which
+// may not settle). The gateway may reach that processor through its
+// NetworkPolicy, and the simulator admits it.
+func TestGatewayConsoleSettings(t *testing.T) {
+	t.Parallel()
+	helm, chart := setup(t)
+	for _, tc := range []struct {
+		name string
+		file string
+		sets []string
+		// want is every GATEWAY_CONSOLE, GATEWAY_PROCESSOR_* and
+		// GATEWAY_RECONCILE_* variable: a value, or "secret:NAME/KEY".
+		want map[string]string
+		// processor: the gateway's NetworkPolicy lets it reach the
+		// processor (the port, or the simulator's pods).
+		processor string
+	}{
+		{"a proposed processor", "default-values.yaml", nil, map[string]string{
+			"GATEWAY_CONSOLE": "true", "GATEWAY_PROCESSOR_URL": "https://processor.invalid",
+			"GATEWAY_PROCESSOR_STATEMENT_URL": "none", "GATEWAY_PROCESSOR_RATE_LIMIT": "300",
+		}, "443"},
+		{"the simulator", "minimal-values.yaml", []string{"networkPolicy.enabled=true"}, map[string]string{
+			"GATEWAY_CONSOLE": "true", "GATEWAY_PROCESSOR_URL": "http://finance-processor-sim:8090",
+			"GATEWAY_PROCESSOR_RATE_LIMIT": "300",
+		}, "processor-sim"},
+		{"as-is, own roles", "production-values.yaml", nil, map[string]string{
+			"GATEWAY_CONSOLE": "true", "GATEWAY_PROCESSOR_RATE_LIMIT": "300",
+			"GATEWAY_RECONCILE_DATABASE_URL": "secret:finance-database/DATABASE_URL",
+		}, ""},
+		{"explicit settings", "production-values.yaml", []string{
+			"gateway.console.processorURL=https://lookup.example.com", "gateway.console.reconcileUrlKey=DATABASE_URL_RECONCILER",
+			"gateway.console.reconcileExistingSecret=finance-reconciler", "processor.rateLimit=120",
+		}, map[string]string{
+			"GATEWAY_CONSOLE": "true", "GATEWAY_PROCESSOR_URL": "https://lookup.example.com",
+			"GATEWAY_PROCESSOR_STATEMENT_URL": "https://processor.example.com/statement", "GATEWAY_PROCESSOR_RATE_LIMIT": "120",
+			"GATEWAY_RECONCILE_DATABASE_URL": "secret:finance-reconciler/DATABASE_URL_RECONCILER",
+		}, "443"},
+		{"off", "production-values.yaml", []string{"gateway.console.enabled=false"}, map[string]string{
+			"GATEWAY_CONSOLE": "false",
+		}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			objs, err := render(t, helm, chart, []string{tc.file}, tc.sets...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := map[string]string{}
+			processor := ""
+			simAdmitsGateway := false
+			for _, o := range objs {
+				switch {
+				case str(o, "kind") == "Deployment" && strings.HasSuffix(name(o), "-gateway"):
+					for _, e := range list(list(m(o, "spec", "template", "spec"), "containers")[0].(obj), "env") {
+						n := str(e.(obj), "name")
+						if !strings.HasPrefix(n, "GATEWAY_CONSOLE") && !strings.HasPrefix(n, "GATEWAY_PROCESSOR_") && !strings.HasPrefix(n, "GATEWAY_RECONCILE_") {
+							continue
+						}
+						if _, ok := e.(obj)["valueFrom"]; ok {
+							ref := m(e.(obj), "valueFrom", "secretKeyRef")
+							got[n] = "secret:" + str(ref, "name") + "/" + str(ref, "key")
+						} else {
+							got[n] = str(e.(obj), "value")
+						}
+					}
+				case str(o, "kind") == "NetworkPolicy" && strings.HasSuffix(name(o), "-gateway"):
+					for _, rule := range list(o, "spec", "egress") {
+						for _, to := range list(rule.(obj), "to") {
+							if str(to.(obj), "podSelector", "matchLabels", "app.kubernetes.io/component") == "processor-sim" {
+								processor = "processor-sim"
+							}
+						}
+						for _, port := range list(rule.(obj), "ports") {
+							if fmt.Sprint(port.(obj)["port"]) == "443" {
+								processor = "443"
+							}
+						}
+					}
+				case str(o, "kind") == "NetworkPolicy" && strings.HasSuffix(name(o), "-processor-sim"):
+					for _, rule := range list(o, "spec", "ingress") {
+						for _, from := range list(rule.(obj), "from") {
+							simAdmitsGateway = simAdmitsGateway || str(from.(obj), "podSelector", "matchLabels", "app.kubernetes.io/component") == "gateway"
+						}
+					}
+				}
+			}
+			if fmt.Sprint(got) != fmt.Sprint(tc.want) {
+				t.Errorf("--set %v: the gateway's console settings\n got %v\nwant %v", tc.sets, got, tc.want)
+			}
+			if processor != tc.processor {
+				t.Errorf("--set %v: the gateway's NetworkPolicy reaches the processor by %q, want %q", tc.sets, processor, tc.processor)
+			}
+			if want := tc.processor == "processor-sim"; simAdmitsGateway != want {
+				t.Errorf("--set %v: the simulator's NetworkPolicy admits the gateway: %v, want %v", tc.sets, simAdmitsGateway, want)
+			}
+		})
+	}
+}
+
 // Values that would break an invariant fail the render with a message
 // that says which.
 func TestChartRefusesBrokenValues(t *testing.T) {

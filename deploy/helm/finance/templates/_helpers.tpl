@@ -253,6 +253,58 @@ volumeMounts:
 {{- end }}
 
 {{/*
+The operator console's settings (gateway.console; services/gateway/console.go).
+finance.consoleProcessorURL: GATEWAY_PROCESSOR_URL, gateway.console.processorURL,
+else the pipeline's processor while processor.api is "proposed" (the console
+looks payments up by key: the proposed API's lookup); empty when the console
+is off or the API is as-is.
+*/}}
+{{- define "finance.consoleProcessorURL" -}}
+{{- $c := .Values.gateway.console | default dict -}}
+{{- if $c.enabled -}}
+{{- if $c.processorURL -}}
+{{- $c.processorURL -}}
+{{- else if eq .Values.processor.api "proposed" -}}
+{{- include "finance.processorURL" . -}}
+{{- end -}}
+{{- end -}}
+{{- end }}
+
+{{/*
+GATEWAY_PROCESSOR_STATEMENT_URL: gateway.console.statementURL, else
+reconciler.statementURL, else nothing (the gateway's default, the
+simulator's /sim/executions) when the console asks the in-cluster simulator,
+else "none".
+*/}}
+{{- define "finance.consoleStatementURL" -}}
+{{- $c := .Values.gateway.console | default dict -}}
+{{- if $c.statementURL -}}
+{{- $c.statementURL -}}
+{{- else if .Values.reconciler.statementURL -}}
+{{- .Values.reconciler.statementURL -}}
+{{- else if not (and (not $c.processorURL) (not .Values.processor.url) .Values.processorSim.enabled) -}}
+none
+{{- end -}}
+{{- end }}
+
+{{/*
+The key of GATEWAY_RECONCILE_DATABASE_URL: gateway.console.reconcileUrlKey,
+else database.urlKey (the reconciler's, a role that may settle) while the
+gateway runs as its own role; empty otherwise, or with the console off.
+*/}}
+{{- define "finance.consoleReconcileUrlKey" -}}
+{{- $c := .Values.gateway.console | default dict -}}
+{{- $keys := .Values.database.serviceUrlKeys | default dict -}}
+{{- if $c.enabled -}}
+{{- if $c.reconcileUrlKey -}}
+{{- $c.reconcileUrlKey -}}
+{{- else if $keys.gateway -}}
+{{- .Values.database.urlKey | default "DATABASE_URL" -}}
+{{- end -}}
+{{- end -}}
+{{- end }}
+
+{{/*
 Pod-level settings shared by every Deployment and the hook Job.
 */}}
 {{- define "finance.podSpecCommon" -}}
