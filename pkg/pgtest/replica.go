@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/finsvc/finance/pkg/freeport"
 )
 
 // Replicated is a private PostgreSQL primary and a hot standby fed from it
@@ -138,13 +140,18 @@ func serverBinDir() (string, error) {
 	return filepath.Dir(p), nil
 }
 
-// freePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+// freePort returns a TCP port on 127.0.0.1 that was free a moment ago,
+// below the kernel's ephemeral ports (see package freeport).
 func freePort(tb testing.TB) int {
 	tb.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	a, err := freeport.Addr()
 	if err != nil {
 		tb.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	_, port, _ := net.SplitHostPort(a)
+	p, err := strconv.Atoi(port)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return p
 }

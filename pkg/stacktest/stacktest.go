@@ -4,13 +4,14 @@ package stacktest
 
 import (
 	"bytes"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/finsvc/finance/pkg/freeport"
 )
 
 // Binaries returns a directory holding each named service binary: those
@@ -46,15 +47,15 @@ func Binaries(tb testing.TB, names ...string) string {
 	return dir
 }
 
-// FreeAddr returns a loopback address with a port free at the time of the call.
+// FreeAddr returns a loopback address with a port free at the time of the
+// call, below the kernel's ephemeral ports (see package freeport).
 func FreeAddr(tb testing.TB) string {
 	tb.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	a, err := freeport.Addr()
 	if err != nil {
 		tb.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return a
 }
 
 // Buffer collects a child process's output; safe for concurrent use.

@@ -18,6 +18,7 @@ import (
 	"github.com/finsvc/finance/pkg/kafkatest"
 	"github.com/finsvc/finance/pkg/payment"
 	"github.com/finsvc/finance/pkg/pgtest"
+	"github.com/finsvc/finance/pkg/stacktest"
 	"github.com/finsvc/finance/pkg/wire"
 	"github.com/finsvc/finance/services/dispatcher/internal/dispatcher"
 )
@@ -94,7 +95,7 @@ func TestAsIsRedeliveredPaymentIsNeverSentAgain(t *testing.T) {
 	t.Parallel()
 	cluster := kafkatest.New(t, 2, testTopics)
 	fake, url := newFakeProcessor(t, nil)
-	opsAddr := freeAddr(t)
+	opsAddr := stacktest.FreeAddr(t)
 	env := dispatcherEnv(t, cluster.Brokers(), url, "as-is", opsAddr)
 	pool := openPool(t, env["DATABASE_URL"])
 
@@ -208,7 +209,7 @@ func TestGuardSendsOnlyOpenPaymentsOfThisDatabase(t *testing.T) {
 			t.Parallel()
 			cluster := kafkatest.New(t, 2, testTopics)
 			fake, url := newFakeProcessor(t, nil)
-			opsAddr := freeAddr(t)
+			opsAddr := stacktest.FreeAddr(t)
 			env := dispatcherEnv(t, cluster.Brokers(), url, api, opsAddr)
 			pool := openPool(t, env["DATABASE_URL"])
 
@@ -274,7 +275,7 @@ func TestGuardKeyExpiredIsNotSentAgain(t *testing.T) {
 	t.Parallel()
 	cluster := kafkatest.New(t, 2, testTopics)
 	fake, url := newFakeProcessor(t, nil)
-	opsAddr := freeAddr(t)
+	opsAddr := stacktest.FreeAddr(t)
 	env := dispatcherEnv(t, cluster.Brokers(), url, "proposed", opsAddr)
 	pool := openPool(t, env["DATABASE_URL"])
 
@@ -353,7 +354,7 @@ func TestGuardThatCannotReadTheDatabaseEndsUnknown(t *testing.T) {
 	t.Parallel()
 	cluster := kafkatest.New(t, 2, testTopics)
 	fake, url := newFakeProcessor(t, nil)
-	opsAddr := freeAddr(t)
+	opsAddr := stacktest.FreeAddr(t)
 	env := dispatcherEnv(t, cluster.Brokers(), url, "proposed", opsAddr)
 	env["DISPATCHER_GUARD_RETRY_FOR"] = "500ms"
 	pool := openPool(t, env["DATABASE_URL"])

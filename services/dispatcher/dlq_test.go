@@ -15,6 +15,7 @@ import (
 	"github.com/finsvc/finance/pkg/kafka"
 	"github.com/finsvc/finance/pkg/kafkatest"
 	"github.com/finsvc/finance/pkg/payment"
+	"github.com/finsvc/finance/pkg/stacktest"
 	"github.com/finsvc/finance/pkg/wire"
 )
 
@@ -130,7 +131,7 @@ func TestInvalidRecordsAreDeadLetteredWithoutBlocking(t *testing.T) {
 	// One partition: the poison records sit in front of valid ones.
 	cluster := kafkatest.New(t, 1, testTopics)
 	_, url := newFakeProcessor(t, nil)
-	opsAddr := freeAddr(t)
+	opsAddr := stacktest.FreeAddr(t)
 	env := dispatcherEnv(t, cluster.Brokers(), url, "proposed", opsAddr)
 	prod := newProducer(t, cluster.Brokers())
 	outcomes := newOutcomeReader(t, cluster.Brokers())
@@ -230,7 +231,7 @@ func TestSpentBudgetIsUnknownAndDeadLettered(t *testing.T) {
 	)
 	fake.ambiguous = func(id int64) bool { return id == ambiguousID }
 	fake.refuse = func(id int64) bool { return id == refusedID }
-	opsAddr := freeAddr(t)
+	opsAddr := stacktest.FreeAddr(t)
 	env := dispatcherEnv(t, cluster.Brokers(), url, "proposed", opsAddr)
 	env["PROCESSOR_MAX_ATTEMPTS"] = "3"
 	env["PROCESSOR_BREAKER_FAILURES"] = "1000" // the budget, not the breaker, decides
@@ -337,7 +338,7 @@ func TestNotExecutedOnlyAfterLookup(t *testing.T) {
 	fake.lookupFails = func(key string) bool { return key == payment.ProcessorKey(uidOf(lookupDown)) }
 	fake.settleEarlier(request(611, executedEarlier))
 	fake.settleEarlier(request(612, declinedEarlier))
-	opsAddr := freeAddr(t)
+	opsAddr := stacktest.FreeAddr(t)
 	env := dispatcherEnv(t, cluster.Brokers(), url, "proposed", opsAddr)
 	env["PROCESSOR_MAX_ATTEMPTS"] = "3"
 	env["PROCESSOR_BREAKER_FAILURES"] = "1000" // the budget, not the breaker, decides
@@ -418,7 +419,7 @@ func TestAsIsProxy503IsAmbiguous(t *testing.T) {
 	fake, url := newFakeProcessor(t, nil)
 	const behindProxy = 622001
 	fake.proxy503 = func(id int64) bool { return id == behindProxy }
-	opsAddr := freeAddr(t)
+	opsAddr := stacktest.FreeAddr(t)
 	env := dispatcherEnv(t, cluster.Brokers(), url, "as-is", opsAddr)
 	env["PROCESSOR_BREAKER_FAILURES"] = "1000"
 	outcomes := newOutcomeReader(t, cluster.Brokers())

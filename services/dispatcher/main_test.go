@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -29,6 +28,7 @@ import (
 	"github.com/finsvc/finance/pkg/payment"
 	"github.com/finsvc/finance/pkg/pgtest"
 	"github.com/finsvc/finance/pkg/postgres"
+	"github.com/finsvc/finance/pkg/stacktest"
 	"github.com/finsvc/finance/pkg/testkit"
 	"github.com/finsvc/finance/pkg/wire"
 )
@@ -394,17 +394,6 @@ func startDispatcher(t *testing.T, env map[string]string) (stop func()) {
 	return stop
 }
 
-// freeAddr returns a loopback address nothing listens on right now.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 func newProducer(t *testing.T, brokers []string) *kgo.Client {
 	t.Helper()
 	cl, err := kafka.NewClient(brokers, testLogger(t))
@@ -551,7 +540,7 @@ func TestDispatchOneOutcomePerPaymentInUserOrder(t *testing.T) {
 			// Every other payment of odd users answers late, so a dispatcher
 			// that let a user's later payment overtake would show it.
 			fake, url := newFakeProcessor(t, func(id int64) bool { return (id/1000)%2 == 1 && id%2 == 1 })
-			opsAddr := freeAddr(t)
+			opsAddr := stacktest.FreeAddr(t)
 			env := dispatcherEnv(t, cluster.Brokers(), url, api, opsAddr)
 			users := []int64{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}
 			reqs := requestsFor(users, 0, 6)
@@ -649,7 +638,7 @@ func TestRestartDoesNotReemitCommittedWork(t *testing.T) {
 	t.Parallel()
 	cluster := kafkatest.New(t, 4, testTopics)
 	fake, url := newFakeProcessor(t, func(id int64) bool { return id%3 == 0 })
-	env := dispatcherEnv(t, cluster.Brokers(), url, "as-is", freeAddr(t))
+	env := dispatcherEnv(t, cluster.Brokers(), url, "as-is", stacktest.FreeAddr(t))
 	prod := newProducer(t, cluster.Brokers())
 	reader := newOutcomeReader(t, cluster.Brokers())
 	users := []int64{11, 12, 13, 14, 15, 16}
@@ -693,7 +682,7 @@ func TestShutdownFinishesInFlightCalls(t *testing.T) {
 	fake, url := newFakeProcessor(t, nil)
 	fake.gate = make(chan struct{})
 	fake.started = make(chan int64, 100)
-	opsAddr := freeAddr(t)
+	opsAddr := stacktest.FreeAddr(t)
 	env := dispatcherEnv(t, cluster.Brokers(), url, "as-is", opsAddr)
 	reqs := requestsFor([]int64{21, 22, 23}, 0, 1)
 	stop := startDispatcher(t, env)
@@ -747,7 +736,7 @@ func TestShutdownGraceEndsCallsAsUnknown(t *testing.T) {
 	fake.started = make(chan int64, 100)
 	release := sync.OnceFunc(func() { close(fake.gate) })
 	t.Cleanup(release) // runs before the fake server closes
-	env := dispatcherEnv(t, cluster.Brokers(), url, "as-is", freeAddr(t))
+	env := dispatcherEnv(t, cluster.Brokers(), url, "as-is", stacktest.FreeAddr(t))
 	env["SHUTDOWN_TIMEOUT"] = "100ms"
 	users := []int64{41, 42, 43}
 	reqs := requestsFor(users, 0, 1)
@@ -802,8 +791,8 @@ func TestRebalanceKeepsOneOutcomePerPayment(t *testing.T) {
 	// Slow calls keep transactions open while a second replica joins, so
 	// some are aborted by the rebalance and their records dispatched again.
 	fake, url := newFakeProcessor(t, func(int64) bool { return true })
-	envA := dispatcherEnv(t, cluster.Brokers(), url, "proposed", freeAddr(t))
-	envB := dispatcherEnv(t, cluster.Brokers(), url, "proposed", freeAddr(t))
+	envA := dispatcherEnv(t, cluster.Brokers(), url, "proposed", stacktest.FreeAddr(t))
+	envB := dispatcherEnv(t, cluster.Brokers(), url, "proposed", stacktest.FreeAddr(t))
 	envB["DATABASE_URL"] = envA["DATABASE_URL"] // one database behind both replicas
 	envA["DISPATCHER_MAX_IN_FLIGHT"], envB["DISPATCHER_MAX_IN_FLIGHT"] = "2", "2"
 	envB["DISPATCHER_TRANSACTIONAL_ID"] = "dispatcher-test-b"
@@ -880,7 +869,7 @@ func TestOutcomeAboveUnfinishedRecordIsNotCommittedTwice(t *testing.T) {
 			<-vGate
 		}
 	}
-	opsA, opsB := freeAddr(t), freeAddr(t)
+	opsA, opsB := stacktest.FreeAddr(t), stacktest.FreeAddr(t)
 	envA := dispatcherEnv(t, cluster.Brokers(), url, "proposed", opsA)
 	envB := dispatcherEnv(t, cluster.Brokers(), url, "proposed", opsB)
 	envB["DATABASE_URL"] = envA["DATABASE_URL"]
@@ -971,8 +960,8 @@ func TestRevokedPartitionCallsAreCancelled(t *testing.T) {
 	fake.holdFirst = make(chan struct{})
 	release := sync.OnceFunc(func() { close(fake.holdFirst) })
 	t.Cleanup(release) // runs before the fake server closes
-	envA := dispatcherEnv(t, cluster.Brokers(), url, "proposed", freeAddr(t))
-	envB := dispatcherEnv(t, cluster.Brokers(), url, "proposed", freeAddr(t))
+	envA := dispatcherEnv(t, cluster.Brokers(), url, "proposed", stacktest.FreeAddr(t))
+	envB := dispatcherEnv(t, cluster.Brokers(), url, "proposed", stacktest.FreeAddr(t))
 	envB["DATABASE_URL"] = envA["DATABASE_URL"]
 	envB["DISPATCHER_TRANSACTIONAL_ID"] = "dispatcher-test-b"
 	reader := newOutcomeReader(t, cluster.Brokers())

@@ -15,6 +15,7 @@ import (
 
 	"github.com/finsvc/finance/pkg/kafka"
 	"github.com/finsvc/finance/pkg/kafkatest"
+	"github.com/finsvc/finance/pkg/stacktest"
 	"github.com/finsvc/finance/pkg/testkit"
 	"github.com/finsvc/finance/pkg/wire"
 )
@@ -106,7 +107,7 @@ func TestUsersOfOnePartitionRunInParallelInOrder(t *testing.T) {
 	// overtaking within a user would show in the order.
 	cluster := kafkatest.New(t, 1, testTopics)
 	fake, url := newFakeProcessor(t, func(id int64) bool { return id%2 == 1 })
-	env := dispatcherEnv(t, cluster.Brokers(), url, "proposed", freeAddr(t))
+	env := dispatcherEnv(t, cluster.Brokers(), url, "proposed", stacktest.FreeAddr(t))
 	startDispatcher(t, env)
 
 	var users []int64
@@ -137,8 +138,8 @@ func TestShareOfLimitFollowsRebalance(t *testing.T) {
 	t.Parallel()
 	cluster := kafkatest.New(t, 12, testTopics)
 	_, url := newFakeProcessor(t, nil)
-	envA := dispatcherEnv(t, cluster.Brokers(), url, "proposed", freeAddr(t))
-	envB := dispatcherEnv(t, cluster.Brokers(), url, "proposed", freeAddr(t))
+	envA := dispatcherEnv(t, cluster.Brokers(), url, "proposed", stacktest.FreeAddr(t))
+	envB := dispatcherEnv(t, cluster.Brokers(), url, "proposed", stacktest.FreeAddr(t))
 	envB["DATABASE_URL"] = envA["DATABASE_URL"] // one database behind both replicas
 	envA["PROCESSOR_RATE_LIMIT"], envB["PROCESSOR_RATE_LIMIT"] = "300", "300"
 	envB["DISPATCHER_TRANSACTIONAL_ID"] = "dispatcher-test-b"
@@ -184,7 +185,7 @@ func TestAdaptsToRateLimit(t *testing.T) {
 	fake, url := newFakeProcessor(t, nil)
 	// The processor takes 40 calls per second; the dispatcher is told 400.
 	fake.limiter = rate.NewLimiter(40, 1)
-	opsAddr := freeAddr(t)
+	opsAddr := stacktest.FreeAddr(t)
 	env := dispatcherEnv(t, cluster.Brokers(), url, "proposed", opsAddr)
 	env["PROCESSOR_RATE_LIMIT"] = "400"
 	env["PROCESSOR_MAX_ATTEMPTS"] = "100"
@@ -229,7 +230,7 @@ func TestBreakerHoldsCallsDuringOutage(t *testing.T) {
 	cluster := kafkatest.New(t, 2, testTopics)
 	fake, url := newFakeProcessor(t, nil)
 	fake.outage.Store(true)
-	opsAddr := freeAddr(t)
+	opsAddr := stacktest.FreeAddr(t)
 	env := dispatcherEnv(t, cluster.Brokers(), url, "proposed", opsAddr)
 	// A budget of 3 calls per payment: only the breaker holding calls
 	// (without spending it) lets every payment through the outage.
@@ -280,7 +281,7 @@ func TestCommitsOnlyUpToLowestUnfinishedRecord(t *testing.T) {
 	fake.holdUser, fake.holdGate = 301, make(chan struct{})
 	release := sync.OnceFunc(func() { close(fake.holdGate) })
 	t.Cleanup(release)
-	opsAddr := freeAddr(t)
+	opsAddr := stacktest.FreeAddr(t)
 	env := dispatcherEnv(t, cluster.Brokers(), url, "proposed", opsAddr)
 	stop := startDispatcher(t, env)
 
@@ -346,7 +347,7 @@ func TestBufferAndInFlightAreBounded(t *testing.T) {
 	t.Parallel()
 	cluster := kafkatest.New(t, 1, testTopics)
 	fake, url := newFakeProcessor(t, func(int64) bool { return true })
-	opsAddr := freeAddr(t)
+	opsAddr := stacktest.FreeAddr(t)
 	env := dispatcherEnv(t, cluster.Brokers(), url, "proposed", opsAddr)
 	env["DISPATCHER_MAX_IN_FLIGHT"] = "3"
 	env["DISPATCHER_MAX_BUFFERED"] = "40"

@@ -3,7 +3,6 @@ package cli_test
 import (
 	"bytes"
 	"context"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -17,6 +16,7 @@ import (
 	"github.com/finsvc/finance/loadtest/internal/report"
 	"github.com/finsvc/finance/pkg/entry"
 	"github.com/finsvc/finance/pkg/pgtest"
+	"github.com/finsvc/finance/pkg/stacktest"
 )
 
 func TestMain(m *testing.M) {
@@ -56,13 +56,7 @@ func run(t *testing.T, args ...string) result {
 // closedURL is an address nothing listens on.
 func closedURL(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return "http://" + addr
+	return "http://" + stacktest.FreeAddr(t)
 }
 
 func TestBadInvocationsStopAtOnce(t *testing.T) {

@@ -18,6 +18,7 @@ import (
 
 	"github.com/finsvc/finance/pkg/entry"
 	"github.com/finsvc/finance/pkg/kafka"
+	"github.com/finsvc/finance/pkg/stacktest"
 	"github.com/finsvc/finance/services/devkafka/internal/broker"
 )
 
@@ -78,16 +79,6 @@ func (in *instance) stop(t *testing.T) {
 	}
 }
 
-func freePort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 func client(t *testing.T, addr string, opts ...kgo.Opt) *kgo.Client {
 	t.Helper()
 	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(addr)}, opts...)...)
@@ -122,7 +113,7 @@ func consume(t *testing.T, addr, topic string, want int, opts ...kgo.Opt) []stri
 func TestRestartKeepsTopicsRecordsAndOffsets(t *testing.T) {
 	t.Parallel()
 	env := map[string]string{
-		"DEVKAFKA_ADDR":       freePort(t),
+		"DEVKAFKA_ADDR":       stacktest.FreeAddr(t),
 		"DEVKAFKA_DATA_DIR":   t.TempDir() + "/kafka", // created by devkafka
 		"DEVKAFKA_PARTITIONS": "3",
 	}
@@ -272,7 +263,7 @@ func TestConfigErrors(t *testing.T) {
 
 func TestFlagsOverrideEnv(t *testing.T) {
 	t.Parallel()
-	_, port, _ := net.SplitHostPort(freePort(t))
+	_, port, _ := net.SplitHostPort(stacktest.FreeAddr(t))
 	dir := t.TempDir()
 	in := start(t, map[string]string{"DEVKAFKA_ADDR": "0.0.0.0:1", "DEVKAFKA_DATA_DIR": "/nonexistent/devkafka"},
 		"-addr", "localhost:"+port, "--data-dir", dir, "--partitions", "1", "--log-level", "debug", "--sync-writes")

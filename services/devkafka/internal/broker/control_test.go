@@ -15,38 +15,20 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/finsvc/finance/pkg/freeport"
 	"github.com/finsvc/finance/pkg/kafka"
+	"github.com/finsvc/finance/pkg/stacktest"
 )
 
 // freeConsecutive returns a loopback address whose port and the n-1 ports
 // after it were free a moment ago.
 func freeConsecutive(t *testing.T, n int) string {
 	t.Helper()
-	for range 50 {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		base := ln.Addr().(*net.TCPAddr).Port
-		lns := []net.Listener{ln}
-		ok := true
-		for i := 1; i < n; i++ {
-			l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(base+i))
-			if err != nil {
-				ok = false
-				break
-			}
-			lns = append(lns, l)
-		}
-		for _, l := range lns {
-			l.Close()
-		}
-		if ok {
-			return ln.Addr().String()
-		}
+	a, err := freeport.Addrs(n)
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Fatalf("no %d consecutive free ports", n)
-	return ""
+	return a
 }
 
 // ctl calls the control API and decodes the JSON reply into out (if not nil).
@@ -91,7 +73,7 @@ type faultList struct {
 func TestControlFaultsAreRetriedByClients(t *testing.T) {
 	t.Parallel()
 	addr := freeConsecutive(t, 3)
-	ctlAddr := freePort(t)
+	ctlAddr := stacktest.FreeAddr(t)
 	in := start(t, map[string]string{
 		"DEVKAFKA_ADDR":         addr,
 		"DEVKAFKA_DATA_DIR":     t.TempDir(),
@@ -201,9 +183,9 @@ func TestControlFaultsAreRetriedByClients(t *testing.T) {
 
 func TestControlRejectsBadRequests(t *testing.T) {
 	t.Parallel()
-	ctlAddr := freePort(t)
+	ctlAddr := stacktest.FreeAddr(t)
 	start(t, map[string]string{
-		"DEVKAFKA_ADDR":         freePort(t),
+		"DEVKAFKA_ADDR":         stacktest.FreeAddr(t),
 		"DEVKAFKA_DATA_DIR":     t.TempDir(),
 		"DEVKAFKA_CONTROL_ADDR": ctlAddr,
 	})
@@ -234,7 +216,7 @@ func TestControlRejectsBadRequests(t *testing.T) {
 
 func TestControlOffByDefault(t *testing.T) {
 	t.Parallel()
-	in := start(t, map[string]string{"DEVKAFKA_ADDR": freePort(t), "DEVKAFKA_DATA_DIR": t.TempDir()})
+	in := start(t, map[string]string{"DEVKAFKA_ADDR": stacktest.FreeAddr(t), "DEVKAFKA_DATA_DIR": t.TempDir()})
 	// "listening" comes after the control server's line, had there been one.
 	in.logs.mu.Lock()
 	defer in.logs.mu.Unlock()

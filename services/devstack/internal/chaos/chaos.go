@@ -9,7 +9,6 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -23,6 +22,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 
 	"github.com/finsvc/finance/pkg/entry"
+	"github.com/finsvc/finance/pkg/freeport"
 	"github.com/finsvc/finance/pkg/kafka"
 	"github.com/finsvc/finance/pkg/postgres"
 
@@ -65,7 +65,7 @@ func StackConfig(getenv func(string) string) (stack.Config, error) {
 	for _, k := range []string{"GATEWAY_ADDR", "SIM_ADDR", "GATEWAY_OPS_ADDR", "DISPATCHER_OPS_ADDR", "RELAY_OPS_ADDR", "STATUS_OPS_ADDR",
 		"WEBHOOK_OPS_ADDR", "RECONCILER_METRICS_ADDR"} {
 		if getenv(k) == "" {
-			a, err := freeAddrs(1)
+			a, err := freeport.Addrs(1)
 			if err != nil {
 				return stack.Config{}, err
 			}
@@ -73,7 +73,7 @@ func StackConfig(getenv func(string) string) (stack.Config, error) {
 		}
 	}
 	if getenv("KAFKA_ADDR") == "" && getenv("KAFKA_BROKERS") == "" {
-		a, err := freeAddrs(maxBrokers)
+		a, err := freeport.Addrs(maxBrokers)
 		if err != nil {
 			return stack.Config{}, err
 		}
@@ -93,35 +93,6 @@ func StackConfig(getenv func(string) string) (stack.Config, error) {
 // maxBrokers is how many consecutive ports are kept free for devkafka.
 const maxBrokers = 5
 
-// freeAddrs returns a loopback address whose port and the n-1 after it
-// were free a moment ago.
-func freeAddrs(n int) (string, error) {
-	for range 100 {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return "", err
-		}
-		base := ln.Addr().(*net.TCPAddr).Port
-		lns := []net.Listener{ln}
-		ok := true
-		for i := 1; i < n && ok; i++ {
-			l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(base+i))
-			if err != nil {
-				ok = false
-				break
-			}
-			lns = append(lns, l)
-		}
-		for _, l := range lns {
-			l.Close()
-		}
-		if ok {
-			return ln.Addr().String(), nil
-		}
-	}
-	return "", fmt.Errorf("no %d consecutive free ports", n)
-}
-
 // Run starts the stack, drives one chaos run and checks it. The error is for
 // a run that could not be carried out; violations are in the report.
 func Run(ctx context.Context, cfg Config, scfg stack.Config, out io.Writer) (*Report, error) {
@@ -140,7 +111,7 @@ func Run(ctx context.Context, cfg Config, scfg stack.Config, out io.Writer) (*Re
 	}
 	controlAddr := ""
 	if cfg.BrokerFaults && scfg.KafkaBrokers == "" {
-		a, err := freeAddrs(1)
+		a, err := freeport.Addrs(1)
 		if err != nil {
 			return nil, err
 		}

@@ -92,7 +92,8 @@ func (s *supervisor) start(ctx context.Context, p proc) error {
 	if err != nil {
 		return err
 	}
-	cmd, err := s.spawn(p, logFile)
+	last := &lastLine{}
+	cmd, err := s.spawn(p, logFile, last)
 	if err != nil {
 		logFile.Close()
 		return err
@@ -119,7 +120,13 @@ func (s *supervisor) start(ctx context.Context, p proc) error {
 				if time.Since(startedAt) > time.Minute {
 					delay = 500 * time.Millisecond
 				}
-				s.logf("%s exited (%v); restarting in %v", p.name, exitReason(err), delay)
+				reason := exitReason(err)
+				if l := last.String(); s.quiet && l != "" {
+					// Quiet, the child's output is in its log file only;
+					// its last line usually says why it stopped.
+					reason += "; its last line: " + l
+				}
+				s.logf("%s exited (%s); restarting in %v", p.name, reason, delay)
 				select {
 				case <-ctx.Done():
 					return
@@ -128,7 +135,7 @@ func (s *supervisor) start(ctx context.Context, p proc) error {
 				delay = min(delay*2, 10*time.Second)
 			}
 			for {
-				cmd, err = s.spawn(p, logFile)
+				cmd, err = s.spawn(p, logFile, last)
 				if err == nil {
 					s.logf("%s restarted (pid %d)", p.name, cmd.Process.Pid)
 					break
@@ -145,7 +152,9 @@ func (s *supervisor) start(ctx context.Context, p proc) error {
 	return nil
 }
 
-func (s *supervisor) spawn(p proc, logFile *os.File) (*exec.Cmd, error) {
+// spawn starts one process of p, its output to logFile (and the terminal
+// unless quiet); last keeps this process's last line of output.
+func (s *supervisor) spawn(p proc, logFile *os.File, last *lastLine) (*exec.Cmd, error) {
 	cmd := exec.Command(p.path, p.args...)
 	cmd.Env = append(os.Environ(), p.env...)
 	// Own process group: a Ctrl-C in the terminal reaches devstack only, and
@@ -156,6 +165,8 @@ func (s *supervisor) spawn(p proc, logFile *os.File) (*exec.Cmd, error) {
 	if !s.quiet {
 		out = &prefixWriter{s: s, prefix: fmt.Sprintf("[%s] ", p.name), file: logFile}
 	}
+	last.reset()
+	out = io.MultiWriter(out, last)
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", p.name, err)
@@ -209,4 +220,50 @@ func (w *prefixWriter) Write(b []byte) (int, error) {
 		w.buf = w.buf[i+1:]
 	}
 	return len(b), nil
+}
+
+// lastLine keeps the last complete line written to it (at most maxLastLine
+// bytes of it), for the supervisor's "exited" message.
+type lastLine struct {
+	mu      sync.Mutex
+	partial []byte
+	line    string
+}
+
+const maxLastLine = 500
+
+func (l *lastLine) Write(b []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := len(b)
+	for len(b) > 0 {
+		i := bytes.IndexByte(b, '\n')
+		if i < 0 {
+			l.partial = append(l.partial, b[:min(len(b), max(0, maxLastLine-len(l.partial)))]...)
+			break
+		}
+		l.partial = append(l.partial, b[:min(i, max(0, maxLastLine-len(l.partial)))]...)
+		if line := string(bytes.TrimSpace(l.partial)); line != "" {
+			l.line = line
+		}
+		l.partial, b = l.partial[:0], b[i+1:]
+	}
+	return n, nil
+}
+
+// String returns the last line: a complete one, or what the process wrote
+// after it without a newline.
+func (l *lastLine) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if p := string(bytes.TrimSpace(l.partial)); p != "" {
+		return p
+	}
+	return l.line
+}
+
+func (l *lastLine) reset() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.partial, l.line = l.partial[:0], ""
 }

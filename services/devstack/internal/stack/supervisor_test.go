@@ -54,6 +54,55 @@ func TestSupervisorRestartsADeadProcessAndLogsIt(t *testing.T) {
 	}
 }
 
+// Quiet, a child's output goes to its log file only, so the "exited" line
+// carries the child's last line: why a service keeps failing shows in the
+// stack's own output (a test's failure message), not only in a log file.
+func TestQuietSupervisorSaysWhyAProcessExited(t *testing.T) {
+	t.Parallel()
+	sup, out := setup(t)
+	sup.quiet = true
+	ctx, cancel := context.WithCancel(context.Background())
+	script := writeScript(t, `echo "starting"; echo "listen tcp 127.0.0.1:9103: bind: address already in use" >&2; exit 1`)
+	if err := sup.start(ctx, proc{name: "crashy", path: script, stopGrace: time.Second}); err != nil {
+		t.Fatal(err)
+	}
+	testkit.Eventually(t, "a restart", func() bool { return strings.Contains(out.String(), "crashy restarted") })
+	cancel()
+	sup.wait()
+
+	got := out.String()
+	want := "crashy exited (exit status 1; its last line: listen tcp 127.0.0.1:9103: bind: address already in use); restarting in"
+	if !strings.Contains(got, want) {
+		t.Errorf("output lacks %q:\n%s", want, got)
+	}
+	if strings.Contains(got, "[crashy]") {
+		t.Errorf("quiet, the child's lines reached the terminal:\n%s", got)
+	}
+}
+
+// lastLine keeps the last non-empty line, across writes split anywhere,
+// and a trailing line without its newline.
+func TestLastLine(t *testing.T) {
+	var l lastLine
+	for _, w := range []string{"first\nsec", "ond\n\n", "  \n"} {
+		if _, err := l.Write([]byte(w)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := l.String(); got != "second" {
+		t.Errorf("after complete lines: %q, want %q", got, "second")
+	}
+	l.Write([]byte("panic: boom"))
+	if got := l.String(); got != "panic: boom" {
+		t.Errorf("with an unfinished line: %q, want %q", got, "panic: boom")
+	}
+	l.reset()
+	l.Write([]byte(strings.Repeat("x", 2*maxLastLine) + "\n"))
+	if got := l.String(); len(got) != maxLastLine {
+		t.Errorf("a long line kept %d bytes, want %d", len(got), maxLastLine)
+	}
+}
+
 func TestSupervisorStopsWithSIGTERM(t *testing.T) {
 	t.Parallel()
 	sup, out := setup(t)

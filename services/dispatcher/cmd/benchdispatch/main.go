@@ -20,7 +20,6 @@ import (
 	"io"
 	"log/slog"
 	"math"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -37,6 +36,7 @@ import (
 
 	"github.com/finsvc/finance/pkg/clock"
 	"github.com/finsvc/finance/pkg/entry"
+	"github.com/finsvc/finance/pkg/freeport"
 	"github.com/finsvc/finance/pkg/kafka"
 	"github.com/finsvc/finance/pkg/payment"
 	"github.com/finsvc/finance/pkg/postgres"
@@ -162,7 +162,7 @@ func start(ctx context.Context, o options, db *database, name string, ps []bench
 	for _, p := range ps {
 		e.byUID[p.uid] = p
 	}
-	addr, err := freeAddr()
+	addr, err := freeport.Addr()
 	if err != nil {
 		e.close()
 		return nil, err
@@ -200,7 +200,7 @@ func (e *env) spawn(bin, name string, environ ...string) error {
 
 // dispatcher starts replica i and returns its ops address.
 func (e *env) dispatcher(name string, i, limit int) (string, error) {
-	ops, err := freeAddr()
+	ops, err := freeport.Addr()
 	if err != nil {
 		return "", err
 	}
@@ -713,13 +713,4 @@ func waitHTTP(ctx context.Context, url string) error {
 			return err
 		}
 	}
-}
-
-func freeAddr() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
 }

@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -13,21 +12,10 @@ import (
 	"time"
 
 	"github.com/finsvc/finance/pkg/entry"
+	"github.com/finsvc/finance/pkg/stacktest"
 	"github.com/finsvc/finance/pkg/testkit"
 	"github.com/finsvc/finance/services/financectl/internal/cli"
 )
-
-// freeAddr returns a local address nobody listens on, for now.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	return addr
-}
 
 // scrape reads the unlabelled or labelled samples of /metrics at addr:
 // "name" or `name{label="value"}` → value.
@@ -78,7 +66,7 @@ func TestReconcileMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	addr := freeAddr(t)
+	addr := stacktest.FreeAddr(t)
 	runCtx, cancel := context.WithCancel(ctx)
 	done := make(chan result, 1)
 	go func() {

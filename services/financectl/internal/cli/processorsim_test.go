@@ -3,7 +3,6 @@ package cli_test
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -14,6 +13,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/finsvc/finance/pkg/payment"
+	"github.com/finsvc/finance/pkg/stacktest"
 	"github.com/finsvc/finance/pkg/testkit"
 )
 
@@ -28,12 +28,7 @@ func startProcessorSim(t *testing.T) string {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("build processor-sim: %v\n%s", err, out)
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
+	addr := stacktest.FreeAddr(t)
 	cmd := exec.Command(bin)
 	cmd.Env = append(os.Environ(), "HTTP_ADDR="+addr, "SIM_LATENCY_P50=0s", "SIM_LATENCY_P99=0s", "LOG_LEVEL=error")
 	if err := cmd.Start(); err != nil {

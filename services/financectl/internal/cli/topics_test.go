@@ -2,7 +2,6 @@ package cli_test
 
 import (
 	"context"
-	"net"
 	"strings"
 	"testing"
 
@@ -11,6 +10,7 @@ import (
 
 	"github.com/finsvc/finance/pkg/kafka"
 	"github.com/finsvc/finance/pkg/kafkatest"
+	"github.com/finsvc/finance/pkg/stacktest"
 )
 
 func TestTopicsCreateAndList(t *testing.T) {
@@ -68,12 +68,7 @@ func TestTopicsCreateAndList(t *testing.T) {
 
 func TestTopicsUnreachableBrokerExit1(t *testing.T) {
 	t.Parallel()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close() // nothing listens there now
+	addr := stacktest.FreeAddr(t) // nothing listens there now
 	got := run(t, map[string]string{"KAFKA_BROKERS": addr}, "topics", "create", "--timeout", "2s")
 	if got.code != exitError {
 		t.Errorf("exit %d, want %d; stderr:\n%s", got.code, exitError, got.stderr)
