@@ -57,7 +57,8 @@ type config struct {
 	// Block is when an address that keeps getting refused is shut out
 	// (GATEWAY_BLOCK_*, limits.go).
 	Block abuse.Policy
-	// Log is which requests are logged (LOG_READ_SAMPLE, LOG_SLOW_REQUEST).
+	// Log is which requests are logged (LOG_READ_SAMPLE,
+	// LOG_REFUSALS_PER_SECOND, LOG_SLOW_REQUEST).
 	Log httpapi.LogPolicy
 	// WebhookAllowPrivate lists the private networks webhook endpoints may
 	// point at (WEBHOOK_ALLOW_PRIVATE, as the delivery service's), as
@@ -165,6 +166,7 @@ func (c config) LogValue() slog.Value {
 		slog.Any("limits", limitsLogValue(c.Limits)),
 		slog.Any("block", blockLogValue(c.Block)),
 		slog.Int("log_read_sample", c.Log.ReadSample),
+		slog.Int("log_refusals_per_second", c.Log.RefusalsPerSecond),
 		slog.String("log_slow_request", c.Log.Slow.String()),
 		slog.Any("auth", c.Auth),
 		slog.Bool("dev_mode", c.DevMode),

@@ -64,7 +64,7 @@ func TestLoadConfigDefaults(t *testing.T) {
 		PushRecent:     50_000,
 		Limits:         httpapi.DefaultLimits,
 		Block:          abuse.DefaultPolicy,
-		Log:            httpapi.LogPolicy{ReadSample: 10, Slow: httpapi.DefaultSlowRequest},
+		Log:            httpapi.LogPolicy{ReadSample: 10, RefusalsPerSecond: 100, Slow: httpapi.DefaultSlowRequest},
 		// No replica: every query goes to the primary.
 		ReadPostgres:    postgres.Config{MaxConns: 20},
 		CacheMaxBytes:   64 << 20,

@@ -103,10 +103,13 @@ func limitsLogValue(l httpapi.Limits) slog.Value {
 
 // loadLogPolicy reads which requests the request log keeps:
 // LOG_READ_SAMPLE (10: one in ten successful reads and 429s; 1 logs every
-// one) and LOG_SLOW_REQUEST (500ms: slower requests are always logged).
+// one), LOG_REFUSALS_PER_SECOND (100: other 4xx answers logged in full per
+// second, then sampled as reads; 0 logs every one) and LOG_SLOW_REQUEST
+// (500ms: slower requests are always logged).
 func loadLogPolicy(r *envconfig.Reader) httpapi.LogPolicy {
 	return httpapi.LogPolicy{
-		ReadSample: r.IntIn("LOG_READ_SAMPLE", 10, 1, 1_000_000),
-		Slow:       r.PositiveDuration("LOG_SLOW_REQUEST", httpapi.DefaultSlowRequest),
+		ReadSample:        r.IntIn("LOG_READ_SAMPLE", 10, 1, 1_000_000),
+		RefusalsPerSecond: r.IntIn("LOG_REFUSALS_PER_SECOND", 100, 0, 1_000_000),
+		Slow:              r.PositiveDuration("LOG_SLOW_REQUEST", httpapi.DefaultSlowRequest),
 	}
 }

@@ -110,13 +110,13 @@ func TestLoadConfigHeaderCap(t *testing.T) {
 
 func TestLoadLogPolicy(t *testing.T) {
 	t.Parallel()
-	r := envconfig.New(getenv(map[string]string{"LOG_READ_SAMPLE": "1", "LOG_SLOW_REQUEST": "2s"}))
+	r := envconfig.New(getenv(map[string]string{"LOG_READ_SAMPLE": "1", "LOG_REFUSALS_PER_SECOND": "0", "LOG_SLOW_REQUEST": "2s"}))
 	if got := loadLogPolicy(r); got != (httpapi.LogPolicy{ReadSample: 1, Slow: 2 * time.Second}) || r.Err() != nil {
 		t.Errorf("loadLogPolicy = %+v, err %v", got, r.Err())
 	}
-	r = envconfig.New(getenv(map[string]string{"LOG_READ_SAMPLE": "0", "LOG_SLOW_REQUEST": "-1s"}))
+	r = envconfig.New(getenv(map[string]string{"LOG_READ_SAMPLE": "0", "LOG_REFUSALS_PER_SECOND": "-1", "LOG_SLOW_REQUEST": "-1s"}))
 	loadLogPolicy(r)
-	for _, want := range []string{"LOG_READ_SAMPLE=0", "LOG_SLOW_REQUEST=-1s"} {
+	for _, want := range []string{"LOG_READ_SAMPLE=0", "LOG_REFUSALS_PER_SECOND=-1", "LOG_SLOW_REQUEST=-1s"} {
 		if err := r.Err(); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("error %v lacks %q", err, want)
 		}

@@ -30,6 +30,8 @@ func TestOpsPortChangesTheLogLevel(t *testing.T) {
 		"FINANCE_DEV_MODE": "true",
 		"LOG_LEVEL":        "info",
 		"LOG_READ_SAMPLE":  "1",
+		// Every refusal's line too, however fast the test sends them.
+		"LOG_REFUSALS_PER_SECOND": "0",
 	}
 	out := &lockedBuffer{}
 	ctx, stop := context.WithCancel(context.Background())

@@ -80,6 +80,8 @@ func TestSecretsNeverLogged(t *testing.T) {
 		"AUTH_JWT_SECRET":  jwtSecret,
 		"LOG_LEVEL":        "debug",
 		"LOG_READ_SAMPLE":  "1",
+		// Every refusal's line too, however fast the test sends them.
+		"LOG_REFUSALS_PER_SECOND": "0",
 	}
 	go func() { done <- run(runCtx, nil, getenv(env), out, out) }()
 	t.Cleanup(func() { stop() })

@@ -130,3 +130,36 @@ func TestLogSamplingOf429(t *testing.T) {
 		t.Errorf("%d lines for 50 sampled requests at 1 in 100, want 1:\n%s", len(lines), logs.String())
 	}
 }
+
+// TestLogSamplingOfRefusals: 4xx answers are logged in full up to
+// RefusalsPerSecond a second, then sampled like reads, so a client sending
+// bad requests cannot flood the log either.
+func TestLogSamplingOfRefusals(t *testing.T) {
+	t.Parallel()
+	var logs syncBuffer
+	logger := slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	e := newEnvWith(t, logger, func(c *httpapi.Config) {
+		c.Log = httpapi.LogPolicy{ReadSample: 100, RefusalsPerSecond: 1, Slow: time.Hour}
+	})
+	start := time.Now()
+	for range 50 {
+		if w := e.do(req{method: http.MethodGet, path: "/v1/users/1/feed"}); w.Code != http.StatusUnauthorized {
+			t.Fatalf("feed without a token = %d, want 401", w.Code)
+		}
+	}
+	elapsed := time.Since(start)
+	full, sampled := 0, 0
+	for _, m := range requestLines(t, &logs) {
+		if m["sample"] == float64(100) {
+			sampled++
+		} else {
+			full++
+		}
+	}
+	// One full line a second (the budget refills while the requests run),
+	// then the first of the sampled ones.
+	if maxFull := 1 + int(elapsed.Seconds()); full < 1 || full > maxFull || sampled != 1 {
+		t.Errorf("%d full and %d sampled lines for 50 refusals in %v; want 1..%d full and 1 sampled:\n%s",
+			full, sampled, elapsed, maxFull, logs.String())
+	}
+}
