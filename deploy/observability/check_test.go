@@ -26,7 +26,7 @@ import (
 )
 
 const (
-	rulesFile     = "rules.yaml"
+	rulesFile     = "../helm/finance/files/rules.yaml" // the chart renders it in its PrometheusRule
 	dashboardFile = "dashboards/finance-pipeline.json"
 	runbooksFile  = "../../docs/operations.md"
 )
@@ -53,7 +53,7 @@ func exported(t *testing.T) map[string]bool {
 	return names
 }
 
-// loadRules parses rules.yaml as Prometheus does (unknown fields refused,
+// loadRules parses the rule file as Prometheus does (unknown fields refused,
 // every expression parsed and every rule validated).
 func loadRules(t *testing.T) *rulefmt.RuleGroups {
 	t.Helper()

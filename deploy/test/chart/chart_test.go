@@ -688,6 +688,59 @@ func TestGatewayConsoleSettings(t *testing.T) {
 
 // Values that would break an invariant fail the render with a message
 // that says which.
+// The chart's PrometheusRule holds every alert: its four liveness alerts
+// and every group of files/rules.yaml (the issue-17 alerts and the SLO's
+// recording rules), the one rule file that deploy/observability checks
+// with promtool's packages.
+func TestAlertsHoldEveryRuleOfTheRuleFile(t *testing.T) {
+	t.Parallel()
+	helm, chart := setup(t)
+	objs, err := render(t, helm, chart, []string{"production-values.yaml"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(chart, "files", "rules.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var file obj
+	if err := yaml.Unmarshal(b, &file); err != nil {
+		t.Fatal(err)
+	}
+	// ruleNames lists a group list's alerts and recorded series.
+	ruleNames := func(groups []any) map[string]bool {
+		names := map[string]bool{}
+		for _, g := range groups {
+			for _, r := range list(g.(map[string]any), "rules") {
+				r := r.(map[string]any)
+				names[str(r, "alert")+str(r, "record")] = true
+			}
+		}
+		return names
+	}
+	want := ruleNames(list(file, "groups"))
+	if len(want) < 6 {
+		t.Fatalf("files/rules.yaml: %d rules, want its alerts and recording rules", len(want))
+	}
+	for _, n := range []string{"FinancePaymentStuck", "FinanceReconcilerDown", "FinancePaymentConflict", "FinanceOutcomesStalled"} {
+		want[n] = true
+	}
+	var got map[string]bool
+	for _, o := range objs {
+		if str(o, "kind") == "PrometheusRule" {
+			got = ruleNames(list(o, "spec", "groups"))
+		}
+	}
+	for n := range want {
+		if !got[n] {
+			t.Errorf("the PrometheusRule lacks %s", n)
+		}
+	}
+	if len(got) != len(want) {
+		t.Errorf("the PrometheusRule holds %d rules, want %d", len(got), len(want))
+	}
+}
+
 func TestChartRefusesBrokenValues(t *testing.T) {
 	t.Parallel()
 	helm, chart := setup(t)
