@@ -31,7 +31,7 @@ type kotelHooks interface {
 
 // kotelOf returns the kotel hooks of a client made by kafka.NewClient,
 // made now, so that they use the tracer provider installed now.
-func kotelOf(b *testing.B) kotelHooks {
+func kotelOf(b testing.TB) kotelHooks {
 	b.Helper()
 	cl, err := kafka.NewClient([]string{"127.0.0.1:1"}, slog.New(slog.DiscardHandler))
 	if err != nil {
@@ -101,71 +101,12 @@ func BenchmarkTracesPerPayment(b *testing.B) {
 			client := &http.Client{Transport: otelhttp.NewTransport(okTransport{})}
 			log := slog.New(slog.DiscardHandler)
 
-			produce := func(ctx context.Context, topic string) *kgo.Record {
-				r := &kgo.Record{Topic: topic, Key: []byte("3456"), Value: []byte("payload"), Context: ctx}
-				hooks.OnProduceRecordBuffered(r)
-				hooks.OnProduceRecordUnbuffered(r, nil)
-				return r
-			}
-			fetch := func(produced *kgo.Record) *kgo.Record {
-				r := &kgo.Record{Topic: produced.Topic, Key: produced.Key, Value: produced.Value, Headers: produced.Headers}
-				hooks.OnFetchRecordBuffered(r)
-				hooks.OnFetchRecordUnbuffered(r, true)
-				return r
-			}
-			child := func(rec *kgo.Record, name string) (context.Context, trace.Span) {
-				return tracer.Start(trace.ContextWithSpanContext(context.Background(), trace.SpanContextFromContext(rec.Context)), name)
-			}
-
 			var before syscall.Rusage
 			_ = syscall.Getrusage(syscall.RUSAGE_SELF, &before)
 			b.ReportAllocs()
 			b.ResetTimer()
 			for b.Loop() {
-				// Gateway: the request span; its traceparent goes into the outbox.
-				hdr := http.Header{}
-				ctx := propagation.TraceContext{}.Extract(context.Background(), propagation.HeaderCarrier(hdr))
-				ctx, span := tracer.Start(ctx, "POST /v1/payments", trace.WithSpanKind(trace.SpanKindServer))
-				tp := obs.TraceParent(ctx)
-				span.End()
-
-				// Relay: both outbox rows, as children of the stored context.
-				requested := produce(obs.WithTraceParent(context.Background(), tp), kafka.TopicRequested)
-				accepted := produce(obs.WithTraceParent(context.Background(), tp), kafka.TopicEvents)
-
-				// Dispatcher: receive, dispatch, the processor call, two outcomes.
-				rec := fetch(requested)
-				dctx, dspan := child(rec, "dispatch payment")
-				req, _ := http.NewRequestWithContext(dctx, http.MethodPost, "http://processor/payments", strings.NewReader("{}"))
-				if resp, err := client.Do(req); err == nil {
-					resp.Body.Close()
-				}
-				processing := produce(trace.ContextWithSpanContext(context.Background(), dspan.SpanContext()), kafka.TopicOutcomes)
-				final := produce(trace.ContextWithSpanContext(context.Background(), dspan.SpanContext()), kafka.TopicOutcomes)
-				dspan.End()
-
-				// Status consumer: two outcomes applied, two events produced.
-				var events []*kgo.Record
-				for _, out := range []*kgo.Record{processing, final} {
-					actx, aspan := child(fetch(out), "apply outcome")
-					log.DebugContext(actx, "outcome applied")
-					events = append(events, produce(actx, kafka.TopicEvents))
-					aspan.End()
-				}
-				events = append(events, accepted)
-
-				// Gateway push and webhook delivery: every event fetched by
-				// both; the final one makes a webhook attempt.
-				for _, ev := range events {
-					_, pspan := child(fetch(ev), "push event")
-					pspan.End()
-					wrec := fetch(ev)
-					if ev == events[1] {
-						stored := obs.TraceParent(wrec.Context)
-						_, wspan := tracer.Start(obs.WithTraceParent(context.Background(), stored), "webhook attempt")
-						wspan.End()
-					}
-				}
+				tracePayment(hooks, tracer, client, log)
 			}
 			b.StopTimer()
 			stop() // flushes: the export of the last spans counts too
@@ -174,5 +115,74 @@ func BenchmarkTracesPerPayment(b *testing.B) {
 			cpu := time.Duration(after.Utime.Nano() + after.Stime.Nano() - before.Utime.Nano() - before.Stime.Nano())
 			b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N), "cpu-ns/op")
 		})
+	}
+}
+
+// tracePayment does one payment's tracing work as the services do it (see
+// BenchmarkTracesPerPayment): the gateway's request span, the relay's
+// produces from the stored traceparent, the dispatcher's receive, dispatch
+// span, processor call and outcomes, the status consumer's applies and
+// events, the gateway push and webhook delivery of every event and the
+// final one's webhook attempt. hooks are a client's kotel hooks.
+func tracePayment(hooks kotelHooks, tracer trace.Tracer, client *http.Client, log *slog.Logger) {
+	produce := func(ctx context.Context, topic string) *kgo.Record {
+		r := &kgo.Record{Topic: topic, Key: []byte("3456"), Value: []byte("payload"), Context: ctx}
+		hooks.OnProduceRecordBuffered(r)
+		hooks.OnProduceRecordUnbuffered(r, nil)
+		return r
+	}
+	fetch := func(produced *kgo.Record) *kgo.Record {
+		r := &kgo.Record{Topic: produced.Topic, Key: produced.Key, Value: produced.Value, Headers: produced.Headers}
+		hooks.OnFetchRecordBuffered(r)
+		hooks.OnFetchRecordUnbuffered(r, true)
+		return r
+	}
+	child := func(rec *kgo.Record, name string) (context.Context, trace.Span) {
+		return tracer.Start(trace.ContextWithSpanContext(context.Background(), trace.SpanContextFromContext(rec.Context)), name)
+	}
+
+	// Gateway: the request span; its traceparent goes into the outbox.
+	hdr := http.Header{}
+	ctx := propagation.TraceContext{}.Extract(context.Background(), propagation.HeaderCarrier(hdr))
+	ctx, span := tracer.Start(ctx, "POST /v1/payments", trace.WithSpanKind(trace.SpanKindServer))
+	tp := obs.TraceParent(ctx)
+	span.End()
+
+	// Relay: both outbox rows, as children of the stored context.
+	requested := produce(obs.WithTraceParent(context.Background(), tp), kafka.TopicRequested)
+	accepted := produce(obs.WithTraceParent(context.Background(), tp), kafka.TopicEvents)
+
+	// Dispatcher: receive, dispatch, the processor call, two outcomes.
+	rec := fetch(requested)
+	dctx, dspan := child(rec, "dispatch payment")
+	req, _ := http.NewRequestWithContext(dctx, http.MethodPost, "http://processor/payments", strings.NewReader("{}"))
+	if resp, err := client.Do(req); err == nil {
+		resp.Body.Close()
+	}
+	processing := produce(trace.ContextWithSpanContext(context.Background(), dspan.SpanContext()), kafka.TopicOutcomes)
+	final := produce(trace.ContextWithSpanContext(context.Background(), dspan.SpanContext()), kafka.TopicOutcomes)
+	dspan.End()
+
+	// Status consumer: two outcomes applied, two events produced.
+	var events []*kgo.Record
+	for _, out := range []*kgo.Record{processing, final} {
+		actx, aspan := child(fetch(out), "apply outcome")
+		log.DebugContext(actx, "outcome applied")
+		events = append(events, produce(actx, kafka.TopicEvents))
+		aspan.End()
+	}
+	events = append(events, accepted)
+
+	// Gateway push and webhook delivery: every event fetched by
+	// both; the final one makes a webhook attempt.
+	for _, ev := range events {
+		_, pspan := child(fetch(ev), "push event")
+		pspan.End()
+		wrec := fetch(ev)
+		if ev == events[1] {
+			stored := obs.TraceParent(wrec.Context)
+			_, wspan := tracer.Start(obs.WithTraceParent(context.Background(), stored), "webhook attempt")
+			wspan.End()
+		}
 	}
 }
