@@ -92,8 +92,7 @@ func (s *supervisor) start(ctx context.Context, p proc) error {
 	if err != nil {
 		return err
 	}
-	last := &lastLine{}
-	cmd, err := s.spawn(p, logFile, last)
+	cmd, err := s.spawn(p, logFile)
 	if err != nil {
 		logFile.Close()
 		return err
@@ -104,6 +103,8 @@ func (s *supervisor) start(ctx context.Context, p proc) error {
 		defer logFile.Close()
 		delay := 500 * time.Millisecond
 		for {
+			// Where this process's output starts in the log file.
+			from := fileSize(logFile)
 			exited := make(chan error, 1)
 			go func() { exited <- cmd.Wait() }()
 			startedAt := time.Now()
@@ -121,7 +122,7 @@ func (s *supervisor) start(ctx context.Context, p proc) error {
 					delay = 500 * time.Millisecond
 				}
 				reason := exitReason(err)
-				if l := last.String(); s.quiet && l != "" {
+				if l := lastLine(logFile.Name(), from); s.quiet && l != "" {
 					// Quiet, the child's output is in its log file only;
 					// its last line usually says why it stopped.
 					reason += "; its last line: " + l
@@ -135,7 +136,7 @@ func (s *supervisor) start(ctx context.Context, p proc) error {
 				delay = min(delay*2, 10*time.Second)
 			}
 			for {
-				cmd, err = s.spawn(p, logFile, last)
+				cmd, err = s.spawn(p, logFile)
 				if err == nil {
 					s.logf("%s restarted (pid %d)", p.name, cmd.Process.Pid)
 					break
@@ -153,8 +154,8 @@ func (s *supervisor) start(ctx context.Context, p proc) error {
 }
 
 // spawn starts one process of p, its output to logFile (and the terminal
-// unless quiet); last keeps this process's last line of output.
-func (s *supervisor) spawn(p proc, logFile *os.File, last *lastLine) (*exec.Cmd, error) {
+// unless quiet).
+func (s *supervisor) spawn(p proc, logFile *os.File) (*exec.Cmd, error) {
 	cmd := exec.Command(p.path, p.args...)
 	cmd.Env = append(os.Environ(), p.env...)
 	// Own process group: a Ctrl-C in the terminal reaches devstack only, and
@@ -165,8 +166,6 @@ func (s *supervisor) spawn(p proc, logFile *os.File, last *lastLine) (*exec.Cmd,
 	if !s.quiet {
 		out = &prefixWriter{s: s, prefix: fmt.Sprintf("[%s] ", p.name), file: logFile}
 	}
-	last.reset()
-	out = io.MultiWriter(out, last)
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", p.name, err)
@@ -222,48 +221,35 @@ func (w *prefixWriter) Write(b []byte) (int, error) {
 	return len(b), nil
 }
 
-// lastLine keeps the last complete line written to it (at most maxLastLine
-// bytes of it), for the supervisor's "exited" message.
-type lastLine struct {
-	mu      sync.Mutex
-	partial []byte
-	line    string
-}
-
+// maxLastLine is how much of a log file's end lastLine reads.
 const maxLastLine = 500
 
-func (l *lastLine) Write(b []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	n := len(b)
-	for len(b) > 0 {
-		i := bytes.IndexByte(b, '\n')
-		if i < 0 {
-			l.partial = append(l.partial, b[:min(len(b), max(0, maxLastLine-len(l.partial)))]...)
-			break
-		}
-		l.partial = append(l.partial, b[:min(i, max(0, maxLastLine-len(l.partial)))]...)
-		if line := string(bytes.TrimSpace(l.partial)); line != "" {
-			l.line = line
-		}
-		l.partial, b = l.partial[:0], b[i+1:]
+// fileSize is f's size now (0 when it cannot be read).
+func fileSize(f *os.File) int64 {
+	st, err := f.Stat()
+	if err != nil {
+		return 0
 	}
-	return n, nil
+	return st.Size()
 }
 
-// String returns the last line: a complete one, or what the process wrote
-// after it without a newline.
-func (l *lastLine) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if p := string(bytes.TrimSpace(l.partial)); p != "" {
-		return p
+// lastLine returns the last non-empty line of the log file at path written
+// after offset from (at most maxLastLine bytes of it): what a process that
+// just exited printed last, read back from its log rather than copied on
+// the way there, so that quiet children keep writing to the file directly.
+func lastLine(path string, from int64) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return ""
 	}
-	return l.line
-}
-
-func (l *lastLine) reset() {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.partial, l.line = l.partial[:0], ""
+	defer f.Close()
+	size := fileSize(f)
+	start := max(from, size-maxLastLine-1)
+	if start >= size {
+		return ""
+	}
+	b := make([]byte, size-start)
+	n, _ := f.ReadAt(b, start)
+	lines := bytes.Split(bytes.TrimSpace(b[:n]), []byte("\n"))
+	return string(bytes.TrimSpace(lines[len(lines)-1]))
 }

@@ -80,26 +80,36 @@ func TestQuietSupervisorSaysWhyAProcessExited(t *testing.T) {
 	}
 }
 
-// lastLine keeps the last non-empty line, across writes split anywhere,
-// and a trailing line without its newline.
+// lastLine reads the end of a log file, only what came after the offset
+// it is given, and at most maxLastLine bytes of it.
 func TestLastLine(t *testing.T) {
-	var l lastLine
-	for _, w := range []string{"first\nsec", "ond\n\n", "  \n"} {
-		if _, err := l.Write([]byte(w)); err != nil {
+	path := filepath.Join(t.TempDir(), "x.log")
+	write := func(s string) int64 {
+		f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+		if err != nil {
 			t.Fatal(err)
 		}
+		defer f.Close()
+		if _, err := f.WriteString(s); err != nil {
+			t.Fatal(err)
+		}
+		return fileSize(f)
 	}
-	if got := l.String(); got != "second" {
+	end := write("an earlier process\n")
+	if got := lastLine(path, end); got != "" {
+		t.Errorf("nothing written since the offset: %q, want \"\"", got)
+	}
+	write("first\nsecond\n\n  \n")
+	if got := lastLine(path, end); got != "second" {
 		t.Errorf("after complete lines: %q, want %q", got, "second")
 	}
-	l.Write([]byte("panic: boom"))
-	if got := l.String(); got != "panic: boom" {
+	write("panic: boom")
+	if got := lastLine(path, end); got != "panic: boom" {
 		t.Errorf("with an unfinished line: %q, want %q", got, "panic: boom")
 	}
-	l.reset()
-	l.Write([]byte(strings.Repeat("x", 2*maxLastLine) + "\n"))
-	if got := l.String(); len(got) != maxLastLine {
-		t.Errorf("a long line kept %d bytes, want %d", len(got), maxLastLine)
+	write(strings.Repeat("x", 2*maxLastLine) + "\n")
+	if got := lastLine(path, 0); len(got) != maxLastLine {
+		t.Errorf("a long line: kept %d bytes, want %d", len(got), maxLastLine)
 	}
 }
 
