@@ -54,17 +54,39 @@ func (s *Store) SetReplica(read *pgxpool.Pool) { s.read = read }
 func (s *Store) HasReplica() bool { return s.read != nil }
 
 // Wallet returns userID's wallet from the primary, or ErrWalletNotFound.
+// Concurrent calls share statements (shared.go).
 func (s *Store) Wallet(ctx context.Context, userID int64) (Wallet, error) {
-	w := Wallet{UserID: userID}
-	err := s.pool.QueryRow(ctx, `SELECT balance, held, event_seq FROM wallets WHERE user_id = $1`, userID).
-		Scan(&w.Balance, &w.Held, &w.EventSeq)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return Wallet{}, fmt.Errorf("user %d: %w", userID, ErrWalletNotFound)
+	return s.wallets.do(ctx, userID)
+}
+
+// readWallets is the wallet reads' shared statement: one primary-key read
+// for one user, a read of all of them by = ANY for more.
+func readWallets(pool *pgxpool.Pool) func(ctx context.Context, ids []int64) ([]Wallet, []error) {
+	return func(ctx context.Context, ids []int64) ([]Wallet, []error) {
+		out, errs := make([]Wallet, len(ids)), make([]error, len(ids))
+		q, arg := `SELECT user_id, balance, held, event_seq FROM wallets WHERE user_id = ANY($1)`, any(ids)
+		if len(ids) == 1 {
+			q, arg = `SELECT user_id, balance, held, event_seq FROM wallets WHERE user_id = $1`, ids[0]
+		}
+		found := make(map[int64]Wallet, len(ids))
+		rows, _ := pool.Query(ctx, q, arg)
+		var w Wallet
+		_, err := pgx.ForEachRow(rows, []any{&w.UserID, &w.Balance, &w.Held, &w.EventSeq}, func() error {
+			found[w.UserID] = w
+			return nil
+		})
+		for i, id := range ids {
+			switch w, ok := found[id]; {
+			case err != nil:
+				errs[i] = fmt.Errorf("read wallet of user %d: %w", id, err)
+			case !ok:
+				errs[i] = fmt.Errorf("user %d: %w", id, ErrWalletNotFound)
+			default:
+				out[i] = w
+			}
+		}
+		return out, errs
 	}
-	if err != nil {
-		return Wallet{}, fmt.Errorf("read wallet of user %d: %w", userID, err)
-	}
-	return w, nil
 }
 
 // FeedPageAtLeast is FeedPage read from the replica when one is set, as

@@ -51,6 +51,10 @@ type Store struct {
 	pool *pgxpool.Pool
 	// read serves feed pages when set (replica.go); nil reads the primary.
 	read *pgxpool.Pool
+	// wallets and feeds run Wallet's reads and FeedPage's pages on the
+	// primary, concurrent ones in shared statements (shared.go).
+	wallets *coalescer[int64, Wallet]
+	feeds   *coalescer[feedRequest, Feed]
 	// calls feeds the batch workers; nil until StartBatching.
 	calls chan *acceptCall
 	// testSignals tell tests what the batching did; off in production.
@@ -59,7 +63,11 @@ type Store struct {
 
 // New returns a Store over pool.
 func New(pool *pgxpool.Pool) *Store {
-	return &Store{pool: pool}
+	return &Store{
+		pool:    pool,
+		wallets: newCoalescer(sharedInFlight, readWallets(pool)),
+		feeds:   newCoalescer(sharedInFlight, readFeedPages(pool)),
+	}
 }
 
 // Ping checks that PostgreSQL answers.
@@ -333,7 +341,93 @@ func (s *Store) FeedPage(ctx context.Context, userID, beforeID int64, limit int)
 	if beforeID <= 0 {
 		beforeID = math.MaxInt64
 	}
-	return feedPage(ctx, s.pool, userID, beforeID, limit)
+	return s.feeds.do(ctx, feedRequest{userID: userID, before: beforeID, limit: limit})
+}
+
+// feedRequest is one page FeedPage reads: the user's entries with ids below
+// before, at most limit.
+type feedRequest struct {
+	userID, before int64
+	limit          int
+}
+
+// FeedPagesSQL is FeedSQL for many pages at once, the shared statement of
+// concurrent FeedPage calls: $1, $2 and $3 are the users, the entry ids to
+// start below and the rows to read, one element per page; each row says
+// its page's place in the arrays (i, from 1). Every page is the same range
+// scan of entries_feed_covering_idx as FeedSQL's (TestFeedPlanIsIndexRangeScan).
+const FeedPagesSQL = `
+		SELECT q.i, w.balance, w.held, w.event_seq, e.id, e.payment_id, e.name, e.amount, e.occurred_at
+		FROM unnest($1::bigint[], $2::bigint[], $3::int[]) WITH ORDINALITY AS q(user_id, before_id, lim, i)
+		JOIN wallets w ON w.user_id = q.user_id
+		LEFT JOIN LATERAL (
+			SELECT x.id, x.payment_id, x.amount, x.occurred_at,
+			       (SELECT m.name FROM merchants m WHERE m.id = x.merchant_id) AS name
+			FROM entries x
+			WHERE x.user_id = w.user_id AND x.id < q.before_id
+			ORDER BY x.id DESC
+			LIMIT q.lim
+		) e ON true`
+
+// readFeedPages is the cold feed pages' shared statement: FeedSQL for one
+// page, FeedPagesSQL for more.
+func readFeedPages(pool *pgxpool.Pool) func(ctx context.Context, reqs []feedRequest) ([]Feed, []error) {
+	return func(ctx context.Context, reqs []feedRequest) ([]Feed, []error) {
+		out, errs := make([]Feed, len(reqs)), make([]error, len(reqs))
+		if len(reqs) == 1 {
+			out[0], errs[0] = feedPage(ctx, pool, reqs[0].userID, reqs[0].before, reqs[0].limit)
+			return out, errs
+		}
+		users, before, limits := make([]int64, len(reqs)), make([]int64, len(reqs)), make([]int32, len(reqs))
+		for i, r := range reqs {
+			// One extra row tells whether another page exists, as in feedPage.
+			users[i], before[i], limits[i] = r.userID, r.before, int32(r.limit+1)
+		}
+		found := make([]bool, len(reqs))
+		rows, _ := pool.Query(ctx, FeedPagesSQL, users, before, limits)
+		var (
+			i                     int64
+			balance, held, seq    int64
+			id, paymentID, amount *int64
+			merchant              *string
+			occurred              *time.Time
+		)
+		_, err := pgx.ForEachRow(rows, []any{&i, &balance, &held, &seq, &id, &paymentID, &merchant, &amount, &occurred},
+			func() error {
+				f := &out[i-1]
+				found[i-1] = true
+				f.Balance, f.Held, f.EventSeq = balance, held, seq
+				if id != nil {
+					f.Entries = append(f.Entries, Entry{
+						ID: *id, PaymentID: *paymentID, MerchantName: *merchant, Amount: *amount, OccurredAt: *occurred,
+					})
+				}
+				return nil
+			})
+		for i, r := range reqs {
+			switch {
+			case err != nil:
+				out[i], errs[i] = Feed{}, fmt.Errorf("read feed of user %d: %w", r.userID, err)
+			case !found[i]:
+				errs[i] = fmt.Errorf("user %d: %w", r.userID, ErrWalletNotFound)
+			default:
+				out[i].UserID = r.userID
+				out[i].finish(r.limit)
+			}
+		}
+		return out, errs
+	}
+}
+
+// finish puts the entries read (at most limit+1) newest first and keeps
+// limit of them, noting whether more exist.
+func (feed *Feed) finish(limit int) {
+	// Newest first. The statement yields them so; a sorted slice costs one
+	// pass to confirm.
+	slices.SortFunc(feed.Entries, func(a, b Entry) int { return cmp.Compare(b.ID, a.ID) })
+	if len(feed.Entries) > limit {
+		feed.Entries, feed.More = feed.Entries[:limit], true
+	}
 }
 
 // feedPage is FeedPage on pool, the primary's or a replica's.
@@ -365,11 +459,6 @@ func feedPage(ctx context.Context, pool *pgxpool.Pool, userID, beforeID int64, l
 	if !found {
 		return Feed{}, fmt.Errorf("user %d: %w", userID, ErrWalletNotFound)
 	}
-	// Newest first. The statement yields them so; a sorted slice costs one
-	// pass to confirm.
-	slices.SortFunc(feed.Entries, func(a, b Entry) int { return cmp.Compare(b.ID, a.ID) })
-	if len(feed.Entries) > limit {
-		feed.Entries, feed.More = feed.Entries[:limit], true
-	}
+	feed.finish(limit)
 	return feed, nil
 }
