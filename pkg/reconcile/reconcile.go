@@ -339,6 +339,13 @@ func (rc *Reconciler) Run(ctx context.Context) (Report, error) {
 	}
 	defer conn.Release()
 	defer conn.Exec(context.WithoutCancel(ctx), `DROP TABLE IF EXISTS `+verify.StatementTable) //nolint:errcheck // best effort
+	// A pass is background work: its scans (SucceededNotExecuted reads
+	// every succeeded payment) run on one core, not on a parallel gather
+	// that takes every core from the requests for a second or more
+	// (docs/reads.md, "The reconciler's scans").
+	if _, err := conn.Exec(ctx, `SET max_parallel_workers_per_gather = 0`); err != nil {
+		return rep, fmt.Errorf("set up connection: %w", err)
+	}
 
 	loaded, err := verify.LoadStatement(ctx, conn.Conn(), rc.stmt)
 	if err != nil {
