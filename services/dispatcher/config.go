@@ -36,8 +36,11 @@ type config struct {
 	MaxBuffered     int
 	MaxPollRecords  int
 	CommitInterval  time.Duration
-	Group           string
-	TransactionalID string
+	// CommitMinInterval is DISPATCHER_COMMIT_MIN_INTERVAL: how soon after
+	// the previous commit a final outcome commits (0: on the interval only).
+	CommitMinInterval time.Duration
+	Group             string
+	TransactionalID   string
 }
 
 // loadConfig reads the environment through getenv, reporting every problem at once.
@@ -65,6 +68,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 		MaxBuffered:           r.IntIn("DISPATCHER_MAX_BUFFERED", 10000, 1, 10_000_000),
 		MaxPollRecords:        r.IntIn("DISPATCHER_MAX_POLL_RECORDS", 1000, 1, 1_000_000),
 		CommitInterval:        r.PositiveDuration("DISPATCHER_COMMIT_INTERVAL", 200*time.Millisecond),
+		CommitMinInterval:     r.Duration("DISPATCHER_COMMIT_MIN_INTERVAL", 50*time.Millisecond),
 		Group:                 r.String("DISPATCHER_GROUP", "dispatcher"),
 		TransactionalID:       r.String("DISPATCHER_TRANSACTIONAL_ID", "dispatcher-"+host),
 	}
@@ -75,6 +79,9 @@ func loadConfig(getenv func(string) string) (config, error) {
 	}
 	if c.ProcessorRateLimit < 0 {
 		r.Fail("PROCESSOR_RATE_LIMIT=%v: want >= 0 calls per second (0: unknown, probed)", c.ProcessorRateLimit)
+	}
+	if c.CommitMinInterval < 0 || c.CommitMinInterval > c.CommitInterval {
+		r.Fail("DISPATCHER_COMMIT_MIN_INTERVAL=%s: want 0 (off) to DISPATCHER_COMMIT_INTERVAL (%s)", c.CommitMinInterval, c.CommitInterval)
 	}
 	if c.ProcessorStartRate <= 0 {
 		r.Fail("PROCESSOR_START_RATE=%v: want > 0 calls per second", c.ProcessorStartRate)
@@ -104,6 +111,7 @@ func (c config) LogValue() slog.Value {
 		slog.Int("max_buffered", c.MaxBuffered),
 		slog.Int("max_poll_records", c.MaxPollRecords),
 		slog.String("commit_interval", c.CommitInterval.String()),
+		slog.String("commit_min_interval", c.CommitMinInterval.String()),
 		slog.String("group", c.Group),
 		slog.String("transactional_id", c.TransactionalID),
 	)

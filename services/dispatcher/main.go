@@ -101,16 +101,17 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout, _ 
 	admit.KeyRetention = cfg.ProcessorKeyRetention
 	admit.RetryFor = cfg.GuardRetryFor
 	d, err := dispatcher.New(dispatcher.Config{
-		Brokers:         cfg.Kafka.Brokers,
-		KafkaOpts:       slices.Concat(sec, []kgo.Opt{kafka.Metrics(reg, "dispatcher")}),
-		Group:           cfg.Group,
-		TransactionalID: cfg.TransactionalID,
-		MaxInFlight:     cfg.MaxInFlight,
-		MaxBuffered:     cfg.MaxBuffered,
-		MaxPollRecords:  cfg.MaxPollRecords,
-		CommitInterval:  cfg.CommitInterval,
-		Grace:           cfg.Ops.ShutdownTimeout,
-		Guard:           admit,
+		Brokers:           cfg.Kafka.Brokers,
+		KafkaOpts:         slices.Concat(sec, []kgo.Opt{kafka.Metrics(reg, "dispatcher")}),
+		Group:             cfg.Group,
+		TransactionalID:   cfg.TransactionalID,
+		MaxInFlight:       cfg.MaxInFlight,
+		MaxBuffered:       cfg.MaxBuffered,
+		MaxPollRecords:    cfg.MaxPollRecords,
+		CommitInterval:    cfg.CommitInterval,
+		MinCommitInterval: cfg.CommitMinInterval,
+		Grace:             cfg.Ops.ShutdownTimeout,
+		Guard:             admit,
 	}, early, proc, pace, kafkaLogger, logger, dispatcher.NewMetrics(reg))
 	if err != nil {
 		return err

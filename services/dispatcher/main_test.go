@@ -493,6 +493,22 @@ func (o *outcomeReader) waitUntil(t *testing.T, what string, done func([]wire.Ou
 	}
 }
 
+// readFor reads whatever becomes readable during d.
+func (o *outcomeReader) readFor(t *testing.T, d time.Duration) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), d)
+	defer cancel()
+	for ctx.Err() == nil {
+		o.cl.PollFetches(ctx).EachRecord(func(r *kgo.Record) {
+			out, err := wire.DecodeOutcome(r.Value)
+			if err != nil {
+				t.Fatalf("undecodable outcome at %d/%d: %v", r.Partition, r.Offset, err)
+			}
+			o.got = append(o.got, out)
+		})
+	}
+}
+
 func isFinal(o wire.Outcome) bool {
 	return o.Status != payment.StatusProcessing
 }
@@ -1026,6 +1042,65 @@ func TestRevokedPartitionCallsAreCancelled(t *testing.T) {
 	}
 }
 
+// TestFinalOutcomeCommitsEarly: with DISPATCHER_COMMIT_INTERVAL at ten
+// minutes, final outcomes still reach a read_committed reader within the
+// test, in transactions of their own started DISPATCHER_COMMIT_MIN_INTERVAL
+// after the previous one; with the early commit off (0) they wait for the
+// interval, which the test never sees end.
+func TestFinalOutcomeCommitsEarly(t *testing.T) {
+	t.Parallel()
+	cluster := kafkatest.New(t, 4, testTopics)
+	_, url := newFakeProcessor(t, func(int64) bool { return false })
+	env := dispatcherEnv(t, cluster.Brokers(), url, "proposed", stacktest.FreeAddr(t))
+	env["DISPATCHER_COMMIT_INTERVAL"] = "10m"
+	env["DISPATCHER_COMMIT_MIN_INTERVAL"] = "20ms"
+	prod := newProducer(t, cluster.Brokers())
+	reader := newOutcomeReader(t, cluster.Brokers())
+	startDispatcher(t, env)
+
+	// Two rounds: the second comes after the first one's commit, so it
+	// needs a second early commit.
+	for round := range 2 {
+		reqs := requestsFor([]int64{21, 22, 23}, round, 2)
+		produceRequests(t, env, prod, reqs...)
+		want := (round + 1) * len(reqs)
+		reader.waitUntil(t, fmt.Sprintf("round %d's final outcomes", round+1), func(got []wire.Outcome) bool {
+			return countFinals(got) >= want
+		})
+	}
+}
+
+// TestEarlyCommitOffWaitsForTheInterval is the control of
+// TestFinalOutcomeCommitsEarly: the same work, early commits off, and no
+// final outcome is readable a few seconds after the processor answered.
+func TestEarlyCommitOffWaitsForTheInterval(t *testing.T) {
+	t.Parallel()
+	cluster := kafkatest.New(t, 4, testTopics)
+	fake, url := newFakeProcessor(t, func(int64) bool { return false })
+	env := dispatcherEnv(t, cluster.Brokers(), url, "proposed", stacktest.FreeAddr(t))
+	env["DISPATCHER_COMMIT_INTERVAL"] = "10m"
+	env["DISPATCHER_COMMIT_MIN_INTERVAL"] = "0"
+	prod := newProducer(t, cluster.Brokers())
+	reader := newOutcomeReader(t, cluster.Brokers())
+	startDispatcher(t, env)
+	reqs := requestsFor([]int64{31, 32, 33}, 0, 2)
+	produceRequests(t, env, prod, reqs...)
+	deadline := time.Now().Add(time.Minute)
+	for {
+		if _, calls := fake.snapshot(); len(calls) == len(reqs) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the processor was not called for every payment within a minute")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	reader.readFor(t, 3*time.Second) // ample for an early commit, were one made
+	if n := countFinals(reader.got); n != 0 {
+		t.Fatalf("%d final outcomes readable before the commit interval, want 0 with early commits off", n)
+	}
+}
+
 func TestRunRejectsBadConfig(t *testing.T) {
 	t.Parallel()
 	env := map[string]string{"PROCESSOR_API": "v3", "PROCESSOR_RATE_LIMIT": "-1"}
@@ -1062,6 +1137,7 @@ func TestLoadConfigDefaults(t *testing.T) {
 		MaxBuffered:           10000,
 		MaxPollRecords:        1000,
 		CommitInterval:        200 * time.Millisecond,
+		CommitMinInterval:     50 * time.Millisecond,
 		Group:                 "dispatcher",
 	}
 	if diff := cmp.Diff(want, got); diff != "" {

@@ -8,7 +8,9 @@
 //     partition, at most MaxInFlight calls at once, paced by the pacer;
 //   - every CommitInterval one Kafka transaction commits the outcomes
 //     produced so far together with, per partition, the offset of the
-//     lowest unfinished record: a crash replays work, never skips it;
+//     lowest unfinished record: a crash replays work, never skips it; a
+//     final outcome makes the commit come early, MinCommitInterval after
+//     the previous one, so that clients learn it sooner;
 //   - a record that cannot be dispatched (undecodable, ids missing, keyed
 //     by another user), or whose payment ends unknown, is dead-lettered to
 //     payments.requested.dlq in the same transaction: never dropped, never
@@ -65,6 +67,13 @@ type Config struct {
 	MaxPollRecords int
 	// CommitInterval is the time between transactions.
 	CommitInterval time.Duration
+	// MinCommitInterval, when not zero, is how soon after the previous
+	// commit a final outcome commits its transaction, instead of waiting
+	// for CommitInterval: at most 1/MinCommitInterval transactions a
+	// second, for a shorter wait between the processor's answer and the
+	// status consumer's read (read_committed sees nothing before the
+	// commit). Zero commits on CommitInterval only.
+	MinCommitInterval time.Duration
 	// Grace bounds how long in-flight work may run after shutdown begins.
 	Grace time.Duration
 	// Guard, when set, admits each payment durably before its first
@@ -125,6 +134,9 @@ type Dispatcher struct {
 	// room holds a token once buffered records were let go, for a poller
 	// waiting on a full buffer.
 	room chan struct{}
+	// outcomeReady holds a token once a final outcome was produced into
+	// the open transaction, for the committer (MinCommitInterval).
+	outcomeReady chan struct{}
 }
 
 // New returns a Dispatcher and opens its transactional Kafka session. It
@@ -142,7 +154,8 @@ func New(cfg Config, early *kgo.Client, proc processor.Client, share Share, kafk
 		m = NewMetrics(nil)
 	}
 	d := &Dispatcher{early: early, proc: proc, share: share, log: logger, m: m, cfg: cfg, st: newState(), room: make(chan struct{}, 1),
-		tracer: otel.Tracer("github.com/finsvc/finance/services/dispatcher")}
+		outcomeReady: make(chan struct{}, 1),
+		tracer:       otel.Tracer("github.com/finsvc/finance/services/dispatcher")}
 	d.idle = sync.NewCond(&d.mu)
 	sess, err := newSession(cfg.Brokers, cfg.KafkaOpts, kafkaLogger, cfg.Group, cfg.TransactionalID, d.assigned, d.revoked)
 	if err != nil {
@@ -185,16 +198,8 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		d.poll(ctx, work)
 	}()
 
-	t := time.NewTicker(d.cfg.CommitInterval)
-	defer t.Stop()
-	for ctx.Err() == nil {
-		select {
-		case <-ctx.Done():
-		case <-t.C:
-			if err := d.commit(work); err != nil {
-				return err
-			}
-		}
+	if err := d.commitLoop(ctx, work); err != nil {
+		return err
 	}
 
 	// Shutdown: no new polls or dispatches; in-flight calls finish (or are
@@ -212,6 +217,8 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		d.mu.Unlock()
 		close(idle)
 	}()
+	t := time.NewTicker(d.cfg.CommitInterval)
+	defer t.Stop()
 	for waiting := true; waiting; {
 		select {
 		case <-idle:
@@ -226,6 +233,47 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		return err
 	}
 	d.log.Info("dispatching stopped after finishing in-flight work")
+	return nil
+}
+
+// commitLoop commits every CommitInterval and, with MinCommitInterval set,
+// as soon as a final outcome waits and MinCommitInterval has passed since
+// the previous commit, until ctx ends.
+func (d *Dispatcher) commitLoop(ctx, work context.Context) error {
+	t := time.NewTicker(d.cfg.CommitInterval)
+	defer t.Stop()
+	early := time.NewTimer(time.Hour)
+	early.Stop()
+	var (
+		ready      <-chan struct{} // outcomeReady while no early commit is scheduled
+		earlyC     <-chan time.Time
+		lastCommit = time.Now()
+	)
+	if d.cfg.MinCommitInterval > 0 {
+		ready = d.outcomeReady
+	}
+	for ctx.Err() == nil {
+		select {
+		case <-ctx.Done():
+			continue
+		case <-ready:
+			// Schedule the commit; take no more tokens until it is done.
+			early.Reset(time.Until(lastCommit.Add(d.cfg.MinCommitInterval)))
+			ready, earlyC = nil, early.C
+			continue
+		case <-earlyC:
+		case <-t.C:
+		}
+		if err := d.commit(work); err != nil {
+			return err
+		}
+		lastCommit = time.Now()
+		early.Stop()
+		earlyC = nil
+		if d.cfg.MinCommitInterval > 0 {
+			ready = d.outcomeReady
+		}
+	}
 	return nil
 }
 

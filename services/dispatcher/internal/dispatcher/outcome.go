@@ -59,6 +59,10 @@ func (d *Dispatcher) produceOutcome(out *wire.Outcome, parent trace.SpanContext)
 		return
 	}
 	d.st.produced[out.Status]++
+	select { // tell the committer (MinCommitInterval)
+	case d.outcomeReady <- struct{}{}:
+	default:
+	}
 	// Never cancelled: the flush before the commit bounds the wait.
 	rec := &kgo.Record{Topic: kafka.TopicOutcomes, Key: kafka.UserKey(out.UserID), Value: val}
 	if parent.IsValid() {
