@@ -148,7 +148,7 @@ func newAPI(cfg Config) *api {
 		heartbeat: cfg.Heartbeat,
 
 		cache:       cfg.Cache,
-		readMetrics: newReadMetrics(cfg.Registry),
+		readMetrics: newReadMetrics(cfg.Registry, readStatsOf(cfg.Store)),
 
 		limits: newLimiters(cfg.Limits, cfg.Registry),
 		guard:  cfg.Guard,

@@ -14,6 +14,6 @@ func TestExportedMetricNames(t *testing.T) {
 	rec := testkit.NewNameRecorder()
 	newMetrics(rec)
 	newLimiters(Limits{}, rec)
-	newReadMetrics(rec)
+	newReadMetrics(rec, nil)
 	testkit.CheckMetricNames(t, "gateway-httpapi", rec)
 }

@@ -44,7 +44,10 @@ type readMetrics struct {
 	reads *prometheus.CounterVec
 }
 
-func newReadMetrics(reg prometheus.Registerer) *readMetrics {
+// readStats says what the store's shared statements did (store.ReadStats).
+type readStats func() (walletStatements, walletReads, feedStatements, feedReads int64)
+
+func newReadMetrics(reg prometheus.Registerer, stats readStats) *readMetrics {
 	m := &readMetrics{reads: prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "gateway_reads_total",
 		Help: "Feed and balance reads by document (feed, balance) and what answered: not_modified, cache, " +
@@ -53,8 +56,48 @@ func newReadMetrics(reg prometheus.Registerer) *readMetrics {
 	}, []string{"doc", "source"})}
 	if reg != nil {
 		reg.MustRegister(m.reads)
+		registerSharedStatements(reg, stats)
 	}
 	return m
+}
+
+// registerSharedStatements exports how many statements the wallet reads
+// and the cold feed pages took on the primary, and how many reads those
+// statements answered: their ratio is the reads per statement (docs/reads.md).
+func registerSharedStatements(reg prometheus.Registerer, stats readStats) {
+	if stats == nil {
+		stats = func() (int64, int64, int64, int64) { return 0, 0, 0, 0 }
+	}
+	for _, kind := range []string{"wallet", "feed"} {
+		pick := func(statements bool) func() float64 {
+			return func() float64 {
+				ws, wr, fs, fr := stats()
+				switch {
+				case kind == "wallet" && statements:
+					return float64(ws)
+				case kind == "wallet":
+					return float64(wr)
+				case statements:
+					return float64(fs)
+				default:
+					return float64(fr)
+				}
+			}
+		}
+		labels := prometheus.Labels{"kind": kind}
+		reg.MustRegister(
+			prometheus.NewCounterFunc(prometheus.CounterOpts{
+				Name:        "gateway_read_statements_total",
+				Help:        "Statements the gateway ran on the primary for wallet reads and cold feed pages, by kind (wallet, feed); concurrent reads share one.",
+				ConstLabels: labels,
+			}, pick(true)),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{
+				Name:        "gateway_read_statement_reads_total",
+				Help:        "Reads answered by gateway_read_statements_total's statements, by kind (wallet, feed).",
+				ConstLabels: labels,
+			}, pick(false)),
+		)
+	}
 }
 
 func (m *readMetrics) count(doc, source string) { m.reads.WithLabelValues(doc, source).Inc() }
@@ -210,4 +253,12 @@ func writeBody(c *gin.Context, body []byte) {
 	c.Header("Content-Type", "application/json")
 	c.Status(http.StatusOK)
 	_, _ = c.Writer.Write(body) // the client is gone if this fails; nothing to do
+}
+
+// readStatsOf is st's ReadStats, or nil without a store (handler tests).
+func readStatsOf(st *store.Store) readStats {
+	if st == nil {
+		return nil
+	}
+	return st.ReadStats
 }
