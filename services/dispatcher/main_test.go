@@ -1049,14 +1049,7 @@ func TestRevokedPartitionCallsAreCancelled(t *testing.T) {
 // interval, which the test never sees end.
 func TestFinalOutcomeCommitsEarly(t *testing.T) {
 	t.Parallel()
-	cluster := kafkatest.New(t, 4, testTopics)
-	_, url := newFakeProcessor(t, func(int64) bool { return false })
-	env := dispatcherEnv(t, cluster.Brokers(), url, "proposed", stacktest.FreeAddr(t))
-	env["DISPATCHER_COMMIT_INTERVAL"] = "10m"
-	env["DISPATCHER_COMMIT_MIN_INTERVAL"] = "20ms"
-	prod := newProducer(t, cluster.Brokers())
-	reader := newOutcomeReader(t, cluster.Brokers())
-	startDispatcher(t, env)
+	_, env, prod, reader := startWithCommitIntervals(t, "10m", "20ms")
 
 	// Two rounds: the second comes after the first one's commit, so it
 	// needs a second early commit.
@@ -1075,14 +1068,7 @@ func TestFinalOutcomeCommitsEarly(t *testing.T) {
 // final outcome is readable a few seconds after the processor answered.
 func TestEarlyCommitOffWaitsForTheInterval(t *testing.T) {
 	t.Parallel()
-	cluster := kafkatest.New(t, 4, testTopics)
-	fake, url := newFakeProcessor(t, func(int64) bool { return false })
-	env := dispatcherEnv(t, cluster.Brokers(), url, "proposed", stacktest.FreeAddr(t))
-	env["DISPATCHER_COMMIT_INTERVAL"] = "10m"
-	env["DISPATCHER_COMMIT_MIN_INTERVAL"] = "0"
-	prod := newProducer(t, cluster.Brokers())
-	reader := newOutcomeReader(t, cluster.Brokers())
-	startDispatcher(t, env)
+	fake, env, prod, reader := startWithCommitIntervals(t, "10m", "0")
 	reqs := requestsFor([]int64{31, 32, 33}, 0, 2)
 	produceRequests(t, env, prod, reqs...)
 	deadline := time.Now().Add(time.Minute)
@@ -1099,6 +1085,23 @@ func TestEarlyCommitOffWaitsForTheInterval(t *testing.T) {
 	if n := countFinals(reader.got); n != 0 {
 		t.Fatalf("%d final outcomes readable before the commit interval, want 0 with early commits off", n)
 	}
+}
+
+// startWithCommitIntervals starts a dispatcher with the given
+// DISPATCHER_COMMIT_INTERVAL and DISPATCHER_COMMIT_MIN_INTERVAL against a
+// processor that answers at once, with a producer of requests and a
+// read_committed reader of outcomes.
+func startWithCommitIntervals(t *testing.T, interval, minInterval string) (*fakeProcessor, map[string]string, *kgo.Client, *outcomeReader) {
+	t.Helper()
+	cluster := kafkatest.New(t, 4, testTopics)
+	fake, url := newFakeProcessor(t, func(int64) bool { return false })
+	env := dispatcherEnv(t, cluster.Brokers(), url, "proposed", stacktest.FreeAddr(t))
+	env["DISPATCHER_COMMIT_INTERVAL"] = interval
+	env["DISPATCHER_COMMIT_MIN_INTERVAL"] = minInterval
+	prod := newProducer(t, cluster.Brokers())
+	reader := newOutcomeReader(t, cluster.Brokers())
+	startDispatcher(t, env)
+	return fake, env, prod, reader
 }
 
 func TestRunRejectsBadConfig(t *testing.T) {

@@ -44,11 +44,7 @@ func TestWalletReadsShareOneStatement(t *testing.T) {
 		}()
 	}
 	waitFor(t, func() bool { b.mu.Lock(); defer b.mu.Unlock(); return len(b.waiting) == reads })
-	b.mu.Lock()
-	b.inFlight = 0
-	batch := b.takeLocked()
-	b.mu.Unlock()
-	b.run(batch)
+	releaseSlot(b)
 	wg.Wait()
 	close(errs)
 	for err := range errs {
@@ -126,11 +122,7 @@ func TestWalletReadGivesUpWithItsContext(t *testing.T) {
 	if err := <-gone; !errors.Is(err, context.Canceled) {
 		t.Fatalf("cancelled read: want context.Canceled, got %v", err)
 	}
-	b.mu.Lock()
-	b.inFlight = 0
-	batch := b.takeLocked()
-	b.mu.Unlock()
-	b.run(batch)
+	releaseSlot(b)
 	if err := <-stays; err != nil {
 		t.Fatal(err)
 	}
@@ -206,11 +198,7 @@ func TestFeedPagesShareOneStatement(t *testing.T) {
 		}()
 	}
 	waitFor(t, func() bool { b.mu.Lock(); defer b.mu.Unlock(); return len(b.waiting) == len(reqs) })
-	b.mu.Lock()
-	b.inFlight = 0
-	batch := b.takeLocked()
-	b.mu.Unlock()
-	b.run(batch)
+	releaseSlot(b)
 	wg.Wait()
 	for i := range reqs {
 		if !reflect.DeepEqual(got[i], want[i]) {
@@ -223,4 +211,14 @@ func TestFeedPagesShareOneStatement(t *testing.T) {
 	if statements, reads := b.Stats(); statements != 1 || reads != int64(len(reqs)) {
 		t.Errorf("want 1 statement for %d pages, got %d for %d", len(reqs), statements, reads)
 	}
+}
+
+// releaseSlot ends the statement the tests pretend is running and runs
+// the batch of every read that waited for it.
+func releaseSlot[Req, Res any](b *coalescer[Req, Res]) {
+	b.mu.Lock()
+	b.inFlight = 0
+	batch := b.takeLocked()
+	b.mu.Unlock()
+	b.run(batch)
 }
