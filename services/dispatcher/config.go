@@ -80,6 +80,10 @@ func loadConfig(getenv func(string) string) (config, error) {
 	if c.ProcessorRateLimit < 0 {
 		r.Fail("PROCESSOR_RATE_LIMIT=%v: want >= 0 calls per second (0: unknown, probed)", c.ProcessorRateLimit)
 	}
+	if getenv("DISPATCHER_COMMIT_MIN_INTERVAL") == "" {
+		// The default never exceeds a shorter DISPATCHER_COMMIT_INTERVAL.
+		c.CommitMinInterval = min(c.CommitMinInterval, c.CommitInterval)
+	}
 	if c.CommitMinInterval < 0 || c.CommitMinInterval > c.CommitInterval {
 		r.Fail("DISPATCHER_COMMIT_MIN_INTERVAL=%s: want 0 (off) to DISPATCHER_COMMIT_INTERVAL (%s)", c.CommitMinInterval, c.CommitInterval)
 	}

@@ -1113,6 +1113,27 @@ func TestRunRejectsBadConfig(t *testing.T) {
 	}
 }
 
+func TestLoadConfigRejectsBadCommitMinInterval(t *testing.T) {
+	t.Parallel()
+	for _, v := range []string{"-1ms", "300ms", "soon"} {
+		env := map[string]string{"DISPATCHER_COMMIT_MIN_INTERVAL": v}
+		_, err := loadConfig(func(k string) string { return env[k] })
+		if err == nil || !strings.Contains(err.Error(), "DISPATCHER_COMMIT_MIN_INTERVAL") {
+			t.Errorf("DISPATCHER_COMMIT_MIN_INTERVAL=%s: loadConfig = %v, want an error naming it", v, err)
+		}
+	}
+	env := map[string]string{"DISPATCHER_COMMIT_MIN_INTERVAL": "0"}
+	if got, err := loadConfig(func(k string) string { return env[k] }); err != nil || got.CommitMinInterval != 0 {
+		t.Errorf("DISPATCHER_COMMIT_MIN_INTERVAL=0: got %v, %v; want 0 (off), no error", got.CommitMinInterval, err)
+	}
+	// A commit interval shorter than the default minimum, the minimum unset:
+	// the default follows it down, no error.
+	env = map[string]string{"DISPATCHER_COMMIT_INTERVAL": "20ms"}
+	if got, err := loadConfig(func(k string) string { return env[k] }); err != nil || got.CommitMinInterval != 20*time.Millisecond {
+		t.Errorf("DISPATCHER_COMMIT_INTERVAL=20ms alone: got min %v, %v; want 20ms, no error", got.CommitMinInterval, err)
+	}
+}
+
 func TestLoadConfigDefaults(t *testing.T) {
 	t.Parallel()
 	got, err := loadConfig(func(string) string { return "" })
