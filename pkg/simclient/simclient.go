@@ -87,6 +87,18 @@ type Execution struct {
 	Reference      string    `json:"reference"`
 	API            string    `json:"api"`
 	ExecutedAt     time.Time `json:"executed_at"`
+	// AnsweredAt is when the simulator's reply left (executed_at plus the
+	// rest of its latency); zero when the simulator did not say.
+	AnsweredAt time.Time `json:"answered_at"`
+}
+
+// Answer is when the processor answered the executing call: AnsweredAt,
+// or ExecutedAt when the simulator did not say.
+func (e Execution) Answer() time.Time {
+	if e.AnsweredAt.IsZero() {
+		return e.ExecutedAt
+	}
+	return e.AnsweredAt
 }
 
 // PaymentUID returns the uid of the payment the execution was made for,

@@ -197,8 +197,8 @@ func pollStats(pollers int, polls []Poll, execs []simclient.Execution, start tim
 		}
 		// A payment executed twice (the checker's business) counts from
 		// its first execution.
-		if at, seen := executed[uid.String()]; !seen || e.ExecutedAt.Before(at) {
-			executed[uid.String()] = e.ExecutedAt
+		if at, seen := executed[uid.String()]; !seen || e.Answer().Before(at) {
+			executed[uid.String()] = e.Answer()
 		}
 	}
 	server := hdrhistogram.New(histMin, histMax, 3)

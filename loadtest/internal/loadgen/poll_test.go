@@ -78,3 +78,22 @@ func TestPollDrainGoal(t *testing.T) {
 		}
 	}
 }
+
+// TestPollStatsCountFromTheAnswer: when the simulator says when its answer
+// left, answer→visible counts from then, not from the execution half a
+// latency earlier.
+func TestPollStatsCountFromTheAnswer(t *testing.T) {
+	t.Parallel()
+	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	uid := uuid.New()
+	executed := start.Add(time.Second)
+	execs := []simclient.Execution{{Seq: 1, IdempotencyKey: payment.ProcessorKey(uid),
+		ExecutedAt: executed, AnsweredAt: executed.Add(100 * time.Millisecond)}}
+	written := executed.Add(130 * time.Millisecond)
+	polls := []Poll{{UID: uid.String(), StatusURL: "/v1/payments/" + uid.String(), Status: "succeeded",
+		UpdatedAt: written, FinalSeenAt: written, Polls: 1}}
+	s := pollStats(1, polls, execs, start, 50)
+	if v := s.ServerVisible; v.Count != 1 || math.Abs(v.Max-30) > 0.1 {
+		t.Errorf("server answer→visible = %+v, want 30 ms (from the answer, not 130 from the execution)", v)
+	}
+}

@@ -29,8 +29,9 @@ type SSEConfig struct {
 }
 
 // SSEResult is sse-latency's measurement: per executed credit, the arrival
-// of its payment.succeeded event on the user's stream minus the
-// processor's execution time (the simulator's record, key payment-<uid>).
+// of its payment.succeeded event on the user's stream minus the time the
+// processor's answer left (the simulator's record, key payment-<uid>:
+// answered_at, or executed_at from a simulator that does not say).
 type SSEResult struct {
 	Sent      int     `json:"credits_sent"`
 	Accepted  int     `json:"credits_accepted"`
@@ -161,8 +162,8 @@ func matchSSE(sent int, accepted map[string]bool, arrived map[string]time.Time, 
 		if !ok || !accepted[uid.String()] {
 			continue
 		}
-		if t, seen := first[uid.String()]; !seen || e.ExecutedAt.Before(t) {
-			first[uid.String()] = e.ExecutedAt
+		if t, seen := first[uid.String()]; !seen || e.Answer().Before(t) {
+			first[uid.String()] = e.Answer()
 		}
 	}
 	r.Executed = len(first)

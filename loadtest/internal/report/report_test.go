@@ -146,7 +146,7 @@ func TestPollGoals(t *testing.T) {
 	res.Workload.Scenario, res.Workload.Pollers = "burst-poll", 16
 	res.Poll = &loadgen.PollStats{Pollers: 16, Followed: 100, SeenFinal: 100, Executed: 100, IdealDrain: 20, LastFinalAt: 22.9,
 		DrainOfIdeal: 1.145, ServerVisible: loadgen.Percentiles{Count: 100, P99: 999}, ClientVisible: loadgen.Percentiles{Count: 100, P99: 1900}}
-	const drain, visible = "every payment final (drain with clients polling)", "answer→visible p99 (server: updated_at − execution)"
+	const drain, visible = "every payment final (drain with clients polling)", "answer→visible p99 (server: updated_at − answer)"
 	r := report.Judge(res, target.Pipeline, "", simclient.Settings{}, "", "", report.Machine{})
 	if diff := cmp.Diff(map[string]bool{"every payment answered 202": true, drain: true, visible: true, "invariant checker": true},
 		metOf(r)); diff != "" {

@@ -41,6 +41,11 @@ type Record struct {
 	Seq         int64  `json:"seq,omitempty"`
 	API         API    `json:"api"`
 	RequestHash string `json:"request_hash,omitempty"`
+	// AnswerAt is when the reply to the executing call was due to leave:
+	// CreatedAt plus the latency left after the execution. The caller may
+	// have gone, or the reply been dropped, by then. Zero in records
+	// written before it was kept.
+	AnswerAt time.Time `json:"answer_at,omitzero"`
 	Resource
 }
 
@@ -54,6 +59,10 @@ type Execution struct {
 	Reference      string    `json:"reference,omitempty"`
 	API            API       `json:"api"`
 	ExecutedAt     time.Time `json:"executed_at"`
+	// AnsweredAt is Record.AnswerAt: when the processor's answer left, so
+	// that a load test can time what follows from the answer rather than
+	// from the execution, half a latency earlier. Omitted when unknown.
+	AnsweredAt time.Time `json:"answered_at,omitzero"`
 }
 
 // Filter selects executions; zero fields match everything.
@@ -154,7 +163,7 @@ func (j *journal) add(r Record) {
 	i := len(j.execs)
 	j.execs = append(j.execs, Execution{
 		Seq: r.Seq, ID: r.ID, IdempotencyKey: r.IdempotencyKey, UserID: r.UserID,
-		Amount: r.Amount, Reference: r.Reference, API: r.API, ExecutedAt: r.CreatedAt,
+		Amount: r.Amount, Reference: r.Reference, API: r.API, ExecutedAt: r.CreatedAt, AnsweredAt: r.AnswerAt,
 	})
 	j.byUser[r.UserID] = append(j.byUser[r.UserID], i)
 	if r.IdempotencyKey != "" {

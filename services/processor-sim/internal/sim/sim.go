@@ -320,7 +320,7 @@ func (s *Simulator) Pay(ctx context.Context, c Call) (Result, error) {
 	if replay != nil {
 		res.Resource = *replay
 	} else {
-		res, err = s.execute(c, h, p.decline)
+		res, err = s.execute(c, h, p.decline, p.latency-before)
 		if err != nil {
 			release()
 			return Result{}, err
@@ -336,8 +336,9 @@ func (s *Simulator) Pay(ctx context.Context, c Call) (Result, error) {
 	return res, nil
 }
 
-// execute settles c: a decline, or an execution recorded in the journal.
-func (s *Simulator) execute(c Call, hash string, decline bool) (Result, error) {
+// execute settles c: a decline, or an execution recorded in the journal,
+// whose reply is due answerIn later.
+func (s *Simulator) execute(c Call, hash string, decline bool, answerIn time.Duration) (Result, error) {
 	r := Record{
 		API:         c.API,
 		RequestHash: hash,
@@ -350,6 +351,7 @@ func (s *Simulator) execute(c Call, hash string, decline bool) (Result, error) {
 			CreatedAt:      s.now().UTC(),
 		},
 	}
+	r.AnswerAt = r.CreatedAt.Add(answerIn)
 	if decline {
 		r.Status, r.Reason = StatusDeclined, "simulated_decline"
 	}

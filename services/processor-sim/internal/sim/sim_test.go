@@ -400,3 +400,46 @@ func TestJournalRejectsCorruptMiddleLine(t *testing.T) {
 		t.Fatalf("New = %v, want an error naming line 1", err)
 	}
 }
+
+// TestExecutionsSayWhenTheAnswerLeft: with latency, an execution's
+// answered_at is after its executed_at (the second half of the latency)
+// and no later than the moment Pay returned its reply; without latency
+// the two are the same. A reload keeps it.
+func TestExecutionsSayWhenTheAnswerLeft(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "sim.jsonl")
+	st := baseSettings()
+	st.LatencyP50, st.LatencyP99 = Duration(20*time.Millisecond), Duration(40*time.Millisecond)
+	s := newSim(t, Options{Settings: st, DataFile: path})
+	if _, err := s.Pay(context.Background(), Call{API: APIProposed, Key: "slow", UserID: 1, Amount: 10}); err != nil {
+		t.Fatal(err)
+	}
+	replied := time.Now()
+	zero := Duration(0)
+	if _, err := s.UpdateSettings(Patch{LatencyP50: &zero, LatencyP99: &zero}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Pay(context.Background(), Call{API: APIProposed, Key: "fast", UserID: 1, Amount: 10}); err != nil {
+		t.Fatal(err)
+	}
+	check := func(execs []Execution) {
+		t.Helper()
+		if len(execs) != 2 {
+			t.Fatalf("%d executions, want 2", len(execs))
+		}
+		slow, fast := execs[0], execs[1]
+		if !slow.AnsweredAt.After(slow.ExecutedAt) || slow.AnsweredAt.After(replied) {
+			t.Errorf("with latency: executed %v, answered %v, Pay returned %v; want executed < answered <= returned",
+				slow.ExecutedAt, slow.AnsweredAt, replied)
+		}
+		if !fast.AnsweredAt.Equal(fast.ExecutedAt) {
+			t.Errorf("without latency: executed %v, answered %v; want the same", fast.ExecutedAt, fast.AnsweredAt)
+		}
+	}
+	check(s.Executions(Filter{}))
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	reloaded := newSim(t, Options{Settings: baseSettings(), DataFile: path})
+	check(reloaded.Executions(Filter{}))
+}
