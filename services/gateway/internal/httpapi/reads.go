@@ -44,8 +44,9 @@ type readMetrics struct {
 	reads *prometheus.CounterVec
 }
 
-// readStats says what the store's shared statements did (store.ReadStats).
-type readStats func() (walletStatements, walletReads, feedStatements, feedReads int64)
+// readStats says what the store's shared statements of a kind did
+// (store.ReadStats).
+type readStats func(kind string) (statements, reads int64)
 
 func newReadMetrics(reg prometheus.Registerer, stats readStats) *readMetrics {
 	m := &readMetrics{reads: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -66,36 +67,23 @@ func newReadMetrics(reg prometheus.Registerer, stats readStats) *readMetrics {
 // statements answered: their ratio is the reads per statement (docs/reads.md).
 func registerSharedStatements(reg prometheus.Registerer, stats readStats) {
 	if stats == nil {
-		stats = func() (int64, int64, int64, int64) { return 0, 0, 0, 0 }
+		stats = func(string) (int64, int64) { return 0, 0 }
 	}
 	for _, kind := range []string{"wallet", "feed"} {
-		pick := func(statements bool) func() float64 {
-			return func() float64 {
-				ws, wr, fs, fr := stats()
-				switch {
-				case kind == "wallet" && statements:
-					return float64(ws)
-				case kind == "wallet":
-					return float64(wr)
-				case statements:
-					return float64(fs)
-				default:
-					return float64(fr)
-				}
-			}
-		}
+		statements := func() float64 { n, _ := stats(kind); return float64(n) }
+		reads := func() float64 { _, n := stats(kind); return float64(n) }
 		labels := prometheus.Labels{"kind": kind}
 		reg.MustRegister(
 			prometheus.NewCounterFunc(prometheus.CounterOpts{
 				Name:        "gateway_read_statements_total",
 				Help:        "Statements the gateway ran on the primary for wallet reads and cold feed pages, by kind (wallet, feed); concurrent reads share one.",
 				ConstLabels: labels,
-			}, pick(true)),
+			}, statements),
 			prometheus.NewCounterFunc(prometheus.CounterOpts{
 				Name:        "gateway_read_statement_reads_total",
 				Help:        "Reads answered by gateway_read_statements_total's statements, by kind (wallet, feed).",
 				ConstLabels: labels,
-			}, pick(false)),
+			}, reads),
 		)
 	}
 }

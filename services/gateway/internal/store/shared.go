@@ -128,10 +128,14 @@ func (b *coalescer[Req, Res]) Stats() (statements, reads int64) {
 	return b.statements, b.reads
 }
 
-// ReadStats says how many statements the wallet reads and the cold feed
-// pages took, and how many reads they answered.
-func (s *Store) ReadStats() (walletStatements, walletReads, feedStatements, feedReads int64) {
-	walletStatements, walletReads = s.wallets.Stats()
-	feedStatements, feedReads = s.feeds.Stats()
-	return
+// ReadStats says how many statements the reads of kind ("wallet" or
+// "feed") took, and how many reads they answered; 0, 0 for another kind.
+func (s *Store) ReadStats(kind string) (statements, reads int64) {
+	switch kind {
+	case "wallet":
+		return s.wallets.Stats()
+	case "feed":
+		return s.feeds.Stats()
+	}
+	return 0, 0
 }

@@ -386,24 +386,14 @@ func readFeedPages(pool *pgxpool.Pool) func(ctx context.Context, reqs []feedRequ
 		found := make([]bool, len(reqs))
 		rows, _ := pool.Query(ctx, FeedPagesSQL, users, before, limits)
 		var (
-			i                     int64
-			balance, held, seq    int64
-			id, paymentID, amount *int64
-			merchant              *string
-			occurred              *time.Time
+			i   int64
+			row feedRow
 		)
-		_, err := pgx.ForEachRow(rows, []any{&i, &balance, &held, &seq, &id, &paymentID, &merchant, &amount, &occurred},
-			func() error {
-				f := &out[i-1]
-				found[i-1] = true
-				f.Balance, f.Held, f.EventSeq = balance, held, seq
-				if id != nil {
-					f.Entries = append(f.Entries, Entry{
-						ID: *id, PaymentID: *paymentID, MerchantName: *merchant, Amount: *amount, OccurredAt: *occurred,
-					})
-				}
-				return nil
-			})
+		_, err := pgx.ForEachRow(rows, append([]any{&i}, row.dest()...), func() error {
+			found[i-1] = true
+			row.addTo(&out[i-1])
+			return nil
+		})
 		for i, r := range reqs {
 			switch {
 			case err != nil:
@@ -416,6 +406,31 @@ func readFeedPages(pool *pgxpool.Pool) func(ctx context.Context, reqs []feedRequ
 			}
 		}
 		return out, errs
+	}
+}
+
+// feedRow is one row of FeedSQL (or of FeedPagesSQL, after its page's
+// place): the wallet, and one entry or, for a wallet without entries,
+// NULLs.
+type feedRow struct {
+	balance, held, eventSeq int64
+	id, paymentID, amount   *int64
+	merchant                *string
+	occurred                *time.Time
+}
+
+// dest is what a row is scanned into.
+func (r *feedRow) dest() []any {
+	return []any{&r.balance, &r.held, &r.eventSeq, &r.id, &r.paymentID, &r.merchant, &r.amount, &r.occurred}
+}
+
+// addTo puts the row's wallet and entry into feed.
+func (r *feedRow) addTo(feed *Feed) {
+	feed.Balance, feed.Held, feed.EventSeq = r.balance, r.held, r.eventSeq
+	if r.id != nil {
+		feed.Entries = append(feed.Entries, Entry{
+			ID: *r.id, PaymentID: *r.paymentID, MerchantName: *r.merchant, Amount: *r.amount, OccurredAt: *r.occurred,
+		})
 	}
 }
 
@@ -438,21 +453,12 @@ func feedPage(ctx context.Context, pool *pgxpool.Pool, userID, beforeID int64, l
 	rows, _ := pool.Query(ctx, FeedSQL, userID, beforeID, limit+1)
 	feed := Feed{UserID: userID}
 	found := false
-	var (
-		id, paymentID, amount *int64
-		merchant              *string
-		occurred              *time.Time
-	)
-	_, err := pgx.ForEachRow(rows, []any{&feed.Balance, &feed.Held, &feed.EventSeq, &id, &paymentID, &merchant, &amount, &occurred},
-		func() error {
-			found = true
-			if id != nil {
-				feed.Entries = append(feed.Entries, Entry{
-					ID: *id, PaymentID: *paymentID, MerchantName: *merchant, Amount: *amount, OccurredAt: *occurred,
-				})
-			}
-			return nil
-		})
+	var row feedRow
+	_, err := pgx.ForEachRow(rows, row.dest(), func() error {
+		found = true
+		row.addTo(&feed)
+		return nil
+	})
 	if err != nil {
 		return Feed{}, fmt.Errorf("read feed of user %d: %w", userID, err)
 	}
