@@ -242,37 +242,33 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 func (d *Dispatcher) commitLoop(ctx, work context.Context) error {
 	t := time.NewTicker(d.cfg.CommitInterval)
 	defer t.Stop()
-	early := time.NewTimer(time.Hour)
-	early.Stop()
 	var (
-		ready      <-chan struct{} // outcomeReady while no early commit is scheduled
-		earlyC     <-chan time.Time
+		ready  <-chan struct{}  // outcomeReady while no early commit is scheduled
+		early  <-chan time.Time // the scheduled early commit
+		listen = func() {
+			if d.cfg.MinCommitInterval > 0 {
+				ready = d.outcomeReady
+			}
+		}
 		lastCommit = time.Now()
 	)
-	if d.cfg.MinCommitInterval > 0 {
-		ready = d.outcomeReady
-	}
+	listen()
 	for ctx.Err() == nil {
 		select {
 		case <-ctx.Done():
 			continue
 		case <-ready:
 			// Schedule the commit; take no more tokens until it is done.
-			early.Reset(time.Until(lastCommit.Add(d.cfg.MinCommitInterval)))
-			ready, earlyC = nil, early.C
+			early, ready = time.After(time.Until(lastCommit.Add(d.cfg.MinCommitInterval))), nil
 			continue
-		case <-earlyC:
+		case <-early:
 		case <-t.C:
 		}
 		if err := d.commit(work); err != nil {
 			return err
 		}
-		lastCommit = time.Now()
-		early.Stop()
-		earlyC = nil
-		if d.cfg.MinCommitInterval > 0 {
-			ready = d.outcomeReady
-		}
+		lastCommit, early = time.Now(), nil
+		listen()
 	}
 	return nil
 }
