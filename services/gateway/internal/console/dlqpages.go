@@ -1,16 +1,23 @@
 package console
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/finsvc/finance/pkg/dlq"
 	"github.com/finsvc/finance/pkg/kafka"
 )
+
+// dlqReadTimeout bounds reading dead letters for a page, so a broker that
+// does not answer gives the operator an error page, not one that never loads.
+// A replay is paced, so it is bounded by its request's context alone.
+const dlqReadTimeout = 20 * time.Second
 
 // The fields of the dead-letter forms.
 var (
@@ -70,7 +77,9 @@ func (c *Console) DLQPage(w http.ResponseWriter, r *http.Request) {
 	if f.Limit == 0 {
 		f.Limit = 100
 	}
-	es, err := c.cfg.DLQ.List(r.Context(), f)
+	ctx, cancel := context.WithTimeout(r.Context(), dlqReadTimeout)
+	defer cancel()
+	es, err := c.cfg.DLQ.List(ctx, f)
 	if err != nil {
 		p.Error = "could not list the dead letters: " + err.Error()
 		c.render(w, r, http.StatusBadGateway, "dlq", p)
@@ -111,7 +120,9 @@ func (c *Console) LetterPage(w http.ResponseWriter, r *http.Request) {
 		c.Fail(w, r, http.StatusBadRequest, "Bad address", strings.Join(problems, "; "))
 		return
 	}
-	e, err := c.cfg.DLQ.Get(r.Context(), r.PathValue("topic"), at.Partition, at.Offset)
+	ctx, cancel := context.WithTimeout(r.Context(), dlqReadTimeout)
+	defer cancel()
+	e, err := c.cfg.DLQ.Get(ctx, r.PathValue("topic"), at.Partition, at.Offset)
 	switch {
 	case errors.Is(err, dlq.ErrNotFound):
 		c.Fail(w, r, http.StatusNotFound, "No such dead letter", err.Error()+": past the end of the topic, or dropped by its retention")

@@ -66,6 +66,14 @@ func shot(t *testing.T, name string) chromedp.Action[chromedp.Void] {
 	})
 }
 
+// step logs where the browser is, so a timeout names the step it hung in.
+func step(t *testing.T, name string) chromedp.Action[chromedp.Void] {
+	return chromedp.Func(func(context.Context, *chromedp.Target) error {
+		t.Logf("step: %s", name)
+		return nil
+	})
+}
+
 // TestConsoleInBrowser signs in, looks at the overview, browses the dead
 // letters, replays one, checks the database, and submits the same replay
 // again, which is refused and publishes nothing.
@@ -93,6 +101,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	run, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 	err := chromedp.Do(run,
+		step(t, "sign in"),
 		chromedp.Navigate(ce.srv.URL+"/console"),
 		chromedp.WaitVisible(`a[href="/console/login"]`), // 401: sign in first
 		chromedp.Navigate(ce.srv.URL+"/console/login"),
@@ -106,12 +115,18 @@ func TestConsoleInBrowser(t *testing.T) {
 		chromedp.WaitVisible(`#stats svg`),
 		shot(t, "console-overview"),
 
+		step(t, "filter the dead letters"),
 		chromedp.Navigate(ce.srv.URL+"/console/dlq"),
 		chromedp.WaitVisible(`#dlq-filter`),
 		chromedp.SetValue(`select[name="topic"]`, "payments.outcomes"),
 		chromedp.Click(`#filter`),
+		// The filtered page, not the unfiltered one still showing: only a
+		// list filtered by topic has the replay form. Clicking a letter on
+		// the old page while the new one loads would lose the click.
+		chromedp.WaitVisible(`#letters ~ form.replay`),
 		chromedp.WaitVisible(`#letters a[href*="/console/dlq/"]`),
 		shot(t, "console-dlq"),
+		step(t, "open a letter and replay it"),
 		chromedp.Click(`#letters a[href="`+strings.TrimPrefix(letterURL, ce.srv.URL)+`"]`),
 		chromedp.WaitVisible(`#replay`),
 		shot(t, "console-letter"),
@@ -121,6 +136,7 @@ func TestConsoleInBrowser(t *testing.T) {
 		read(`#replay-records .outcome`, &replayed),
 		shot(t, "console-replayed"),
 
+		step(t, "replay it again"),
 		// The same replay again, from the letter's page.
 		chromedp.Navigate(letterURL),
 		chromedp.WaitVisible(`#replay`),
