@@ -88,6 +88,10 @@ type OpSummary struct {
 	Latency Percentiles `json:"latency"`
 	// OKPerSecond is the 2xx answers per second of load.
 	OKPerSecond float64 `json:"ok_per_second"`
+	// Retried counts the requests sent a second time, with the same
+	// Idempotency-Key, after the target closed the connection before
+	// answering the first (target.Response.Retried).
+	Retried int64 `json:"retried,omitempty"`
 }
 
 type opRecorder struct {
@@ -100,6 +104,7 @@ type opRecorder struct {
 	errors  map[target.Class]string
 	sent    int64
 	done    int64
+	retried int64
 }
 
 func newOpRecorder() *opRecorder {
@@ -167,6 +172,9 @@ func (r *Recorder) Done(op Op, intended, done time.Time, resp target.Response) {
 	defer r.mu.Unlock()
 	o := r.ops[op]
 	o.done++
+	if resp.Retried {
+		o.retried++
+	}
 	o.byClass[resp.Class]++
 	o.byCode[resp.Code]++
 	if resp.Class != target.OK && o.errors[resp.Class] == "" {
@@ -255,7 +263,7 @@ func (r *Recorder) Summary(loadDuration time.Duration) (writes, reads OpSummary,
 	defer r.mu.Unlock()
 	sum := func(o *opRecorder) OpSummary {
 		s := OpSummary{Sent: o.sent, Completed: o.done, ByClass: map[string]int64{}, ByCode: map[string]int64{},
-			Latency: percentilesOf(o.all)}
+			Latency: percentilesOf(o.all), Retried: o.retried}
 		for c, n := range o.byClass {
 			s.ByClass[string(c)] = n
 		}

@@ -371,6 +371,9 @@ func Markdown(r *Report) string {
 		p("| %s | %s |\n", o.name, strings.Join(cells, " | "))
 	}
 	p("\nHTTP status codes: payments %s; feeds %s.\n", codes(res.Writes.ByCode), codes(res.Reads.ByCode))
+	if n := res.Writes.Retried; n > 0 {
+		p("\n%d payments were sent twice, with the same Idempotency-Key, because the target closed the connection before answering the first try; each is counted once, its latency from the first try's intended time.\n", n)
+	}
 	for _, o := range []struct {
 		name string
 		s    loadgen.OpSummary
