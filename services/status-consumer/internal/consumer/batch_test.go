@@ -3,6 +3,7 @@ package consumer
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/uuid"
@@ -66,6 +67,43 @@ func TestConsumerAppliesAPollInOneTransaction(t *testing.T) {
 	// outcome would be 80.
 	if n > 10 {
 		t.Errorf("%d batch transactions for %d outcomes waiting at start, want a handful", n, len(inputs))
+	}
+}
+
+// TestConsumerGathersTricklingOutcomes: outcomes that arrive one at a time,
+// 20 ms apart, with a BatchWait of 2 s, are gathered by the poll that got the
+// first and applied in one transaction, across partitions; the same outcomes
+// with no BatchWait take one transaction each. (The broker answers a fetch as
+// soon as an outcome is readable: the gathering is the consumer's.)
+func TestConsumerGathersTricklingOutcomes(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name      string
+		wait      time.Duration
+		wantBatch func(n uint64) bool
+		want      string
+	}{
+		{"batch wait 2s", 2 * time.Second, func(n uint64) bool { return n == 1 }, "1"},
+		{"no batch wait", 0, func(n uint64) bool { return n >= 8 }, "at least 8 of 10"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			h := newHarness(t, func(cfg *Config) { cfg.BatchWait = tt.wait })
+			const users = 10
+			for u := int64(1); u <= users; u++ {
+				h.seed(t, fixture{100000 + u, u, -1000})
+			}
+			c := h.start(t)
+			for u := int64(1); u <= users; u++ {
+				h.send(t, outcome(100000+u, u, succeeded, ""))
+				time.Sleep(20 * time.Millisecond)
+			}
+			h.events(t, users)
+			n, outcomes := batches(t, c)
+			if outcomes != users || !tt.wantBatch(n) {
+				t.Errorf("%d batch transactions applied %v outcomes, want %s transaction(s) for %d", n, outcomes, tt.want, users)
+			}
+		})
 	}
 }
 

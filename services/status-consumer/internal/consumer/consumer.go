@@ -25,6 +25,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -78,16 +79,19 @@ type Config struct {
 	// AttemptTimeout bounds one PostgreSQL transaction, one produce or one
 	// offset commit.
 	AttemptTimeout time.Duration
-	// BatchWait is how long the broker may hold a fetch for more outcomes
-	// (up to batchBytes) before answering with what it has: fewer, larger
-	// batches when outcomes trickle in, at most this much later. 0 answers
-	// as soon as there is one.
+	// BatchWait is how long a poll that got outcomes waits for more (up
+	// to MaxPollRecords) before they are applied: fewer, larger batches
+	// when outcomes trickle in, at most this much later. 0 applies what
+	// the first poll got at once.
 	BatchWait time.Duration
 }
 
-// batchBytes is how much the broker gathers before it answers a fetch
-// within BatchWait: about 500 outcomes, the default poll's size.
-const batchBytes = 64 << 10
+// fetchMaxWait is how long the broker may hold a fetch that has nothing to
+// return. It answers as soon as an outcome is readable, so this bounds only
+// the idle consumer's fetches: two a second, not one per BatchWait (50 a
+// second, which cost the idle consumer and the broker a few percent of a
+// core each).
+const fetchMaxWait = 500 * time.Millisecond
 
 // Consumer applies outcomes. Create it with New, run it with Run, and Close it.
 type Consumer struct {
@@ -157,22 +161,14 @@ func New(cfg Config, db *pgxpool.Pool, logger *slog.Logger, reg prometheus.Regis
 		// A batch's events are flushed at once: nothing to linger for.
 		kgo.ProducerLinger(0),
 		kgo.RequiredAcks(kgo.AllISRAcks()),
-	}, fetchWait(cfg.BatchWait)...)
-	opts = append(opts, cfg.KafkaOpts...)
+		kgo.FetchMaxWait(fetchMaxWait),
+	}, cfg.KafkaOpts...)
 	cl, err := kafka.NewClient(cfg.Brokers, logger, opts...)
 	if err != nil {
 		return nil, err
 	}
 	c.cl = cl
 	return c, nil
-}
-
-// fetchWait lets the broker hold a fetch up to wait for batchBytes.
-func fetchWait(wait time.Duration) []kgo.Opt {
-	if wait <= 0 {
-		return nil
-	}
-	return []kgo.Opt{kgo.FetchMinBytes(batchBytes), kgo.FetchMaxWait(wait)}
 }
 
 // Ping checks that a Kafka broker answers.
@@ -190,7 +186,7 @@ func (c *Consumer) Close() {
 // the group.
 func (c *Consumer) Run(ctx context.Context) error {
 	for {
-		fetches := c.cl.PollRecords(ctx, c.cfg.MaxPollRecords)
+		fetches := c.poll(ctx)
 		if fetches.IsClientClosed() || ctx.Err() != nil {
 			break
 		}
@@ -205,6 +201,29 @@ func (c *Consumer) Run(ctx context.Context) error {
 	defer cancel()
 	c.commitPending(cctx)
 	return nil
+}
+
+// poll waits for outcomes, then gathers more for BatchWait at most, up to
+// MaxPollRecords in all, so that outcomes trickling in are applied in fewer,
+// larger transactions. Rebalances wait for the poll to be processed
+// (BlockRebalanceOnPoll), so they wait BatchWait more at most.
+func (c *Consumer) poll(ctx context.Context) kgo.Fetches {
+	fetches := c.cl.PollRecords(ctx, c.cfg.MaxPollRecords)
+	n := fetches.NumRecords()
+	if c.cfg.BatchWait <= 0 || n == 0 || n >= c.cfg.MaxPollRecords || fetches.IsClientClosed() || ctx.Err() != nil {
+		return fetches
+	}
+	wait, cancel := context.WithTimeout(ctx, c.cfg.BatchWait)
+	defer cancel()
+	for n < c.cfg.MaxPollRecords {
+		more := c.cl.PollRecords(wait, c.cfg.MaxPollRecords-n)
+		if wait.Err() != nil && more.NumRecords() == 0 {
+			break // the wait is over: its error fetch is not an error
+		}
+		fetches = append(fetches, more...)
+		n += more.NumRecords()
+	}
+	return fetches
 }
 
 // process handles one poll: in one batch (processBatch) or, when the
@@ -229,11 +248,22 @@ func (c *Consumer) process(ctx context.Context, fetches kgo.Fetches) {
 		// merely left when the poll was aborted).
 		deferred bool
 	}
+	// One part per partition, its records in offset order: a poll that
+	// gathered more (poll) may hold a partition in several fetches.
 	var parts []kgo.FetchTopicPartition
+	index := map[topicPartition]int{}
 	fetches.EachPartition(func(p kgo.FetchTopicPartition) {
-		if len(p.Records) > 0 {
-			parts = append(parts, p)
+		if len(p.Records) == 0 {
+			return
 		}
+		tp := topicPartition{p.Topic, p.Partition}
+		i, ok := index[tp]
+		if !ok {
+			index[tp] = len(parts)
+			parts = append(parts, p)
+			return
+		}
+		parts[i].Records = append(slices.Clip(parts[i].Records), p.Records...)
 	})
 	results := make([]progress, len(parts))
 	if work.Err() != nil { // aborted before it began: all of it waits for the next poll
