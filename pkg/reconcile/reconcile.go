@@ -43,6 +43,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -90,6 +91,13 @@ type Config struct {
 	// Emit, when set, is called inside each resolution's transaction with
 	// its event, e.g. to write it to the outbox for payments.events.
 	Emit func(ctx context.Context, tx pgx.Tx, ev ledger.Event) error
+	// KeepStatement keeps the loaded statement between passes, on a
+	// connection of its own, and reads only what the processor executed
+	// since the last pass (a statement that can do so: verify.
+	// IncrementalStatement). Without it every pass reads and loads the whole
+	// statement: a pass then costs as much as the processor's history.
+	// Close releases the connection.
+	KeepStatement bool
 }
 
 // DefaultConfig returns the defaults of financectl reconcile.
@@ -228,6 +236,13 @@ type Reconciler struct {
 	stmt   verify.Statement
 	lookup Lookup
 	cfg    Config
+
+	// mu serializes passes. With Config.KeepStatement, kept is the
+	// connection that holds the statement loaded by the last pass (nil
+	// before the first pass and after a failed one), and loaded describes it.
+	mu     sync.Mutex
+	kept   *pgx.Conn
+	loaded verify.Loaded
 }
 
 // New returns a reconciler of db. stmt (the processor's statement) and
@@ -333,24 +348,106 @@ type pass struct {
 func (rc *Reconciler) Run(ctx context.Context) (Report, error) {
 	rep := Report{DryRun: rc.cfg.DryRun, Lookup: rc.lookup != nil, StuckAfter: rc.cfg.StuckAfter.String(),
 		Resolved: []Resolution{}, Unresolved: []Resolution{}, WithoutPayment: []LostExecution{}}
-	conn, err := rc.db.Acquire(ctx)
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	conn, loaded, done, err := rc.statement(ctx)
 	if err != nil {
-		return rep, fmt.Errorf("acquire connection: %w", err)
+		return rep, err
 	}
-	defer conn.Release()
-	defer conn.Exec(context.WithoutCancel(ctx), `DROP TABLE IF EXISTS `+verify.StatementTable) //nolint:errcheck // best effort
+	ok := false
+	defer func() { done(ok) }()
+	rep, err = rc.run(ctx, conn, loaded, rep)
+	ok = err == nil
+	return rep, err
+}
+
+// Close closes the connection that keeps the statement (KeepStatement).
+func (rc *Reconciler) Close() {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	rc.drop()
+}
+
+func (rc *Reconciler) drop() {
+	if rc.kept != nil {
+		rc.kept.Close(context.Background()) //nolint:errcheck // closing
+		rc.kept, rc.loaded = nil, verify.Loaded{}
+	}
+}
+
+// statement returns the connection of a pass, with the processor's statement
+// loaded on it, and done, to call with whether the pass went well. Without
+// KeepStatement (or a statement that can be read from a sequence number) it
+// is a connection of the pool, with the whole statement loaded, dropped by
+// done. With it, the kept connection, whose statement is brought up to date
+// with what the processor executed since (loaded whole on the first pass,
+// after a failed one, or when the statement is no longer the one loaded);
+// done closes it after a failed pass.
+func (rc *Reconciler) statement(ctx context.Context) (*pgx.Conn, verify.Loaded, func(ok bool), error) {
+	inc, incremental := rc.stmt.(verify.IncrementalStatement)
+	if !rc.cfg.KeepStatement || !incremental {
+		pc, err := rc.db.Acquire(ctx)
+		if err != nil {
+			return nil, verify.Loaded{}, nil, fmt.Errorf("acquire connection: %w", err)
+		}
+		done := func(bool) {
+			pc.Exec(context.WithoutCancel(ctx), `DROP TABLE IF EXISTS `+verify.StatementTable) //nolint:errcheck // best effort
+			pc.Release()
+		}
+		loaded, err := setUp(ctx, pc.Conn(), rc.stmt)
+		if err != nil {
+			done(false)
+			return nil, loaded, nil, err
+		}
+		return pc.Conn(), loaded, done, nil
+	}
+	done := func(ok bool) {
+		if !ok {
+			rc.drop() // the next pass starts afresh
+		}
+	}
+	if rc.kept != nil {
+		loaded, err := verify.AppendStatement(ctx, rc.kept, inc, rc.loaded)
+		if err == nil {
+			rc.loaded = loaded
+			return rc.kept, loaded, done, nil
+		}
+		if !errors.Is(err, verify.ErrStatementChanged) {
+			rc.drop()
+			return nil, loaded, nil, err
+		}
+		// Loaded whole again, on the same connection, below.
+	} else {
+		pc, err := rc.db.Acquire(ctx)
+		if err != nil {
+			return nil, verify.Loaded{}, nil, fmt.Errorf("acquire connection: %w", err)
+		}
+		rc.kept = pc.Hijack() // the pool's no more: it lives as long as the statement
+	}
+	loaded, err := setUp(ctx, rc.kept, rc.stmt)
+	if err != nil {
+		rc.drop()
+		return nil, loaded, nil, err
+	}
+	rc.loaded = loaded
+	return rc.kept, loaded, done, nil
+}
+
+// setUp prepares conn for a pass and loads the whole statement on it.
+func setUp(ctx context.Context, conn *pgx.Conn, stmt verify.Statement) (verify.Loaded, error) {
 	// A pass is background work: its scans (SucceededNotExecuted reads
 	// every succeeded payment) run on one core, not on a parallel gather
 	// that takes every core from the requests for a second or more
 	// (docs/reads.md, "The reconciler's scans").
 	if _, err := conn.Exec(ctx, `SET max_parallel_workers_per_gather = 0`); err != nil {
-		return rep, fmt.Errorf("set up connection: %w", err)
+		return verify.Loaded{}, fmt.Errorf("set up connection: %w", err)
 	}
+	return verify.LoadStatement(ctx, conn, stmt)
+}
 
-	loaded, err := verify.LoadStatement(ctx, conn.Conn(), rc.stmt)
-	if err != nil {
-		return rep, err
-	}
+// run is a pass on conn, where the statement is loaded.
+func (rc *Reconciler) run(ctx context.Context, conn *pgx.Conn, loaded verify.Loaded, rep Report) (Report, error) {
+	var err error
 	rep.StartedAt, rep.Statement, rep.Executions = loaded.At, loaded.Present, loaded.Executions
 	ps := &pass{loaded: loaded, rep: &rep}
 
@@ -378,11 +475,11 @@ func (rc *Reconciler) Run(ctx context.Context) (Report, error) {
 	}
 
 	if loaded.Present {
-		if rep.WithoutPayment, rep.WithoutPaymentCount, err = lostExecutions(ctx, conn.Conn(), nil, maxListed); err != nil {
+		if rep.WithoutPayment, rep.WithoutPaymentCount, err = lostExecutions(ctx, conn, nil, maxListed); err != nil {
 			return rep, err
 		}
 	}
-	if rep.Mismatches, err = verify.New(rc.db, nil, rc.cfg.Verify).CheckStatement(ctx, conn.Conn(), loaded); err != nil {
+	if rep.Mismatches, err = verify.New(rc.db, nil, rc.cfg.Verify).CheckStatement(ctx, conn, loaded); err != nil {
 		return rep, err
 	}
 	rep.FinishedAt = time.Now().UTC()

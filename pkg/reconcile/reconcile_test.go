@@ -4,10 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"iter"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -680,4 +683,120 @@ func TestOnePayment(t *testing.T) {
 		t.Errorf("payments after resolving 102 alone: %+v", got)
 	}
 	ledgerOK(t, pool, nil)
+}
+
+// growingStatement is a statement the test extends between passes, which
+// records how each pass read it.
+type growingStatement struct {
+	mu    sync.Mutex
+	execs verify.SliceStatement
+	whole int
+	after []int64
+}
+
+func (s *growingStatement) set(execs ...verify.Execution) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.execs = slices.Clone(execs)
+}
+
+func (s *growingStatement) Executions(ctx context.Context) iter.Seq2[verify.Execution, error] {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.whole++
+	return slices.Clone(s.execs).Executions(ctx)
+}
+
+func (s *growingStatement) ExecutionsAfter(ctx context.Context, seq int64) iter.Seq2[verify.Execution, error] {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.after = append(s.after, seq)
+	return slices.Clone(s.execs).ExecutionsAfter(ctx, seq)
+}
+
+func (s *growingStatement) reads() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return fmt.Sprintf("whole %d, after %v", s.whole, s.after)
+}
+
+// TestKeptStatementReadsOnlyWhatIsNew: with KeepStatement, the first pass
+// loads the whole statement and later passes read only what was executed
+// since (from the last execution they hold, read again as a check); an
+// execution that appears between passes resolves its payment as a fresh load
+// would; a statement that no longer holds what was loaded (a simulator
+// started afresh) is loaded whole again, and its findings are the new
+// statement's.
+func TestKeptStatementReadsOnlyWhatIsNew(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	old := 10 * time.Minute
+	// 302 became unknown 10 s ago: the processor may still execute it, so
+	// the absence of its execution proves nothing yet.
+	pool := seed(t, []unknownPayment{{301, -3000, old, old, ""}, {302, -500, old, 10 * time.Second, ""}})
+	at := time.Now().Add(-old)
+	e1 := verify.Execution{Seq: 1, ID: "pay_1", IdempotencyKey: keyOf(301), UserID: user, Amount: -3000, API: "proposed", ExecutedAt: at}
+	e2 := verify.Execution{Seq: 2, ID: "pay_2", IdempotencyKey: keyOf(302), UserID: user, Amount: -500, API: "proposed", ExecutedAt: at}
+	e3 := verify.Execution{Seq: 3, ID: "pay_3", IdempotencyKey: keyOf(302), UserID: user, Amount: -500, API: "proposed", ExecutedAt: at}
+	stmt := &growingStatement{}
+	stmt.set(e1)
+	cfg := reconcile.DefaultConfig()
+	cfg.KeepStatement = true
+	rc := reconcile.New(pool, stmt, nil, cfg) // no lookup: the statement is the only evidence
+	defer rc.Close()
+
+	rep, err := rc.Run(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := readState(t, pool)
+	if got.Payments[301].Status != "succeeded" || got.Payments[302].Status != "unknown" || rep.Executions != 1 {
+		t.Fatalf("after pass 1: 301 %s, 302 %s, %d executions; want succeeded, unknown, 1\n%s",
+			got.Payments[301].Status, got.Payments[302].Status, rep.Executions, text(rep))
+	}
+
+	// 302's execution appears, then a second one of it.
+	stmt.set(e1, e2)
+	if rep, err = rc.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := readState(t, pool); got.Payments[302].Status != "succeeded" || rep.Executions != 2 {
+		t.Fatalf("after pass 2: 302 %s, %d executions; want succeeded, 2\n%s", got.Payments[302].Status, rep.Executions, text(rep))
+	}
+	stmt.set(e1, e2, e3)
+	if rep, err = rc.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := count(rep, verify.PaidTwice); n != 1 || rep.Executions != 3 {
+		t.Errorf("after pass 3: paid_twice %d, %d executions; want 1, 3\n%s", n, rep.Executions, text(rep))
+	}
+	// Each pass asks from the last execution it holds (read again as a check).
+	if r := stmt.reads(); r != "whole 1, after [0 1]" {
+		t.Errorf("statement reads: %s, want whole 1, after [0 1]", r)
+	}
+
+	// The processor's statement starts afresh without the duplicate: loaded
+	// whole again, and 302 is no longer paid twice.
+	fresh := e2
+	fresh.Seq, fresh.ID = 1, "pay_new_1"
+	stmt.set(fresh)
+	if rep, err = rc.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := count(rep, verify.PaidTwice); n != 0 || rep.Executions != 1 {
+		t.Errorf("after the statement changed: paid_twice %d, %d executions; want 0, 1\n%s", n, rep.Executions, text(rep))
+	}
+	if r := stmt.reads(); r != "whole 2, after [0 1 2]" {
+		t.Errorf("statement reads: %s, want whole 2, after [0 1 2]", r)
+	}
+}
+
+// count is the count of kind in rep's mismatches.
+func count(rep reconcile.Report, kind verify.Kind) int64 {
+	for _, f := range rep.Mismatches {
+		if f.Kind == kind {
+			return f.Count
+		}
+	}
+	return 0
 }

@@ -14,6 +14,7 @@ import (
 	"io"
 	"iter"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -142,7 +143,7 @@ func (c *Client) Executions(ctx context.Context) iter.Seq2[Execution, error] {
 // in the record's order.
 func (c *Client) ExecutionsAfter(ctx context.Context, seq int64) ([]Execution, error) {
 	var out []Execution
-	for e, err := range c.Executions(ctx) {
+	for e, err := range ReadExecutions(ctx, c.http, AfterSeqURL(c.ExecutionsURL(), seq)) {
 		if err != nil {
 			return nil, err
 		}
@@ -151,6 +152,18 @@ func (c *Client) ExecutionsAfter(ctx context.Context, seq int64) ([]Execution, e
 		}
 	}
 	return out, nil
+}
+
+// AfterSeqURL is the statement at url reduced to the executions numbered
+// above seq (the after_seq parameter of GET /sim/executions). A server that
+// ignores the parameter answers with every execution: readers still skip
+// the ones at or below seq.
+func AfterSeqURL(url string, seq int64) string {
+	sep := "?"
+	if strings.Contains(url, "?") {
+		sep = "&"
+	}
+	return url + sep + "after_seq=" + strconv.FormatInt(seq, 10)
 }
 
 // StartOutage makes every payment call fail with 503, without executing,

@@ -3,15 +3,19 @@ package verify_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"iter"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/finsvc/finance/pkg/payment"
@@ -372,4 +376,94 @@ func TestReportShowsTheLastRestore(t *testing.T) {
 		!strings.Contains(b.String(), "by cli:bob") || !rep.OK() {
 		t.Errorf("LastRestore = %+v\n%s", rep.LastRestore, b.String())
 	}
+}
+
+// TestAppendStatement: a loaded statement brought up to date reads only what
+// was executed since, and ends as loading the whole statement would; a
+// statement that no longer holds what was loaded is refused as changed, and
+// nothing is added.
+func TestAppendStatement(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := newDB(t)
+	conn, err := pool.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Release()
+	rows := func() []int64 {
+		t.Helper()
+		var seqs []int64
+		rs, err := conn.Query(ctx, `SELECT seq FROM `+verify.StatementTable+` ORDER BY seq`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		seqs, err = pgx.CollectRows(rs, pgx.RowTo[int64])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return seqs
+	}
+
+	first := cleanStatement()
+	l, err := verify.LoadStatement(ctx, conn.Conn(), first)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.LastSeq != 2 || l.LastRef != first[1].ID || l.Executions != 2 {
+		t.Fatalf("loaded %+v, want 2 executions, the last seq 2 %q", l, first[1].ID)
+	}
+
+	// Three more executions: the statement asked from seq 1 (the last one
+	// loaded, read again as a check) gives 2, 3, 4, 5.
+	grown := &countingStatement{SliceStatement: append(slices.Clone(first),
+		exec(3, "", 20, -1), exec(4, "", 20, -2), exec(5, "", 20, -3))}
+	l, err = verify.AppendStatement(ctx, conn.Conn(), grown, l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(grown.after) != "[1]" || grown.whole != 0 {
+		t.Errorf("read the statement after %v and %d times whole, want after [1] and never whole", grown.after, grown.whole)
+	}
+	if l.Executions != 5 || l.LastSeq != 5 || fmt.Sprint(rows()) != "[1 2 3 4 5]" {
+		t.Errorf("after the append: %+v, rows %v; want 5 executions, 1 to 5", l, rows())
+	}
+	// Nothing new: nothing added.
+	if l, err = verify.AppendStatement(ctx, conn.Conn(), grown, l); err != nil || l.Executions != 5 {
+		t.Errorf("append of nothing: %+v, %v", l, err)
+	}
+
+	for _, tt := range []struct {
+		name string
+		stmt verify.SliceStatement
+	}{
+		{"started afresh, shorter", verify.SliceStatement{exec(1, "", 20, -7)}},
+		{"another execution 5", append(slices.Clone(grown.SliceStatement[:4]), verify.Execution{Seq: 5, ID: "pay_other", UserID: 20, Amount: -99})},
+		{"out of order after 5", append(slices.Clone(grown.SliceStatement), exec(7, "", 20, -4), exec(6, "", 20, -5))},
+	} {
+		got, err := verify.AppendStatement(ctx, conn.Conn(), &countingStatement{SliceStatement: tt.stmt}, l)
+		if !errors.Is(err, verify.ErrStatementChanged) {
+			t.Errorf("%s: %v, want ErrStatementChanged", tt.name, err)
+		}
+		if got.Executions != l.Executions || got.LastSeq != l.LastSeq {
+			t.Errorf("%s: returned %+v, want the statement as loaded before", tt.name, got)
+		}
+	}
+}
+
+// countingStatement records how it was read.
+type countingStatement struct {
+	verify.SliceStatement
+	whole int
+	after []int64
+}
+
+func (s *countingStatement) Executions(ctx context.Context) iter.Seq2[verify.Execution, error] {
+	s.whole++
+	return s.SliceStatement.Executions(ctx)
+}
+
+func (s *countingStatement) ExecutionsAfter(ctx context.Context, seq int64) iter.Seq2[verify.Execution, error] {
+	s.after = append(s.after, seq)
+	return s.SliceStatement.ExecutionsAfter(ctx, seq)
 }

@@ -103,12 +103,16 @@ func reconcileCommand() *command {
 			}
 			cfg, proc := rf.cfg, rf.proc
 			cfg.Emit = reconcile.EmitToOutbox
+			// A watching reconciler keeps the statement it loaded and reads
+			// only what the processor executed since its last pass.
+			cfg.KeepStatement = watch > 0
 			pool, err := connect(ctx, e.cfg.Postgres)
 			if err != nil {
 				return err
 			}
 			defer pool.Close()
 			rc := reconcile.New(pool, proc.statement(), lookup, cfg)
+			defer rc.Close()
 			if watch == 0 {
 				rep, err := rc.Run(ctx)
 				if err != nil {

@@ -252,6 +252,14 @@ func (h *handler) executions(w http.ResponseWriter, r *http.Request) {
 		f.UserID = n
 	}
 	f.Key = q.Get("key")
+	if v := q.Get("after_seq"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 0 {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("after_seq %q: want a sequence number, 0 or more", v))
+			return
+		}
+		f.AfterSeq = n
+	}
 	ex := h.sim.Executions(f)
 	writeJSON(w, http.StatusOK, executionsResponse{Count: len(ex), Executions: ex})
 }

@@ -590,6 +590,12 @@ func TestExecutionsFilter(t *testing.T) {
 		{"key=b&user_id=1", nil},
 		{"key=c&user_id=1", []string{"c"}},
 		{"key=zzz", nil},
+		{"after_seq=0", []string{"a", "b", "c"}},
+		{"after_seq=1", []string{"b", "c"}},
+		{"after_seq=3", nil},
+		{"after_seq=99", nil},
+		{"after_seq=1&user_id=1", []string{"c"}},
+		{"after_seq=2&key=b", nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.query, func(t *testing.T) {
@@ -603,8 +609,10 @@ func TestExecutionsFilter(t *testing.T) {
 			}
 		})
 	}
-	if r := f.do(t, http.MethodGet, "/sim/executions?user_id=abc", nil, ""); r.code != http.StatusBadRequest {
-		t.Errorf("user_id=abc = %d, want 400", r.code)
+	for _, q := range []string{"user_id=abc", "after_seq=-1", "after_seq=x"} {
+		if r := f.do(t, http.MethodGet, "/sim/executions?"+q, nil, ""); r.code != http.StatusBadRequest {
+			t.Errorf("%s = %d, want 400", q, r.code)
+		}
 	}
 }
 

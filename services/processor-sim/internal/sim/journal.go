@@ -69,6 +69,9 @@ type Execution struct {
 type Filter struct {
 	UserID int64
 	Key    string
+	// AfterSeq, when above 0, keeps the executions numbered above it: what
+	// was executed since a reader last looked.
+	AfterSeq int64
 }
 
 // journal is the execution record: in memory, and appended as JSON lines to
@@ -212,7 +215,18 @@ func (j *journal) list(f Filter) []Execution {
 			out = append(out, j.execs[i])
 		}
 	default:
-		out = append(out, j.execs...)
+		// Execution n is j.execs[n-1]: the ones after AfterSeq are a tail.
+		from := min(max(f.AfterSeq, 0), int64(len(j.execs)))
+		return append(out, j.execs[from:]...)
+	}
+	if f.AfterSeq > 0 {
+		kept := out[:0]
+		for _, e := range out {
+			if e.Seq > f.AfterSeq {
+				kept = append(kept, e)
+			}
+		}
+		out = kept
 	}
 	return out
 }
