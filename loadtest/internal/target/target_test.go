@@ -1,6 +1,7 @@
 package target
 
 import (
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"sync"
@@ -33,35 +34,38 @@ func (s *closeFirst) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write([]byte(`{"id":7,"uid":"u","status_url":"/v1/payments/u"}`))
 }
 
+// TestPayRetriesAConnectionClosedBeforeAnswering: a pipeline payment whose
+// connection the server closed before answering is sent once more with the
+// same key; an as-is payment, which has no key, never is (a second send
+// could pay twice).
 func TestPayRetriesAConnectionClosedBeforeAnswering(t *testing.T) {
-	s := &closeFirst{}
-	srv := httptest.NewServer(s)
-	defer srv.Close()
-	c := New(Pipeline, srv.URL, 4, 5*time.Second)
-	defer c.Close()
+	t.Parallel()
+	for _, tt := range []struct {
+		kind      Kind
+		wantClass Class
+		wantKeys  []string
+	}{
+		{Pipeline, OK, []string{"k-1", "k-1"}},
+		{Legacy, NetError, []string{""}}, // one request, and the as-is API sends no key
+	} {
+		t.Run(string(tt.kind), func(t *testing.T) {
+			t.Parallel()
+			s := &closeFirst{}
+			srv := httptest.NewServer(s)
+			defer srv.Close()
+			c := New(tt.kind, srv.URL, 4, 5*time.Second)
+			defer c.Close()
 
-	r := c.Pay(t.Context(), "tok", Payment{UserID: 1, MerchantID: 2, Amount: -3, Key: "k-1"})
-	if r.Class != OK || r.PaymentID != 7 || !r.Retried {
-		t.Fatalf("Pay = %+v, want 202 for payment 7 on the second try", r)
-	}
-	if len(s.keys) != 2 || s.keys[0] != "k-1" || s.keys[1] != "k-1" {
-		t.Errorf("the server got keys %q, want the same key twice", s.keys)
-	}
-}
-
-func TestPayNeverResendsToTheAsIsService(t *testing.T) {
-	s := &closeFirst{}
-	srv := httptest.NewServer(s)
-	defer srv.Close()
-	c := New(Legacy, srv.URL, 4, 5*time.Second)
-	defer c.Close()
-
-	// Without an idempotency key a second send could pay twice.
-	r := c.Pay(t.Context(), "tok", Payment{UserID: 1, MerchantID: 2, Amount: -3, Key: "k-1"})
-	if r.Class != NetError || r.Retried {
-		t.Fatalf("Pay = %+v, want a net error, not retried", r)
-	}
-	if len(s.keys) != 1 {
-		t.Errorf("the server got %d requests, want 1", len(s.keys))
+			r := c.Pay(t.Context(), "tok", Payment{UserID: 1, MerchantID: 2, Amount: -3, Key: "k-1"})
+			if r.Class != tt.wantClass || r.Retried != (tt.kind == Pipeline) {
+				t.Errorf("Pay = %+v, want class %s, retried %v", r, tt.wantClass, tt.kind == Pipeline)
+			}
+			if tt.kind == Pipeline && r.PaymentID != 7 {
+				t.Errorf("payment id %d, want 7 from the second try", r.PaymentID)
+			}
+			if fmt.Sprint(s.keys) != fmt.Sprint(tt.wantKeys) {
+				t.Errorf("the server got keys %q, want %q", s.keys, tt.wantKeys)
+			}
+		})
 	}
 }
