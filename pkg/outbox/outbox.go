@@ -60,10 +60,22 @@ func NewTraceParent(ctx context.Context) *string {
 
 // InsertMany adds recs to the outbox inside tx in one statement, their ids
 // ascending in slice order (the relay publishes in id order), and notifies
-// the relay once. The records' IDs are ignored; each keeps its own
-// TraceParent (a batch holds the records of many requests), which the
-// caller sets with NewTraceParent.
+// the relay once, in one round trip (QueueMany). The records' IDs are
+// ignored; each keeps its own TraceParent (a batch holds the records of many
+// requests), which the caller sets with NewTraceParent.
 func InsertMany(ctx context.Context, tx pgx.Tx, recs []Record) error {
+	var b pgx.Batch
+	QueueMany(&b, recs)
+	if err := tx.SendBatch(ctx, &b).Close(); err != nil {
+		return fmt.Errorf("insert %d outbox records: %w", len(recs), err)
+	}
+	return nil
+}
+
+// QueueMany queues InsertMany's two statements (the records' insert and the
+// relay's notification) on b, for a caller that sends them with statements
+// of its own in one round trip.
+func QueueMany(b *pgx.Batch, recs []Record) {
 	topics := make([]string, len(recs))
 	keys := make([][]byte, len(recs))
 	payloads := make([][]byte, len(recs))
@@ -71,15 +83,10 @@ func InsertMany(ctx context.Context, tx pgx.Tx, recs []Record) error {
 	for i, r := range recs {
 		topics[i], keys[i], payloads[i], parents[i] = r.Topic, r.Key, r.Payload, r.TraceParent
 	}
-	if _, err := tx.Exec(ctx, `
+	b.Queue(`
 		INSERT INTO outbox (topic, key, payload, traceparent)
 		SELECT topic, key, payload, traceparent
 		FROM unnest($1::text[], $2::bytea[], $3::bytea[], $4::text[]) WITH ORDINALITY AS r(topic, key, payload, traceparent, n)
-		ORDER BY n`, topics, keys, payloads, parents); err != nil {
-		return fmt.Errorf("insert %d outbox records: %w", len(recs), err)
-	}
-	if _, err := tx.Exec(ctx, `SELECT pg_notify($1, '')`, Channel); err != nil {
-		return fmt.Errorf("notify outbox: %w", err)
-	}
-	return nil
+		ORDER BY n`, topics, keys, payloads, parents)
+	b.Queue(`SELECT pg_notify($1, '')`, Channel)
 }

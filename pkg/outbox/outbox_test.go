@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/jackc/pgx/v5"
@@ -98,5 +99,60 @@ func TestRecordsKeepTheirTraceParent(t *testing.T) {
 	}
 	if diff := cmp.Diff([]string{want, "NULL", want, "NULL"}, got); diff != "" {
 		t.Errorf("traceparent per record (-want +got):\n%s", diff)
+	}
+}
+
+// TestInsertManyWakesTheRelay: a listener on Channel, as the relay is, is
+// notified when a transaction that inserted records commits, and not when
+// it rolls back.
+func TestInsertManyWakesTheRelay(t *testing.T) {
+	t.Parallel()
+	pool := pgtest.NewPool(t)
+	ctx := context.Background()
+	listener, err := pool.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer listener.Release()
+	if _, err := listener.Exec(ctx, "LISTEN "+outbox.Channel); err != nil {
+		t.Fatal(err)
+	}
+	notified := func() bool {
+		t.Helper()
+		wctx, cancel := context.WithTimeout(ctx, time.Second)
+		defer cancel()
+		n, err := listener.Conn().WaitForNotification(wctx)
+		if err != nil {
+			if wctx.Err() != nil {
+				return false
+			}
+			t.Fatal(err)
+		}
+		return n.Channel == outbox.Channel
+	}
+	insert := func(commit bool) {
+		t.Helper()
+		tx, err := pool.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tx.Rollback(ctx) //nolint:errcheck // a no-op after Commit
+		if err := outbox.InsertMany(ctx, tx, []outbox.Record{{Topic: "t", Key: []byte{1}, Payload: []byte{2}}}); err != nil {
+			t.Fatal(err)
+		}
+		if commit {
+			if err := tx.Commit(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+
+	insert(false)
+	if notified() {
+		t.Error("notified by a rolled-back insert")
+	}
+	insert(true)
+	if !notified() {
+		t.Error("not notified by a committed insert")
 	}
 }
