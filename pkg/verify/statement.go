@@ -222,7 +222,7 @@ func AppendStatement(ctx context.Context, conn *pgx.Conn, stmt IncrementalStatem
 	}
 	l.Executions += n
 	if n > 0 {
-		l.LastSeq, l.LastRef = src.last.Seq, src.last.ID
+		l.LastSeq, l.LastRef = src.cur.Seq, src.cur.ID // the last one copied
 	}
 	if l.Executions-l.analyzed > l.analyzed/5 {
 		if _, err := conn.Exec(ctx, `ANALYZE `+StatementTable); err != nil {
@@ -243,7 +243,6 @@ type copySource struct {
 	next  func() (Execution, error, bool)
 	after int64
 	cur   Execution
-	last  Execution
 	err   error
 }
 
@@ -263,7 +262,7 @@ func (s *copySource) Next() bool {
 		}
 		s.after = e.Seq
 	}
-	s.cur, s.last = e, e
+	s.cur = e
 	return true
 }
 
