@@ -175,7 +175,7 @@ chaos: build ## Crash run: 5,000 payments over 1,000 users while every service i
 	$(BIN)/devstack chaos --json .run/chaos-report.json --scenario $(or $(CHAOS_SCENARIO),default) $(CHAOS_FLAGS)
 
 .PHONY: loadtest
-loadtest: build ## One load-test scenario against a running target: SCENARIO=burst|read-heavy|mixed|outage|soak TARGET=pipeline|legacy (see docs/loadtest.md). LOADTEST_FLAGS passes flags.
+loadtest: build ## One load-test scenario against a running target: SCENARIO=burst|burst-poll|mixed|outage|read-heavy|soak|read-users|read-max|sse-latency|hostile (`go run ./loadtest scenarios` describes each) TARGET=pipeline|legacy (see docs/loadtest.md). LOADTEST_FLAGS passes flags.
 	go run ./loadtest run --scenario $(or $(SCENARIO),burst) --target $(or $(TARGET),pipeline) $(LOADTEST_FLAGS)
 
 .PHONY: loadtest-smoke
