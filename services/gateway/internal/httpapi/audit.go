@@ -5,8 +5,10 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/gin-gonic/gin"
 
@@ -94,9 +96,20 @@ func auditTarget(c *gin.Context) string {
 	if len(c.Params) > 0 {
 		parts := make([]string, len(c.Params))
 		for i, p := range c.Params {
-			parts[i] = p.Key + "=" + p.Value
+			parts[i] = p.Key + "=" + storable(p.Value)
 		}
 		return strings.Join(parts, " ")
 	}
 	return c.Writer.Header().Get("Location")
+}
+
+// storable is s as admin_audit's text column can hold it: a path parameter
+// with NUL or invalid UTF-8 (a hostile request's) is kept escaped, as Go
+// quotes it, instead of failing the insert and going unrecorded.
+func storable(s string) string {
+	if utf8.ValidString(s) && !strings.ContainsRune(s, 0) {
+		return s
+	}
+	q := strconv.Quote(s)
+	return q[1 : len(q)-1]
 }

@@ -2,9 +2,11 @@ package httpapi
 
 import (
 	"net/http"
+	"strings"
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/finsvc/finance/pkg/problem"
 	"github.com/finsvc/finance/services/gateway/internal/console"
 )
 
@@ -44,6 +46,18 @@ func (a *api) consoleRoutes(e *gin.Engine) {
 	g.GET("/reconcile", consoleHandler(a.console.ReconcilePage))
 	g.POST("/reconcile", consoleHandler(a.console.ReconcileDryRun))
 	g.GET("/webhooks", consoleHandler(a.console.WebhooksPage))
+}
+
+// refuse answers p before a route's own work (checkSize): on the
+// console's routes as its error page, which a browser shows, elsewhere as
+// the problem.
+func (a *api) refuse(c *gin.Context, p problem.Details) {
+	if route := c.FullPath(); a.console != nil && (route == "/console" || strings.HasPrefix(route, "/console/")) {
+		a.console.Fail(c.Writer, c.Request, p.Status, p.Title, p.Detail)
+		c.Abort()
+		return
+	}
+	writeProblem(c, p)
 }
 
 // consoleHandler runs a console handler with gin's route parameters as the

@@ -8,6 +8,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"reflect"
 	"strconv"
 	"strings"
 
@@ -143,13 +144,30 @@ func decodeError(err error, fields string) error {
 		if ute.Field == "amount" {
 			return invalid("amount must be an integer number of minor units (e.g. -3000), got JSON " + ute.Value)
 		}
-		return invalid(fmt.Sprintf("%s must be an integer, got JSON %s", ute.Field, ute.Value))
+		return invalid(fmt.Sprintf("%s must be %s, got JSON %s", ute.Field, jsonKind(ute.Type), ute.Value))
 	case strings.HasPrefix(err.Error(), "json: unknown field "):
 		name, _ := strconv.Unquote(strings.TrimPrefix(err.Error(), "json: unknown field "))
 		return invalid(fmt.Sprintf("unknown field %q; the accepted fields are %s", name, fields))
 	default:
 		return invalid("malformed JSON: " + strings.TrimPrefix(err.Error(), "json: "))
 	}
+}
+
+// jsonKind names what a field of Go type t is in JSON, for a client: a
+// webhook endpoint's url is a string, not the integer every payment field is.
+func jsonKind(t reflect.Type) string {
+	switch t.Kind() {
+	case reflect.Bool:
+		return "true or false"
+	case reflect.String:
+		return "a string"
+	case reflect.Slice, reflect.Array:
+		return "an array"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "an integer"
+	}
+	return "a JSON " + t.String()
 }
 
 // idempotencyKeyHeader is the header that makes payment creation retryable.

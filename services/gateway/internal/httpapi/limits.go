@@ -160,18 +160,19 @@ func ceilSeconds(d time.Duration) int {
 
 // checkSize answers 431 when the request line and headers exceed
 // maxHeaderBytes, and 413 when the declared body exceeds the largest body
-// any route reads (maxBodyBytes), before any other work. Headers up to
+// any route reads (maxBodyBytes), before any other work; the console's
+// routes get its error page instead of the problem. Headers up to
 // twice the cap reach here (envconfig.HTTPServer.HeaderReadLimit); beyond
 // that net/http refuses them itself, in plain text.
 func (a *api) checkSize(c *gin.Context) {
 	if n := headerBytes(c.Request); n > a.limits.maxHeaderBytes {
-		writeProblem(c, problem.New(http.StatusRequestHeaderFieldsTooLarge, typeHeaderTooLarge,
+		a.refuse(c, problem.New(http.StatusRequestHeaderFieldsTooLarge, typeHeaderTooLarge,
 			"Request header fields too large",
 			fmt.Sprintf("the request line and headers are %d bytes; at most %d are accepted", n, a.limits.maxHeaderBytes)))
 		return
 	}
 	if c.Request.ContentLength > maxBodyBytes {
-		a.fail(c, tooLarge())
+		a.refuse(c, problemFor(tooLarge()))
 		return
 	}
 	c.Next()

@@ -1,11 +1,15 @@
 package httpapi
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/gin-gonic/gin"
 	"github.com/google/uuid"
@@ -95,8 +99,8 @@ func (a *api) createWebhookEndpoint(c *gin.Context) error {
 		uid := p.UserID
 		sp.UserID = &uid
 	}
-	if err := a.webhookPolicy.Validate(c.Request.Context(), sp); err != nil {
-		return invalidEndpoint(err)
+	if err := a.validateEndpoint(c.Request.Context(), sp); err != nil {
+		return err
 	}
 	e, err := a.webhooks.Create(c.Request.Context(), sp)
 	if err != nil {
@@ -132,6 +136,30 @@ func (a *api) listWebhookEndpoints(c *gin.Context) error {
 		return err
 	}
 	writeJSON(c, http.StatusOK, gin.H{"endpoints": eps})
+	return nil
+}
+
+// validateEndpoint checks sp under the webhook policy, and that its
+// description holds no NUL, which PostgreSQL's text cannot store (the
+// insert failed: a 500).
+func (a *api) validateEndpoint(ctx context.Context, sp webhook.Spec) error {
+	err := a.webhookPolicy.Validate(ctx, sp)
+	if strings.ContainsRune(sp.Description, 0) {
+		err = errors.Join(err, errors.New("description must not contain NUL (U+0000)"))
+	}
+	if err != nil {
+		return invalidEndpoint(err)
+	}
+	return nil
+}
+
+// checkEventID refuses an event id ("<payment_id>:<status>") that no event
+// has and PostgreSQL's text cannot hold (NUL, invalid UTF-8): as a query
+// argument it was a 500.
+func checkEventID(name, id string) error {
+	if !utf8.ValidString(id) || strings.ContainsFunc(id, unicode.IsControl) {
+		return invalid(fmt.Sprintf("%s %q is no event id; event ids look like 1234:succeeded", name, id))
+	}
 	return nil
 }
 
@@ -195,8 +223,8 @@ func (a *api) patchWebhookEndpoint(c *gin.Context) error {
 	if req.Enabled != nil {
 		sp.Enabled = *req.Enabled
 	}
-	if err := a.webhookPolicy.Validate(c.Request.Context(), sp); err != nil {
-		return invalidEndpoint(err)
+	if err := a.validateEndpoint(c.Request.Context(), sp); err != nil {
+		return err
 	}
 	up, err := a.webhooks.Update(c.Request.Context(), e.ID, sp)
 	if err != nil {
@@ -252,6 +280,9 @@ func (a *api) listWebhookAttempts(c *gin.Context) error {
 		return err
 	}
 	f := webhook.LogFilter{EndpointID: e.ID, EventID: c.Query("event_id")}
+	if err := checkEventID("event_id", f.EventID); err != nil {
+		return err
+	}
 	if f.Since, err = queryTime(c, "since"); err != nil {
 		return err
 	}
@@ -273,6 +304,9 @@ func (a *api) listWebhookAttempts(c *gin.Context) error {
 func (a *api) resendWebhookMessage(c *gin.Context) error {
 	e, err := a.endpointFor(c)
 	if err != nil {
+		return err
+	}
+	if err := checkEventID("event id", c.Param("event_id")); err != nil {
 		return err
 	}
 	switch err := a.webhooks.Resend(c.Request.Context(), e.ID, c.Param("event_id")); {
