@@ -2,6 +2,7 @@ package obs
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -135,6 +136,82 @@ loop:
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		t.Errorf("a normal client after the slowloris: %d", resp.StatusCode)
+	}
+}
+
+// TestSlowBodyDisconnected: a client that sends its headers whole, then
+// its body one byte at a time, is disconnected once ReadTimeout has passed
+// since the request began: the handler's read of the body fails with a
+// timeout long before the body could end, and the server goes on serving
+// others.
+func TestSlowBodyDisconnected(t *testing.T) {
+	t.Parallel()
+	hs := envconfig.HTTPServer{ReadHeaderTimeout: 100 * time.Millisecond, ReadTimeout: 300 * time.Millisecond}
+	bodyRead := make(chan error, 1)
+	addr := serve(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet {
+			_, _ = io.WriteString(w, "ok")
+			return
+		}
+		_, err := io.ReadAll(r.Body)
+		bodyRead <- err
+		if err != nil {
+			http.Error(w, "the body did not arrive in time", http.StatusRequestTimeout)
+		}
+	}), hs)
+
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	gone := make(chan []byte)
+	go func() {
+		b, _ := io.ReadAll(conn) // returns when the server closes the connection
+		gone <- b
+	}()
+	// 1,000 bytes at one per 20 ms would take 20 s: about 67 times the timeout.
+	body := strings.Repeat("a", 1000)
+	if _, err := io.WriteString(conn, "POST / HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\n"+
+		"Content-Length: 1000\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	sent := 0
+	var answer []byte
+loop:
+	for sent < len(body) {
+		select {
+		case answer = <-gone:
+			break loop
+		case <-time.After(20 * time.Millisecond):
+		}
+		if _, err := conn.Write([]byte{body[sent]}); err != nil {
+			answer = <-gone
+			break
+		}
+		sent++
+	}
+	if sent == len(body) {
+		t.Fatalf("the server read all %d bytes of a slow body without disconnecting the client", sent)
+	}
+	// The handler ran (the headers were whole) and its read timed out; it
+	// sent its error before returning, so before the connection closed.
+	var ne net.Error
+	if err := <-bodyRead; !errors.As(err, &ne) || !ne.Timeout() {
+		t.Errorf("the handler's read of the slow body: %v, want a timeout", err)
+	}
+	if len(answer) != 0 && !strings.HasPrefix(string(answer), "HTTP/1.1 408 ") {
+		t.Errorf("the server answered a request whose body it never finished reading: %q", answer)
+	}
+	t.Logf("disconnected after %d of %d body bytes, answer %q", sent, len(body), answer)
+
+	resp, err := http.Get("http://" + addr + "/")
+	if err != nil {
+		t.Fatalf("a normal client after the slow body: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("a normal client after the slow body: %d", resp.StatusCode)
 	}
 }
 
