@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // ParseFilter reads a Filter from query parameters (topic, payment_id,
@@ -35,6 +36,14 @@ func ParseFilter(q url.Values, allowed []string, problems *[]string) Filter {
 		}
 	}
 	f := Filter{Topic: q.Get("topic"), Error: q.Get("error")}
+	for _, p := range [][2]string{{"topic", f.Topic}, {"error", f.Error}} {
+		name, v := p[0], p[1]
+		// A replay stores its filter as jsonb, which holds neither NUL nor
+		// invalid UTF-8; no topic or error text has them either.
+		if strings.ContainsRune(v, 0) || !utf8.ValidString(v) {
+			*problems = append(*problems, fmt.Sprintf("%s must be UTF-8 text without NUL (U+0000), got %q", name, v))
+		}
+	}
 	id := func(name string) int64 {
 		v := q.Get(name)
 		if v == "" {

@@ -400,6 +400,7 @@ func TestHostileInput(t *testing.T) {
 		adm("POST", "/v1/admin/dlq/replay?topic=payments.outcomes&topic=payments.requested", 400),
 		adm("POST", "/v1/admin/dlq/replay?topic=payments.outcomes&all_topics=true", 400),
 		adm("POST", "/v1/admin/dlq/replay?topic=payments.outcomes&dry_run=true&error=%00", 400),
+		adm("GET", "/v1/admin/dlq?topic=payments.outcomes&error=%FF", 400),
 		func() tc {
 			c := adm("POST", "/v1/admin/dlq/replay", 400) // the filter is in the query, never the body
 			c.name, c.body = c.name+" with a JSON filter", `{"topic":"payments.outcomes","dry_run":true}`
@@ -420,6 +421,8 @@ func TestHostileInput(t *testing.T) {
 		con("POST", "/console/dlq/replay", "topic=..%2F..%2Fetc", 400),
 		con("POST", "/console/dlq/replay", letter+"&force=true", 400),
 		con("POST", "/console/dlq/replay", letter+"&offset=1", 400),
+		con("POST", "/console/dlq/replay", "topic=payments.outcomes&error=%00", 400),
+		con("POST", "/console/dlq/replay", "topic=payments.outcomes&error=%FF", 400),
 		con("POST", "/console/unknown/abc/resolve", "", 400),
 		con("POST", "/console/unknown/-1/resolve", "", 400),
 		con("POST", "/console/unknown/9223372036854775808/resolve", "", 400),
