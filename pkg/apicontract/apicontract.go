@@ -220,7 +220,10 @@ func (c *Contract) Handler(tb testing.TB, h http.Handler) http.Handler {
 // RoundTripper wraps rt (nil: http.DefaultTransport) so that every request
 // a client sends through it and every answer it reads are checked (Check).
 // The answer's body is read whole (at most maxBody bytes are checked) and
-// handed on unchanged.
+// handed on unchanged; a long poll is therefore checked when its answer
+// comes. A stream of server-sent events (text/event-stream) lasts as long
+// as the client reads it: its status and headers are checked when they
+// arrive and its body is handed on unread.
 func (c *Contract) RoundTripper(tb testing.TB, rt http.RoundTripper) http.RoundTripper {
 	if rt == nil {
 		rt = http.DefaultTransport
@@ -231,6 +234,13 @@ func (c *Contract) RoundTripper(tb testing.TB, rt http.RoundTripper) http.RoundT
 		resp, err := rt.RoundTrip(r)
 		if err != nil {
 			return resp, err
+		}
+		if mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); mt == "text/event-stream" {
+			x.Status, x.Header = resp.StatusCode, resp.Header
+			if err := c.Check(context.Background(), x); err != nil {
+				tb.Errorf("apicontract: %v", err)
+			}
+			return resp, nil
 		}
 		full, err := io.ReadAll(resp.Body)
 		_ = resp.Body.Close()

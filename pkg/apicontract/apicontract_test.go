@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/finsvc/finance/pkg/apicontract"
 )
@@ -39,6 +40,16 @@ paths:
           content:
             application/problem+json:
               schema: {type: object, required: [status], properties: {status: {type: integer}}}
+  /things/{id}/events:
+    get:
+      parameters:
+        - {name: id, in: path, required: true, schema: {type: integer, minimum: 1}}
+      responses:
+        "200":
+          description: the thing's events
+          content:
+            text/event-stream:
+              schema: {type: string}
 `
 
 func load(t *testing.T) *apicontract.Contract {
@@ -55,7 +66,7 @@ func load(t *testing.T) *apicontract.Contract {
 func TestCheck(t *testing.T) {
 	t.Parallel()
 	c := load(t)
-	if got := strings.Join(c.Operations(), ","); got != "GET /things/{id}" {
+	if got := strings.Join(c.Operations(), ","); got != "GET /things/{id},GET /things/{id}/events" {
 		t.Errorf("Operations = %s", got)
 	}
 	json := http.Header{"Content-Type": {"application/json"}, "Etag": {`"1"`}}
@@ -139,6 +150,55 @@ func TestHandlerHijack(t *testing.T) {
 		srv.Close()
 		if string(body) != `{"id":1}` {
 			t.Errorf("%s: body %q", tc.path, body)
+		}
+		if got := rec.failed(); got != tc.wantErr {
+			t.Errorf("%s: check failed = %v, want %v (%v)", tc.path, got, tc.wantErr, rec.msgs)
+		}
+	}
+}
+
+// TestRoundTripperStreams: a stream of server-sent events reaches the
+// client through the RoundTripper while it is open (an event the server
+// writes after the answer arrived is read too), and its status and
+// headers are checked: on a route of the document it passes, on one the
+// document lacks it fails.
+func TestRoundTripperStreams(t *testing.T) {
+	t.Parallel()
+	c := load(t)
+	next := make(chan struct{}, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rc := http.NewResponseController(w)
+		w.Header().Set("Content-Type", "text/event-stream")
+		_, _ = io.WriteString(w, "id: 1\n\n")
+		_ = rc.Flush()
+		select {
+		case <-next:
+		case <-r.Context().Done():
+			return
+		}
+		_, _ = io.WriteString(w, "id: 2\n\n")
+		_ = rc.Flush()
+		<-r.Context().Done()
+	}))
+	defer srv.Close()
+	for _, tc := range []struct {
+		path    string
+		wantErr bool
+	}{{"/things/1/events", false}, {"/nowhere", true}} {
+		rec := &recordTB{TB: t}
+		// The timeout only ends a client that waits for the stream's end.
+		client := &http.Client{Timeout: time.Minute, Transport: c.RoundTripper(rec, nil)}
+		resp, err := client.Get(srv.URL + tc.path)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.path, err)
+		}
+		next <- struct{}{} // the second event is written only now
+		const want = "id: 1\n\nid: 2\n\n"
+		got := make([]byte, len(want))
+		_, err = io.ReadFull(resp.Body, got)
+		resp.Body.Close()
+		if err != nil || string(got) != want {
+			t.Errorf("%s: read %q, %v; want both events, the second written after the answer arrived", tc.path, got, err)
 		}
 		if got := rec.failed(); got != tc.wantErr {
 			t.Errorf("%s: check failed = %v, want %v (%v)", tc.path, got, tc.wantErr, rec.msgs)
