@@ -107,6 +107,8 @@ func consoleRequest(t *testing.T, gateway, token, path string, form url.Values) 
 		req.Header.Set("Sec-Fetch-Site", "same-origin")
 		req.Header.Set("Origin", gateway)
 	}
+	// A plain client, not apiClient: the console's pages are HTML, not the
+	// API, and docs/openapi.yaml leaves them out.
 	resp, err := (&http.Client{Timeout: time.Minute}).Do(req)
 	if err != nil {
 		t.Fatalf("%s %s: %v", method, path, err)

@@ -13,6 +13,7 @@ package main_test
 
 import (
 	"context"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -54,6 +55,15 @@ func crashEveryServiceMidTraffic(t *testing.T, env map[string]string) {
 	cfg.Outage = 3 * time.Second
 	cfg.FaultEvery = 2 * time.Second
 	cfg.DrainTimeout = 3 * time.Minute
+	// The clients' payments and the receiver's registration are checked
+	// against docs/openapi.yaml, as the other end-to-end tests' requests
+	// are (apiClient): under kills and faults too, every answer the
+	// gateway gives must be one the document describes.
+	contract, err := gatewayContract()
+	if err != nil {
+		t.Fatalf("docs/openapi.yaml: %v", err)
+	}
+	cfg.WrapAPITransport = func(rt http.RoundTripper) http.RoundTripper { return contract.RoundTripper(t, rt) }
 
 	var out stacktest.Buffer
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)

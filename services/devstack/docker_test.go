@@ -29,6 +29,11 @@ const (
 	postgresImage = "postgres:17"
 )
 
+// postgresPassword is the container's password: distinct from every name
+// in the run, so that the end-to-end test's search of the logs for it
+// (secretsNeverLogged) means something.
+const postgresPassword = "docker-e2e-pg-Pa55word"
+
 // requireDocker skips the test, with the provider's own reason, unless a
 // container engine answers.
 func requireDocker(t *testing.T) {
@@ -62,7 +67,7 @@ func startPostgres(t *testing.T) string {
 	ctx := context.Background()
 	c, err := testcontainers.Run(ctx, postgresImage,
 		testcontainers.WithEnv(map[string]string{
-			"POSTGRES_USER": "finance", "POSTGRES_PASSWORD": "finance", "POSTGRES_DB": "finance",
+			"POSTGRES_USER": "finance", "POSTGRES_PASSWORD": postgresPassword, "POSTGRES_DB": "finance",
 			// The services connect as their own roles (migration 00012),
 			// which have no password: trusted here, as on a developer's
 			// server (docs/security.md, "Least privilege").
@@ -88,7 +93,7 @@ func startPostgres(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return fmt.Sprintf("postgres://finance:finance@%s:%s/finance?sslmode=disable", host, port.Port())
+	return fmt.Sprintf("postgres://finance:%s@%s:%s/finance?sslmode=disable", postgresPassword, host, port.Port())
 }
 
 // startKafka starts one Apache Kafka node in KRaft mode (broker and

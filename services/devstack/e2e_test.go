@@ -5,17 +5,23 @@ package main_test
 // processes on free ports, and drives a payment over HTTP like a user.
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -27,6 +33,7 @@ import (
 	"github.com/finsvc/finance/pkg/pgtest"
 	"github.com/finsvc/finance/pkg/stacktest"
 	"github.com/finsvc/finance/pkg/testkit"
+	"github.com/finsvc/finance/pkg/webhook"
 )
 
 func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
@@ -57,7 +64,7 @@ func (c client) do(method, path string, body any, header map[string]string) (int
 	for k, v := range header {
 		req.Header.Set(k, v)
 	}
-	resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
+	resp, err := apiClient(c.t, 10*time.Second).Do(req)
 	if err != nil {
 		c.t.Fatalf("%s %s: %v", method, path, err)
 	}
@@ -185,10 +192,29 @@ func TestEndToEndPaymentReachesFeed(t *testing.T) {
 
 // endToEndPaymentReachesFeed is the body of TestEndToEndPaymentReachesFeed,
 // run against whatever PostgreSQL and Kafka env names (docker_test.go runs
-// it against containers).
+// it against containers). Every request to the gateway's public API is
+// checked against docs/openapi.yaml (apiClient); after the run, every
+// service's log is searched for the secrets the run used.
 func endToEndPaymentReachesFeed(t *testing.T, env map[string]string) {
+	// The run's own secrets, random so that the logs can be searched for
+	// them: the gateway's token secret (AUTH_JWT_SECRET wins over the
+	// public dev secret in dev mode), and a password in the database URL,
+	// which financectl and the console's reconcile connection use (trust
+	// authentication ignores it; a URL that has one keeps it).
+	jwtSecret := "e2e-jwt-" + randomHex(t, 24)
+	env["AUTH_JWT_SECRET"] = jwtSecret
+	dbURL, dbPassword := withPassword(t, env["DATABASE_URL"], "e2e-pg-"+randomHex(t, 12))
+	env["DATABASE_URL"] = dbURL
+	// The gateway, which handles every one of them, logs every read too,
+	// and at debug level (set on its ops port below) until the end.
+	env["LOG_READ_SAMPLE"] = "1"
+
 	d := startDevstack(t, env)
 	running := d.running
+	gatewayOps := "http://" + env["GATEWAY_OPS_ADDR"]
+	if got := httpBody(t, "PUT", gatewayOps+"/loglevel", "debug"); !strings.Contains(got, `"level":"debug"`) {
+		t.Errorf("PUT /loglevel debug on the gateway's ops port answered %q", got)
+	}
 
 	// Where the server runs without autovacuum, the vacuum job runs in its place.
 	if autovacuumOff(t) {
@@ -200,11 +226,18 @@ func endToEndPaymentReachesFeed(t *testing.T, env map[string]string) {
 		t.Error("the vacuum job started although the server runs autovacuum")
 	}
 
-	token, err := auth.Mint([]byte(auth.DevSecret), 3456, false, time.Hour, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := client{t: t, base: "http://" + env["GATEWAY_ADDR"], token: token}
+	token := mintToken(t, jwtSecret, 3456, false)
+	admin := mintToken(t, jwtSecret, 1, true)
+	gateway := "http://" + env["GATEWAY_ADDR"]
+	c := client{t: t, base: gateway, token: token}
+
+	// A webhook receiver for every user's final outcomes, which accepts a
+	// delivery only when its signature verifies with the endpoint's secret.
+	hooks := startSignedHooks(t)
+	whsec := registerReceiver(t, gateway, admin, hooks.url)
+	hooks.verifyWith(t, whsec)
+	// The user's event stream, open before the payment.
+	events := openEvents(t, gateway, token, 3456)
 
 	// The seeded feed is the challenge's example.
 	code, _, body := c.do("GET", "/v1/users/3456/feed", nil, nil)
@@ -232,10 +265,11 @@ func endToEndPaymentReachesFeed(t *testing.T, env map[string]string) {
 		t.Fatalf("Location = %q for payment %d, uid %q", location, accepted.ID, accepted.UID)
 	}
 
+	// Long polls, as a client waiting for the outcome would.
 	var status string
 	testkit.EventuallyWithin(t, 60*time.Second, "the payment becomes final", func() bool {
 		running()
-		_, _, b := c.do("GET", location, nil, nil)
+		_, _, b := c.do("GET", location+"?wait=5s", nil, nil)
 		var p struct {
 			Status string `json:"status"`
 		}
@@ -245,6 +279,9 @@ func endToEndPaymentReachesFeed(t *testing.T, env map[string]string) {
 	})
 	if status != "succeeded" {
 		t.Fatalf("payment ended %q, want succeeded", status)
+	}
+	if code, hdr, body := c.do("GET", location, nil, nil); code != 200 || hdr.Get("ETag") == "" {
+		t.Errorf("GET %s = %d (ETag %q) %s, want 200 with an ETag", location, code, hdr.Get("ETag"), body)
 	}
 
 	code, _, body = c.do("GET", "/v1/users/3456/feed", nil, nil)
@@ -259,8 +296,32 @@ func endToEndPaymentReachesFeed(t *testing.T, env map[string]string) {
 		after.Transactions[0].Amount != -500 || after.Transactions[0].Name != "Apple" {
 		t.Errorf("newest feed entry is not the payment: %s", body)
 	}
+	// The as-is route serves the same feed.
+	code, _, body = c.do("GET", "/payment_feed?user_id=3456", nil, nil)
+	var asIs feed
+	if code != 200 || json.Unmarshal(body, &asIs) != nil || asIs.Balance != after.Balance {
+		t.Errorf("GET /payment_feed?user_id=3456 = %d %s, want the feed with balance %d", code, body, after.Balance)
+	}
 
-	// The processor executed it exactly once.
+	// The stream and the webhook told the outcome.
+	waitEvent(t, events, accepted.UID, "payment.succeeded")
+	testkit.EventuallyWithin(t, 60*time.Second, "the payment's signed webhook arrives", func() bool {
+		running()
+		return hooks.outcome(accepted.UID) == webhook.TypeSucceeded
+	})
+	if bad := hooks.refused(); len(bad) > 0 {
+		t.Errorf("webhook deliveries refused: %v", bad)
+	}
+
+	// An operator signs in to the console with the admin token, which is
+	// then its session cookie (the console keeps no other secret: its CSRF
+	// defence is the Origin and Sec-Fetch-Site check).
+	if status, page := consoleRequest(t, gateway, admin, "/console/login", url.Values{"token": {admin}}); status != http.StatusOK {
+		t.Errorf("console sign-in: %d, want 200 (the overview after the redirect):\n%s", status, page)
+	}
+
+	// The processor executed it exactly once (the simulator's API, not the
+	// gateway's: a plain client).
 	resp, err := http.Get(fmt.Sprintf("http://%s/sim/executions?user_id=3456", env["SIM_ADDR"]))
 	if err != nil {
 		t.Fatal(err)
@@ -278,7 +339,6 @@ func endToEndPaymentReachesFeed(t *testing.T, env map[string]string) {
 	servicesUseTheirRoles(t, env["DATABASE_URL"], running)
 	// The gateway's log level is changed on its ops port; the reconciler
 	// serves its metrics, the Kafka ones too (it has KAFKA_BROKERS).
-	gatewayOps := "http://" + env["GATEWAY_OPS_ADDR"]
 	if got := httpBody(t, "PUT", gatewayOps+"/loglevel", "warn"); !strings.Contains(got, `"level":"warn"`) {
 		t.Errorf("PUT /loglevel on the gateway's ops port answered %q", got)
 	}
@@ -290,6 +350,20 @@ func endToEndPaymentReachesFeed(t *testing.T, env map[string]string) {
 
 	// Ctrl-C stops everything cleanly.
 	d.stop()
+
+	// Secrets never appear in logs: not the token secret, the tokens sent
+	// (whole, or the signature alone), the webhook endpoint's secret (whole,
+	// or its key without the prefix) or the database password.
+	secretsNeverLogged(t, env["STATE_DIR"], d.out.String(), map[string]string{
+		"JWT secret (AUTH_JWT_SECRET)": jwtSecret,
+		"user's bearer token":          token,
+		"user's token signature":       signature(token),
+		"admin bearer token":           admin,
+		"admin token signature":        signature(admin),
+		"webhook secret":               whsec,
+		"webhook secret's key":         strings.TrimPrefix(whsec, "whsec_"),
+		"database password":            dbPassword,
+	})
 }
 
 // serviceRoles is the PostgreSQL role each service connects as under
@@ -362,7 +436,9 @@ func servicesUseTheirRoles(t *testing.T, dbURL string, running func()) {
 	}
 }
 
-// httpBody sends one request and returns the answer's body.
+// httpBody sends one request and returns the answer's body. It is for the
+// ops ports (/loglevel, /metrics), which are not the public API: a plain
+// client, not apiClient.
 func httpBody(t *testing.T, method, u, body string) string {
 	t.Helper()
 	req, err := http.NewRequest(method, u, strings.NewReader(body))
@@ -434,14 +510,12 @@ func TestRestartsKeepTheProcessorsRecord(t *testing.T) {
 // returns what the gateway answered.
 func payEach(t *testing.T, gatewayAddr, keyPrefix string, n int) []paid {
 	t.Helper()
+	hc := apiClient(t, 15*time.Second)
 	var out []paid
 	for i := range n {
 		user := restoreUsers[i%len(restoreUsers)]
-		token, err := auth.Mint([]byte(auth.DevSecret), user, false, time.Hour, time.Now())
-		if err != nil {
-			t.Fatal(err)
-		}
-		p, err := postPayment("http://"+gatewayAddr, token, keyPrefix+strconv.Itoa(i), user, -int64(10+i%20))
+		token := mintToken(t, auth.DevSecret, user, false)
+		p, err := postPayment(hc, "http://"+gatewayAddr, token, keyPrefix+strconv.Itoa(i), user, -int64(10+i%20))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -498,4 +572,174 @@ func autovacuumOff(t *testing.T) bool {
 		t.Fatal(err)
 	}
 	return setting == "off"
+}
+
+// mintToken returns a bearer token for user signed with secret, valid an
+// hour; admin adds the admin scope.
+func mintToken(tb testing.TB, secret string, user int64, admin bool) string {
+	tb.Helper()
+	tok, err := auth.Mint([]byte(secret), user, admin, time.Hour, time.Now())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return tok
+}
+
+// sseEvent is one server-sent event of GET /v1/users/{user_id}/events.
+type sseEvent struct {
+	ID, Type, Data string
+}
+
+// openEvents opens user's event stream with token (through apiClient: its
+// status and headers are checked against the document) and returns its
+// events as they come. The test's cleanup closes it.
+func openEvents(t *testing.T, gateway, token string, user int64) <-chan sseEvent {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("%s/v1/users/%d/events", gateway, user), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Accept", "text/event-stream")
+	resp, err := apiClient(t, 0).Do(req)
+	if err != nil {
+		t.Fatalf("GET /v1/users/%d/events: %v", user, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		t.Fatalf("GET /v1/users/%d/events = %d %s", user, resp.StatusCode, b)
+	}
+	t.Cleanup(func() { resp.Body.Close() })
+	out := make(chan sseEvent)
+	go func() {
+		defer close(out)
+		sc := bufio.NewScanner(resp.Body)
+		var ev sseEvent
+		for sc.Scan() {
+			field, value, _ := strings.Cut(sc.Text(), ": ")
+			switch field {
+			case "id":
+				ev.ID = value
+			case "event":
+				ev.Type = value
+			case "data":
+				ev.Data = value
+			case "": // the end of an event, or a comment (heartbeat)
+				if ev.Type == "" {
+					continue
+				}
+				select {
+				case out <- ev:
+				case <-ctx.Done():
+					return
+				}
+				ev = sseEvent{}
+			}
+		}
+	}()
+	return out
+}
+
+// waitEvent waits, at most a minute, for an event of type typ about the
+// payment uid on events.
+func waitEvent(t *testing.T, events <-chan sseEvent, uid, typ string) {
+	t.Helper()
+	timeout := time.After(time.Minute)
+	var seen []string
+	for {
+		select {
+		case ev, ok := <-events:
+			if !ok {
+				t.Fatalf("the event stream ended before %s of payment %s (events seen: %v)", typ, uid, seen)
+			}
+			var p struct {
+				UID string `json:"uid"`
+			}
+			_ = json.Unmarshal([]byte(ev.Data), &p)
+			if p.UID == uid && ev.Type == typ {
+				return
+			}
+			seen = append(seen, ev.ID+" "+ev.Type)
+		case <-timeout:
+			t.Fatalf("no %s event of payment %s on the stream within a minute (events seen: %v)", typ, uid, seen)
+		}
+	}
+}
+
+// signedHooks is a webhook receiver on this machine that accepts a
+// delivery only when its signature verifies with the endpoint's secret,
+// and keeps the type of the last one accepted per payment uid.
+type signedHooks struct {
+	url string
+
+	mu       sync.Mutex
+	verifier *webhook.Verifier
+	types    map[string]webhook.Type
+	bad      []string
+}
+
+// startSignedHooks serves a signedHooks until the test ends.
+func startSignedHooks(t *testing.T) *signedHooks {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &signedHooks{url: "http://" + ln.Addr().String() + "/hooks", types: map[string]webhook.Type{}}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	return h
+}
+
+// verifyWith sets the endpoint's secret, as its registration answered it.
+func (h *signedHooks) verifyWith(t *testing.T, secret string) {
+	t.Helper()
+	v, err := webhook.NewVerifier(secret)
+	if err != nil {
+		t.Fatalf("the endpoint's secret: %v", err)
+	}
+	h.mu.Lock()
+	h.verifier = v
+	h.mu.Unlock()
+}
+
+func (h *signedHooks) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if err == nil && h.verifier == nil {
+		err = errors.New("a delivery before the endpoint's secret is known")
+	}
+	if err == nil {
+		err = h.verifier.Verify(r.Header, body)
+	}
+	var p webhook.Payload
+	if err == nil {
+		err = json.Unmarshal(body, &p)
+	}
+	if err != nil {
+		h.bad = append(h.bad, fmt.Sprintf("webhook-id %q: %v", r.Header.Get("webhook-id"), err))
+		http.Error(w, "refused", http.StatusUnauthorized)
+		return
+	}
+	h.types[p.Data.UID] = p.Type
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// outcome is the type of the last delivery accepted for the payment uid.
+func (h *signedHooks) outcome(uid string) webhook.Type {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.types[uid]
+}
+
+// refused says why deliveries were refused.
+func (h *signedHooks) refused() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return slices.Clone(h.bad)
 }

@@ -114,12 +114,9 @@ func (r *restoreRig) pay(n int) []paid {
 	r.t.Helper()
 	tokens := map[int64]string{}
 	for _, u := range restoreUsers {
-		tok, err := auth.Mint([]byte(auth.DevSecret), u, false, time.Hour, time.Now())
-		if err != nil {
-			r.t.Fatal(err)
-		}
-		tokens[u] = tok
+		tokens[u] = mintToken(r.t, auth.DevSecret, u, false)
 	}
+	hc := apiClient(r.t, 15*time.Second)
 	out := make([]paid, n)
 	errs := make([]error, n)
 	first := r.next
@@ -131,7 +128,7 @@ func (r *restoreRig) pay(n int) []paid {
 			for i := range work {
 				user := restoreUsers[i%len(restoreUsers)]
 				key := "restore-" + strconv.Itoa(first+i)
-				out[i], errs[i] = postPayment(r.st.GatewayURL, tokens[user], key, user, -int64(10+(first+i)%90))
+				out[i], errs[i] = postPayment(hc, r.st.GatewayURL, tokens[user], key, user, -int64(10+(first+i)%90))
 			}
 		})
 	}
@@ -146,9 +143,9 @@ func (r *restoreRig) pay(n int) []paid {
 	return out
 }
 
-// postPayment posts one payment, retrying with the same key on a transport
-// error or a 503, as a client should.
-func postPayment(gateway, token, key string, user, amount int64) (paid, error) {
+// postPayment posts one payment with hc (apiClient's), retrying with the
+// same key on a transport error, a 500, 503 or 429, as a client should.
+func postPayment(hc *http.Client, gateway, token, key string, user, amount int64) (paid, error) {
 	body, _ := json.Marshal(map[string]int64{"user_id": user, "merchant_id": 4593, "amount": amount})
 	var last error
 	for range 20 {
@@ -156,7 +153,7 @@ func postPayment(gateway, token, key string, user, amount int64) (paid, error) {
 		req.Header.Set("Authorization", "Bearer "+token)
 		req.Header.Set("Content-Type", "application/json")
 		req.Header.Set("Idempotency-Key", key)
-		resp, err := (&http.Client{Timeout: 15 * time.Second}).Do(req)
+		resp, err := hc.Do(req)
 		if err != nil {
 			last = err
 			time.Sleep(200 * time.Millisecond)

@@ -192,7 +192,7 @@ func TestTracesFollowAPaymentThroughTheStack(t *testing.T) {
 	})}
 	go func() { _ = hookSrv.Serve(hookLn) }()
 	t.Cleanup(func() { _ = hookSrv.Close() })
-	registerReceiver(t, gateway, "http://"+hookLn.Addr().String()+"/hooks")
+	registerReceiver(t, gateway, mintToken(t, auth.DevSecret, 1, true), "http://"+hookLn.Addr().String()+"/hooks")
 
 	var traceID [16]byte
 	var parent [8]byte

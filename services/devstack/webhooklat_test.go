@@ -85,7 +85,8 @@ func webhookAnswerTo2xx(b *testing.B) {
 	srv := &http.Server{Handler: recv, ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = srv.Serve(ln) }()
 	b.Cleanup(func() { _ = srv.Close() })
-	registerReceiver(b, gateway, "http://"+ln.Addr().String()+"/hooks")
+	registerReceiver(b, gateway, mintToken(b, auth.DevSecret, 1, true), "http://"+ln.Addr().String()+"/hooks")
+	hc := apiClient(b, 15*time.Second)
 
 	// Steady load: one payment every 1/rate s, each sent by its own
 	// goroutine so that a slow answer does not shift the schedule.
@@ -108,7 +109,7 @@ func webhookAnswerTo2xx(b *testing.B) {
 				b.Error(err)
 				return
 			}
-			p, err := postPayment(gateway, token, fmt.Sprintf("%s%d", prefix, i), user, -int64(10+i%20))
+			p, err := postPayment(hc, gateway, token, fmt.Sprintf("%s%d", prefix, i), user, -int64(10+i%20))
 			if err != nil {
 				b.Error(err)
 				return
@@ -164,30 +165,31 @@ func webhookAnswerTo2xx(b *testing.B) {
 	d.stop()
 }
 
-// registerReceiver registers url with an admin token for the final
-// outcomes of every user's payments.
-func registerReceiver(tb testing.TB, gateway, url string) {
+// registerReceiver registers url with the admin token admin for the final
+// outcomes of every user's payments, and returns the endpoint's signing
+// secret as the registration answered it.
+func registerReceiver(tb testing.TB, gateway, admin, url string) string {
 	tb.Helper()
-	tok, err := auth.Mint([]byte(auth.DevSecret), 1, true, time.Hour, time.Now())
-	if err != nil {
-		tb.Fatal(err)
-	}
 	body, _ := json.Marshal(map[string]any{
 		"url":         url,
 		"event_types": []string{"payment.succeeded", "payment.failed"},
-		"description": "answer to 2xx benchmark",
+		"description": "end-to-end test receiver",
 		"enabled":     true,
 	})
 	req, _ := http.NewRequest(http.MethodPost, gateway+"/v1/webhooks/endpoints", bytes.NewReader(body))
-	req.Header.Set("Authorization", "Bearer "+tok)
+	req.Header.Set("Authorization", "Bearer "+admin)
 	req.Header.Set("Content-Type", "application/json")
-	resp, err := (&http.Client{Timeout: 30 * time.Second}).Do(req)
+	resp, err := apiClient(tb, 30*time.Second).Do(req)
 	if err != nil {
 		tb.Fatal(err)
 	}
 	defer resp.Body.Close()
 	answer, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusCreated && resp.StatusCode != http.StatusOK {
+	var ep struct {
+		Secret string `json:"secret"`
+	}
+	if resp.StatusCode != http.StatusCreated || json.Unmarshal(answer, &ep) != nil || ep.Secret == "" {
 		tb.Fatalf("register the receiver: %s: %s", resp.Status, answer)
 	}
+	return ep.Secret
 }

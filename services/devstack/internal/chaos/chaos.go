@@ -148,7 +148,7 @@ func Run(ctx context.Context, cfg Config, scfg stack.Config, out io.Writer) (*Re
 	if !slices.Contains(st.Services, webhookService) {
 		return nil, fmt.Errorf("%s is not running: build bin/%s (make build)", webhookService, webhookService)
 	}
-	recv, err := startReceiver(ctx, st.GatewayURL)
+	recv, err := startReceiver(ctx, cfg.apiClient(0, http.DefaultTransport), st.GatewayURL)
 	if err != nil {
 		return nil, err
 	}

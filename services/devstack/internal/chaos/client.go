@@ -64,7 +64,7 @@ func newTraffic(cfg Config, gatewayURL string) *traffic {
 		// No keep-alive reuse surprises: net/http silently re-sends a
 		// request with an Idempotency-Key on a dead reused connection,
 		// which is safe but hides the failure from our counts.
-		http:    &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}},
+		http:    cfg.apiClient(5*time.Second, &http.Transport{MaxIdleConnsPerHost: 64}),
 		answers: make([]answer, cfg.Payments),
 		tokens:  map[int64]string{},
 	}

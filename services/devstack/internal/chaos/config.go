@@ -15,6 +15,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"strings"
 	"time"
 )
@@ -81,6 +82,21 @@ type Config struct {
 	DrainTimeout time.Duration
 	JSONPath     string // also write the report as JSON here
 	Quiet        bool   // no progress lines
+
+	// WrapAPITransport, when set, wraps the transport of the run's
+	// requests to the gateway's public API (the clients' payments, the
+	// webhook receiver's registration): the crash test checks them against
+	// docs/openapi.yaml (pkg/apicontract) through it.
+	WrapAPITransport func(http.RoundTripper) http.RoundTripper `json:"-"`
+}
+
+// apiClient returns a client for the gateway's public API with timeout,
+// its transport rt wrapped by WrapAPITransport when set.
+func (c Config) apiClient(timeout time.Duration, rt http.RoundTripper) *http.Client {
+	if c.WrapAPITransport != nil {
+		rt = c.WrapAPITransport(rt)
+	}
+	return &http.Client{Timeout: timeout, Transport: rt}
 }
 
 // Scenarios are the names --scenario takes.

@@ -48,8 +48,8 @@ type receiver struct {
 }
 
 // startReceiver serves a receiver on a free loopback port and registers it
-// at the gateway with an admin token.
-func startReceiver(ctx context.Context, gatewayURL string) (*receiver, error) {
+// at the gateway with an admin token, through hc.
+func startReceiver(ctx context.Context, hc *http.Client, gatewayURL string) (*receiver, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
@@ -77,7 +77,7 @@ func startReceiver(ctx context.Context, gatewayURL string) (*receiver, error) {
 	}
 	req.Header.Set("Authorization", "Bearer "+tok)
 	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := hc.Do(req)
 	if err != nil {
 		r.close()
 		return nil, fmt.Errorf("register the webhook receiver: %w", err)
