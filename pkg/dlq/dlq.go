@@ -58,6 +58,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -185,19 +186,27 @@ func (e Entry) ID() string {
 	return fmt.Sprintf("%s/%d/%d", e.Topic, e.Partition, e.Offset)
 }
 
-// entryOf reads a dead letter. Headers that are missing or malformed leave
-// their field zero; the record is still listed.
+// entryOf reads a dead letter. A header that is missing, malformed or out
+// of range leaves its field at its default; the record is still listed.
+// The letter's DLQ topic, not its dlq-original-topic header, says where it
+// came from, and so where a replay publishes it; a broker timestamp
+// outside the years 0 to 9999 reads as zero (JSON cannot carry it).
 func entryOf(r *kgo.Record) Entry {
 	e := Entry{
 		Topic:             r.Topic,
 		Partition:         r.Partition,
 		Offset:            r.Offset,
-		Timestamp:         r.Timestamp.UTC(),
+		Timestamp:         jsonTime(r.Timestamp.UTC()),
 		OriginalTopic:     strings.TrimSuffix(r.Topic, kafka.DLQSuffix),
 		OriginalPartition: -1,
 		OriginalOffset:    -1,
 		Key:               r.Key,
 		Value:             r.Value,
+	}
+	// number reads a header's integer, ok only within [min, max].
+	number := func(v string, min, max int64) (int64, bool) {
+		n, err := strconv.ParseInt(v, 10, 64)
+		return n, err == nil && n >= min && n <= max
 	}
 	for _, h := range r.Headers {
 		v := string(h.Value)
@@ -207,27 +216,34 @@ func entryOf(r *kgo.Record) Entry {
 		case HeaderReason:
 			e.Reason = v
 		case HeaderAttempts:
-			e.Attempts, _ = strconv.Atoi(v)
-		case HeaderFirstSeen:
-			e.FirstSeen, _ = time.Parse(time.RFC3339Nano, v)
-		case HeaderOriginalTopic:
-			if v != "" {
-				e.OriginalTopic = v
+			if n, ok := number(v, 0, math.MaxInt); ok {
+				e.Attempts = int(n)
 			}
+		case HeaderFirstSeen:
+			if t, err := time.Parse(time.RFC3339Nano, v); err == nil {
+				e.FirstSeen = jsonTime(t)
+			}
+		case HeaderOriginalTopic:
+			// Not read: Record writes the topic the DLQ topic names, and
+			// one naming another would send a replay there.
 		case HeaderOriginalPartition:
-			if p, err := strconv.ParseInt(v, 10, 32); err == nil {
+			if p, ok := number(v, 0, math.MaxInt32); ok {
 				e.OriginalPartition = int32(p)
 			}
 		case HeaderOriginalOffset:
-			if o, err := strconv.ParseInt(v, 10, 64); err == nil {
+			if o, ok := number(v, 0, math.MaxInt64); ok {
 				e.OriginalOffset = o
 			}
 		case HeaderSource:
 			e.Source = v
 		case HeaderPaymentID:
-			e.PaymentID, _ = strconv.ParseInt(v, 10, 64)
+			if id, ok := number(v, 1, math.MaxInt64); ok {
+				e.PaymentID = id
+			}
 		case HeaderUserID:
-			e.UserID, _ = strconv.ParseInt(v, 10, 64)
+			if id, ok := number(v, 1, math.MaxInt64); ok {
+				e.UserID = id
+			}
 		default:
 			if strings.HasPrefix(h.Key, headerPrefix) {
 				continue
@@ -246,6 +262,15 @@ func entryOf(r *kgo.Record) Entry {
 		}
 	}
 	return e
+}
+
+// jsonTime is t, or the zero time when t's year (in UTC, as Record writes
+// it, and in its own zone, as JSON does) is outside 0 to 9999.
+func jsonTime(t time.Time) time.Time {
+	if y, yu := t.Year(), t.UTC().Year(); y < 0 || y > 9999 || yu < 0 || yu > 9999 {
+		return time.Time{}
+	}
+	return t
 }
 
 // Errors of the operator functions.
