@@ -252,7 +252,8 @@ func ReadExecutions(ctx context.Context, client *http.Client, url string) iter.S
 
 // DecodeExecutions walks {"executions":[...], ...} token by token, so that
 // only one execution is in memory at a time, and hands each to yield until
-// it returns false. Other fields are skipped.
+// it returns false. Other fields are skipped. A body that is not one whole
+// JSON object is an error, after the executions it held were yielded.
 func DecodeExecutions(r io.Reader, yield func(Execution) bool) error {
 	dec := json.NewDecoder(r)
 	if err := expectDelim(dec, '{'); err != nil {
@@ -285,6 +286,15 @@ func DecodeExecutions(r io.Reader, yield func(Execution) bool) error {
 		if _, err := dec.Token(); err != nil { // ]
 			return err
 		}
+	}
+	// The object ends, and the body with it: More stops at the end of the
+	// input as at a '}', so without this a statement cut short between
+	// its members (after "count", after the executions) read as whole.
+	if err := expectDelim(dec, '}'); err != nil {
+		return fmt.Errorf("the statement ends early: %w", err)
+	}
+	if tok, err := dec.Token(); err != io.EOF {
+		return fmt.Errorf("data after the statement: %v %v", tok, err)
 	}
 	return nil
 }
