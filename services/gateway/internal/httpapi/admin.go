@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -56,11 +57,9 @@ func (a *api) listDLQ(c *gin.Context) error {
 	if a.dlq == nil {
 		return dlqDisabled()
 	}
-	q := c.Request.URL.Query()
-	var problems []string
-	f := dlq.ParseFilter(q, filterParams, &problems)
-	if len(problems) > 0 {
-		return invalid(strings.Join(problems, "; "))
+	f, err := dlqFilter(c.Request.URL.Query())
+	if err != nil {
+		return err
 	}
 	es, err := a.dlq.List(c.Request.Context(), f)
 	if err != nil {
@@ -73,21 +72,27 @@ func (a *api) listDLQ(c *gin.Context) error {
 	return nil
 }
 
+// dlqFilter reads the list's filter from its query parameters.
+func dlqFilter(q url.Values) (dlq.Filter, error) {
+	var problems []string
+	f := dlq.ParseFilter(q, filterParams, &problems)
+	if len(problems) > 0 {
+		return f, invalid(strings.Join(problems, "; "))
+	}
+	return f, nil
+}
+
 // getDLQ is GET /v1/admin/dlq/{topic}/{partition}/{offset}; topic is a DLQ
 // topic or the pipeline topic it belongs to.
 func (a *api) getDLQ(c *gin.Context) error {
 	if a.dlq == nil {
 		return dlqDisabled()
 	}
-	p, err := strconv.ParseInt(c.Param("partition"), 10, 32)
-	if err != nil || p < 0 {
-		return invalid(fmt.Sprintf("partition must be a partition number, got %q", c.Param("partition")))
+	p, o, err := dlqAddress(c.Param("partition"), c.Param("offset"))
+	if err != nil {
+		return err
 	}
-	o, err := strconv.ParseInt(c.Param("offset"), 10, 64)
-	if err != nil || o < 0 {
-		return invalid(fmt.Sprintf("offset must be a non-negative integer, got %q", c.Param("offset")))
-	}
-	e, err := a.dlq.Get(c.Request.Context(), c.Param("topic"), int32(p), o)
+	e, err := a.dlq.Get(c.Request.Context(), c.Param("topic"), p, o)
 	if errors.Is(err, dlq.ErrUnknownTopic) {
 		return notFound(err.Error())
 	}
@@ -96,6 +101,19 @@ func (a *api) getDLQ(c *gin.Context) error {
 	}
 	writeJSON(c, http.StatusOK, e)
 	return nil
+}
+
+// dlqAddress reads a dead letter's partition and offset from the path.
+func dlqAddress(partition, offset string) (int32, int64, error) {
+	p, err := strconv.ParseInt(partition, 10, 32)
+	if err != nil || p < 0 {
+		return 0, 0, invalid(fmt.Sprintf("partition must be a partition number, got %q", partition))
+	}
+	o, err := strconv.ParseInt(offset, 10, 64)
+	if err != nil || o < 0 {
+		return 0, 0, invalid(fmt.Sprintf("offset must be a non-negative integer, got %q", offset))
+	}
+	return int32(p), o, nil
 }
 
 // replayDLQ is POST /v1/admin/dlq/replay with the list filters plus
@@ -107,7 +125,25 @@ func (a *api) replayDLQ(c *gin.Context) error {
 	if a.dlq == nil {
 		return dlqDisabled()
 	}
-	q := c.Request.URL.Query()
+	p, _ := principal(c)
+	req, err := replayRequest(c.Request.URL.Query(), "token:"+strconv.FormatInt(p.UserID, 10))
+	if err != nil {
+		return err
+	}
+	res, err := a.dlq.Replay(c.Request.Context(), req)
+	if err != nil {
+		if res.ID != 0 {
+			return fmt.Errorf("replay %d stopped after %d of %d records (audited): %w", res.ID, res.Replayed+res.Skipped, res.Selected, err)
+		}
+		return err
+	}
+	writeJSON(c, http.StatusOK, res)
+	return nil
+}
+
+// replayRequest reads a replay from the query parameters of POST
+// /v1/admin/dlq/replay, by actor; the error, a 400, names every problem.
+func replayRequest(q url.Values, actor string) (dlq.ReplayRequest, error) {
 	var problems []string
 	f := dlq.ParseFilter(q, replayParams, &problems)
 	allTopics := dlq.ParseBool(q, "all_topics", &problems)
@@ -138,24 +174,15 @@ func (a *api) replayDLQ(c *gin.Context) error {
 		rate = r
 	}
 	if len(problems) > 0 {
-		return invalid(strings.Join(problems, "; "))
+		return dlq.ReplayRequest{}, invalid(strings.Join(problems, "; "))
 	}
-	p, _ := principal(c)
-	res, err := a.dlq.Replay(c.Request.Context(), dlq.ReplayRequest{
+	return dlq.ReplayRequest{
 		Filter:        f,
-		Actor:         "token:" + strconv.FormatInt(p.UserID, 10),
+		Actor:         actor,
 		DryRun:        dryRun,
 		Force:         force,
 		Rate:          rate,
 		KeyRetention:  keyRetention,
 		DecodeRequest: dlq.DecodeRequested,
-	})
-	if err != nil {
-		if res.ID != 0 {
-			return fmt.Errorf("replay %d stopped after %d of %d records (audited): %w", res.ID, res.Replayed+res.Skipped, res.Selected, err)
-		}
-		return err
-	}
-	writeJSON(c, http.StatusOK, res)
-	return nil
+	}, nil
 }

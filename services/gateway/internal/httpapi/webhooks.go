@@ -71,35 +71,9 @@ func (a *api) createWebhookEndpoint(c *gin.Context) error {
 	if a.webhooks == nil {
 		return webhooksDisabled()
 	}
-	var req endpointRequest
-	if err := decodeJSON(c, &req, endpointFields); err != nil {
-		return err
-	}
 	p, _ := principal(c)
-	sp := webhook.Spec{Enabled: true, CreatedBy: subject(p)}
-	if req.URL == nil {
-		return invalidEndpoint(errors.New("url is required"))
-	}
-	sp.URL = *req.URL
-	if req.EventTypes != nil {
-		sp.EventTypes = *req.EventTypes
-	}
-	if req.Description != nil {
-		sp.Description = *req.Description
-	}
-	if req.Enabled != nil {
-		sp.Enabled = *req.Enabled
-	}
-	switch {
-	case p.Admin:
-		sp.UserID = req.UserID
-	case req.UserID != nil && *req.UserID != p.UserID:
-		return forbidden(fmt.Sprintf("this token may only subscribe to the events of user %d", p.UserID))
-	default:
-		uid := p.UserID
-		sp.UserID = &uid
-	}
-	if err := a.validateEndpoint(c.Request.Context(), sp); err != nil {
+	sp, err := a.endpointSpec(c, p, nil)
+	if err != nil {
 		return err
 	}
 	e, err := a.webhooks.Create(c.Request.Context(), sp)
@@ -109,6 +83,56 @@ func (a *api) createWebhookEndpoint(c *gin.Context) error {
 	c.Header("Location", "/v1/webhooks/endpoints/"+e.ID.String())
 	writeJSON(c, http.StatusCreated, e)
 	return nil
+}
+
+// endpointSpec reads the body of a create (stored nil) or of a patch of
+// stored, and returns the spec to store, validated: for a create, the
+// fields sent, the user filter p's own unless p is an admin; for a patch,
+// stored with the fields sent in place of its own (user_id cannot change).
+// Every refusal is a 4xx.
+func (a *api) endpointSpec(c *gin.Context, p auth.Principal, stored *webhook.Endpoint) (webhook.Spec, error) {
+	var req endpointRequest
+	if err := decodeJSON(c, &req, endpointFields); err != nil {
+		return webhook.Spec{}, err
+	}
+	var sp webhook.Spec
+	if stored == nil {
+		if req.URL == nil {
+			return webhook.Spec{}, invalidEndpoint(errors.New("url is required"))
+		}
+		sp = webhook.Spec{Enabled: true, CreatedBy: subject(p)}
+		switch {
+		case p.Admin:
+			sp.UserID = req.UserID
+		case req.UserID != nil && *req.UserID != p.UserID:
+			return webhook.Spec{}, forbidden(fmt.Sprintf("this token may only subscribe to the events of user %d", p.UserID))
+		default:
+			uid := p.UserID
+			sp.UserID = &uid
+		}
+	} else {
+		if req.UserID != nil && (stored.UserID == nil || *req.UserID != *stored.UserID) {
+			return webhook.Spec{}, invalidEndpoint(errors.New("user_id cannot change: delete the endpoint and create another"))
+		}
+		sp = webhook.Spec{URL: stored.URL, EventTypes: stored.EventTypes, UserID: stored.UserID,
+			Description: stored.Description, Enabled: stored.Enabled}
+	}
+	if req.URL != nil {
+		sp.URL = *req.URL
+	}
+	if req.EventTypes != nil {
+		sp.EventTypes = *req.EventTypes
+	}
+	if req.Description != nil {
+		sp.Description = *req.Description
+	}
+	if req.Enabled != nil {
+		sp.Enabled = *req.Enabled
+	}
+	if err := a.validateEndpoint(c.Request.Context(), sp); err != nil {
+		return webhook.Spec{}, err
+	}
+	return sp, nil
 }
 
 // listWebhookEndpoints is GET /v1/webhooks/endpoints: a user's own; an
@@ -169,9 +193,9 @@ func (a *api) endpointFor(c *gin.Context) (webhook.Endpoint, error) {
 	if a.webhooks == nil {
 		return webhook.Endpoint{}, webhooksDisabled()
 	}
-	id, err := uuid.Parse(c.Param("id"))
+	id, err := endpointID(c.Param("id"))
 	if err != nil {
-		return webhook.Endpoint{}, notFound("no such webhook endpoint")
+		return webhook.Endpoint{}, err
 	}
 	e, err := a.webhooks.Get(c.Request.Context(), id)
 	if errors.Is(err, webhook.ErrNotFound) {
@@ -184,6 +208,16 @@ func (a *api) endpointFor(c *gin.Context) (webhook.Endpoint, error) {
 		return e, notFound("no such webhook endpoint")
 	}
 	return e, nil
+}
+
+// endpointID reads the {id} of the endpoint routes: one that is no uuid
+// names no endpoint, a 404.
+func endpointID(raw string) (uuid.UUID, error) {
+	id, err := uuid.Parse(raw)
+	if err != nil {
+		return uuid.UUID{}, notFound("no such webhook endpoint")
+	}
+	return id, nil
 }
 
 // getWebhookEndpoint is GET /v1/webhooks/endpoints/{id}.
@@ -203,27 +237,9 @@ func (a *api) patchWebhookEndpoint(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
-	var req endpointRequest
-	if err := decodeJSON(c, &req, endpointFields); err != nil {
-		return err
-	}
-	if req.UserID != nil && (e.UserID == nil || *req.UserID != *e.UserID) {
-		return invalidEndpoint(errors.New("user_id cannot change: delete the endpoint and create another"))
-	}
-	sp := webhook.Spec{URL: e.URL, EventTypes: e.EventTypes, UserID: e.UserID, Description: e.Description, Enabled: e.Enabled}
-	if req.URL != nil {
-		sp.URL = *req.URL
-	}
-	if req.EventTypes != nil {
-		sp.EventTypes = *req.EventTypes
-	}
-	if req.Description != nil {
-		sp.Description = *req.Description
-	}
-	if req.Enabled != nil {
-		sp.Enabled = *req.Enabled
-	}
-	if err := a.validateEndpoint(c.Request.Context(), sp); err != nil {
+	p, _ := principal(c)
+	sp, err := a.endpointSpec(c, p, &e)
+	if err != nil {
 		return err
 	}
 	up, err := a.webhooks.Update(c.Request.Context(), e.ID, sp)
@@ -256,13 +272,9 @@ func (a *api) rotateWebhookSecret(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
-	overlap := DefaultSecretOverlap
-	if raw, ok := c.GetQuery("overlap"); ok {
-		d, err := time.ParseDuration(raw)
-		if err != nil || d < 0 || d > maxSecretOverlap {
-			return invalid(fmt.Sprintf("overlap=%q: want a duration from 0s to %s", raw, maxSecretOverlap))
-		}
-		overlap = d
+	overlap, err := parseOverlap(c)
+	if err != nil {
+		return err
 	}
 	rot, err := a.webhooks.RotateSecret(c.Request.Context(), e.ID, overlap)
 	if err != nil {
@@ -272,6 +284,20 @@ func (a *api) rotateWebhookSecret(c *gin.Context) error {
 	return nil
 }
 
+// parseOverlap reads a rotation's ?overlap=, DefaultSecretOverlap when
+// absent.
+func parseOverlap(c *gin.Context) (time.Duration, error) {
+	raw, ok := c.GetQuery("overlap")
+	if !ok {
+		return DefaultSecretOverlap, nil
+	}
+	d, err := time.ParseDuration(raw)
+	if err != nil || d < 0 || d > maxSecretOverlap {
+		return 0, invalid(fmt.Sprintf("overlap=%q: want a duration from 0s to %s", raw, maxSecretOverlap))
+	}
+	return d, nil
+}
+
 // listWebhookAttempts is GET /v1/webhooks/endpoints/{id}/attempts
 // ?event_id=&since=&until=&limit=: the delivery log, newest first.
 func (a *api) listWebhookAttempts(c *gin.Context) error {
@@ -279,17 +305,8 @@ func (a *api) listWebhookAttempts(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
-	f := webhook.LogFilter{EndpointID: e.ID, EventID: c.Query("event_id")}
-	if err := checkEventID("event_id", f.EventID); err != nil {
-		return err
-	}
-	if f.Since, err = queryTime(c, "since"); err != nil {
-		return err
-	}
-	if f.Until, err = queryTime(c, "until"); err != nil {
-		return err
-	}
-	if f.Limit, err = queryLimit(c, 100, 1000); err != nil {
+	f, err := logFilter(c, e.ID)
+	if err != nil {
 		return err
 	}
 	log, err := a.webhooks.Log(c.Request.Context(), f)
@@ -298,6 +315,25 @@ func (a *api) listWebhookAttempts(c *gin.Context) error {
 	}
 	writeJSON(c, http.StatusOK, gin.H{"attempts": log})
 	return nil
+}
+
+// logFilter reads the delivery log's query parameters, for endpoint id.
+func logFilter(c *gin.Context, id uuid.UUID) (webhook.LogFilter, error) {
+	f := webhook.LogFilter{EndpointID: id, EventID: c.Query("event_id")}
+	if err := checkEventID("event_id", f.EventID); err != nil {
+		return f, err
+	}
+	var err error
+	if f.Since, err = queryTime(c, "since"); err != nil {
+		return f, err
+	}
+	if f.Until, err = queryTime(c, "until"); err != nil {
+		return f, err
+	}
+	if f.Limit, err = queryLimit(c, 100, 1000); err != nil {
+		return f, err
+	}
+	return f, nil
 }
 
 // resendWebhookMessage is POST /v1/webhooks/endpoints/{id}/messages/{event_id}/resend.
@@ -326,12 +362,9 @@ func (a *api) recoverWebhookMessages(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
-	since, err := queryTime(c, "since")
+	since, err := recoverSince(c)
 	if err != nil {
 		return err
-	}
-	if since.IsZero() {
-		return invalid("the query parameter since (RFC 3339) is required")
 	}
 	n, err := a.webhooks.Recover(c.Request.Context(), e.ID, since)
 	if err != nil {
@@ -339,6 +372,18 @@ func (a *api) recoverWebhookMessages(c *gin.Context) error {
 	}
 	writeJSON(c, http.StatusAccepted, gin.H{"requeued": n})
 	return nil
+}
+
+// recoverSince reads a recovery's ?since=, which is required.
+func recoverSince(c *gin.Context) (time.Time, error) {
+	since, err := queryTime(c, "since")
+	if err != nil {
+		return since, err
+	}
+	if since.IsZero() {
+		return since, invalid("the query parameter since (RFC 3339) is required")
+	}
+	return since, nil
 }
 
 func queryTime(c *gin.Context, name string) (time.Time, error) {
