@@ -5,7 +5,6 @@ import (
 	"crypto"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"sync"
@@ -14,12 +13,7 @@ import (
 	"time"
 
 	"github.com/finsvc/finance/pkg/auth"
-	"github.com/finsvc/finance/pkg/obs"
-	"github.com/finsvc/finance/pkg/pgtest"
-	"github.com/finsvc/finance/pkg/postgres"
 	"github.com/finsvc/finance/pkg/testkit"
-	"github.com/finsvc/finance/services/gateway/internal/httpapi"
-	"github.com/finsvc/finance/services/gateway/internal/store"
 	"github.com/finsvc/finance/services/gateway/internal/tokencache"
 )
 
@@ -74,21 +68,8 @@ func TestKeyRotationThroughTheGateway(t *testing.T) {
 	}
 	t.Cleanup(v.Close)
 
-	logger := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
-	pool, err := postgres.Connect(context.Background(), pgtest.NewDB(t), 4)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	_, err = pool.Exec(context.Background(), `INSERT INTO wallets (user_id, balance) VALUES (5, 10000)`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	h := httpapi.New(httpapi.Config{
-		Logger: logger, Store: store.New(pool), Verifier: v, Registry: obs.NewRegistry(),
-		Tokens: tokencache.New(v, tokencache.Config{MaxEntries: 1000, TTL: time.Minute}),
-	})
-	srv := httptest.NewServer(h)
+	e := newEnvVerifiedBy(t, v, tokencache.New(v, tokencache.Config{MaxEntries: 1000, TTL: time.Minute}))
+	srv := httptest.NewServer(e.h)
 	t.Cleanup(srv.Close)
 
 	// mint signs a token for user 5 with k. Each has its own expiry, so

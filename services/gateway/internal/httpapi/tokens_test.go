@@ -18,6 +18,7 @@ import (
 	"github.com/finsvc/finance/pkg/postgres"
 	"github.com/finsvc/finance/services/gateway/internal/httpapi"
 	"github.com/finsvc/finance/services/gateway/internal/store"
+	"github.com/finsvc/finance/services/gateway/internal/tokencache"
 )
 
 const (
@@ -51,7 +52,13 @@ func newProdEnv(t *testing.T) (*env, crypto.Signer, crypto.Signer) {
 		t.Fatal(err)
 	}
 	t.Cleanup(v.Close)
+	return newEnvVerifiedBy(t, v, nil), rsaKey, ecKey
+}
 
+// newEnvVerifiedBy is newEnv with tokens checked by v, through tokens (the
+// verified-token cache) when that is not nil; user 5 has a wallet of 10,000.
+func newEnvVerifiedBy(t *testing.T, v *auth.Verifier, tokens *tokencache.Cache) *env {
+	t.Helper()
 	logger := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
 	pool, err := postgres.Connect(context.Background(), pgtest.NewDB(t), 4)
 	if err != nil {
@@ -62,10 +69,11 @@ func newProdEnv(t *testing.T) (*env, crypto.Signer, crypto.Signer) {
 	batchCtx, stop := context.WithCancel(context.Background())
 	wait := st.StartBatching(batchCtx, store.BatchConfig{Workers: 1, MaxBatch: 8, Logger: logger})
 	t.Cleanup(func() { stop(); wait() })
-	e := &env{t: t, pool: pool, h: checked(t, httpapi.New(httpapi.Config{Logger: logger, Store: st, Verifier: v, Registry: obs.NewRegistry()}))}
+	e := &env{t: t, pool: pool, h: checked(t, httpapi.New(httpapi.Config{
+		Logger: logger, Store: st, Verifier: v, Tokens: tokens, Registry: obs.NewRegistry()}))}
 	e.exec(`INSERT INTO merchants (id, name) VALUES (4593, 'Amazon')`)
 	e.wallet(5, 10_000)
-	return e, rsaKey, ecKey
+	return e
 }
 
 // TestProductionTokens: through HTTP, RS256 and ES256 tokens of the
