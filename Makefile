@@ -78,14 +78,24 @@ test-browser: build ## The operator console's test in headless Chromium (install
 	echo "test-browser: screenshots in $(BROWSER_OUT)/_artifacts"
 
 # The fuzz targets of every decoder of outside input (docs/security.md),
-# as package:target.
+# as package:target: tokens; Kafka record values and dead letters' headers;
+# the gateway's request bodies, cursors, keys, path and query parameters
+# (payments, webhook endpoints, the admin dead-letter routes); the
+# processor's answers (the dispatcher's calls and lookups, the reconciler's
+# lookup, the statement whole and from after_seq on).
 FUZZ_TARGETS := \
 	./pkg/auth:FuzzVerify \
 	./pkg/wire:FuzzDecodeRequested ./pkg/wire:FuzzDecodeOutcome ./pkg/wire:FuzzDecodeEvent \
+	./pkg/dlq:FuzzEntryOf \
+	./pkg/reconcile:FuzzHTTPLookup \
+	./pkg/verify:FuzzStatement \
 	./services/gateway/internal/httpapi:FuzzPaymentRequest \
 	./services/gateway/internal/httpapi:FuzzQueryParams \
 	./services/gateway/internal/httpapi:FuzzCursor \
 	./services/gateway/internal/httpapi:FuzzDuplicateKey \
+	./services/gateway/internal/httpapi:FuzzWebhookEndpoint \
+	./services/gateway/internal/httpapi:FuzzWebhookQuery \
+	./services/gateway/internal/httpapi:FuzzAdminDLQ \
 	./services/dispatcher/internal/processor:FuzzReplyProposed \
 	./services/dispatcher/internal/processor:FuzzReplyAsIs \
 	./services/dispatcher/internal/processor:FuzzLookup \
