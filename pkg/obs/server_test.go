@@ -93,33 +93,9 @@ func TestSlowlorisDisconnected(t *testing.T) {
 		_, _ = io.WriteString(w, "ok")
 	}), hs)
 
-	conn, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	gone := make(chan []byte)
-	go func() {
-		b, _ := io.ReadAll(conn) // returns when the server closes the connection
-		gone <- b
-	}()
 	// 1,000 bytes at one per 20 ms would take 20 s: 100 times the timeout.
 	headers := "GET / HTTP/1.1\r\nHost: x\r\nX-Slow: " + strings.Repeat("a", 1000)
-	sent := 0
-	var answer []byte
-loop:
-	for sent < len(headers) {
-		select {
-		case answer = <-gone:
-			break loop
-		case <-time.After(20 * time.Millisecond):
-		}
-		if _, err := conn.Write([]byte{headers[sent]}); err != nil {
-			answer = <-gone
-			break
-		}
-		sent++
-	}
+	sent, answer := trickle(t, addr, "", headers)
 	if sent == len(headers) {
 		t.Fatalf("the server read all %d bytes of a slowloris' headers without disconnecting it", sent)
 	}
@@ -160,37 +136,10 @@ func TestSlowBodyDisconnected(t *testing.T) {
 		}
 	}), hs)
 
-	conn, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	gone := make(chan []byte)
-	go func() {
-		b, _ := io.ReadAll(conn) // returns when the server closes the connection
-		gone <- b
-	}()
 	// 1,000 bytes at one per 20 ms would take 20 s: about 67 times the timeout.
 	body := strings.Repeat("a", 1000)
-	if _, err := io.WriteString(conn, "POST / HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\n"+
-		"Content-Length: 1000\r\n\r\n"); err != nil {
-		t.Fatal(err)
-	}
-	sent := 0
-	var answer []byte
-loop:
-	for sent < len(body) {
-		select {
-		case answer = <-gone:
-			break loop
-		case <-time.After(20 * time.Millisecond):
-		}
-		if _, err := conn.Write([]byte{body[sent]}); err != nil {
-			answer = <-gone
-			break
-		}
-		sent++
-	}
+	sent, answer := trickle(t, addr, "POST / HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\n"+
+		"Content-Length: 1000\r\n\r\n", body)
 	if sent == len(body) {
 		t.Fatalf("the server read all %d bytes of a slow body without disconnecting the client", sent)
 	}
@@ -244,4 +193,37 @@ func TestHeaderReadLimit(t *testing.T) {
 			t.Errorf("pad %d: status %d, handler reached %v; want %d, %v", tc.pad, resp.StatusCode, reached, tc.wantStatus, tc.wantReached)
 		}
 	}
+}
+
+// trickle connects to addr, writes head at once, then slow one byte every
+// 20 ms until the server closes the connection or slow is all sent. It
+// returns how many bytes of slow were sent and whatever the server wrote
+// before closing.
+func trickle(t *testing.T, addr, head, slow string) (sent int, answer []byte) {
+	t.Helper()
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	gone := make(chan []byte)
+	go func() {
+		b, _ := io.ReadAll(conn) // returns when the server closes the connection
+		gone <- b
+	}()
+	if _, err := io.WriteString(conn, head); err != nil {
+		t.Fatal(err)
+	}
+	for sent < len(slow) {
+		select {
+		case answer = <-gone:
+			return sent, answer
+		case <-time.After(20 * time.Millisecond):
+		}
+		if _, err := conn.Write([]byte{slow[sent]}); err != nil {
+			return sent, <-gone
+		}
+		sent++
+	}
+	return sent, nil
 }
