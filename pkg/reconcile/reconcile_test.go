@@ -99,6 +99,22 @@ func seed(t *testing.T, ps []unknownPayment, extraSQL ...string) *pgxpool.Pool {
 	return pool
 }
 
+// asReconciler returns a pool on pool's database that logs in as
+// finance_reconciler (migration 00015), the role the reconciler runs as
+// under make run and the chart, so that every pass of these tests is also a
+// check of its grants. pool (the owner's) seeds and reads.
+func asReconciler(t *testing.T, pool *pgxpool.Pool) *pgxpool.Pool {
+	t.Helper()
+	cfg := pool.Config()
+	cfg.ConnConfig.User, cfg.ConnConfig.Password = "finance_reconciler", ""
+	rp, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(rp.Close)
+	return rp
+}
+
 // fakeProcessor serves GET /v2/payments/{key} from a map, 404 not_found
 // otherwise, and counts lookups.
 type fakeProcessor struct {
@@ -224,7 +240,7 @@ func TestLookupResolves(t *testing.T) {
 	}}
 	cfg := reconcile.DefaultConfig()
 	cfg.Emit = emitToOutbox
-	rc := reconcile.New(pool, nil, &reconcile.HTTPLookup{BaseURL: proc.serve(t)}, cfg)
+	rc := reconcile.New(asReconciler(t, pool), nil, &reconcile.HTTPLookup{BaseURL: proc.serve(t)}, cfg)
 
 	rep, err := rc.Run(context.Background())
 	if err != nil {
@@ -287,7 +303,7 @@ func TestDryRunChangesNothing(t *testing.T) {
 	before := readState(t, pool)
 	cfg := reconcile.DefaultConfig()
 	cfg.DryRun = true
-	rep, err := reconcile.New(pool, nil, &reconcile.HTTPLookup{BaseURL: proc.serve(t)}, cfg).Run(context.Background())
+	rep, err := reconcile.New(asReconciler(t, pool), nil, &reconcile.HTTPLookup{BaseURL: proc.serve(t)}, cfg).Run(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -323,7 +339,7 @@ func TestStatementResolvesAsIs(t *testing.T) {
 		{Seq: 6, ID: "pay_6", UserID: user, Amount: -600, API: "as-is", ExecutedAt: at(5 * time.Hour)},
 		{Seq: 7, ID: "pay_7", UserID: user, Amount: -400, API: "as-is", ExecutedAt: at(recent)},
 	}
-	rc := reconcile.New(pool, stmt, nil, reconcile.DefaultConfig())
+	rc := reconcile.New(asReconciler(t, pool), stmt, nil, reconcile.DefaultConfig())
 	rep, err := rc.Run(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -383,7 +399,7 @@ func TestKeyedStatement(t *testing.T) {
 	}
 	// The lookup is never needed: the statement shows each key's executions.
 	proc := &fakeProcessor{}
-	rep, err := reconcile.New(pool, stmt, &reconcile.HTTPLookup{BaseURL: proc.serve(t)}, reconcile.DefaultConfig()).Run(context.Background())
+	rep, err := reconcile.New(asReconciler(t, pool), stmt, &reconcile.HTTPLookup{BaseURL: proc.serve(t)}, reconcile.DefaultConfig()).Run(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -418,7 +434,7 @@ func TestLookupErrorsLeaveUnknown(t *testing.T) {
 	// A processor without the lookup route (as-is API): a bare 404.
 	srv := httptest.NewServer(http.NotFoundHandler())
 	t.Cleanup(srv.Close)
-	rep, err := reconcile.New(pool, nil, &reconcile.HTTPLookup{BaseURL: srv.URL}, reconcile.DefaultConfig()).Run(context.Background())
+	rep, err := reconcile.New(asReconciler(t, pool), nil, &reconcile.HTTPLookup{BaseURL: srv.URL}, reconcile.DefaultConfig()).Run(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -437,7 +453,7 @@ func TestWatch(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var passes []reconcile.Report
-	err := reconcile.New(pool, verify.SliceStatement{}, nil, reconcile.DefaultConfig()).Watch(ctx, time.Millisecond, func(r reconcile.Report, err error) {
+	err := reconcile.New(asReconciler(t, pool), verify.SliceStatement{}, nil, reconcile.DefaultConfig()).Watch(ctx, time.Millisecond, func(r reconcile.Report, err error) {
 		if err != nil {
 			t.Errorf("pass: %v", err)
 		}
@@ -461,7 +477,7 @@ func TestNoLookupRouteFallsBackToStatement(t *testing.T) {
 	srv := httptest.NewServer(http.NotFoundHandler()) // as-is: no /v2 routes
 	t.Cleanup(srv.Close)
 	stmt := verify.SliceStatement{{Seq: 1, ID: "pay_1", UserID: user, Amount: -300, API: "as-is", ExecutedAt: time.Now().Add(-old)}}
-	rep, err := reconcile.New(pool, stmt, &reconcile.HTTPLookup{BaseURL: srv.URL}, reconcile.DefaultConfig()).Run(context.Background())
+	rep, err := reconcile.New(asReconciler(t, pool), stmt, &reconcile.HTTPLookup{BaseURL: srv.URL}, reconcile.DefaultConfig()).Run(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -494,7 +510,7 @@ func TestStuckPaymentsRepaired(t *testing.T) {
 	}}
 	cfg := reconcile.DefaultConfig()
 	cfg.Emit = emitToOutbox
-	rc := reconcile.New(pool, stmt, &reconcile.HTTPLookup{BaseURL: proc.serve(t)}, cfg)
+	rc := reconcile.New(asReconciler(t, pool), stmt, &reconcile.HTTPLookup{BaseURL: proc.serve(t)}, cfg)
 	rep, err := rc.Run(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -592,7 +608,7 @@ func TestStuckBoundAndLookupBudget(t *testing.T) {
 			proc := &fakeProcessor{resources: resources}
 			cfg := reconcile.DefaultConfig()
 			cfg.StuckAfter, cfg.StuckLookups, cfg.DryRun = tt.stuckAfter, tt.budget, tt.dryRun
-			rep, err := reconcile.New(pool, nil, &reconcile.HTTPLookup{BaseURL: proc.serve(t)}, cfg).Run(context.Background())
+			rep, err := reconcile.New(asReconciler(t, pool), nil, &reconcile.HTTPLookup{BaseURL: proc.serve(t)}, cfg).Run(context.Background())
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -627,7 +643,7 @@ func TestReportListsExecutionsWithoutPayment(t *testing.T) {
 		{Seq: 2, ID: "pay_2", IdempotencyKey: payment.ProcessorKey(lost), UserID: user, Amount: -700, Reference: "901", API: "proposed", ExecutedAt: at},
 		{Seq: 3, ID: "pay_3", UserID: user, Amount: -300, API: "as-is", ExecutedAt: at},
 	}
-	rep, err := reconcile.New(pool, stmt, nil, reconcile.DefaultConfig()).Run(context.Background())
+	rep, err := reconcile.New(asReconciler(t, pool), stmt, nil, reconcile.DefaultConfig()).Run(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -671,7 +687,7 @@ func TestOnePayment(t *testing.T) {
 	}}
 	cfg := reconcile.DefaultConfig()
 	cfg.PaymentID = 102
-	rep, err := reconcile.New(pool, nil, &reconcile.HTTPLookup{BaseURL: proc.serve(t)}, cfg).Run(context.Background())
+	rep, err := reconcile.New(asReconciler(t, pool), nil, &reconcile.HTTPLookup{BaseURL: proc.serve(t)}, cfg).Run(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -742,7 +758,7 @@ func TestKeptStatementReadsOnlyWhatIsNew(t *testing.T) {
 	stmt.set(e1)
 	cfg := reconcile.DefaultConfig()
 	cfg.KeepStatement = true
-	rc := reconcile.New(pool, stmt, nil, cfg) // no lookup: the statement is the only evidence
+	rc := reconcile.New(asReconciler(t, pool), stmt, nil, cfg) // no lookup: the statement is the only evidence
 	defer rc.Close()
 
 	rep, err := rc.Run(ctx)

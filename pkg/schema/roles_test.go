@@ -12,8 +12,9 @@ import (
 	"github.com/finsvc/finance/pkg/pgtest"
 )
 
-// TestServiceRoleGrants checks migration 00012's least privilege: each
-// statement runs as a service's role (SET LOCAL ROLE in a transaction that
+// TestServiceRoleGrants checks the least privilege of migrations 00012
+// (the services' roles) and 00015 (the reconciler's): each statement runs
+// as a role (SET LOCAL ROLE in a transaction that
 // is rolled back) and is either allowed or refused with permission denied
 // (42501). Both answers are asserted, so a grant that is too wide and one
 // that is missing both fail.
@@ -75,6 +76,32 @@ func TestServiceRoleGrants(t *testing.T) {
 		{"finance_webhook_delivery", `UPDATE webhook_endpoints SET secret = 'whsec_x'`, false},
 		{"finance_webhook_delivery", `SELECT * FROM wallets`, false},
 		{"finance_webhook_delivery", `UPDATE payments SET status = 'failed' WHERE id = 1`, false},
+		// The reconciler settles as apply does (pkg/ledger, its event in the
+		// outbox, financectl's audit row), reads what its pass and report
+		// read, and nothing else: no new payments (recover stays the
+		// owner's), no webhook secrets, no DDL.
+		{"finance_reconciler", `SELECT uid, user_id, merchant_id, amount, status, hold, failure_reason, created_at FROM payments WHERE id = 1 FOR UPDATE`, true},
+		{"finance_reconciler", `SELECT user_id FROM wallets WHERE user_id = ANY('{7}') ORDER BY user_id FOR UPDATE`, true},
+		{"finance_reconciler", `INSERT INTO entries (user_id, payment_id, merchant_id, amount, occurred_at) VALUES (7, 1, 1, -100, now()) ON CONFLICT (payment_id) DO NOTHING RETURNING payment_id`, true},
+		{"finance_reconciler", `UPDATE wallets SET balance = balance - 100, held = held - 100, event_seq = event_seq + 1, updated_at = now() WHERE user_id = 7 RETURNING user_id, balance, held, event_seq`, true},
+		{"finance_reconciler", `UPDATE payments SET status = 'succeeded', hold = 0, failure_reason = '', updated_at = now() WHERE id = 1`, true},
+		{"finance_reconciler", `INSERT INTO payment_transitions (payment_id, user_id, user_seq, from_status, to_status, actor, reason)
+			VALUES (1, 7, 1, 'unknown', 'succeeded', 'reconciler', 'reconciled') RETURNING created_at`, true},
+		{"finance_reconciler", `INSERT INTO outbox (topic, key, payload) VALUES ('payments.events', 'k', 'v')`, true},
+		{"finance_reconciler", `INSERT INTO admin_audit (actor, action, target, status) VALUES ('cli:ops', 'financectl reconcile', 'payment_id=1 to=succeeded', 200)`, true},
+		{"finance_reconciler", `SELECT (SELECT count(*) FROM outcome_conflicts), (SELECT count(*) FROM restores), (SELECT count(*) FROM dlq_replayed_records)`, true},
+		{"finance_reconciler", `INSERT INTO payments (user_id, merchant_id, amount, status, idempotency_key, request_hash) VALUES (7, 1, 5, 'accepted', 'k4', 'h')`, false},
+		{"finance_reconciler", `UPDATE payments SET amount = 1 WHERE id = 1`, false},
+		{"finance_reconciler", `DELETE FROM payments WHERE id = 1`, false},
+		{"finance_reconciler", `DELETE FROM outbox`, false},
+		{"finance_reconciler", `SELECT * FROM webhook_endpoints`, false},
+		{"finance_reconciler", `UPDATE webhook_endpoints SET secret = 'whsec_x'`, false},
+		{"finance_reconciler", `SELECT * FROM admin_audit`, false},
+		{"finance_reconciler", `DELETE FROM admin_audit`, false},
+		{"finance_reconciler", `INSERT INTO recoveries (payment_id, processor_key, processor_ref, executed_at, actor) VALUES (1, 'k', 'r', now(), 'x')`, false},
+		{"finance_reconciler", `TRUNCATE entries`, false},
+		{"finance_reconciler", `ALTER TABLE wallets ADD COLUMN note text`, false},
+		{"finance_reconciler", `DROP TABLE wallets`, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.role+"/"+tt.sql, func(t *testing.T) {
@@ -99,8 +126,10 @@ func TestServiceRoleGrants(t *testing.T) {
 	}
 }
 
-// TestServiceRolesLogIn connects as a service's role, as a deployment's
-// DATABASE_URL would (trust authentication here; a password in production).
+// TestServiceRolesLogIn connects as the gateway's and the reconciler's
+// roles, as a deployment's DATABASE_URL would (trust authentication here; a
+// password in production), and checks the gateway's login cannot move a
+// balance.
 func TestServiceRolesLogIn(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -108,19 +137,24 @@ func TestServiceRolesLogIn(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	u.User = url.User("finance_gateway")
-	conn, err := pgx.Connect(ctx, u.String())
-	if err != nil {
-		t.Fatalf("connect as finance_gateway: %v", err)
+	connect := func(role string) *pgx.Conn {
+		t.Helper()
+		u.User = url.User(role)
+		conn, err := pgx.Connect(ctx, u.String())
+		if err != nil {
+			t.Fatalf("connect as %s: %v", role, err)
+		}
+		t.Cleanup(func() { conn.Close(ctx) })
+		var who string
+		if err := conn.QueryRow(ctx, `SELECT current_user`).Scan(&who); err != nil || who != role {
+			t.Fatalf("current_user = %q, %v; want %s", who, err, role)
+		}
+		return conn
 	}
-	defer conn.Close(ctx)
-	var who string
-	if err := conn.QueryRow(ctx, `SELECT current_user`).Scan(&who); err != nil || who != "finance_gateway" {
-		t.Fatalf("current_user = %q, %v", who, err)
-	}
-	_, err = conn.Exec(ctx, `UPDATE wallets SET balance = balance + 1`)
+	_, err = connect("finance_gateway").Exec(ctx, `UPDATE wallets SET balance = balance + 1`)
 	var pgErr *pgconn.PgError
 	if !errors.As(err, &pgErr) || pgErr.Code != "42501" {
 		t.Fatalf("UPDATE wallets.balance as finance_gateway: want permission denied, got %v", err)
 	}
+	connect("finance_reconciler")
 }

@@ -31,10 +31,13 @@ type consoleConfig struct {
 	// 0: the overview shows no utilization or drain estimate.
 	RateLimit float64
 	// Reconcile (GATEWAY_RECONCILE_DATABASE_URL) is the connection the
-	// console resolves unknown payments with: a role that may settle, as
-	// financectl reconcile's (finance_gateway may not). Empty: the
+	// console resolves unknown payments with: finance_reconciler
+	// (migration 00015), which may settle as the reconciler does and
+	// nothing else (finance_gateway may not settle; the schema's owner
+	// may do anything, and the gateway faces the internet). Empty: the
 	// gateway's DATABASE_URL, enough only where that is the schema's
-	// owner (make run sets it: services/devstack).
+	// owner (make run and the chart set it: services/devstack,
+	// gateway.console.reconcileUrlKey).
 	Reconcile postgres.Config
 }
 

@@ -463,9 +463,10 @@ func TestProductionValuesReachTheContainers(t *testing.T) {
 }
 
 // Least privilege: with database.serviceUrlKeys (the production values set
-// them) each service's DATABASE_URL is its own key of the Secret, its own
-// role's URL; the migrate Job and the reconciler, financectl, keep the
-// owner's (urlKey). Without them (the default values) every one is urlKey.
+// them) each service's DATABASE_URL, the reconciler's included
+// (finance_reconciler), is its own key of the Secret, its own role's URL;
+// the migrate Job keeps the owner's (urlKey). Without them (the default
+// values) every one is urlKey.
 func TestServicesGetTheirOwnDatabaseURL(t *testing.T) {
 	t.Parallel()
 	helm, chart := setup(t)
@@ -473,7 +474,7 @@ func TestServicesGetTheirOwnDatabaseURL(t *testing.T) {
 		"production-values.yaml": {
 			"gateway": "DATABASE_URL_GATEWAY", "outbox-relay": "DATABASE_URL_OUTBOX_RELAY",
 			"dispatcher": "DATABASE_URL_DISPATCHER", "status-consumer": "DATABASE_URL_STATUS_CONSUMER",
-			"webhook-delivery": "DATABASE_URL_WEBHOOK_DELIVERY", "reconciler": "DATABASE_URL", "migrate": "DATABASE_URL",
+			"webhook-delivery": "DATABASE_URL_WEBHOOK_DELIVERY", "reconciler": "DATABASE_URL_RECONCILER", "migrate": "DATABASE_URL",
 		},
 		"default-values.yaml": {
 			"gateway": "DATABASE_URL", "outbox-relay": "DATABASE_URL", "dispatcher": "DATABASE_URL",
@@ -485,6 +486,7 @@ func TestServicesGetTheirOwnDatabaseURL(t *testing.T) {
 			t.Fatal(err)
 		}
 		got := map[string]string{}
+		actor := ""
 		for _, o := range objs {
 			if kind := str(o, "kind"); kind != "Deployment" && kind != "Job" {
 				continue
@@ -493,8 +495,13 @@ func TestServicesGetTheirOwnDatabaseURL(t *testing.T) {
 			pod := m(o, "spec", "template", "spec")
 			for _, c := range append(list(pod, "containers"), list(pod, "initContainers")...) {
 				for _, e := range list(c.(obj), "env") {
-					if str(e.(obj), "name") == "DATABASE_URL" {
+					switch str(e.(obj), "name") {
+					case "DATABASE_URL":
 						got[component] = str(e.(obj), "valueFrom", "secretKeyRef", "key")
+					case "FINANCE_ACTOR":
+						if component == "reconciler" {
+							actor = str(e.(obj), "value")
+						}
 					}
 				}
 			}
@@ -503,6 +510,10 @@ func TestServicesGetTheirOwnDatabaseURL(t *testing.T) {
 			if got[component] != key {
 				t.Errorf("%s: %s's DATABASE_URL is key %q of the Secret, want %q", file, component, got[component], key)
 			}
+		}
+		// The reconciler's resolutions are admin_audit rows under this actor.
+		if actor != "job:reconciler" {
+			t.Errorf("%s: the reconciler's FINANCE_ACTOR is %q, want job:reconciler", file, actor)
 		}
 	}
 }
@@ -587,8 +598,9 @@ func TestGatewayBlockOffBehindAProxy(t *testing.T) {
 // resolves against (the pipeline's while processor.api is proposed; none
 // with as-is, whose processor offers no lookup by key), its statement (as
 // the reconciler's), L, and GATEWAY_RECONCILE_DATABASE_URL from the Secret
-// (the reconciler's urlKey once the gateway runs as finance_gateway, which
-// may not settle). The gateway may reach that processor through its
+// (the reconciler's key, finance_reconciler's URL, once the gateway runs as
+// finance_gateway, which may not settle; urlKey while the reconciler has
+// none). The gateway may reach that processor through its
 // NetworkPolicy, and the simulator admits it.
 func TestGatewayConsoleSettings(t *testing.T) {
 	t.Parallel()
@@ -613,6 +625,10 @@ func TestGatewayConsoleSettings(t *testing.T) {
 			"GATEWAY_PROCESSOR_RATE_LIMIT": "300",
 		}, "processor-sim"},
 		{"as-is, own roles", "production-values.yaml", nil, map[string]string{
+			"GATEWAY_CONSOLE": "true", "GATEWAY_PROCESSOR_RATE_LIMIT": "300",
+			"GATEWAY_RECONCILE_DATABASE_URL": "secret:finance-database/DATABASE_URL_RECONCILER",
+		}, ""},
+		{"own roles, the reconciler's unset", "production-values.yaml", []string{"database.serviceUrlKeys.reconciler="}, map[string]string{
 			"GATEWAY_CONSOLE": "true", "GATEWAY_PROCESSOR_RATE_LIMIT": "300",
 			"GATEWAY_RECONCILE_DATABASE_URL": "secret:finance-database/DATABASE_URL",
 		}, ""},

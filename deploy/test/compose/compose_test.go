@@ -161,8 +161,8 @@ func TestComposeRunsEveryServiceWithItsSettings(t *testing.T) {
 		if u := s.Environment["DATABASE_URL"]; u != "" && !strings.Contains(u, "@postgres:5432/finance") {
 			t.Errorf("%s: DATABASE_URL=%q, want the postgres service", name, u)
 		}
-		// Least privilege: a service connects as its own role (migration
-		// 00012), financectl as the owner.
+		// Least privilege: a service connects as its own role (migrations
+		// 00012 and 00015), financectl's one-shots as the owner.
 		user := "finance"
 		if role, ok := serviceRoles[name]; ok {
 			user = role
@@ -221,13 +221,15 @@ func TestComposeRunsEveryServiceWithItsSettings(t *testing.T) {
 	}
 }
 
-// serviceRoles is each service's PostgreSQL role (migration 00012).
+// serviceRoles is each service's PostgreSQL role (migrations 00012 and
+// 00015).
 var serviceRoles = map[string]string{
 	"gateway":          "finance_gateway",
 	"outbox-relay":     "finance_outbox_relay",
 	"dispatcher":       "finance_dispatcher",
 	"status-consumer":  "finance_status_consumer",
 	"webhook-delivery": "finance_webhook_delivery",
+	"reconciler":       "finance_reconciler",
 }
 
 // The Dockerfile pins both base images by digest, runs as the non-root

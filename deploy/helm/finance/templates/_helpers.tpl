@@ -289,8 +289,10 @@ none
 
 {{/*
 The key of GATEWAY_RECONCILE_DATABASE_URL: gateway.console.reconcileUrlKey,
-else database.urlKey (the reconciler's, a role that may settle) while the
-gateway runs as its own role; empty otherwise, or with the console off.
+else, while the gateway runs as its own role, the reconciler's
+(database.serviceUrlKeys.reconciler, finance_reconciler, a role that may
+settle and nothing else; urlKey when it is empty); empty otherwise, or with
+the console off.
 */}}
 {{- define "finance.consoleReconcileUrlKey" -}}
 {{- $c := .Values.gateway.console | default dict -}}
@@ -299,7 +301,7 @@ gateway runs as its own role; empty otherwise, or with the console off.
 {{- if $c.reconcileUrlKey -}}
 {{- $c.reconcileUrlKey -}}
 {{- else if $keys.gateway -}}
-{{- .Values.database.urlKey | default "DATABASE_URL" -}}
+{{- $keys.reconciler | default .Values.database.urlKey | default "DATABASE_URL" -}}
 {{- end -}}
 {{- end -}}
 {{- end }}

@@ -11,18 +11,25 @@ import (
 	"github.com/finsvc/finance/pkg/postgres"
 )
 
-// serviceRoles maps each service that connects to PostgreSQL to the role
-// migration 00012 made for it, with only the grants its SQL needs
-// (docs/security.md, "Least privilege"). financectl (migrate, seed,
-// reconcile, vacuum, verify) is the operator's tool and is not here: it
-// connects as the URL's user, the schema's owner.
+// serviceRoles maps each process of the stack that connects to PostgreSQL
+// to the role migrations 00012 and 00015 made for it, with only the grants
+// its SQL needs (docs/security.md, "Least privilege"). "financectl" is the
+// periodic reconciler (financectl reconcile --watch), which settles as
+// finance_reconciler. The operator's financectl commands (migrate, seed,
+// topics, verify, recover, ...) and the vacuum job (VACUUM is the owner's)
+// are not here: they connect as the URL's user, the schema's owner.
 var serviceRoles = map[string]string{
 	"gateway":          "finance_gateway",
 	"outbox-relay":     "finance_outbox_relay",
 	"dispatcher":       "finance_dispatcher",
 	"status-consumer":  "finance_status_consumer",
 	"webhook-delivery": "finance_webhook_delivery",
+	"financectl":       ReconcilerRole,
 }
+
+// ReconcilerRole is the role (migration 00015) of the reconciler and of the
+// gateway console's resolutions: it settles, and may do nothing else.
+const ReconcilerRole = "finance_reconciler"
 
 // GatewayReconcileApp is the application_name of the connection the
 // gateway's console resolves unknown payments with
@@ -30,22 +37,36 @@ var serviceRoles = map[string]string{
 // the gateway's own connections, which carry "gateway".
 const GatewayReconcileApp = "gateway-reconcile"
 
+// ReconcilerApp is the application_name of the periodic reconciler's
+// connections, so that pg_stat_activity tells them from the vacuum job's
+// and the operator's financectl, which carry "financectl" and the owner.
+const ReconcilerApp = "financectl-reconcile"
+
 // gatewayReconcileURL returns the gateway's GATEWAY_RECONCILE_DATABASE_URL
-// under service roles: dbURL, financectl reconcile's connection (the URL's
-// user, the schema's owner), since a resolution settles (status, entries,
-// balances) and finance_gateway may not; with application_name
-// GatewayReconcileApp in place of any the URL sets. dbURL must be a
+// under service roles: dbURL as ReconcilerRole (roleURL), since a
+// resolution settles (status, entries, balances) and finance_gateway may
+// not, with application_name GatewayReconcileApp. The gateway, which faces
+// the internet, so never holds the owner's credentials. dbURL must be a
 // postgres:// URL, as for roleURL.
 func gatewayReconcileURL(dbURL string) (string, error) {
-	u, err := url.Parse(dbURL)
-	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
-		return "", fmt.Errorf("DATABASE_URL %s: the service roles need a postgres:// URL "+
-			"(or DEVSTACK_SERVICE_ROLES=false to run every service as the URL's user)", postgres.RedactURL(dbURL))
+	u, err := roleURL(dbURL, ReconcilerRole)
+	if err != nil {
+		return "", err
 	}
-	q := u.Query()
-	q.Set("application_name", GatewayReconcileApp)
-	u.RawQuery = q.Encode()
-	return u.String(), nil
+	return withApplicationName(u, GatewayReconcileApp), nil
+}
+
+// withApplicationName returns u, a URL made by roleURL, with
+// application_name app in place of any it sets.
+func withApplicationName(u, app string) string {
+	p, err := url.Parse(u)
+	if err != nil {
+		return u // roleURL parsed it already
+	}
+	q := p.Query()
+	q.Set("application_name", app)
+	p.RawQuery = q.Encode()
+	return p.String()
 }
 
 // serviceRoleURLs returns, for each service of serviceRoles, dbURL with

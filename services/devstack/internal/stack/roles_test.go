@@ -31,27 +31,30 @@ func TestRoleURL(t *testing.T) {
 	}
 }
 
-// Every service that connects to PostgreSQL has a role; financectl, the
-// operator's tool, has none (it is the schema's owner).
+// Every service that connects to PostgreSQL has a role, and so does the
+// periodic reconciler ("financectl", reconcile --watch): finance_reconciler,
+// not the schema's owner.
 func TestServiceRolesCoverTheServices(t *testing.T) {
-	for _, s := range []string{"gateway", "outbox-relay", "dispatcher", "status-consumer", "webhook-delivery"} {
+	for _, s := range []string{"gateway", "outbox-relay", "dispatcher", "status-consumer", "webhook-delivery", "financectl"} {
 		if !strings.HasPrefix(serviceRoles[s], "finance_") {
 			t.Errorf("service %s has no role (%q)", s, serviceRoles[s])
 		}
 	}
-	if _, ok := serviceRoles["financectl"]; ok {
-		t.Error("financectl must connect as the URL's user, the schema's owner")
+	if serviceRoles["financectl"] != "finance_reconciler" {
+		t.Errorf("the reconciler connects as %q, want finance_reconciler", serviceRoles["financectl"])
 	}
 }
 
-// The console's reconcile URL is financectl's (the URL's user and
-// password: it settles, which finance_gateway may not) with an
-// application_name of its own, whatever the URL named.
+// The console's reconcile URL is the reconciler's (finance_reconciler,
+// which may settle, as finance_gateway may not; never the owner's user or
+// password) with an application_name of its own, whatever the URL named.
 func TestGatewayReconcileURL(t *testing.T) {
 	tests := []struct{ in, want string }{
-		{"postgres://postgres@127.0.0.1:5432/finance", "postgres://postgres@127.0.0.1:5432/finance?application_name=gateway-reconcile"},
+		{"postgres://postgres@127.0.0.1:5432/finance", "postgres://finance_reconciler@127.0.0.1:5432/finance?application_name=gateway-reconcile"},
 		{"postgres://owner:s3cret@db.example:6432/finance?sslmode=require&application_name=x",
-			"postgres://owner:s3cret@db.example:6432/finance?application_name=gateway-reconcile&sslmode=require"},
+			"postgres://finance_reconciler@db.example:6432/finance?application_name=gateway-reconcile&sslmode=require"},
+		{"postgresql://127.0.0.1/finance?user=postgres&password=pw",
+			"postgresql://finance_reconciler@127.0.0.1/finance?application_name=gateway-reconcile"},
 	}
 	for _, tt := range tests {
 		got, err := gatewayReconcileURL(tt.in)

@@ -272,18 +272,20 @@ func Start(ctx context.Context, cfg Config, opts Options, out io.Writer) (_ *Sta
 	}
 
 	// Each service connects as its own role (migration 00012 made them
-	// with the grants its SQL needs); financectl stays the URL's user,
-	// the schema's owner.
+	// with the grants its SQL needs), the periodic reconciler as
+	// finance_reconciler (00015); the operator's financectl commands and
+	// the vacuum job stay the URL's user, the schema's owner.
 	roleURLs := map[string]string{}
 	// The console's "resolve from processor" settles, which the gateway's
-	// role may not: under service roles it writes as financectl reconcile
-	// does (the URL's user), on a connection of its own name. Without
-	// them the gateway is the URL's user already.
+	// role may not: under service roles it writes as the reconciler does,
+	// finance_reconciler, on a connection of its own name. Without them
+	// the gateway is the URL's user already.
 	var gatewayEnv []string
 	if cfg.ServiceRoles {
 		if roleURLs, err = serviceRoleURLs(dbURL); err != nil {
 			return nil, err
 		}
+		roleURLs["financectl"] = withApplicationName(roleURLs["financectl"], ReconcilerApp)
 		reconcileURL, err := gatewayReconcileURL(dbURL)
 		if err != nil {
 			return nil, err
@@ -292,9 +294,9 @@ func Start(ctx context.Context, cfg Config, opts Options, out io.Writer) (_ *Sta
 		if err := checkRoleLogins(ctx, roleURLs); err != nil {
 			return nil, err
 		}
-		infra.logf("PostgreSQL: each service connects as its own role (%s); financectl, and the gateway console's "+
-			"resolutions (application_name %s), as the URL's user",
-			strings.Join(slices.Sorted(maps.Values(serviceRoles)), ", "), GatewayReconcileApp)
+		infra.logf("PostgreSQL: each service connects as its own role (%s), the reconciler (application_name %s) and "+
+			"the gateway console's resolutions (%s) as %s; financectl's own commands and the vacuum job as the URL's user",
+			strings.Join(slices.Sorted(maps.Values(serviceRoles)), ", "), ReconcilerApp, GatewayReconcileApp, ReconcilerRole)
 	} else {
 		infra.logf("PostgreSQL: DEVSTACK_SERVICE_ROLES=false: every service connects as the URL's user")
 	}
@@ -318,7 +320,7 @@ func Start(ctx context.Context, cfg Config, opts Options, out io.Writer) (_ *Sta
 		// its passes, the consumer groups' lag and the dead-letter topics'
 		// depth from KAFKA_BROKERS) as the cluster's reconciler does.
 		{name: "financectl", args: []string{"reconcile", "--watch", "30s", "--processor-url", simURL,
-			"--metrics-addr", cfg.ReconcilerMetrics}},
+			"--metrics-addr", cfg.ReconcilerMetrics}, env: []string{"FINANCE_ACTOR=job:reconciler"}},
 	}
 	// Webhooks (issue 15), when its binary was built (make build does; the
 	// end-to-end tests that do not name it run without it). Receivers on

@@ -49,8 +49,8 @@ type Config struct {
 	// payments.
 	Pool *pgxpool.Pool
 	// ReconcilePool resolves unknown payments (it settles: it needs a role
-	// that may write entries and balances, as financectl reconcile has);
-	// nil uses Pool.
+	// that may write entries and balances, finance_reconciler, as
+	// financectl reconcile has); nil uses Pool.
 	ReconcilePool *pgxpool.Pool
 	// Verify checks an "Authorization: Bearer <token>" header value, as the
 	// API does.

@@ -59,11 +59,24 @@ func newConsoleEnv(t *testing.T, o consoleOptions) *consoleEnv {
 	t.Helper()
 	ctx := context.Background()
 	cluster := kafkatest.New(t, 1, append(kafka.Topics(), kafka.DLQTopics()...))
-	pool, err := postgres.Connect(ctx, pgtest.NewDB(t), 8)
+	dbURL := pgtest.NewDB(t)
+	pool, err := postgres.Connect(ctx, dbURL, 8)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(pool.Close)
+	// The resolutions go through finance_reconciler (migration 00015), as
+	// make run and the chart configure GATEWAY_RECONCILE_DATABASE_URL.
+	ru, err := url.Parse(dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ru.User = url.User("finance_reconciler")
+	reconcilePool, err := postgres.Connect(ctx, ru.String(), 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(reconcilePool.Close)
 	logger := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
 	op, err := dlq.NewOperator(cluster.Brokers(), pool, logger)
 	if err != nil {
@@ -91,7 +104,7 @@ func newConsoleEnv(t *testing.T, o consoleOptions) *consoleEnv {
 	}
 	verifier := auth.NewVerifier(testSecret)
 	con, err := console.New(console.Config{
-		Logger: logger, Pool: pool, Verify: verifier.FromHeader, DLQ: op, Webhooks: webhook.NewStore(pool),
+		Logger: logger, Pool: pool, ReconcilePool: reconcilePool, Verify: verifier.FromHeader, DLQ: op, Webhooks: webhook.NewStore(pool),
 		ProcessorURL: procURL, ProcessorStatementURL: "none", RateLimit: 100,
 	})
 	if err != nil {
