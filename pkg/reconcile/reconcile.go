@@ -682,10 +682,25 @@ func (rc *Reconciler) apply(ctx context.Context, r Resolution) (bool, error) {
 		return nil
 	})
 	if err != nil {
-		return false, fmt.Errorf("resolve payment %d to %s: %w", r.PaymentID, r.To, err)
+		return false, &ResolveError{PaymentID: r.PaymentID, To: r.To, Err: err}
 	}
 	return applied, nil
 }
+
+// ResolveError is a resolution that could not be written: its transaction
+// was rolled back, and the pass stopped. It names the payment, so that the
+// caller can record the failed resolution (financectl's admin_audit row).
+type ResolveError struct {
+	PaymentID int64
+	To        payment.Status
+	Err       error
+}
+
+func (e *ResolveError) Error() string {
+	return fmt.Sprintf("resolve payment %d to %s: %v", e.PaymentID, e.To, e.Err)
+}
+
+func (e *ResolveError) Unwrap() error { return e.Err }
 
 // Watch runs a pass every interval until ctx ends, handing each report (or
 // the pass's error) to report. A failed pass does not stop the watch: the

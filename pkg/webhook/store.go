@@ -8,6 +8,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -68,11 +69,22 @@ func (p Policy) Validate(ctx context.Context, s Spec) error {
 // Store is the endpoints' and the delivery log's SQL for the gateway and
 // financectl.
 type Store struct {
-	db *pgxpool.Pool
+	db querier
+}
+
+// querier is what the store's SQL runs on: a pool, or one transaction.
+type querier interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
 }
 
 // NewStore returns a store on db.
 func NewStore(db *pgxpool.Pool) *Store { return &Store{db: db} }
+
+// InTx returns the store's SQL on tx, so that a caller writes something of
+// its own in the change's transaction (financectl its admin_audit row).
+func (s *Store) InTx(tx pgx.Tx) *Store { return &Store{db: tx} }
 
 const endpointColumns = `id, url, event_types, user_id, description, enabled, disabled_reason,
 	previous_secret_expires_at, created_at, updated_at`

@@ -89,10 +89,10 @@ func afterRestore(ctx context.Context, e *env, pool *pgxpool.Pool, rf reconcileF
 		lastID     int64
 		lastAt     *time.Time
 	)
-	if err := pool.QueryRow(ctx, insertRestoreSQL, cliActor(), before).Scan(&id, &recordedAt, &lastID, &lastAt); err != nil {
+	if err := pool.QueryRow(ctx, insertRestoreSQL, e.cfg.Actor, before).Scan(&id, &recordedAt, &lastID, &lastAt); err != nil {
 		return fmt.Errorf("record the restore: %w", err)
 	}
-	fmt.Fprintf(w, "2. restore recorded: restores row %d, by %s at %s\n", id, cliActor(), recordedAt.UTC().Format(time.RFC3339))
+	fmt.Fprintf(w, "2. restore recorded: restores row %d, by %s at %s\n", id, e.cfg.Actor, recordedAt.UTC().Format(time.RFC3339))
 	if lastAt != nil {
 		fmt.Fprintf(w, "   the newest payment here is %d, accepted %s: unless the gateway took payments since the restore,\n"+
 			"   the backup's point in time; payments accepted after it are gone from this database\n",
@@ -105,9 +105,11 @@ func afterRestore(ctx context.Context, e *env, pool *pgxpool.Pool, rf reconcileF
 	// settled are resolved; those it never saw are left, since their
 	// requests may still be in Kafka.
 	cfg := rf.cfg
-	cfg.Emit = reconcile.EmitToOutbox
+	a := newAudit(e, "after-restore")
+	cfg.Emit = a.emit // each resolution's event and admin_audit row
 	rep, err := reconcile.New(pool, rf.proc.statement(), lookup, cfg).Run(ctx)
 	if err != nil {
+		err = a.resolveFailed(ctx, pool, err)
 		return fmt.Errorf("reconcile: %w (the restore is recorded as restores row %d; run after-restore again)", err, id)
 	}
 	if _, err := pool.Exec(ctx, finishRestoreSQL, id, rep.WithoutPaymentCount, rep.Succeeded+rep.Failed, rep.Left); err != nil {

@@ -146,7 +146,7 @@ func printUsage(w io.Writer, cmds []*command) {
 	}
 	fmt.Fprintf(w, "  help [command]\n      show a command's usage and flags\n")
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "environment: DATABASE_URL, KAFKA_BROKERS, KAFKA_PARTITIONS, AUTH_JWT_SECRET (dev-mode tokens), FINANCE_DEV_MODE, LOG_LEVEL")
+	fmt.Fprintln(w, "environment: DATABASE_URL, KAFKA_BROKERS, KAFKA_PARTITIONS, AUTH_JWT_SECRET (dev-mode tokens), FINANCE_DEV_MODE, FINANCE_ACTOR (who the audit names; default cli:<os user>), LOG_LEVEL")
 	fmt.Fprintln(w, "exit codes: 0 ok, 1 failed, 2 bad usage")
 }
 

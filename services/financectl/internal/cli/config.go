@@ -23,6 +23,12 @@ type config struct {
 	LogLevel string
 	// HTTP is the HTTP_* server settings of reconcile --metrics-addr's port.
 	HTTP envconfig.HTTPServer
+	// Actor is who the audit says acted (admin_audit, and dlq_replays,
+	// recoveries, restores): FINANCE_ACTOR as given (e.g. "alice@example.com",
+	// or "job:reconciler" for the periodic job), else "cli:<os user>". On a
+	// shared account or in a container, where the OS user says nothing, set
+	// it.
+	Actor string
 }
 
 // defaultConfig is the configuration of an empty environment, for help
@@ -44,6 +50,10 @@ func loadConfig(getenv func(string) string) (config, error) {
 		DevMode:    r.Bool("FINANCE_DEV_MODE", true),
 		LogLevel:   r.LogLevel("error"),
 		HTTP:       envconfig.LoadHTTPServer(r),
+		Actor:      r.String("FINANCE_ACTOR", ""),
+	}
+	if c.Actor == "" {
+		c.Actor = osActor()
 	}
 	if c.Partitions < 1 {
 		r.Fail("KAFKA_PARTITIONS=%d: must be at least 1", c.Partitions)

@@ -8,12 +8,13 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os/user"
 	"sort"
 	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/finsvc/finance/pkg/dlq"
 	"github.com/finsvc/finance/pkg/kafka"
@@ -145,9 +146,16 @@ func dlqCommand() *command {
 				return nil
 			default:
 				res, err := op.Replay(ctx, dlq.ReplayRequest{
-					Filter: filter, Actor: cliActor(), DryRun: f.dryRun, Force: f.force, Rate: f.rate,
+					Filter: filter, Actor: e.cfg.Actor, DryRun: f.dryRun, Force: f.force, Rate: f.rate,
 					KeyRetention: f.keyRetention, DecodeRequest: dlq.DecodeRequested,
 				})
+				// A replay is no one transaction (it paces its records over
+				// minutes, each audited in dlq_replayed_records): its
+				// admin_audit row is written once it ends. A dry run
+				// publishes nothing and is in dlq_replays alone.
+				if !f.dryRun {
+					err = f.auditReplay(ctx, newAudit(e, "dlq replay"), pool, res.ID, err)
+				}
 				if res.ID != 0 {
 					if f.asJSON {
 						if werr := writeJSON(e.stdout, res); werr != nil {
@@ -161,6 +169,23 @@ func dlqCommand() *command {
 			}
 		},
 	}
+}
+
+// auditReplay records a replay (run id, or 0 when it failed before it had one)
+// that ended with err in admin_audit, and returns err, joined with the
+// audit's error if the row could not be written.
+func (f dlqFlags) auditReplay(ctx context.Context, a audit, pool *pgxpool.Pool, id int64, err error) error {
+	topic := f.topic
+	if f.allTopics {
+		topic = "all"
+	}
+	target := fmt.Sprintf("replay_id=%d topic=%s", id, topic)
+	if err != nil {
+		return a.failed(ctx, pool, target, err)
+	}
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	return a.record(rctx, pool, target, auditOK)
 }
 
 // replayChecks refuses replay flags that make no sense, and a replay that
@@ -240,14 +265,6 @@ func dlqError(err error) error {
 		return usagef("%v", err)
 	}
 	return err
-}
-
-// cliActor is who the audit says replayed: the operating-system user.
-func cliActor() string {
-	if u, err := user.Current(); err == nil && u.Username != "" {
-		return "cli:" + u.Username
-	}
-	return "cli:unknown"
 }
 
 func writeJSON(w io.Writer, v any) error {

@@ -102,7 +102,10 @@ func reconcileCommand() *command {
 				return usagef("--metrics-addr needs --watch")
 			}
 			cfg, proc := rf.cfg, rf.proc
-			cfg.Emit = reconcile.EmitToOutbox
+			// Each resolution's event and admin_audit row, in its
+			// transaction (a dry run writes neither).
+			a := newAudit(e, "reconcile")
+			cfg.Emit = a.emit
 			// A watching reconciler keeps the statement it loaded and reads
 			// only what the processor executed since its last pass.
 			cfg.KeepStatement = watch > 0
@@ -116,7 +119,7 @@ func reconcileCommand() *command {
 			if watch == 0 {
 				rep, err := rc.Run(ctx)
 				if err != nil {
-					return err
+					return a.resolveFailed(ctx, pool, err)
 				}
 				return writeReport(e.stdout, asJSON, rep, rep.WriteText)
 			}
@@ -130,7 +133,7 @@ func reconcileCommand() *command {
 			logger.InfoContext(ctx, "reconciler watching", "interval", watch.String(), "api", rf.api,
 				"processor_url", proc.url, "dry_run", cfg.DryRun, "safety_bound", cfg.SafetyBound.String(),
 				"key_retention", cfg.KeyRetention.String(), "stuck_after", cfg.StuckAfter.String(), "metrics_addr", metricsAddr)
-			return watchReconcile(ctx, e, logger, pool, rc, watch, metricsAddr,
+			return watchReconcile(ctx, e, logger, pool, rc, a, watch, metricsAddr,
 				parseGroups(lagGroups), parseGroups(dlqTopics), asJSON)
 		},
 	}
@@ -140,7 +143,7 @@ func reconcileCommand() *command {
 // metricsAddr is set, serves the reconciler's metrics there, refreshed after
 // every pass (failed passes included: the payments' liveness is read from
 // the database alone).
-func watchReconcile(ctx context.Context, e *env, logger *slog.Logger, pool *pgxpool.Pool, rc *reconcile.Reconciler,
+func watchReconcile(ctx context.Context, e *env, logger *slog.Logger, pool *pgxpool.Pool, rc *reconcile.Reconciler, a audit,
 	every time.Duration, metricsAddr string, lagGroups, dlqTopics []string, asJSON bool,
 ) error {
 	g, gctx := errgroup.WithContext(ctx)
@@ -189,7 +192,7 @@ func watchReconcile(ctx context.Context, e *env, logger *slog.Logger, pool *pgxp
 				}
 			}
 			if err != nil {
-				logger.ErrorContext(gctx, "reconcile pass failed", "err", err)
+				logger.ErrorContext(gctx, "reconcile pass failed", "err", a.resolveFailed(gctx, pool, err))
 				return
 			}
 			level := slog.LevelInfo

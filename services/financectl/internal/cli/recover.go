@@ -108,9 +108,20 @@ func recoverCommand() *command {
 				return err
 			}
 			defer pool.Close()
+			// Each re-created payment is an admin_audit row in the run's
+			// transaction; a dry run rolls them back with it. An applied run
+			// that fails or is refused is recorded on its own.
+			a := newAudit(e, "recover")
 			rep, err := reconcile.Recover(ctx, pool, proc.statement(), reconcile.RecoverOptions{
-				Keys: keys, Amount: amount, MerchantID: merchantID, Actor: cliActor(), Apply: apply, Emit: reconcile.EmitToOutbox,
+				Keys: keys, Amount: amount, MerchantID: merchantID, Actor: e.cfg.Actor, Apply: apply, Emit: a.emit,
 			})
+			if err != nil && apply {
+				target := "keys=" + keys.String()
+				if len(keys) == 0 {
+					target = "keys=all" // every execution without payment
+				}
+				err = a.failed(ctx, pool, target, err)
+			}
 			if errors.Is(err, reconcile.ErrRecoverRefused) {
 				return err // exit 1, the reasons on one line
 			}

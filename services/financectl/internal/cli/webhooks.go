@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 
 	"github.com/finsvc/finance/pkg/webhook"
 )
@@ -90,12 +91,34 @@ func webhooksCommand() *command {
 				return strings.Split(types, ",")
 			}
 
+			var sinceTime time.Time
+			switch action {
+			case "list", "create", "get", "update", "delete", "rotate-secret", "attempts":
+			case "resend":
+				if event == "" {
+					return usagef("resend needs --event")
+				}
+			case "recover":
+				if sinceTime, err = parseTime("since", since); err != nil {
+					return err
+				}
+				if sinceTime.IsZero() {
+					return usagef("recover needs --since")
+				}
+			default:
+				return usagef("unknown action %q", action)
+			}
+
 			pool, err := connect(ctx, e.cfg.Postgres)
 			if err != nil {
 				return err
 			}
 			defer pool.Close()
 			st := webhook.NewStore(pool)
+			// Every change is audited (audit.go): its admin_audit row
+			// commits with it, a failure is recorded on its own.
+			a := newAudit(e, "webhooks "+action)
+			target := "id=" + endpointID.String()
 			var out any
 			switch action {
 			case "list":
@@ -104,47 +127,8 @@ func webhooksCommand() *command {
 					u = &user
 				}
 				out, err = st.List(ctx, u)
-			case "create":
-				sp := webhook.Spec{URL: url, EventTypes: splitTypes(), Description: description, Enabled: enabled, CreatedBy: "cli"}
-				if user != 0 {
-					sp.UserID = &user
-				}
-				if err := policy.Validate(ctx, sp); err != nil {
-					return fmt.Errorf("invalid endpoint: %w", err)
-				}
-				out, err = st.Create(ctx, sp)
 			case "get":
 				out, err = st.Get(ctx, endpointID)
-			case "update":
-				cur, err := st.Get(ctx, endpointID)
-				if err != nil {
-					return err
-				}
-				sp := webhook.Spec{URL: cur.URL, EventTypes: cur.EventTypes, UserID: cur.UserID, Description: cur.Description, Enabled: cur.Enabled}
-				if set["url"] {
-					sp.URL = url
-				}
-				if set["types"] {
-					sp.EventTypes = splitTypes()
-				}
-				if set["description"] {
-					sp.Description = description
-				}
-				if set["enabled"] {
-					sp.Enabled = enabled
-				}
-				if err := policy.Validate(ctx, sp); err != nil {
-					return fmt.Errorf("invalid endpoint: %w", err)
-				}
-				out, err = st.Update(ctx, endpointID, sp)
-				if err != nil {
-					return err
-				}
-			case "delete":
-				err = st.Delete(ctx, endpointID)
-				out = map[string]string{"deleted": endpointID.String()}
-			case "rotate-secret":
-				out, err = st.RotateSecret(ctx, endpointID, overlap)
 			case "attempts":
 				f := webhook.LogFilter{EndpointID: endpointID, EventID: event, Limit: limit}
 				if f.Since, err = parseTime("since", since); err != nil {
@@ -154,28 +138,76 @@ func webhooksCommand() *command {
 					return err
 				}
 				out, err = st.Log(ctx, f)
-			case "resend":
-				if event == "" {
-					return usagef("resend needs --event")
+			case "create":
+				target = "" // the new endpoint's id once it has one
+				sp := webhook.Spec{URL: url, EventTypes: splitTypes(), Description: description, Enabled: enabled, CreatedBy: "cli"}
+				if user != 0 {
+					sp.UserID = &user
 				}
-				err = st.Resend(ctx, endpointID, event)
+				if verr := policy.Validate(ctx, sp); verr != nil {
+					err = a.failed(ctx, pool, target, fmt.Errorf("%w endpoint: %w", errInvalid, verr))
+					break
+				}
+				err = a.change(ctx, pool, &target, func(tx pgx.Tx) error {
+					ep, err := st.InTx(tx).Create(ctx, sp)
+					if err != nil {
+						return err
+					}
+					out, target = ep, "id="+ep.ID.String()
+					return nil
+				})
+			case "update":
+				err = a.change(ctx, pool, &target, func(tx pgx.Tx) error {
+					ts := st.InTx(tx)
+					cur, err := ts.Get(ctx, endpointID)
+					if err != nil {
+						return err
+					}
+					sp := webhook.Spec{URL: cur.URL, EventTypes: cur.EventTypes, UserID: cur.UserID, Description: cur.Description, Enabled: cur.Enabled}
+					if set["url"] {
+						sp.URL = url
+					}
+					if set["types"] {
+						sp.EventTypes = splitTypes()
+					}
+					if set["description"] {
+						sp.Description = description
+					}
+					if set["enabled"] {
+						sp.Enabled = enabled
+					}
+					if err := policy.Validate(ctx, sp); err != nil {
+						return fmt.Errorf("%w endpoint: %w", errInvalid, err)
+					}
+					out, err = ts.Update(ctx, endpointID, sp)
+					return err
+				})
+			case "delete":
+				err = a.change(ctx, pool, &target, func(tx pgx.Tx) error { return st.InTx(tx).Delete(ctx, endpointID) })
+				out = map[string]string{"deleted": endpointID.String()}
+			case "rotate-secret":
+				err = a.change(ctx, pool, &target, func(tx pgx.Tx) error {
+					ep, err := st.InTx(tx).RotateSecret(ctx, endpointID, overlap)
+					out = ep
+					return err
+				})
+			case "resend":
+				target += " event=" + event
+				err = a.change(ctx, pool, &target, func(tx pgx.Tx) error { return st.InTx(tx).Resend(ctx, endpointID, event) })
 				out = map[string]int{"requeued": 1}
 			case "recover":
-				t, perr := parseTime("since", since)
-				if perr != nil {
-					return perr
-				}
-				if t.IsZero() {
-					return usagef("recover needs --since")
-				}
+				target += " since=" + sinceTime.UTC().Format(time.RFC3339Nano)
 				var n int64
-				n, err = st.Recover(ctx, endpointID, t)
+				err = a.change(ctx, pool, &target, func(tx pgx.Tx) error {
+					var err error
+					n, err = st.InTx(tx).Recover(ctx, endpointID, sinceTime)
+					return err
+				})
 				out = map[string]int64{"requeued": n}
-			default:
-				return usagef("unknown action %q", action)
 			}
 			if errors.Is(err, webhook.ErrNotFound) {
-				return fmt.Errorf("%s: no such endpoint or message", action)
+				// Wrapped, not replaced: err may carry the audit's own failure.
+				return fmt.Errorf("%s: no such endpoint or message (%w)", action, err)
 			}
 			if err != nil {
 				return err
