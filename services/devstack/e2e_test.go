@@ -34,6 +34,7 @@ import (
 	"github.com/finsvc/finance/pkg/stacktest"
 	"github.com/finsvc/finance/pkg/testkit"
 	"github.com/finsvc/finance/pkg/webhook"
+	"github.com/finsvc/finance/services/devstack/internal/stack"
 )
 
 func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
@@ -376,17 +377,19 @@ var serviceRoles = map[string]string{
 	"webhook-delivery": "finance_webhook_delivery",
 }
 
-// gatewayReconcileApp is the application_name of the gateway console's
-// connection for resolving unknown payments (GATEWAY_RECONCILE_DATABASE_URL):
-// it settles, so devstack gives it financectl reconcile's user, not the
-// gateway's role.
-const gatewayReconcileApp = "gateway-reconcile"
+// reconcilerApps are the application_names of the connections that settle
+// (migration 00015's finance_reconciler): the periodic reconciler's and the
+// gateway console's for resolving unknown payments
+// (GATEWAY_RECONCILE_DATABASE_URL). The gateway, which faces the internet,
+// so never holds the owner's credentials.
+var reconcilerApps = []string{stack.ReconcilerApp, stack.GatewayReconcileApp}
 
 // servicesUseTheirRoles reads pg_stat_activity of the database of dbURL
 // (each service's connections carry its name as application_name) and
 // fails the test unless every service has connections there, all as its
-// own role, and financectl's (the reconciler's) and the gateway console's
-// reconcile connection are the URL's user.
+// own role; the reconciler's and the gateway console's reconcile
+// connections as finance_reconciler; and financectl's own (the vacuum job)
+// as the URL's user, the schema's owner.
 func servicesUseTheirRoles(t *testing.T, dbURL string, running func()) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
@@ -401,7 +404,7 @@ func servicesUseTheirRoles(t *testing.T, dbURL string, running func()) {
 	}
 	defer conn.Close(ctx)
 	var seen map[string][]string // application_name -> its sessions' users
-	testkit.EventuallyWithin(t, 60*time.Second, "every service, and the console's reconcile pool, has a connection to the database", func() bool {
+	testkit.EventuallyWithin(t, 60*time.Second, "every service, the reconciler and the console's reconcile pool have a connection to the database", func() bool {
 		running()
 		seen = map[string][]string{}
 		rows, _ := conn.Query(ctx, `SELECT application_name, usename FROM pg_stat_activity
@@ -418,7 +421,12 @@ func servicesUseTheirRoles(t *testing.T, dbURL string, running func()) {
 				return false
 			}
 		}
-		return len(seen[gatewayReconcileApp]) > 0
+		for _, app := range reconcilerApps {
+			if len(seen[app]) == 0 {
+				return false
+			}
+		}
+		return true
 	})
 	for service, role := range serviceRoles {
 		for _, user := range seen[service] {
@@ -427,11 +435,16 @@ func servicesUseTheirRoles(t *testing.T, dbURL string, running func()) {
 			}
 		}
 	}
-	for _, app := range []string{"financectl", gatewayReconcileApp} {
+	for _, app := range reconcilerApps {
 		for _, user := range seen[app] {
-			if user != cfg.User {
-				t.Errorf("%s has a connection as %q, want the URL's user %q", app, user, cfg.User)
+			if user != stack.ReconcilerRole {
+				t.Errorf("%s has a connection as %q, want %q", app, user, stack.ReconcilerRole)
 			}
+		}
+	}
+	for _, user := range seen["financectl"] {
+		if user != cfg.User {
+			t.Errorf("financectl (the vacuum job) has a connection as %q, want the URL's user %q", user, cfg.User)
 		}
 	}
 }
