@@ -92,6 +92,10 @@ func (s *supervisor) start(ctx context.Context, p proc) error {
 	if err != nil {
 		return err
 	}
+	// from is where the running process's output starts in the log file,
+	// taken before it starts: a process that fails at once has written
+	// its last line before its spawn returns.
+	from := fileSize(logFile)
 	cmd, err := s.spawn(p, logFile)
 	if err != nil {
 		logFile.Close()
@@ -103,8 +107,6 @@ func (s *supervisor) start(ctx context.Context, p proc) error {
 		defer logFile.Close()
 		delay := 500 * time.Millisecond
 		for {
-			// Where this process's output starts in the log file.
-			from := fileSize(logFile)
 			exited := make(chan error, 1)
 			go func() { exited <- cmd.Wait() }()
 			startedAt := time.Now()
@@ -136,6 +138,7 @@ func (s *supervisor) start(ctx context.Context, p proc) error {
 				delay = min(delay*2, 10*time.Second)
 			}
 			for {
+				from = fileSize(logFile)
 				cmd, err = s.spawn(p, logFile)
 				if err == nil {
 					s.logf("%s restarted (pid %d)", p.name, cmd.Process.Pid)
