@@ -131,7 +131,7 @@ func TestHandlerHijack(t *testing.T) {
 		wantErr bool
 	}{{"/things/1", false}, {"/things/abc", true}} {
 		rec := &recordTB{TB: t}
-		srv := httptest.NewServer(c.Handler(rec, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		checked := c.Handler(rec, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 			conn, brw, err := http.NewResponseController(w).Hijack()
 			if err != nil {
 				t.Errorf("hijack: %v", err)
@@ -140,13 +140,22 @@ func TestHandlerHijack(t *testing.T) {
 			_, _ = brw.WriteString("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n{\"id\":1}")
 			_ = brw.Flush()
 			_ = conn.Close()
-		})))
+		}))
+		// The check runs after the handler returns, which may be after
+		// the client has its answer, and the server's Close does not wait
+		// for a hijacked connection's handler: wait for it here.
+		done := make(chan struct{})
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			defer close(done)
+			checked.ServeHTTP(w, r)
+		}))
 		resp, err := http.Get(srv.URL + tc.path)
 		if err != nil {
 			t.Fatal(err)
 		}
 		body, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
+		<-done
 		srv.Close()
 		if string(body) != `{"id":1}` {
 			t.Errorf("%s: body %q", tc.path, body)
