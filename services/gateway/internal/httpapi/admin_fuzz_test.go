@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"math"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"strconv"
 	"strings"
@@ -126,13 +125,8 @@ func FuzzAdminDLQ(f *testing.F) {
 		if err != nil {
 			return
 		}
-		w := httptest.NewRecorder()
-		e.ServeHTTP(w, r)
-		switch {
-		case w.Code == http.StatusNotFound && !strings.HasPrefix(w.Header().Get("Content-Type"), "application/problem+json"):
-			return // gin found no route for this path
-		case w.Code != http.StatusOK:
-			wantClientProblem(t, w)
+		w, ok := serveRouted(t, e, r)
+		if !ok {
 			return
 		}
 		switch route % 3 {

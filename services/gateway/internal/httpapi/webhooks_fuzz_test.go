@@ -258,13 +258,8 @@ func FuzzWebhookQuery(f *testing.F) {
 		if err != nil {
 			return
 		}
-		w := httptest.NewRecorder()
-		e.ServeHTTP(w, r)
-		switch {
-		case w.Code == http.StatusNotFound && !strings.HasPrefix(w.Header().Get("Content-Type"), "application/problem+json"):
-			return // gin found no route for this path
-		case w.Code != http.StatusOK:
-			wantClientProblem(t, w)
+		w, ok := serveRouted(t, e, r)
+		if !ok {
 			return
 		}
 		var out webhookQuery
