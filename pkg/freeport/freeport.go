@@ -9,7 +9,10 @@
 // and stay taken as long as that connection lives: the child then fails to
 // listen at every restart. A port below the ephemeral range is never handed
 // out that way, so freeport picks there, at random, and checks that nothing
-// listens on it.
+// listens on it. It never hands out the same port twice in one process:
+// a test that picks several ports before any is bound (the end-to-end
+// test's Kafka and gateway ops addresses) would otherwise now and then get
+// one port for two processes.
 package freeport
 
 import (
@@ -19,7 +22,14 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 )
+
+// given holds every port this process has handed out.
+var given = struct {
+	sync.Mutex
+	ports map[int]bool
+}{ports: map[int]bool{}}
 
 // lowest is the first port freeport uses: above the well-known and most
 // registered service ports a developer's machine may run.
@@ -38,16 +48,22 @@ func Addrs(n int) (string, error) {
 	if highest <= lowest {
 		return "", fmt.Errorf("freeport: no room below the ephemeral ports for %d ports", n)
 	}
+	given.Lock()
+	defer given.Unlock()
 	for range 200 {
 		base := lowest + rand.IntN(highest-lowest)
 		if free(base, n) {
+			for p := base; p < base+n; p++ {
+				given.ports[p] = true
+			}
 			return net.JoinHostPort("127.0.0.1", strconv.Itoa(base)), nil
 		}
 	}
 	return "", fmt.Errorf("freeport: no %d consecutive free ports in %d..%d", n, lowest, highest)
 }
 
-// free reports whether ports base..base+n-1 can all be listened on now.
+// free reports whether ports base..base+n-1 were never handed out by this
+// process and can all be listened on now. The caller holds given's lock.
 func free(base, n int) bool {
 	var held []net.Listener
 	defer func() {
@@ -56,6 +72,9 @@ func free(base, n int) bool {
 		}
 	}()
 	for p := base; p < base+n; p++ {
+		if given.ports[p] {
+			return false
+		}
 		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p)))
 		if err != nil {
 			return false
