@@ -12,7 +12,7 @@
 # all are final (the load test's drain). Then it prints, per payment, in
 # Markdown: every statement the services issued at least 0.01 times per
 # payment, or that touched 0.01 rows or wrote 1 WAL byte per payment (calls,
-# rows, WAL records and bytes and execution time, from pg_stat_statements; nested foreign-key
+# rows, WAL records and bytes, execution time, plans and planning time, from pg_stat_statements; nested foreign-key
 # checks listed apart, their WAL already in their statement's),
 # their totals, pg_stat_wal's totals and the database's committed
 # transactions (pg_stat_database). Everything it started is stopped on exit.
@@ -80,7 +80,7 @@ pgport=$(freeport)
 [ "$(id -u)" = 0 ] && chown postgres "$tmp"
 asuser "$pgbin/initdb" -D "$pgdata" -U postgres -A trust --no-sync -E UTF8 >"$tmp/initdb.log" 2>&1
 asuser "$pgbin/pg_ctl" -D "$pgdata" -l "$tmp/postgres.log" -w start -o "-p $pgport -k $tmp -c listen_addresses=127.0.0.1 \
-	-c shared_preload_libraries=pg_stat_statements -c pg_stat_statements.track=all -c pg_stat_statements.max=10000 \
+	-c shared_preload_libraries=pg_stat_statements -c pg_stat_statements.track=all -c pg_stat_statements.max=10000 -c pg_stat_statements.track_planning=on \
 	-c max_connections=300 -c checkpoint_timeout=1h -c max_wal_size=8GB" >/dev/null
 server=postgres://postgres@127.0.0.1:$pgport
 admin() { psql -X -q -v ON_ERROR_STOP=1 "$server/postgres?sslmode=disable" "$@"; }
@@ -131,7 +131,7 @@ q -v n="$n" <<'SQL'
 WITH s AS (
     SELECT regexp_replace(query, '\s+', ' ', 'g') AS query, bool_or(toplevel) AS toplevel, sum(calls) AS calls,
            sum(rows) AS rows, sum(wal_records) AS wal_records, sum(wal_fpi) AS wal_fpi, sum(wal_bytes) AS wal_bytes,
-           sum(total_exec_time) AS exec_ms
+           sum(total_exec_time) AS exec_ms, sum(plans) AS plans, sum(total_plan_time) AS plan_ms
     FROM pg_stat_statements
     WHERE userid <> (SELECT oid FROM pg_roles WHERE rolname = 'census')
       AND dbid = (SELECT oid FROM pg_database WHERE datname = 'finance')
@@ -150,17 +150,18 @@ WITH s AS (
         ELSE '' END AS service
     FROM s
 )
-SELECT '| statement | by | calls | rows | WAL records | WAL FPI | WAL bytes | execution µs |' || E'\n' || '|---|---|--:|--:|--:|--:|--:|--:|' || E'\n' ||
-       string_agg(format('| `%s` | %s | %s | %s | %s | %s | %s | %s |',
+SELECT '| statement | by | calls | rows | WAL records | WAL FPI | WAL bytes | execution µs | plans | planning µs |' || E'\n' || '|---|---|--:|--:|--:|--:|--:|--:|--:|--:|' || E'\n' ||
+       string_agg(format('| `%s` | %s | %s | %s | %s | %s | %s | %s | %s | %s |',
                          replace(CASE WHEN length(query) > 80 THEN left(query, 79) || '…' ELSE query END, '|', '\|'), service,
                          round(calls / :n::numeric, 2), round(rows / :n::numeric, 2), round(wal_records / :n::numeric, 2), round(wal_fpi / :n::numeric, 2), round(wal_bytes / :n::numeric, 0),
-                         round((exec_ms * 1000 / :n)::numeric, 1)),
+                         round((exec_ms * 1000 / :n)::numeric, 1), round(plans / :n::numeric, 2), round((plan_ms * 1000 / :n)::numeric, 1)),
                   E'\n' ORDER BY toplevel DESC, wal_bytes DESC, calls DESC) || E'\n' ||
-       (SELECT format('| **all top-level statements of the services** | | **%s** | **%s** | **%s** | **%s** | **%s** | **%s** |',
+       (SELECT format('| **all top-level statements of the services** | | **%s** | **%s** | **%s** | **%s** | **%s** | **%s** | **%s** | **%s** |',
                       round(sum(calls) / :n::numeric, 2), round(sum(rows) / :n::numeric, 2), round(sum(wal_records) / :n::numeric, 2),
-                      round(sum(wal_fpi) / :n::numeric, 2), round(sum(wal_bytes) / :n::numeric, 0), round((sum(exec_ms) * 1000 / :n)::numeric, 1))
+                      round(sum(wal_fpi) / :n::numeric, 2), round(sum(wal_bytes) / :n::numeric, 0), round((sum(exec_ms) * 1000 / :n)::numeric, 1),
+                      round(sum(plans) / :n::numeric, 2), round((sum(plan_ms) * 1000 / :n)::numeric, 1))
         FROM s WHERE toplevel) || E'\n' ||
-       (SELECT format('| of which BEGIN / COMMIT / ROLLBACK | | %s / %s / %s | | | | | |',
+       (SELECT format('| of which BEGIN / COMMIT / ROLLBACK | | %s / %s / %s | | | | | | | |',
                       round(coalesce(sum(calls) FILTER (WHERE query ~* '^begin'), 0) / :n::numeric, 2),
                       round(coalesce(sum(calls) FILTER (WHERE query ~* '^commit'), 0) / :n::numeric, 2),
                       round(coalesce(sum(calls) FILTER (WHERE query ~* '^rollback'), 0) / :n::numeric, 2))

@@ -425,3 +425,61 @@ func TestDeadlineInBatchWaitsForAnswer(t *testing.T) {
 		t.Errorf("answer created=%v err=%v, want the batch's: created", a.created, a.err)
 	}
 }
+
+// TestAcceptPlansOnce wants a batch transaction's statements planned once
+// per connection, not at every call: PostgreSQL would otherwise plan each
+// statement with an array parameter anew whenever the array holds one
+// element, as it does at low rates, and that planning cost more CPU than
+// the writes (docs/writes.md). It accepts payments one batch each on a
+// pool of one connection, then reads that connection's prepared
+// statements.
+func TestAcceptPlansOnce(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	cfg, err := pgxpool.ParseConfig(pgtest.NewDB(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.MaxConns = 1
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	if _, err := pool.Exec(ctx, `INSERT INTO merchants (id, name) VALUES (1, 'Pleo');
+		INSERT INTO wallets (user_id, balance) VALUES (10, 1000)`); err != nil {
+		t.Fatal(err)
+	}
+	s := New(pool)
+	const calls = 8 // more than the 5 custom plans PostgreSQL tries before it may choose
+	for i := range calls {
+		call := &acceptCall{ctx: ctx, p: NewPayment{UserID: 10, MerchantID: 1, Amount: -1, IdempotencyKey: fmt.Sprint("k", i)},
+			done: make(chan acceptResult, 1)}
+		results, err := s.acceptMany(ctx, []*acceptCall{call})
+		if err != nil || results[0].err != nil || !results[0].created {
+			t.Fatalf("payment %d: %+v, %v", i, results, err)
+		}
+	}
+	rows, err := pool.Query(ctx, `SELECT statement, generic_plans, custom_plans FROM pg_prepared_statements
+		WHERE statement ~ '(ANY|unnest)\(\$1'`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type plans struct {
+		Statement       string
+		Generic, Custom int64
+	}
+	seen, err := pgx.CollectRows(rows, pgx.RowToStructByPos[plans])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(seen) < 5 {
+		t.Fatalf("%d statements with array parameters prepared, want the batch's 5 at least: %+v", len(seen), seen)
+	}
+	for _, p := range seen {
+		if p.Custom != 0 || p.Generic != calls {
+			t.Errorf("%d calls planned %d times for these values and %d times generically, want 0 and %d:\n%s",
+				calls, p.Custom, p.Generic, calls, p.Statement)
+		}
+	}
+}
