@@ -6,9 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -97,15 +97,32 @@ type loadReport struct {
 
 // openJournal reads path (if set and present), rebuilds the record and
 // opens the file for appending. It returns the records read so that the
-// caller can restore idempotency keys.
+// caller can restore idempotency keys. The file is locked (flock) for as
+// long as the journal is open: a second simulator on the same file would cut
+// the first one's unfinished line and leave a hole of NUL bytes where the
+// first goes on writing, and the record of executions, which the reconciler
+// trusts as the processor's own, would be lost from there on. So a second
+// opener fails at once, naming the file.
 func openJournal(path string) (*journal, []Record, loadReport, error) {
 	j := &journal{byUser: map[int64][]int{}, byKey: map[string][]int{}}
 	var rep loadReport
 	if path == "" {
 		return j, nil, rep, nil
 	}
-	data, err := os.ReadFile(path)
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, nil, rep, fmt.Errorf("open data file: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, nil, rep, fmt.Errorf("data file %s is in use by another processor simulator: stop it first, or give this one another SIM_DATA_FILE", path)
+		}
+		return nil, nil, rep, fmt.Errorf("lock data file %s: %w", path, err)
+	}
+	data, err := io.ReadAll(f)
+	if err != nil {
+		f.Close()
 		return nil, nil, rep, fmt.Errorf("read data file: %w", err)
 	}
 	var recs []Record
@@ -123,6 +140,7 @@ func openJournal(path string) (*journal, []Record, loadReport, error) {
 				rep.truncated = n
 				break
 			}
+			f.Close()
 			return nil, nil, rep, fmt.Errorf("data file %s line %d: %w", path, line, err)
 		}
 		recs = append(recs, r)
@@ -131,10 +149,6 @@ func openJournal(path string) (*journal, []Record, loadReport, error) {
 		if !last {
 			good++
 		}
-	}
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
-	if err != nil {
-		return nil, nil, rep, fmt.Errorf("open data file: %w", err)
 	}
 	// Drop an unfinished last line, and end a complete one missing its
 	// newline, so that appends start on a line of their own.

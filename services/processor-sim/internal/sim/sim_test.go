@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"math/rand/v2"
@@ -398,6 +399,53 @@ func TestJournalRejectsCorruptMiddleLine(t *testing.T) {
 	_, err := New(Options{Settings: baseSettings(), KeyTTL: time.Hour, DataFile: path})
 	if err == nil || !strings.Contains(err.Error(), "line 1") {
 		t.Fatalf("New = %v, want an error naming line 1", err)
+	}
+}
+
+// TestJournalRefusesASecondSimulator: a second simulator on a data file in
+// use fails at once, naming the file, and leaves the file as it was: it
+// used to cut the first one's unfinished line, and the first then wrote on
+// past a hole of NUL bytes, so that no later start could read the record.
+// Once the first has stopped, the file opens.
+func TestJournalRefusesASecondSimulator(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "sim.jsonl")
+	ctx := context.Background()
+	s1, err := New(Options{Settings: baseSettings(), KeyTTL: time.Hour, DataFile: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s1.Pay(ctx, Call{API: APIProposed, Key: "a", UserID: 1, Amount: 10}); err != nil {
+		t.Fatal(err)
+	}
+	// The first simulator's next record, half written.
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteString(`{"seq":2,"api":"prop`); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	before, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	_, err = New(Options{Settings: baseSettings(), KeyTTL: time.Hour, DataFile: path})
+	if err == nil || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), "in use by another processor simulator") {
+		t.Fatalf("second New = %v, want an error saying %s is in use", err, path)
+	}
+	if after, err := os.ReadFile(path); err != nil || !bytes.Equal(after, before) {
+		t.Fatalf("the refused simulator changed the data file: %q, want %q (%v)", after, before, err)
+	}
+
+	if err := s1.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s2 := newSim(t, Options{DataFile: path})
+	if got := s2.ExecutionCount(); got != 1 {
+		t.Errorf("executions after the first stopped = %d, want 1", got)
 	}
 }
 
