@@ -103,7 +103,11 @@ func Run(ctx context.Context, cfg Config, scfg stack.Config, out io.Writer) (*Re
 		return nil, fmt.Errorf("brokers %d: at most %d", cfg.Brokers, maxBrokers)
 	}
 	// A fresh broker, processor record and logs each run: the checks
-	// compare this run's traffic with this run's record.
+	// compare this run's traffic with this run's record. Not those of a
+	// stack still running on the same state directory.
+	if err := stack.CheckStateDirFree(scfg.StateDir); err != nil {
+		return nil, err
+	}
 	for _, p := range []string{"kafka", "logs", "processor-sim.jsonl"} {
 		if err := os.RemoveAll(filepath.Join(scfg.StateDir, p)); err != nil {
 			return nil, err

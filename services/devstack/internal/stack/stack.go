@@ -153,6 +153,11 @@ func Start(ctx context.Context, cfg Config, opts Options, out io.Writer) (_ *Sta
 			st.Close()
 		}
 	}()
+	unlock, err := lockStateDir(cfg.StateDir)
+	if err != nil {
+		return nil, err
+	}
+	st.close = append(st.close, unlock) // the last to go
 	// Services stop first, then the broker, then PostgreSQL: each layer is
 	// supervised separately so the order holds.
 	infra, err := newSupervisor(out, filepath.Join(cfg.StateDir, "logs"))
