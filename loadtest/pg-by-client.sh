@@ -11,7 +11,8 @@
 # backend that started during the command counts whole; one that ended during
 # it is missed (short connections: psql, the load generator's samples). The
 # server must run on this machine. PGURL names it (default: the local
-# server, user postgres).
+# server, user postgres). Spaces in a name (a backend without an
+# application_name is named by its type, "client backend") become _.
 set -euo pipefail
 
 if [ $# -eq 0 ]; then
@@ -23,7 +24,7 @@ ticks=$(getconf CLK_TCK)
 
 # snapshot prints "pid client cpu_ticks" for every backend it can read.
 snapshot() {
-	psql "$url" -Atc "SELECT pid, coalesce(nullif(application_name, ''), backend_type) || '/' || coalesce(datname, '-')
+	psql "$url" -Atc "SELECT pid, replace(coalesce(nullif(application_name, ''), backend_type), ' ', '_') || '/' || coalesce(datname, '-')
 	                  FROM pg_stat_activity" |
 		while IFS='|' read -r pid client; do
 			if t=$(awk '{print $14 + $15}' "/proc/$pid/stat" 2>/dev/null); then

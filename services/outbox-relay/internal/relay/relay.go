@@ -155,7 +155,11 @@ func (r *Relay) elect(ctx context.Context) {
 // the lock, so a relay that loses its connection also stops publishing: every
 // read and delete goes through that same connection.
 func (r *Relay) session(ctx context.Context) (connected bool, err error) {
-	conn, err := pgx.Connect(ctx, r.cfg.DatabaseURL)
+	cfg, err := sessionConfig(r.cfg.DatabaseURL)
+	if err != nil {
+		return false, err
+	}
+	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
 		return false, fmt.Errorf("connect: %w", err)
 	}
@@ -187,6 +191,21 @@ func (r *Relay) session(ctx context.Context) (connected bool, err error) {
 	r.logger.InfoContext(ctx, "outbox relay is the leader")
 	defer r.logger.InfoContext(ctx, "outbox relay gave up leadership")
 	return true, r.lead(ctx, conn)
+}
+
+// sessionConfig is the dedicated connection's configuration: url, named
+// outbox-relay in pg_stat_activity unless url names it (as the services'
+// pools are, pkg/postgres), so that PostgreSQL's CPU can be told by client
+// (loadtest/pg-by-client.sh).
+func sessionConfig(url string) (*pgx.ConnConfig, error) {
+	cfg, err := pgx.ParseConfig(url)
+	if err != nil {
+		return nil, fmt.Errorf("parse database url: %w", err)
+	}
+	if _, ok := cfg.RuntimeParams["application_name"]; !ok {
+		cfg.RuntimeParams["application_name"] = "outbox-relay"
+	}
+	return cfg, nil
 }
 
 // lead publishes batches until ctx ends or the connection breaks. It publishes

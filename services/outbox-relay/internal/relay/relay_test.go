@@ -421,3 +421,36 @@ func TestRelayCarriesTheTraceIntoHeaders(t *testing.T) {
 		t.Errorf("traceparent headers (-want +got):\n%s", diff)
 	}
 }
+
+// TestSessionConfig connects as the leader's session does and wants it
+// named outbox-relay, or as its URL says.
+func TestSessionConfig(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	url := pgtest.NewDB(t)
+	for _, tc := range []struct{ url, wantName string }{
+		{url, "outbox-relay"},
+		{url + "&application_name=relay-b", "relay-b"},
+	} {
+		cfg, err := sessionConfig(tc.url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn, err := pgx.ConnectConfig(ctx, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var name string
+		err = conn.QueryRow(ctx, `SELECT current_setting('application_name')`).Scan(&name)
+		_ = conn.Close(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if name != tc.wantName {
+			t.Errorf("%s: application_name %q, want %q", tc.url, name, tc.wantName)
+		}
+	}
+	if _, err := sessionConfig("postgres://host:notaport/db"); err == nil {
+		t.Error("a bad URL parsed")
+	}
+}
