@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -344,14 +345,7 @@ func TestJournalReload(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A crash in the middle of a write leaves half a line behind.
-	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := f.WriteString(`{"seq":3,"api":"prop`); err != nil {
-		t.Fatal(err)
-	}
-	f.Close()
+	appendHalfLine(t, path, 3)
 
 	s2 := newSim(t, Options{DataFile: path})
 	if diff := cmp.Diff(before, s2.Executions(Filter{})); diff != "" {
@@ -390,6 +384,20 @@ func TestJournalReload(t *testing.T) {
 	}
 }
 
+// appendHalfLine appends the first half of record seq's line to the data
+// file at path, as a write cut short leaves it.
+func appendHalfLine(t *testing.T, path string, seq int) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := fmt.Fprintf(f, `{"seq":%d,"api":"prop`, seq); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestJournalRejectsCorruptMiddleLine(t *testing.T) {
 	t.Parallel()
 	path := filepath.Join(t.TempDir(), "sim.jsonl")
@@ -419,14 +427,7 @@ func TestJournalRefusesASecondSimulator(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The first simulator's next record, half written.
-	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := f.WriteString(`{"seq":2,"api":"prop`); err != nil {
-		t.Fatal(err)
-	}
-	f.Close()
+	appendHalfLine(t, path, 2)
 	before, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
