@@ -42,7 +42,13 @@ func lockStateDir(dir string) (unlock func(), err error) {
 	if err := f.Truncate(0); err == nil {
 		_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
 	}
-	return func() { f.Close() }, nil
+	// Unlock explicitly before closing: a child being started at that
+	// moment holds a copy of the descriptor until its exec closes it, and
+	// the lock, which belongs to the open file, would outlive the Close.
+	return func() {
+		_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+		f.Close()
+	}, nil
 }
 
 // CheckStateDirFree fails as Start would when another devstack holds dir.
