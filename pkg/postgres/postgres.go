@@ -24,9 +24,7 @@ func Connect(ctx context.Context, url string, maxConns int32) (*pgxpool.Pool, er
 	if err != nil {
 		return nil, fmt.Errorf("parse database url: %w", err)
 	}
-	if _, ok := cfg.ConnConfig.RuntimeParams["application_name"]; !ok {
-		cfg.ConnConfig.RuntimeParams["application_name"] = filepath.Base(os.Args[0])
-	}
+	NameConnections(cfg.ConnConfig, filepath.Base(os.Args[0]))
 	if maxConns > 0 {
 		cfg.MaxConns = maxConns
 	}
@@ -39,6 +37,15 @@ func Connect(ctx context.Context, url string, maxConns int32) (*pgxpool.Pool, er
 		return nil, fmt.Errorf("ping database: %w", err)
 	}
 	return pool, nil
+}
+
+// NameConnections sets name as cfg's application_name unless its URL set
+// one, so that pg_stat_activity and pg_stat_statements can tell the
+// services apart.
+func NameConnections(cfg *pgx.ConnConfig, name string) {
+	if _, ok := cfg.RuntimeParams["application_name"]; !ok {
+		cfg.RuntimeParams["application_name"] = name
+	}
 }
 
 // Beginner is what InTx needs: a pool or a connection.

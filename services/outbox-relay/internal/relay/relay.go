@@ -31,6 +31,7 @@ import (
 	"github.com/finsvc/finance/pkg/clock"
 	"github.com/finsvc/finance/pkg/obs"
 	"github.com/finsvc/finance/pkg/outbox"
+	"github.com/finsvc/finance/pkg/postgres"
 )
 
 // LockKey is the PostgreSQL advisory lock key that elects the one active relay.
@@ -194,17 +195,15 @@ func (r *Relay) session(ctx context.Context) (connected bool, err error) {
 }
 
 // sessionConfig is the dedicated connection's configuration: url, named
-// outbox-relay in pg_stat_activity unless url names it (as the services'
-// pools are, pkg/postgres), so that PostgreSQL's CPU can be told by client
+// outbox-relay in pg_stat_activity unless url names it, as the services'
+// pools are named (pkg/postgres), so that PostgreSQL's CPU can be told by client
 // (loadtest/pg-by-client.sh).
 func sessionConfig(url string) (*pgx.ConnConfig, error) {
 	cfg, err := pgx.ParseConfig(url)
 	if err != nil {
 		return nil, fmt.Errorf("parse database url: %w", err)
 	}
-	if _, ok := cfg.RuntimeParams["application_name"]; !ok {
-		cfg.RuntimeParams["application_name"] = "outbox-relay"
-	}
+	postgres.NameConnections(cfg, "outbox-relay")
 	return cfg, nil
 }
 
