@@ -7,7 +7,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
+
+	"github.com/finsvc/finance/pkg/filelock"
 )
 
 // lockStateDir takes the state directory for this process: a second
@@ -26,9 +27,9 @@ func lockStateDir(dir string) (unlock func(), err error) {
 	if err != nil {
 		return nil, fmt.Errorf("lock state directory: %w", err)
 	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+	if err := filelock.TryLock(f); err != nil {
 		f.Close()
-		if !errors.Is(err, syscall.EWOULDBLOCK) {
+		if !errors.Is(err, filelock.ErrHeld) {
 			return nil, fmt.Errorf("lock state directory %s: %w", dir, err)
 		}
 		holder := "another process"
@@ -42,11 +43,9 @@ func lockStateDir(dir string) (unlock func(), err error) {
 	if err := f.Truncate(0); err == nil {
 		_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
 	}
-	// Unlock explicitly before closing: a child being started at that
-	// moment holds a copy of the descriptor until its exec closes it, and
-	// the lock, which belongs to the open file, would outlive the Close.
+	// Unlocked before it is closed: devstack starts child processes.
 	return func() {
-		_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+		_ = filelock.Unlock(f)
 		f.Close()
 	}, nil
 }

@@ -8,8 +8,9 @@ import (
 	"io"
 	"os"
 	"sync"
-	"syscall"
 	"time"
+
+	"github.com/finsvc/finance/pkg/filelock"
 )
 
 // Status is the outcome of a payment at the processor.
@@ -113,9 +114,9 @@ func openJournal(path string) (*journal, []Record, loadReport, error) {
 	if err != nil {
 		return nil, nil, rep, fmt.Errorf("open data file: %w", err)
 	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+	if err := filelock.TryLock(f); err != nil {
 		f.Close()
-		if errors.Is(err, syscall.EWOULDBLOCK) {
+		if errors.Is(err, filelock.ErrHeld) {
 			return nil, nil, rep, fmt.Errorf("data file %s is in use by another processor simulator: stop it first, or give this one another SIM_DATA_FILE", path)
 		}
 		return nil, nil, rep, fmt.Errorf("lock data file %s: %w", path, err)
