@@ -35,6 +35,7 @@ import (
 	"github.com/finsvc/finance/pkg/ledger"
 	"github.com/finsvc/finance/pkg/outbox"
 	"github.com/finsvc/finance/pkg/payment"
+	"github.com/finsvc/finance/pkg/postgres"
 	"github.com/finsvc/finance/pkg/testsignal"
 	"github.com/finsvc/finance/pkg/wire"
 )
@@ -244,11 +245,13 @@ func (s *Store) acceptMany(ctx context.Context, batch []*acceptCall) ([]acceptRe
 		users[i], keys[i], merchants[i] = c.p.UserID, c.p.IdempotencyKey, c.p.MerchantID
 	}
 
-	tx, err := s.pool.Begin(ctx)
+	// Three round trips in all: BEGIN goes with the first batch, COMMIT
+	// with the last.
+	tx, err := postgres.BeginPipelined(ctx, s.pool)
 	if err != nil {
-		return nil, fmt.Errorf("begin: %w", err)
+		return nil, err
 	}
-	defer tx.Rollback(ctx) //nolint:errcheck // a no-op after Commit
+	defer tx.Close() // rolls back unless committed
 
 	// Round 1: lock the wallets in user order (every batch and acceptOne
 	// lock in that order, so they never deadlock), and read the merchants
@@ -292,7 +295,7 @@ func (s *Store) acceptMany(ctx context.Context, batch []*acceptCall) ([]acceptRe
 			}
 			return err
 		})
-	if err := tx.SendBatch(ctx, &b).Close(); err != nil {
+	if err := tx.Send(ctx, &b); err != nil {
 		return nil, fmt.Errorf("lock wallets and read keys: %w", err)
 	}
 
@@ -370,7 +373,7 @@ func (s *Store) acceptMany(ctx context.Context, batch []*acceptCall) ([]acceptRe
 			})
 			return err
 		})
-	if err := tx.SendBatch(ctx, &b).Close(); err != nil {
+	if err := tx.Send(ctx, &b); err != nil {
 		return nil, fmt.Errorf("insert %d payments and hold: %w", m, err)
 	}
 	if len(inserted) != m || len(events) != m {
@@ -408,20 +411,18 @@ func (s *Store) acceptMany(ctx context.Context, batch []*acceptCall) ([]acceptRe
 			outbox.Record{Topic: kafka.TopicEvents, Key: key, Payload: event, TraceParent: tp})
 		results[i] = acceptResult{got: p, created: true}
 	}
-	// The audit rows, the outbox records and the relay's notification go
-	// in one round trip: at low rates a batch holds one or two payments, and
-	// each round trip costs both sides more than these statements' work.
+	// The audit rows, the outbox records, the relay's notification and the
+	// commit go in one round trip: at low rates a batch holds one or two
+	// payments, and each round trip costs both sides more than these
+	// statements' work.
 	b = pgx.Batch{}
 	b.Queue(`
 		INSERT INTO payment_transitions (payment_id, user_id, user_seq, from_status, to_status, actor)
 		SELECT p, u, s, '', $4, $5 FROM unnest($1::bigint[], $2::bigint[], $3::bigint[]) AS t(p, u, s)`,
 		tr.payments, tr.users, tr.seqs, payment.StatusAccepted, Actor)
 	outbox.QueueMany(&b, records)
-	if err := tx.SendBatch(ctx, &b).Close(); err != nil {
-		return nil, fmt.Errorf("insert the audit rows and outbox records of %d payments: %w", m, err)
-	}
-	if err := tx.Commit(ctx); err != nil {
-		return nil, fmt.Errorf("commit %d payments: %w", m, err)
+	if err := tx.Commit(ctx, &b); err != nil {
+		return nil, fmt.Errorf("insert the audit rows and outbox records of %d payments and commit: %w", m, err)
 	}
 	return results, nil
 }
