@@ -11,12 +11,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
-
 	"github.com/finsvc/finance/pkg/auth"
 	"github.com/finsvc/finance/pkg/obs"
-	"github.com/finsvc/finance/pkg/procstat"
+	"github.com/finsvc/finance/pkg/pgtest"
 	"github.com/finsvc/finance/services/gateway/internal/cache"
 	"github.com/finsvc/finance/services/gateway/internal/httpapi"
 	"github.com/finsvc/finance/services/gateway/internal/store"
@@ -142,7 +139,7 @@ func BenchmarkFeed(b *testing.B) {
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			b.ReportAllocs()
-			cpu := startCPU(b, e.pool)
+			cpu := pgtest.StartCPU(b, e.pool)
 			i := 0
 			for b.Loop() {
 				u := i % users
@@ -159,7 +156,7 @@ func BenchmarkFeed(b *testing.B) {
 					b.Fatalf("user %d: status %d, want %d", u+1, w.Code, bc.want)
 				}
 			}
-			cpu.report(b, i)
+			cpu.Report(b, i, "op")
 		})
 	}
 }
@@ -204,33 +201,4 @@ func es256Tokens(b *testing.B, users int) es256 {
 		}
 	}
 	return out
-}
-
-// cpuMeter measures the CPU this process and the database's backends use.
-type cpuMeter struct {
-	self     int
-	backends []int
-	before   [2]map[int]float64
-}
-
-func startCPU(tb testing.TB, pool *pgxpool.Pool) *cpuMeter {
-	tb.Helper()
-	rows, _ := pool.Query(context.Background(), `SELECT pid FROM pg_stat_activity WHERE datname = current_database()`)
-	pids, err := pgx.CollectRows(rows, pgx.RowTo[int32])
-	if err != nil {
-		tb.Fatal(err)
-	}
-	m := &cpuMeter{self: os.Getpid()}
-	for _, p := range pids {
-		m.backends = append(m.backends, int(p))
-	}
-	m.before = [2]map[int]float64{procstat.PIDs(procstat.Dir, m.self), procstat.PIDs(procstat.Dir, m.backends...)}
-	return m
-}
-
-func (m *cpuMeter) report(b *testing.B, n int) {
-	self := procstat.Used(m.before[0], procstat.PIDs(procstat.Dir, m.self))
-	db := procstat.Used(m.before[1], procstat.PIDs(procstat.Dir, m.backends...))
-	b.ReportMetric(self*1e6/float64(n), "cpu-µs/op")
-	b.ReportMetric(db*1e6/float64(n), "db-cpu-µs/op")
 }

@@ -6,16 +6,13 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"strconv"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/finsvc/finance/pkg/auth"
 	"github.com/finsvc/finance/pkg/obs"
-	"github.com/finsvc/finance/pkg/procstat"
+	"github.com/finsvc/finance/pkg/pgtest"
 	"github.com/finsvc/finance/services/legacy/internal/dbtest"
 	"github.com/finsvc/finance/services/legacy/internal/httpapi"
 	"github.com/finsvc/finance/services/legacy/internal/processor"
@@ -53,16 +50,7 @@ func BenchmarkFeed(b *testing.B) {
 		tokens[i] = tok
 	}
 	b.ReportAllocs()
-	rows, _ := pool.Query(ctx, `SELECT pid FROM pg_stat_activity WHERE datname = current_database()`)
-	pids, err := pgx.CollectRows(rows, pgx.RowTo[int32])
-	if err != nil {
-		b.Fatal(err)
-	}
-	backends := make([]int, len(pids))
-	for i, p := range pids {
-		backends[i] = int(p)
-	}
-	self0, db0 := procstat.PIDs(procstat.Dir, os.Getpid()), procstat.PIDs(procstat.Dir, backends...)
+	cpu := pgtest.StartCPU(b, pool)
 	i := 0
 	for b.Loop() {
 		u := i % users
@@ -75,6 +63,5 @@ func BenchmarkFeed(b *testing.B) {
 			b.Fatalf("user %d: %d %s", u+1, w.Code, w.Body.String())
 		}
 	}
-	b.ReportMetric(procstat.Used(self0, procstat.PIDs(procstat.Dir, os.Getpid()))*1e6/float64(i), "cpu-µs/op")
-	b.ReportMetric(procstat.Used(db0, procstat.PIDs(procstat.Dir, backends...))*1e6/float64(i), "db-cpu-µs/op")
+	cpu.Report(b, i, "op")
 }
