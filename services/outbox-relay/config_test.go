@@ -28,7 +28,7 @@ func TestLoadConfig(t *testing.T) {
 				Kafka:           envconfig.Kafka{Brokers: []string{"127.0.0.1:9092"}},
 				Ops:             envconfig.Ops{LogLevel: "info", Addr: ":9102", ShutdownTimeout: 10 * time.Second, HTTP: envconfig.DefaultHTTPServer},
 				PollInterval:    500 * time.Millisecond,
-				Linger:          10 * time.Millisecond,
+				Linger:          DefaultLinger,
 				BatchSize:       500,
 				LockRetry:       time.Second,
 				BacklogInterval: 5 * time.Second,
