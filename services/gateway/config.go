@@ -43,6 +43,8 @@ type config struct {
 	// payments may run at once; AcceptMaxBatch the most payments in one.
 	AcceptWorkers  int
 	AcceptMaxBatch int
+	// AcceptLinger keeps a group commit open that long for more payments.
+	AcceptLinger time.Duration
 	// Push: the long-poll's longest wait, the SSE heartbeat, the cap on
 	// open long-polls plus streams, a stream's event buffer and the events
 	// kept for streams that resume (see internal/push).
@@ -101,6 +103,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 		AdminTimeout:        r.PositiveDuration("GATEWAY_ADMIN_TIMEOUT", time.Minute),
 		AcceptWorkers:       r.Int("GATEWAY_ACCEPT_WORKERS", 4),
 		AcceptMaxBatch:      r.IntIn("GATEWAY_ACCEPT_MAX_BATCH", 500, 1, 10_000),
+		AcceptLinger:        r.Duration("GATEWAY_ACCEPT_LINGER", 10*time.Millisecond),
 		WaitMax:             r.PositiveDuration("GATEWAY_WAIT_MAX", httpapi.DefaultWaitMax),
 		Heartbeat:           r.PositiveDuration("GATEWAY_SSE_HEARTBEAT", httpapi.DefaultHeartbeat),
 		PushMaxOpen:         r.IntIn("GATEWAY_PUSH_MAX_OPEN", push.DefaultMaxSubscribers, 1, 1_000_000),
@@ -133,6 +136,9 @@ func loadConfig(getenv func(string) string) (config, error) {
 	if c.AcceptWorkers < 1 || c.AcceptWorkers >= c.Postgres.MaxConns {
 		r.Fail("GATEWAY_ACCEPT_WORKERS=%d: must be from 1 to DATABASE_MAX_CONNS-1 (%d), leaving connections for reads",
 			c.AcceptWorkers, c.Postgres.MaxConns-1)
+	}
+	if c.AcceptLinger < 0 || c.AcceptLinger > time.Second {
+		r.Fail("GATEWAY_ACCEPT_LINGER=%s: must be from 0 (off) to 1s", c.AcceptLinger)
 	}
 	c.Auth = auth.LoadConfig(r, c.DevMode)
 	c.Limits = loadLimits(r)
@@ -174,6 +180,7 @@ func (c config) LogValue() slog.Value {
 		slog.String("admin_timeout", c.AdminTimeout.String()),
 		slog.Int("accept_workers", c.AcceptWorkers),
 		slog.Int("accept_max_batch", c.AcceptMaxBatch),
+		slog.String("accept_linger", c.AcceptLinger.String()),
 		slog.String("wait_max", c.WaitMax.String()),
 		slog.String("sse_heartbeat", c.Heartbeat.String()),
 		slog.Int("push_max_open", c.PushMaxOpen),

@@ -57,6 +57,7 @@ func TestLoadConfigDefaults(t *testing.T) {
 		AdminTimeout:   time.Minute,
 		AcceptWorkers:  4,
 		AcceptMaxBatch: 500,
+		AcceptLinger:   10 * time.Millisecond,
 		WaitMax:        time.Minute,
 		Heartbeat:      15 * time.Second,
 		PushMaxOpen:    20_000,

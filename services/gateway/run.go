@@ -118,6 +118,7 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout, _ 
 	waitBatching := st.StartBatching(batchCtx, store.BatchConfig{
 		Workers:  cfg.AcceptWorkers,
 		MaxBatch: cfg.AcceptMaxBatch,
+		Linger:   cfg.AcceptLinger,
 		Timeout:  cfg.RequestTimeout,
 		Logger:   logger,
 		Observe:  func(n int) { batchSize.Observe(float64(n)) },

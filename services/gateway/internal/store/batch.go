@@ -7,10 +7,14 @@ package store
 // batching started, each AcceptPayment call hands its payment to a worker,
 // which takes every call waiting at that moment (up to BatchConfig.MaxBatch)
 // and accepts them together in one transaction of about ten set-based
-// statements, in five round trips (BEGIN and COMMIT included). Batches form
-// by themselves: the longer a transaction takes, the more calls wait for the
-// next one, so an idle gateway still accepts a lone payment in one round of
-// statements, with no added delay.
+// statements, in three round trips. Batches form by themselves under load:
+// the longer a transaction takes, the more calls wait for the next one.
+// At a few hundred payments a second they do not: each payment comes alone
+// and pays for a whole transaction. BatchConfig.Linger then keeps a batch
+// open that long after its first call, so the calls of that window share
+// one transaction, but only while calls arrive closer together than the
+// linger: a payment that would wait alone is not kept waiting. 0 takes
+// only what already waits, with no added delay.
 //
 // Each call still gets its own answer: created, replayed, key reused, unknown
 // user or merchant, insufficient funds. When a batch fails as a whole (a
@@ -46,6 +50,10 @@ type BatchConfig struct {
 	Workers int
 	// MaxBatch is the most payments one transaction accepts.
 	MaxBatch int
+	// Linger is how long a batch stays open for more calls after its
+	// first, while calls arrive less than Linger apart on average; 0
+	// closes it as soon as the queue is empty.
+	Linger time.Duration
 	// Timeout bounds one batch transaction.
 	Timeout time.Duration
 	// Logger receives a warning when a batch falls back to one by one.
@@ -95,17 +103,28 @@ type acceptResult struct {
 	err     error
 }
 
-// StartBatching starts cfg.Workers batch workers; from then on AcceptPayment
-// calls share transactions. The workers stop when ctx ends: cancel it only
-// after the HTTP server has stopped, or the calls still waiting fail with
-// their own deadline. The returned wait blocks until every worker has
-// returned. Call StartBatching once, before serving.
+// StartBatching starts the batching: one goroutine forms batches from the
+// waiting calls and cfg.Workers workers run them, each batch in one
+// transaction; from then on AcceptPayment calls share transactions. It
+// stops when ctx ends: cancel it only after the HTTP server has stopped, or
+// the calls still waiting fail with their own deadline. The returned wait
+// blocks until every batch formed has been run. Call StartBatching once,
+// before serving.
 func (s *Store) StartBatching(ctx context.Context, cfg BatchConfig) (wait func()) {
 	cfg = cfg.withDefaults()
 	s.calls = make(chan *acceptCall, cfg.Workers*cfg.MaxBatch)
+	batches := make(chan []*acceptCall)
 	var wg sync.WaitGroup
+	wg.Go(func() {
+		defer close(batches)
+		s.formBatches(ctx, cfg, batches)
+	})
 	for range cfg.Workers {
-		wg.Go(func() { s.batchWorker(ctx, cfg) })
+		wg.Go(func() {
+			for batch := range batches {
+				s.runBatch(cfg, batch)
+			}
+		})
 	}
 	return wg.Wait
 }
@@ -143,66 +162,137 @@ type testSignals struct {
 	pastDeadline testsignal.Signal[struct{}]
 }
 
-func (s *Store) batchWorker(ctx context.Context, cfg BatchConfig) {
+// formBatches forms batches and hands each to the first free worker until
+// ctx ends. While every worker is busy, the batch at hand keeps taking the
+// calls that arrive, so batches grow with the load.
+func (s *Store) formBatches(ctx context.Context, cfg BatchConfig, batches chan<- []*acceptCall) {
 	// carry holds calls taken from the queue but left for the next batch,
 	// because their user already had a payment in the batch being formed.
 	var carry []*acceptCall
+	gaps := &arrivals{}
 	for {
-		var batch []*acceptCall
-		batch, carry = s.collect(ctx, carry, cfg.MaxBatch)
-		if batch == nil {
-			for _, c := range carry {
+		f := s.collect(ctx, carry, cfg.MaxBatch, cfg.Linger, gaps)
+		if f.batch == nil {
+			for _, c := range f.rest {
 				c.done <- acceptResult{err: fmt.Errorf("gateway stopping: %w", context.Canceled)}
 			}
 			return
 		}
-		s.runBatch(cfg, batch)
+		for handed := false; !handed; {
+			more := s.calls
+			if f.full() {
+				more = nil // a nil channel never delivers: wait for a worker only
+			}
+			select {
+			case batches <- f.batch:
+				handed = true
+			case c := <-more:
+				f.take(c)
+			}
+		}
+		carry = f.rest
 	}
 }
 
+// forming is a batch being formed: at most max calls, at most one per
+// user, so that each wallet's hold is decided against the wallet as
+// locked. The calls it cannot take wait in rest for the next batch.
+type forming struct {
+	batch, rest []*acceptCall
+	users       map[int64]bool
+	max         int
+	gaps        *arrivals // told of every call taken from the queue
+}
+
+func (f *forming) full() bool { return len(f.batch) == f.max }
+
+// add puts a taken call in the batch or in rest; a call whose caller's
+// deadline passed before anything was written is answered so.
+func (f *forming) add(c *acceptCall) {
+	switch {
+	case c.ctx.Err() != nil:
+		c.done <- acceptResult{err: fmt.Errorf("wait for a batch: %w", c.ctx.Err())}
+	case f.users[c.p.UserID] || f.full():
+		f.rest = append(f.rest, c)
+	default:
+		f.users[c.p.UserID] = true
+		f.batch = append(f.batch, c)
+	}
+}
+
+// take takes c from the queue, unless its caller has withdrawn it (and
+// answered itself).
+func (f *forming) take(c *acceptCall) {
+	f.gaps.observe(time.Now())
+	if c.state.CompareAndSwap(callQueued, callTaken) {
+		f.add(c)
+	}
+}
+
+// arrivals estimates the time between calls: a moving average of the gaps
+// between the calls taken from the queue (one in eight weighs the newest),
+// unknown (0) until the second call. Only the goroutine forming batches
+// uses it.
+type arrivals struct {
+	last time.Time
+	avg  time.Duration
+}
+
+func (a *arrivals) observe(now time.Time) {
+	switch {
+	case a.last.IsZero():
+	case a.avg == 0:
+		a.avg = now.Sub(a.last)
+	default:
+		a.avg += (now.Sub(a.last) - a.avg) / 8
+	}
+	a.last = now
+}
+
+// within says whether more calls are expected within d.
+func (a *arrivals) within(d time.Duration) bool { return a.avg > 0 && a.avg < d }
+
 // collect forms the next batch: the carried calls first, then whatever waits
-// in the queue, blocking only while the batch is empty. A batch holds at
-// most one payment per user, so each wallet's hold is decided against the
-// wallet as locked. It returns a nil batch when ctx ends.
-func (s *Store) collect(ctx context.Context, carry []*acceptCall, max int) (batch, rest []*acceptCall) {
-	users := make(map[int64]bool)
-	add := func(c *acceptCall) { // c is taken
-		switch {
-		case c.ctx.Err() != nil:
-			// Its deadline passed before anything was written: say so.
-			c.done <- acceptResult{err: fmt.Errorf("wait for a batch: %w", c.ctx.Err())}
-		case users[c.p.UserID] || len(batch) == max:
-			rest = append(rest, c)
-		default:
-			users[c.p.UserID] = true
-			batch = append(batch, c)
-		}
-	}
-	take := func(c *acceptCall) {
-		if c.state.CompareAndSwap(callQueued, callTaken) {
-			add(c)
-		} // else withdrawn: its caller has answered itself
-	}
+// in the queue, blocking only while the batch is empty, then, while calls
+// arrive less than linger apart (gaps), for up to linger more while it is
+// not full. Its batch is nil when ctx ends.
+func (s *Store) collect(ctx context.Context, carry []*acceptCall, max int, linger time.Duration, gaps *arrivals) *forming {
+	f := &forming{users: make(map[int64]bool), max: max, gaps: gaps}
 	for _, c := range carry {
-		add(c)
+		f.add(c)
 	}
-	for len(batch) == 0 {
+	for len(f.batch) == 0 {
 		select {
 		case c := <-s.calls:
-			take(c)
+			f.take(c)
 		case <-ctx.Done():
-			return nil, rest
+			return f
 		}
 	}
-	for len(batch) < max {
+	if linger > 0 && gaps.within(linger) {
+		window := time.NewTimer(linger)
+		defer window.Stop()
+		for !f.full() {
+			select {
+			case c := <-s.calls:
+				f.take(c)
+			case <-window.C:
+				return f
+			case <-ctx.Done():
+				return f // the calls taken are answered: the batch runs
+			}
+		}
+		return f
+	}
+	for !f.full() {
 		select {
 		case c := <-s.calls:
-			take(c)
+			f.take(c)
 		default:
-			return batch, rest
+			return f
 		}
 	}
-	return batch, rest
+	return f
 }
 
 // runBatch accepts batch in one transaction and answers every call; when the

@@ -14,6 +14,7 @@ import (
 
 	"github.com/finsvc/finance/pkg/kafka"
 	"github.com/finsvc/finance/pkg/pgtest"
+	"github.com/finsvc/finance/pkg/testkit"
 )
 
 func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
@@ -296,21 +297,128 @@ func TestCollect(t *testing.T) {
 	ctx := context.Background()
 	a1, a2, b, left, c, d := call(ctx, 1), call(ctx, 1), call(ctx, 2), call(gone, 3), call(ctx, 4), call(ctx, 5)
 
-	batch, rest := s.collect(ctx, nil, 3)
+	f := s.collect(ctx, nil, 3, 0, &arrivals{})
+	batch, rest := f.batch, f.rest
 	if !sameCalls(batch, a1, b, c) || !sameCalls(rest, a2) {
 		t.Fatalf("batch %v, rest %v; want users [1 2 4], rest [1] (5 still queued)", users(batch), users(rest))
 	}
 	if r := <-left.done; !errors.Is(r.err, context.Canceled) {
 		t.Errorf("the call whose caller left got %v, want context.Canceled", r.err)
 	}
-	batch, rest = s.collect(ctx, rest, 3)
+	f = s.collect(ctx, rest, 3, 0, &arrivals{})
+	batch, rest = f.batch, f.rest
 	if !sameCalls(batch, a2, d) || len(rest) != 0 {
 		t.Fatalf("second batch %v, rest %v; want users [1 5], none left", users(batch), users(rest))
 	}
 	stopped, stop := context.WithCancel(context.Background())
 	stop()
-	if batch, _ := s.collect(stopped, nil, 3); batch != nil {
+	if batch := s.collect(stopped, nil, 3, 0, &arrivals{}).batch; batch != nil {
 		t.Errorf("collect after stop returned %v, want nil", users(batch))
+	}
+}
+
+// TestCollectLinger keeps a batch open for the calls that come within the
+// linger while calls arrive closer together than it, and closes it when it
+// is full or when the linger ends; a call that arrives after a quiet spell
+// goes at once.
+func TestCollectLinger(t *testing.T) {
+	t.Parallel()
+	s := &Store{calls: make(chan *acceptCall, 10)}
+	ctx := context.Background()
+	call := newCall(s, ctx)
+	busy := func() *arrivals { return &arrivals{last: time.Now(), avg: time.Millisecond} }
+	formed := make(chan []*acceptCall)
+	go func() { formed <- s.collect(ctx, nil, 2, time.Minute, busy()).batch }()
+	a := call(1)
+	select {
+	case batch := <-formed:
+		t.Fatalf("a batch of %v closed before the linger ended or a second call came", users(batch))
+	case <-time.After(50 * time.Millisecond):
+	}
+	b := call(2)
+	if batch := <-formed; !sameCalls(batch, a, b) {
+		t.Fatalf("batch %v, want users [1 2]: the linger's calls in one batch", users(batch))
+	}
+
+	c := call(3)
+	if batch := s.collect(ctx, nil, 2, 20*time.Millisecond, busy()).batch; !sameCalls(batch, c) {
+		t.Fatalf("batch %v, want user [3] alone once the linger ended", users(batch))
+	}
+
+	// Quiet: the first call ever, then one after calls two minutes apart.
+	for _, gaps := range []*arrivals{{}, {last: time.Now().Add(-2 * time.Minute), avg: 2 * time.Minute}} {
+		d := call(4)
+		go func() { formed <- s.collect(ctx, nil, 2, time.Minute, gaps).batch }()
+		select {
+		case batch := <-formed:
+			if !sameCalls(batch, d) {
+				t.Fatalf("batch %v, want user [4]", users(batch))
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("a call after a quiet spell waited for the linger")
+		}
+	}
+}
+
+// TestArrivals: the average gap follows the calls, so a linger starts
+// when they come close together and stops when they thin out.
+func TestArrivals(t *testing.T) {
+	t.Parallel()
+	var a arrivals
+	now := time.Now()
+	if a.within(10 * time.Millisecond) {
+		t.Fatal("within before any call")
+	}
+	for range 40 { // 250 a second
+		now = now.Add(4 * time.Millisecond)
+		a.observe(now)
+	}
+	if !a.within(10 * time.Millisecond) {
+		t.Fatalf("average %s after calls 4 ms apart: want within 10 ms", a.avg)
+	}
+	for range 20 { // 10 a second
+		now = now.Add(100 * time.Millisecond)
+		a.observe(now)
+	}
+	if a.within(10 * time.Millisecond) {
+		t.Fatalf("average %s after calls 100 ms apart: want not within 10 ms", a.avg)
+	}
+}
+
+// TestBatchGrowsWhileWorkersAreBusy: a formed batch that no worker is free
+// to run keeps taking the calls that arrive, up to the maximum, and the
+// calls past it go in the next batch.
+func TestBatchGrowsWhileWorkersAreBusy(t *testing.T) {
+	t.Parallel()
+	s := &Store{calls: make(chan *acceptCall, 10)}
+	ctx, stop := context.WithCancel(context.Background())
+	call := newCall(s, context.Background())
+	batches := make(chan []*acceptCall) // no worker free until the test reads
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		s.formBatches(ctx, BatchConfig{MaxBatch: 3}.withDefaults(), batches)
+	}()
+	a := call(1)
+	testkit.EventuallyWithin(t, 10*time.Second, "the first call taken", func() bool { return len(s.calls) == 0 })
+	b, c, d := call(2), call(3), call(4)
+	// The waiting batch takes two and is full: the third stays queued.
+	testkit.EventuallyWithin(t, 10*time.Second, "the waiting batch filled", func() bool { return len(s.calls) == 1 })
+	if batch := <-batches; !sameCalls(batch, a, b, c) {
+		t.Fatalf("first batch %v, want users [1 2 3]: grown while no worker was free", users(batch))
+	}
+	if batch := <-batches; !sameCalls(batch, d) {
+		t.Fatalf("second batch %v, want user [4]", users(batch))
+	}
+	stop()
+	<-done
+}
+
+func newCall(s *Store, ctx context.Context) func(user int64) *acceptCall {
+	return func(user int64) *acceptCall {
+		c := &acceptCall{ctx: ctx, p: NewPayment{UserID: user}, done: make(chan acceptResult, 1)}
+		s.calls <- c
+		return c
 	}
 }
 
@@ -408,7 +516,8 @@ func TestDeadlineInQueueWithdraws(t *testing.T) {
 	other := &acceptCall{ctx: context.Background(), p: NewPayment{UserID: 2}, done: make(chan acceptResult, 1)}
 	s.calls <- withdrawn
 	s.calls <- other
-	batch, rest := s.collect(context.Background(), nil, 10)
+	f := s.collect(context.Background(), nil, 10, 0, &arrivals{})
+	batch, rest := f.batch, f.rest
 	if !sameCalls(batch, other) || len(rest) != 0 || len(withdrawn.done) != 0 {
 		t.Errorf("batch %v, rest %v, withdrawn call answered %d times; want only user 2, never the withdrawn call",
 			users(batch), users(rest), len(withdrawn.done))
@@ -433,7 +542,7 @@ func TestDeadlineInBatchWaitsForAnswer(t *testing.T) {
 		_, created, err := s.acceptBatched(ctx, NewPayment{UserID: 1})
 		answered <- answer{created, err}
 	}()
-	batch, _ := s.collect(context.Background(), nil, 10)
+	batch := s.collect(context.Background(), nil, 10, 0, &arrivals{}).batch
 	if len(batch) != 1 {
 		t.Fatalf("batch %v, want the one call", users(batch))
 	}
