@@ -199,7 +199,8 @@ func (s *Service) consume(ctx context.Context) error {
 		})
 		recs := fetches.Records()
 		if len(recs) > 0 {
-			err := backoff.Retry(func() error { return s.enqueue(ctx, recs) },
+			var enqueued int64
+			err := backoff.Retry(func() (err error) { enqueued, err = s.enqueue(ctx, recs); return err },
 				backoff.WithContext(backoff.NewExponentialBackOff(backoff.WithMaxElapsedTime(0)), ctx))
 			if err != nil {
 				// Only a stop ends the retries: the batch is not committed
@@ -210,14 +211,19 @@ func (s *Service) consume(ctx context.Context) error {
 			if err := s.cl.CommitRecords(ctx, recs...); err != nil {
 				s.logger.ErrorContext(ctx, "commit offsets", "err", err)
 			}
-			s.signal()
+			if enqueued > 0 {
+				// Only new messages wake the scheduler: with no endpoint
+				// for these events there is nothing to claim.
+				s.signal()
+			}
 		}
 		s.cl.AllowRebalance()
 	}
 }
 
-// enqueue turns records into messages and inserts them.
-func (s *Service) enqueue(ctx context.Context, recs []*kgo.Record) error {
+// enqueue turns records into messages and inserts them; it returns how
+// many were new.
+func (s *Service) enqueue(ctx context.Context, recs []*kgo.Record) (int64, error) {
 	decoded := make([]ledgerEvent, 0, len(recs))
 	for _, r := range recs {
 		ev, err := wire.DecodeEvent(r.Value)
@@ -233,14 +239,14 @@ func (s *Service) enqueue(ctx context.Context, recs []*kgo.Record) error {
 		decoded = append(decoded, ledgerEvent{ev: ev, t: t, trace: traceParent(r)})
 	}
 	if len(decoded) == 0 {
-		return nil
+		return 0, nil
 	}
 	subs, err := s.q.subscriptions(ctx)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	if len(subs) == 0 {
-		return nil
+		return 0, nil
 	}
 	ids := make([]int64, 0, len(decoded))
 	for _, d := range decoded {
@@ -248,7 +254,7 @@ func (s *Service) enqueue(ctx context.Context, recs []*kgo.Record) error {
 	}
 	stored, err := s.q.stored(ctx, ids)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	var msgs []newMessage
 	for _, d := range decoded {
@@ -259,7 +265,7 @@ func (s *Service) enqueue(ctx context.Context, recs []*kgo.Record) error {
 			}
 			if body == nil {
 				if body, err = webhook.NewPayload(d.t, d.ev, stored[d.ev.PaymentID]).Encode(); err != nil {
-					return err
+					return 0, err
 				}
 			}
 			msgs = append(msgs, newMessage{Endpoint: sub.ID, Event: d.ev, Type: d.t, Payload: body, TraceParent: d.trace})
@@ -267,10 +273,10 @@ func (s *Service) enqueue(ctx context.Context, recs []*kgo.Record) error {
 	}
 	n, err := s.q.enqueue(ctx, msgs)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	s.m.enqueued.Add(float64(n))
-	return nil
+	return n, nil
 }
 
 // ledgerEvent is a decoded event and its webhook type.
