@@ -56,7 +56,7 @@ func (s *Store) HasReplica() bool { return s.read != nil }
 // Wallet returns userID's wallet from the primary, or ErrWalletNotFound.
 // Concurrent calls share statements (shared.go).
 func (s *Store) Wallet(ctx context.Context, userID int64) (Wallet, error) {
-	return s.wallets.do(ctx, userID)
+	return s.wallets.Do(ctx, userID)
 }
 
 // readWallets is the wallet reads' shared statement: one primary-key read

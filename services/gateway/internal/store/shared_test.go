@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/finsvc/finance/pkg/coalesce"
 )
 
 // TestWalletReadsShareOneStatement holds the only statement slot while 50
@@ -17,11 +19,9 @@ import (
 func TestWalletReadsShareOneStatement(t *testing.T) {
 	t.Parallel()
 	s, _ := setup(t)
-	b := newCoalescer(1, readWallets(s.pool))
+	b := coalesce.New(1, sharedBatchMax, sharedReadTimeout, readWallets(s.pool))
 	s.wallets = b
-	b.mu.Lock()
-	b.inFlight = 1 // a statement is running: every read below waits
-	b.mu.Unlock()
+	release := b.Hold() // a statement is running: every read below waits
 
 	users := []int64{10, 11, 12, 99, 10}
 	want := map[int64]int64{10: 1000, 11: 50, 12: 0}
@@ -43,8 +43,8 @@ func TestWalletReadsShareOneStatement(t *testing.T) {
 			}
 		}()
 	}
-	waitFor(t, func() bool { b.mu.Lock(); defer b.mu.Unlock(); return len(b.waiting) == reads })
-	releaseSlot(b)
+	waitFor(t, func() bool { return b.Waiting() == reads })
+	release()
 	wg.Wait()
 	close(errs)
 	for err := range errs {
@@ -102,9 +102,7 @@ func TestWalletReadGivesUpWithItsContext(t *testing.T) {
 	t.Parallel()
 	s, _ := setup(t)
 	b := s.wallets
-	b.mu.Lock()
-	b.inFlight = b.maxInFlight
-	b.mu.Unlock()
+	release := b.Hold()
 
 	ctx, cancel := context.WithCancel(context.Background())
 	gone := make(chan error, 1)
@@ -117,12 +115,12 @@ func TestWalletReadGivesUpWithItsContext(t *testing.T) {
 		}
 		stays <- err
 	}()
-	waitFor(t, func() bool { b.mu.Lock(); defer b.mu.Unlock(); return len(b.waiting) == 2 })
+	waitFor(t, func() bool { return b.Waiting() == 2 })
 	cancel()
 	if err := <-gone; !errors.Is(err, context.Canceled) {
 		t.Fatalf("cancelled read: want context.Canceled, got %v", err)
 	}
-	releaseSlot(b)
+	release()
 	if err := <-stays; err != nil {
 		t.Fatal(err)
 	}
@@ -183,11 +181,9 @@ func TestFeedPagesShareOneStatement(t *testing.T) {
 		want[i] = answerOf(feedPage(ctx, pool, r.userID, before, r.limit))
 	}
 
-	b := newCoalescer(1, readFeedPages(pool))
+	b := coalesce.New(1, sharedBatchMax, sharedReadTimeout, readFeedPages(pool))
 	s.feeds = b
-	b.mu.Lock()
-	b.inFlight = 1
-	b.mu.Unlock()
+	release := b.Hold()
 	got := make([]answer, len(reqs))
 	var wg sync.WaitGroup
 	for i, r := range reqs {
@@ -197,8 +193,8 @@ func TestFeedPagesShareOneStatement(t *testing.T) {
 			got[i] = answerOf(s.FeedPage(ctx, r.userID, r.before, r.limit))
 		}()
 	}
-	waitFor(t, func() bool { b.mu.Lock(); defer b.mu.Unlock(); return len(b.waiting) == len(reqs) })
-	releaseSlot(b)
+	waitFor(t, func() bool { return b.Waiting() == len(reqs) })
+	release()
 	wg.Wait()
 	for i := range reqs {
 		if !reflect.DeepEqual(got[i], want[i]) {
@@ -211,14 +207,4 @@ func TestFeedPagesShareOneStatement(t *testing.T) {
 	if statements, reads := b.Stats(); statements != 1 || reads != int64(len(reqs)) {
 		t.Errorf("want 1 statement for %d pages, got %d for %d", len(reqs), statements, reads)
 	}
-}
-
-// releaseSlot ends the statement the tests pretend is running and runs
-// the batch of every read that waited for it.
-func releaseSlot[Req, Res any](b *coalescer[Req, Res]) {
-	b.mu.Lock()
-	b.inFlight = 0
-	batch := b.takeLocked()
-	b.mu.Unlock()
-	b.run(batch)
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/finsvc/finance/pkg/coalesce"
 	"github.com/finsvc/finance/pkg/kafka"
 	"github.com/finsvc/finance/pkg/ledger"
 	"github.com/finsvc/finance/pkg/outbox"
@@ -53,8 +54,8 @@ type Store struct {
 	read *pgxpool.Pool
 	// wallets and feeds run Wallet's reads and FeedPage's pages on the
 	// primary, concurrent ones in shared statements (shared.go).
-	wallets *coalescer[int64, Wallet]
-	feeds   *coalescer[feedRequest, Feed]
+	wallets *coalesce.Coalescer[int64, Wallet]
+	feeds   *coalesce.Coalescer[feedRequest, Feed]
 	// calls feeds the batch workers; nil until StartBatching.
 	calls chan *acceptCall
 	// testSignals tell tests what the batching did; off in production.
@@ -65,8 +66,8 @@ type Store struct {
 func New(pool *pgxpool.Pool) *Store {
 	return &Store{
 		pool:    pool,
-		wallets: newCoalescer(sharedInFlight, readWallets(pool)),
-		feeds:   newCoalescer(sharedInFlight, readFeedPages(pool)),
+		wallets: coalesce.New(sharedInFlight, sharedBatchMax, sharedReadTimeout, readWallets(pool)),
+		feeds:   coalesce.New(sharedInFlight, sharedBatchMax, sharedReadTimeout, readFeedPages(pool)),
 	}
 }
 
@@ -341,7 +342,7 @@ func (s *Store) FeedPage(ctx context.Context, userID, beforeID int64, limit int)
 	if beforeID <= 0 {
 		beforeID = math.MaxInt64
 	}
-	return s.feeds.do(ctx, feedRequest{userID: userID, before: beforeID, limit: limit})
+	return s.feeds.Do(ctx, feedRequest{userID: userID, before: beforeID, limit: limit})
 }
 
 // feedRequest is one page FeedPage reads: the user's entries with ids below
