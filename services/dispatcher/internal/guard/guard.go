@@ -1,5 +1,7 @@
 // Package guard decides, durably in PostgreSQL and before any processor
-// call, whether the dispatcher may send a payment. One statement per payment:
+// call, whether the dispatcher may send a payment. One statement decides
+// for every payment that asks at the same moment (pkg/coalesce: the
+// payments of one fetch are dispatched together), each as if alone:
 //
 //   - a request whose payment id and uid the database does not hold was not
 //     accepted by this database (a record left in Kafka from before a
@@ -29,6 +31,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/finsvc/finance/pkg/coalesce"
 	"github.com/finsvc/finance/pkg/payment"
 )
 
@@ -89,7 +92,26 @@ type Guard struct {
 	// sent and was accepted longer ago is KeyExpired.
 	KeyRetention time.Duration
 	log          *slog.Logger
+	// shared runs concurrent admissions in shared statements.
+	shared *coalesce.Coalescer[admission, Verdict]
 }
+
+// admission is one payment asking to be sent.
+type admission struct {
+	id  int64
+	uid uuid.UUID
+}
+
+const (
+	// sharedInFlight is how many admission statements run at once: two
+	// keep one starting while another's rows come back.
+	sharedInFlight = 2
+	// sharedBatchMax caps the payments of one statement.
+	sharedBatchMax = 256
+	// tryTimeout bounds one statement, so that a hung connection cannot
+	// stall the payments waiting for it.
+	tryTimeout = 5 * time.Second
+)
 
 // New returns a Guard reading pool's database on behalf of by (the
 // replica's transactional id). claims is true for the as-is API.
@@ -97,26 +119,31 @@ func New(pool *pgxpool.Pool, by string, claims bool, logger *slog.Logger) *Guard
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &Guard{pool: pool, by: by, claims: claims, log: logger}
+	g := &Guard{pool: pool, by: by, claims: claims, log: logger}
+	g.shared = coalesce.New(sharedInFlight, sharedBatchMax, tryTimeout, g.admitAll)
+	return g
 }
 
-// admitSQL reads the payment by id and uid and, when $4 (claims) is true and
-// the payment is open, claims it, in one statement. It returns no row for a
-// payment the database does not hold, else the status, whether it was
-// accepted more than $5 microseconds ago (the processor's key retention, by
-// the database's clock, which also set created_at), and whether this
-// statement inserted the claim.
+// admitSQL reads the payments by id and uid ($1, $2: arrays, no id twice)
+// and, when $4 (claims) is true, claims those that are open, in one
+// statement. It returns no row for a payment the database does not hold,
+// else its id, status, whether it was accepted more than $5 microseconds
+// ago (the processor's key retention, by the database's clock, which also
+// set created_at), and whether this statement inserted its claim.
 const admitSQL = `
 WITH p AS (
-    SELECT id, status, created_at < now() - $5::bigint * interval '1 microsecond' AS past_retention
-    FROM payments WHERE id = $1 AND uid = $2
+    SELECT p.id, p.status, p.created_at < now() - $5::bigint * interval '1 microsecond' AS past_retention
+    FROM unnest($1::bigint[], $2::uuid[]) AS r(id, uid)
+    JOIN payments p ON p.id = r.id AND p.uid = r.uid
 ), claim AS (
     INSERT INTO dispatch_claims (payment_id, claimed_by)
     SELECT id, $3 FROM p WHERE $4 AND status NOT IN ('succeeded', 'failed')
+    ORDER BY id -- claims taken in one order everywhere: two replicas never deadlock
     ON CONFLICT (payment_id) DO NOTHING
     RETURNING payment_id
 )
-SELECT p.status, p.past_retention, EXISTS (SELECT 1 FROM claim) FROM p`
+SELECT p.id, p.status, p.past_retention, claim.payment_id IS NOT NULL
+FROM p LEFT JOIN claim ON claim.payment_id = p.id`
 
 // Admit decides whether payment id with uid may be sent. Failures are
 // retried with backoff until RetryFor has passed or ctx ends; the error then
@@ -145,7 +172,7 @@ func (g *Guard) Admit(ctx context.Context, id int64, uid uuid.UUID) (Verdict, er
 	err := backoff.Retry(func() error {
 		tries++
 		var err error
-		v, err = g.admit(ctx, id, uid)
+		v, err = g.shared.Do(ctx, admission{id: id, uid: uid})
 		if err != nil {
 			g.log.WarnContext(ctx, "dispatch guard failed; retrying, the payment is not sent meanwhile",
 				"payment_id", id, "payment_uid", uid, "try", tries, "err", err)
@@ -161,29 +188,85 @@ func (g *Guard) Admit(ctx context.Context, id int64, uid uuid.UUID) (Verdict, er
 	return v, nil
 }
 
-func (g *Guard) admit(ctx context.Context, id int64, uid uuid.UUID) (Verdict, error) {
-	// Each try is bounded so that a hung connection cannot stall the payment.
-	tctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
+// admitAll decides for a batch of admissions, in order. A payment asked
+// for twice goes in a later statement than its first time, so that each
+// admission is decided as if alone (with claims, only the first may claim
+// it). An error is every remaining admission's.
+func (g *Guard) admitAll(ctx context.Context, reqs []admission) ([]Verdict, []error) {
+	verdicts, errs := make([]Verdict, len(reqs)), make([]error, len(reqs))
+	pending := make([]int, len(reqs)) // indexes into reqs not yet decided
+	for i := range reqs {
+		pending[i] = i
+	}
+	for len(pending) > 0 {
+		var round, later []int
+		seen := make(map[int64]bool, len(pending))
+		for _, i := range pending {
+			if seen[reqs[i].id] {
+				later = append(later, i)
+				continue
+			}
+			seen[reqs[i].id] = true
+			round = append(round, i)
+		}
+		if err := g.admitRound(ctx, reqs, round, verdicts); err != nil {
+			for _, i := range pending {
+				errs[i] = err
+			}
+			return verdicts, errs
+		}
+		pending = later
+	}
+	return verdicts, errs
+}
+
+// admitRound decides reqs[i] for every i in round (no id twice) with one
+// statement, into verdicts[i].
+func (g *Guard) admitRound(ctx context.Context, reqs []admission, round []int, verdicts []Verdict) error {
 	retention := g.KeyRetention
 	if retention <= 0 {
 		retention = payment.KeyRetention
 	}
-	var (
+	ids := make([]int64, len(round))
+	uids := make([]uuid.UUID, len(round))
+	for k, i := range round {
+		ids[k], uids[k] = reqs[i].id, reqs[i].uid
+	}
+	type row struct {
 		status        payment.Status
 		pastRetention bool
 		claimed       bool
+	}
+	found := make(map[int64]row, len(round))
+	rows, _ := g.pool.Query(ctx, admitSQL, ids, uids, g.by, g.claims, retention.Microseconds())
+	var (
+		id int64
+		r  row
 	)
-	err := g.pool.QueryRow(tctx, admitSQL, id, uid, g.by, g.claims, retention.Microseconds()).Scan(&status, &pastRetention, &claimed)
+	if _, err := pgx.ForEachRow(rows, []any{&id, &r.status, &r.pastRetention, &r.claimed}, func() error {
+		found[id] = r
+		return nil
+	}); err != nil {
+		return err
+	}
+	for _, i := range round {
+		r, ok := found[reqs[i].id]
+		if !ok {
+			verdicts[i] = Stale
+			continue
+		}
+		verdicts[i] = g.verdict(r.status, r.pastRetention, r.claimed)
+	}
+	return nil
+}
+
+// verdict decides for a payment the database holds.
+func (g *Guard) verdict(status payment.Status, pastRetention, claimed bool) Verdict {
 	switch {
-	case errors.Is(err, pgx.ErrNoRows):
-		return Stale, nil
-	case err != nil:
-		return 0, err
 	case status.Final():
-		return Final, nil
+		return Final
 	case g.claims && !claimed:
-		return Claimed, nil
+		return Claimed
 	case !g.claims && pastRetention && (status == payment.StatusProcessing || status == payment.StatusUnknown):
 		// The key's retention runs from when the processor settled the
 		// payment, which is after its acceptance: before created_at +
@@ -192,9 +275,9 @@ func (g *Guard) admit(ctx context.Context, id int64, uid uuid.UUID) (Verdict, er
 		// (only a lost PROCESSING outcome hides an earlier call), and
 		// holding back every old accepted payment would turn a backlog
 		// older than the retention into unknowns.
-		return KeyExpired, nil
+		return KeyExpired
 	default:
-		return Send, nil
+		return Send
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -13,6 +14,7 @@ import (
 
 	"github.com/finsvc/finance/pkg/payment"
 	"github.com/finsvc/finance/pkg/pgtest"
+	"github.com/finsvc/finance/pkg/testkit"
 )
 
 func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
@@ -169,6 +171,66 @@ func TestClaimOnce(t *testing.T) {
 	}
 	if v := admit(t, b, 100001, uid); v != Send {
 		t.Fatalf("admit after release = %v; want send", v)
+	}
+}
+
+// TestAdmissionsShareAStatement: admissions that wait together are decided
+// in one shared statement, each as if alone: open payments are sent (a
+// payment asked for twice at once is claimed once), final ones are not,
+// unknown ones and other databases' are stale.
+func TestAdmissionsShareAStatement(t *testing.T) {
+	t.Parallel()
+	g, bun := setup(t, true)
+	type ask struct {
+		id   int64
+		uid  uuid.UUID
+		want Verdict
+	}
+	var asks []ask
+	for i := range int64(10) {
+		id := 200000 + i
+		asks = append(asks, ask{id, seedPayment(t, bun.pool, id, payment.StatusAccepted), Send})
+	}
+	for i := range int64(5) {
+		id := 200100 + i
+		asks = append(asks, ask{id, seedPayment(t, bun.pool, id, payment.StatusSucceeded), Final})
+	}
+	asks = append(asks,
+		ask{299999, payment.NewUID(), Stale},                                       // no such payment
+		ask{200000, payment.NewUID(), Stale},                                       // another database's payment 200000
+		ask{200001, asks[1].uid, Claimed},                                          // payment 200001 a second time
+		ask{200105, seedPayment(t, bun.pool, 200105, payment.StatusUnknown), Send}, // unknown, claimed now
+	)
+	release := g.shared.Hold()
+	got := make([]Verdict, len(asks))
+	errs := make([]error, len(asks))
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		var wg sync.WaitGroup
+		for i, a := range asks {
+			wg.Go(func() { got[i], errs[i] = g.Admit(t.Context(), a.id, a.uid) })
+		}
+		wg.Wait()
+	}()
+	testkit.EventuallyWithin(t, 10*time.Second, "every admission waiting", func() bool { return g.shared.Waiting() == len(asks) })
+	release()
+	<-done
+	// Payment 200001 asked twice: whichever came first was sent.
+	if got[1] == Claimed && got[len(asks)-2] == Send {
+		got[1], got[len(asks)-2] = Send, Claimed
+	}
+	for i, a := range asks {
+		if errs[i] != nil || got[i] != a.want {
+			t.Errorf("admit %d (ask %d) = %v, %v; want %v", a.id, i, got[i], errs[i], a.want)
+		}
+	}
+	if statements, calls := g.shared.Stats(); statements != 1 || calls != int64(len(asks)) {
+		t.Errorf("%d shared statements for %d admissions, want 1 for %d", statements, calls, len(asks))
+	}
+	var claims int
+	if err := bun.pool.QueryRow(t.Context(), `SELECT count(*) FROM dispatch_claims WHERE claimed_by = 'replica-a'`).Scan(&claims); err != nil || claims != 11 {
+		t.Errorf("%d claims, %v; want 11 (10 accepted, 1 unknown)", claims, err)
 	}
 }
 
