@@ -62,6 +62,10 @@ func New[Req, Res any](maxInFlight, maxBatch int, timeout time.Duration,
 // its statement has not started, else the statement completes for the
 // others and this result is dropped.
 func (b *Coalescer[Req, Res]) Do(ctx context.Context, req Req) (Res, error) {
+	if err := ctx.Err(); err != nil {
+		var zero Res
+		return zero, err // a caller already gone never reaches a statement
+	}
 	c := &call[Req, Res]{req: req, done: make(chan struct{})}
 	b.mu.Lock()
 	b.waiting = append(b.waiting, c)

@@ -145,4 +145,13 @@ func TestWithdrawnBeforeItsStatement(t *testing.T) {
 	if ran := d.ran(); len(ran) != 1 || !slices.Equal(ran[0], []int{8}) {
 		t.Fatalf("batches %v, want [[8]]: the withdrawn request never sent", ran)
 	}
+
+	// A call whose context has already ended, with a slot free, does not
+	// start a statement either.
+	if _, err := b.Do(ctx, 10); !errors.Is(err, context.Canceled) {
+		t.Fatalf("call with an ended context: %v, want context.Canceled", err)
+	}
+	if ran := d.ran(); len(ran) != 1 {
+		t.Fatalf("batches %v: a call with an ended context reached a statement", ran)
+	}
 }
