@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"path/filepath"
+	"strconv"
 
 	"github.com/finsvc/finance/pkg/envconfig"
 )
@@ -42,6 +43,12 @@ type Config struct {
 	// restarts as a real processor keeps it: SIM_DATA_FILE, by default
 	// processor-sim.jsonl in StateDir.
 	SimDataFile string
+	// WorkerProcs is the GOMAXPROCS each light process gets (the relay,
+	// the dispatcher, the status consumer, the webhook service, the
+	// reconciler, the vacuum job, the broker and the simulator):
+	// DEVSTACK_WORKER_PROCS, 1 by default; 0 leaves each to Go's default
+	// (every CPU of the machine). The gateway always keeps every CPU.
+	WorkerProcs int
 }
 
 // LoadConfig reads the stack's settings from getenv and reports every problem at once.
@@ -68,6 +75,7 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 		ProcessorLimit:    r.Int("PROCESSOR_RATE_LIMIT", 300),
 		ServiceRoles:      r.Bool("DEVSTACK_SERVICE_ROLES", true),
 		SimDataFile:       r.String("SIM_DATA_FILE", ""),
+		WorkerProcs:       r.Int("DEVSTACK_WORKER_PROCS", 1),
 	}
 	for name, addr := range map[string]string{
 		"GATEWAY_ADDR": c.GatewayAddr, "SIM_ADDR": c.SimAddr, "KAFKA_ADDR": c.KafkaAddr,
@@ -80,6 +88,9 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 	}
 	if c.Partitions < 1 {
 		r.Fail("KAFKA_PARTITIONS=%d: want at least 1", c.Partitions)
+	}
+	if c.WorkerProcs < 0 {
+		r.Fail("DEVSTACK_WORKER_PROCS=%d: want 0 (Go's default) or more", c.WorkerProcs)
 	}
 	if c.ProcessorLimit < 1 {
 		r.Fail("PROCESSOR_RATE_LIMIT=%d: want at least 1", c.ProcessorLimit)
@@ -110,6 +121,22 @@ func (c Config) brokers() string {
 		return c.KafkaBrokers
 	}
 	return c.KafkaAddr
+}
+
+// schedulerEnv is the environment that sizes the Go scheduler of the
+// process name (WorkerProcs): GOMAXPROCS for every light process, nothing
+// for the gateway, which serves the reads and the bursts with every CPU. On a
+// machine where every process of the pipeline shares a few CPUs, each
+// scheduler thread that spins looking for work before it sleeps takes CPU
+// from the others: with one P per light process the mixed load test's CPU
+// per payment fell by about 8% (docs/loadtest.md, "Session 17"). A pod in
+// a cluster with a CPU limit gets the same from it (Go reads the limit at
+// start); without one, GOMAXPROCS in its extraEnv does it.
+func (c Config) schedulerEnv(name string) []string {
+	if c.WorkerProcs == 0 || name == "gateway" {
+		return nil
+	}
+	return []string{"GOMAXPROCS=" + strconv.Itoa(c.WorkerProcs)}
 }
 
 // httpURL turns a listen address into a URL a client on this machine can use.

@@ -1,6 +1,9 @@
 package stack
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 // The simulator's record lives in the state folder unless SIM_DATA_FILE
 // names another file; a SIM_DATA_FILE in Options.SimEnv wins over both.
@@ -27,5 +30,45 @@ func TestSimDataFile(t *testing.T) {
 				t.Errorf("simDataFile = %q, want %q", got, tt.want)
 			}
 		})
+	}
+}
+
+// Every light process gets one P by default, the gateway every CPU;
+// DEVSTACK_WORKER_PROCS=0 leaves them all to Go's default.
+func TestSchedulerEnv(t *testing.T) {
+	tests := []struct {
+		procs string
+		name  string
+		want  string
+	}{
+		{"", "dispatcher", "GOMAXPROCS=1"},
+		{"", "devkafka", "GOMAXPROCS=1"},
+		{"", "processor-sim", "GOMAXPROCS=1"},
+		{"", "gateway", ""},
+		{"2", "status-consumer", "GOMAXPROCS=2"},
+		{"0", "dispatcher", ""},
+	}
+	for _, tt := range tests {
+		cfg, err := LoadConfig(func(k string) string {
+			if k == "DEVSTACK_WORKER_PROCS" {
+				return tt.procs
+			}
+			return ""
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := strings.Join(cfg.schedulerEnv(tt.name), " ")
+		if got != tt.want {
+			t.Errorf("DEVSTACK_WORKER_PROCS=%q, %s: env %q, want %q", tt.procs, tt.name, got, tt.want)
+		}
+	}
+	if _, err := LoadConfig(func(k string) string {
+		if k == "DEVSTACK_WORKER_PROCS" {
+			return "-1"
+		}
+		return ""
+	}); err == nil || !strings.Contains(err.Error(), "DEVSTACK_WORKER_PROCS=-1") {
+		t.Errorf("DEVSTACK_WORKER_PROCS=-1: err %v, want one naming it", err)
 	}
 }

@@ -218,6 +218,7 @@ func Start(ctx context.Context, cfg Config, opts Options, out io.Writer) (_ *Sta
 		if opts.KafkaControlAddr != "" {
 			env = append(env, "DEVKAFKA_CONTROL_ADDR="+opts.KafkaControlAddr)
 		}
+		env = append(env, cfg.schedulerEnv("devkafka")...)
 		err := infra.start(infraCtx, proc{
 			name: "devkafka", path: filepath.Join(cfg.BinDir, "devkafka"), stopGrace: 60 * time.Second, env: env,
 		})
@@ -355,7 +356,8 @@ func Start(ctx context.Context, cfg Config, opts Options, out io.Writer) (_ *Sta
 		if u, ok := roleURLs[p.name]; ok {
 			db = u
 		}
-		p.env = append(append(append(append([]string{}, common...), "DATABASE_URL="+db), opts.Env...), p.env...)
+		env := append(append(append([]string{}, common...), "DATABASE_URL="+db), cfg.schedulerEnv(p.name)...)
+		p.env = append(append(env, opts.Env...), p.env...)
 		p.stopGrace = 20 * time.Second
 		if err := services.start(svcCtx, p); err != nil {
 			return nil, err
