@@ -24,6 +24,11 @@ import (
 // maxBody bounds a request body; payment requests are tiny.
 const maxBody = 64 << 10
 
+// maxBatchBody bounds the body of a batch: MaxBatch payments of at most
+// about 3 KiB each, even with every byte of their key and reference
+// escaped in the JSON.
+const maxBatchBody = sim.MaxBatch * (4 << 10)
+
 // maxKeyLen bounds an idempotency key and a reference.
 const maxKeyLen = 255
 
@@ -41,6 +46,7 @@ func New(s *sim.Simulator, logger *slog.Logger, reg *prometheus.Registry) http.H
 	mux.HandleFunc("POST /payment", h.payAsIs)
 	mux.HandleFunc("POST /v2/payments", h.payProposed)
 	mux.HandleFunc("GET /v2/payments/{key}", h.getPayment)
+	mux.HandleFunc("POST /v2/payment-batches", h.payBatch)
 	mux.HandleFunc("GET /sim/executions", h.executions)
 	mux.HandleFunc("GET /sim/stats", h.stats)
 	mux.HandleFunc("GET /sim/config", h.getConfig)
@@ -77,10 +83,39 @@ type proposedRequest struct {
 	Reference string `json:"reference"`
 }
 
+// batchRequest is the body of POST /v2/payment-batches. Items are pointers
+// so that a null one is told apart (a malformed batch).
+type batchRequest struct {
+	Payments []*batchPayment `json:"payments"`
+}
+
+// batchPayment is one payment of a batch: POST /v2/payments' body with the
+// Idempotency-Key header as a field.
+type batchPayment struct {
+	IdempotencyKey string `json:"idempotency_key"`
+	proposedRequest
+}
+
+// batchResponse is the 200 answer to a batch: one result per payment, in
+// the request's order.
+type batchResponse struct {
+	Results []batchResult `json:"results"`
+}
+
+// batchResult is what POST /v2/payments would have answered for one
+// payment alone: its status, its Idempotent-Replayed and Retry-After
+// headers, and its body (the resource, or {"error":"..."}).
+type batchResult struct {
+	Status             int  `json:"status"`
+	IdempotentReplayed bool `json:"idempotent_replayed,omitempty"`
+	RetryAfter         int  `json:"retry_after,omitempty"`
+	Body               any  `json:"body"`
+}
+
 func (h *handler) payAsIs(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	var req asIsRequest
-	if err := decode(w, r, &req); err != nil {
+	if err := decode(w, r, &req, maxBody); err != nil {
 		h.badRequest(w, sim.APIAsIs, start, err)
 		return
 	}
@@ -109,30 +144,21 @@ func (h *handler) payProposed(w http.ResponseWriter, r *http.Request) {
 	}
 	start := time.Now()
 	key := strings.TrimSpace(r.Header.Get("Idempotency-Key"))
-	if key == "" {
-		h.badRequest(w, sim.APIProposed, start, errors.New("Idempotency-Key header is required"))
-		return
-	}
-	if len(key) > maxKeyLen {
-		h.badRequest(w, sim.APIProposed, start, fmt.Errorf("Idempotency-Key must be at most %d bytes", maxKeyLen))
-		return
-	}
-	var req proposedRequest
-	if err := decode(w, r, &req); err != nil {
+	if err := validKey("Idempotency-Key header", key); err != nil {
 		h.badRequest(w, sim.APIProposed, start, err)
 		return
 	}
-	user, amount, err := validPayment(req.UserID, req.Amount)
-	if err == nil && len(req.Reference) > maxKeyLen {
-		err = fmt.Errorf("reference must be at most %d bytes", maxKeyLen)
+	var req proposedRequest
+	if err := decode(w, r, &req, maxBody); err != nil {
+		h.badRequest(w, sim.APIProposed, start, err)
+		return
 	}
+	c, err := req.call(key)
 	if err != nil {
 		h.badRequest(w, sim.APIProposed, start, err)
 		return
 	}
-	res, err := h.sim.Pay(r.Context(), sim.Call{
-		API: sim.APIProposed, Key: key, UserID: user, Amount: amount, Reference: req.Reference,
-	})
+	res, err := h.sim.Pay(r.Context(), c)
 	h.meter.pay(sim.APIProposed, res, err, start)
 	if err != nil {
 		h.payError(w, r, sim.APIProposed, err)
@@ -146,6 +172,89 @@ func (h *handler) payProposed(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Idempotent-Replayed", "true")
 	}
 	writeJSON(w, http.StatusOK, res.Resource)
+}
+
+// payBatch is POST /v2/payment-batches: up to sim.MaxBatch payments in one
+// request, each answered in the 200's results as POST /v2/payments would
+// answer it alone. A malformed batch (400), an outage (503), an injected
+// error (500) or a lost reply concerns the whole batch.
+func (h *handler) payBatch(w http.ResponseWriter, r *http.Request) {
+	if h.sim.Settings().API != sim.APIProposed {
+		writeError(w, http.StatusNotFound, "not found")
+		return
+	}
+	start := time.Now()
+	h.meter.batch()
+	var req batchRequest
+	if err := decode(w, r, &req, maxBatchBody); err != nil {
+		h.badRequest(w, sim.APIProposed, start, err)
+		return
+	}
+	if len(req.Payments) == 0 {
+		h.badRequest(w, sim.APIProposed, start, fmt.Errorf("payments is required: 1 to %d payments", sim.MaxBatch))
+		return
+	}
+	// Trimmed as the header is, so that a payment has the same key in a
+	// batch as alone.
+	keys := make([]string, len(req.Payments))
+	for i, p := range req.Payments {
+		if p == nil {
+			h.badRequest(w, sim.APIProposed, start, fmt.Errorf("payments[%d] is null; want a payment object", i))
+			return
+		}
+		keys[i] = strings.TrimSpace(p.IdempotencyKey)
+	}
+	if err := sim.CheckBatch(keys); err != nil {
+		h.badRequest(w, sim.APIProposed, start, err)
+		return
+	}
+	results := make([]batchResult, len(req.Payments))
+	var calls []sim.Call
+	var at []int // calls[j] is payment at[j]
+	for i, p := range req.Payments {
+		c, err := p.call(keys[i])
+		if err != nil {
+			h.meter.badRequest(sim.APIProposed, start)
+			results[i] = batchResult{Status: http.StatusBadRequest, Body: errorBody{Error: oneLine(err)}}
+			continue
+		}
+		calls = append(calls, c)
+		at = append(at, i)
+	}
+	items, err := h.sim.PayBatch(r.Context(), calls)
+	drop := false
+	for j, it := range items {
+		h.meter.pay(sim.APIProposed, it.Result, it.Err, start)
+		drop = drop || it.DropResponse
+		results[at[j]] = itemResult(it)
+	}
+	if err != nil {
+		h.payError(w, r, sim.APIProposed, err)
+		return
+	}
+	if drop {
+		h.drop(w, r)
+		return
+	}
+	writeJSON(w, http.StatusOK, batchResponse{Results: results})
+}
+
+// call checks p as POST /v2/payments checks its header and body.
+func (p *batchPayment) call(key string) (sim.Call, error) {
+	if err := validKey("idempotency_key", key); err != nil {
+		return sim.Call{}, err
+	}
+	return p.proposedRequest.call(key)
+}
+
+// itemResult is the result of one payment of a batch that the simulator
+// settled or refused alone.
+func itemResult(it sim.ItemResult) batchResult {
+	if it.Err != nil {
+		p := problemOf(sim.APIProposed, it.Err)
+		return batchResult{Status: p.status, RetryAfter: p.retryAfter, Body: errorBody{Error: p.msg}}
+	}
+	return batchResult{Status: http.StatusOK, IdempotentReplayed: it.Replayed, Body: it.Resource}
 }
 
 func (h *handler) getPayment(w http.ResponseWriter, r *http.Request) {
@@ -167,6 +276,30 @@ func (h *handler) getPayment(w http.ResponseWriter, r *http.Request) {
 	default:
 		writeJSON(w, http.StatusOK, res)
 	}
+}
+
+// validKey checks an idempotency key; name says where it came from.
+func validKey(name, key string) error {
+	if key == "" {
+		return fmt.Errorf("%s is required", name)
+	}
+	if len(key) > maxKeyLen {
+		return fmt.Errorf("%s must be at most %d bytes", name, maxKeyLen)
+	}
+	return nil
+}
+
+// call checks the body of a proposed-API payment whose key is valid, and
+// makes the call.
+func (req proposedRequest) call(key string) (sim.Call, error) {
+	user, amount, err := validPayment(req.UserID, req.Amount)
+	if err == nil && len(req.Reference) > maxKeyLen {
+		err = fmt.Errorf("reference must be at most %d bytes", maxKeyLen)
+	}
+	if err != nil {
+		return sim.Call{}, err
+	}
+	return sim.Call{API: sim.APIProposed, Key: key, UserID: user, Amount: amount, Reference: req.Reference}, nil
 }
 
 // validPayment checks the fields common to both APIs.
@@ -193,31 +326,52 @@ func (h *handler) badRequest(w http.ResponseWriter, api sim.API, start time.Time
 	writeError(w, http.StatusBadRequest, oneLine(err))
 }
 
-// payError answers a call that did not settle normally.
+// payError answers a call, or a batch, that did not settle normally.
 func (h *handler) payError(w http.ResponseWriter, r *http.Request, api sim.API, err error) {
+	if errors.Is(err, sim.ErrClientGone) {
+		// Nobody is listening any more.
+		h.logger.DebugContext(r.Context(), "client went away", "api", api, "err", err)
+		return
+	}
+	p := problemOf(api, err)
+	if p.unexpected {
+		h.logger.ErrorContext(r.Context(), "payment call failed", "api", api, "err", err)
+	}
+	if p.retryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(p.retryAfter))
+	}
+	writeError(w, p.status, p.msg)
+}
+
+// problem is the answer to a payment call that did not settle normally:
+// the whole reply of a single call, or one result of a batch.
+type problem struct {
+	status     int
+	msg        string
+	retryAfter int  // seconds for Retry-After; 0 for none
+	unexpected bool // not a simulated fault: worth an error log
+}
+
+// problemOf maps an error of the simulator to its problem.
+func problemOf(api sim.API, err error) problem {
 	var (
 		o  *sim.OutageError
 		rl *sim.RateLimitError
 	)
 	switch {
 	case errors.As(err, &o):
-		writeOutage(w, o)
+		return problem{status: http.StatusServiceUnavailable, msg: "outage", retryAfter: o.Seconds()}
 	case errors.As(err, &rl) && api == sim.APIAsIs:
 		// The as-is API gives no hint when to come back.
-		writeError(w, http.StatusServiceUnavailable, "over capacity")
+		return problem{status: http.StatusServiceUnavailable, msg: "over capacity"}
 	case errors.As(err, &rl):
-		w.Header().Set("Retry-After", strconv.Itoa(rl.Seconds()))
-		writeError(w, http.StatusTooManyRequests, "rate_limited")
+		return problem{status: http.StatusTooManyRequests, msg: "rate_limited", retryAfter: rl.Seconds()}
 	case errors.Is(err, sim.ErrInjected):
-		writeError(w, http.StatusInternalServerError, "internal error (simulated)")
+		return problem{status: http.StatusInternalServerError, msg: "internal error (simulated)"}
 	case errors.Is(err, sim.ErrKeyReuse):
-		writeError(w, http.StatusUnprocessableEntity, "idempotency_key_reuse")
-	case errors.Is(err, sim.ErrClientGone):
-		// Nobody is listening any more.
-		h.logger.DebugContext(r.Context(), "client went away", "api", api, "err", err)
+		return problem{status: http.StatusUnprocessableEntity, msg: "idempotency_key_reuse"}
 	default:
-		h.logger.ErrorContext(r.Context(), "payment call failed", "api", api, "err", err)
-		writeError(w, http.StatusInternalServerError, "internal error")
+		return problem{status: http.StatusInternalServerError, msg: "internal error", unexpected: true}
 	}
 }
 
@@ -281,7 +435,7 @@ func (h *handler) getConfig(w http.ResponseWriter, _ *http.Request) {
 
 func (h *handler) putConfig(w http.ResponseWriter, r *http.Request) {
 	var p sim.Patch
-	if err := decode(w, r, &p); err != nil {
+	if err := decode(w, r, &p, maxBody); err != nil {
 		writeError(w, http.StatusBadRequest, oneLine(err))
 		return
 	}
@@ -316,7 +470,7 @@ func (h *handler) startOutage(w http.ResponseWriter, r *http.Request) {
 	var req struct {
 		Duration *sim.Duration `json:"duration"`
 	}
-	if err := decode(w, r, &req); err != nil {
+	if err := decode(w, r, &req, maxBody); err != nil {
 		writeError(w, http.StatusBadRequest, oneLine(err))
 		return
 	}
@@ -343,9 +497,10 @@ func (h *handler) expireKeys(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]int{"expired": n})
 }
 
-// decode reads exactly one JSON object with only known fields into v.
-func decode(w http.ResponseWriter, r *http.Request, v any) error {
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody))
+// decode reads exactly one JSON object with only known fields, of at most
+// limit bytes, into v.
+func decode(w http.ResponseWriter, r *http.Request, v any, limit int64) error {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, limit))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		if errors.Is(err, io.EOF) {

@@ -12,8 +12,12 @@ import (
 
 // Stats are the counters served by GET /sim/stats, since this process started.
 type Stats struct {
-	// Calls counts payment calls (POST /payment, POST /v2/payments), bad ones included.
+	// Calls counts payment calls (POST /payment, POST /v2/payments), bad
+	// ones included. Each payment of a batch counts as the call it stands
+	// for; a batch refused whole as malformed counts as one bad call.
 	Calls int64 `json:"calls"`
+	// Batches counts POST /v2/payment-batches requests.
+	Batches int64 `json:"batches"`
 	// Executed counts payments executed by this process (money moved).
 	Executed int64 `json:"executed"`
 	// Declined counts payments settled as declined.
@@ -46,7 +50,7 @@ type Stats struct {
 
 // meter keeps the JSON counters and the Prometheus metrics in step.
 type meter struct {
-	calls, executed, declined, replayed, rateLimited, errorsInjected, dropped,
+	calls, batches, executed, declined, replayed, rateLimited, errorsInjected, dropped,
 	outage, keyReuse, badRequests, clientGone, lookups atomic.Int64
 
 	promCalls      *prometheus.CounterVec
@@ -137,6 +141,9 @@ func (m *meter) pay(api sim.API, res sim.Result, err error, start time.Time) {
 	m.promDuration.WithLabelValues(string(api)).Observe(time.Since(start).Seconds())
 }
 
+// batch counts a POST /v2/payment-batches; its payments count as calls.
+func (m *meter) batch() { m.batches.Add(1) }
+
 // lookup counts a GET /v2/payments/{key}.
 func (m *meter) lookup(found bool, err error) {
 	m.lookups.Add(1)
@@ -183,7 +190,7 @@ func isOutage(err error) bool {
 // snapshot returns the counters.
 func (m *meter) snapshot() Stats {
 	return Stats{
-		Calls: m.calls.Load(), Executed: m.executed.Load(), Declined: m.declined.Load(),
+		Calls: m.calls.Load(), Batches: m.batches.Load(), Executed: m.executed.Load(), Declined: m.declined.Load(),
 		Replayed: m.replayed.Load(), RateLimited: m.rateLimited.Load(),
 		ErrorsInjected: m.errorsInjected.Load(), ResponsesDropped: m.dropped.Load(),
 		OutageRejected: m.outage.Load(), KeyReuse: m.keyReuse.Load(),

@@ -189,27 +189,42 @@ func (j *journal) add(r Record) {
 	}
 }
 
-// append numbers r (id, and seq for an execution), writes it to the data
-// file and then to memory. If the write fails nothing is recorded, and the
-// caller must treat the payment as not executed.
-func (j *journal) append(r *Record) error {
+// append numbers rs (ids, and seqs for executions), writes them to the
+// data file with one write, a batch's records together, and then to
+// memory. If the write fails nothing is recorded, and the caller must treat
+// the payments as not executed.
+func (j *journal) append(rs ...*Record) error {
+	if len(rs) == 0 {
+		return nil
+	}
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	r.ID = fmt.Sprintf("pay_%08d", j.settled+1)
-	r.Seq = 0
-	if r.Status == StatusSucceeded {
-		r.Seq = int64(len(j.execs)) + 1
+	settled, execs := j.settled, int64(len(j.execs))
+	var lines []byte
+	for _, r := range rs {
+		settled++
+		r.ID = fmt.Sprintf("pay_%08d", settled)
+		r.Seq = 0
+		if r.Status == StatusSucceeded {
+			execs++
+			r.Seq = execs
+		}
+		if j.f != nil {
+			b, err := json.Marshal(r)
+			if err != nil {
+				return fmt.Errorf("encode record: %w", err)
+			}
+			lines = append(append(lines, b...), '\n')
+		}
 	}
 	if j.f != nil {
-		b, err := json.Marshal(r)
-		if err != nil {
-			return fmt.Errorf("encode record: %w", err)
-		}
-		if _, err := j.f.Write(append(b, '\n')); err != nil {
+		if _, err := j.f.Write(lines); err != nil {
 			return fmt.Errorf("append to data file: %w", err)
 		}
 	}
-	j.add(*r)
+	for _, r := range rs {
+		j.add(*r)
+	}
 	return nil
 }
 

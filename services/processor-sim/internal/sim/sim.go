@@ -14,7 +14,9 @@ import (
 	"log/slog"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -102,7 +104,7 @@ type Result struct {
 	// Replayed is true when the key was already settled: nothing ran again.
 	Replayed bool
 	// DropResponse asks the transport to close the connection instead of
-	// replying (SIM_LOST_RESPONSE_RATE).
+	// replying (SIM_LOST_RESPONSE_RATE); in a batch, the whole reply.
 	DropResponse bool
 }
 
@@ -238,127 +240,292 @@ func (s *Simulator) OutageUntil() time.Time {
 	return s.outageUntil
 }
 
-// plan is the dice thrown for one call.
-type plan struct {
-	latency time.Duration
-	fail    bool // answer 500 without executing
-	decline bool
-	drop    bool // close the connection instead of replying
+// MaxBatch is the most payment calls one batch may carry
+// (POST /v2/payment-batches).
+const MaxBatch = 100
+
+// CheckBatch reports why calls with these idempotency keys cannot make one
+// batch: more than MaxBatch of them, or one key twice, which would make the
+// batch wait for itself. Empty keys (calls without one) are not compared.
+func CheckBatch(keys []string) error {
+	if len(keys) > MaxBatch {
+		return fmt.Errorf("%d payments in one batch, at most %d", len(keys), MaxBatch)
+	}
+	seen := make(map[string]bool, len(keys))
+	for _, k := range keys {
+		if k == "" {
+			continue
+		}
+		if seen[k] {
+			return fmt.Errorf("idempotency key %q twice in one batch", k)
+		}
+		seen[k] = true
+	}
+	return nil
 }
 
-// admit lets a call in, or rejects it without executing during an outage
-// or above the rate limit, and draws its plan.
-func (s *Simulator) admit() (plan, error) {
+// ItemResult is what one call of a batch did: what Pay would have returned
+// for that call alone.
+type ItemResult struct {
+	Result
+	// Err refuses this call alone (a RateLimitError, ErrKeyReuse), or
+	// repeats the error that ended the whole batch.
+	Err error
+}
+
+// plan is the dice thrown for one batch of calls (Pay's call is a batch
+// of one).
+type plan struct {
+	latency time.Duration
+	fail    bool   // answer 500 without executing
+	decline []bool // per call: decline instead of executing
+	drop    bool   // close the connection instead of replying
+}
+
+// admit lets the calls of a batch in, or rejects them without executing:
+// all of them during an outage (the error), or each call above the rate
+// limit (its item's Err). If any call is in, it throws the dice: for the
+// batch its latency, injected error and lost reply, for each call in a
+// decline. For one call that is the order Pay has always drawn in, so a
+// seed replays the same faults as before batches existed.
+func (s *Simulator) admit(items []ItemResult) (plan, error) {
 	t := s.now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if t.Before(s.outageUntil) {
-		return plan{}, &OutageError{Until: s.outageUntil, Remaining: s.outageUntil.Sub(t)}
+	if err := s.outageAt(t); err != nil {
+		return plan{}, err
 	}
+	in := 0
+	for i := range items {
+		if err := s.takeToken(t); err != nil {
+			items[i].Err = err
+			continue
+		}
+		in++
+	}
+	if in == 0 {
+		return plan{}, nil
+	}
+	p := plan{
+		latency: s.latency.sample(s.rng),
+		fail:    s.rng.Float64() < s.settings.ErrorRate,
+		decline: make([]bool, len(items)),
+	}
+	for i := range items {
+		if items[i].Err == nil {
+			p.decline[i] = s.rng.Float64() < s.settings.DeclineRate
+		}
+	}
+	p.drop = s.rng.Float64() < s.settings.LostResponseRate
+	return p, nil
+}
+
+// outageAt returns an OutageError when an outage is on at t. The caller
+// holds s.mu.
+func (s *Simulator) outageAt(t time.Time) error {
+	if t.Before(s.outageUntil) {
+		return &OutageError{Until: s.outageUntil, Remaining: s.outageUntil.Sub(t)}
+	}
+	return nil
+}
+
+// takeToken takes one token of the rate limiter at t, or returns a
+// RateLimitError saying when there will be one. The caller holds s.mu.
+func (s *Simulator) takeToken(t time.Time) error {
 	r := s.limiter.ReserveN(t, 1)
 	if !r.OK() {
-		return plan{}, &RateLimitError{RetryAfter: time.Second}
+		return &RateLimitError{RetryAfter: time.Second}
 	}
 	if d := r.DelayFrom(t); d > 0 {
 		// Hand the token back: a rejected call must not slow the next ones.
 		r.CancelAt(t)
-		return plan{}, &RateLimitError{RetryAfter: d}
+		return &RateLimitError{RetryAfter: d}
 	}
-	return plan{
-		latency: s.latency.sample(s.rng),
-		fail:    s.rng.Float64() < s.settings.ErrorRate,
-		decline: s.rng.Float64() < s.settings.DeclineRate,
-		drop:    s.rng.Float64() < s.settings.LostResponseRate,
-	}, nil
+	return nil
 }
 
-// Pay handles one payment call:
-//
-//  1. outage and rate limit: rejected, nothing executed;
-//  2. the idempotency key is claimed for the whole call. A known key is a
-//     replay; a key in flight makes this call wait for that one (no 409);
-//  3. the first half of the latency, the processor "working": a caller
-//     leaving now executes nothing and frees the key;
-//  4. an injected error: 500, nothing executed, the key freed;
-//  5. execute (or decline) and record it under the key;
-//  6. the second half of the latency: a caller leaving now has executed but
-//     sees no reply, like a real timeout;
-//  7. maybe ask the transport to drop the reply.
+// Pay handles one payment call. It is PayBatch with a batch of one, so that
+// a call alone and a call in a batch go through the very same steps; see
+// PayBatch for them.
 func (s *Simulator) Pay(ctx context.Context, c Call) (Result, error) {
-	p, err := s.admit()
-	if err != nil {
+	items, err := s.PayBatch(ctx, []Call{c})
+	if len(items) != 1 { // not for one call, which CheckBatch always accepts
 		return Result{}, err
 	}
-	h := c.hash()
-	var replay *Resource
-	owned := false // this call holds the key and must settle or release it
-	if c.Key != "" {
-		replay, err = s.keys.claim(ctx, c.Key, h, s.now())
-		switch {
-		case errors.Is(err, ErrKeyReuse):
-			return Result{}, err
-		case err != nil:
-			return Result{}, fmt.Errorf("%w waiting for the same key in flight: %w", ErrClientGone, err)
-		}
-		owned = replay == nil
+	return items[0].Result, items[0].Err
+}
+
+// PayBatch handles several payment calls in one (POST /v2/payment-batches),
+// each as it would be handled alone, and returns what each did, in the
+// order of calls. The steps:
+//
+//  1. outage: the whole batch is rejected, nothing executed;
+//  2. rate limit: each call takes a token; a call above the limit is
+//     rejected alone (its item's RateLimitError), not executed, its key not
+//     taken;
+//  3. the idempotency keys are claimed for the whole batch. A known key is
+//     a replay; a key of another request is that item's ErrKeyReuse; a key
+//     in flight in another call makes the batch wait for that call (no
+//     409). Keys are claimed in key order, whatever the order of calls:
+//     two batches each holding a key the other waits for would wait until
+//     their callers gave up. If no call is left to execute or replay, the
+//     batch answers at once, as a single call refused by the limit or for
+//     key reuse does;
+//  4. the first half of the latency, the processor "working": a caller
+//     leaving now executes nothing and frees the keys;
+//  5. an injected error: the whole batch fails, nothing executed, the keys
+//     freed;
+//  6. execute (or decline) and record the executions, with one journal
+//     write, under their keys;
+//  7. the second half of the latency: a caller leaving now has executed but
+//     sees no reply, like a real timeout;
+//  8. maybe ask the transport to drop the reply: then every item that
+//     settled or replayed says DropResponse.
+//
+// The dice are thrown once per batch as for one call (latency, injected
+// error, lost reply) and once per call for a decline. An error returned
+// ends the whole batch: an OutageError, ErrInjected, a failure to record,
+// or ErrClientGone, after which the items executed in step 6 stay executed
+// and say so. Every item not refused alone carries that error too, so that
+// an item is always what Pay would have returned for its call. More than
+// MaxBatch calls, or a key twice (CheckBatch), is refused before step 1,
+// with no items.
+func (s *Simulator) PayBatch(ctx context.Context, calls []Call) ([]ItemResult, error) {
+	keys := make([]string, len(calls))
+	for i, c := range calls {
+		keys[i] = c.Key
 	}
+	if err := CheckBatch(keys); err != nil {
+		return nil, err
+	}
+	items := make([]ItemResult, len(calls))
+	p, err := s.admit(items)
+	if err != nil {
+		return items, failAll(items, err)
+	}
+	hashes := make([]string, len(calls))
+	replays := make([]*Resource, len(calls))
+	owned := make([]bool, len(calls)) // keys this batch holds and must settle or release
 	release := func() {
-		if owned {
-			s.keys.release(c.Key)
+		for i := range owned {
+			if owned[i] {
+				s.keys.release(calls[i].Key)
+				owned[i] = false
+			}
 		}
+	}
+	running := 0
+	for _, i := range keyOrder(calls) {
+		if items[i].Err != nil {
+			continue
+		}
+		hashes[i] = calls[i].hash()
+		if calls[i].Key != "" {
+			replays[i], err = s.keys.claim(ctx, calls[i].Key, hashes[i], s.now())
+			switch {
+			case errors.Is(err, ErrKeyReuse):
+				items[i].Err = err
+				continue
+			case err != nil:
+				release()
+				return items, failAll(items, fmt.Errorf("%w waiting for the same key in flight: %w", ErrClientGone, err))
+			}
+			owned[i] = replays[i] == nil
+		}
+		running++
+	}
+	if running == 0 {
+		return items, nil
 	}
 	before := p.latency / 2
 	if err := sleep(ctx, before); err != nil {
 		release()
-		return Result{}, fmt.Errorf("%w before execution: %w", ErrClientGone, err)
+		return items, failAll(items, fmt.Errorf("%w before execution: %w", ErrClientGone, err))
 	}
 	if p.fail {
 		release()
-		return Result{}, ErrInjected
+		return items, failAll(items, ErrInjected)
 	}
-	res := Result{Replayed: true}
-	if replay != nil {
-		res.Resource = *replay
-	} else {
-		res, err = s.execute(c, h, p.decline, p.latency-before)
-		if err != nil {
-			release()
-			return Result{}, err
+	t := s.now().UTC()
+	var recs []*Record
+	var at []int // recs[j] settles calls[at[j]]
+	for i, c := range calls {
+		if items[i].Err == nil && replays[i] == nil {
+			recs = append(recs, record(c, hashes[i], p.decline[i], t, p.latency-before))
+			at = append(at, i)
 		}
-		if owned {
-			s.keys.settle(c.Key, res.Resource)
+	}
+	if err := s.journal.append(recs...); err != nil {
+		release()
+		return items, failAll(items, err)
+	}
+	for j, r := range recs {
+		i := at[j]
+		items[i].Result = Result{Resource: r.Resource, Executed: r.Status == StatusSucceeded}
+		if owned[i] {
+			s.keys.settle(calls[i].Key, r.Resource)
+			owned[i] = false
+		}
+	}
+	for i, r := range replays {
+		if r != nil {
+			items[i].Result = Result{Resource: *r, Replayed: true}
 		}
 	}
 	if err := sleep(ctx, p.latency-before); err != nil {
-		return res, fmt.Errorf("%w after settling: %w", ErrClientGone, err)
+		return items, failAll(items, fmt.Errorf("%w after settling: %w", ErrClientGone, err))
 	}
-	res.DropResponse = p.drop
-	return res, nil
+	for i := range items {
+		if items[i].Err == nil {
+			items[i].DropResponse = p.drop
+		}
+	}
+	return items, nil
 }
 
-// execute settles c: a decline, or an execution recorded in the journal,
-// whose reply is due answerIn later.
-func (s *Simulator) execute(c Call, hash string, decline bool, answerIn time.Duration) (Result, error) {
-	r := Record{
+// failAll gives err to every item not already refused alone and returns
+// it: the whole batch failed.
+func failAll(items []ItemResult, err error) error {
+	for i := range items {
+		if items[i].Err == nil {
+			items[i].Err = err
+		}
+	}
+	return err
+}
+
+// keyOrder returns the indexes of calls sorted by idempotency key: the one
+// order in which every batch claims its keys, so that no two batches each
+// hold a key the other waits for.
+func keyOrder(calls []Call) []int {
+	order := make([]int, len(calls))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortFunc(order, func(a, b int) int { return strings.Compare(calls[a].Key, calls[b].Key) })
+	return order
+}
+
+// record is the journal record settling c at t: an execution, or a decline.
+// Its reply is due answerIn later.
+func record(c Call, hash string, decline bool, t time.Time, answerIn time.Duration) *Record {
+	r := &Record{
 		API:         c.API,
 		RequestHash: hash,
+		AnswerAt:    t.Add(answerIn),
 		Resource: Resource{
 			IdempotencyKey: c.Key,
 			UserID:         c.UserID,
 			Amount:         c.Amount,
 			Reference:      c.Reference,
 			Status:         StatusSucceeded,
-			CreatedAt:      s.now().UTC(),
+			CreatedAt:      t,
 		},
 	}
-	r.AnswerAt = r.CreatedAt.Add(answerIn)
 	if decline {
 		r.Status, r.Reason = StatusDeclined, "simulated_decline"
 	}
-	if err := s.journal.append(&r); err != nil {
-		return Result{}, err
-	}
-	return Result{Resource: r.Resource, Executed: r.Status == StatusSucceeded}, nil
+	return r
 }
 
 // Lookup returns the payment settled under key (GET /v2/payments/{key}).
@@ -366,10 +533,10 @@ func (s *Simulator) execute(c Call, hash string, decline bool, answerIn time.Dur
 func (s *Simulator) Lookup(key string) (Resource, error) {
 	t := s.now()
 	s.mu.Lock()
-	until := s.outageUntil
+	err := s.outageAt(t)
 	s.mu.Unlock()
-	if t.Before(until) {
-		return Resource{}, &OutageError{Until: until, Remaining: until.Sub(t)}
+	if err != nil {
+		return Resource{}, err
 	}
 	res, ok := s.keys.get(key, t)
 	if !ok {

@@ -492,3 +492,298 @@ func TestExecutionsSayWhenTheAnswerLeft(t *testing.T) {
 	reloaded := newSim(t, Options{Settings: baseSettings(), DataFile: path})
 	check(reloaded.Executions(Filter{}))
 }
+
+// batchOf returns n proposed-API calls with keys prefix-0, prefix-1, ….
+func batchOf(prefix string, n int) []Call {
+	calls := make([]Call, n)
+	for i := range calls {
+		calls[i] = Call{API: APIProposed, Key: fmt.Sprintf("%s-%d", prefix, i), UserID: int64(i + 1), Amount: int64(-100 * (i + 1))}
+	}
+	return calls
+}
+
+// TestPayBatchExecutesEachOnce: every call of a batch is executed and
+// recorded once, at one time, with one answer time for all: the batch's.
+// The records survive a reload, and the batch again replays them all.
+func TestPayBatchExecutesEachOnce(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "sim.jsonl")
+	st := baseSettings()
+	st.LatencyP50, st.LatencyP99 = Duration(20*time.Millisecond), Duration(20*time.Millisecond)
+	s, err := New(Options{Settings: st, KeyTTL: time.Hour, DataFile: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	calls := batchOf("b", 3)
+	items, err := s.PayBatch(context.Background(), calls)
+	if err != nil {
+		t.Fatalf("PayBatch: %v", err)
+	}
+	for i, it := range items {
+		if it.Err != nil || !it.Executed || it.Replayed || it.Resource.IdempotencyKey != calls[i].Key {
+			t.Errorf("item %d = %+v, want call %d executed", i, it, i)
+		}
+	}
+	execs := s.Executions(Filter{})
+	if len(execs) != 3 {
+		t.Fatalf("%d executions, want 3", len(execs))
+	}
+	for i, e := range execs {
+		if e.IdempotencyKey != calls[i].Key || e.Seq != int64(i+1) || e.ID != items[i].Resource.ID {
+			t.Errorf("execution %d = %+v, want call %d as seq %d", i, e, i, i+1)
+		}
+		if !e.ExecutedAt.Equal(execs[0].ExecutedAt) || !e.AnsweredAt.Equal(execs[0].AnsweredAt) {
+			t.Errorf("execution %d executed %v answered %v; want the batch's %v and %v",
+				i, e.ExecutedAt, e.AnsweredAt, execs[0].ExecutedAt, execs[0].AnsweredAt)
+		}
+	}
+	if got := execs[0].AnsweredAt.Sub(execs[0].ExecutedAt); got != 10*time.Millisecond {
+		t.Errorf("answered %v after the execution, want the second half of the latency, 10ms", got)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	reloaded := newSim(t, Options{DataFile: path})
+	if diff := cmp.Diff(execs, reloaded.Executions(Filter{})); diff != "" {
+		t.Errorf("executions after reload (-before +after):\n%s", diff)
+	}
+	items, err = reloaded.PayBatch(context.Background(), calls)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, it := range items {
+		if it.Err != nil || !it.Replayed || it.Resource.ID != execs[i].ID {
+			t.Errorf("item %d of the batch again = %+v, want a replay of %s", i, it, execs[i].ID)
+		}
+	}
+	if n := reloaded.ExecutionCount(); n != 3 {
+		t.Errorf("executions = %d, want 3", n)
+	}
+}
+
+// TestPayBatchRefusesCallsAlone: above the rate limit and for a reused key
+// a call is refused alone, takes no key and executes nothing; the others
+// execute. A batch whose every call is refused answers at once.
+func TestPayBatchRefusesCallsAlone(t *testing.T) {
+	t.Parallel()
+	clock := testkit.NewClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	st := baseSettings()
+	st.RateLimit, st.RateBurst = 3, 3
+	s := newSim(t, Options{Settings: st, Now: clock.Now})
+	ctx := context.Background()
+	if _, err := s.Pay(ctx, Call{API: APIProposed, Key: "taken", UserID: 1, Amount: 1}); err != nil {
+		t.Fatal(err)
+	}
+	clock.Add(time.Second) // the burst is whole again
+
+	calls := append([]Call{{API: APIProposed, Key: "taken", UserID: 1, Amount: 2}}, batchOf("b", 4)...)
+	items, err := s.PayBatch(ctx, calls)
+	if err != nil {
+		t.Fatalf("PayBatch: %v", err)
+	}
+	if !errors.Is(items[0].Err, ErrKeyReuse) {
+		t.Errorf("item 0 = %+v, want ErrKeyReuse", items[0])
+	}
+	for i := 1; i <= 2; i++ {
+		if items[i].Err != nil || !items[i].Executed {
+			t.Errorf("item %d = %+v, want executed", i, items[i])
+		}
+	}
+	for i := 3; i <= 4; i++ {
+		var rl *RateLimitError
+		if !errors.As(items[i].Err, &rl) || rl.Seconds() != 1 || items[i].Resource.ID != "" {
+			t.Errorf("item %d = %+v, want a RateLimitError of 1 s", i, items[i])
+		}
+	}
+	if s.ExecutionCount() != 3 || s.KeyCount() != 3 {
+		t.Errorf("executions %d, keys %d; want 3 and 3 (the refused calls took none)", s.ExecutionCount(), s.KeyCount())
+	}
+
+	// No call left to run: the batch answers at once, without the latency.
+	// A caller already gone proves it: a batch that waited would fail with
+	// ErrClientGone.
+	ten := Duration(10 * time.Minute)
+	if _, err := s.UpdateSettings(Patch{LatencyP50: &ten, LatencyP99: &ten}); err != nil {
+		t.Fatal(err)
+	}
+	clock.Add(time.Second)
+	gone, cancel := context.WithCancel(ctx)
+	cancel()
+	items, err = s.PayBatch(gone, calls[:1])
+	if err != nil || !errors.Is(items[0].Err, ErrKeyReuse) {
+		t.Errorf("batch of a reused key = %+v, %v; want the item's ErrKeyReuse at once", items, err)
+	}
+}
+
+// TestPayBatchFailsWhole: an outage, an injected error and a caller gone
+// before the execution fail the whole batch; nothing executes, every key
+// is free again, and each item carries the batch's error.
+func TestPayBatchFailsWhole(t *testing.T) {
+	t.Parallel()
+	canceled, cancel := context.WithCancel(context.Background())
+	cancel()
+	isOutage := func(err error) bool { var o *OutageError; return errors.As(err, &o) }
+	tests := []struct {
+		name   string
+		mod    func(*Settings)
+		outage bool
+		ctx    context.Context
+		want   func(error) bool
+	}{
+		{"outage", func(*Settings) {}, true, context.Background(), isOutage},
+		{"injected error", func(st *Settings) { st.ErrorRate = 1 }, false, context.Background(),
+			func(err error) bool { return errors.Is(err, ErrInjected) }},
+		// Ten minutes of latency: the canceled caller leaves in the first half.
+		{"client gone", func(st *Settings) {
+			st.LatencyP50, st.LatencyP99 = Duration(10*time.Minute), Duration(10*time.Minute)
+		}, false, canceled, func(err error) bool { return errors.Is(err, ErrClientGone) }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			st := baseSettings()
+			tt.mod(&st)
+			s := newSim(t, Options{Settings: st})
+			if tt.outage {
+				s.StartOutage(time.Hour)
+			}
+			items, err := s.PayBatch(tt.ctx, batchOf("b", 3))
+			if !tt.want(err) {
+				t.Fatalf("PayBatch = %v", err)
+			}
+			for i, it := range items {
+				if !tt.want(it.Err) || it.Resource.ID != "" {
+					t.Errorf("item %d = %+v, want the batch's error and no resource", i, it)
+				}
+			}
+			if s.ExecutionCount() != 0 || s.KeyCount() != 0 {
+				t.Errorf("executions %d, keys %d; want 0 and 0", s.ExecutionCount(), s.KeyCount())
+			}
+		})
+	}
+}
+
+// TestPayBatchDicePerBatchAndPerCall: a decline is drawn per call, so a
+// batch mixes declines and executions; a lost reply is drawn per batch,
+// so every call that settled says DropResponse and stays executed.
+func TestPayBatchDicePerBatchAndPerCall(t *testing.T) {
+	t.Parallel()
+	st := baseSettings()
+	st.DeclineRate, st.LostResponseRate = 0.5, 1
+	s := newSim(t, Options{Settings: st})
+	items, err := s.PayBatch(context.Background(), batchOf("b", MaxBatch))
+	if err != nil {
+		t.Fatal(err)
+	}
+	executed, declined := 0, 0
+	for i, it := range items {
+		switch {
+		case it.Err != nil || !it.DropResponse:
+			t.Errorf("item %d = %+v, want settled with DropResponse", i, it)
+		case it.Executed:
+			executed++
+		case it.Resource.Status == StatusDeclined:
+			declined++
+		}
+	}
+	// Seeded: with one draw for the batch, all 100 would fall the same way.
+	if executed == 0 || declined == 0 || executed+declined != MaxBatch {
+		t.Errorf("%d executed, %d declined; want both, %d in all", executed, declined, MaxBatch)
+	}
+	if n := s.ExecutionCount(); n != executed {
+		t.Errorf("executions recorded = %d, want %d", n, executed)
+	}
+}
+
+// TestPayBatchRefusesMalformed: more than MaxBatch calls, or a key twice,
+// is refused before anything: no token, no key, no execution.
+func TestPayBatchRefusesMalformed(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name  string
+		calls []Call
+		want  string
+	}{
+		{"too many", batchOf("b", MaxBatch+1), "101 payments in one batch, at most 100"},
+		{"key twice", append(batchOf("b", 2), Call{API: APIProposed, Key: "b-1", UserID: 1, Amount: 1}), `idempotency key "b-1" twice`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			s := newSim(t, Options{})
+			items, err := s.PayBatch(context.Background(), tt.calls)
+			if err == nil || !strings.Contains(err.Error(), tt.want) || items != nil {
+				t.Fatalf("PayBatch = %v, %v; want no items and an error containing %q", items, err, tt.want)
+			}
+			if s.ExecutionCount() != 0 || s.KeyCount() != 0 {
+				t.Errorf("executions %d, keys %d; want 0 and 0", s.ExecutionCount(), s.KeyCount())
+			}
+		})
+	}
+	if err := CheckBatch([]string{"", "", "a"}); err != nil {
+		t.Errorf("CheckBatch of calls without keys = %v, want nil", err)
+	}
+}
+
+// TestPayBatchesSharingKeysBothFinish: batches holding the same keys in
+// opposite orders, run at once, both finish and execute each key once.
+// Claiming in request order, each could hold a key the other waits for
+// until its caller gave up; the minute's deadline only bounds such a hang.
+func TestPayBatchesSharingKeysBothFinish(t *testing.T) {
+	t.Parallel()
+	st := baseSettings()
+	st.LatencyP50, st.LatencyP99 = Duration(5*time.Millisecond), Duration(5*time.Millisecond)
+	s := newSim(t, Options{Settings: st})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	const rounds = 20
+	var wg sync.WaitGroup
+	errs := make([]error, 2*rounds)
+	for i := range rounds {
+		forward := batchOf(fmt.Sprintf("round%d", i), MaxBatch)
+		backward := slices.Clone(forward)
+		slices.Reverse(backward)
+		wg.Go(func() { _, errs[2*i] = s.PayBatch(ctx, forward) })
+		wg.Go(func() { _, errs[2*i+1] = s.PayBatch(ctx, backward) })
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("batch %d: %v", i, err)
+		}
+	}
+	if n := s.ExecutionCount(); n != rounds*MaxBatch {
+		t.Errorf("executions = %d, want %d (each key once)", n, rounds*MaxBatch)
+	}
+}
+
+// TestPayBatchWaitsForAKeyInFlight: a batch meeting a key held by a call in
+// flight waits for it and replays its result, as a single call does.
+func TestPayBatchWaitsForAKeyInFlight(t *testing.T) {
+	t.Parallel()
+	st := baseSettings()
+	st.LatencyP50, st.LatencyP99 = Duration(50*time.Millisecond), Duration(50*time.Millisecond)
+	s := newSim(t, Options{Settings: st})
+	calls := batchOf("b", 2)
+	first := make(chan Result, 1)
+	go func() {
+		r, err := s.Pay(context.Background(), calls[1])
+		if err != nil {
+			t.Errorf("Pay: %v", err)
+		}
+		first <- r
+	}()
+	testkit.Eventually(t, "the single call to hold its key", func() bool { return s.KeyCount() > 0 })
+	items, err := s.PayBatch(context.Background(), calls)
+	if err != nil {
+		t.Fatal(err)
+	}
+	single := <-first
+	if !items[0].Executed || !items[1].Replayed || items[1].Resource.ID != single.Resource.ID {
+		t.Errorf("batch = %+v, single call = %+v; want b-0 executed and b-1 replaying the single call", items, single)
+	}
+	if n := s.ExecutionCount(); n != 2 {
+		t.Errorf("executions = %d, want 2", n)
+	}
+}
