@@ -98,6 +98,7 @@ FUZZ_TARGETS := \
 	./services/gateway/internal/httpapi:FuzzAdminDLQ \
 	./services/dispatcher/internal/processor:FuzzReplyProposed \
 	./services/dispatcher/internal/processor:FuzzReplyAsIs \
+	./services/dispatcher/internal/processor:FuzzBatchReply \
 	./services/dispatcher/internal/processor:FuzzLookup \
 	./services/dispatcher/internal/processor:FuzzParseRetryAfter
 FUZZTIME ?= 10m

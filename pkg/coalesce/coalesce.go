@@ -21,10 +21,18 @@ package coalesce
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"slices"
 	"sync"
 	"time"
 )
+
+// ErrWithdrawn wraps the context error Do returns for a call withdrawn
+// before its statement started: the statement never saw the request. A
+// context error without it means the statement was already running (it
+// completes for the others, and may have done this request's work).
+var ErrWithdrawn = errors.New("withdrawn before its statement started")
 
 // Coalescer runs concurrent requests in shared statements: query answers a
 // batch of requests with one result and one error per request, in the
@@ -59,12 +67,12 @@ func New[Req, Res any](maxInFlight, maxBatch int, timeout time.Duration,
 
 // Do returns req's result, from a statement that started after this call.
 // When ctx ends first, Do returns ctx's error; the request is withdrawn if
-// its statement has not started, else the statement completes for the
-// others and this result is dropped.
+// its statement has not started (the error then wraps ErrWithdrawn too),
+// else the statement completes for the others and this result is dropped.
 func (b *Coalescer[Req, Res]) Do(ctx context.Context, req Req) (Res, error) {
 	if err := ctx.Err(); err != nil {
 		var zero Res
-		return zero, err // a caller already gone never reaches a statement
+		return zero, fmt.Errorf("%w: %w", ErrWithdrawn, err) // a caller already gone never reaches a statement
 	}
 	c := &call[Req, Res]{req: req, done: make(chan struct{})}
 	b.mu.Lock()
@@ -81,9 +89,14 @@ func (b *Coalescer[Req, Res]) Do(ctx context.Context, req Req) (Res, error) {
 		return c.res, c.err
 	case <-ctx.Done():
 		b.mu.Lock()
+		n := len(b.waiting)
 		b.waiting = slices.DeleteFunc(b.waiting, func(w *call[Req, Res]) bool { return w == c })
+		withdrawn := len(b.waiting) < n
 		b.mu.Unlock()
 		var zero Res
+		if withdrawn {
+			return zero, fmt.Errorf("%w: %w", ErrWithdrawn, ctx.Err())
+		}
 		return zero, ctx.Err()
 	}
 }

@@ -133,8 +133,8 @@ func TestWithdrawnBeforeItsStatement(t *testing.T) {
 	}()
 	waitFor(t, b, 1)
 	cancel()
-	if err := <-left; !errors.Is(err, context.Canceled) {
-		t.Fatalf("withdrawn call: %v, want context.Canceled", err)
+	if err := <-left; !errors.Is(err, context.Canceled) || !errors.Is(err, coalesce.ErrWithdrawn) {
+		t.Fatalf("withdrawn call: %v, want context.Canceled and ErrWithdrawn", err)
 	}
 	waitFor(t, b, 0)
 	var wg sync.WaitGroup
@@ -148,10 +148,47 @@ func TestWithdrawnBeforeItsStatement(t *testing.T) {
 
 	// A call whose context has already ended, with a slot free, does not
 	// start a statement either.
-	if _, err := b.Do(ctx, 10); !errors.Is(err, context.Canceled) {
-		t.Fatalf("call with an ended context: %v, want context.Canceled", err)
+	if _, err := b.Do(ctx, 10); !errors.Is(err, context.Canceled) || !errors.Is(err, coalesce.ErrWithdrawn) {
+		t.Fatalf("call with an ended context: %v, want context.Canceled and ErrWithdrawn", err)
 	}
 	if ran := d.ran(); len(ran) != 1 {
 		t.Fatalf("batches %v: a call with an ended context reached a statement", ran)
+	}
+}
+
+// TestLeftWhileItsStatementRuns: a call whose context ends after its
+// statement started returns the context's error without ErrWithdrawn (the
+// statement may have done its work), and the statement completes for the
+// others.
+func TestLeftWhileItsStatementRuns(t *testing.T) {
+	t.Parallel()
+	started, finish := make(chan struct{}), make(chan struct{})
+	b := coalesce.New(1, 100, time.Second, func(_ context.Context, reqs []int) ([]int, []error) {
+		close(started)
+		<-finish
+		return slices.Clone(reqs), make([]error, len(reqs))
+	})
+	release := b.Hold()
+	ctx, cancel := context.WithCancel(context.Background())
+	left, stayed := make(chan error, 1), make(chan int, 1)
+	go func() {
+		_, err := b.Do(ctx, 1)
+		left <- err
+	}()
+	go func() {
+		res, _ := b.Do(context.Background(), 2)
+		stayed <- res
+	}()
+	waitFor(t, b, 2)
+	go release()
+	<-started
+	cancel()
+	err := <-left
+	if !errors.Is(err, context.Canceled) || errors.Is(err, coalesce.ErrWithdrawn) {
+		t.Fatalf("call left while its statement ran: %v, want context.Canceled without ErrWithdrawn", err)
+	}
+	close(finish)
+	if res := <-stayed; res != 2 {
+		t.Fatalf("the other call got %d, want 2", res)
 	}
 }

@@ -23,6 +23,11 @@ type config struct {
 	ProcessorTimeout     time.Duration
 	ProcessorMaxAttempts int
 	ProcessorStartRate   float64
+	// ProcessorBatchMax and ProcessorBatchInFlight: payments per batch
+	// call of the proposed API (1: one call per payment) and batch calls
+	// at once (processor.Config).
+	ProcessorBatchMax      int
+	ProcessorBatchInFlight int
 	// ProcessorKeyRetention is how long the processor keeps an idempotency
 	// key (proposed API): the dispatch guard does not send again a payment
 	// that may have been sent and was accepted longer ago.
@@ -52,25 +57,27 @@ func loadConfig(getenv func(string) string) (config, error) {
 	}
 	r.Rename("DISPATCHER_SHUTDOWN_GRACE", "SHUTDOWN_TIMEOUT")
 	c := config{
-		Postgres:              postgres.LoadConfig(r, postgres.Config{MaxConns: 32}),
-		Kafka:                 envconfig.LoadKafka(r, true),
-		ProcessorURL:          r.String("PROCESSOR_URL", "http://127.0.0.1:8090"),
-		ProcessorAPI:          r.String("PROCESSOR_API", "proposed"),
-		ProcessorRateLimit:    r.Float("PROCESSOR_RATE_LIMIT", 0),
-		ProcessorTimeout:      r.PositiveDuration("PROCESSOR_TIMEOUT", 2*time.Second),
-		ProcessorMaxAttempts:  r.IntIn("PROCESSOR_MAX_ATTEMPTS", 5, 1, 10_000),
-		ProcessorStartRate:    r.Float("PROCESSOR_START_RATE", 50),
-		ProcessorKeyRetention: r.PositiveDuration("PROCESSOR_KEY_RETENTION", payment.KeyRetention),
-		GuardRetryFor:         r.PositiveDuration("DISPATCHER_GUARD_RETRY_FOR", 30*time.Second),
-		BreakerFailures:       r.IntIn("PROCESSOR_BREAKER_FAILURES", 10, 1, 1_000_000_000),
-		BreakerOpen:           r.PositiveDuration("PROCESSOR_BREAKER_OPEN", 2*time.Second),
-		MaxInFlight:           r.IntIn("DISPATCHER_MAX_IN_FLIGHT", 512, 1, 100_000),
-		MaxBuffered:           r.IntIn("DISPATCHER_MAX_BUFFERED", 10000, 1, 10_000_000),
-		MaxPollRecords:        r.IntIn("DISPATCHER_MAX_POLL_RECORDS", 1000, 1, 1_000_000),
-		CommitInterval:        r.PositiveDuration("DISPATCHER_COMMIT_INTERVAL", 200*time.Millisecond),
-		CommitMinInterval:     r.Duration("DISPATCHER_COMMIT_MIN_INTERVAL", 50*time.Millisecond),
-		Group:                 r.String("DISPATCHER_GROUP", "dispatcher"),
-		TransactionalID:       r.String("DISPATCHER_TRANSACTIONAL_ID", "dispatcher-"+host),
+		Postgres:               postgres.LoadConfig(r, postgres.Config{MaxConns: 32}),
+		Kafka:                  envconfig.LoadKafka(r, true),
+		ProcessorURL:           r.String("PROCESSOR_URL", "http://127.0.0.1:8090"),
+		ProcessorAPI:           r.String("PROCESSOR_API", "proposed"),
+		ProcessorRateLimit:     r.Float("PROCESSOR_RATE_LIMIT", 0),
+		ProcessorTimeout:       r.PositiveDuration("PROCESSOR_TIMEOUT", 2*time.Second),
+		ProcessorMaxAttempts:   r.IntIn("PROCESSOR_MAX_ATTEMPTS", 5, 1, 10_000),
+		ProcessorStartRate:     r.Float("PROCESSOR_START_RATE", 50),
+		ProcessorBatchMax:      r.IntIn("PROCESSOR_BATCH_MAX", 64, 1, 100),
+		ProcessorBatchInFlight: r.IntIn("PROCESSOR_BATCH_IN_FLIGHT", 2, 1, 1000),
+		ProcessorKeyRetention:  r.PositiveDuration("PROCESSOR_KEY_RETENTION", payment.KeyRetention),
+		GuardRetryFor:          r.PositiveDuration("DISPATCHER_GUARD_RETRY_FOR", 30*time.Second),
+		BreakerFailures:        r.IntIn("PROCESSOR_BREAKER_FAILURES", 10, 1, 1_000_000_000),
+		BreakerOpen:            r.PositiveDuration("PROCESSOR_BREAKER_OPEN", 2*time.Second),
+		MaxInFlight:            r.IntIn("DISPATCHER_MAX_IN_FLIGHT", 512, 1, 100_000),
+		MaxBuffered:            r.IntIn("DISPATCHER_MAX_BUFFERED", 10000, 1, 10_000_000),
+		MaxPollRecords:         r.IntIn("DISPATCHER_MAX_POLL_RECORDS", 1000, 1, 1_000_000),
+		CommitInterval:         r.PositiveDuration("DISPATCHER_COMMIT_INTERVAL", 200*time.Millisecond),
+		CommitMinInterval:      r.Duration("DISPATCHER_COMMIT_MIN_INTERVAL", 50*time.Millisecond),
+		Group:                  r.String("DISPATCHER_GROUP", "dispatcher"),
+		TransactionalID:        r.String("DISPATCHER_TRANSACTIONAL_ID", "dispatcher-"+host),
 	}
 	switch c.ProcessorAPI {
 	case "proposed", "as-is":
@@ -107,6 +114,8 @@ func (c config) LogValue() slog.Value {
 		slog.String("processor_timeout", c.ProcessorTimeout.String()),
 		slog.Int("processor_max_attempts", c.ProcessorMaxAttempts),
 		slog.Float64("processor_start_rate", c.ProcessorStartRate),
+		slog.Int("processor_batch_max", c.ProcessorBatchMax),
+		slog.Int("processor_batch_in_flight", c.ProcessorBatchInFlight),
 		slog.String("processor_key_retention", c.ProcessorKeyRetention.String()),
 		slog.String("guard_retry_for", c.GuardRetryFor.String()),
 		slog.Int("breaker_failures", c.BreakerFailures),

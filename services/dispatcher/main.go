@@ -80,9 +80,11 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout, _ 
 			Metrics:  pm,
 			Logger:   logger,
 		}),
-		MaxConns: cfg.MaxInFlight,
-		Metrics:  pm,
-		Logger:   logger,
+		BatchMax:      cfg.ProcessorBatchMax,
+		BatchInFlight: cfg.ProcessorBatchInFlight,
+		MaxConns:      cfg.MaxInFlight,
+		Metrics:       pm,
+		Logger:        logger,
 	})
 	if err != nil {
 		return err

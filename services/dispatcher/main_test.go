@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -125,6 +126,7 @@ func newFakeProcessor(t *testing.T, slow func(int64) bool) (*fakeProcessor, stri
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v2/payments", f.serve)
 	mux.HandleFunc("POST /payment", f.serve)
+	mux.HandleFunc("POST /v2/payment-batches", f.serveBatch)
 	mux.HandleFunc("GET /v2/payments/{key}", f.lookup)
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
@@ -168,6 +170,55 @@ func (f *fakeProcessor) lookup(w http.ResponseWriter, r *http.Request) {
 		_ = json.NewEncoder(w).Encode(map[string]any{"id": a.ref, "idempotency_key": key,
 			"user_id": a.userID, "amount": -a.id, "status": "succeeded"})
 	}
+}
+
+// serveBatch is the proposed API's POST /v2/payment-batches: each payment
+// is answered at once, concurrently, by serve as the call of its own it
+// stands for, and the batch replies when every one has its answer. What
+// befalls the whole HTTP call (the dispatcher giving it up) befalls each.
+func (f *fakeProcessor) serveBatch(w http.ResponseWriter, r *http.Request) {
+	var batch struct {
+		Payments []struct {
+			IdempotencyKey string `json:"idempotency_key"`
+			UserID         int64  `json:"user_id"`
+			Amount         int64  `json:"amount"`
+			Reference      string `json:"reference"`
+		} `json:"payments"`
+	}
+	if err := json.NewDecoder(r.Body).Decode(&batch); err != nil || len(batch.Payments) == 0 {
+		w.WriteHeader(http.StatusBadRequest)
+		_, _ = io.WriteString(w, `{"error":"bad batch"}`)
+		return
+	}
+	type result struct {
+		Status     int             `json:"status"`
+		Body       json.RawMessage `json:"body"`
+		RetryAfter *int            `json:"retry_after,omitempty"`
+	}
+	results := make([]result, len(batch.Payments))
+	var wg sync.WaitGroup
+	for i, p := range batch.Payments {
+		body, _ := json.Marshal(map[string]any{"user_id": p.UserID, "amount": p.Amount, "reference": p.Reference})
+		one := httptest.NewRequestWithContext(r.Context(), http.MethodPost, "/v2/payments", bytes.NewReader(body))
+		one.Header.Set("Idempotency-Key", p.IdempotencyKey)
+		wg.Go(func() {
+			rec := httptest.NewRecorder()
+			f.serve(rec, one)
+			results[i] = result{Status: rec.Code, Body: rec.Body.Bytes()}
+			if !json.Valid(results[i].Body) {
+				results[i].Body, _ = json.Marshal(rec.Body.String())
+			}
+			if ra, err := strconv.Atoi(rec.Header().Get("Retry-After")); err == nil {
+				results[i].RetryAfter = &ra
+			}
+		})
+	}
+	wg.Wait()
+	if r.Context().Err() != nil {
+		return // the dispatcher gave the call up
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(map[string]any{"results": results})
 }
 
 // declines reports whether the fake declines a payment.
@@ -980,6 +1031,11 @@ func TestRevokedPartitionCallsAreCancelled(t *testing.T) {
 	envB := dispatcherEnv(t, cluster.Brokers(), url, "proposed", stacktest.FreeAddr(t))
 	envB["DATABASE_URL"] = envA["DATABASE_URL"]
 	envB["DISPATCHER_TRANSACTIONAL_ID"] = "dispatcher-test-b"
+	// One call per payment: a batch call goes on for the payments of kept
+	// partitions beside a revoked one's, which its owner abandons (its
+	// answer dropped) rather than cancels; the new owner's call is then a
+	// replay that the processor answers once the first call settles.
+	envA["PROCESSOR_BATCH_MAX"], envB["PROCESSOR_BATCH_MAX"] = "1", "1"
 	reader := newOutcomeReader(t, cluster.Brokers())
 
 	var users []int64
@@ -1145,24 +1201,26 @@ func TestLoadConfigDefaults(t *testing.T) {
 	}
 	got.TransactionalID = ""
 	want := config{
-		Postgres:              postgres.Config{URL: postgres.DefaultURL, MaxConns: 32},
-		Kafka:                 envconfig.Kafka{Brokers: []string{"127.0.0.1:9092"}},
-		Ops:                   envconfig.Ops{LogLevel: "info", Addr: ":9101", ShutdownTimeout: 30 * time.Second, HTTP: envconfig.DefaultHTTPServer},
-		ProcessorURL:          "http://127.0.0.1:8090",
-		ProcessorAPI:          "proposed",
-		ProcessorTimeout:      2 * time.Second,
-		ProcessorMaxAttempts:  5,
-		ProcessorStartRate:    50,
-		ProcessorKeyRetention: 24 * time.Hour,
-		GuardRetryFor:         30 * time.Second,
-		BreakerFailures:       10,
-		BreakerOpen:           2 * time.Second,
-		MaxInFlight:           512,
-		MaxBuffered:           10000,
-		MaxPollRecords:        1000,
-		CommitInterval:        200 * time.Millisecond,
-		CommitMinInterval:     50 * time.Millisecond,
-		Group:                 "dispatcher",
+		Postgres:               postgres.Config{URL: postgres.DefaultURL, MaxConns: 32},
+		Kafka:                  envconfig.Kafka{Brokers: []string{"127.0.0.1:9092"}},
+		Ops:                    envconfig.Ops{LogLevel: "info", Addr: ":9101", ShutdownTimeout: 30 * time.Second, HTTP: envconfig.DefaultHTTPServer},
+		ProcessorURL:           "http://127.0.0.1:8090",
+		ProcessorAPI:           "proposed",
+		ProcessorTimeout:       2 * time.Second,
+		ProcessorMaxAttempts:   5,
+		ProcessorStartRate:     50,
+		ProcessorBatchMax:      64,
+		ProcessorBatchInFlight: 2,
+		ProcessorKeyRetention:  24 * time.Hour,
+		GuardRetryFor:          30 * time.Second,
+		BreakerFailures:        10,
+		BreakerOpen:            2 * time.Second,
+		MaxInFlight:            512,
+		MaxBuffered:            10000,
+		MaxPollRecords:         1000,
+		CommitInterval:         200 * time.Millisecond,
+		CommitMinInterval:      50 * time.Millisecond,
+		Group:                  "dispatcher",
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("defaults (-want +got):\n%s", diff)

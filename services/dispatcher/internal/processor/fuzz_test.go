@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net/http"
 	"strconv"
 	"testing"
@@ -158,6 +159,88 @@ func FuzzParseRetryAfter(f *testing.F) {
 		}
 		if s, err := strconv.Atoi(v); err == nil && s >= 0 && s < 1<<30 && d != time.Duration(s)*time.Second {
 			t.Fatalf("parseRetryAfter(%q) = %v, want %ds", v, d, s)
+		}
+	})
+}
+
+// FuzzBatchReply: the reply to a batch call of two payments. Each payment
+// is executed only if the call answered 200 and its own result, in its
+// place, says succeeded with an id (and its own key, if any); refused only
+// for a 429 (the call's or its own) or a call the processor has no route
+// for (404, 405); every label is one of the metric labels.
+func FuzzBatchReply(f *testing.F) {
+	key := fuzzPayment.IdempotencyKey()
+	f.Add(200, []byte(`{"results":[{"status":200,"body":{"id":"p-1","idempotency_key":"`+key+`","status":"succeeded"}},{"status":429,"retry_after":1,"body":{"error":"rate_limited"}}]}`))
+	f.Add(200, []byte(`{"results":[{"status":200,"body":{"id":"p-1","status":"declined","reason":"x"}},{"status":422,"body":{"error":"idempotency_key_reuse"}}]}`))
+	f.Add(200, []byte(`{"results":[{"status":200,"body":"not json"},{"status":400,"body":{"error":"bad"}}]}`))
+	f.Add(200, []byte(`{"results":[{"status":200,"body":{"id":"p-1","status":"succeeded"}}]}`))
+	f.Add(200, []byte(`{"results":[]}`))
+	f.Add(200, []byte(`{"results":null}`))
+	f.Add(200, []byte(`{"results":[{"status":200,"retry_after":-5,"body":{}},{"status":99999,"body":{}}]}`))
+	f.Add(404, []byte(`{"error":"not found"}`))
+	f.Add(429, []byte(`{"error":"rate_limited"}`))
+	f.Add(503, []byte(`{"error":"outage"}`))
+	f.Add(500, []byte(``))
+	f.Fuzz(func(t *testing.T, code int, body []byte) {
+		if code < 100 || code > 999 {
+			return
+		}
+		ps := []Payment{fuzzPayment, {ID: 8, UID: uuid.MustParse("0195f2d4-8c1e-7b4a-9c3e-1a2b3c4d5e70"), UserID: 3457, Amount: 100}}
+		c := &client{cfg: Config{Logger: slog.New(slog.DiscardHandler)}, base: "http://processor.test", dialect: proposed{base: "http://processor.test"},
+			hc: &http.Client{Transport: fakeTransport{code, http.Header{}, body}}}
+		b := &batcher{c: c}
+		req, err := http.NewRequestWithContext(context.Background(), http.MethodPost, c.base+batchPath, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := b.do(req, ps, []int{0, 1})
+		var out struct {
+			Results []struct {
+				Status int             `json:"status"`
+				Body   json.RawMessage `json:"body"`
+			} `json:"results"`
+		}
+		parsed := code == http.StatusOK && json.Unmarshal(body, &out) == nil && len(out.Results) == len(ps)
+		for i, p := range ps {
+			r, ok := got[i]
+			if !ok {
+				t.Fatalf("payment %d has no reply", i)
+			}
+			if !replyLabels[r.label] && r.label != "batch_unsupported" {
+				t.Fatalf("label %q is not one of the metric labels", r.label)
+			}
+			if r.retryAfter < 0 {
+				t.Fatalf("retry after %v", r.retryAfter)
+			}
+			switch r.kind {
+			case kindSucceeded, kindDeclined:
+				if !parsed {
+					t.Fatalf("HTTP %d %q: payment %d taken as settled", code, body, i)
+				}
+				res := out.Results[i]
+				var pb paymentBody
+				if res.Status < 200 || res.Status > 299 || json.Unmarshal(res.Body, &pb) != nil || pb.Status != r.label ||
+					(r.kind == kindSucceeded && (pb.ID == "" || pb.ID != r.ref)) ||
+					(pb.IdempotencyKey != "" && pb.IdempotencyKey != p.IdempotencyKey()) {
+					t.Fatalf("payment %d taken as %s from %+v", i, r.label, res)
+				}
+			case kindRefused:
+				itemRefused := parsed && out.Results[i].Status == http.StatusTooManyRequests
+				if code != http.StatusTooManyRequests && code != http.StatusNotFound && code != http.StatusMethodNotAllowed && !itemRefused {
+					t.Fatalf("HTTP %d %q: payment %d taken as not executed", code, body, i)
+				}
+			case kindRejected, kindConflict:
+				status := code
+				if parsed {
+					status = out.Results[i].Status
+				}
+				if status < 400 || status > 499 || status == http.StatusRequestTimeout || status == http.StatusTooManyRequests {
+					t.Fatalf("HTTP %d %q: payment %d taken as rejected", code, body, i)
+				}
+			case kindAmbiguous:
+			default:
+				t.Fatalf("kind %d", r.kind)
+			}
 		}
 	})
 }

@@ -104,12 +104,8 @@ func (c *client) call(ctx context.Context, p Payment) reply {
 	m.inFlight.Inc()
 	start := time.Now()
 	r := c.do(req, p)
-	m.latency.WithLabelValues(r.label).Observe(time.Since(start).Seconds())
 	m.inFlight.Dec()
-	m.calls.WithLabelValues(r.label).Inc()
-	if r.label == "rate_limited" {
-		m.rateLimited.Inc()
-	}
+	m.observe(r, time.Since(start).Seconds())
 	return r
 }
 
@@ -127,12 +123,17 @@ func (c *client) do(req *http.Request, p Payment) reply {
 		}
 		return reply{kind: kindAmbiguous, label: "lost_reply", detail: fmt.Sprintf("HTTP %d, reading the reply: %v", resp.StatusCode, err)}
 	}
-	code := resp.StatusCode
+	return c.classify(p, resp.StatusCode, resp.Header.Get("Retry-After"), body)
+}
+
+// classify reads what the processor answered for p: the status, the
+// Retry-After and the body of a single call, or of p's result in a batch.
+func (c *client) classify(p Payment, code int, retryAfter string, body []byte) reply {
 	switch {
 	case code >= 200 && code < 300:
 		return c.dialect.read(p, body)
 	case code == http.StatusTooManyRequests:
-		return reply{kind: kindRefused, label: "rate_limited", detail: "processor rate limit (429)", retryAfter: parseRetryAfter(resp.Header.Get("Retry-After"))}
+		return reply{kind: kindRefused, label: "rate_limited", detail: "processor rate limit (429)", retryAfter: parseRetryAfter(retryAfter)}
 	case code == http.StatusUnprocessableEntity:
 		return reply{kind: kindConflict, label: "conflict", detail: fmt.Sprintf("HTTP 422: %s", errorText(body))}
 	case code == http.StatusRequestTimeout:

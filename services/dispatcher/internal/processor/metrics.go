@@ -9,6 +9,7 @@ type Metrics struct {
 	rateLimited prometheus.Counter
 	inFlight    prometheus.Gauge
 	lookups     *prometheus.CounterVec
+	batchSize   prometheus.Histogram
 
 	breakerState       prometheus.Gauge
 	breakerTransitions *prometheus.CounterVec
@@ -21,7 +22,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		calls: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "dispatcher_processor_calls_total",
-			Help: "HTTP calls to the processor by result (succeeded, declined, rejected, conflict, rate_limited, over_capacity, unavailable, unreachable, timeout, transport_error, lost_reply, server_error, unparsable, cancelled).",
+			Help: "Calls to the processor by result (succeeded, declined, rejected, conflict, rate_limited, over_capacity, unavailable, unreachable, timeout, transport_error, lost_reply, server_error, unparsable, cancelled, batch_unsupported); a payment in a batch call counts as one call.",
 		}, []string{"result"}),
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "dispatcher_processor_call_duration_seconds",
@@ -40,6 +41,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "dispatcher_processor_lookups_total",
 			Help: "Lookups of a payment's idempotency key (proposed API) after every call was refused, by result: succeeded, declined, not_found, error.",
 		}, []string{"result"}),
+		batchSize: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "dispatcher_processor_batch_payments",
+			Help:    "Payments per batch call to the processor (PROCESSOR_BATCH_MAX); each payment is also counted in dispatcher_processor_calls_total.",
+			Buckets: []float64{1, 2, 4, 8, 16, 32, 64, 100},
+		}),
 		breakerState: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "dispatcher_processor_breaker_state",
 			Help: "Circuit breaker state: 0 closed, 1 half-open, 2 open (no calls sent).",
@@ -50,7 +56,16 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"to"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.calls, m.latency, m.rateLimited, m.inFlight, m.lookups, m.breakerState, m.breakerTransitions)
+		reg.MustRegister(m.calls, m.latency, m.rateLimited, m.inFlight, m.lookups, m.batchSize, m.breakerState, m.breakerTransitions)
 	}
 	return m
+}
+
+// observe counts one payment's call, answered after seconds.
+func (m *Metrics) observe(r reply, seconds float64) {
+	m.latency.WithLabelValues(r.label).Observe(seconds)
+	m.calls.WithLabelValues(r.label).Inc()
+	if r.label == "rate_limited" {
+		m.rateLimited.Inc()
+	}
 }

@@ -134,6 +134,13 @@ type Config struct {
 	Limiter *rate.Limiter
 	// Breaker, when set, stops calls during an outage.
 	Breaker *Breaker
+	// BatchMax is the most payments sent in one batch call (proposed API,
+	// POST /v2/payment-batches, at most 100); 0 or 1 sends each payment in
+	// a call of its own.
+	BatchMax int
+	// BatchInFlight is how many batch calls run at once: a payment that
+	// finds that many running waits for the next batch. 0 means 2.
+	BatchInFlight int
 	// MaxConns sizes the idle connection pool to the expected concurrency.
 	MaxConns int
 	// BackoffInitial and BackoffMax shape the exponential backoff with
@@ -176,6 +183,9 @@ func New(cfg Config) (Client, error) {
 	if cfg.BackoffMax <= 0 {
 		cfg.BackoffMax = 2 * time.Second
 	}
+	if cfg.BatchInFlight <= 0 {
+		cfg.BatchInFlight = 2
+	}
 	if cfg.MaxRetryAfter <= 0 {
 		cfg.MaxRetryAfter = 30 * time.Second
 	}
@@ -211,7 +221,11 @@ func New(cfg Config) (Client, error) {
 	case APIAsIs:
 		d = asIs{base: base}
 	}
-	return &client{cfg: cfg, hc: hc, dialect: d}, nil
+	c := &client{cfg: cfg, hc: hc, dialect: d, base: base}
+	if cfg.API == APIProposed && cfg.BatchMax > 1 {
+		c.batch = newBatcher(c)
+	}
+	return c, nil
 }
 
 // client is the retry loop shared by both dialects; the dialect decides how
@@ -220,6 +234,17 @@ type client struct {
 	cfg     Config
 	hc      *http.Client
 	dialect dialect
+	base    string
+	// batch, when set, sends the calls of the proposed API in batches.
+	batch *batcher
+}
+
+// send makes one call for p: in a batch when batching is on, else alone.
+func (c *client) send(ctx context.Context, p Payment) reply {
+	if c.batch != nil && !c.batch.off.Load() {
+		return c.batch.call(ctx, p)
+	}
+	return c.call(ctx, p)
 }
 
 // Execute implements Client.
@@ -253,7 +278,7 @@ func (c *client) Execute(ctx context.Context, p Payment) (Result, error) {
 			continue // not sent: the breaker opened or its probe is out
 		}
 		attempts++
-		last = c.call(ctx, p)
+		last = c.send(ctx, p)
 		done(last.health())
 		c.cfg.Pacer.Observe(last.signal(), last.retryAfter)
 		switch last.kind {

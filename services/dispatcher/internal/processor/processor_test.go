@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -57,23 +58,88 @@ type fakeProcessor struct {
 	mu    sync.Mutex
 	steps []step
 	calls []call
+	// batchSizes has one entry a batch call: its number of payments.
+	batchSizes []int
+	// noBatch makes the batch route answer 404, as a processor without it.
+	noBatch bool
 }
 
 func newFakeProcessor(t *testing.T, steps ...step) (*fakeProcessor, *httptest.Server) {
 	t.Helper()
 	f := &fakeProcessor{steps: steps}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == batchPath {
+			f.serveBatch(w, r)
+			return
+		}
 		var body map[string]any
 		_ = json.NewDecoder(r.Body).Decode(&body)
-		f.mu.Lock()
-		n := len(f.calls)
-		f.calls = append(f.calls, call{Path: r.URL.Path, Key: r.Header.Get("Idempotency-Key"), Body: body})
-		s := f.steps[min(n, len(f.steps)-1)]
-		f.mu.Unlock()
-		s(w, r)
+		f.next(call{Path: r.URL.Path, Key: r.Header.Get("Idempotency-Key"), Body: body})(w, r)
 	}))
 	t.Cleanup(srv.Close)
 	return f, srv
+}
+
+// next records c and returns the step that answers it.
+func (f *fakeProcessor) next(c call) step {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n := len(f.calls)
+	f.calls = append(f.calls, c)
+	return f.steps[min(n, len(f.steps)-1)]
+}
+
+// serveBatch answers POST /v2/payment-batches: each payment is recorded as
+// the single call POST /v2/payments it stands for and answered by the next
+// step, as it would have been alone; the batch's reply carries each step's
+// status, body (a body that is not JSON as a JSON string) and Retry-After.
+// A step that hangs holds the whole batch.
+func (f *fakeProcessor) serveBatch(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Payments []struct {
+			IdempotencyKey string `json:"idempotency_key"`
+			UserID         int64  `json:"user_id"`
+			Amount         int64  `json:"amount"`
+			Reference      string `json:"reference"`
+		} `json:"payments"`
+	}
+	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+		replyStatus(400, `{"error":"bad batch"}`)(w, r)
+		return
+	}
+	f.mu.Lock()
+	f.batchSizes = append(f.batchSizes, len(req.Payments))
+	f.mu.Unlock()
+	if f.noBatch {
+		replyStatus(404, `{"error":"not found"}`)(w, r)
+		return
+	}
+	var results []map[string]any
+	for _, p := range req.Payments {
+		s := f.next(call{Path: "/v2/payments", Key: p.IdempotencyKey, Body: map[string]any{
+			"user_id": float64(p.UserID), "amount": float64(p.Amount), "reference": p.Reference}})
+		rec := httptest.NewRecorder()
+		s(rec, r)
+		body := json.RawMessage(rec.Body.Bytes())
+		if !json.Valid(body) {
+			body, _ = json.Marshal(rec.Body.String())
+		}
+		res := map[string]any{"status": rec.Code, "body": body}
+		if ra := rec.Header().Get("Retry-After"); ra != "" {
+			n, _ := strconv.Atoi(ra)
+			res["retry_after"] = n
+		}
+		results = append(results, res)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(map[string]any{"results": results})
+}
+
+// seenBatches returns the size of each batch call made.
+func (f *fakeProcessor) seenBatches() []int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]int(nil), f.batchSizes...)
 }
 
 func (f *fakeProcessor) seen() []call {
@@ -349,32 +415,53 @@ func TestExecute(t *testing.T) {
 			wantResults: map[string]float64{"over_capacity": 3},
 		},
 	}
+	// Every case of the proposed API runs twice: alone, and sent in a batch
+	// call (each payment of a batch answered, classified and retried
+	// exactly as a call of its own).
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			c, b := setup(t, tt.api, nil, tt.steps...)
-			f, m := b.fake, b.metrics
-
-			checkExecute(t, c, tt.want, tt.wantReason)
-			if diff := cmp.Diff(tt.wantCalls, f.seen()); diff != "" {
-				t.Errorf("processor calls (-want +got):\n%s", diff)
+		for _, batched := range []bool{false, true} {
+			if batched && tt.api != APIProposed {
+				continue
 			}
-			if got := testutil.ToFloat64(m.rateLimited); got != tt.want429s {
-				t.Errorf("429s counted = %v, want %v", got, tt.want429s)
+			name := tt.name
+			tune := func(*Config) {}
+			if batched {
+				name += " (batch call)"
+				tune = func(cfg *Config) { cfg.BatchMax = 8 }
 			}
-			gotResults := map[string]float64{}
-			for _, label := range []string{"succeeded", "declined", "rejected", "conflict", "rate_limited", "over_capacity", "unavailable", "unreachable", "timeout", "transport_error", "lost_reply", "server_error", "unparsable"} {
-				if v := testutil.ToFloat64(m.calls.WithLabelValues(label)); v != 0 {
-					gotResults[label] = v
+			t.Run(name, func(t *testing.T) {
+				t.Parallel()
+				c, b := setup(t, tt.api, tune, tt.steps...)
+				f, m := b.fake, b.metrics
+				if batched && len(f.steps) > 0 {
+					defer func() {
+						if sizes := f.seenBatches(); len(sizes) == 0 {
+							t.Errorf("no batch call made")
+						}
+					}()
 				}
-			}
-			if diff := cmp.Diff(tt.wantResults, gotResults); diff != "" {
-				t.Errorf("calls by result (-want +got):\n%s", diff)
-			}
-			if got := testutil.ToFloat64(m.inFlight); got != 0 {
-				t.Errorf("in-flight gauge = %v after Execute, want 0", got)
-			}
-		})
+
+				checkExecute(t, c, tt.want, tt.wantReason)
+				if diff := cmp.Diff(tt.wantCalls, f.seen()); diff != "" {
+					t.Errorf("processor calls (-want +got):\n%s", diff)
+				}
+				if got := testutil.ToFloat64(m.rateLimited); got != tt.want429s {
+					t.Errorf("429s counted = %v, want %v", got, tt.want429s)
+				}
+				gotResults := map[string]float64{}
+				for _, label := range []string{"succeeded", "declined", "rejected", "conflict", "rate_limited", "over_capacity", "unavailable", "unreachable", "timeout", "transport_error", "lost_reply", "server_error", "unparsable"} {
+					if v := testutil.ToFloat64(m.calls.WithLabelValues(label)); v != 0 {
+						gotResults[label] = v
+					}
+				}
+				if diff := cmp.Diff(tt.wantResults, gotResults); diff != "" {
+					t.Errorf("calls by result (-want +got):\n%s", diff)
+				}
+				if got := testutil.ToFloat64(m.inFlight); got != 0 {
+					t.Errorf("in-flight gauge = %v after Execute, want 0", got)
+				}
+			})
+		}
 	}
 }
 
