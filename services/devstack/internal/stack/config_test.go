@@ -63,6 +63,14 @@ func TestSchedulerEnv(t *testing.T) {
 			t.Errorf("DEVSTACK_WORKER_PROCS=%q, %s: env %q, want %q", tt.procs, tt.name, got, tt.want)
 		}
 	}
+	def, err := LoadConfig(func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if def.niceness("gateway") != 0 || def.niceness("dispatcher") != 10 || def.niceness("devkafka") != 10 {
+		t.Errorf("niceness gateway %d, dispatcher %d, devkafka %d; want 0, 10, 10",
+			def.niceness("gateway"), def.niceness("dispatcher"), def.niceness("devkafka"))
+	}
 	if _, err := LoadConfig(func(k string) string {
 		if k == "DEVSTACK_WORKER_PROCS" {
 			return "-1"

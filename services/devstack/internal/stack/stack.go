@@ -221,6 +221,7 @@ func Start(ctx context.Context, cfg Config, opts Options, out io.Writer) (_ *Sta
 		env = append(env, cfg.schedulerEnv("devkafka")...)
 		err := infra.start(infraCtx, proc{
 			name: "devkafka", path: filepath.Join(cfg.BinDir, "devkafka"), stopGrace: 60 * time.Second, env: env,
+			nice: cfg.niceness("devkafka"),
 		})
 		if err != nil {
 			return nil, err
@@ -358,6 +359,7 @@ func Start(ctx context.Context, cfg Config, opts Options, out io.Writer) (_ *Sta
 		}
 		env := append(append(append([]string{}, common...), "DATABASE_URL="+db), cfg.schedulerEnv(p.name)...)
 		p.env = append(append(env, opts.Env...), p.env...)
+		p.nice = cfg.niceness(p.name)
 		p.stopGrace = 20 * time.Second
 		if err := services.start(svcCtx, p); err != nil {
 			return nil, err

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"syscall"
 	"time"
@@ -19,6 +20,9 @@ type proc struct {
 	path string
 	args []string
 	env  []string // added to this process's environment
+	// nice, when above 0, starts the process at that niceness (through
+	// nice(1), so that every thread it makes inherits it).
+	nice int
 	// stopGrace is how long a SIGTERM may take before SIGKILL. The broker
 	// gets long: a SIGKILL mid-transaction corrupts what kfake recovers.
 	stopGrace time.Duration
@@ -159,7 +163,15 @@ func (s *supervisor) start(ctx context.Context, p proc) error {
 // spawn starts one process of p, its output to logFile (and the terminal
 // unless quiet).
 func (s *supervisor) spawn(p proc, logFile *os.File) (*exec.Cmd, error) {
-	cmd := exec.Command(p.path, p.args...)
+	path, args := p.path, p.args
+	if p.nice > 0 {
+		if n, err := exec.LookPath("nice"); err == nil {
+			path, args = n, append([]string{"-n", strconv.Itoa(p.nice), p.path}, p.args...)
+		} else {
+			s.logf("%s: nice(1) not found, started at the default priority", p.name)
+		}
+	}
+	cmd := exec.Command(path, args...)
 	cmd.Env = append(os.Environ(), p.env...)
 	// Own process group: a Ctrl-C in the terminal reaches devstack only, and
 	// devstack stops the children in order. Should devstack itself die, the

@@ -155,3 +155,21 @@ func TestLoadConfigReportsEveryProblem(t *testing.T) {
 		}
 	}
 }
+
+// A process with a niceness runs at it (DEVSTACK_WORKER_NICE), and so does
+// every process it starts.
+func TestSupervisorStartsAProcessNiced(t *testing.T) {
+	t.Parallel()
+	sup, out := setup(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	script := writeScript(t, `echo "niceness $(nice)"; exec sleep 60`)
+	if err := sup.start(ctx, proc{name: "worker", path: script, nice: 7, stopGrace: time.Second}); err != nil {
+		t.Fatal(err)
+	}
+	testkit.Eventually(t, "the child's niceness", func() bool { return strings.Contains(out.String(), "niceness ") })
+	cancel()
+	sup.wait()
+	if !strings.Contains(out.String(), "[worker] niceness 7") {
+		t.Errorf("output lacks the child's niceness 7:\n%s", out.String())
+	}
+}
