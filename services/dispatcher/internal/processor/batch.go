@@ -11,6 +11,11 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/finsvc/finance/pkg/coalesce"
 )
 
@@ -35,30 +40,48 @@ const maxBatchSize = 100
 // and what happens to the whole call (no reply, a timeout, a 5xx) happens to
 // each payment in it.
 type batcher struct {
-	c  *client
-	co *coalesce.Coalescer[Payment, reply]
+	c      *client
+	co     *coalesce.Coalescer[batchCall, reply]
+	tracer trace.Tracer
 	// off is set when the processor has no batch route (404 or 405): every
 	// later call is a single one.
 	off atomic.Bool
 }
 
 func newBatcher(c *client) *batcher {
-	b := &batcher{c: c}
+	// The tracer is taken once, from the global provider (see New).
+	b := &batcher{c: c, tracer: otel.GetTracerProvider().Tracer("github.com/finsvc/finance/services/dispatcher/internal/processor")}
 	b.co = coalesce.New(c.cfg.BatchInFlight, min(c.cfg.BatchMax, maxBatchSize), c.cfg.Timeout, b.send)
 	return b
 }
 
+// batchCall is one payment waiting for a batch, with the span of its call.
+type batchCall struct {
+	p    Payment
+	span trace.SpanContext
+}
+
 // call makes p's call in a batch and classifies p's answer; ctx is the
-// payment's own context.
+// payment's own context. Each payment's call is a client span of its own
+// trace, child of its dispatch span, from joining a batch to its answer;
+// the batch's HTTP request continues the trace of its first payment (one
+// request carries one traceparent).
 func (b *batcher) call(ctx context.Context, p Payment) reply {
-	r, err := b.co.Do(ctx, p)
+	ctx, span := b.tracer.Start(ctx, "POST "+batchPath, trace.WithSpanKind(trace.SpanKindClient),
+		trace.WithAttributes(attribute.Int64("payment.id", p.ID)))
+	defer span.End()
+	r, err := b.co.Do(ctx, batchCall{p: p, span: span.SpanContext()})
 	switch {
 	case errors.Is(err, coalesce.ErrWithdrawn):
 		// Left before its batch was sent: it never reached the processor.
-		return reply{kind: kindRefused, label: "cancelled", detail: "call cancelled by the dispatcher before it was sent"}
+		r = reply{kind: kindRefused, label: "cancelled", detail: "call cancelled by the dispatcher before it was sent"}
 	case err != nil:
 		// Left while its batch was in flight: the processor may execute it.
-		return reply{kind: kindAmbiguous, label: "cancelled", detail: "call cancelled by the dispatcher (partition revoked, or shutdown) after it may have reached the processor"}
+		r = reply{kind: kindAmbiguous, label: "cancelled", detail: "call cancelled by the dispatcher (partition revoked, or shutdown) after it may have reached the processor"}
+	}
+	span.SetAttributes(attribute.String("processor.result", r.label))
+	if r.kind == kindAmbiguous {
+		span.SetStatus(codes.Error, r.detail)
 	}
 	return r
 }
@@ -82,7 +105,12 @@ type batchResult struct {
 
 // send makes one batch call for ps within ctx (the batch's own timeout) and
 // returns each payment's classified answer.
-func (b *batcher) send(ctx context.Context, ps []Payment) ([]reply, []error) {
+func (b *batcher) send(ctx context.Context, calls []batchCall) ([]reply, []error) {
+	ps := make([]Payment, len(calls))
+	for i, c := range calls {
+		ps[i] = c.p
+	}
+	ctx = trace.ContextWithSpanContext(ctx, calls[0].span)
 	replies := make([]reply, len(ps))
 	errs := make([]error, len(ps))
 	all := func(r reply) ([]reply, []error) {
