@@ -51,7 +51,7 @@ type batcher struct {
 func newBatcher(c *client) *batcher {
 	// The tracer is taken once, from the global provider (see New).
 	b := &batcher{c: c, tracer: otel.GetTracerProvider().Tracer("github.com/finsvc/finance/services/dispatcher/internal/processor")}
-	b.co = coalesce.New(c.cfg.BatchInFlight, min(c.cfg.BatchMax, maxBatchSize), c.cfg.Timeout, b.send)
+	b.co = coalesce.New(c.cfg.BatchInFlight, min(c.cfg.BatchMax, maxBatchSize), c.cfg.Timeout, b.callBatch)
 	return b
 }
 
@@ -103,68 +103,59 @@ type batchResult struct {
 	RetryAfter *int            `json:"retry_after"`
 }
 
-// send makes one batch call for ps within ctx (the batch's own timeout) and
-// returns each payment's classified answer.
-func (b *batcher) send(ctx context.Context, calls []batchCall) ([]reply, []error) {
-	ps := make([]Payment, len(calls))
-	for i, c := range calls {
-		ps[i] = c.p
-	}
-	ctx = trace.ContextWithSpanContext(ctx, calls[0].span)
-	replies := make([]reply, len(ps))
-	errs := make([]error, len(ps))
-	all := func(r reply) ([]reply, []error) {
-		for i := range replies {
-			replies[i] = r
-		}
-		return replies, errs
-	}
+// callBatch makes one batch call for calls within ctx (the batch's own
+// timeout) and returns each payment's classified answer; it is the
+// coalescer's query.
+func (b *batcher) callBatch(ctx context.Context, calls []batchCall) ([]reply, []error) {
+	replies := make([]reply, len(calls))
 	// A key twice in one batch is refused whole by the processor; the
 	// dispatcher never has one payment in two calls at once, but if it did,
 	// the later one is not sent (a refusal, retried after its backoff).
-	items := make([]batchItem, 0, len(ps))
-	send := make([]int, 0, len(ps)) // index in ps of each item
-	seen := make(map[string]bool, len(ps))
-	for i, p := range ps {
-		key := p.IdempotencyKey()
+	var sent []Payment
+	var at []int // sent[n] is calls[at[n]]
+	seen := make(map[string]bool, len(calls))
+	for i, c := range calls {
+		key := c.p.IdempotencyKey()
 		if seen[key] {
 			replies[i] = reply{kind: kindRefused, label: "cancelled", detail: "not sent: the same payment is in this batch already"}
 			continue
 		}
 		seen[key] = true
-		items = append(items, batchItem{IdempotencyKey: key, UserID: p.UserID, Amount: p.Amount, Reference: strconv.FormatInt(p.ID, 10)})
-		send = append(send, i)
+		sent = append(sent, c.p)
+		at = append(at, i)
+	}
+	m := b.c.cfg.Metrics
+	m.inFlight.Add(float64(len(sent)))
+	m.batchSize.Observe(float64(len(sent)))
+	start := time.Now()
+	got := b.do(trace.ContextWithSpanContext(ctx, calls[0].span), sent)
+	elapsed := time.Since(start).Seconds()
+	m.inFlight.Sub(float64(len(sent)))
+	for n, i := range at {
+		replies[i] = got[n]
+		m.observe(got[n], elapsed)
+	}
+	return replies, make([]error, len(calls))
+}
+
+// do sends ps in one batch call and classifies each payment's answer.
+func (b *batcher) do(ctx context.Context, ps []Payment) []reply {
+	got := make([]reply, len(ps))
+	all := func(r reply) []reply {
+		for i := range got {
+			got[i] = r
+		}
+		return got
+	}
+	items := make([]batchItem, len(ps))
+	for i, p := range ps {
+		items[i] = batchItem{IdempotencyKey: p.IdempotencyKey(), UserID: p.UserID, Amount: p.Amount, Reference: strconv.FormatInt(p.ID, 10)}
 	}
 	req, err := postJSON(ctx, b.c.base+batchPath, struct {
 		Payments []batchItem `json:"payments"`
 	}{items})
 	if err != nil {
 		return all(reply{kind: kindRejected, label: "rejected", detail: fmt.Sprintf("build request: %v", err)})
-	}
-
-	m := b.c.cfg.Metrics
-	m.inFlight.Add(float64(len(items)))
-	m.batchSize.Observe(float64(len(items)))
-	start := time.Now()
-	got := b.do(req, ps, send)
-	elapsed := time.Since(start).Seconds()
-	m.inFlight.Sub(float64(len(items)))
-	for _, i := range send {
-		replies[i] = got[i]
-		m.observe(got[i], elapsed)
-	}
-	return replies, errs
-}
-
-// do sends req and classifies each payment's answer; send lists the
-// indexes in ps of the payments sent, in the request's order.
-func (b *batcher) do(req *http.Request, ps []Payment, send []int) map[int]reply {
-	got := make(map[int]reply, len(send))
-	all := func(r reply) map[int]reply {
-		for _, i := range send {
-			got[i] = r
-		}
-		return got
 	}
 	resp, err := b.c.hc.Do(req)
 	if err != nil {
@@ -186,8 +177,8 @@ func (b *batcher) do(req *http.Request, ps []Payment, send []int) map[int]reply 
 	if resp.StatusCode != http.StatusOK {
 		// The whole call refused (429, 400), failed or unavailable: each
 		// payment as a single call with that answer.
-		for _, i := range send {
-			got[i] = b.c.classify(ps[i], resp.StatusCode, resp.Header.Get("Retry-After"), body)
+		for i, p := range ps {
+			got[i] = b.c.classify(p, resp.StatusCode, resp.Header.Get("Retry-After"), body)
 		}
 		return got
 	}
@@ -197,11 +188,10 @@ func (b *batcher) do(req *http.Request, ps []Payment, send []int) map[int]reply 
 	if err := json.Unmarshal(body, &out); err != nil {
 		return all(unparsable("batch reply: %v", err))
 	}
-	if len(out.Results) != len(send) {
-		return all(unparsable("batch reply has %d results for %d payments", len(out.Results), len(send)))
+	if len(out.Results) != len(ps) {
+		return all(unparsable("batch reply has %d results for %d payments", len(out.Results), len(ps)))
 	}
-	for n, i := range send {
-		res := out.Results[n]
+	for i, res := range out.Results {
 		retryAfter := ""
 		if res.RetryAfter != nil {
 			retryAfter = strconv.Itoa(*res.RetryAfter)
