@@ -54,7 +54,7 @@ type Config struct {
 	// burst's acceptance (the gateway and PostgreSQL) then comes before
 	// the settlement of the backlog, which the processor's limit paces
 	// anyway: in bursts of 10,000 payments at 2,000/s the acceptance p99
-	// fell from 0.9–6.0 s to 0.3–1.1 s (docs/loadtest.md, "Session 17").
+	// fell from 0.9–6.0 s to 0.25–0.96 s (docs/loadtest.md, "Session 17").
 	WorkerNice int
 }
 
@@ -137,14 +137,11 @@ func (c Config) brokers() string {
 // machine where every process of the pipeline shares a few CPUs, each
 // scheduler thread that spins looking for work before it sleeps takes CPU
 // from the others: with one P per light process the mixed load test's CPU
-// per payment fell by about 8% (docs/loadtest.md, "Session 17"). A pod in
+// per payment fell by about 10% (docs/loadtest.md, "Session 17"). A pod in
 // a cluster with a CPU limit gets the same from it (Go reads the limit at
 // start); without one, GOMAXPROCS in its extraEnv does it.
 func (c Config) schedulerEnv(name string) []string {
-	if !light(name) {
-		return nil
-	}
-	if c.WorkerProcs == 0 {
+	if !light(name) || c.WorkerProcs == 0 {
 		return nil
 	}
 	return []string{"GOMAXPROCS=" + strconv.Itoa(c.WorkerProcs)}
