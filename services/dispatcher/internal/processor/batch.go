@@ -41,6 +41,7 @@ const maxBatchSize = 100
 // each payment in it.
 type batcher struct {
 	c      *client
+	url    string // the batch route
 	co     *coalesce.Coalescer[batchCall, reply]
 	tracer trace.Tracer
 	// off is set when the processor has no batch route (404 or 405): every
@@ -48,9 +49,9 @@ type batcher struct {
 	off atomic.Bool
 }
 
-func newBatcher(c *client) *batcher {
+func newBatcher(c *client, url string) *batcher {
 	// The tracer is taken once, from the global provider (see New).
-	b := &batcher{c: c, tracer: otel.GetTracerProvider().Tracer("github.com/finsvc/finance/services/dispatcher/internal/processor")}
+	b := &batcher{c: c, url: url, tracer: otel.GetTracerProvider().Tracer("github.com/finsvc/finance/services/dispatcher/internal/processor")}
 	b.co = coalesce.New(c.cfg.BatchInFlight, min(c.cfg.BatchMax, maxBatchSize), c.cfg.Timeout, b.callBatch)
 	return b
 }
@@ -151,7 +152,7 @@ func (b *batcher) do(ctx context.Context, ps []Payment) []reply {
 	for i, p := range ps {
 		items[i] = batchItem{IdempotencyKey: p.IdempotencyKey(), UserID: p.UserID, Amount: p.Amount, Reference: strconv.FormatInt(p.ID, 10)}
 	}
-	req, err := postJSON(ctx, b.c.base+batchPath, struct {
+	req, err := postJSON(ctx, b.url, struct {
 		Payments []batchItem `json:"payments"`
 	}{items})
 	if err != nil {

@@ -186,9 +186,9 @@ func FuzzBatchReply(f *testing.F) {
 			return
 		}
 		ps := []Payment{fuzzPayment, {ID: 8, UID: uuid.MustParse("0195f2d4-8c1e-7b4a-9c3e-1a2b3c4d5e70"), UserID: 3457, Amount: 100}}
-		c := &client{cfg: Config{Logger: slog.New(slog.DiscardHandler)}, base: "http://processor.test", dialect: proposed{base: "http://processor.test"},
+		c := &client{cfg: Config{Logger: slog.New(slog.DiscardHandler)}, dialect: proposed{base: "http://processor.test"},
 			hc: &http.Client{Transport: fakeTransport{code, http.Header{}, body}}}
-		b := &batcher{c: c}
+		b := &batcher{c: c, url: "http://processor.test" + batchPath}
 		got := b.do(context.Background(), ps)
 		var out struct {
 			Results []struct {

@@ -221,9 +221,9 @@ func New(cfg Config) (Client, error) {
 	case APIAsIs:
 		d = asIs{base: base}
 	}
-	c := &client{cfg: cfg, hc: hc, dialect: d, base: base}
+	c := &client{cfg: cfg, hc: hc, dialect: d}
 	if cfg.API == APIProposed && cfg.BatchMax > 1 {
-		c.batch = newBatcher(c)
+		c.batch = newBatcher(c, base+batchPath)
 	}
 	return c, nil
 }
@@ -234,7 +234,6 @@ type client struct {
 	cfg     Config
 	hc      *http.Client
 	dialect dialect
-	base    string
 	// batch, when set, sends the calls of the proposed API in batches.
 	batch *batcher
 }
