@@ -142,6 +142,9 @@ func (c Config) Validate() error {
 		if c.Conns < 1 {
 			errs = append(errs, fmt.Errorf("--conns %d: want at least 1", c.Conns))
 		}
+		if err := plainHTTPHost(c.URL); err != nil {
+			errs = append(errs, fmt.Errorf("--url: %w", err))
+		}
 	case SSELatency:
 		if c.Streams < 1 {
 			errs = append(errs, fmt.Errorf("--streams %d: want at least 1", c.Streams))
@@ -441,10 +444,12 @@ func vu(ctx context.Context, c *client, rec *recorder, p *picker, start, end tim
 // closedLoop is one connection of read-max: the next read as soon as the
 // last one answered, until end.
 func closedLoop(ctx context.Context, c *client, rec *recorder, p *picker, end time.Time) {
+	conn := newRawConn(c)
+	defer conn.close()
 	for time.Now().Before(end) {
 		user, balance := p.next()
 		sent := time.Now()
-		class := c.read(ctx, user, balance)
+		class := conn.read(ctx, user, balance)
 		if ctx.Err() != nil && class != "" {
 			return
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -19,6 +20,7 @@ import (
 	"github.com/finsvc/finance/loadtest/internal/reads"
 	"github.com/finsvc/finance/loadtest/internal/report"
 	"github.com/finsvc/finance/loadtest/internal/target"
+	"github.com/finsvc/finance/pkg/auth"
 	"github.com/finsvc/finance/pkg/simclient"
 )
 
@@ -163,6 +165,53 @@ func TestReadMaxLegacy(t *testing.T) {
 	}
 	if res.PerSecond <= 0 {
 		t.Errorf("reads/s %v", res.PerSecond)
+	}
+}
+
+// TestReadMaxOwnConnections: read-max's connections speak HTTP/1.1
+// themselves (rawconn.go): each read carries its user's token, a
+// connection the server closes is dialled again, and answers other than
+// 2xx are counted by status.
+func TestReadMaxOwnConnections(t *testing.T) {
+	t.Parallel()
+	secret := []byte("read-max-test-secret-of-32-bytes-at-least")
+	var served, badTokens, conns atomic.Int64
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := served.Add(1)
+		if _, err := auth.NewVerifier(secret).FromHeader(r.Header.Get("Authorization")); err != nil {
+			badTokens.Add(1)
+		}
+		switch n % 3 {
+		case 0:
+			w.Header().Set("Connection", "close")
+		case 1:
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+		fmt.Fprint(w, `{"balance":1}`)
+	}))
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	srv.Start()
+	t.Cleanup(srv.Close)
+	c := reads.Defaults(reads.ReadMax)
+	c.Kind, c.URL, c.Secret, c.FirstUser, c.Population = target.Pipeline, srv.URL, secret, 1000, 500
+	c.Conns, c.Duration, c.Timeout = 2, 300*time.Millisecond, 5*time.Second
+	res, err := reads.Run(context.Background(), c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if served.Load() < 30 || badTokens.Load() != 0 {
+		t.Fatalf("%d reads, %d without a valid token: want many, none", served.Load(), badTokens.Load())
+	}
+	if got := res.OK + res.Errors["503"]; got != served.Load() || res.Errors["503"] == 0 || len(res.Errors) != 1 {
+		t.Errorf("ok %d and errors %v for %d reads served: want every read counted, the 503s by status", res.OK, res.Errors, served.Load())
+	}
+	if conns.Load() < served.Load()/3 {
+		t.Errorf("%d connections for %d reads, a third of them closed by the server: closed connections not dialled again",
+			conns.Load(), served.Load())
 	}
 }
 
