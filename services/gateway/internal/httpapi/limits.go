@@ -58,21 +58,22 @@ var DefaultLimits = Limits{
 
 // limiters applies Limits.
 type limiters struct {
-	ip, user, admin *ratelimit.Limiter // nil: off
+	ip, user, admin *scopedLimiter // nil: off
 	maxHeaderBytes  int
 	now             func() time.Time
 	refused         *prometheus.CounterVec
 }
 
 func newLimiters(l Limits, reg prometheus.Registerer) *limiters {
-	mk := func(p ratelimit.Policy) *ratelimit.Limiter {
+	mk := func(name string, p ratelimit.Policy) *scopedLimiter {
 		if !p.Enabled() {
 			return nil
 		}
-		return ratelimit.New(p, max(1, l.MaxKeys))
+		return &scopedLimiter{name: name, l: ratelimit.New(p, max(1, l.MaxKeys)),
+			policy: fmt.Sprintf("%q;q=%d;w=%d", name, p.Burst, p.Window())}
 	}
 	ls := &limiters{
-		ip: mk(l.IP), user: mk(l.User), admin: mk(l.Admin),
+		ip: mk("ip", l.IP), user: mk("user", l.User), admin: mk("admin", l.Admin),
 		maxHeaderBytes: l.MaxHeaderBytes, now: l.Now,
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gateway_rate_limited_total",
@@ -89,13 +90,21 @@ func newLimiters(l Limits, reg prometheus.Registerer) *limiters {
 	return ls
 }
 
+// scopedLimiter is the buckets of one scope (ip, user, admin), with its
+// RateLimit-Policy item, the same on every answer.
+type scopedLimiter struct {
+	name   string
+	l      *ratelimit.Limiter
+	policy string
+}
+
 // limitIP applies the per-address limit.
 func (a *api) limitIP(c *gin.Context) {
 	if a.limits.ip == nil {
 		c.Next()
 		return
 	}
-	a.limit(c, "ip", a.limits.ip, ratelimit.AddrKey(c.RemoteIP()))
+	a.limit(c, a.limits.ip, ratelimit.AddrKey(c.RemoteIP()))
 }
 
 // limitUser applies the per-user limit, or the admin one to admin tokens;
@@ -106,15 +115,15 @@ func (a *api) limitUser(c *gin.Context) {
 		c.Next()
 		return
 	}
-	name, l := "user", a.limits.user
+	l := a.limits.user
 	if p.Admin {
-		name, l = "admin", a.limits.admin
+		l = a.limits.admin
 	}
 	if l == nil {
 		c.Next()
 		return
 	}
-	a.limit(c, name, l, strconv.FormatInt(p.UserID, 10))
+	a.limit(c, l, strconv.FormatInt(p.UserID, 10))
 }
 
 // limit takes a token of key's bucket in l, or answers 429. Either way the
@@ -122,12 +131,20 @@ func (a *api) limitUser(c *gin.Context) {
 // (draft-ietf-httpapi-ratelimit-headers): the policy as quota q per window w
 // seconds, and r requests left, whole bucket back in t seconds. An address
 // and a user limit both show, one item each.
-func (a *api) limit(c *gin.Context, name string, l *ratelimit.Limiter, key string) {
-	d := l.Allow(key, a.limits.now())
-	p := l.Policy()
+func (a *api) limit(c *gin.Context, s *scopedLimiter, key string) {
+	d := s.l.Allow(key, a.limits.now())
+	name, p := s.name, s.l.Policy()
 	h := c.Writer.Header()
-	h.Add("RateLimit-Policy", fmt.Sprintf("%q;q=%d;w=%d", name, p.Burst, p.Window()))
-	h.Add("RateLimit", fmt.Sprintf("%q;r=%d;t=%d", name, d.Remaining, ceilSeconds(d.Reset)))
+	h.Add("RateLimit-Policy", s.policy)
+	// `"name";r=R;t=T`, as fmt's %q writes these plain names, without fmt.
+	item := make([]byte, 0, len(name)+32)
+	item = append(item, '"')
+	item = append(item, name...)
+	item = append(item, `";r=`...)
+	item = strconv.AppendInt(item, int64(d.Remaining), 10)
+	item = append(item, ";t="...)
+	item = strconv.AppendInt(item, int64(ceilSeconds(d.Reset)), 10)
+	h.Add("RateLimit", string(item))
 	if d.Allowed {
 		c.Next()
 		return

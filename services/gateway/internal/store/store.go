@@ -16,6 +16,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/finsvc/finance/pkg/coalesce"
@@ -381,6 +382,7 @@ func readFeedPages(pool *pgxpool.Pool) func(ctx context.Context, reqs []feedRequ
 		}
 		users, before, limits := make([]int64, len(reqs)), make([]int64, len(reqs)), make([]int32, len(reqs))
 		for i, r := range reqs {
+			out[i].Entries = make([]Entry, 0, r.limit+1) // at most limit+1 rows, no regrowth
 			// One extra row tells whether another page exists, as in feedPage.
 			users[i], before[i], limits[i] = r.userID, r.before, int32(r.limit+1)
 		}
@@ -415,9 +417,11 @@ func readFeedPages(pool *pgxpool.Pool) func(ctx context.Context, reqs []feedRequ
 // NULLs.
 type feedRow struct {
 	balance, held, eventSeq int64
-	id, paymentID, amount   *int64
-	merchant                *string
-	occurred                *time.Time
+	// The entry's columns, NULL for a wallet without entries: pgtype's
+	// value types scan without an allocation per column, as pointers would.
+	id, paymentID, amount pgtype.Int8
+	merchant              pgtype.Text
+	occurred              pgtype.Timestamptz
 }
 
 // dest is what a row is scanned into.
@@ -428,9 +432,10 @@ func (r *feedRow) dest() []any {
 // addTo puts the row's wallet and entry into feed.
 func (r *feedRow) addTo(feed *Feed) {
 	feed.Balance, feed.Held, feed.EventSeq = r.balance, r.held, r.eventSeq
-	if r.id != nil {
+	if r.id.Valid {
 		feed.Entries = append(feed.Entries, Entry{
-			ID: *r.id, PaymentID: *r.paymentID, MerchantName: *r.merchant, Amount: *r.amount, OccurredAt: *r.occurred,
+			ID: r.id.Int64, PaymentID: r.paymentID.Int64, MerchantName: r.merchant.String, Amount: r.amount.Int64,
+			OccurredAt: r.occurred.Time,
 		})
 	}
 }
@@ -452,7 +457,7 @@ func feedPage(ctx context.Context, pool *pgxpool.Pool, userID, beforeID int64, l
 	// on entries_feed_covering_idx; no OFFSET, no count). A wallet without
 	// entries is one row of NULL entry columns.
 	rows, _ := pool.Query(ctx, FeedSQL, userID, beforeID, limit+1)
-	feed := Feed{UserID: userID}
+	feed := Feed{UserID: userID, Entries: make([]Entry, 0, limit+1)}
 	found := false
 	var row feedRow
 	_, err := pgx.ForEachRow(rows, row.dest(), func() error {
