@@ -96,8 +96,14 @@ type Config struct {
 	// since the last pass (a statement that can do so: verify.
 	// IncrementalStatement). Without it every pass reads and loads the whole
 	// statement: a pass then costs as much as the processor's history.
-	// Close releases the connection.
+	// Close releases the connection. A kept statement also makes the
+	// check succeeded_not_executed incremental (succeeded.go).
 	KeepStatement bool
+	// CommitBound is how long a transaction that records a payment's
+	// transition may take from its insert to its commit: a transition
+	// numbered before some instant is visible CommitBound after it. The
+	// incremental succeeded_not_executed rests on it (succeeded.go).
+	CommitBound time.Duration
 }
 
 // DefaultConfig returns the defaults of financectl reconcile.
@@ -110,6 +116,7 @@ func DefaultConfig() Config {
 		StuckLookups: 1000,
 		BatchSize:    500,
 		Verify:       verify.DefaultConfig(),
+		CommitBound:  2 * time.Minute,
 	}
 }
 
@@ -164,6 +171,10 @@ type Report struct {
 	// Mismatches are the statement invariants of package verify after the
 	// pass: paid twice, paid there but failed here, amount differences, ...
 	Mismatches []verify.Finding `json:"mismatches,omitempty"`
+	// SucceededAfter is where succeeded_not_executed started: the groups
+	// of payments that succeeded in a transition numbered above it; 0
+	// when it compared every succeeded payment (verify.Loaded).
+	SucceededAfter int64 `json:"succeeded_checked_after"`
 }
 
 // MismatchCount is the total count over Mismatches.
@@ -243,6 +254,9 @@ type Reconciler struct {
 	mu     sync.Mutex
 	kept   *pgx.Conn
 	loaded verify.Loaded
+	// succeeded is how far succeeded_not_executed has been checked, with
+	// a kept statement (succeeded.go).
+	succeeded succeededWatermark
 }
 
 // New returns a reconciler of db. stmt (the processor's statement) and
@@ -356,8 +370,17 @@ func (rc *Reconciler) Run(ctx context.Context) (Report, error) {
 	}
 	ok := false
 	defer func() { done(ok) }()
+	kept := conn == rc.kept
+	if kept {
+		if loaded.SucceededAfter, err = rc.succeeded.begin(ctx, conn); err != nil {
+			return rep, err
+		}
+	}
 	rep, err = rc.run(ctx, conn, loaded, rep)
 	ok = err == nil
+	if ok && kept {
+		rc.succeeded.end(rep, rc.cfg.CommitBound)
+	}
 	return rep, err
 }
 
@@ -373,6 +396,7 @@ func (rc *Reconciler) drop() {
 		rc.kept.Close(context.Background()) //nolint:errcheck // closing
 		rc.kept, rc.loaded = nil, verify.Loaded{}
 	}
+	rc.succeeded = succeededWatermark{} // a statement loaded whole is checked whole
 }
 
 // statement returns the connection of a pass, with the processor's statement
@@ -424,6 +448,7 @@ func (rc *Reconciler) statement(ctx context.Context) (*pgx.Conn, verify.Loaded, 
 		}
 		rc.kept = pc.Hijack() // the pool's no more: it lives as long as the statement
 	}
+	rc.succeeded = succeededWatermark{} // a statement loaded whole is checked whole
 	loaded, err := setUp(ctx, rc.kept, rc.stmt)
 	if err != nil {
 		rc.drop()
@@ -438,8 +463,10 @@ func setUp(ctx context.Context, conn *pgx.Conn, stmt verify.Statement) (verify.L
 	// A pass is background work: its scans (SucceededNotExecuted reads
 	// every succeeded payment) run on one core, not on a parallel gather
 	// that takes every core from the requests for a second or more
-	// (docs/reads.md, "The reconciler's scans").
-	if _, err := conn.Exec(ctx, `SET max_parallel_workers_per_gather = 0`); err != nil {
+	// (docs/reads.md, "The reconciler's scans"). Each statement is planned
+	// for its values: a generic plan of succeeded_not_executed's
+	// "transition id > $3" would guess a third of the table and scan it.
+	if _, err := conn.Exec(ctx, `SET max_parallel_workers_per_gather = 0; SET plan_cache_mode = force_custom_plan`); err != nil {
 		return verify.Loaded{}, fmt.Errorf("set up connection: %w", err)
 	}
 	return verify.LoadStatement(ctx, conn, stmt)
@@ -449,6 +476,7 @@ func setUp(ctx context.Context, conn *pgx.Conn, stmt verify.Statement) (verify.L
 func (rc *Reconciler) run(ctx context.Context, conn *pgx.Conn, loaded verify.Loaded, rep Report) (Report, error) {
 	var err error
 	rep.StartedAt, rep.Statement, rep.Executions = loaded.At, loaded.Present, loaded.Executions
+	rep.SucceededAfter = loaded.SucceededAfter
 	ps := &pass{loaded: loaded, rep: &rep}
 
 	var after int64

@@ -816,3 +816,92 @@ func count(rep reconcile.Report, kind verify.Kind) int64 {
 	}
 	return 0
 }
+
+// TestSucceededNotExecutedIsIncremental: with a kept statement, the first
+// pass compares every succeeded payment and, once clean, later passes only
+// the groups of payments that succeeded in a transition after what the
+// clean passes covered (succeeded.go). A payment found succeeded and not
+// executed is found again every pass until its execution appears; a
+// statement loaded whole again is compared whole again.
+func TestSucceededNotExecutedIsIncremental(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := seed(t, nil)
+	succeed := func(id, amount int64, transitionID string) {
+		t.Helper()
+		idCol, idVal := "", ""
+		if transitionID != "" {
+			idCol, idVal = "id, ", transitionID+", "
+		}
+		if _, err := pool.Exec(ctx, fmt.Sprintf(`
+			INSERT INTO payments (id, uid, user_id, merchant_id, amount, status, idempotency_key, request_hash, created_at, updated_at)
+			VALUES (%[1]d, '%[2]s', %[3]d, 2, %[4]d, 'succeeded', 'k-%[1]d', 'h', now() - interval '10 minutes', now() - interval '1 minute');
+			INSERT INTO payment_transitions (%[5]s payment_id, user_id, user_seq, from_status, to_status, actor, reason)
+			OVERRIDING SYSTEM VALUE VALUES (%[6]s %[1]d, %[3]d, %[1]d, 'processing', 'succeeded', 'status-consumer', '')`,
+			id, uidOf(id), user, amount, idCol, idVal)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	exec := func(seq, id, amount int64) verify.Execution {
+		return verify.Execution{Seq: seq, ID: fmt.Sprintf("pay_%d", seq), IdempotencyKey: keyOf(id), UserID: user, Amount: amount,
+			API: "proposed", ExecutedAt: time.Now().Add(-5 * time.Minute)}
+	}
+	succeed(401, -100, "")
+	stmt := &growingStatement{}
+	stmt.set(exec(1, 401, -100))
+	cfg := reconcile.DefaultConfig()
+	cfg.KeepStatement, cfg.CommitBound = true, 0 // a pass's own mark settles at its end
+	rc := reconcile.New(asReconciler(t, pool), stmt, nil, cfg)
+	defer rc.Close()
+	pass := func(want int64) reconcile.Report {
+		t.Helper()
+		rep, err := rc.Run(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := count(rep, verify.SucceededNotExecuted); n != want {
+			t.Fatalf("succeeded_not_executed %d, want %d\n%s", n, want, text(rep))
+		}
+		return rep
+	}
+
+	if rep := pass(0); rep.SucceededAfter != 0 {
+		t.Fatalf("first pass compared from transition %d, want every payment (0)", rep.SucceededAfter)
+	}
+	watermark := pass(0).SucceededAfter
+	if watermark == 0 {
+		t.Fatal("second pass compared every payment again: want only what succeeded after the first")
+	}
+	// 402 succeeds without an execution: found, and again on the next pass,
+	// the watermark held where it was.
+	succeed(402, -200, "")
+	if rep := pass(1); rep.SucceededAfter != watermark {
+		t.Errorf("compared from %d, want %d", rep.SucceededAfter, watermark)
+	}
+	if rep := pass(1); rep.SucceededAfter != watermark {
+		t.Errorf("after a violation the watermark moved: %d, want %d", rep.SucceededAfter, watermark)
+	}
+	stmt.set(exec(1, 401, -100), exec(2, 402, -200))
+	pass(0)
+	if rep := pass(0); rep.SucceededAfter <= watermark {
+		t.Errorf("after 402's execution appeared the watermark stayed at %d", rep.SucceededAfter)
+	}
+	// 403 succeeded without an execution in a transition numbered below the
+	// watermark (as if compared long ago): the passes do not read it again;
+	// financectl verify, which compares everything, does.
+	succeed(403, -300, "-403")
+	pass(0)
+	full, err := verify.New(pool, stmt, verify.DefaultConfig()).Check(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := full.Count(verify.SucceededNotExecuted); n != 1 {
+		t.Errorf("financectl verify's succeeded_not_executed %d, want 1 (payment 403)", n)
+	}
+	// The processor's statement starts afresh: loaded whole, compared whole.
+	stmt.set(verify.Execution{Seq: 1, ID: "pay_new_1", IdempotencyKey: keyOf(401), UserID: user, Amount: -100, API: "proposed",
+		ExecutedAt: time.Now().Add(-5 * time.Minute)})
+	if rep := pass(2); rep.SucceededAfter != 0 {
+		t.Errorf("a statement loaded whole again was compared from %d, want 0", rep.SucceededAfter)
+	}
+}

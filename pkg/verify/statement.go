@@ -109,6 +109,14 @@ type Loaded struct {
 	// empty or its executions are not numbered (it cannot be appended to).
 	LastSeq int64
 	LastRef string
+	// SucceededAfter, when not 0, narrows SucceededNotExecuted to the
+	// (user, amount) groups of the payments that succeeded in a
+	// payment_transitions row numbered above it, each group still compared
+	// whole. A watching reconciler sets it to what its earlier clean passes
+	// covered (reconcile.Reconciler): executions are only ever added and a
+	// success is final, so a group that compared clean stays clean until
+	// one of its payments succeeds. 0 compares every succeeded payment.
+	SucceededAfter int64
 	// analyzed is Executions when the table's statistics were last taken.
 	analyzed int64
 }

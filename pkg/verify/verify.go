@@ -18,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -558,11 +559,23 @@ func (c *Checker) query(k Kind, loaded Loaded) (string, []any) {
 			ORDER BY x.seq LIMIT $1`, nil
 	case SucceededNotExecuted:
 		// Payments with a keyed execution are accounted for above. The rest
-		// are compared with the as-is executions per (user, amount).
+		// are compared with the as-is executions per (user, amount): every
+		// succeeded payment, or, with loaded.SucceededAfter, those of the
+		// groups where a payment succeeded since (by the transitions'
+		// primary key, not a scan of every payment).
+		payments, args := `payments p`, []any{loaded.At, c.cfg.StatementFrom}
+		if loaded.SucceededAfter > 0 {
+			payments = `(
+					SELECT DISTINCT s.user_id, s.amount
+					FROM payment_transitions t JOIN payments s ON s.id = t.payment_id
+					WHERE t.id > $3 AND t.to_status = 'succeeded'
+				) g JOIN payments p ON p.user_id = g.user_id AND p.amount = g.amount`
+			args = append(args, loaded.SucceededAfter)
+		}
 		return `
 			WITH here AS (
 				SELECT p.user_id, p.amount, count(*) AS n, min(p.id) AS first_id
-				FROM payments p
+				FROM ` + payments + `
 				WHERE p.status = 'succeeded' AND p.source <> 'seed' AND p.updated_at < $1 AND p.created_at >= $2
 				  AND NOT EXISTS (SELECT 1 FROM ` + StatementTable + ` x WHERE x.payment_uid = p.uid)
 				GROUP BY p.user_id, p.amount
@@ -576,7 +589,7 @@ func (c *Checker) query(k Kind, loaded Loaded) (string, []any) {
 			       sum(h.n - coalesce(t.n, 0)) OVER ()::bigint
 			FROM here h LEFT JOIN there t USING (user_id, amount)
 			WHERE h.n > coalesce(t.n, 0)
-			ORDER BY h.user_id, h.amount LIMIT $3`, []any{loaded.At, c.cfg.StatementFrom}
+			ORDER BY h.user_id, h.amount LIMIT $` + strconv.Itoa(len(args)+1), args
 	case UnmatchedExecutions:
 		return `
 			WITH there AS (
