@@ -448,7 +448,12 @@ func (rc *Reconciler) statement(ctx context.Context) (*pgx.Conn, verify.Loaded, 
 		}
 		rc.kept = pc.Hijack() // the pool's no more: it lives as long as the statement
 	}
-	rc.succeeded = succeededWatermark{} // a statement loaded whole is checked whole
+	if rc.loaded.Executions > 0 {
+		// The statement loaded before may have lost executions in the
+		// one loaded now: compared whole. (An empty one, loaded whole
+		// every pass until it holds a numbered execution, lost nothing.)
+		rc.succeeded = succeededWatermark{}
+	}
 	loaded, err := setUp(ctx, rc.kept, rc.stmt)
 	if err != nil {
 		rc.drop()

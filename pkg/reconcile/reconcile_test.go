@@ -904,4 +904,21 @@ func TestSucceededNotExecutedIsIncremental(t *testing.T) {
 	if rep := pass(2); rep.SucceededAfter != 0 {
 		t.Errorf("a statement loaded whole again was compared from %d, want 0", rep.SucceededAfter)
 	}
+
+	// An empty statement is loaded whole every pass (nothing numbered to go
+	// on from) but loses nothing: the passes still become incremental.
+	recent := 10 * time.Second // not stuck yet: left alone
+	other := seed(t, []unknownPayment{{501, -50, recent, recent, "processing"}}) // two transitions to mark
+	empty := reconcile.New(asReconciler(t, other), &growingStatement{}, nil, cfg)
+	defer empty.Close()
+	for i, want := range []bool{false, true} {
+		rep, err := empty.Run(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := rep.SucceededAfter != 0; got != want || !rep.Statement {
+			t.Errorf("empty statement, pass %d: compared from transition %d (statement %v); want incremental %v",
+				i+1, rep.SucceededAfter, rep.Statement, want)
+		}
+	}
 }
