@@ -907,8 +907,10 @@ func TestSucceededNotExecutedIsIncremental(t *testing.T) {
 
 	// An empty statement is loaded whole every pass (nothing numbered to go
 	// on from) but loses nothing: the passes still become incremental.
-	recent := 10 * time.Second // not stuck yet: left alone
-	other := seed(t, []unknownPayment{{501, -50, recent, recent, "processing"}}) // two transitions to mark
+	// A payment processing for 10 s (not stuck: left alone) gives the
+	// transitions to mark.
+	recent := 10 * time.Second
+	other := seed(t, []unknownPayment{{501, -50, recent, recent, "processing"}})
 	empty := reconcile.New(asReconciler(t, other), &growingStatement{}, nil, cfg)
 	defer empty.Close()
 	for i, want := range []bool{false, true} {
