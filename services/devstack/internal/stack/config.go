@@ -55,6 +55,9 @@ type Config struct {
 	// the settlement of the backlog, which the processor's limit paces
 	// anyway: in bursts of 10,000 payments at 2,000/s the acceptance p99
 	// fell from 0.9–6.0 s to 0.25–0.96 s (docs/loadtest.md, "Session 17").
+	// The answers wait too: with clients polling through a burst, the time
+	// from the processor's answer to a visible status rose from 0.74 to
+	// 1.4 s at p99 (docs/loadtest.md, "Session 18").
 	WorkerNice int
 }
 
