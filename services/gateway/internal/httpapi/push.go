@@ -188,6 +188,7 @@ func (a *api) longPoll(c *gin.Context, raw string) error {
 	}
 	defer timer.Stop()
 	unboundedWrites(c)
+	releaseSlot(c)
 	cur, result, err := a.awaitChange(ctx, w, timer.C, arrived, cur, idParam)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -366,6 +367,7 @@ func (a *api) streamEvents(c *gin.Context) error {
 		return nil
 	}
 	unboundedWrites(c)
+	releaseSlot(c)
 	setStreamHeaders(c.Writer.Header())
 	c.Status(http.StatusOK)
 	c.Writer.WriteHeaderNow()
