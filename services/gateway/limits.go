@@ -6,13 +6,10 @@ import (
 	"github.com/finsvc/finance/pkg/envconfig"
 	"github.com/finsvc/finance/services/gateway/internal/abuse"
 	"github.com/finsvc/finance/services/gateway/internal/httpapi"
-	"github.com/finsvc/finance/services/gateway/internal/inflight"
 	"github.com/finsvc/finance/services/gateway/internal/ratelimit"
 )
 
-// loadLimits reads the per-client rate limits (GATEWAY_RATE_LIMIT_*) and
-// each address's window of requests in progress (GATEWAY_INFLIGHT_START,
-// _MAX, _WAIT; a START or MAX of 0 turns it off), with
+// loadLimits reads the per-client rate limits (GATEWAY_RATE_LIMIT_*), with
 // httpapi.DefaultLimits as defaults. GATEWAY_RATE_LIMIT=false turns all of
 // them off; a rate or burst of 0 turns one off. The header cap comes from
 // HTTP_MAX_HEADER_BYTES (envconfig.Ops.HTTP), set by loadConfig.
@@ -29,22 +26,13 @@ func loadLimits(r *envconfig.Reader) httpapi.Limits {
 		return p
 	}
 	l := httpapi.Limits{
-		IP:    policy("IP", d.IP),
-		User:  policy("USER", d.User),
-		Admin: policy("ADMIN", d.Admin),
-		InFlight: inflight.Policy{
-			Start: r.IntIn("GATEWAY_INFLIGHT_START", d.InFlight.Start, 0, 1_000_000),
-			Max:   r.IntIn("GATEWAY_INFLIGHT_MAX", d.InFlight.Max, 0, 1_000_000),
-			Wait:  r.PositiveDuration("GATEWAY_INFLIGHT_WAIT", d.InFlight.Wait),
-		},
+		IP:      policy("IP", d.IP),
+		User:    policy("USER", d.User),
+		Admin:   policy("ADMIN", d.Admin),
 		MaxKeys: r.IntIn("GATEWAY_RATE_LIMIT_MAX_KEYS", d.MaxKeys, 1, 10_000_000),
-	}
-	if l.InFlight.Enabled() && l.InFlight.Max < l.InFlight.Start {
-		r.Fail("GATEWAY_INFLIGHT_MAX=%d is below GATEWAY_INFLIGHT_START=%d", l.InFlight.Max, l.InFlight.Start)
 	}
 	if !r.Bool("GATEWAY_RATE_LIMIT", true) {
 		l.IP, l.User, l.Admin = ratelimit.Policy{}, ratelimit.Policy{}, ratelimit.Policy{}
-		l.InFlight = inflight.Policy{}
 	}
 	return l
 }
@@ -108,17 +96,9 @@ func limitsLogValue(l httpapi.Limits) slog.Value {
 		slog.Any("ip", policy(l.IP)),
 		slog.Any("user", policy(l.User)),
 		slog.Any("admin", policy(l.Admin)),
-		slog.Any("inflight", inflightLogValue(l.InFlight)),
 		slog.Int("max_keys", l.MaxKeys),
 		slog.Int("max_header_bytes", l.MaxHeaderBytes),
 	)
-}
-
-func inflightLogValue(p inflight.Policy) slog.Value {
-	if !p.Enabled() {
-		return slog.StringValue("off")
-	}
-	return slog.GroupValue(slog.Int("start", p.Start), slog.Int("max", p.Max), slog.String("wait", p.Wait.String()))
 }
 
 // loadLogPolicy reads which requests the request log keeps:

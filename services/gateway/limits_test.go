@@ -10,7 +10,6 @@ import (
 	"github.com/finsvc/finance/pkg/envconfig"
 	"github.com/finsvc/finance/services/gateway/internal/abuse"
 	"github.com/finsvc/finance/services/gateway/internal/httpapi"
-	"github.com/finsvc/finance/services/gateway/internal/inflight"
 	"github.com/finsvc/finance/services/gateway/internal/ratelimit"
 )
 
@@ -28,12 +27,10 @@ func TestLoadLimits(t *testing.T) {
 				"GATEWAY_RATE_LIMIT_IP_RATE": "50", "GATEWAY_RATE_LIMIT_IP_BURST": "100",
 				"GATEWAY_RATE_LIMIT_USER_RATE": "0.5", "GATEWAY_RATE_LIMIT_USER_BURST": "3",
 				"GATEWAY_RATE_LIMIT_ADMIN_RATE": "0", "GATEWAY_RATE_LIMIT_MAX_KEYS": "1000",
-				"GATEWAY_INFLIGHT_START": "4", "GATEWAY_INFLIGHT_MAX": "16", "GATEWAY_INFLIGHT_WAIT": "2s",
 			},
 			want: httpapi.Limits{
 				IP: ratelimit.Policy{Rate: 50, Burst: 100}, User: ratelimit.Policy{Rate: 0.5, Burst: 3},
 				Admin: ratelimit.Policy{Rate: 0, Burst: 400}, MaxKeys: 1000,
-				InFlight: inflight.Policy{Start: 4, Max: 16, Wait: 2 * time.Second},
 			},
 		},
 		{
@@ -51,11 +48,9 @@ func TestLoadLimits(t *testing.T) {
 
 	r := envconfig.New(getenv(map[string]string{
 		"GATEWAY_RATE_LIMIT_USER_RATE": "-1", "GATEWAY_RATE_LIMIT_MAX_KEYS": "0", "GATEWAY_RATE_LIMIT": "maybe",
-		"GATEWAY_INFLIGHT_START": "32", "GATEWAY_INFLIGHT_MAX": "16",
 	}))
 	loadLimits(r)
-	for _, want := range []string{"GATEWAY_RATE_LIMIT_USER_RATE=-1", "GATEWAY_RATE_LIMIT_MAX_KEYS=0", `GATEWAY_RATE_LIMIT="maybe"`,
-		"GATEWAY_INFLIGHT_MAX=16 is below GATEWAY_INFLIGHT_START=32"} {
+	for _, want := range []string{"GATEWAY_RATE_LIMIT_USER_RATE=-1", "GATEWAY_RATE_LIMIT_MAX_KEYS=0", `GATEWAY_RATE_LIMIT="maybe"`} {
 		if err := r.Err(); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("error %v lacks %q", err, want)
 		}

@@ -1,7 +1,6 @@
 package httpapi
 
 import (
-	"errors"
 	"fmt"
 	"math"
 	"net/http"
@@ -13,17 +12,13 @@ import (
 
 	"github.com/finsvc/finance/pkg/envconfig"
 	"github.com/finsvc/finance/pkg/problem"
-	"github.com/finsvc/finance/services/gateway/internal/inflight"
 	"github.com/finsvc/finance/services/gateway/internal/ratelimit"
 )
 
 // Problem types of the per-client limits.
 const (
-	typeRateLimited = "rate-limited"
-	// typeTooManyInProgress: the address's window of requests in progress
-	// stayed full (internal/inflight).
-	typeTooManyInProgress = "too-many-in-progress"
-	typeHeaderTooLarge    = "header-too-large"
+	typeRateLimited    = "rate-limited"
+	typeHeaderTooLarge = "header-too-large"
 )
 
 // Limits is the gateway's per-client limits (GATEWAY_RATE_LIMIT_*) and its
@@ -37,9 +32,6 @@ type Limits struct {
 	// User limits each authenticated user; Admin each admin token's user,
 	// instead of User.
 	User, Admin ratelimit.Policy
-	// InFlight bounds each address's requests in progress at once, where
-	// IP applies (internal/inflight).
-	InFlight inflight.Policy
 	// MaxKeys caps the buckets each of the three keeps (least recently
 	// used evicted first).
 	MaxKeys int
@@ -58,17 +50,15 @@ type Limits struct {
 // second) is never throttled; it stops a single address from taking more
 // than a gateway's capacity, failed tokens included.
 var DefaultLimits = Limits{
-	IP:       ratelimit.Policy{Rate: 10_000, Burst: 20_000},
-	User:     ratelimit.Policy{Rate: 20, Burst: 40},
-	Admin:    ratelimit.Policy{Rate: 200, Burst: 400},
-	InFlight: inflight.DefaultPolicy,
-	MaxKeys:  100_000,
+	IP:      ratelimit.Policy{Rate: 10_000, Burst: 20_000},
+	User:    ratelimit.Policy{Rate: 20, Burst: 40},
+	Admin:   ratelimit.Policy{Rate: 200, Burst: 400},
+	MaxKeys: 100_000,
 }
 
 // limiters applies Limits.
 type limiters struct {
 	ip, user, admin *scopedLimiter // nil: off
-	inflight        *inflight.Limiter
 	maxHeaderBytes  int
 	now             func() time.Time
 	refused         *prometheus.CounterVec
@@ -84,7 +74,6 @@ func newLimiters(l Limits, reg prometheus.Registerer) *limiters {
 	}
 	ls := &limiters{
 		ip: mk("ip", l.IP), user: mk("user", l.User), admin: mk("admin", l.Admin),
-		inflight:       inflight.New(l.InFlight, l.MaxKeys, reg),
 		maxHeaderBytes: l.MaxHeaderBytes, now: l.Now,
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gateway_rate_limited_total",
@@ -109,57 +98,13 @@ type scopedLimiter struct {
 	policy string
 }
 
-// limitIP applies the per-address limits: the rate, then the requests in
-// progress at once, for which it may wait (internal/inflight). The slot is
-// given back when the request is answered, or earlier by a long-poll or
-// stream that begins to wait (releaseSlot).
+// limitIP applies the per-address limit.
 func (a *api) limitIP(c *gin.Context) {
-	key := ratelimit.AddrKey(c.RemoteIP())
-	if a.limits.ip != nil && !a.limit(c, a.limits.ip, key) {
-		return
-	}
-	slot, err := a.limits.inflight.Acquire(c.Request.Context(), key)
-	if err != nil {
-		a.tooManyInProgress(c, key, err)
-		return
-	}
-	if slot == nil {
+	if a.limits.ip == nil {
 		c.Next()
 		return
 	}
-	c.Set(keySlot, slot)
-	defer func() { slot.Release(c.Writer.Status()) }()
-	c.Next()
-}
-
-// tooManyInProgress answers a request that gave up waiting for a slot
-// (err says why): 429 with the window in the RateLimit fields, in requests
-// at once ("concurrent-requests" in draft-ietf-httpapi-ratelimit-headers).
-func (a *api) tooManyInProgress(c *gin.Context, key string, err error) {
-	a.limits.refused.WithLabelValues("inflight").Inc()
-	window, _, _ := a.limits.inflight.Window(key)
-	h := c.Writer.Header()
-	h.Add("RateLimit-Policy", `"inflight";q=`+strconv.Itoa(window)+`;qu="concurrent-requests"`)
-	h.Add("RateLimit", `"inflight";r=0;t=1`)
-	h.Set("Retry-After", "1")
-	why := "waited too long for one of them to end"
-	if !errors.Is(err, inflight.ErrWaitedTooLong) {
-		why = "was abandoned while it waited"
-	}
-	p := a.limits.inflight.Policy()
-	writeProblem(c, problem.New(http.StatusTooManyRequests, typeTooManyInProgress, "Too many requests in progress",
-		fmt.Sprintf("this client address already has %d requests in progress (%d at first, more as its requests "+
-			"are served, up to %d; fewer as they are refused); this one %s", window, p.Start, p.Max, why)))
-}
-
-// releaseSlot gives back the request's slot among its address's requests
-// in progress (limitIP) when a long-poll or stream served by net/http
-// begins to wait: a waiting request costs nothing, and a client's 2,000
-// open long-polls must not hold its address's window shut.
-func releaseSlot(c *gin.Context) {
-	if s, ok := c.Get(keySlot); ok {
-		s.(*inflight.Slot).Release(0)
-	}
+	a.limit(c, a.limits.ip, ratelimit.AddrKey(c.RemoteIP()))
 }
 
 // limitUser applies the per-user limit, or the admin one to admin tokens;
@@ -178,18 +123,15 @@ func (a *api) limitUser(c *gin.Context) {
 		c.Next()
 		return
 	}
-	if a.limit(c, l, strconv.FormatInt(p.UserID, 10)) {
-		c.Next()
-	}
+	a.limit(c, l, strconv.FormatInt(p.UserID, 10))
 }
 
-// limit takes a token of key's bucket in l and reports true, or answers
-// 429 and reports false. Either way the
+// limit takes a token of key's bucket in l, or answers 429. Either way the
 // response says where the client stands, in the IETF RateLimit fields
 // (draft-ietf-httpapi-ratelimit-headers): the policy as quota q per window w
 // seconds, and r requests left, whole bucket back in t seconds. An address
 // and a user limit both show, one item each.
-func (a *api) limit(c *gin.Context, s *scopedLimiter, key string) bool {
+func (a *api) limit(c *gin.Context, s *scopedLimiter, key string) {
 	d := s.l.Allow(key, a.limits.now())
 	name, p := s.name, s.l.Policy()
 	h := c.Writer.Header()
@@ -204,7 +146,8 @@ func (a *api) limit(c *gin.Context, s *scopedLimiter, key string) bool {
 	item = strconv.AppendInt(item, int64(ceilSeconds(d.Reset)), 10)
 	h.Add("RateLimit", string(item))
 	if d.Allowed {
-		return true
+		c.Next()
+		return
 	}
 	a.limits.refused.WithLabelValues(name).Inc()
 	retry := ceilSeconds(d.RetryAfter)
@@ -212,7 +155,6 @@ func (a *api) limit(c *gin.Context, s *scopedLimiter, key string) bool {
 	writeProblem(c, problem.New(http.StatusTooManyRequests, typeRateLimited, "Too many requests",
 		fmt.Sprintf("more than %g requests per second (bursts of %d) per %s; retry after %d s",
 			p.Rate, p.Burst, scopeNoun(name), retry)))
-	return false
 }
 
 func scopeNoun(name string) string {

@@ -29,8 +29,6 @@ const (
 	// keyErrorLog holds the attributes of a failure (a server fault, a
 	// panic, a client gone), added to the request's one log line.
 	keyErrorLog
-	// keySlot holds the request's *inflight.Slot (limitIP).
-	keySlot
 )
 
 // metrics are the gateway's own Prometheus series.

@@ -188,7 +188,6 @@ func (a *api) longPoll(c *gin.Context, raw string) error {
 	}
 	defer timer.Stop()
 	unboundedWrites(c)
-	releaseSlot(c)
 	cur, result, err := a.awaitChange(ctx, w, timer.C, arrived, cur, idParam)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -367,7 +366,6 @@ func (a *api) streamEvents(c *gin.Context) error {
 		return nil
 	}
 	unboundedWrites(c)
-	releaseSlot(c)
 	setStreamHeaders(c.Writer.Header())
 	c.Status(http.StatusOK)
 	c.Writer.WriteHeaderNow()

@@ -59,8 +59,6 @@ type pushOpts struct {
 	// skipRecent starts the hub's consumer past the events already on the
 	// topic (a hub started StartLookback after them).
 	skipRecent bool
-	// limits are the gateway's per-client limits (none when zero).
-	limits httpapi.Limits
 }
 
 func setupPush(t testing.TB, o pushOpts) *pushEnv {
@@ -114,7 +112,7 @@ func (e *pushEnv) startGateway(t testing.TB, o pushOpts) *gateway {
 	}
 	h := checked(t, httpapi.New(httpapi.Config{
 		Logger: logger, Store: st, Verifier: auth.NewVerifier(testSecret), Registry: g.reg,
-		Hub: g.hub, WaitMax: o.waitMax, Heartbeat: o.heartbeat, Limits: o.limits,
+		Hub: g.hub, WaitMax: o.waitMax, Heartbeat: o.heartbeat,
 	}))
 	g.srv = httptest.NewServer(h)
 	t.Cleanup(g.srv.Close)
