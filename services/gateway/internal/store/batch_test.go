@@ -610,3 +610,67 @@ func TestAcceptPlansOnce(t *testing.T) {
 		}
 	}
 }
+
+// TestOneUsersPaymentsDoNotHoldUpOthers: while the batch with user 10's
+// payment waits (its wallet locked by another transaction), user 10's next
+// payment waits for that batch to end instead of joining another, and user
+// 11's payment, sent after it, is accepted by the second worker meanwhile.
+// In a batch of its own, user 10's second payment would wait on the same
+// lock and hold the second worker, and user 11's payment with it: one
+// user's payments sent many at a time would hold up everyone's.
+func TestOneUsersPaymentsDoNotHoldUpOthers(t *testing.T) {
+	t.Parallel()
+	s, pool := setup(t)
+	ctx, stop := context.WithCancel(context.Background())
+	wait := s.StartBatching(ctx, BatchConfig{Workers: 2, MaxBatch: 16})
+	defer func() { stop(); wait() }()
+
+	lock, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = lock.Rollback(ctx) }()
+	if _, err := lock.Exec(ctx, `SELECT 1 FROM wallets WHERE user_id = 10 FOR UPDATE`); err != nil {
+		t.Fatal(err)
+	}
+	// Each call is queued before the next: the order they reach the
+	// batches in is the test's.
+	queue := func(user int64, key string) *acceptCall {
+		c := &acceptCall{ctx: ctx, done: make(chan acceptResult, 1),
+			p: NewPayment{UserID: user, MerchantID: 2, Amount: -1, IdempotencyKey: key}}
+		s.calls <- c
+		testkit.EventuallyWithin(t, 10*time.Second, "the call taken from the queue", func() bool { return len(s.calls) == 0 })
+		return c
+	}
+	first := queue(10, "a")
+	testkit.EventuallyWithin(t, 10*time.Second, "the first batch waiting on the wallet's lock", func() bool {
+		var n int
+		_ = pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'`).Scan(&n)
+		return n == 1
+	})
+	second := queue(10, "b")
+	select {
+	case r := <-queue(11, "c").done:
+		if r.err != nil {
+			t.Fatalf("user 11's payment: %v", r.err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("user 11's payment still waits, behind user 10's locked wallet")
+	}
+	select {
+	case r := <-second.done:
+		t.Fatalf("user 10's second payment answered while its first waits: %+v", r)
+	default:
+	}
+
+	if err := lock.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	a, b := <-first.done, <-second.done
+	if a.err != nil || b.err != nil {
+		t.Fatalf("user 10's payments: %v, %v", a.err, b.err)
+	}
+	if a.got.ID >= b.got.ID {
+		t.Errorf("user 10's payments accepted out of order: %d (first) after %d (second)", a.got.ID, b.got.ID)
+	}
+}
