@@ -16,14 +16,6 @@ package store
 // linger: a payment that would wait alone is not kept waiting. 0 takes
 // only what already waits, with no added delay.
 //
-// A user's payments join batches one at a time: a user's next payment waits
-// until the batch holding its previous one has ended (runningUsers). In a
-// batch of its own beside a running one, it would wait on that batch's lock
-// of the user's wallet, and every other payment of its batch with it: a
-// client that sends one user's payments many at a time would chain the
-// batches one behind another, each a whole commit long, and hold up
-// everyone's payments (docs/security.md, "Hostile client").
-//
 // Each call still gets its own answer: created, replayed, key reused, unknown
 // user or merchant, insufficient funds. When a batch fails as a whole (a
 // conflict it did not foresee, a lost connection), nothing of it is
@@ -121,7 +113,6 @@ type acceptResult struct {
 func (s *Store) StartBatching(ctx context.Context, cfg BatchConfig) (wait func()) {
 	cfg = cfg.withDefaults()
 	s.calls = make(chan *acceptCall, cfg.Workers*cfg.MaxBatch)
-	s.running = newRunningUsers()
 	batches := make(chan []*acceptCall)
 	var wg sync.WaitGroup
 	wg.Go(func() {
@@ -132,7 +123,6 @@ func (s *Store) StartBatching(ctx context.Context, cfg BatchConfig) (wait func()
 		wg.Go(func() {
 			for batch := range batches {
 				s.runBatch(cfg, batch)
-				s.running.end(batch)
 			}
 		})
 	}
@@ -176,9 +166,8 @@ type testSignals struct {
 // ctx ends. While every worker is busy, the batch at hand keeps taking the
 // calls that arrive, so batches grow with the load.
 func (s *Store) formBatches(ctx context.Context, cfg BatchConfig, batches chan<- []*acceptCall) {
-	// carry holds calls taken from the queue but left for a later batch,
-	// because their user already had a payment in the batch being formed
-	// or in a running one.
+	// carry holds calls taken from the queue but left for the next batch,
+	// because their user already had a payment in the batch being formed.
 	var carry []*acceptCall
 	gaps := &arrivals{}
 	for {
@@ -207,12 +196,10 @@ func (s *Store) formBatches(ctx context.Context, cfg BatchConfig, batches chan<-
 
 // forming is a batch being formed: at most max calls, at most one per
 // user, so that each wallet's hold is decided against the wallet as
-// locked, and none of a user with a payment in a running batch. The calls
-// it cannot take wait in rest for a later batch.
+// locked. The calls it cannot take wait in rest for the next batch.
 type forming struct {
 	batch, rest []*acceptCall
 	users       map[int64]bool
-	running     *runningUsers // nil: batches are not running (tests of collect)
 	max         int
 	gaps        *arrivals // told of every call taken from the queue
 }
@@ -225,75 +212,12 @@ func (f *forming) add(c *acceptCall) {
 	switch {
 	case c.ctx.Err() != nil:
 		c.done <- acceptResult{err: fmt.Errorf("wait for a batch: %w", c.ctx.Err())}
-	case f.users[c.p.UserID] || f.running.has(c.p.UserID) || f.full():
+	case f.users[c.p.UserID] || f.full():
 		f.rest = append(f.rest, c)
 	default:
 		f.users[c.p.UserID] = true
-		f.running.add(c.p.UserID)
 		f.batch = append(f.batch, c)
 	}
-}
-
-// retry adds the calls left in rest again, as a running batch has ended.
-func (f *forming) retry() {
-	rest := f.rest
-	f.rest = nil
-	for _, c := range rest {
-		f.add(c)
-	}
-}
-
-// runningUsers are the users with a payment in a batch being formed or
-// run; a batch's worker ends them when the batch has ended. A nil
-// *runningUsers holds nobody.
-type runningUsers struct {
-	mu    sync.Mutex
-	users map[int64]bool
-	ended chan struct{} // told when a batch ends; at most one telling pending
-}
-
-func newRunningUsers() *runningUsers {
-	return &runningUsers{users: make(map[int64]bool), ended: make(chan struct{}, 1)}
-}
-
-func (r *runningUsers) has(user int64) bool {
-	if r == nil {
-		return false
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.users[user]
-}
-
-func (r *runningUsers) add(user int64) {
-	if r == nil {
-		return
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.users[user] = true
-}
-
-// end lets batch's users join batches again, and tells the batches being
-// formed.
-func (r *runningUsers) end(batch []*acceptCall) {
-	r.mu.Lock()
-	for _, c := range batch {
-		delete(r.users, c.p.UserID)
-	}
-	r.mu.Unlock()
-	select {
-	case r.ended <- struct{}{}:
-	default:
-	}
-}
-
-// endings delivers when a batch has ended; never when r is nil.
-func (r *runningUsers) endings() <-chan struct{} {
-	if r == nil {
-		return nil
-	}
-	return r.ended
 }
 
 // take takes c from the queue, unless its caller has withdrawn it (and
@@ -329,12 +253,11 @@ func (a *arrivals) observe(now time.Time) {
 func (a *arrivals) within(d time.Duration) bool { return a.avg > 0 && a.avg < d }
 
 // collect forms the next batch: the carried calls first, then whatever waits
-// in the queue, blocking only while the batch is empty (the carried calls
-// tried again whenever a running batch ends), then, while calls arrive less
-// than linger apart (gaps), for up to linger more while it is not full. Its
-// batch is nil when ctx ends.
+// in the queue, blocking only while the batch is empty, then, while calls
+// arrive less than linger apart (gaps), for up to linger more while it is
+// not full. Its batch is nil when ctx ends.
 func (s *Store) collect(ctx context.Context, carry []*acceptCall, max int, linger time.Duration, gaps *arrivals) *forming {
-	f := &forming{users: make(map[int64]bool), running: s.running, max: max, gaps: gaps}
+	f := &forming{users: make(map[int64]bool), max: max, gaps: gaps}
 	for _, c := range carry {
 		f.add(c)
 	}
@@ -342,8 +265,6 @@ func (s *Store) collect(ctx context.Context, carry []*acceptCall, max int, linge
 		select {
 		case c := <-s.calls:
 			f.take(c)
-		case <-s.running.endings():
-			f.retry()
 		case <-ctx.Done():
 			return f
 		}

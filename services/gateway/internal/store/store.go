@@ -59,9 +59,6 @@ type Store struct {
 	feeds   *coalesce.Coalescer[feedRequest, Feed]
 	// calls feeds the batch workers; nil until StartBatching.
 	calls chan *acceptCall
-	// running are the users with a payment in a batch being formed or
-	// run (batch.go); nil until StartBatching.
-	running *runningUsers
 	// testSignals tell tests what the batching did; off in production.
 	testSignals testSignals
 }
