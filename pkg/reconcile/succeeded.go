@@ -58,7 +58,7 @@ func (w *succeededWatermark) begin(ctx context.Context, conn *pgx.Conn) (int64, 
 // end moves the watermark after a pass that went through, if it found
 // succeeded_not_executed clean.
 func (w *succeededWatermark) end(rep Report, commitBound time.Duration) {
-	if f, ok := findingOf(rep, verify.SucceededNotExecuted); !ok || f.Count > 0 {
+	if f, ok := (verify.Report{Findings: rep.Mismatches}).Finding(verify.SucceededNotExecuted); !ok || f.Count > 0 {
 		return
 	}
 	settled := 0
@@ -69,14 +69,4 @@ func (w *succeededWatermark) end(rep Report, commitBound time.Duration) {
 		w.after, settled = max(w.after, m.id), settled+1
 	}
 	w.marks = w.marks[settled:]
-}
-
-// findingOf is rep's finding of kind k.
-func findingOf(rep Report, k verify.Kind) (verify.Finding, bool) {
-	for _, f := range rep.Mismatches {
-		if f.Kind == k {
-			return f, true
-		}
-	}
-	return verify.Finding{}, false
 }
