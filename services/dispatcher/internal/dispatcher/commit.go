@@ -171,7 +171,7 @@ func (d *Dispatcher) resetLocked() []int32 {
 		}
 		delete(s.users, k)
 	}
-	s.ready = ring{}
+	s.ready = nil
 	s.buffered = 0
 	d.freedLocked()
 	s.produceErr = nil

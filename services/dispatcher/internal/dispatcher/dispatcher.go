@@ -3,9 +3,10 @@
 //
 //   - a poller keeps fetching while calls run, into per-user FIFO queues,
 //     and pauses a partition whose buffered records reach its bound;
-//   - users with ready work are served round-robin, one call in flight per
-//     user (strict per-user order), many users in parallel even within one
-//     partition, at most MaxInFlight calls at once, paced by the pacer;
+//   - users with ready work are served in the order their next records
+//     were fetched, one call in flight per user (strict per-user order),
+//     many users in parallel even within one partition, at most
+//     MaxInFlight calls at once, paced by the pacer;
 //   - every CommitInterval one Kafka transaction commits the outcomes
 //     produced so far together with, per partition, the offset of the
 //     lowest unfinished record: a crash replays work, never skips it; a
@@ -39,6 +40,7 @@ import (
 	"github.com/finsvc/finance/pkg/payment"
 	"github.com/finsvc/finance/pkg/wire"
 	"github.com/finsvc/finance/services/dispatcher/internal/guard"
+	"github.com/finsvc/finance/services/dispatcher/internal/pacer"
 	"github.com/finsvc/finance/services/dispatcher/internal/processor"
 )
 
@@ -345,8 +347,8 @@ func (d *Dispatcher) poll(ctx, work context.Context) {
 	}
 }
 
-// dispatchLocked starts calls for ready users, round-robin, while the
-// in-flight bound allows. d.mu is held.
+// dispatchLocked starts calls for ready users, the earliest fetched record
+// first (readyUsers), while the in-flight bound allows. d.mu is held.
 func (d *Dispatcher) dispatchLocked(work context.Context) {
 	s := &d.st
 	for !s.stopping && s.inFlight < d.cfg.MaxInFlight {
@@ -560,7 +562,9 @@ func (d *Dispatcher) execute(ctx context.Context, it *item) (res *result, ok boo
 		if sent {
 			d.publishProcessing(ctx, log, req)
 			var err error
-			pr, err = d.proc.Execute(ctx, processor.Payment{ID: req.PaymentID, UID: uid, UserID: req.UserID, Amount: req.Amount})
+			// In line at the pacer by fetch order (pacer.WithOrder).
+			pr, err = d.proc.Execute(pacer.WithOrder(ctx, it.seq),
+				processor.Payment{ID: req.PaymentID, UID: uid, UserID: req.UserID, Amount: req.Amount})
 			if err != nil {
 				if g := d.cfg.Guard; g != nil && errors.Is(err, processor.ErrNotSent) {
 					// Certainly never sent: the redelivery may send it.

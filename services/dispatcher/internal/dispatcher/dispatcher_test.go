@@ -1,6 +1,7 @@
 package dispatcher
 
 import (
+	"fmt"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -133,36 +134,49 @@ func TestResultsGoOutBelowTheWatermarkOnly(t *testing.T) {
 	}
 }
 
-func TestRingServesUsersRoundRobin(t *testing.T) {
+func TestReadyUsersServeTheEarliestFetchedRecordFirst(t *testing.T) {
 	t.Parallel()
-	// A user with many payments gets one turn per round like everyone
-	// else: it is pushed back behind the others after each payment.
-	heavy := &userQueue{key: "heavy"}
-	a, b := &userQueue{key: "a"}, &userQueue{key: "b"}
-	var r ring
-	r.push(heavy)
-	r.push(a)
-	r.push(heavy) // already queued: no second place
-	r.push(b)
-	var got []string
-	for range 6 {
-		u := r.pop()
+	// Records of users a, b and c, named by user and fetch order: a1, b2,
+	// a3, c4, a5. One record of a user in flight at a time; when it
+	// finishes, the user's next record takes its place by fetch order,
+	// ahead of records fetched after it (round-robin served c4 before a3:
+	// a3, and every outcome behind it in its partition, waited a whole
+	// round of the users with work).
+	users := map[string]*userQueue{}
+	for seq, key := range []string{"a", "b", "a", "c", "a"} {
+		u := users[key]
 		if u == nil {
-			break
+			u = &userQueue{key: key}
+			users[key] = u
 		}
+		u.items = append(u.items, &item{seq: uint64(seq + 1)})
+	}
+	var r readyUsers
+	for _, key := range []string{"c", "b", "a", "b"} { // any order; b twice: one place
+		r.push(users[key])
+	}
+	var got []string
+	serve := func() *userQueue {
+		u := r.pop()
 		u.inReady = false
-		got = append(got, u.key)
-		if u == heavy {
-			r.push(heavy) // more payments left
+		got = append(got, fmt.Sprintf("%s%d", u.key, u.items[0].seq))
+		return u
+	}
+	finish := func(u *userQueue) {
+		u.items = u.items[1:]
+		if len(u.items) > 0 {
+			r.push(u)
 		}
 	}
-	want := []string{"heavy", "a", "b", "heavy", "heavy", "heavy"}
-	if len(got) != len(want) {
-		t.Fatalf("served %v, want %v", got, want)
+	a := serve() // a1
+	b := serve() // b1, while a1 runs
+	finish(a)    // a2 (seq 3) is ready now
+	finish(b)
+	for len(r) > 0 {
+		finish(serve())
 	}
-	for i := range want {
-		if got[i] != want[i] {
-			t.Fatalf("served %v, want %v", got, want)
-		}
+	want := "[a1 b2 a3 c4 a5]"
+	if fmt.Sprint(got) != want {
+		t.Errorf("served %v, want %s", got, want)
 	}
 }

@@ -1,9 +1,10 @@
 package dispatcher
 
 // The pipeline's bookkeeping: what is buffered per partition and per user,
-// the ready ring, and enqueueing polled records.
+// the ready users, and enqueueing polled records.
 
 import (
+	"container/heap"
 	"context"
 	"time"
 
@@ -20,7 +21,9 @@ type state struct {
 	gen   uint64
 	parts map[int32]*partState
 	users map[string]*userQueue
-	ready ring
+	ready readyUsers
+	// seq numbers the records in the order they were fetched (item.seq).
+	seq uint64
 	// inFlight counts records being dispatched; buffered counts records
 	// queued or in flight in owned partitions.
 	inFlight, buffered int
@@ -125,6 +128,7 @@ type item struct {
 	part     *partState
 	gen      uint64
 	fetched  time.Time
+	seq      uint64 // fetch order (state.seq)
 	salvaged *result
 	// While the item is dispatched: cancel ends its context (its partition
 	// was revoked), and executed is closed once it no longer calls the
@@ -140,34 +144,50 @@ type userQueue struct {
 	items   []*item
 	busy    bool
 	inReady bool
+	// readySeq is the seq of its next record when it entered the ready
+	// users: its place there.
+	readySeq uint64
 }
 
-// ring is the FIFO of users with work ready: served round-robin.
-type ring struct {
-	q    []*userQueue
-	head int
-}
+// readyUsers holds the users with a record ready to dispatch (their next
+// one, none of theirs in flight), the user whose record was fetched first on
+// top: dispatch follows the log as closely as per-user order allows. Outcomes
+// go out in offset order per partition (emitLocked), so a record still
+// queued holds back the outcomes of every record after it in its partition;
+// served round-robin, a user's next record waited for a whole round of the
+// other users with work, and so did the outcomes behind it. A user still
+// gets one record in flight at a time, whatever it has queued, and waits for
+// at most the users whose records came before its own.
+type readyUsers []*userQueue
 
-func (r *ring) push(u *userQueue) {
+// push adds u, whose next record is u.items[0], unless it is there already.
+func (r *readyUsers) push(u *userQueue) {
 	if u.inReady {
 		return
 	}
 	u.inReady = true
-	r.q = append(r.q, u)
+	u.readySeq = u.items[0].seq
+	heap.Push(r, u)
 }
 
-func (r *ring) pop() *userQueue {
-	if r.head == len(r.q) {
-		r.q, r.head = r.q[:0], 0
+// pop takes the user whose next record was fetched first, or nil.
+func (r *readyUsers) pop() *userQueue {
+	if len(*r) == 0 {
 		return nil
 	}
-	u := r.q[r.head]
-	r.q[r.head] = nil
-	r.head++
-	if r.head > 1024 && r.head*2 > len(r.q) {
-		r.q = append([]*userQueue(nil), r.q[r.head:]...)
-		r.head = 0
-	}
+	return heap.Pop(r).(*userQueue)
+}
+
+// The heap.Interface of readyUsers; push and pop are its API.
+func (r readyUsers) Len() int           { return len(r) }
+func (r readyUsers) Less(i, j int) bool { return r[i].readySeq < r[j].readySeq }
+func (r readyUsers) Swap(i, j int)      { r[i], r[j] = r[j], r[i] }
+func (r *readyUsers) Push(x any)        { *r = append(*r, x.(*userQueue)) }
+func (r *readyUsers) Pop() any {
+	old := *r
+	u := old[len(old)-1]
+	old[len(old)-1] = nil
+	*r = old[:len(old)-1]
 	return u
 }
 
@@ -210,7 +230,8 @@ func (d *Dispatcher) enqueue(gen uint64, recs []*kgo.Record, now time.Time) []in
 			u = &userQueue{key: key}
 			s.users[key] = u
 		}
-		u.items = append(u.items, &item{rec: r, entry: e, part: ps, gen: s.gen, fetched: now})
+		s.seq++
+		u.items = append(u.items, &item{rec: r, entry: e, part: ps, gen: s.gen, fetched: now, seq: s.seq})
 		if !u.busy {
 			s.ready.push(u)
 		}
