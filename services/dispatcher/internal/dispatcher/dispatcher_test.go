@@ -169,8 +169,8 @@ func TestReadyUsersServeTheEarliestFetchedRecordFirst(t *testing.T) {
 		}
 	}
 	a := serve() // a1
-	b := serve() // b1, while a1 runs
-	finish(a)    // a2 (seq 3) is ready now
+	b := serve() // b2, while a1 runs
+	finish(a)    // a3 is ready now
 	finish(b)
 	for len(r) > 0 {
 		finish(serve())

@@ -5,21 +5,18 @@ import (
 	"errors"
 	"fmt"
 	"testing"
-	"time"
+
+	"github.com/finsvc/finance/pkg/testkit"
 )
 
-// queued waits until n callers wait in t.
+// queued waits until n callers wait in tu.
 func queued(t *testing.T, tu *turns, n int) {
 	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+	testkit.Eventually(t, fmt.Sprintf("%d callers in line", n), func() bool {
 		tu.mu.Lock()
-		got := len(tu.waiting)
-		tu.mu.Unlock()
-		if got == n {
-			return
-		}
-	}
-	t.Fatalf("%d callers never queued", n)
+		defer tu.mu.Unlock()
+		return len(tu.waiting) == n
+	})
 }
 
 func TestTurnsGoLowestOrderFirst(t *testing.T) {
