@@ -56,14 +56,14 @@ func percentilesOf(h *hdrhistogram.Histogram) Percentiles {
 // SecondOp is one second's requests of one kind: Sent by intended send
 // time, the answers and their latencies by the time they arrived.
 type SecondOp struct {
-	Sent   int64   `json:"sent"`
-	Done   int64   `json:"answered"`
-	OK     int64   `json:"ok"`
-	Failed int64   `json:"failed"`
-	P50    float64 `json:"p50_ms"`
-	P90    float64 `json:"p90_ms"`
-	P99    float64 `json:"p99_ms"`
-	Max    float64 `json:"max_ms"`
+	Sent   int64   `json:"sent,omitzero"`
+	Done   int64   `json:"answered,omitzero"`
+	OK     int64   `json:"ok,omitzero"`
+	Failed int64   `json:"failed,omitzero"`
+	P50    float64 `json:"p50_ms,omitzero"`
+	P90    float64 `json:"p90_ms,omitzero"`
+	P99    float64 `json:"p99_ms,omitzero"`
+	Max    float64 `json:"max_ms,omitzero"`
 }
 
 // Second is one bucket of the run, a second long (a tenth of a second for
@@ -71,8 +71,8 @@ type SecondOp struct {
 type Second struct {
 	// T is the bucket's start, in seconds since the start of the run.
 	T      float64  `json:"t"`
-	Writes SecondOp `json:"writes"`
-	Reads  SecondOp `json:"reads"`
+	Writes SecondOp `json:"writes,omitzero"`
+	Reads  SecondOp `json:"reads,omitzero"`
 }
 
 // OpSummary is the whole run's requests of one kind.

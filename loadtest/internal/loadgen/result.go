@@ -24,20 +24,24 @@ type Status struct {
 	Limit    float64
 }
 
-// Sample is one second of the system's state, by wall-clock time.
+// Sample is one second of the system's state, by wall-clock time. Its zero
+// counts are left out of results.json (omitzero), as are a Second's: most
+// of a run's seconds are in the kept runs, and most of their fields are 0
+// (no outage, no reads in a burst), so that keeps the kept runs small;
+// reading them back gives the same zeros.
 type Sample struct {
 	T     float64 `json:"t"`
 	Phase string  `json:"phase"`
 	// Processor calls and executions per second (the simulator's counters).
-	ProcCalls       float64 `json:"proc_calls_per_s"`
-	ProcExecuted    float64 `json:"proc_executed_per_s"`
-	ProcRateLimited float64 `json:"proc_rate_limited_per_s"`
-	ProcOutage      float64 `json:"proc_outage_rejected_per_s"`
-	OutageActive    bool    `json:"outage_active"`
+	ProcCalls       float64 `json:"proc_calls_per_s,omitzero"`
+	ProcExecuted    float64 `json:"proc_executed_per_s,omitzero"`
+	ProcRateLimited float64 `json:"proc_rate_limited_per_s,omitzero"`
+	ProcOutage      float64 `json:"proc_outage_rejected_per_s,omitzero"`
+	OutageActive    bool    `json:"outage_active,omitzero"`
 	// Backlog: the pipeline's accepted + processing payments of the run;
 	// the as-is service's payments in flight (it has no queue).
-	Backlog int64 `json:"backlog"`
-	Unknown int64 `json:"unknown"`
+	Backlog int64 `json:"backlog,omitzero"`
+	Unknown int64 `json:"unknown,omitzero"`
 	// NoBacklog marks a sample whose backlog could not be read (the
 	// database did not answer in time): Backlog and Unknown mean nothing.
 	NoBacklog bool `json:"no_backlog,omitempty"`
@@ -45,10 +49,10 @@ type Sample struct {
 	// read; its rates are then averaged into the next sample.
 	NoProcessor bool `json:"no_processor,omitempty"`
 	// InFlight are the generator's requests awaiting an answer.
-	InFlight int64 `json:"in_flight"`
+	InFlight int64 `json:"in_flight,omitzero"`
 	// WritesOK and ReadsOK are the 2xx answers that arrived this second.
-	WritesOK float64 `json:"writes_ok_per_s"`
-	ReadsOK  float64 `json:"reads_ok_per_s"`
+	WritesOK float64 `json:"writes_ok_per_s,omitzero"`
+	ReadsOK  float64 `json:"reads_ok_per_s,omitzero"`
 	Err      string  `json:"err,omitempty"`
 }
 
