@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/finsvc/finance/loadtest/internal/check"
+	"github.com/finsvc/finance/loadtest/internal/hostcpu"
 	"github.com/finsvc/finance/loadtest/internal/scenario"
 	"github.com/finsvc/finance/loadtest/internal/target"
 	"github.com/finsvc/finance/pkg/simclient"
@@ -115,6 +116,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	r.rec = NewRecorder(r.start, width)
 	res := &Result{RunID: o.RunID, StartedAt: r.start, Workload: w}
 	cpu0 := CPUSeconds()
+	host0, host0Err := hostcpu.Read()
 
 	sampleCtx, stopSampling := context.WithCancel(context.WithoutCancel(ctx))
 	samplerDone := make(chan struct{})
@@ -177,6 +179,10 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	res.Samples = r.samples
 	res.BucketSeconds = width.Seconds()
 	res.GeneratorCPU = math.Round((CPUSeconds()-cpu0)*100) / 100
+	if host1, err := hostcpu.Read(); err == nil && host0Err == nil {
+		steal := math.Round(host1.Sub(host0).StealShare()*10_000) / 10_000
+		res.MachineSteal = &steal
+	}
 	if o.AfterDrain != nil {
 		o.AfterDrain()
 	}

@@ -53,7 +53,10 @@ type Sample struct {
 	// WritesOK and ReadsOK are the 2xx answers that arrived this second.
 	WritesOK float64 `json:"writes_ok_per_s,omitzero"`
 	ReadsOK  float64 `json:"reads_ok_per_s,omitzero"`
-	Err      string  `json:"err,omitempty"`
+	// Steal is the share of the machine's CPU time the hypervisor gave to
+	// other guests in the last second (hostcpu).
+	Steal float64 `json:"machine_steal_share,omitzero"`
+	Err   string  `json:"err,omitempty"`
 }
 
 // OutageWindow is when the processor was down, in seconds since the start.
@@ -103,6 +106,12 @@ type Result struct {
 	// GeneratorCPU is the CPU time the load generator itself used during
 	// the load and drain, in seconds.
 	GeneratorCPU float64 `json:"generator_cpu_seconds"`
+	// MachineSteal is the share of the machine's CPU time that the
+	// hypervisor gave to other guests during the load and drain
+	// (hostcpu): a run that lost some ran on a slower machine than one
+	// that lost none. Nil: not measured (a run from before it was, or not
+	// Linux).
+	MachineSteal *float64 `json:"machine_steal_share,omitzero"`
 	// Seconds are the buckets of BucketSeconds each.
 	BucketSeconds float64       `json:"bucket_seconds"`
 	Seconds       []Second      `json:"seconds"`

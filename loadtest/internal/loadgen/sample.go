@@ -5,12 +5,15 @@ import (
 	"errors"
 	"math"
 	"time"
+
+	"github.com/finsvc/finance/loadtest/internal/hostcpu"
 )
 
 // sample records the processor's rates and the backlog once a second.
 func (r *runner) sample(ctx context.Context) {
 	prevT := time.Now()
 	prev, _ := r.o.Sim.Stats(ctx)
+	prevHost, prevHostErr := hostcpu.Read()
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	for {
@@ -42,6 +45,12 @@ func (r *runner) sample(ctx context.Context) {
 		} else {
 			s.NoProcessor = true
 			errs = append(errs, err)
+		}
+		if host, err := hostcpu.Read(); err == nil {
+			if prevHostErr == nil {
+				s.Steal = math.Round(host.Sub(prevHost).StealShare()*10_000) / 10_000
+			}
+			prevHost, prevHostErr = host, nil
 		}
 		s.InFlight = r.inflight[Write].Load() + r.inflight[Read].Load()
 		if r.o.Backlog != nil {

@@ -28,6 +28,7 @@ import (
 
 	"github.com/HdrHistogram/hdrhistogram-go"
 
+	"github.com/finsvc/finance/loadtest/internal/hostcpu"
 	"github.com/finsvc/finance/loadtest/internal/loadgen"
 	"github.com/finsvc/finance/pkg/auth"
 )
@@ -203,6 +204,10 @@ type PhaseResult struct {
 	// GeneratorCPU is the load generator's own CPU seconds in the phase:
 	// on one machine it competes with the target for the same cores.
 	GeneratorCPU float64 `json:"generator_cpu_seconds"`
+	// Steal is the share of the machine's CPU time the hypervisor gave to
+	// other guests in the phase (hostcpu); StealErr why it is unknown.
+	Steal    float64 `json:"machine_steal_share"`
+	StealErr string  `json:"machine_steal_err,omitempty"`
 }
 
 // HostileResult is what a hostile run measured on the client's side.
@@ -565,6 +570,7 @@ func RunHostile(ctx context.Context, cfg HostileConfig) (*HostileResult, error) 
 	// The target's CPU at every phase boundary, and the progress line.
 	cpu, gen := make([]float64, cfg.Phases+1), make([]float64, cfg.Phases+1)
 	cpuErr := make([]string, cfg.Phases+1)
+	host, hostErr := make([]hostcpu.Times, cfg.Phases+1), make([]string, cfg.Phases+1)
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -585,6 +591,11 @@ func RunHostile(ctx context.Context, cfg HostileConfig) (*HostileResult, error) 
 			case <-time.After(time.Until(at)):
 			}
 			gen[b] = loadgen.CPUSeconds()
+			if t, err := hostcpu.Read(); err == nil {
+				host[b] = t
+			} else {
+				hostErr[b] = err.Error()
+			}
 			if cfg.CPU != nil {
 				v, err := cfg.CPU(lctx)
 				cpu[b] = v
@@ -634,6 +645,9 @@ func RunHostile(ctx context.Context, cfg HostileConfig) (*HostileResult, error) 
 			}
 		}
 		pr.GeneratorCPU = round2(gen[i+1] - gen[i])
+		if pr.StealErr = hostErr[i] + hostErr[i+1]; pr.StealErr == "" && host[i+1].Total() > 0 {
+			pr.Steal = round4(host[i+1].Sub(host[i]).StealShare())
+		}
 		res.Phases = append(res.Phases, pr)
 	}
 	res.Quiet, res.Hostile = latencyOf(quiet), latencyOf(hostile)

@@ -27,6 +27,12 @@ const (
 	HostileMaxLag  = 100.0
 )
 
+// HostileMaxSteal is the most of the machine's CPU time the hypervisor may
+// have given to other guests in any one phase for the phases to compare
+// (hostcpu): a phase that lost more ran on a slower machine than the
+// others, whichever side it was on, and its victims' p99 says so.
+const HostileMaxSteal = 0.01
+
 // HostileReport is a hostile run's results.json.
 type HostileReport struct {
 	Kind     string              `json:"kind"` // "hostile": tells it from a money run's results.json
@@ -98,7 +104,29 @@ func (r *HostileReport) Judge() {
 		fmt.Sprintf("%.0f/s offered: %.0f/s sent, %d due while every connection waited on the gateway; lag p99 %.1f ms",
 			res.HostileOffered, res.HostileRate, res.HostileSkipped, res.HostileLagP99),
 		res.HostileOffered >= HostileMinRate*r.Settings.HostileRate && res.HostileLagP99 <= HostileMaxLag)
+	got, met := stealGot(res.Phases)
+	add("the machine ran every phase alike (hypervisor steal)",
+		fmt.Sprintf("≤ %.0f%% of the CPUs' time stolen in each phase", HostileMaxSteal*100), got, met)
 	r.Goals = g
+}
+
+// stealGot says how much CPU time the hypervisor took in the worst phase,
+// and whether every phase stayed within HostileMaxSteal. A run that could
+// not read it (not Linux) is not held against the target.
+func stealGot(phases []PhaseResult) (string, bool) {
+	worst, at := 0.0, 0
+	for _, p := range phases {
+		if p.StealErr != "" {
+			return "unknown: " + p.StealErr, true
+		}
+		if p.Steal >= worst {
+			worst, at = p.Steal, p.Index+1
+		}
+	}
+	if len(phases) == 0 {
+		return "no phase", true
+	}
+	return fmt.Sprintf("at most %.1f%% (phase %d)", worst*100, at), worst <= HostileMaxSteal
 }
 
 // formatCounts prints counts in key order: "(429: 3, 503: 1)".
@@ -157,8 +185,8 @@ func (r *HostileReport) Summary() string {
 		}
 		fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", g.Name, g.Want, g.Got, m)
 	}
-	b.WriteString("\n| phase | hostile | victims | p50 ms | p99 ms | max ms | send lag p99 ms | victim errors | hostile sent/s | gateway CPU s (cores) | generator CPU s |\n")
-	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|\n")
+	b.WriteString("\n| phase | hostile | victims | p50 ms | p99 ms | max ms | send lag p99 ms | victim errors | hostile sent/s | gateway CPU s (cores) | generator CPU s | stolen by the hypervisor |\n")
+	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, p := range res.Phases {
 		h, rate := "quiet", "-"
 		if p.Hostile {
@@ -168,15 +196,19 @@ func (r *HostileReport) Summary() string {
 		if p.CPUErr != "" {
 			cpu = p.CPUErr
 		}
-		fmt.Fprintf(&b, "| %d | %s | %d | %.1f | %.1f | %.1f | %.1f | %d %s | %s | %s | %.2f |\n", p.Index+1, h, p.Victims.Count,
+		steal := fmt.Sprintf("%.1f%%", p.Steal*100)
+		if p.StealErr != "" {
+			steal = "unknown"
+		}
+		fmt.Fprintf(&b, "| %d | %s | %d | %.1f | %.1f | %.1f | %.1f | %d %s | %s | %s | %.2f | %s |\n", p.Index+1, h, p.Victims.Count,
 			p.Victims.P50, p.Victims.P99, p.Victims.Max, p.SendLagP99, sumCounts(p.VictimErrors), formatCounts(p.VictimErrors), rate, cpu,
-			p.GeneratorCPU)
+			p.GeneratorCPU, steal)
 	}
 	for _, row := range []struct {
 		n string
 		l Latency
 	}{{"quiet, pooled", res.Quiet}, {"**hostile, pooled**", res.Hostile}} {
-		fmt.Fprintf(&b, "| %s | | %d | %.1f | %.1f | %.1f | | | | | |\n", row.n, row.l.Count, row.l.P50, row.l.P99, row.l.Max)
+		fmt.Fprintf(&b, "| %s | | %d | %.1f | %.1f | %.1f | | | | | | |\n", row.n, row.l.Count, row.l.P50, row.l.P99, row.l.Max)
 	}
 	fmt.Fprintf(&b, "\nVictims: %d answered 2xx in the phases; errors over the whole run %d %s %s; send lag p99 %.1f ms.\n\n",
 		res.VictimOK, sumCounts(res.VictimErrors), formatCounts(res.VictimErrors), res.VictimFirstError, res.SendLagP99)

@@ -41,27 +41,33 @@ func TestPhaseOf(t *testing.T) {
 func TestHostileJudge(t *testing.T) {
 	t.Parallel()
 	lat := func(p99 float64) reads.Latency { return reads.Latency{Count: 1000, P50: 1, P99: p99} }
+	calm := []reads.PhaseResult{{Index: 0, Steal: 0.002}, {Index: 1, Hostile: true, Steal: 0.01}}
 	for _, tc := range []struct {
 		name        string
 		quiet, host reads.Latency
 		errs        map[string]int64
 		offered     float64
 		lag         float64
-		want        []bool // p99, errors, rate
+		phases      []reads.PhaseResult
+		want        []bool // p99, errors, rate, steal
 	}{
-		{"within 20%", lat(10), lat(12), nil, 3000, 1, []bool{true, true, true}},
-		{"above 20%", lat(10), lat(12.1), nil, 3000, 1, []bool{false, true, true}},
-		{"faster when hostile", lat(10), lat(8), nil, 2700, 100, []bool{true, true, true}},
-		{"a victim refused", lat(10), lat(10), map[string]int64{"429": 1}, 3000, 1, []bool{true, false, true}},
-		{"hostile offered too little", lat(10), lat(10), nil, 2699, 1, []bool{true, true, false}},
-		{"hostile's schedule late", lat(10), lat(10), nil, 3000, 100.1, []bool{true, true, false}},
-		{"no quiet sample", reads.Latency{}, lat(10), nil, 3000, 1, []bool{false, true, true}},
+		{"within 20%", lat(10), lat(12), nil, 3000, 1, calm, []bool{true, true, true, true}},
+		{"above 20%", lat(10), lat(12.1), nil, 3000, 1, calm, []bool{false, true, true, true}},
+		{"faster when hostile", lat(10), lat(8), nil, 2700, 100, calm, []bool{true, true, true, true}},
+		{"a victim refused", lat(10), lat(10), map[string]int64{"429": 1}, 3000, 1, calm, []bool{true, false, true, true}},
+		{"hostile offered too little", lat(10), lat(10), nil, 2699, 1, calm, []bool{true, true, false, true}},
+		{"hostile's schedule late", lat(10), lat(10), nil, 3000, 100.1, calm, []bool{true, true, false, true}},
+		{"no quiet sample", reads.Latency{}, lat(10), nil, 3000, 1, calm, []bool{false, true, true, true}},
+		{"a quiet phase stolen from", lat(20), lat(12), nil, 3000, 1,
+			[]reads.PhaseResult{{Index: 0, Steal: 0.0101}, {Index: 1, Hostile: true}}, []bool{true, true, true, false}},
+		{"steal unknown (not Linux)", lat(10), lat(10), nil, 3000, 1,
+			[]reads.PhaseResult{{Index: 0, StealErr: "no /proc/stat"}, {Index: 1, Hostile: true, StealErr: "no /proc/stat"}}, []bool{true, true, true, true}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			r := &reads.HostileReport{Settings: reads.HostileSettings{HostileRate: 3000},
 				Result: &reads.HostileResult{Quiet: tc.quiet, Hostile: tc.host, VictimErrors: tc.errs,
-					HostileOffered: tc.offered, HostileLagP99: tc.lag}}
+					HostileOffered: tc.offered, HostileLagP99: tc.lag, Phases: tc.phases}}
 			r.Judge()
 			if len(r.Goals) != len(tc.want) {
 				t.Fatalf("%d goals, want %d: %+v", len(r.Goals), len(tc.want), r.Goals)

@@ -385,6 +385,9 @@ func Markdown(r *Report) string {
 	p("\nThe generator sent requests late by p99 %.1f ms, max %.1f ms after their intended time (waiting for a connection "+
 		"or for the CPU it shares with the target), and used %.1f CPU-seconds itself.\n",
 		res.SendLag.P99, res.SendLag.Max, res.GeneratorCPU)
+	if res.MachineSteal != nil {
+		p("\n%s\n", stealSentence(*res.MachineSteal, res.Samples))
+	}
 
 	if d := res.Drain; d.Applicable {
 		p("\n## Drain\n\nBacklog peak %d at %.1f s; %s. From the peak until nothing was pending the processor executed "+
@@ -483,4 +486,20 @@ func sortedKeys(m map[string]int64) []string {
 	}
 	sort.Strings(k)
 	return k
+}
+
+// stealSentence says how much of the machine's CPU time the hypervisor gave
+// to other guests during the run (share), and in its worst second.
+func stealSentence(share float64, samples []loadgen.Sample) string {
+	worst := loadgen.Sample{}
+	for _, s := range samples {
+		if s.Steal > worst.Steal {
+			worst = s
+		}
+	}
+	if share == 0 && worst.Steal == 0 {
+		return "The hypervisor took none of the machine's CPU time during the run (steal 0%): it ran at its own speed throughout."
+	}
+	return fmt.Sprintf("The hypervisor gave %.1f%% of the machine's CPU time to other guests during the run (steal; %.0f%% in its worst second, at %.0f s): "+
+		"the machine was that much slower than its own, so compare this run only with runs that lost as little.", share*100, worst.Steal*100, worst.T)
 }

@@ -161,3 +161,27 @@ func TestPollGoals(t *testing.T) {
 		t.Errorf("the table row lacks the polling figures:\n%s", table)
 	}
 }
+
+// TestStealSentence says how much CPU time the hypervisor took, and
+// nothing for a run that did not measure it.
+func TestStealSentence(t *testing.T) {
+	t.Parallel()
+	res := burst(40, true, 299, check.Report{})
+	judge := func() string {
+		return report.Markdown(report.Judge(res, target.Pipeline, "http://gw", simclient.Settings{}, "http://sim", "loadtest run", report.ThisMachine()))
+	}
+	if md := judge(); strings.Contains(md, "hypervisor") {
+		t.Errorf("a run that did not measure steal speaks of it:\n%s", md)
+	}
+	none := 0.0
+	res.MachineSteal = &none
+	if md := judge(); !strings.Contains(md, "The hypervisor took none of the machine's CPU time during the run") {
+		t.Errorf("no steal not said:\n%s", md)
+	}
+	some := 0.032
+	res.MachineSteal = &some
+	res.Samples[12].Steal = 0.25
+	if md := judge(); !strings.Contains(md, "gave 3.2% of the machine's CPU time to other guests during the run (steal; 25% in its worst second, at 12 s)") {
+		t.Errorf("steal not said:\n%s", md)
+	}
+}
