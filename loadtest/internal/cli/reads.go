@@ -6,11 +6,13 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"net/url"
 	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/finsvc/finance/loadtest/internal/hostcpu"
 	"github.com/finsvc/finance/loadtest/internal/reads"
 	"github.com/finsvc/finance/loadtest/internal/report"
 	"github.com/finsvc/finance/loadtest/internal/target"
@@ -204,6 +206,7 @@ func readsCommand(ctx context.Context, args []string, env Env) error {
 	cpuURLs := ro.metricURLs
 	cpuURLs[map[bool]string{true: "legacy", false: "gateway"}[cfg.Kind == target.Legacy]] = strings.TrimRight(cfg.URL, "/") + "/metrics"
 	cpuBefore, cpuErrs := report.ReadCPU(ctx, cpuURLs)
+	hostBefore, hostErr := hostcpu.Read()
 	db := reads.StartDB(ctx, pool)
 	var rss *reads.RSSSampler
 	if pid > 0 {
@@ -239,6 +242,10 @@ func readsCommand(ctx context.Context, args []string, env Env) error {
 	cpuAfter, errsAfter := report.ReadCPU(context.WithoutCancel(ctx), cpuURLs)
 	for k, v := range errsAfter {
 		cpuErrs[k] = v
+	}
+	if hostAfter, err := hostcpu.Read(); err == nil && hostErr == nil {
+		steal := math.Round(hostAfter.Sub(hostBefore).StealShare()*10_000) / 10_000
+		rep.MachineSteal = &steal
 	}
 	rep.Result = res
 	rep.CPU = report.CPUUsed(cpuURLs, cpuBefore, cpuAfter, cpuErrs)

@@ -333,3 +333,17 @@ func TestJudge(t *testing.T) {
 func reportCPU(name string, sec float64) report.ProcessCPU {
 	return report.ProcessCPU{Name: name, Seconds: sec}
 }
+
+// A read run's summary says what the hypervisor took, when it was measured.
+func TestSummarySaysSteal(t *testing.T) {
+	t.Parallel()
+	r := &reads.Report{Scenario: reads.ReadMax, Target: "pipeline", Result: &reads.Result{}}
+	if s := r.Summary(); strings.Contains(s, "hypervisor") {
+		t.Errorf("a run that did not measure steal speaks of it:\n%s", s)
+	}
+	steal := 0.125
+	r.MachineSteal = &steal
+	if s := r.Summary(); !strings.Contains(s, "The hypervisor gave 12.5% of the machine's CPU time to other guests during the run (steal):") {
+		t.Errorf("steal not said:\n%s", s)
+	}
+}

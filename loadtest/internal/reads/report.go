@@ -26,13 +26,16 @@ type Report struct {
 	CPU      []report.ProcessCPU `json:"cpu"`
 	DB       DBStats             `json:"database"`
 	// Per read: the target's CPU (µs) and its database's work.
-	CPUPerReadUS    float64       `json:"target_cpu_per_read_us,omitempty"`
-	CommitsPerRead  float64       `json:"db_commits_per_read,omitempty"`
-	StmtsPerRead    float64       `json:"db_statements_per_read,omitempty"`
-	RowsPerRead     float64       `json:"db_rows_returned_per_read,omitempty"`
-	OpenConnections int           `json:"open_connections"`
-	Baseline        string        `json:"baseline,omitempty"`
-	Goals           []report.Goal `json:"goals"`
+	CPUPerReadUS    float64 `json:"target_cpu_per_read_us,omitempty"`
+	CommitsPerRead  float64 `json:"db_commits_per_read,omitempty"`
+	StmtsPerRead    float64 `json:"db_statements_per_read,omitempty"`
+	RowsPerRead     float64 `json:"db_rows_returned_per_read,omitempty"`
+	OpenConnections int     `json:"open_connections"`
+	// MachineSteal is the share of the machine's CPU time the hypervisor
+	// gave to other guests during the run (hostcpu); nil: not measured.
+	MachineSteal *float64      `json:"machine_steal_share,omitzero"`
+	Baseline     string        `json:"baseline,omitempty"`
+	Goals        []report.Goal `json:"goals"`
 }
 
 // Settings are the run's resolved settings.
@@ -177,6 +180,9 @@ func (r *Report) Summary() string {
 	fmt.Fprintf(&b, "# %s → %s\n\n`%s`\n\n", r.Scenario, r.Target, r.Command)
 	fmt.Fprintf(&b, "Machine: %d CPUs %s, %.0f GiB, %s, load average at the end %s.\n\n",
 		r.Machine.CPUs, r.Machine.CPUModel, r.Machine.MemGiB, r.Machine.Go, r.Machine.LoadAvg)
+	if r.MachineSteal != nil {
+		fmt.Fprintf(&b, "%s\n\n", report.StealSentence(*r.MachineSteal, nil))
+	}
 	s := r.Settings
 	fmt.Fprintf(&b, "Users picked from %d seeded (%d..); ", s.Population, s.FirstUser)
 	switch {

@@ -386,7 +386,7 @@ func Markdown(r *Report) string {
 		"or for the CPU it shares with the target), and used %.1f CPU-seconds itself.\n",
 		res.SendLag.P99, res.SendLag.Max, res.GeneratorCPU)
 	if res.MachineSteal != nil {
-		p("\n%s\n", stealSentence(*res.MachineSteal, res.Samples))
+		p("\n%s\n", StealSentence(*res.MachineSteal, res.Samples))
 	}
 
 	if d := res.Drain; d.Applicable {
@@ -488,9 +488,10 @@ func sortedKeys(m map[string]int64) []string {
 	return k
 }
 
-// stealSentence says how much of the machine's CPU time the hypervisor gave
-// to other guests during the run (share), and in its worst second.
-func stealSentence(share float64, samples []loadgen.Sample) string {
+// StealSentence says how much of the machine's CPU time the hypervisor gave
+// to other guests during the run (share), and in its worst second when
+// samples has them.
+func StealSentence(share float64, samples []loadgen.Sample) string {
 	worst := loadgen.Sample{}
 	for _, s := range samples {
 		if s.Steal > worst.Steal {
@@ -500,6 +501,10 @@ func stealSentence(share float64, samples []loadgen.Sample) string {
 	if share == 0 && worst.Steal == 0 {
 		return "The hypervisor took none of the machine's CPU time during the run (steal 0%): it ran at its own speed throughout."
 	}
-	return fmt.Sprintf("The hypervisor gave %.1f%% of the machine's CPU time to other guests during the run (steal; %.0f%% in its worst second, at %.0f s): "+
-		"the machine was that much slower than its own, so compare this run only with runs that lost as little.", share*100, worst.Steal*100, worst.T)
+	inWorst := ""
+	if worst.Steal > 0 {
+		inWorst = fmt.Sprintf("; %.0f%% in its worst second, at %.0f s", worst.Steal*100, worst.T)
+	}
+	return fmt.Sprintf("The hypervisor gave %.1f%% of the machine's CPU time to other guests during the run (steal%s): "+
+		"the machine was that much slower than its own, so compare this run only with runs that lost as little.", share*100, inWorst)
 }
