@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"math"
 	"net/url"
 	"path/filepath"
 	"strings"
@@ -206,7 +205,7 @@ func readsCommand(ctx context.Context, args []string, env Env) error {
 	cpuURLs := ro.metricURLs
 	cpuURLs[map[bool]string{true: "legacy", false: "gateway"}[cfg.Kind == target.Legacy]] = strings.TrimRight(cfg.URL, "/") + "/metrics"
 	cpuBefore, cpuErrs := report.ReadCPU(ctx, cpuURLs)
-	hostBefore, hostErr := hostcpu.Read()
+	steal := hostcpu.NewMeter()
 	db := reads.StartDB(ctx, pool)
 	var rss *reads.RSSSampler
 	if pid > 0 {
@@ -243,9 +242,8 @@ func readsCommand(ctx context.Context, args []string, env Env) error {
 	for k, v := range errsAfter {
 		cpuErrs[k] = v
 	}
-	if hostAfter, err := hostcpu.Read(); err == nil && hostErr == nil {
-		steal := math.Round(hostAfter.Sub(hostBefore).StealShare()*10_000) / 10_000
-		rep.MachineSteal = &steal
+	if share, err := steal.Next(); err == nil {
+		rep.MachineSteal = &share
 	}
 	rep.Result = res
 	rep.CPU = report.CPUUsed(cpuURLs, cpuBefore, cpuAfter, cpuErrs)

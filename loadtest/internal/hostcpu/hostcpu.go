@@ -14,6 +14,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"strconv"
 	"strings"
@@ -50,6 +51,33 @@ func (t Times) StealShare() float64 {
 		return 0
 	}
 	return t.Steal / t.Total()
+}
+
+// Meter gives the share of the CPUs' time stolen between one reading of
+// /proc/stat and the next.
+type Meter struct {
+	last Times
+	err  error // why the last reading failed
+}
+
+// NewMeter takes the first reading.
+func NewMeter() *Meter {
+	m := &Meter{}
+	m.last, m.err = Read()
+	return m
+}
+
+// Next reads /proc/stat again and returns the share of the CPUs' time
+// stolen since the previous reading (NewMeter's or Next's), rounded to
+// 0.01%; an error when this reading or the previous one failed.
+func (m *Meter) Next() (float64, error) {
+	now, err := Read()
+	prev, prevErr := m.last, m.err
+	m.last, m.err = now, err
+	if err := errors.Join(prevErr, err); err != nil {
+		return 0, err
+	}
+	return math.Round(now.Sub(prev).StealShare()*10_000) / 10_000, nil
 }
 
 // Read reads the machine's CPU times from /proc/stat.

@@ -58,3 +58,17 @@ func TestReadThisMachine(t *testing.T) {
 		t.Errorf("Read: %+v, want CPU time since boot", a)
 	}
 }
+
+func TestMeterThisMachine(t *testing.T) {
+	t.Parallel()
+	if runtime.GOOS != "linux" {
+		t.Skip("/proc/stat is Linux's")
+	}
+	m := NewMeter()
+	for range 2 {
+		share, err := m.Next()
+		if err != nil || share < 0 || share > 1 {
+			t.Errorf("Next: %v, %v; want a share of the CPUs' time", share, err)
+		}
+	}
+}

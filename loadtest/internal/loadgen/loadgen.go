@@ -116,7 +116,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	r.rec = NewRecorder(r.start, width)
 	res := &Result{RunID: o.RunID, StartedAt: r.start, Workload: w}
 	cpu0 := CPUSeconds()
-	host0, host0Err := hostcpu.Read()
+	steal := hostcpu.NewMeter()
 
 	sampleCtx, stopSampling := context.WithCancel(context.WithoutCancel(ctx))
 	samplerDone := make(chan struct{})
@@ -179,9 +179,8 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	res.Samples = r.samples
 	res.BucketSeconds = width.Seconds()
 	res.GeneratorCPU = math.Round((CPUSeconds()-cpu0)*100) / 100
-	if host1, err := hostcpu.Read(); err == nil && host0Err == nil {
-		steal := math.Round(host1.Sub(host0).StealShare()*10_000) / 10_000
-		res.MachineSteal = &steal
+	if share, err := steal.Next(); err == nil {
+		res.MachineSteal = &share
 	}
 	if o.AfterDrain != nil {
 		o.AfterDrain()

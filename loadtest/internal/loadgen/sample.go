@@ -13,7 +13,7 @@ import (
 func (r *runner) sample(ctx context.Context) {
 	prevT := time.Now()
 	prev, _ := r.o.Sim.Stats(ctx)
-	prevHost, prevHostErr := hostcpu.Read()
+	steal := hostcpu.NewMeter()
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	for {
@@ -46,12 +46,7 @@ func (r *runner) sample(ctx context.Context) {
 			s.NoProcessor = true
 			errs = append(errs, err)
 		}
-		if host, err := hostcpu.Read(); err == nil {
-			if prevHostErr == nil {
-				s.Steal = math.Round(host.Sub(prevHost).StealShare()*10_000) / 10_000
-			}
-			prevHost, prevHostErr = host, nil
-		}
+		s.Steal, _ = steal.Next() // 0 when /proc/stat cannot be read
 		s.InFlight = r.inflight[Write].Load() + r.inflight[Read].Load()
 		if r.o.Backlog != nil {
 			qctx, cancel := context.WithTimeout(ctx, 3*time.Second)

@@ -570,7 +570,8 @@ func RunHostile(ctx context.Context, cfg HostileConfig) (*HostileResult, error) 
 	// The target's CPU at every phase boundary, and the progress line.
 	cpu, gen := make([]float64, cfg.Phases+1), make([]float64, cfg.Phases+1)
 	cpuErr := make([]string, cfg.Phases+1)
-	host, hostErr := make([]hostcpu.Times, cfg.Phases+1), make([]string, cfg.Phases+1)
+	steal, stealErr := make([]float64, cfg.Phases), make([]string, cfg.Phases)
+	var meter *hostcpu.Meter
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -591,10 +592,12 @@ func RunHostile(ctx context.Context, cfg HostileConfig) (*HostileResult, error) 
 			case <-time.After(time.Until(at)):
 			}
 			gen[b] = loadgen.CPUSeconds()
-			if t, err := hostcpu.Read(); err == nil {
-				host[b] = t
+			if b == 0 {
+				meter = hostcpu.NewMeter()
+			} else if share, err := meter.Next(); err == nil {
+				steal[b-1] = share
 			} else {
-				hostErr[b] = err.Error()
+				stealErr[b-1] = err.Error()
 			}
 			if cfg.CPU != nil {
 				v, err := cfg.CPU(lctx)
@@ -645,9 +648,7 @@ func RunHostile(ctx context.Context, cfg HostileConfig) (*HostileResult, error) 
 			}
 		}
 		pr.GeneratorCPU = round2(gen[i+1] - gen[i])
-		if pr.StealErr = hostErr[i] + hostErr[i+1]; pr.StealErr == "" && host[i+1].Total() > 0 {
-			pr.Steal = round4(host[i+1].Sub(host[i]).StealShare())
-		}
+		pr.Steal, pr.StealErr = steal[i], stealErr[i]
 		res.Phases = append(res.Phases, pr)
 	}
 	res.Quiet, res.Hostile = latencyOf(quiet), latencyOf(hostile)

@@ -145,6 +145,9 @@ func TestRunHostile(t *testing.T) {
 		if p.TargetCPU != 1 || p.CPUErr != "" {
 			t.Errorf("phase %d: target CPU %v (%s), want 1 (one more per boundary)", p.Index, p.TargetCPU, p.CPUErr)
 		}
+		if p.StealErr != "" || p.Steal < 0 || p.Steal > 1 {
+			t.Errorf("phase %d: steal %v (%s), want the share of the machine's CPU time stolen", p.Index, p.Steal, p.StealErr)
+		}
 	}
 	if res.VictimErrors != nil || res.Quiet.Count == 0 || res.Hostile.Count == 0 {
 		t.Errorf("victims: errors %v, quiet %+v, hostile %+v", res.VictimErrors, res.Quiet, res.Hostile)

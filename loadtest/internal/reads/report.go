@@ -133,7 +133,6 @@ func (r *Report) Judge(base *Report) {
 
 func round1(v float64) float64 { return math.Round(v*10) / 10 }
 func round2(v float64) float64 { return math.Round(v*100) / 100 }
-func round4(v float64) float64 { return math.Round(v*10_000) / 10_000 }
 
 // ReadReport reads a read run's results.json (or its directory).
 func ReadReport(path string) (*Report, error) {
