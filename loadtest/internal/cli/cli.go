@@ -54,6 +54,7 @@ commands:
   scenarios                                              list the scenarios and their defaults
   table results.json...                                  print a Markdown table of runs (for docs/loadtest.md)
   report DIR...                                          redraw the plots and summary.md of runs from their results.json
+  compare --out PREFIX DIR DIR...                        draw runs of one scenario side by side (the as-is service first)
   help [command]                                         show usage
 
 exit codes: 0 passed, 1 failed (checks or could not run), 2 bad usage`
@@ -101,6 +102,8 @@ func (env Env) Run(ctx context.Context, args []string) error {
 		err = tableCommand(args[1:], env)
 	case "report":
 		err = reportCommand(args[1:], env)
+	case "compare":
+		err = compareCommand(args[1:], env)
 	default:
 		return &entry.UsageError{Err: fmt.Errorf("unknown command %q", args[0]), Usage: mainUsage + "\n"}
 	}
@@ -139,8 +142,12 @@ func scenariosCommand(args []string, env Env) error {
 }
 
 const (
-	tableUsage  = "usage: loadtest table RUN_DIR|results.json ...\n  Prints the runs' Markdown results table, one row per run."
-	reportUsage = "usage: loadtest report RUN_DIR ...\n  Redraws each run's summary.md and PNG plots from its results.json."
+	tableUsage   = "usage: loadtest table RUN_DIR|results.json ...\n  Prints the runs' Markdown results table, one row per run."
+	reportUsage  = "usage: loadtest report RUN_DIR ...\n  Redraws each run's summary.md and PNG plots from its results.json."
+	compareUsage = "usage: loadtest compare --out PREFIX RUN_DIR RUN_DIR ...\n" +
+		"  Draws two or more payment runs of one scenario on shared axes, from their results.json:\n" +
+		"  PREFIX" + report.CompareThroughput + ", PREFIX" + report.CompareLatency + " and, when every run measured its\n" +
+		"  processes' CPU, PREFIX" + report.CompareCPU + ". Give the as-is service's run first."
 )
 
 // onlyPaths reports whether args hold no flags. --help and -h print usage
@@ -210,6 +217,44 @@ func reportCommand(args []string, env Env) error {
 			return fmt.Errorf("%s: %w", dir, err)
 		}
 		fmt.Fprintf(env.Stdout, "%s: summary.md and %d plots redrawn\n", dir, len(r.Plots))
+	}
+	return nil
+}
+
+func compareCommand(args []string, env Env) error {
+	fs := flag.NewFlagSet("compare", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	out := fs.String("out", "", "")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(env.Stdout, compareUsage)
+			return nil
+		}
+		return usagef("%v\n%s", err, compareUsage)
+	}
+	if *out == "" {
+		return usagef("--out is required: the plots' path prefix, such as docs/loadtest/s22-burst\n%s", compareUsage)
+	}
+	if fs.NArg() < 2 {
+		return usagef("compare wants two or more run directories, got %d\n%s", fs.NArg(), compareUsage)
+	}
+	var runs []*report.Report
+	for _, dir := range fs.Args() {
+		if _, err := reads.ReadReport(dir); err == nil || reads.IsHostileReport(dir) {
+			return fmt.Errorf("%s is a read run: compare draws payment runs", dir)
+		}
+		r, err := report.Read(filepath.Join(dir, "results.json"))
+		if err != nil {
+			return err
+		}
+		runs = append(runs, r)
+	}
+	files, err := report.WriteComparison(runs, *out)
+	if err != nil {
+		return err
+	}
+	for _, f := range files {
+		fmt.Fprintln(env.Stdout, f)
 	}
 	return nil
 }

@@ -85,6 +85,9 @@ func TestBadInvocationsStopAtOnce(t *testing.T) {
 		{"table without files", []string{"table"}, []string{"results.json"}},
 		{"table with a flag", []string{"table", "--sort", "x"}, []string{`unknown flag "--sort"`}},
 		{"report with a flag", []string{"report", "-o", "x"}, []string{`unknown flag "-o"`}},
+		{"compare without --out", []string{"compare", "a", "b"}, []string{"--out is required"}},
+		{"compare one run", []string{"compare", "--out", "x", "a"}, []string{"two or more run directories, got 1"}},
+		{"compare with an unknown flag", []string{"compare", "--outt", "x"}, []string{"outt"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -219,6 +222,11 @@ func TestRunWritesTheReportAndJudgesTheMoney(t *testing.T) {
 			// The report command redraws it.
 			if rr := run(t, "report", out); rr.code != 0 || !strings.Contains(rr.stdout, "redrawn") {
 				t.Errorf("report: exit %d %s %s", rr.code, rr.stdout, rr.stderr)
+			}
+			// The compare command draws it beside another run of the scenario.
+			prefix := filepath.Join(t.TempDir(), "pair")
+			if cr := run(t, "compare", "--out", prefix, out, out); cr.code != 0 || !strings.Contains(cr.stdout, prefix+report.CompareLatency) {
+				t.Errorf("compare: exit %d %s %s", cr.code, cr.stdout, cr.stderr)
 			}
 			// The table command reads it back.
 			tr := run(t, "table", out)

@@ -1,0 +1,267 @@
+package report
+
+// Side-by-side plots: two or more runs of one scenario on shared axes, as
+// the design doc shows each phase beside the as-is service
+// (`loadtest compare`).
+
+import (
+	"errors"
+	"fmt"
+	"image/color"
+	"math"
+	"slices"
+
+	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/plotter"
+	"gonum.org/v1/plot/vg"
+
+	"github.com/finsvc/finance/loadtest/internal/target"
+)
+
+// The comparison plots, by the suffix of their file name.
+const (
+	CompareThroughput = "-throughput.png"
+	CompareLatency    = "-latency.png"
+	CompareCPU        = "-cpu.png"
+)
+
+// runColors tell the runs apart; the as-is service is always the first run
+// given, in grey, when it is one of them.
+var runColors = []color.Color{grey, blue, orange, green, purple, red}
+
+// processColors tell a CPU bar's processes apart.
+var processColors = []color.Color{
+	blue, orange, green, red, purple, grey,
+	color.RGBA{R: 140, G: 86, B: 75, A: 255},
+	color.RGBA{R: 227, G: 119, B: 194, A: 255},
+	color.RGBA{R: 188, G: 189, B: 34, A: 255},
+	color.RGBA{R: 23, G: 190, B: 207, A: 255},
+}
+
+// RunLabel names a run in a comparison: its target, as the docs call it.
+func RunLabel(r *Report) string {
+	if r.Target == string(target.Legacy) {
+		return "as-is service"
+	}
+	return r.Target
+}
+
+// WriteComparison draws runs (at least two, of one scenario) on shared
+// axes into prefix+CompareThroughput, prefix+CompareLatency and, when every
+// run measured its processes' CPU, prefix+CompareCPU. It returns the files
+// written.
+func WriteComparison(runs []*Report, prefix string) ([]string, error) {
+	if len(runs) < 2 {
+		return nil, errors.New("a comparison needs at least two runs")
+	}
+	for _, r := range runs[1:] {
+		if r.Scenario != runs[0].Scenario {
+			return nil, fmt.Errorf("the runs are of different scenarios (%s, %s): compare runs of one", runs[0].Scenario, r.Scenario)
+		}
+	}
+	var files []string
+	for _, f := range []struct {
+		suffix string
+		make   func([]*Report) (*plot.Plot, error)
+	}{
+		{CompareThroughput, compareThroughput},
+		{CompareLatency, compareLatency},
+		{CompareCPU, compareCPU},
+	} {
+		p, err := f.make(runs)
+		if err != nil {
+			return files, fmt.Errorf("plot %s: %w", f.suffix, err)
+		}
+		if p == nil {
+			continue
+		}
+		name := prefix + f.suffix
+		if err := p.Save(9*vg.Inch, 4*vg.Inch, name); err != nil {
+			return files, fmt.Errorf("plot %s: %w", name, err)
+		}
+		files = append(files, name)
+	}
+	return files, nil
+}
+
+func newComparePlot(runs []*Report, title, ylabel string) *plot.Plot {
+	p := plot.New()
+	p.Title.Text = fmt.Sprintf("%s — %s", title, runs[0].Scenario)
+	p.X.Label.Text = "seconds since start"
+	p.Y.Label.Text = ylabel
+	p.Legend.Top = true
+	p.Legend.Left = false
+	p.Add(plotter.NewGrid())
+	return p
+}
+
+// compareThroughput is each run's payments answered 2xx per second and
+// the processor's executions per second.
+func compareThroughput(runs []*Report) (*plot.Plot, error) {
+	p := newComparePlot(runs, "Payments answered 2xx (solid) and executed by the processor (dashed), each second", "per second")
+	hi := 0.0
+	var ss []series
+	for i, r := range runs {
+		// Whole seconds: a tenth's rate swings with the batches.
+		var ok, executed plotter.XYs
+		for _, s := range r.Result.Seconds {
+			sec := math.Floor(s.T + 1e-9)
+			if n := len(ok); n == 0 || ok[n-1].X != sec+0.5 {
+				ok = append(ok, plotter.XY{X: sec + 0.5})
+			}
+			ok[len(ok)-1].Y += float64(s.Writes.OK)
+		}
+		for _, xy := range ok {
+			hi = math.Max(hi, xy.Y)
+		}
+		for _, s := range r.Result.Samples {
+			if !s.NoProcessor {
+				executed = append(executed, plotter.XY{X: s.T, Y: s.ProcExecuted})
+				hi = math.Max(hi, s.ProcExecuted)
+			}
+		}
+		c := runColors[i%len(runColors)]
+		ss = append(ss,
+			series{name: RunLabel(r) + ": answered 2xx", color: c, points: true, xys: ok},
+			series{name: RunLabel(r) + ": executed", color: c, dashed: true, xys: executed})
+	}
+	if hi == 0 {
+		return nil, nil
+	}
+	if err := addSeries(p, ss...); err != nil {
+		return nil, err
+	}
+	p.Y.Min, p.Y.Max = 0, hi*1.45
+	return p, nil
+}
+
+// compareLatency is each run's payment p99 by the second its requests
+// were answered, from their intended send time.
+func compareLatency(runs []*Report) (*plot.Plot, error) {
+	p := newComparePlot(runs, "Payment p99 from intended send time, by second answered", "milliseconds (log)")
+	p.Y.Scale = plot.LogScale{}
+	p.Y.Tick.Marker = ticks125{}
+	lo, hi := math.Inf(1), 0.0
+	var ss []series
+	for i, r := range runs {
+		var xys plotter.XYs
+		for _, s := range r.Result.Seconds {
+			if s.Writes.Done > 0 && s.Writes.P99 > 0 {
+				xys = append(xys, plotter.XY{X: s.T + r.Result.BucketSeconds/2, Y: s.Writes.P99})
+				lo, hi = math.Min(lo, s.Writes.P99), math.Max(hi, s.Writes.P99)
+			}
+		}
+		ss = append(ss, series{name: RunLabel(r) + fmt.Sprintf(" (whole run p99 %.1f ms)", r.Result.Writes.Latency.P99),
+			color: runColors[i%len(runColors)], points: true, xys: xys})
+	}
+	if hi == 0 {
+		return nil, nil
+	}
+	if err := addSeries(p, ss...); err != nil {
+		return nil, err
+	}
+	p.Y.Min, p.Y.Max = lo/1.5, hi*4
+	return p, nil
+}
+
+// ProcessMs is one process's CPU per accepted payment, in milliseconds.
+type ProcessMs struct {
+	Name string
+	Ms   float64
+}
+
+// CPUPerPayment is the CPU each measured process of r used per accepted
+// payment, in r.CPU's order (a process measured twice is summed, one that
+// could not be read is left out), and their total. Nil when the run
+// measured no process or accepted no payment.
+func CPUPerPayment(r *Report) ([]ProcessMs, float64) {
+	accepted := r.Result.Writes.ByClass[string(target.OK)]
+	if len(r.CPU) == 0 || accepted == 0 {
+		return nil, 0
+	}
+	var out []ProcessMs
+	total := 0.0
+	for _, c := range r.CPU {
+		if c.Err != "" {
+			continue
+		}
+		ms := c.Seconds * 1000 / float64(accepted)
+		total += ms
+		if i := slices.IndexFunc(out, func(p ProcessMs) bool { return p.Name == c.Name }); i >= 0 {
+			out[i].Ms += ms
+			continue
+		}
+		out = append(out, ProcessMs{Name: c.Name, Ms: ms})
+	}
+	return out, total
+}
+
+// compareCPU is one bar per run: the CPU its processes used per accepted
+// payment, stacked by process, each process in one colour across the bars.
+// Nil when a run measured none.
+func compareCPU(runs []*Report) (*plot.Plot, error) {
+	var names []string // every process of any run, in order of first appearance
+	perRun := make([]map[string]float64, len(runs))
+	var totals plotter.XYLabels
+	hi := 0.0
+	for i, r := range runs {
+		procs, total := CPUPerPayment(r)
+		if procs == nil {
+			return nil, nil
+		}
+		perRun[i] = map[string]float64{}
+		for _, p := range procs {
+			perRun[i][p.Name] = p.Ms
+			if !slices.Contains(names, p.Name) {
+				names = append(names, p.Name)
+			}
+		}
+		hi = math.Max(hi, total)
+		totals.Labels = append(totals.Labels, fmt.Sprintf("%.2f ms", total))
+		totals.XYs = append(totals.XYs, plotter.XY{X: float64(i), Y: total})
+	}
+	p := plot.New()
+	p.Title.Text = "CPU per accepted payment, every measured process — " + runs[0].Scenario
+	p.Y.Label.Text = "milliseconds of CPU per payment"
+	p.Legend.Top = true
+	p.Legend.Left = false
+	p.Add(plotter.NewGrid())
+	var below *plotter.BarChart
+	for k, name := range names {
+		values := make(plotter.Values, len(runs))
+		for i := range runs {
+			values[i] = perRun[i][name]
+		}
+		b, err := plotter.NewBarChart(values, vg.Points(60))
+		if err != nil {
+			return nil, err
+		}
+		b.Color = processColors[k%len(processColors)]
+		b.LineStyle.Width = 0
+		if below != nil {
+			b.StackOn(below)
+		}
+		p.Add(b)
+		p.Legend.Add(name, b)
+		below = b
+	}
+	for i := range totals.XYs {
+		totals.XYs[i].Y += hi * 0.03 // just above the bar
+	}
+	l, err := plotter.NewLabels(totals)
+	if err != nil {
+		return nil, err
+	}
+	for i := range l.TextStyle {
+		l.TextStyle[i].XAlign = -0.5 // centred over the bar
+	}
+	p.Add(l)
+	labels := make([]string, len(runs))
+	for i, r := range runs {
+		labels[i] = RunLabel(r)
+	}
+	p.NominalX(labels...)
+	p.Y.Min, p.Y.Max = 0, hi*1.25
+	p.X.Min, p.X.Max = -0.5, float64(len(runs))+1.5 // room on the right for the legend
+	return p, nil
+}
