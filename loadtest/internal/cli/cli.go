@@ -145,9 +145,10 @@ const (
 	tableUsage   = "usage: loadtest table RUN_DIR|results.json ...\n  Prints the runs' Markdown results table, one row per run."
 	reportUsage  = "usage: loadtest report RUN_DIR ...\n  Redraws each run's summary.md and PNG plots from its results.json."
 	compareUsage = "usage: loadtest compare --out PREFIX RUN_DIR RUN_DIR ...\n" +
-		"  Draws two or more payment runs of one scenario on shared axes, from their results.json:\n" +
+		"  Draws two or more runs of one scenario side by side, from their results.json. Payment runs:\n" +
 		"  PREFIX" + report.CompareThroughput + ", PREFIX" + report.CompareLatency + " and, when every run measured its\n" +
-		"  processes' CPU, PREFIX" + report.CompareCPU + ". Give the as-is service's run first."
+		"  processes' CPU, PREFIX" + report.CompareCPU + ". Read runs (read-max, read-users): PREFIX" + reads.CompareReads + "\n" +
+		"  and PREFIX" + reads.CompareCPU + ". Give the as-is service's run first."
 )
 
 // onlyPaths reports whether args hold no flags. --help and -h print usage
@@ -238,18 +239,7 @@ func compareCommand(args []string, env Env) error {
 	if fs.NArg() < 2 {
 		return usagef("compare wants two or more run directories, got %d\n%s", fs.NArg(), compareUsage)
 	}
-	var runs []*report.Report
-	for _, dir := range fs.Args() {
-		if _, err := reads.ReadReport(dir); err == nil || reads.IsHostileReport(dir) {
-			return fmt.Errorf("%s is a read run: compare draws payment runs", dir)
-		}
-		r, err := report.Read(filepath.Join(dir, "results.json"))
-		if err != nil {
-			return err
-		}
-		runs = append(runs, r)
-	}
-	files, err := report.WriteComparison(runs, *out)
+	files, err := compareRuns(fs.Args(), *out)
 	if err != nil {
 		return err
 	}
@@ -257,6 +247,35 @@ func compareCommand(args []string, env Env) error {
 		fmt.Fprintln(env.Stdout, f)
 	}
 	return nil
+}
+
+// compareRuns draws the runs in dirs side by side: payment runs with
+// report.WriteComparison, read runs with reads.WriteComparison; the two
+// kinds, or a hostile run, cannot be compared.
+func compareRuns(dirs []string, prefix string) ([]string, error) {
+	var payments []*report.Report
+	var readRuns []*reads.Report
+	for _, dir := range dirs {
+		if reads.IsHostileReport(dir) {
+			return nil, fmt.Errorf("%s is a hostile run: its summary.md compares its own phases", dir)
+		}
+		if r, err := reads.ReadReport(dir); err == nil {
+			readRuns = append(readRuns, r)
+			continue
+		}
+		r, err := report.Read(filepath.Join(dir, "results.json"))
+		if err != nil {
+			return nil, err
+		}
+		payments = append(payments, r)
+	}
+	switch {
+	case len(payments) > 0 && len(readRuns) > 0:
+		return nil, errors.New("the runs mix payment runs and read runs: compare runs of one scenario")
+	case len(readRuns) > 0:
+		return reads.WriteComparison(readRuns, prefix)
+	}
+	return report.WriteComparison(payments, prefix)
 }
 
 func printRunUsage(w io.Writer, fs *flag.FlagSet) {

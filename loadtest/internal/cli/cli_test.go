@@ -243,3 +243,31 @@ const (
 	exitFailed = 1
 	exitUsage  = 2
 )
+
+// TestCompareKinds draws read runs with the read plots, and refuses to
+// compare a payment run with a read run.
+func TestCompareKinds(t *testing.T) {
+	t.Parallel()
+	runDir := func(results string) string {
+		dir := t.TempDir()
+		if err := os.WriteFile(filepath.Join(dir, "results.json"), []byte(results), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return dir
+	}
+	read := func(target string) string {
+		return runDir(`{"kind":"reads","scenario":"read-max","target":"` + target + `","result":{"ok":1000,"reads_per_second":50,"reads":{"count":1000,"p99_ms":20}},` +
+			`"cpu":[{"name":"` + target + `","cpu_seconds":0.1}]}`)
+	}
+	asIs, pipeline := read("legacy"), read("pipeline")
+	payment := runDir(`{"scenario":"burst","target":"pipeline","result":{"bucket_seconds":0.1}}`)
+
+	prefix := filepath.Join(t.TempDir(), "read-max")
+	if r := run(t, "compare", "--out", prefix, asIs, pipeline); r.code != 0 ||
+		!strings.Contains(r.stdout, prefix+"-reads.png") || !strings.Contains(r.stdout, prefix+"-cpu.png") {
+		t.Errorf("read runs: exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+	}
+	if r := run(t, "compare", "--out", prefix, asIs, payment); r.code != exitFailed || !strings.Contains(r.stderr, "mix payment runs and read runs") {
+		t.Errorf("mixed kinds: exit %d, stderr %q", r.code, r.stderr)
+	}
+}

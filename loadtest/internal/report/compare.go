@@ -76,12 +76,20 @@ func WriteComparison(runs []*Report, prefix string) ([]string, error) {
 			continue
 		}
 		name := prefix + f.suffix
-		if err := p.Save(9*vg.Inch, 4*vg.Inch, name); err != nil {
-			return files, fmt.Errorf("plot %s: %w", name, err)
+		if err := SavePlot(p, name); err != nil {
+			return files, err
 		}
 		files = append(files, name)
 	}
 	return files, nil
+}
+
+// SavePlot writes p to the PNG file name, at the size of every plot here.
+func SavePlot(p *plot.Plot, name string) error {
+	if err := p.Save(9*vg.Inch, 4*vg.Inch, name); err != nil {
+		return fmt.Errorf("plot %s: %w", name, err)
+	}
+	return nil
 }
 
 func newComparePlot(runs []*Report, title, ylabel string) *plot.Plot {
@@ -197,58 +205,99 @@ func CPUPerPayment(r *Report) ([]ProcessMs, float64) {
 }
 
 // compareCPU is one bar per run: the CPU its processes used per accepted
-// payment, stacked by process, each process in one colour across the bars.
-// Nil when a run measured none.
+// payment, stacked by process. Nil when a run measured none.
 func compareCPU(runs []*Report) (*plot.Plot, error) {
-	var names []string // every process of any run, in order of first appearance
-	perRun := make([]map[string]float64, len(runs))
-	var totals plotter.XYLabels
-	hi := 0.0
+	bars := make([]Bar, len(runs))
 	for i, r := range runs {
 		procs, total := CPUPerPayment(r)
 		if procs == nil {
 			return nil, nil
 		}
-		perRun[i] = map[string]float64{}
+		bars[i] = Bar{Label: RunLabel(r), Top: fmt.Sprintf("%.2f ms", total)}
 		for _, p := range procs {
-			perRun[i][p.Name] = p.Ms
+			bars[i].Parts = append(bars[i].Parts, Part{Name: p.Name, Value: p.Ms})
+		}
+	}
+	return StackedBars("CPU per accepted payment, every measured process — "+runs[0].Scenario,
+		"milliseconds of CPU per payment", bars)
+}
+
+// Bar is one bar of StackedBars: its parts from the bottom up, and the
+// text written above it.
+type Bar struct {
+	Label string
+	Top   string
+	Parts []Part
+}
+
+// Part is one layer of a Bar.
+type Part struct {
+	Name  string
+	Value float64
+}
+
+// StackedBars draws one bar per Bar, stacked by part, each part name in
+// one colour across the bars, with the legend naming the parts when there
+// are more than one.
+func StackedBars(title, ylabel string, bars []Bar) (*plot.Plot, error) {
+	var names []string // every part of any bar, in order of first appearance
+	hi := 0.0
+	for _, b := range bars {
+		total := 0.0
+		for _, p := range b.Parts {
+			total += p.Value
 			if !slices.Contains(names, p.Name) {
 				names = append(names, p.Name)
 			}
 		}
 		hi = math.Max(hi, total)
-		totals.Labels = append(totals.Labels, fmt.Sprintf("%.2f ms", total))
-		totals.XYs = append(totals.XYs, plotter.XY{X: float64(i), Y: total})
+	}
+	if hi == 0 {
+		return nil, errors.New("nothing to draw: every bar is empty")
 	}
 	p := plot.New()
-	p.Title.Text = "CPU per accepted payment, every measured process — " + runs[0].Scenario
-	p.Y.Label.Text = "milliseconds of CPU per payment"
+	p.Title.Text = title
+	p.Y.Label.Text = ylabel
 	p.Legend.Top = true
 	p.Legend.Left = false
 	p.Add(plotter.NewGrid())
 	var below *plotter.BarChart
 	for k, name := range names {
-		values := make(plotter.Values, len(runs))
-		for i := range runs {
-			values[i] = perRun[i][name]
+		values := make(plotter.Values, len(bars))
+		for i, b := range bars {
+			for _, part := range b.Parts {
+				if part.Name == name {
+					values[i] += part.Value
+				}
+			}
 		}
-		b, err := plotter.NewBarChart(values, vg.Points(60))
+		bc, err := plotter.NewBarChart(values, vg.Points(60))
 		if err != nil {
 			return nil, err
 		}
-		b.Color = processColors[k%len(processColors)]
-		b.LineStyle.Width = 0
+		bc.Color = processColors[k%len(processColors)]
+		bc.LineStyle.Width = 0
 		if below != nil {
-			b.StackOn(below)
+			bc.StackOn(below)
 		}
-		p.Add(b)
-		p.Legend.Add(name, b)
-		below = b
+		p.Add(bc)
+		if len(names) > 1 {
+			p.Legend.Add(name, bc)
+		}
+		below = bc
 	}
-	for i := range totals.XYs {
-		totals.XYs[i].Y += hi * 0.03 // just above the bar
+	var tops plotter.XYLabels
+	labels := make([]string, len(bars))
+	for i, b := range bars {
+		total := 0.0
+		for _, part := range b.Parts {
+			total += part.Value
+		}
+		tops.XYs = append(tops.XYs, plotter.XY{X: float64(i), Y: total + hi*0.03}) // just above the bar
+		tops.Labels = append(tops.Labels, b.Top)
+		labels[i] = b.Label
 	}
-	l, err := plotter.NewLabels(totals)
+	l, err := plotter.NewLabels(tops)
 	if err != nil {
 		return nil, err
 	}
@@ -256,12 +305,8 @@ func compareCPU(runs []*Report) (*plot.Plot, error) {
 		l.TextStyle[i].XAlign = -0.5 // centred over the bar
 	}
 	p.Add(l)
-	labels := make([]string, len(runs))
-	for i, r := range runs {
-		labels[i] = RunLabel(r)
-	}
 	p.NominalX(labels...)
 	p.Y.Min, p.Y.Max = 0, hi*1.25
-	p.X.Min, p.X.Max = -0.5, float64(len(runs))+1.5 // room on the right for the legend
+	p.X.Min, p.X.Max = -0.5, float64(len(bars))+1.5 // room on the right for the legend
 	return p, nil
 }
