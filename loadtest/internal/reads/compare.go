@@ -4,11 +4,9 @@ package reads
 // doc's read-path phase beside the as-is service.
 
 import (
-	"errors"
 	"fmt"
 
 	"github.com/finsvc/finance/loadtest/internal/report"
-	"github.com/finsvc/finance/loadtest/internal/target"
 )
 
 // The comparison plots of read runs, by the suffix of their file name.
@@ -16,14 +14,6 @@ const (
 	CompareReads = "-reads.png"
 	CompareCPU   = "-cpu.png"
 )
-
-// runLabel names a run in a comparison as the docs do.
-func runLabel(r *Report) string {
-	if r.Target == string(target.Legacy) {
-		return "as-is service"
-	}
-	return r.Target
-}
 
 // CPUPerRead is the CPU each measured process of r used per 2xx read, in
 // microseconds, in r.CPU's order (one that could not be read is left out),
@@ -50,45 +40,46 @@ func CPUPerRead(r *Report) ([]report.Part, float64) {
 // and, when every run measured its processes' CPU, prefix+CompareCPU, the
 // CPU per read stacked by process. It returns the files written.
 func WriteComparison(runs []*Report, prefix string) ([]string, error) {
-	if len(runs) < 2 {
-		return nil, errors.New("a comparison needs at least two runs")
+	scenarios := make([]string, len(runs))
+	for i, r := range runs {
+		scenarios[i] = r.Scenario
 	}
-	for _, r := range runs[1:] {
-		if r.Scenario != runs[0].Scenario {
-			return nil, fmt.Errorf("the runs are of different scenarios (%s, %s): compare runs of one", runs[0].Scenario, r.Scenario)
-		}
+	if err := report.Comparable(scenarios); err != nil {
+		return nil, err
 	}
 	throughput := make([]report.Bar, len(runs))
 	cpu := make([]report.Bar, len(runs))
 	for i, r := range runs {
-		throughput[i] = report.Bar{Label: runLabel(r),
+		label := report.TargetLabel(r.Target)
+		throughput[i] = report.Bar{Label: label,
 			Top:   fmt.Sprintf("%.0f reads/s, p99 %.1f ms", r.Result.PerSecond, r.Result.Reads.P99),
 			Parts: []report.Part{{Name: "reads/s", Value: r.Result.PerSecond}}}
 		parts, total := CPUPerRead(r)
 		if parts == nil {
 			cpu = nil
 		} else if cpu != nil {
-			cpu[i] = report.Bar{Label: runLabel(r), Top: fmt.Sprintf("%.0f µs", total), Parts: parts}
+			cpu[i] = report.Bar{Label: label, Top: fmt.Sprintf("%.0f µs", total), Parts: parts}
 		}
 	}
 	var files []string
-	p, err := report.StackedBars("Reads answered 2xx per second, with their p99 — "+runs[0].Scenario, "reads per second", throughput)
-	if err != nil {
-		return nil, err
-	}
-	if err := report.SavePlot(p, prefix+CompareReads); err != nil {
-		return nil, err
-	}
-	files = append(files, prefix+CompareReads)
-	if cpu != nil {
-		p, err := report.StackedBars("CPU per read, every measured process — "+runs[0].Scenario, "microseconds of CPU per read", cpu)
+	for _, pl := range []struct {
+		suffix, title, ylabel string
+		bars                  []report.Bar
+	}{
+		{CompareReads, "Reads answered 2xx per second, with their p99", "reads per second", throughput},
+		{CompareCPU, "CPU per read, every measured process", "microseconds of CPU per read", cpu},
+	} {
+		if pl.bars == nil {
+			continue // a run measured no CPU
+		}
+		p, err := report.StackedBars(pl.title+" — "+runs[0].Scenario, pl.ylabel, pl.bars)
 		if err != nil {
 			return files, err
 		}
-		if err := report.SavePlot(p, prefix+CompareCPU); err != nil {
+		if err := report.SavePlot(p, prefix+pl.suffix); err != nil {
 			return files, err
 		}
-		files = append(files, prefix+CompareCPU)
+		files = append(files, prefix+pl.suffix)
 	}
 	return files, nil
 }

@@ -39,12 +39,26 @@ var processColors = []color.Color{
 	color.RGBA{R: 23, G: 190, B: 207, A: 255},
 }
 
-// RunLabel names a run in a comparison: its target, as the docs call it.
-func RunLabel(r *Report) string {
-	if r.Target == string(target.Legacy) {
+// TargetLabel names a run's target in a comparison, as the docs do.
+func TargetLabel(t string) string {
+	if t == string(target.Legacy) {
 		return "as-is service"
 	}
-	return r.Target
+	return t
+}
+
+// Comparable says why runs of these scenarios, one per run, cannot be
+// drawn side by side (fewer than two, or of different scenarios), or nil.
+func Comparable(scenarios []string) error {
+	if len(scenarios) < 2 {
+		return errors.New("a comparison needs at least two runs")
+	}
+	for _, sc := range scenarios[1:] {
+		if sc != scenarios[0] {
+			return fmt.Errorf("the runs are of different scenarios (%s, %s): compare runs of one", scenarios[0], sc)
+		}
+	}
+	return nil
 }
 
 // WriteComparison draws runs (at least two, of one scenario) on shared
@@ -52,13 +66,12 @@ func RunLabel(r *Report) string {
 // run measured its processes' CPU, prefix+CompareCPU. It returns the files
 // written.
 func WriteComparison(runs []*Report, prefix string) ([]string, error) {
-	if len(runs) < 2 {
-		return nil, errors.New("a comparison needs at least two runs")
+	scenarios := make([]string, len(runs))
+	for i, r := range runs {
+		scenarios[i] = r.Scenario
 	}
-	for _, r := range runs[1:] {
-		if r.Scenario != runs[0].Scenario {
-			return nil, fmt.Errorf("the runs are of different scenarios (%s, %s): compare runs of one", runs[0].Scenario, r.Scenario)
-		}
+	if err := Comparable(scenarios); err != nil {
+		return nil, err
 	}
 	var files []string
 	for _, f := range []struct {
@@ -146,8 +159,8 @@ func compareThroughput(runs []*Report) (*plot.Plot, error) {
 		}
 		c := runColors[i%len(runColors)]
 		ss = append(ss,
-			series{name: RunLabel(r) + ": answered 2xx", color: c, points: true, xys: ok},
-			series{name: RunLabel(r) + ": executed", color: c, dashed: true, xys: executed})
+			series{name: TargetLabel(r.Target) + ": answered 2xx", color: c, points: true, xys: ok},
+			series{name: TargetLabel(r.Target) + ": executed", color: c, dashed: true, xys: executed})
 	}
 	if hi == 0 {
 		return nil, nil
@@ -175,7 +188,7 @@ func compareLatency(runs []*Report) (*plot.Plot, error) {
 				lo, hi = math.Min(lo, s.Writes.P99), math.Max(hi, s.Writes.P99)
 			}
 		}
-		ss = append(ss, series{name: RunLabel(r) + fmt.Sprintf(" (whole run p99 %.1f ms)", r.Result.Writes.Latency.P99),
+		ss = append(ss, series{name: TargetLabel(r.Target) + fmt.Sprintf(" (whole run p99 %.1f ms)", r.Result.Writes.Latency.P99),
 			color: runColors[i%len(runColors)], points: true, xys: xys})
 	}
 	if hi == 0 {
@@ -229,7 +242,7 @@ func compareCPU(runs []*Report) (*plot.Plot, error) {
 		if procs == nil {
 			return nil, nil
 		}
-		bars[i] = Bar{Label: RunLabel(r), Top: fmt.Sprintf("%.2f ms", total)}
+		bars[i] = Bar{Label: TargetLabel(r.Target), Top: fmt.Sprintf("%.2f ms", total)}
 		for _, p := range procs {
 			bars[i].Parts = append(bars[i].Parts, Part{Name: p.Name, Value: p.Ms})
 		}

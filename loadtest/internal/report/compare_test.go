@@ -98,12 +98,12 @@ func TestWriteComparisonRefuses(t *testing.T) {
 	}
 }
 
-func TestRunLabel(t *testing.T) {
+func TestTargetLabel(t *testing.T) {
 	t.Parallel()
-	if got := report.RunLabel(judged(target.Legacy)); got != "as-is service" {
+	if got := report.TargetLabel(string(target.Legacy)); got != "as-is service" {
 		t.Errorf("legacy: %q", got)
 	}
-	if got := report.RunLabel(judged(target.Pipeline)); got != "pipeline" {
+	if got := report.TargetLabel(string(target.Pipeline)); got != "pipeline" {
 		t.Errorf("pipeline: %q", got)
 	}
 }
