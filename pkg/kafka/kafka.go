@@ -22,7 +22,9 @@ const (
 	TopicRequested = "payments.requested"
 	// TopicOutcomes carries PaymentOutcome, from the dispatcher to the status consumer.
 	TopicOutcomes = "payments.outcomes"
-	// TopicEvents carries PaymentEvent, from the status consumer to push and webhooks.
+	// TopicEvents carries PaymentEvent, from the status consumer (and, through the
+	// outbox, the gateway's accepted events and the reconciler's resolutions) to push
+	// and webhooks.
 	TopicEvents = "payments.events"
 )
 
