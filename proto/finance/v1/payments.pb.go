@@ -94,7 +94,7 @@ type PaymentRequested struct {
 	MerchantId int64                  `protobuf:"varint,3,opt,name=merchant_id,json=merchantId,proto3" json:"merchant_id,omitempty"`
 	// Signed minor units: negative pays a merchant, positive adds funds.
 	Amount int64 `protobuf:"varint,4,opt,name=amount,proto3" json:"amount,omitempty"`
-	// The client's Idempotency-Key; the processor is sent the payment id instead.
+	// The client's Idempotency-Key; the processor is sent payment-<uid> instead.
 	IdempotencyKey string                 `protobuf:"bytes,5,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
 	CreatedAt      *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
 	// The payment's globally unique id (UUIDv7, canonical text form): the
