@@ -148,7 +148,8 @@ const (
 		"  Draws two or more runs of one scenario side by side, from their results.json. Payment runs:\n" +
 		"  PREFIX" + report.CompareThroughput + ", PREFIX" + report.CompareLatency + " and, when every run measured its\n" +
 		"  processes' CPU, PREFIX" + report.CompareCPU + ". Read runs (read-max, read-users): PREFIX" + reads.CompareReads + "\n" +
-		"  and PREFIX" + reads.CompareCPU + ". Give the as-is service's run first."
+		"  and PREFIX" + reads.CompareCPU + ". Hostile runs, one or more: PREFIX" + reads.ComparePhases + ", the victims' p99\n" +
+		"  in each phase. Give the as-is service's run first."
 )
 
 // onlyPaths reports whether args hold no flags. --help and -h print usage
@@ -236,8 +237,8 @@ func compareCommand(args []string, env Env) error {
 	if *out == "" {
 		return usagef("--out is required: the plots' path prefix, such as docs/loadtest/s22-burst\n%s", compareUsage)
 	}
-	if fs.NArg() < 2 {
-		return usagef("compare wants two or more run directories, got %d\n%s", fs.NArg(), compareUsage)
+	if fs.NArg() < 2 && !(fs.NArg() == 1 && reads.IsHostileReport(fs.Arg(0))) {
+		return usagef("compare wants two or more run directories (or one hostile run), got %d\n%s", fs.NArg(), compareUsage)
 	}
 	files, err := compareRuns(fs.Args(), *out)
 	if err != nil {
@@ -250,14 +251,23 @@ func compareCommand(args []string, env Env) error {
 }
 
 // compareRuns draws the runs in dirs side by side: payment runs with
-// report.WriteComparison, read runs with reads.WriteComparison; the two
-// kinds, or a hostile run, cannot be compared.
+// report.WriteComparison, read runs with reads.WriteComparison, hostile
+// runs with reads.WriteHostileComparison; runs of two kinds cannot be
+// compared.
 func compareRuns(dirs []string, prefix string) ([]string, error) {
 	var payments []*report.Report
 	var readRuns []*reads.Report
+	var hostile []*reads.HostileReport
+	var hostileNames []string
 	for _, dir := range dirs {
 		if reads.IsHostileReport(dir) {
-			return nil, fmt.Errorf("%s is a hostile run: its summary.md compares its own phases", dir)
+			r, err := reads.ReadHostileReport(dir)
+			if err != nil {
+				return nil, err
+			}
+			hostile = append(hostile, r)
+			hostileNames = append(hostileNames, filepath.Base(filepath.Clean(dir)))
+			continue
 		}
 		if r, err := reads.ReadReport(dir); err == nil {
 			readRuns = append(readRuns, r)
@@ -269,9 +279,17 @@ func compareRuns(dirs []string, prefix string) ([]string, error) {
 		}
 		payments = append(payments, r)
 	}
+	kinds := 0
+	for _, n := range []int{len(payments), len(readRuns), len(hostile)} {
+		if n > 0 {
+			kinds++
+		}
+	}
 	switch {
-	case len(payments) > 0 && len(readRuns) > 0:
-		return nil, errors.New("the runs mix payment runs and read runs: compare runs of one scenario")
+	case kinds > 1:
+		return nil, errors.New("the runs mix payment, read and hostile runs: compare runs of one scenario")
+	case len(hostile) > 0:
+		return reads.WriteHostileComparison(hostile, hostileNames, prefix)
 	case len(readRuns) > 0:
 		return reads.WriteComparison(readRuns, prefix)
 	}

@@ -86,7 +86,7 @@ func TestBadInvocationsStopAtOnce(t *testing.T) {
 		{"table with a flag", []string{"table", "--sort", "x"}, []string{`unknown flag "--sort"`}},
 		{"report with a flag", []string{"report", "-o", "x"}, []string{`unknown flag "-o"`}},
 		{"compare without --out", []string{"compare", "a", "b"}, []string{"--out is required"}},
-		{"compare one run", []string{"compare", "--out", "x", "a"}, []string{"two or more run directories, got 1"}},
+		{"compare one run", []string{"compare", "--out", "x", "a"}, []string{"two or more run directories (or one hostile run), got 1"}},
 		{"compare with an unknown flag", []string{"compare", "--outt", "x"}, []string{"outt"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -267,7 +267,16 @@ func TestCompareKinds(t *testing.T) {
 		!strings.Contains(r.stdout, prefix+"-reads.png") || !strings.Contains(r.stdout, prefix+"-cpu.png") {
 		t.Errorf("read runs: exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
 	}
-	if r := run(t, "compare", "--out", prefix, asIs, payment); r.code != exitFailed || !strings.Contains(r.stderr, "mix payment runs and read runs") {
+	if r := run(t, "compare", "--out", prefix, asIs, payment); r.code != exitFailed || !strings.Contains(r.stderr, "mix payment, read and hostile runs") {
 		t.Errorf("mixed kinds: exit %d, stderr %q", r.code, r.stderr)
+	}
+	// One hostile run alone is drawn: its own quiet and hostile phases.
+	hostile := runDir(`{"kind":"hostile","scenario":"hostile","target":"pipeline","p99_ratio":1.1,"result":{"phases":[` +
+		`{"index":0,"hostile":false,"victims":{"count":10,"p99_ms":4}},{"index":1,"hostile":true,"victims":{"count":10,"p99_ms":5}}]}}`)
+	if r := run(t, "compare", "--out", prefix, hostile); r.code != 0 || !strings.Contains(r.stdout, prefix+"-phases.png") {
+		t.Errorf("one hostile run: exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+	}
+	if r := run(t, "compare", "--out", prefix, asIs); r.code != exitUsage {
+		t.Errorf("one read run: exit %d, want %d", r.code, exitUsage)
 	}
 }

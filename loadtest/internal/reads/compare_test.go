@@ -65,3 +65,59 @@ func TestWriteComparison(t *testing.T) {
 		t.Errorf("two scenarios: err %v", err)
 	}
 }
+
+func hostileRun(p99s ...float64) *reads.HostileReport {
+	r := &reads.HostileReport{Kind: reads.Hostile, Scenario: reads.Hostile, Target: "pipeline", Result: &reads.HostileResult{}, P99Ratio: 1.05}
+	for i, p := range p99s {
+		r.Result.Phases = append(r.Result.Phases, reads.PhaseResult{Index: i, Hostile: i%2 == 1, Victims: reads.Latency{Count: 100, P99: p}})
+	}
+	return r
+}
+
+func TestWriteHostileComparison(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	prefix := filepath.Join(dir, "hostile")
+	files, err := reads.WriteHostileComparison([]*reads.HostileReport{hostileRun(4, 5, 4, 5), hostileRun(5, 40, 6, 30)}, []string{"calm", "steal"}, prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) != 1 || files[0] != prefix+reads.ComparePhases {
+		t.Fatalf("files %v, want %s", files, prefix+reads.ComparePhases)
+	}
+	if b, err := os.ReadFile(files[0]); err != nil || !bytes.HasPrefix(b, []byte("\x89PNG")) {
+		t.Errorf("%s is not a PNG (err %v)", files[0], err)
+	}
+	// One run alone is drawn too: its quiet and hostile phases are the comparison.
+	if _, err := reads.WriteHostileComparison([]*reads.HostileReport{hostileRun(4, 5)}, []string{"one"}, filepath.Join(dir, "one")); err != nil {
+		t.Errorf("one run: %v", err)
+	}
+	for _, tc := range []struct {
+		name string
+		runs []*reads.HostileReport
+		want string
+	}{
+		{"phase counts differ", []*reads.HostileReport{hostileRun(4, 5, 4, 5), hostileRun(4, 5)}, "has 2 phases"},
+		{"sides differ", []*reads.HostileReport{hostileRun(4, 5), func() *reads.HostileReport {
+			r := hostileRun(4, 5)
+			r.Result.Phases[0].Hostile = true
+			return r
+		}()}, "phase 1 is not of"},
+	} {
+		_, err := reads.WriteHostileComparison(tc.runs, []string{"a", "b"}, filepath.Join(dir, "x"))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: err %v, want %q", tc.name, err, tc.want)
+		}
+	}
+}
+
+func TestReadHostileReportRefusesOtherRuns(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "results.json")
+	if err := os.WriteFile(path, []byte(`{"kind":"reads","scenario":"read-max","result":{}}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := reads.ReadHostileReport(path); err == nil || !strings.Contains(err.Error(), "not a hostile run") {
+		t.Errorf("a read run read as hostile: %v", err)
+	}
+}

@@ -136,16 +136,10 @@ func round2(v float64) float64 { return math.Round(v*100) / 100 }
 
 // ReadReport reads a read run's results.json (or its directory).
 func ReadReport(path string) (*Report, error) {
-	if st, err := os.Stat(path); err == nil && st.IsDir() {
-		path = filepath.Join(path, "results.json")
-	}
-	b, err := os.ReadFile(path)
+	var r Report
+	path, err := readResults(path, &r)
 	if err != nil {
 		return nil, err
-	}
-	var r Report
-	if err := json.Unmarshal(b, &r); err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	if r.Kind != "reads" || r.Result == nil {
 		return nil, fmt.Errorf("%s is not a read run's results.json", path)
@@ -237,4 +231,20 @@ func (r *Report) Summary() string {
 	}
 	b.WriteString(" (the database's counters include the long-polls' and streams' reads)\n")
 	return b.String()
+}
+
+// readResults decodes the results.json at path, or in the run directory
+// path, into v, and returns the file's path.
+func readResults(path string, v any) (string, error) {
+	if st, err := os.Stat(path); err == nil && st.IsDir() {
+		path = filepath.Join(path, "results.json")
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return path, err
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return path, fmt.Errorf("%s: %w", path, err)
+	}
+	return path, nil
 }

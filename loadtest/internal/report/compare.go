@@ -106,15 +106,22 @@ func SavePlot(p *plot.Plot, name string) error {
 	return nil
 }
 
-func newComparePlot(runs []*Report, title, ylabel string) *plot.Plot {
+// newTitledPlot is an empty plot with its title, its y axis's label, a
+// grid, and the legend at the top right.
+func newTitledPlot(title, ylabel string) *plot.Plot {
 	p := plot.New()
-	p.Title.Text = fmt.Sprintf("%s — %s", title, runs[0].Scenario)
-	p.X.Label.Text = "seconds since start"
-	p.X.Tick.Marker = plainTicks{}
+	p.Title.Text = title
 	p.Y.Label.Text = ylabel
 	p.Legend.Top = true
 	p.Legend.Left = false
 	p.Add(plotter.NewGrid())
+	return p
+}
+
+func newComparePlot(runs []*Report, title, ylabel string) *plot.Plot {
+	p := newTitledPlot(fmt.Sprintf("%s — %s", title, runs[0].Scenario), ylabel)
+	p.X.Label.Text = "seconds since start"
+	p.X.Tick.Marker = plainTicks{}
 	return p
 }
 
@@ -284,12 +291,7 @@ func StackedBars(title, ylabel string, bars []Bar) (*plot.Plot, error) {
 	if hi == 0 {
 		return nil, errors.New("nothing to draw: every bar is empty")
 	}
-	p := plot.New()
-	p.Title.Text = title
-	p.Y.Label.Text = ylabel
-	p.Legend.Top = true
-	p.Legend.Left = false
-	p.Add(plotter.NewGrid())
+	p := newTitledPlot(title, ylabel)
 	var below *plotter.BarChart
 	for k, name := range names {
 		values := make(plotter.Values, len(bars))
@@ -337,5 +339,36 @@ func StackedBars(title, ylabel string, bars []Bar) (*plot.Plot, error) {
 	p.NominalX(labels...)
 	p.Y.Min, p.Y.Max = 0, hi*1.25
 	p.X.Min, p.X.Max = -0.5, float64(len(bars))+1.5 // room on the right for the legend
+	return p, nil
+}
+
+// Line is one series of LinePlot: its values at x = 0, 1, ...
+type Line struct {
+	Name string
+	Y    []float64
+}
+
+// LinePlot draws lines, each with its points, over nominal x positions
+// named by xticks (x = 0 for the first), starting the y axis at 0.
+func LinePlot(title, ylabel string, xticks []string, lines []Line) (*plot.Plot, error) {
+	p := newTitledPlot(title, ylabel)
+	hi := 0.0
+	ss := make([]series, len(lines))
+	for i, l := range lines {
+		xys := make(plotter.XYs, len(l.Y))
+		for x, y := range l.Y {
+			xys[x] = plotter.XY{X: float64(x), Y: y}
+			hi = math.Max(hi, y)
+		}
+		ss[i] = series{name: l.Name, color: runColors[(i+1)%len(runColors)], points: true, xys: xys}
+	}
+	if hi == 0 {
+		return nil, errors.New("nothing to draw: every value is 0")
+	}
+	if err := addSeries(p, ss...); err != nil {
+		return nil, err
+	}
+	p.NominalX(xticks...)
+	p.Y.Min, p.Y.Max = 0, hi*1.45 // room above the data for the legend
 	return p, nil
 }
