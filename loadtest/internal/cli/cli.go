@@ -260,11 +260,7 @@ func compareRuns(dirs []string, prefix string) ([]string, error) {
 	var hostile []*reads.HostileReport
 	var hostileNames []string
 	for _, dir := range dirs {
-		if reads.IsHostileReport(dir) {
-			r, err := reads.ReadHostileReport(dir)
-			if err != nil {
-				return nil, err
-			}
+		if r, err := reads.ReadHostileReport(dir); err == nil {
 			hostile = append(hostile, r)
 			hostileNames = append(hostileNames, filepath.Base(filepath.Clean(dir)))
 			continue
