@@ -47,8 +47,8 @@ func WritePlots(r *Report, dir string) ([]string, error) {
 		if p == nil {
 			return nil
 		}
-		if err := p.Save(9*vg.Inch, 4*vg.Inch, filepath.Join(dir, name)); err != nil {
-			return fmt.Errorf("plot %s: %w", name, err)
+		if err := SavePlot(p, filepath.Join(dir, name)); err != nil {
+			return err
 		}
 		files = append(files, name)
 		return nil
@@ -75,13 +75,8 @@ func WritePlots(r *Report, dir string) ([]string, error) {
 }
 
 func newPlot(r *Report, title, ylabel string) *plot.Plot {
-	p := plot.New()
-	p.Title.Text = fmt.Sprintf("%s — %s → %s", title, r.Scenario, r.Target)
+	p := newTitledPlot(fmt.Sprintf("%s — %s → %s", title, r.Scenario, r.Target), ylabel)
 	p.X.Label.Text = "seconds since start"
-	p.Y.Label.Text = ylabel
-	p.Legend.Top = true
-	p.Legend.Left = false
-	p.Add(plotter.NewGrid())
 	return p
 }
 
