@@ -15,24 +15,9 @@ const (
 	CompareCPU   = "-cpu.png"
 )
 
-// CPUPerRead is the CPU each measured process of r used per 2xx read, in
-// microseconds, in r.CPU's order (one that could not be read is left out),
-// and their total. Nil when the run measured none or no read succeeded.
+// CPUPerRead is report.CPUPer in microseconds per 2xx read of r.
 func CPUPerRead(r *Report) ([]report.Part, float64) {
-	if len(r.CPU) == 0 || r.Result.OK == 0 {
-		return nil, 0
-	}
-	var parts []report.Part
-	total := 0.0
-	for _, c := range r.CPU {
-		if c.Err != "" {
-			continue
-		}
-		us := c.Seconds * 1e6 / float64(r.Result.OK)
-		parts = append(parts, report.Part{Name: c.Name, Value: us})
-		total += us
-	}
-	return parts, total
+	return report.CPUPer(r.CPU, r.Result.OK, 1e6)
 }
 
 // WriteComparison draws read runs (at least two, of one scenario) side by

@@ -208,36 +208,35 @@ func compareLatency(runs []*Report) (*plot.Plot, error) {
 	return p, nil
 }
 
-// ProcessMs is one process's CPU per accepted payment, in milliseconds.
-type ProcessMs struct {
-	Name string
-	Ms   float64
-}
-
-// CPUPerPayment is the CPU each measured process of r used per accepted
-// payment, in r.CPU's order (a process measured twice is summed, one that
-// could not be read is left out), and their total. Nil when the run
-// measured no process or accepted no payment.
-func CPUPerPayment(r *Report) ([]ProcessMs, float64) {
-	accepted := r.Result.Writes.ByClass[string(target.OK)]
-	if len(r.CPU) == 0 || accepted == 0 {
+// CPUPer is the CPU each measured process used per unit of work, in
+// cpu's order (a process measured twice is summed, one that could not be
+// read is left out), and their total: its seconds over count, times scale
+// (1e3 for milliseconds, 1e6 for microseconds). Nil when no process was
+// measured or count is 0.
+func CPUPer(cpu []ProcessCPU, count int64, scale float64) ([]Part, float64) {
+	if len(cpu) == 0 || count == 0 {
 		return nil, 0
 	}
-	var out []ProcessMs
+	var out []Part
 	total := 0.0
-	for _, c := range r.CPU {
+	for _, c := range cpu {
 		if c.Err != "" {
 			continue
 		}
-		ms := c.Seconds * 1000 / float64(accepted)
-		total += ms
-		if i := slices.IndexFunc(out, func(p ProcessMs) bool { return p.Name == c.Name }); i >= 0 {
-			out[i].Ms += ms
+		v := c.Seconds * scale / float64(count)
+		total += v
+		if i := slices.IndexFunc(out, func(p Part) bool { return p.Name == c.Name }); i >= 0 {
+			out[i].Value += v
 			continue
 		}
-		out = append(out, ProcessMs{Name: c.Name, Ms: ms})
+		out = append(out, Part{Name: c.Name, Value: v})
 	}
 	return out, total
+}
+
+// CPUPerPayment is CPUPer in milliseconds per accepted payment of r.
+func CPUPerPayment(r *Report) ([]Part, float64) {
+	return CPUPer(r.CPU, r.Result.Writes.ByClass[string(target.OK)], 1e3)
 }
 
 // compareCPU is one bar per run: the CPU its processes used per accepted
@@ -245,14 +244,11 @@ func CPUPerPayment(r *Report) ([]ProcessMs, float64) {
 func compareCPU(runs []*Report) (*plot.Plot, error) {
 	bars := make([]Bar, len(runs))
 	for i, r := range runs {
-		procs, total := CPUPerPayment(r)
-		if procs == nil {
+		parts, total := CPUPerPayment(r)
+		if parts == nil {
 			return nil, nil
 		}
-		bars[i] = Bar{Label: TargetLabel(r.Target), Top: fmt.Sprintf("%.2f ms", total)}
-		for _, p := range procs {
-			bars[i].Parts = append(bars[i].Parts, Part{Name: p.Name, Value: p.Ms})
-		}
+		bars[i] = Bar{Label: TargetLabel(r.Target), Top: fmt.Sprintf("%.2f ms", total), Parts: parts}
 	}
 	return StackedBars("CPU per accepted payment, every measured process — "+runs[0].Scenario,
 		"milliseconds of CPU per payment", bars)

@@ -32,7 +32,7 @@ func TestCPUPerPayment(t *testing.T) {
 		report.ProcessCPU{Name: "dispatcher", Err: "connection refused"},
 	)
 	got, total := report.CPUPerPayment(r)
-	want := []report.ProcessMs{{Name: "gateway", Ms: 20}, {Name: "postgres", Ms: 40}}
+	want := []report.Part{{Name: "gateway", Value: 20}, {Name: "postgres", Value: 40}}
 	if diff := cmp.Diff(want, got); diff != "" || total != 60 {
 		t.Errorf("total %v, want 60; (-want +got):\n%s", total, diff)
 	}
